@@ -1,0 +1,185 @@
+# shmkit — GNU Make build. See README.md: `make demo` runs the demo, `make check` runs
+# every test (installing missing Debian packages first when run as root).
+
+VERSION   := 0.1.0
+SOVERSION := 0
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+DESTDIR    ?=
+
+# SAN selects an instrumented build in its own directory: asan (ASan+UBSan) or tsan.
+SAN ?=
+ifeq ($(SAN),)
+O        := build
+SANFLAGS :=
+else ifeq ($(SAN),asan)
+O        := build-asan
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else ifeq ($(SAN),tsan)
+O        := build-tsan
+SANFLAGS := -fsanitize=thread
+else
+$(error SAN must be empty, asan or tsan)
+endif
+
+CC     ?= cc
+CFLAGS ?= -O2 -g
+WARN   := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+          -Wmissing-prototypes -Wno-missing-field-initializers
+CPPFLAGS_ALL := -Iinclude -Isrc -D_GNU_SOURCE
+CFLAGS_ALL   := -std=c11 $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP
+LDLIBS_ALL   := -lpthread
+
+LIB_SRCS   := $(wildcard src/*.c)
+LIB_OBJS   := $(LIB_SRCS:src/%.c=$(O)/lib/%.o)
+CLI_SRCS   := $(wildcard cli/*.c)
+CLI_OBJS   := $(CLI_SRCS:cli/%.c=$(O)/cli/%.o)
+TEST_COMMON_SRCS := tests/testutil.c
+TEST_SRCS  := $(filter-out $(TEST_COMMON_SRCS),$(wildcard tests/*.c))
+TEST_BINS  := $(TEST_SRCS:tests/%.c=$(O)/tests/%)
+TEST_COMMON_OBJS := $(TEST_COMMON_SRCS:tests/%.c=$(O)/tests/%.o)
+# bench/common.c and bench/lib/*.c hold the measuring code (no main): they are linked into
+# every bench/X driver and into the CLI, so `shmkit bench` and `make bench` share it.
+BENCH_COMMON_SRCS := $(wildcard bench/common.c bench/lib/*.c)
+BENCH_SRCS := $(filter-out $(BENCH_COMMON_SRCS),$(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(O)/bench/%)
+BENCH_COMMON_OBJS := $(BENCH_COMMON_SRCS:bench/%.c=$(O)/bench/%.o)
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(O)/examples/%)
+
+SONAME   := libshmkit.so.$(SOVERSION)
+SHLIB    := $(O)/libshmkit.so.$(VERSION)
+STATICLIB := $(O)/libshmkit.a
+CLI      := $(O)/shmkit
+
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+
+.PHONY: all lib cli tests benches examples check test-run stress demo bench install uninstall \
+        check-install deps deps-build clean
+
+all: lib cli examples
+
+lib: $(SHLIB) $(STATICLIB)
+cli: $(CLI)
+tests: $(TEST_BINS)
+benches: $(BENCH_BINS)
+examples: $(EXAMPLE_BINS)
+
+$(O)/lib/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) -DSHMKIT_BUILDING $(CFLAGS_ALL) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(SHLIB): $(LIB_OBJS) src/libshmkit.map
+	$(CC) $(CFLAGS_ALL) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libshmkit.map \
+	  -Wl,-z,defs -o $@ $(LIB_OBJS) $(LDLIBS_ALL)
+	ln -sf libshmkit.so.$(VERSION) $(O)/$(SONAME)
+	ln -sf $(SONAME) $(O)/libshmkit.so
+
+$(STATICLIB): $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+# The CLI, tests, benchmarks and examples link the static library, so they run from the
+# build tree without LD_LIBRARY_PATH. They see only the public headers (the tests may
+# include src/ internals: the ring and layout unit tests need them).
+$(O)/cli/%.o: cli/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
+
+$(CLI): $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB)
+	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB) $(LDLIBS_ALL) -lm
+
+$(O)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) -Itests $(CHECK_CFLAGS) $(CFLAGS_ALL) -c $< -o $@
+
+$(O)/tests/%: $(O)/tests/%.o $(TEST_COMMON_OBJS) $(STATICLIB)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(TEST_COMMON_OBJS) $(STATICLIB) $(CHECK_LIBS) $(LDLIBS_ALL)
+
+$(O)/bench/%.o: bench/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) -Ibench $(CFLAGS_ALL) -c $< -o $@
+
+$(O)/bench/%: $(O)/bench/%.o $(BENCH_COMMON_OBJS) $(STATICLIB)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BENCH_COMMON_OBJS) $(STATICLIB) $(LDLIBS_ALL) -lm
+
+$(O)/examples/%: examples/%.c $(STATICLIB)
+	@mkdir -p $(@D)
+	$(CC) -Iinclude $(CFLAGS_ALL) -D_GNU_SOURCE -o $@ $< $(STATICLIB) $(LDLIBS_ALL)
+
+# --- packages ---------------------------------------------------------------------------
+BUILD_PKGS := gcc make libc6-dev pkg-config
+CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev
+
+deps-build:
+	@tools/deps.sh $(BUILD_PKGS)
+deps:
+	@tools/deps.sh $(CHECK_PKGS)
+
+# --- the two commands -------------------------------------------------------------------
+demo: deps-build
+	@$(MAKE) --no-print-directory -s all
+	@$(CLI) demo
+
+# make check: plain build, then ASan+UBSan, then TSan, then a consumer built against the
+# installed library through pkg-config. Each suite runs every test in its own forked
+# process with a timeout (Check), so a crash or hang fails by name.
+check: deps
+	@$(MAKE) --no-print-directory -j2 all tests
+	@tools/run-tests.sh $(O) $(TEST_BINS)
+	@$(MAKE) --no-print-directory -j2 SAN=asan all tests
+	@tools/run-tests.sh build-asan $(TEST_BINS:$(O)/%=build-asan/%)
+	@$(MAKE) --no-print-directory -j2 SAN=tsan all tests
+	@tools/run-tests.sh build-tsan $(TEST_BINS:$(O)/%=build-tsan/%)
+	@$(MAKE) --no-print-directory check-install
+
+# Runs the suites of the current build only (e.g. make test-run SAN=asan).
+test-run: tests all
+	@tools/run-tests.sh $(O) $(TEST_BINS)
+
+# The opt-in stress tier: the same suites with SHMKIT_STRESS=1 (longer, more repetitions).
+stress: deps
+	@$(MAKE) --no-print-directory -j2 all tests
+	@SHMKIT_STRESS=1 tools/run-tests.sh $(O) $(TEST_BINS)
+
+check-install: lib cli
+	@tools/check-install.sh
+
+bench: deps-build
+	@$(MAKE) --no-print-directory -j2 all benches
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+
+# --- install ----------------------------------------------------------------------------
+$(O)/shmkit.pc: shmkit.pc.in Makefile
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+install: lib cli $(O)/shmkit.pc
+	install -d $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 include/shmkit.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/shmkit/*.h $(DESTDIR)$(INCLUDEDIR)/shmkit/
+	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf libshmkit.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libshmkit.so
+	install -m 644 $(STATICLIB) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(O)/shmkit.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
+	install -m 644 man/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
+
+uninstall:
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(INCLUDEDIR)/shmkit.h
+	rm -f $(DESTDIR)$(LIBDIR)/libshmkit.* $(DESTDIR)$(LIBDIR)/pkgconfig/shmkit.pc
+	rm -f $(DESTDIR)$(BINDIR)/shmkit $(DESTDIR)$(MANDIR)/man1/shmkit*.1 $(DESTDIR)$(MANDIR)/man3/shmkit*.3
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(wildcard $(O)/*/*.d $(O)/*/*/*.d)

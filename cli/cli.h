@@ -1,0 +1,177 @@
+/* shmkit CLI — what the subcommand files share.
+ *
+ * The tool is a table of commands (cli/main.c). Adding a command is one new file
+ * cli/<group>.c defining `int cli_cmd_<name>(const struct cli_cmd *, int, char **)`, its
+ * prototype below, and one row in cli_commands[] in cli/main.c. A handler receives argv with
+ * argv[0] = the command name, parses it with getopt_long (see cli_getopt_reset() and
+ * cli_bad_option()), and returns one of the exit codes below; it never calls exit().
+ *
+ * The CLI uses only the public API (<shmkit.h>): if it needs more, the library lacks it.
+ */
+#ifndef SHMKIT_CLI_H
+#define SHMKIT_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <shmkit.h>
+
+/* Exit codes: a contract with scripts (documented in shmkit(1)). */
+enum {
+	CLI_OK = 0,    /* success */
+	CLI_ERR = 1,   /* runtime error: one line on stderr naming the object and the reason */
+	CLI_USAGE = 2, /* usage error: unknown command/option, bad or missing argument */
+};
+
+struct cli_cmd {
+	const char *name;
+	/* argv[0] is the command name; returns CLI_OK, CLI_ERR or CLI_USAGE. */
+	int (*run)(const struct cli_cmd *cmd, int argc, char **argv);
+	const char *summary; /* one line for `shmkit --help` */
+	const char *usage;   /* the full text for `shmkit help CMD` / `shmkit CMD --help` */
+};
+
+/* The command table (cli/main.c), terminated by a row with name NULL. */
+extern const struct cli_cmd cli_commands[];
+
+/* --- command handlers ----------------------------------------------------------------- */
+
+/* cli/admin.c */
+int cli_cmd_ls(const struct cli_cmd *cmd, int argc, char **argv);
+int cli_cmd_stat(const struct cli_cmd *cmd, int argc, char **argv);
+int cli_cmd_rm(const struct cli_cmd *cmd, int argc, char **argv);
+int cli_cmd_gc(const struct cli_cmd *cmd, int argc, char **argv);
+/* cli/demo.c */
+int cli_cmd_demo(const struct cli_cmd *cmd, int argc, char **argv);
+
+/* --- diagnostics (cli/util.c) ------------------------------------------------------------ */
+
+/* Prints the command's usage text to `out`. */
+void cli_print_usage(const struct cli_cmd *cmd, FILE *out);
+
+/* Prints "shmkit: CMD: <message>" and the hint "Try 'shmkit CMD --help'." to stderr;
+ * returns CLI_USAGE. */
+int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Prints the one-line runtime error "shmkit: CMD: WHAT: <shmkit_strerror(err)>" to stderr;
+ * returns CLI_ERR. */
+int cli_error(const struct cli_cmd *cmd, const char *what, int err);
+
+/* Prints "shmkit: CMD: <message>" to stderr; returns CLI_ERR. */
+int cli_errorf(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* --- option parsing (cli/util.c) ----------------------------------------------------------- */
+
+/* Resets getopt_long() for a fresh argv. Call before each command's option loop, which must
+ * use an optstring starting with ':' (so a missing argument is reported as ':'). */
+void cli_getopt_reset(void);
+
+/* Reports the option getopt_long() just rejected (`c` is '?' or ':') as a usage error. */
+int cli_bad_option(const struct cli_cmd *cmd, int c, char **argv);
+
+/* Describes that rejection in `buf` ("unknown option '--bogus'", ...); returns buf. */
+const char *cli_getopt_problem(char *buf, size_t cap, int c, char **argv);
+
+/* Strict number parsing: the whole string must be a number in range — no blanks, no sign
+ * for unsigned values, nothing after it. Base 10, or 16 with a mandatory 0x prefix. Return
+ * 0 or -EINVAL (not a number) / -ERANGE (out of range). */
+int cli_parse_u64(const char *s, int base, uint64_t max, uint64_t *out);
+int cli_parse_int(const char *s, int min, int max, int *out);
+
+/* A System V key: decimal (INT32_MIN..INT32_MAX) or 0x hex (0x1..0xffffffff, taken as the
+ * 32-bit pattern). 0 (IPC_PRIVATE) is refused. */
+int cli_parse_sysv_key(const char *s, int32_t *out);
+
+/* "posix" or "sysv" (and "any"). */
+int cli_parse_backend(const char *s, uint32_t *out);
+
+/* The --backend/--sysv-key pair that stat and rm share: --sysv-key implies sysv, and
+ * contradicts --backend posix. Returns CLI_OK, or CLI_USAGE after reporting. */
+struct cli_target {
+	uint32_t backend;
+	int32_t sysv_key;
+	bool have_backend;
+	bool have_key;
+};
+int cli_target_option(const struct cli_cmd *cmd, struct cli_target *t, int c, const char *arg);
+int cli_target_finish(const struct cli_cmd *cmd, struct cli_target *t);
+
+/* Checks a segment name given on the command line; reports a usage error if invalid. */
+int cli_check_name(const struct cli_cmd *cmd, const char *name);
+
+/* Describes a target for messages: "NAME", "key 12345" or "NAME (key 12345)". */
+const char *cli_target_label(char *buf, size_t cap, const char *name, int32_t sysv_key);
+
+/* --- formatting (cli/util.c) --------------------------------------------------------------- */
+
+/* A short word for a segment status: "ok", "not-ready", "corrupt", "incompatible",
+ * "truncated", "foreign", "wrong-kind", "other-user", "no-access", "error". */
+const char *cli_status_word(int status);
+
+/* "ready", "initializing" or "unknown". */
+const char *cli_state_word(uint32_t state);
+
+/* Human-readable byte count: "512B", "4.0K", "1.5M", "12G". */
+const char *cli_human_size(char *buf, size_t cap, uint64_t bytes);
+
+/* The owner's user name, or the uid in decimal when it has none. */
+const char *cli_user_name(char *buf, size_t cap, uint32_t uid);
+
+/* CLOCK_REALTIME nanoseconds as ISO-8601 UTC ("2024-05-01T12:00:00Z"); NULL for 0. */
+const char *cli_iso_time(char *buf, size_t cap, uint64_t ns);
+
+/* Whether the segment's header was readable enough to trust its fields (kind, data size,
+ * creator): shmkit_segment_stat()/list() leave kind 0 otherwise. */
+static inline bool cli_info_trusted(const struct shmkit_segment_info *inf)
+{
+	return inf->kind != 0;
+}
+
+/* Writes `s` as a JSON string literal (quotes included): escapes quotes, backslashes and
+ * control characters, and replaces invalid UTF-8 with U+FFFD. */
+void cli_json_string(FILE *out, const char *s);
+
+/* --- key/value output ---------------------------------------------------------------------
+ * One object, written either as "key: value" lines (human) or as one JSON object. `stat`,
+ * `ls --json` and the kind hooks all describe segments through it, so the human and JSON
+ * views carry the same keys. A NULL string or cli_kv_null() is JSON null and "-" for humans.
+ */
+struct cli_kv {
+	FILE *out;
+	bool json;
+	int count; /* fields written so far */
+};
+
+void cli_kv_begin(struct cli_kv *kv, FILE *out, bool json);
+void cli_kv_end(struct cli_kv *kv);
+void cli_kv_str(struct cli_kv *kv, const char *key, const char *val);
+void cli_kv_i64(struct cli_kv *kv, const char *key, int64_t val);
+void cli_kv_u64(struct cli_kv *kv, const char *key, uint64_t val);
+void cli_kv_null(struct cli_kv *kv, const char *key);
+/* Bytes: JSON number; human "4096 (4.0K)". */
+void cli_kv_size(struct cli_kv *kv, const char *key, uint64_t val);
+/* Permission bits: JSON number; human octal "0600". */
+void cli_kv_mode(struct cli_kv *kv, const char *key, uint32_t val);
+/* 1/0/-1: JSON true/false/null; human yes/no/?. */
+void cli_kv_tristate(struct cli_kv *kv, const char *key, int val);
+
+/* Writes every generic field of a segment description (the keys of `shmkit ls --json`). */
+void cli_info_kv(struct cli_kv *kv, const struct shmkit_segment_info *inf);
+
+/* --- kind-specific stat detail (cli/admin.c) ------------------------------------------------
+ * `shmkit stat` prints the generic fields, then calls the hook registered for the segment's
+ * kind, if any, to append more fields to the same object (ring capacity, subscribers, table
+ * fill, ...). Hooks run only for valid segments (status 0). A hook that fails to open the
+ * segment should add a "detail_error" field rather than fail the command. To add one: write
+ * the function next to the kind's other CLI code and add a row to cli_stat_kind_hooks[] in
+ * cli/admin.c.
+ */
+struct cli_stat_kind_hook {
+	uint32_t kind; /* enum shmkit_kind; 0 ends the table */
+	void (*describe)(const struct shmkit_segment_info *inf, struct cli_kv *kv);
+};
+extern const struct cli_stat_kind_hook cli_stat_kind_hooks[];
+
+#endif

@@ -1,0 +1,43 @@
+/* shmkit CLI — `shmkit demo`: the producer/consumer example, run from the tool.
+ *
+ * The demo *is* examples/producer_consumer.c: that file is compiled into this one (without
+ * its main()), so the program users copy from and the one `shmkit demo` runs cannot drift
+ * apart. This file only parses the command line.
+ */
+#include <getopt.h>
+#include <limits.h>
+
+#include "cli.h"
+
+#define SHMKIT_EXAMPLE_NO_MAIN
+#define SHMKIT_EXAMPLE_PROG "shmkit: demo"
+#include "../examples/producer_consumer.c"
+
+int cli_cmd_demo(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"count", required_argument, NULL, 'n'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int count = 5;
+	int c;
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":n:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			if (cli_parse_int(optarg, 0, INT_MAX, &count) < 0)
+				return cli_usage_error(cmd, "invalid message count '%s' (0..%d)",
+						       optarg, INT_MAX);
+			break;
+		case 'h':
+			cli_print_usage(cmd, stdout);
+			return CLI_OK;
+		default:
+			return cli_bad_option(cmd, c, argv);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	return shmkit_example_producer_consumer(count) == 0 ? CLI_OK : CLI_ERR;
+}

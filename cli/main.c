@@ -1,0 +1,195 @@
+/* shmkit CLI — entry point and command table.
+ *
+ *   shmkit [--help | --version]
+ *   shmkit COMMAND [OPTIONS] [ARGS]
+ *   shmkit help [COMMAND]
+ *
+ * Each command lives in its own file (cli/admin.c, cli/demo.c, ...) and is one row of
+ * cli_commands[] below: name, handler, one-line summary, usage text. The handler owns its
+ * options, including --help. Exit codes (cli.h): 0 ok, 1 runtime error, 2 usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Usage texts: the first line is the synopsis; options follow, two-space indented. */
+static const char usage_demo[] =
+	"Usage: shmkit demo [--count N]\n"
+	"\n"
+	"Runs the producer/consumer example (examples/producer_consumer.c): a System V segment\n"
+	"at key 12345 holding two semaphores and a 100-byte message; the producer writes N\n"
+	"messages, the consumer (a forked child) prints them, then END. The segment is\n"
+	"removed right after creation, so nothing is left behind even if either side dies.\n"
+	"\n"
+	"Options:\n"
+	"  -n, --count N   number of messages (default 5, 0..2147483647)\n"
+	"  -h, --help      show this help\n";
+
+static const char usage_ls[] =
+	"Usage: shmkit ls [--json]\n"
+	"\n"
+	"Lists every shmkit segment (POSIX objects /dev/shm/shmkit.*, System V segments with a\n"
+	"shmkit header), corrupt ones included, with columns\n"
+	"NAME BACKEND KEY KIND SIZE MODE OWNER PID ALIVE ATTACHED STATUS.\n"
+	"\n"
+	"Options:\n"
+	"  -j, --json   print a JSON array of objects instead of a table\n"
+	"  -h, --help   show this help\n";
+
+static const char usage_stat[] =
+	"Usage: shmkit stat NAME [--json] [--backend posix|sysv] [--sysv-key KEY]\n"
+	"       shmkit stat --sysv-key KEY [--json]\n"
+	"\n"
+	"Describes one segment as 'key: value' lines. A corrupt or foreign segment is described\n"
+	"(exit 0) with its status; a missing one is an error (exit 1).\n"
+	"\n"
+	"Options:\n"
+	"  -j, --json             print one JSON object\n"
+	"  -b, --backend BACKEND  look only at posix or sysv segments\n"
+	"  -k, --sysv-key KEY     the System V segment at KEY (decimal or 0x hex)\n"
+	"  -h, --help             show this help\n";
+
+static const char usage_rm[] =
+	"Usage: shmkit rm NAME... [-v] [--backend posix|sysv]\n"
+	"       shmkit rm --sysv-key KEY [NAME] [-v]\n"
+	"\n"
+	"Removes segments by name (both backends unless --backend narrows it), or the System V\n"
+	"segment at KEY. A segment that is not a shmkit segment is never removed. Every name is\n"
+	"tried; each failure is reported on its own line and the exit status is 1.\n"
+	"\n"
+	"Options:\n"
+	"  -b, --backend BACKEND  remove only posix or only sysv segments\n"
+	"  -k, --sysv-key KEY     the System V segment at KEY (decimal or 0x hex)\n"
+	"  -v, --verbose          print a line for each segment removed\n"
+	"  -h, --help             show this help\n";
+
+static const char usage_gc[] =
+	"Usage: shmkit gc [--dry-run] [--json] [-v]\n"
+	"\n"
+	"Removes every segment whose creator is dead and that no process has attached or\n"
+	"mapped. Segments whose creator or attachments cannot be determined (e.g. a corrupt\n"
+	"header) are kept and reported with the reason.\n"
+	"\n"
+	"Options:\n"
+	"  -n, --dry-run   only report what would be removed\n"
+	"  -j, --json      print a JSON object (summary and one entry per segment)\n"
+	"  -v, --verbose   also report segments kept because their creator is alive\n"
+	"  -h, --help      show this help\n";
+
+const struct cli_cmd cli_commands[] = {
+	{"demo", cli_cmd_demo, "run the producer/consumer demo (System V key 12345)", usage_demo},
+	{"ls", cli_cmd_ls, "list shmkit segments", usage_ls},
+	{"stat", cli_cmd_stat, "describe one segment", usage_stat},
+	{"rm", cli_cmd_rm, "remove segments", usage_rm},
+	{"gc", cli_cmd_gc, "remove segments left behind by dead processes", usage_gc},
+	{NULL, NULL, NULL, NULL},
+};
+
+static const struct cli_cmd *find_cmd(const char *name)
+{
+	for (const struct cli_cmd *c = cli_commands; c->name; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+static void main_usage(FILE *out)
+{
+	fputs("Usage: shmkit COMMAND [OPTIONS] [ARGS]\n"
+	      "       shmkit help [COMMAND]\n"
+	      "       shmkit --version\n"
+	      "\n"
+	      "Shared-memory IPC for Linux: inspect and manage shmkit segments.\n"
+	      "\n"
+	      "Commands:\n",
+	      out);
+	size_t w = 0;
+	for (const struct cli_cmd *c = cli_commands; c->name; c++)
+		if (strlen(c->name) > w)
+			w = strlen(c->name);
+	for (const struct cli_cmd *c = cli_commands; c->name; c++)
+		fprintf(out, "  %-*s  %s\n", (int)w, c->name, c->summary);
+	fputs("\n"
+	      "Exit status: 0 success, 1 runtime error, 2 usage error.\n"
+	      "Run 'shmkit help COMMAND' or 'shmkit COMMAND --help' for a command's options.\n",
+	      out);
+}
+
+static int main_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int main_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("shmkit: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'shmkit --help'.\n", stderr);
+	return CLI_USAGE;
+}
+
+/* shmkit help [COMMAND] */
+static int help(int argc, char **argv)
+{
+	if (argc == 1) {
+		main_usage(stdout);
+		return CLI_OK;
+	}
+	if (argc > 2)
+		return main_usage_error("help: too many arguments (starting at '%s')", argv[2]);
+	const struct cli_cmd *cmd = find_cmd(argv[1]);
+	if (!cmd)
+		return main_usage_error("help: unknown command '%s'", argv[1]);
+	cli_print_usage(cmd, stdout);
+	return CLI_OK;
+}
+
+/* Output goes through stdio: a full disk or a closed pipe shows up only when the buffer is
+ * flushed, so check once at the end instead of after every printf. */
+static int finish(int rc)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (errno != EPIPE)
+			fprintf(stderr, "shmkit: write error: %s\n", strerror(errno));
+		return rc ? rc : CLI_ERR;
+	}
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+	cli_getopt_reset();
+	/* '+': stop at the command name; what follows belongs to the command. */
+	while ((c = getopt_long(argc, argv, "+:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			main_usage(stdout);
+			return finish(CLI_OK);
+		case 'V':
+			printf("shmkit %s\n", shmkit_version());
+			return finish(CLI_OK);
+		default: {
+			char msg[256];
+			return main_usage_error("%s", cli_getopt_problem(msg, sizeof msg, c, argv));
+		}
+		}
+	}
+	if (optind >= argc)
+		return main_usage_error("missing command");
+	const char *name = argv[optind];
+	if (strcmp(name, "help") == 0)
+		return finish(help(argc - optind, argv + optind));
+	const struct cli_cmd *cmd = find_cmd(name);
+	if (!cmd)
+		return main_usage_error("unknown command '%s'", name);
+	return finish(cmd->run(cmd, argc - optind, argv + optind));
+}

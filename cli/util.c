@@ -1,0 +1,530 @@
+/* shmkit CLI — helpers shared by the subcommands: diagnostics with the exit-code contract,
+ * strict option parsing, and the human/JSON output of segment descriptions. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+/* --- diagnostics ------------------------------------------------------------------------ */
+
+void cli_print_usage(const struct cli_cmd *cmd, FILE *out)
+{
+	fputs(cmd->usage, out);
+}
+
+int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "shmkit: %s: ", cmd->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'shmkit %s --help'.\n", cmd->name);
+	return CLI_USAGE;
+}
+
+int cli_error(const struct cli_cmd *cmd, const char *what, int err)
+{
+	fprintf(stderr, "shmkit: %s: %s: %s\n", cmd->name, what, shmkit_strerror(err));
+	return CLI_ERR;
+}
+
+int cli_errorf(const struct cli_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "shmkit: %s: ", cmd->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return CLI_ERR;
+}
+
+/* --- option parsing ------------------------------------------------------------------------ */
+
+void cli_getopt_reset(void)
+{
+	/* 0, not 1: makes glibc re-initialize its internal state (permutation, clusters). */
+	optind = 0;
+	opterr = 0;
+}
+
+const char *cli_getopt_problem(char *buf, size_t cap, int c, char **argv)
+{
+	/* What the user typed: after an error getopt_long() has usually moved optind past it.
+	 * For a short option optopt holds its character; for a long one optopt is 0 when the
+	 * name is unknown, or the option's value when it got an argument it does not take
+	 * ("--json=1") or lacks one. */
+	const char *typed = optind > 0 ? argv[optind - 1] : "?";
+	bool long_opt = typed[0] == '-' && typed[1] == '-';
+	if (c == ':') {
+		if (optopt && !long_opt)
+			snprintf(buf, cap, "option '-%c' requires an argument", optopt);
+		else
+			snprintf(buf, cap, "option '%s' requires an argument", typed);
+	} else if (optopt && long_opt && strchr(typed, '=')) {
+		snprintf(buf, cap, "option '%.*s' does not take an argument",
+			 (int)(strchr(typed, '=') - typed), typed);
+	} else if (optopt) {
+		snprintf(buf, cap, "unknown option '-%c'", optopt);
+	} else {
+		snprintf(buf, cap, "unknown option '%s'", typed);
+	}
+	return buf;
+}
+
+int cli_bad_option(const struct cli_cmd *cmd, int c, char **argv)
+{
+	char msg[256];
+	return cli_usage_error(cmd, "%s", cli_getopt_problem(msg, sizeof msg, c, argv));
+}
+
+static bool is_digit_in(char c, int base)
+{
+	if (c >= '0' && c <= '9')
+		return true;
+	return base == 16 && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
+}
+
+int cli_parse_u64(const char *s, int base, uint64_t max, uint64_t *out)
+{
+	if (!s || (base != 10 && base != 16))
+		return -EINVAL;
+	/* Base 16 wants the 0x prefix. Every remaining character must be a digit of the base:
+	 * strtoull() alone would accept leading blanks, a sign (negating the value) and a
+	 * second 0x. */
+	if (base == 16) {
+		if (s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))
+			return -EINVAL;
+		s += 2;
+	}
+	if (*s == '\0')
+		return -EINVAL;
+	for (const char *p = s; *p; p++)
+		if (!is_digit_in(*p, base))
+			return -EINVAL;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, base);
+	if (*end != '\0')
+		return -EINVAL;
+	if (errno == ERANGE || v > max)
+		return -ERANGE;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+int cli_parse_int(const char *s, int min, int max, int *out)
+{
+	if (!s)
+		return -EINVAL;
+	bool neg = s[0] == '-';
+	if (neg && min >= 0)
+		return cli_parse_u64(s + 1, 10, 0, &(uint64_t){0}) == -EINVAL ? -EINVAL : -ERANGE;
+	uint64_t mag;
+	int err = cli_parse_u64(s + neg, 10, neg ? (uint64_t)-(int64_t)min : (uint64_t)max, &mag);
+	if (err)
+		return err;
+	int64_t v = neg ? -(int64_t)mag : (int64_t)mag;
+	if (v < min || v > max)
+		return -ERANGE;
+	*out = (int)v;
+	return 0;
+}
+
+int cli_parse_sysv_key(const char *s, int32_t *out)
+{
+	int32_t key;
+	if (s && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		uint64_t v;
+		int err = cli_parse_u64(s, 16, UINT32_MAX, &v);
+		if (err)
+			return err;
+		/* The 32-bit pattern, as ipcs prints it. */
+		key = (int32_t)(uint32_t)v;
+	} else {
+		int v;
+		int err = cli_parse_int(s, INT32_MIN, INT32_MAX, &v);
+		if (err)
+			return err;
+		key = v;
+	}
+	if (key == 0)
+		return -EINVAL; /* IPC_PRIVATE: no key at all */
+	*out = key;
+	return 0;
+}
+
+int cli_parse_backend(const char *s, uint32_t *out)
+{
+	if (strcmp(s, "posix") == 0)
+		*out = SHMKIT_BACKEND_POSIX;
+	else if (strcmp(s, "sysv") == 0)
+		*out = SHMKIT_BACKEND_SYSV;
+	else if (strcmp(s, "any") == 0)
+		*out = SHMKIT_BACKEND_ANY;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int cli_target_option(const struct cli_cmd *cmd, struct cli_target *t, int c, const char *arg)
+{
+	if (c == 'b') {
+		if (cli_parse_backend(arg, &t->backend) < 0)
+			return cli_usage_error(cmd, "invalid backend '%s' (expected posix or sysv)",
+					       arg);
+		t->have_backend = true;
+	} else {
+		int err = cli_parse_sysv_key(arg, &t->sysv_key);
+		if (err)
+			return cli_usage_error(cmd,
+					       "invalid System V key '%s' (expected a non-zero "
+					       "32-bit number, decimal or 0x hex)",
+					       arg);
+		t->have_key = true;
+	}
+	return CLI_OK;
+}
+
+int cli_target_finish(const struct cli_cmd *cmd, struct cli_target *t)
+{
+	if (t->have_key) {
+		if (t->have_backend && t->backend != SHMKIT_BACKEND_SYSV &&
+		    t->backend != SHMKIT_BACKEND_ANY)
+			return cli_usage_error(cmd, "--sysv-key needs the sysv backend");
+		t->backend = SHMKIT_BACKEND_SYSV;
+	}
+	return CLI_OK;
+}
+
+int cli_check_name(const struct cli_cmd *cmd, const char *name)
+{
+	if (shmkit_name_valid(name) < 0)
+		return cli_usage_error(cmd,
+				       "invalid segment name '%s' (1..%d characters of A-Z a-z "
+				       "0-9 . _ -)",
+				       name, SHMKIT_NAME_MAX);
+	return CLI_OK;
+}
+
+const char *cli_target_label(char *buf, size_t cap, const char *name, int32_t sysv_key)
+{
+	if (name && sysv_key)
+		snprintf(buf, cap, "%s (key %" PRId32 ")", name, sysv_key);
+	else if (name)
+		snprintf(buf, cap, "%s", name);
+	else
+		snprintf(buf, cap, "key %" PRId32, sysv_key);
+	return buf;
+}
+
+/* --- formatting ---------------------------------------------------------------------------- */
+
+const char *cli_status_word(int status)
+{
+	switch (status) {
+	case 0:
+		return "ok";
+	case -EAGAIN:
+		return "not-ready";
+	case -EBADMSG:
+		return "corrupt";
+	case -EPROTO:
+		return "incompatible";
+	case -ERANGE:
+		return "truncated";
+	case -ENOTUNIQ:
+		return "foreign";
+	case -EMEDIUMTYPE:
+		return "wrong-kind";
+	case -EPERM:
+		return "other-user";
+	case -EACCES:
+		return "no-access";
+	default:
+		return "error";
+	}
+}
+
+const char *cli_state_word(uint32_t state)
+{
+	switch (state) {
+	case SHMKIT_SEG_READY:
+		return "ready";
+	case SHMKIT_SEG_INITIALIZING:
+		return "initializing";
+	default:
+		return "unknown";
+	}
+}
+
+const char *cli_human_size(char *buf, size_t cap, uint64_t bytes)
+{
+	static const char units[] = "KMGTPE";
+	if (bytes < 1024) {
+		snprintf(buf, cap, "%" PRIu64 "B", bytes);
+		return buf;
+	}
+	double v = (double)bytes;
+	int u = -1;
+	while (v >= 1024.0 && u < (int)sizeof units - 2) {
+		v /= 1024.0;
+		u++;
+	}
+	/* One decimal below 10, like ls -h; none above, where it would be noise. */
+	if (v < 9.95)
+		snprintf(buf, cap, "%.1f%c", v, units[u]);
+	else
+		snprintf(buf, cap, "%.0f%c", v, units[u]);
+	return buf;
+}
+
+const char *cli_user_name(char *buf, size_t cap, uint32_t uid)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024];
+	if (getpwuid_r((uid_t)uid, &pw, tmp, sizeof tmp, &res) == 0 && res && res->pw_name)
+		snprintf(buf, cap, "%s", res->pw_name);
+	else
+		snprintf(buf, cap, "%" PRIu32, uid);
+	return buf;
+}
+
+const char *cli_iso_time(char *buf, size_t cap, uint64_t ns)
+{
+	if (ns == 0)
+		return NULL;
+	time_t t = (time_t)(ns / 1000000000u);
+	struct tm tm;
+	if (!gmtime_r(&t, &tm) || strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return NULL;
+	return buf;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t n;
+	uint32_t cp;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0; /* also stops at the terminating NUL */
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	/* Overlong forms, UTF-16 surrogates and code points above U+10FFFF are invalid. */
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+void cli_json_string(FILE *out, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	fputc('"', out);
+	while (*p) {
+		unsigned char c = *p;
+		if (c == '"' || c == '\\') {
+			fputc('\\', out);
+			fputc(c, out);
+			p++;
+		} else if (c < 0x20) {
+			switch (c) {
+			case '\n':
+				fputs("\\n", out);
+				break;
+			case '\t':
+				fputs("\\t", out);
+				break;
+			case '\r':
+				fputs("\\r", out);
+				break;
+			default:
+				fprintf(out, "\\u%04x", c);
+				break;
+			}
+			p++;
+		} else {
+			size_t n = utf8_len(p);
+			if (n == 0) {
+				fputs("\\ufffd", out);
+				p++;
+			} else {
+				fwrite(p, 1, n, out);
+				p += n;
+			}
+		}
+	}
+	fputc('"', out);
+}
+
+/* --- key/value output ---------------------------------------------------------------------- */
+
+void cli_kv_begin(struct cli_kv *kv, FILE *out, bool json)
+{
+	kv->out = out;
+	kv->json = json;
+	kv->count = 0;
+	if (json)
+		fputc('{', out);
+}
+
+void cli_kv_end(struct cli_kv *kv)
+{
+	if (kv->json)
+		fputc('}', kv->out);
+}
+
+/* Writes the key and separator; the caller writes the value (and, for humans, '\n'). */
+static void kv_key(struct cli_kv *kv, const char *key)
+{
+	if (kv->json) {
+		if (kv->count)
+			fputc(',', kv->out);
+		cli_json_string(kv->out, key);
+		fputc(':', kv->out);
+	} else {
+		fprintf(kv->out, "%s: ", key);
+	}
+	kv->count++;
+}
+
+static void kv_done(struct cli_kv *kv)
+{
+	if (!kv->json)
+		fputc('\n', kv->out);
+}
+
+void cli_kv_str(struct cli_kv *kv, const char *key, const char *val)
+{
+	kv_key(kv, key);
+	if (kv->json) {
+		if (val)
+			cli_json_string(kv->out, val);
+		else
+			fputs("null", kv->out);
+	} else {
+		fputs(val && *val ? val : "-", kv->out);
+	}
+	kv_done(kv);
+}
+
+void cli_kv_i64(struct cli_kv *kv, const char *key, int64_t val)
+{
+	kv_key(kv, key);
+	fprintf(kv->out, "%" PRId64, val);
+	kv_done(kv);
+}
+
+void cli_kv_u64(struct cli_kv *kv, const char *key, uint64_t val)
+{
+	kv_key(kv, key);
+	fprintf(kv->out, "%" PRIu64, val);
+	kv_done(kv);
+}
+
+void cli_kv_null(struct cli_kv *kv, const char *key)
+{
+	cli_kv_str(kv, key, NULL);
+}
+
+void cli_kv_size(struct cli_kv *kv, const char *key, uint64_t val)
+{
+	kv_key(kv, key);
+	if (kv->json) {
+		fprintf(kv->out, "%" PRIu64, val);
+	} else {
+		char h[32];
+		fprintf(kv->out, "%" PRIu64 " (%s)", val, cli_human_size(h, sizeof h, val));
+	}
+	kv_done(kv);
+}
+
+void cli_kv_mode(struct cli_kv *kv, const char *key, uint32_t val)
+{
+	kv_key(kv, key);
+	fprintf(kv->out, kv->json ? "%" PRIu32 : "%04" PRIo32, val);
+	kv_done(kv);
+}
+
+void cli_kv_tristate(struct cli_kv *kv, const char *key, int val)
+{
+	kv_key(kv, key);
+	if (kv->json)
+		fputs(val > 0 ? "true" : val == 0 ? "false" : "null", kv->out);
+	else
+		fputs(val > 0 ? "yes" : val == 0 ? "no" : "?", kv->out);
+	kv_done(kv);
+}
+
+void cli_info_kv(struct cli_kv *kv, const struct shmkit_segment_info *inf)
+{
+	char buf[64];
+	bool trusted = cli_info_trusted(inf);
+	bool sysv = inf->backend == SHMKIT_BACKEND_SYSV;
+
+	cli_kv_str(kv, "name", inf->name);
+	cli_kv_str(kv, "backend", shmkit_backend_name(inf->backend));
+	if (sysv) {
+		cli_kv_i64(kv, "sysv_key", inf->sysv_key);
+		cli_kv_i64(kv, "sysv_id", inf->sysv_id);
+	} else {
+		cli_kv_null(kv, "sysv_key");
+		cli_kv_null(kv, "sysv_id");
+	}
+	cli_kv_str(kv, "kind", trusted ? shmkit_kind_name(inf->kind) : NULL);
+	cli_kv_size(kv, "total_size", inf->total_size);
+	if (trusted)
+		cli_kv_size(kv, "data_size", inf->data_size);
+	else
+		cli_kv_null(kv, "data_size");
+	cli_kv_mode(kv, "mode", inf->mode);
+	cli_kv_u64(kv, "uid", inf->uid);
+	cli_kv_u64(kv, "gid", inf->gid);
+	cli_kv_str(kv, "owner", cli_user_name(buf, sizeof buf, inf->uid));
+	if (trusted && inf->creator_pid > 0)
+		cli_kv_i64(kv, "creator_pid", inf->creator_pid);
+	else
+		cli_kv_null(kv, "creator_pid");
+	if (trusted)
+		cli_kv_u64(kv, "creator_uid", inf->creator_uid);
+	else
+		cli_kv_null(kv, "creator_uid");
+	cli_kv_tristate(kv, "creator_alive", trusted ? inf->creator_alive : -1);
+	if (inf->nattach >= 0)
+		cli_kv_i64(kv, "nattach", inf->nattach);
+	else
+		cli_kv_null(kv, "nattach");
+	cli_kv_str(kv, "state", cli_state_word(inf->state));
+	if (inf->ver_major || inf->ver_minor) {
+		snprintf(buf, sizeof buf, "%u.%u", (unsigned)inf->ver_major, (unsigned)inf->ver_minor);
+		cli_kv_str(kv, "version", buf);
+	} else {
+		cli_kv_null(kv, "version");
+	}
+	cli_kv_str(kv, "status", cli_status_word(inf->status));
+	cli_kv_str(kv, "error", inf->status ? shmkit_strerror(inf->status) : NULL);
+	cli_kv_str(kv, "created", trusted ? cli_iso_time(buf, sizeof buf, inf->created_ns) : NULL);
+}

@@ -1,0 +1,186 @@
+/* shmkit — stream channels: one producer → one consumer, variable-size messages, zero copy.
+ *
+ * A channel is a segment (any backend) holding a ring of variable-size records. The
+ * producer loans space in the ring, writes its message in place and commits it; the
+ * consumer peeks at the next message in place and releases it. Nothing is copied unless
+ * the caller asks for it (shmkit_chan_send / shmkit_chan_recv).
+ *
+ *   producer                              consumer
+ *   shmkit_chan_loan(ch, n, &p)           shmkit_chan_peek(ch, &p, &n)
+ *   ...write up to n bytes at p...        ...read n bytes at p...
+ *   shmkit_chan_commit(ch, used, 0)       shmkit_chan_release(ch, 0)
+ *
+ * Every call has a non-blocking form (-EAGAIN when full/empty) and a _wait form that takes
+ * an absolute CLOCK_MONOTONIC deadline (NULL = no deadline; -ETIMEDOUT when it passes).
+ * Waiting first spins for a bounded, adaptive time, then sleeps on a futex; the other side
+ * makes the wake-up system call only when someone really sleeps.
+ *
+ * End of stream: after the producer closes, the consumer receives everything committed
+ * before, then -EPIPE. Dead peer: a _wait call whose peer died (crash, kill -9) returns
+ * -EOWNERDEAD within its deadline or 100 ms, whichever comes first — after delivering
+ * whatever was committed. Uncommitted loans of a dead producer are never delivered. A new
+ * producer (or consumer) may then attach and carry on where the dead one stopped
+ * (takeover). Messages a dead consumer had peeked but not released are delivered again to
+ * the next consumer (at-least-once across a consumer crash).
+ *
+ * Trust: positions and record headers read from shared memory are validated before use; a
+ * corrupt value makes the call return -EBADMSG, never read or write out of bounds or loop.
+ * A zero-copy reader sees the bytes in shared memory: a hostile producer could change
+ * them while they are read, so parse defensively or use shmkit_chan_recv (one copy).
+ *
+ * Threads: a handle is used by one thread at a time. Handles do not survive fork(): the
+ * child must open its own.
+ */
+#ifndef SHMKIT_CHAN_H
+#define SHMKIT_CHAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "segment.h"
+#include "version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum shmkit_chan_role {
+	SHMKIT_CHAN_OBSERVER = 0, /* read statistics only (shmkit stat) */
+	SHMKIT_CHAN_PRODUCER = 1,
+	SHMKIT_CHAN_CONSUMER = 2,
+};
+
+/* Flags for shmkit_chan_commit() / shmkit_chan_release(). */
+#define SHMKIT_CHAN_MORE 0x1u /* batch: do not publish yet; shmkit_chan_flush() or the next
+			       * call without MORE publishes everything at once */
+
+/* Flags for shmkit_chan_opts.flags. */
+#define SHMKIT_CHAN_NO_SPIN 0x1u /* never spin before sleeping */
+
+/* Default ring size and the default spin budget. */
+#define SHMKIT_CHAN_DEFAULT_CAPACITY (1u << 20)
+#define SHMKIT_CHAN_DEFAULT_SPIN_NS 50000u
+
+struct shmkit_chan_opts {
+	uint64_t capacity; /* create: ring bytes, a power of two (rounded up) from 4 KiB;
+			    * 0 = 1 MiB, or 4 × (max_msg + 8) when max_msg is given */
+	uint64_t max_msg;  /* create: largest message; 0 = capacity / 4; at most
+			    * capacity / 2 - 8 */
+	uint32_t spin_ns;  /* longest spin before sleeping (0 = default 50 µs); adaptive */
+	uint32_t flags;    /* SHMKIT_CHAN_NO_SPIN */
+	struct shmkit_segment_opts seg; /* backend, mode, System V key, huge pages... */
+};
+
+/* Counters and state, as read from shared memory (a snapshot; values another process
+ * writes are only as trustworthy as that process). */
+struct shmkit_chan_stats {
+	uint64_t capacity;     /* ring bytes */
+	uint64_t max_msg;      /* largest message */
+	uint64_t fill;         /* bytes committed and not yet released */
+	uint64_t msgs_sent, bytes_sent;  /* committed by producers */
+	uint64_t msgs_recv, bytes_recv;  /* released by consumers */
+	uint64_t producer_sleeps, consumer_sleeps; /* futex sleeps (waiting for space/data) */
+	uint64_t producer_wakes, consumer_wakes;   /* wake-up calls made for the other side */
+	int32_t producer_pid, consumer_pid;        /* 0 when none attached */
+	int32_t producer_alive, consumer_alive;    /* 1 alive, 0 dead or none */
+	int32_t closed;                            /* 1 after the producer closed */
+	int32_t reserved;
+};
+
+struct shmkit_chan;
+
+/* Creates a channel and attaches as `role` (PRODUCER or CONSUMER; OBSERVER is -EINVAL).
+ * `name` follows the segment rules (NULL allowed for memfd). Errors: those of
+ * shmkit_segment_create(), -EINVAL for bad sizes. */
+SHMKIT_API int shmkit_chan_create(const char *name, int role, const struct shmkit_chan_opts *opts,
+				  struct shmkit_chan **chp);
+
+/* Opens an existing channel by name and attaches as `role`. Errors: those of
+ * shmkit_segment_open() (-ENOENT, -EAGAIN not ready yet, -EMEDIUMTYPE not a stream...),
+ * -EBUSY when a live process already holds the role, -EBADMSG for a corrupt control block.
+ * Only opts->spin_ns, opts->flags and opts->seg (backend, flags, key) are used. */
+SHMKIT_API int shmkit_chan_open(const char *name, int role, const struct shmkit_chan_opts *opts,
+				struct shmkit_chan **chp);
+
+/* Same, from a descriptor (memfd passed with shmkit_segment_send_fd()); dup'ed. */
+SHMKIT_API int shmkit_chan_open_fd(int fd, int role, const struct shmkit_chan_opts *opts,
+				   struct shmkit_chan **chp);
+
+/* Producer: publishes what is pending, marks end of stream, wakes the consumer, gives the
+ * role up. Consumer: publishes its releases and gives the role up. Frees the handle (NULL
+ * accepted). The segment stays: see shmkit_chan_unlink(). */
+SHMKIT_API int shmkit_chan_close(struct shmkit_chan *ch);
+
+/* Removes the channel's name (mapped memory stays valid for whoever has it). */
+SHMKIT_API int shmkit_chan_unlink(struct shmkit_chan *ch);
+
+/* The underlying segment (e.g. to pass a memfd with shmkit_segment_send_fd()). */
+SHMKIT_API struct shmkit_segment *shmkit_chan_segment(const struct shmkit_chan *ch);
+
+/* Largest message this channel accepts. */
+SHMKIT_API size_t shmkit_chan_max_msg(const struct shmkit_chan *ch);
+
+/* --- producer ------------------------------------------------------------------------ */
+
+/* Reserves room for a message of up to `len` bytes and returns where to write it in *buf
+ * (8-byte aligned). The loan stays pending until shmkit_chan_commit(); a new loan replaces
+ * an uncommitted one. Returns 0, -EAGAIN (full), -EMSGSIZE (len > max), -EBADMSG (the
+ * consumer position in shared memory is corrupt), -EPERM (not the producer). */
+SHMKIT_API int shmkit_chan_loan(struct shmkit_chan *ch, size_t len, void **buf);
+SHMKIT_API int shmkit_chan_loan_wait(struct shmkit_chan *ch, size_t len, void **buf,
+				     const struct timespec *deadline);
+
+/* Commits the pending loan as a message of `len` bytes (<= the loaned length) and, unless
+ * flags has SHMKIT_CHAN_MORE, publishes it and every earlier MORE commit. 0 or -EINVAL. */
+SHMKIT_API int shmkit_chan_commit(struct shmkit_chan *ch, size_t len, unsigned flags);
+
+/* Publishes commits made with SHMKIT_CHAN_MORE. */
+SHMKIT_API int shmkit_chan_flush(struct shmkit_chan *ch);
+
+/* Copies `len` bytes in as one message (loan + copy + commit). Large copies go in pieces
+ * that keep clear of the C library's non-temporal-store cliff. */
+SHMKIT_API int shmkit_chan_send(struct shmkit_chan *ch, const void *buf, size_t len);
+SHMKIT_API int shmkit_chan_send_wait(struct shmkit_chan *ch, const void *buf, size_t len,
+				     const struct timespec *deadline);
+
+/* Waits until the consumer has released everything published (the stream is drained), or
+ * the deadline. 0, -ETIMEDOUT, -EOWNERDEAD (consumer died), -EBADMSG. */
+SHMKIT_API int shmkit_chan_drain_wait(struct shmkit_chan *ch, const struct timespec *deadline);
+
+/* --- consumer ------------------------------------------------------------------------ */
+
+/* Returns the next message in place: *buf (8-byte aligned) and *len, valid until
+ * shmkit_chan_release(). Peeking again without releasing returns the same message.
+ * Returns 0, -EAGAIN (empty), -EPIPE (producer closed and everything was received),
+ * -EBADMSG (corrupt record or position), -EPERM (not the consumer). The _wait form also
+ * returns -ETIMEDOUT, -EOWNERDEAD (producer died; all it committed was delivered), -EINTR. */
+SHMKIT_API int shmkit_chan_peek(struct shmkit_chan *ch, const void **buf, size_t *len);
+SHMKIT_API int shmkit_chan_peek_wait(struct shmkit_chan *ch, const void **buf, size_t *len,
+				     const struct timespec *deadline);
+
+/* Releases the peeked message; unless flags has SHMKIT_CHAN_MORE, publishes the release
+ * (and earlier MORE releases) so the producer can reuse the space. 0 or -EINVAL (nothing
+ * peeked). */
+SHMKIT_API int shmkit_chan_release(struct shmkit_chan *ch, unsigned flags);
+
+/* Copies the next message into buf and releases it. Returns its length, or the errors of
+ * peek, or -EMSGSIZE when it is longer than `cap` (the message stays in the channel). */
+SHMKIT_API ssize_t shmkit_chan_recv(struct shmkit_chan *ch, void *buf, size_t cap);
+SHMKIT_API ssize_t shmkit_chan_recv_wait(struct shmkit_chan *ch, void *buf, size_t cap,
+					 const struct timespec *deadline);
+
+/* --- state --------------------------------------------------------------------------- */
+
+/* Fills *st from the shared control block. Any role. */
+SHMKIT_API int shmkit_chan_stats(const struct shmkit_chan *ch, struct shmkit_chan_stats *st);
+
+/* Whether the other side is attached and alive (1) or not (0). */
+SHMKIT_API int shmkit_chan_peer_alive(const struct shmkit_chan *ch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,745 @@
+/* shmkit — stream channels: segment + SPSC ring + blocking, peer liveness and statistics.
+ *
+ * Layout of the segment's data area (offsets from shmkit_segment_data()):
+ *
+ *   offset size  field                         written by
+ *        0    8  magic "shmkchn1"              creator, before the segment is published
+ *        8    4  version                       creator
+ *       12    4  flags                         creator (reserved, 0)
+ *       16    8  capacity (ring bytes)         creator
+ *       24    8  max_msg                       creator
+ *       32    8  ring_offset (1024)            creator
+ *      128    8  tail                          producer — ring position (src/ring.c)
+ *      136    8  producer owner                producer — pid << 32 | start time (low 32 bits)
+ *      144    4  closed                        producer — 1 after close (end of stream)
+ *      152   32  msgs_sent, bytes_sent, producer_sleeps, producer_wakes     producer
+ *      256    8  head                          consumer — ring position
+ *      264    8  consumer owner                consumer
+ *      272   32  msgs_recv, bytes_recv, consumer_sleeps, consumer_wakes     consumer
+ *      384    8  data queue: gen, sleepers     consumer sleeps here, producer wakes it
+ *      512    8  space queue: gen, sleepers    producer sleeps here, consumer wakes it
+ *     1024  cap  the ring
+ *
+ * The producer's and the consumer's lines are 128 bytes apart (adjacent-line prefetch),
+ * and each waiting queue has its own line, so a busy stream moves only the two position
+ * lines and the ring itself between the CPUs.
+ *
+ * Roles: a side claims its role by a compare-and-swap of its owner word from 0 (or from
+ * the word of a process that is dead: takeover) to its own identity, so two live producers
+ * can never both hold the role. The identity includes the start time so a recycled pid does
+ * not pass for the dead owner.
+ *
+ * Waiting (DESIGN.md §4): a side that must wait spins for a bounded, adaptive time, then
+ * sleeps on its queue's futex word `gen`:
+ *     gen0 = gen (A3);  sleepers += 1 (seq_cst);  re-check the condition with a seq_cst
+ *     load of the peer's position;  if still not ready: FUTEX_WAIT(gen, gen0, slice)
+ * and the peer, after storing its position seq_cst (R1/R2 in src/ring.c), loads sleepers
+ * (seq_cst) and only when it is non-zero bumps gen (R3) and calls FUTEX_WAKE. Both sides
+ * store then load in the single seq_cst order, so at least one sees the other: either the
+ * sleeper's re-check sees the new position, or the waker sees the sleeper (and the bump
+ * makes a FUTEX_WAIT that has not started yet return at once). No lost wake-up, and no
+ * system call while nobody sleeps.
+ *
+ * Sleeps last at most 100 ms; after each, the sleeper checks that its peer is alive, so a
+ * peer killed with SIGKILL is reported (-EOWNERDEAD) within 100 ms, after everything it
+ * published was delivered. A sleeper killed while counted leaves `sleepers` too high, which
+ * only costs the peer a spurious FUTEX_WAKE per message until the next sleeper leaves.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ring.h"
+#include "shmkit/chan.h"
+
+#define CHAN_MAGIC 0x316e68636b6d6873ull /* "shmkchn1" */
+#define CHAN_VERSION 1u
+#define CHAN_RING_OFFSET 1024u
+#define CHAN_SLICE_NS 100000000ull /* longest sleep between liveness checks: 100 ms */
+#define CHAN_SPIN_FLOOR_NS 2000u   /* the adaptive spin never drops below this */
+
+struct chan_queue {
+	_Atomic uint32_t gen;
+	_Atomic uint32_t sleepers;
+};
+
+struct chan_ctl {
+	/* immutable after creation */
+	uint64_t magic;
+	uint32_t version;
+	uint32_t flags;
+	uint64_t capacity;
+	uint64_t max_msg;
+	uint64_t ring_offset;
+	uint8_t pad0[88];
+	/* producer line */
+	_Atomic uint64_t tail;
+	_Atomic uint64_t prod_owner;
+	_Atomic uint32_t closed;
+	uint32_t pad1;
+	_Atomic uint64_t msgs_sent, bytes_sent, prod_sleeps, prod_wakes;
+	uint8_t pad2[72];
+	/* consumer line */
+	_Atomic uint64_t head;
+	_Atomic uint64_t cons_owner;
+	_Atomic uint64_t msgs_recv, bytes_recv, cons_sleeps, cons_wakes;
+	uint8_t pad3[80];
+	struct chan_queue data_q;
+	uint8_t pad4[120];
+	struct chan_queue space_q;
+	uint8_t pad5[120];
+	uint8_t reserved[384];
+};
+
+static_assert(offsetof(struct chan_ctl, tail) == 128, "producer line");
+static_assert(offsetof(struct chan_ctl, closed) == 144, "layout");
+static_assert(offsetof(struct chan_ctl, msgs_sent) == 152, "layout");
+static_assert(offsetof(struct chan_ctl, head) == 256, "consumer line");
+static_assert(offsetof(struct chan_ctl, msgs_recv) == 272, "layout");
+static_assert(offsetof(struct chan_ctl, data_q) == 384, "data queue");
+static_assert(offsetof(struct chan_ctl, space_q) == 512, "space queue");
+static_assert(sizeof(struct chan_ctl) == CHAN_RING_OFFSET, "ring offset");
+static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "futex word is a plain u32");
+
+struct shmkit_chan {
+	struct shmkit_segment *seg;
+	struct chan_ctl *ctl;
+	struct shmkit__ring ring;
+	int role;
+	uint64_t me;         /* our owner word */
+	uint32_t spin_max;   /* ns */
+	uint32_t spin_cur;   /* ns, adaptive */
+	uint64_t sleeps, wakes; /* private counters, published with the position */
+};
+
+/* --- identity and liveness ------------------------------------------------------------ */
+
+static uint64_t owner_word(int32_t pid, uint64_t start)
+{
+	return (uint64_t)(uint32_t)pid << 32 | (start & 0xffffffffu);
+}
+
+/* 1 alive, 0 no owner, -1 dead. */
+static int owner_state(uint64_t w)
+{
+	if (w == 0)
+		return 0;
+	int32_t pid = (int32_t)(w >> 32);
+	if (pid <= 0 || !shmkit_pid_alive(pid, 0))
+		return -1;
+	return (shmkit_pid_start_ticks(pid) & 0xffffffffu) == (w & 0xffffffffu) ? 1 : -1;
+}
+
+static _Atomic uint64_t *my_owner(struct shmkit_chan *ch)
+{
+	return ch->role == SHMKIT_CHAN_PRODUCER ? &ch->ctl->prod_owner : &ch->ctl->cons_owner;
+}
+
+static _Atomic uint64_t *peer_owner(const struct shmkit_chan *ch)
+{
+	return ch->role == SHMKIT_CHAN_PRODUCER ? &ch->ctl->cons_owner : &ch->ctl->prod_owner;
+}
+
+static int claim_role(struct shmkit_chan *ch)
+{
+	_Atomic uint64_t *w = my_owner(ch);
+	/* Relaxed: the CAS below decides; acquire on success orders our attach reads after
+	 * the previous owner's last publish, which used seq_cst stores. */
+	uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
+	for (int tries = 0; tries < 100; tries++) {
+		if (cur != 0 && owner_state(cur) > 0)
+			return -EBUSY;
+		if (atomic_compare_exchange_strong_explicit(w, &cur, ch->me, memory_order_acquire,
+							    memory_order_relaxed))
+			return 0;
+	}
+	return -EBUSY;
+}
+
+static void drop_role(struct shmkit_chan *ch)
+{
+	uint64_t mine = ch->me;
+	/* Release: whoever claims the role next sees our last positions. */
+	atomic_compare_exchange_strong_explicit(my_owner(ch), &mine, 0, memory_order_release,
+						memory_order_relaxed);
+}
+
+int shmkit_chan_peer_alive(const struct shmkit_chan *ch)
+{
+	if (!ch)
+		return 0;
+	/* Relaxed: a snapshot for a liveness check. */
+	return owner_state(atomic_load_explicit(peer_owner(ch), memory_order_relaxed)) > 0;
+}
+
+/* --- creation and attachment ---------------------------------------------------------- */
+
+static uint64_t next_pow2(uint64_t v)
+{
+	uint64_t p = SHMKIT__RING_MIN_CAP;
+	while (p < v && p < SHMKIT__RING_MAX_CAP)
+		p <<= 1;
+	return p;
+}
+
+static unsigned cpus_allowed(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) < 0)
+		return 1;
+	return (unsigned)CPU_COUNT(&set);
+}
+
+static int chan_alloc(struct shmkit_segment *seg, int role, const struct shmkit_chan_opts *o,
+		      struct shmkit_chan **chp)
+{
+	struct shmkit_chan *ch = calloc(1, sizeof *ch);
+	if (!ch)
+		return -ENOMEM;
+	ch->seg = seg;
+	ch->ctl = shmkit_segment_data(seg);
+	ch->role = role;
+	ch->me = owner_word((int32_t)getpid(), shmkit_pid_start_ticks(0));
+	ch->spin_max = o && o->spin_ns ? o->spin_ns : SHMKIT_CHAN_DEFAULT_SPIN_NS;
+	/* Spinning only helps when the peer can run at the same time on another CPU. */
+	if ((o && (o->flags & SHMKIT_CHAN_NO_SPIN)) || cpus_allowed() < 2)
+		ch->spin_max = 0;
+	ch->spin_cur = ch->spin_max;
+	*chp = ch;
+	return 0;
+}
+
+/* Validates the control block (copying the immutable part once) and attaches the role. */
+static int chan_attach(struct shmkit_chan *ch)
+{
+	struct chan_ctl *c = ch->ctl;
+	size_t seg_size = shmkit_segment_size(ch->seg);
+	if (seg_size < sizeof(struct chan_ctl))
+		return -EBADMSG;
+	/* The creator wrote these before publishing the segment, and the segment open
+	 * acquired its READY state: plain reads, copied once into locals. */
+	uint64_t magic = c->magic, cap = c->capacity, max_msg = c->max_msg, off = c->ring_offset;
+	uint32_t version = c->version;
+	if (magic != CHAN_MAGIC)
+		return -EBADMSG;
+	if (version != CHAN_VERSION)
+		return -EPROTO;
+	if (!shmkit__ring_geometry_ok(cap, max_msg) || off != CHAN_RING_OFFSET ||
+	    cap > seg_size - CHAN_RING_OFFSET)
+		return -EBADMSG;
+	shmkit__ring_view(&ch->ring, (uint8_t *)c + off, cap, max_msg, &c->tail, &c->head);
+	if (ch->role == SHMKIT_CHAN_OBSERVER)
+		return 0;
+	int err = claim_role(ch);
+	if (err)
+		return err;
+	if (ch->role == SHMKIT_CHAN_PRODUCER) {
+		err = shmkit__ring_attach_producer(&ch->ring);
+		/* A new producer starts a new stream session. Relaxed: ordered before our
+		 * first publish (seq_cst). */
+		if (!err)
+			atomic_store_explicit(&c->closed, 0, memory_order_relaxed);
+	} else {
+		err = shmkit__ring_attach_consumer(&ch->ring);
+	}
+	if (err)
+		drop_role(ch);
+	return err;
+}
+
+int shmkit_chan_create(const char *name, int role, const struct shmkit_chan_opts *opts,
+		       struct shmkit_chan **chp)
+{
+	if (!chp)
+		return -EINVAL;
+	*chp = NULL;
+	if (role != SHMKIT_CHAN_PRODUCER && role != SHMKIT_CHAN_CONSUMER)
+		return -EINVAL;
+	static const struct shmkit_chan_opts defaults;
+	const struct shmkit_chan_opts *o = opts ? opts : &defaults;
+	uint64_t cap = o->capacity, max_msg = o->max_msg;
+	if (cap == 0)
+		cap = max_msg ? 4 * (max_msg + SHMKIT__REC_HDR) : SHMKIT_CHAN_DEFAULT_CAPACITY;
+	if (cap > SHMKIT__RING_MAX_CAP || max_msg > SHMKIT__RING_MAX_CAP)
+		return -EINVAL;
+	cap = next_pow2(cap);
+	if (max_msg == 0 && !o->max_msg)
+		max_msg = cap / 4;
+	if (!shmkit__ring_geometry_ok(cap, max_msg))
+		return -EINVAL;
+
+	struct shmkit_segment_opts so = o->seg;
+	so.kind = SHMKIT_KIND_STREAM;
+	so.flags |= SHMKIT_SEG_DEFER_READY;
+	struct shmkit_segment *seg;
+	int err = shmkit_segment_create(name, CHAN_RING_OFFSET + cap, &so, &seg);
+	if (err)
+		return err;
+	struct chan_ctl *c = shmkit_segment_data(seg);
+	/* The memory is zero-filled: positions, owners, counters and queues start at 0. */
+	c->magic = CHAN_MAGIC;
+	c->version = CHAN_VERSION;
+	c->capacity = cap;
+	c->max_msg = max_msg;
+	c->ring_offset = CHAN_RING_OFFSET;
+	shmkit_segment_publish(seg); /* release: the fields above are visible to openers */
+
+	struct shmkit_chan *ch;
+	err = chan_alloc(seg, role, o, &ch);
+	if (!err) {
+		err = chan_attach(ch);
+		if (err)
+			free(ch);
+	}
+	if (err) {
+		shmkit_segment_unlink(seg);
+		shmkit_segment_close(seg);
+		return err;
+	}
+	*chp = ch;
+	return 0;
+}
+
+static int chan_open_seg(struct shmkit_segment *seg, int role, const struct shmkit_chan_opts *o,
+			 struct shmkit_chan **chp)
+{
+	struct shmkit_chan *ch;
+	int err = chan_alloc(seg, role, o, &ch);
+	if (!err) {
+		err = chan_attach(ch);
+		if (err)
+			free(ch);
+	}
+	if (err) {
+		shmkit_segment_close(seg);
+		return err;
+	}
+	*chp = ch;
+	return 0;
+}
+
+static int open_opts(int role, const struct shmkit_chan_opts *o, struct shmkit_segment_opts *so)
+{
+	if (role != SHMKIT_CHAN_PRODUCER && role != SHMKIT_CHAN_CONSUMER &&
+	    role != SHMKIT_CHAN_OBSERVER)
+		return -EINVAL;
+	memset(so, 0, sizeof *so);
+	if (o)
+		*so = o->seg;
+	so->kind = SHMKIT_KIND_STREAM;
+	so->min_size = CHAN_RING_OFFSET;
+	if (role == SHMKIT_CHAN_OBSERVER)
+		so->flags |= SHMKIT_SEG_RDONLY; /* an observer never writes */
+	return 0;
+}
+
+int shmkit_chan_open(const char *name, int role, const struct shmkit_chan_opts *opts,
+		     struct shmkit_chan **chp)
+{
+	if (!chp)
+		return -EINVAL;
+	*chp = NULL;
+	struct shmkit_segment_opts so;
+	int err = open_opts(role, opts, &so);
+	if (err)
+		return err;
+	struct shmkit_segment *seg;
+	err = shmkit_segment_open(name, &so, &seg);
+	if (err)
+		return err;
+	return chan_open_seg(seg, role, opts, chp);
+}
+
+int shmkit_chan_open_fd(int fd, int role, const struct shmkit_chan_opts *opts,
+			struct shmkit_chan **chp)
+{
+	if (!chp)
+		return -EINVAL;
+	*chp = NULL;
+	struct shmkit_segment_opts so;
+	int err = open_opts(role, opts, &so);
+	if (err)
+		return err;
+	struct shmkit_segment *seg;
+	err = shmkit_segment_open_fd(fd, &so, &seg);
+	if (err)
+		return err;
+	return chan_open_seg(seg, role, opts, chp);
+}
+
+/* --- publishing, waking, waiting ------------------------------------------------------- */
+
+/* Publishes this side's counters next to its position. Relaxed: statistics; each counter
+ * has a single writer (the role holder). */
+static void publish_stats(struct shmkit_chan *ch)
+{
+	struct chan_ctl *c = ch->ctl;
+	if (ch->role == SHMKIT_CHAN_PRODUCER) {
+		atomic_store_explicit(&c->msgs_sent, ch->ring.msgs, memory_order_relaxed);
+		atomic_store_explicit(&c->bytes_sent, ch->ring.bytes, memory_order_relaxed);
+	} else {
+		atomic_store_explicit(&c->msgs_recv, ch->ring.msgs, memory_order_relaxed);
+		atomic_store_explicit(&c->bytes_recv, ch->ring.bytes, memory_order_relaxed);
+	}
+}
+
+/* Wakes the peer sleeping on `q`, if any. Called right after a seq_cst position store. */
+static void wake(struct shmkit_chan *ch, struct chan_queue *q)
+{
+	/* seq_cst: the load half of the Dekker handshake (see the top of this file). */
+	if (atomic_load_explicit(&q->sleepers, memory_order_seq_cst) == 0)
+		return;
+	/* R3: pairs with A3 in sleep_on(); makes a FUTEX_WAIT on the old gen fail at once. */
+	atomic_fetch_add_explicit(&q->gen, 1, memory_order_release);
+	shmkit_futex_wake((uint32_t *)(void *)&q->gen, INT_MAX);
+	ch->wakes++;
+	_Atomic uint64_t *ctr = ch->role == SHMKIT_CHAN_PRODUCER ? &ch->ctl->prod_wakes
+								  : &ch->ctl->cons_wakes;
+	atomic_store_explicit(ctr, ch->wakes, memory_order_relaxed); /* statistics */
+}
+
+static void producer_publish(struct shmkit_chan *ch)
+{
+	if (shmkit__ring_publish_tail(&ch->ring)) {
+		publish_stats(ch);
+		wake(ch, &ch->ctl->data_q);
+	}
+}
+
+static void consumer_publish(struct shmkit_chan *ch)
+{
+	if (shmkit__ring_publish_head(&ch->ring)) {
+		publish_stats(ch);
+		wake(ch, &ch->ctl->space_q);
+	}
+}
+
+enum wait_what { WAIT_DATA, WAIT_SPACE, WAIT_DRAIN };
+
+/* Whether what we wait for is there. `sc` selects the seq_cst re-check of the sleep
+ * protocol; the spin loop uses cheap acquire loads. */
+static bool ready(struct shmkit_chan *ch, enum wait_what what, uint64_t len, bool sc)
+{
+	struct chan_ctl *c = ch->ctl;
+	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
+	switch (what) {
+	case WAIT_DATA:
+		if (sc)
+			return shmkit__ring_readable(&ch->ring) ||
+			       atomic_load_explicit(&c->closed, mo);
+		return atomic_load_explicit(&c->tail, mo) != ch->ring.pos ||
+		       atomic_load_explicit(&c->closed, mo);
+	case WAIT_SPACE:
+		if (sc)
+			return shmkit__ring_writable(&ch->ring, len);
+		/* Cheap pre-check: any release at all is worth a real loan attempt. */
+		return atomic_load_explicit(&c->head, mo) != ch->ring.other;
+	default:
+		return atomic_load_explicit(&c->head, mo) == ch->ring.pub;
+	}
+}
+
+static bool deadline_passed(const struct timespec *deadline, uint64_t now)
+{
+	if (!deadline)
+		return false;
+	uint64_t d = (uint64_t)deadline->tv_sec * 1000000000ull + (uint64_t)deadline->tv_nsec;
+	return now >= d;
+}
+
+/* Waits until `what` may be ready. Returns 0 (re-try the operation), -ETIMEDOUT,
+ * -EOWNERDEAD (the peer died and what we wait for is not there), -EINTR. */
+static int wait_for(struct shmkit_chan *ch, enum wait_what what, uint64_t len,
+		    const struct timespec *deadline)
+{
+	if (ch->spin_cur) {
+		uint64_t start = shmkit_now_ns();
+		for (unsigned i = 1;; i++) {
+			if (ready(ch, what, len, false)) {
+				/* Spinning paid off: allow longer spins again. */
+				uint32_t up = ch->spin_cur * 2;
+				ch->spin_cur = up > ch->spin_max || up < ch->spin_cur ? ch->spin_max : up;
+				return 0;
+			}
+			shmkit__cpu_relax();
+			if ((i & 63) == 0 && shmkit_now_ns() - start >= ch->spin_cur)
+				break;
+		}
+		/* It did not: spin less next time, down to a floor. */
+		uint32_t floor = ch->spin_max < CHAN_SPIN_FLOOR_NS ? ch->spin_max : CHAN_SPIN_FLOOR_NS;
+		ch->spin_cur = ch->spin_cur / 2 > floor ? ch->spin_cur / 2 : floor;
+	}
+	struct chan_queue *q = what == WAIT_DATA ? &ch->ctl->data_q : &ch->ctl->space_q;
+	/* A3: pairs with R3 in wake(). */
+	uint32_t gen = atomic_load_explicit(&q->gen, memory_order_acquire);
+	/* seq_cst: the store half of the Dekker handshake. */
+	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_seq_cst);
+	int err = 0;
+	if (!ready(ch, what, len, true)) {
+		struct timespec slice;
+		shmkit_deadline_after(&slice, CHAN_SLICE_NS);
+		const struct timespec *until = &slice;
+		if (deadline && (deadline->tv_sec < slice.tv_sec ||
+				 (deadline->tv_sec == slice.tv_sec && deadline->tv_nsec < slice.tv_nsec)))
+			until = deadline;
+		err = shmkit_futex_wait((uint32_t *)(void *)&q->gen, gen, until);
+		ch->sleeps++;
+		_Atomic uint64_t *ctr = ch->role == SHMKIT_CHAN_PRODUCER ? &ch->ctl->prod_sleeps
+									  : &ch->ctl->cons_sleeps;
+		atomic_store_explicit(ctr, ch->sleeps, memory_order_relaxed); /* statistics */
+	}
+	/* Relaxed: leaving needs no ordering; at worst the peer makes one needless wake. */
+	atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);
+	if (err == -EINTR)
+		return err;
+	if (err == -ETIMEDOUT || deadline_passed(deadline, shmkit_now_ns())) {
+		/* A slice ended (or the deadline): is the peer still there? */
+		uint64_t peer = atomic_load_explicit(peer_owner(ch), memory_order_acquire);
+		if (owner_state(peer) < 0 && !ready(ch, what, len, true))
+			return -EOWNERDEAD;
+		if (deadline_passed(deadline, shmkit_now_ns()))
+			return ready(ch, what, len, true) ? 0 : -ETIMEDOUT;
+	}
+	return 0;
+}
+
+/* --- producer ---------------------------------------------------------------------- */
+
+int shmkit_chan_loan(struct shmkit_chan *ch, size_t len, void **buf)
+{
+	if (!ch || !buf)
+		return -EINVAL;
+	if (ch->role != SHMKIT_CHAN_PRODUCER)
+		return -EPERM;
+	int err = shmkit__ring_loan(&ch->ring, len, buf);
+	if (err == -EAGAIN)
+		producer_publish(ch); /* a full ring must not hide unpublished MORE commits */
+	return err;
+}
+
+int shmkit_chan_loan_wait(struct shmkit_chan *ch, size_t len, void **buf,
+			  const struct timespec *deadline)
+{
+	for (;;) {
+		int err = shmkit_chan_loan(ch, len, buf);
+		if (err != -EAGAIN)
+			return err;
+		err = wait_for(ch, WAIT_SPACE, len, deadline);
+		if (err)
+			return err;
+	}
+}
+
+int shmkit_chan_commit(struct shmkit_chan *ch, size_t len, unsigned flags)
+{
+	if (!ch || (flags & ~SHMKIT_CHAN_MORE))
+		return -EINVAL;
+	if (ch->role != SHMKIT_CHAN_PRODUCER)
+		return -EPERM;
+	int err = shmkit__ring_commit(&ch->ring, len);
+	if (!err && !(flags & SHMKIT_CHAN_MORE))
+		producer_publish(ch);
+	return err;
+}
+
+int shmkit_chan_flush(struct shmkit_chan *ch)
+{
+	if (!ch)
+		return -EINVAL;
+	if (ch->role == SHMKIT_CHAN_PRODUCER)
+		producer_publish(ch);
+	else if (ch->role == SHMKIT_CHAN_CONSUMER)
+		consumer_publish(ch);
+	return 0;
+}
+
+int shmkit_chan_send(struct shmkit_chan *ch, const void *buf, size_t len)
+{
+	void *p;
+	int err = shmkit_chan_loan(ch, len, &p);
+	if (err)
+		return err;
+	shmkit__copy(p, buf, len);
+	return shmkit_chan_commit(ch, len, 0);
+}
+
+int shmkit_chan_send_wait(struct shmkit_chan *ch, const void *buf, size_t len,
+			  const struct timespec *deadline)
+{
+	void *p;
+	int err = shmkit_chan_loan_wait(ch, len, &p, deadline);
+	if (err)
+		return err;
+	shmkit__copy(p, buf, len);
+	return shmkit_chan_commit(ch, len, 0);
+}
+
+int shmkit_chan_drain_wait(struct shmkit_chan *ch, const struct timespec *deadline)
+{
+	if (!ch)
+		return -EINVAL;
+	if (ch->role != SHMKIT_CHAN_PRODUCER)
+		return -EPERM;
+	producer_publish(ch);
+	for (;;) {
+		uint64_t h = atomic_load_explicit(&ch->ctl->head, memory_order_acquire);
+		if (h == ch->ring.pub)
+			return 0;
+		if (ch->ring.pub - h > ch->ring.cap || (h & 7))
+			return -EBADMSG;
+		int err = wait_for(ch, WAIT_DRAIN, 0, deadline);
+		if (err)
+			return err;
+	}
+}
+
+/* --- consumer ---------------------------------------------------------------------- */
+
+int shmkit_chan_peek(struct shmkit_chan *ch, const void **buf, size_t *len)
+{
+	if (!ch || !buf || !len)
+		return -EINVAL;
+	if (ch->role != SHMKIT_CHAN_CONSUMER)
+		return -EPERM;
+	uint64_t n;
+	int err = shmkit__ring_peek(&ch->ring, buf, &n);
+	if (err == -EAGAIN) {
+		/* Publish batched releases before reporting empty: the producer may wait. */
+		consumer_publish(ch);
+		/* A4: pairs with R4 in shmkit_chan_close(): everything published before the
+		 * close is visible, so one more peek decides between data and end of stream. */
+		if (atomic_load_explicit(&ch->ctl->closed, memory_order_seq_cst)) {
+			err = shmkit__ring_peek(&ch->ring, buf, &n);
+			if (err == -EAGAIN)
+				return -EPIPE;
+		}
+	}
+	if (!err)
+		*len = (size_t)n;
+	return err;
+}
+
+int shmkit_chan_peek_wait(struct shmkit_chan *ch, const void **buf, size_t *len,
+			  const struct timespec *deadline)
+{
+	for (;;) {
+		int err = shmkit_chan_peek(ch, buf, len);
+		if (err != -EAGAIN)
+			return err;
+		err = wait_for(ch, WAIT_DATA, 0, deadline);
+		if (err)
+			return err;
+	}
+}
+
+int shmkit_chan_release(struct shmkit_chan *ch, unsigned flags)
+{
+	if (!ch || (flags & ~SHMKIT_CHAN_MORE))
+		return -EINVAL;
+	if (ch->role != SHMKIT_CHAN_CONSUMER)
+		return -EPERM;
+	int err = shmkit__ring_release(&ch->ring);
+	if (!err && !(flags & SHMKIT_CHAN_MORE))
+		consumer_publish(ch);
+	return err;
+}
+
+static ssize_t copy_out(struct shmkit_chan *ch, int err, const void *p, size_t n, void *buf,
+			size_t cap)
+{
+	if (err)
+		return err;
+	if (n > cap)
+		return -EMSGSIZE;
+	shmkit__copy(buf, p, n);
+	shmkit_chan_release(ch, 0);
+	return (ssize_t)n;
+}
+
+ssize_t shmkit_chan_recv(struct shmkit_chan *ch, void *buf, size_t cap)
+{
+	const void *p = NULL;
+	size_t n = 0;
+	int err = shmkit_chan_peek(ch, &p, &n);
+	return copy_out(ch, err, p, n, buf, cap);
+}
+
+ssize_t shmkit_chan_recv_wait(struct shmkit_chan *ch, void *buf, size_t cap,
+			      const struct timespec *deadline)
+{
+	const void *p = NULL;
+	size_t n = 0;
+	int err = shmkit_chan_peek_wait(ch, &p, &n, deadline);
+	return copy_out(ch, err, p, n, buf, cap);
+}
+
+/* --- lifetime and state -------------------------------------------------------------- */
+
+int shmkit_chan_close(struct shmkit_chan *ch)
+{
+	if (!ch)
+		return 0;
+	if (ch->role == SHMKIT_CHAN_PRODUCER) {
+		producer_publish(ch);
+		/* R4: end of stream, after the last publish; pairs with A4 in peek. seq_cst:
+		 * also the store half of the handshake with a sleeping consumer. */
+		atomic_store_explicit(&ch->ctl->closed, 1, memory_order_seq_cst);
+		wake(ch, &ch->ctl->data_q);
+		drop_role(ch);
+	} else if (ch->role == SHMKIT_CHAN_CONSUMER) {
+		consumer_publish(ch);
+		drop_role(ch);
+		wake(ch, &ch->ctl->space_q);
+	}
+	shmkit_segment_close(ch->seg);
+	free(ch);
+	return 0;
+}
+
+int shmkit_chan_unlink(struct shmkit_chan *ch)
+{
+	return ch ? shmkit_segment_unlink(ch->seg) : -EINVAL;
+}
+
+struct shmkit_segment *shmkit_chan_segment(const struct shmkit_chan *ch)
+{
+	return ch ? ch->seg : NULL;
+}
+
+size_t shmkit_chan_max_msg(const struct shmkit_chan *ch)
+{
+	return ch ? (size_t)ch->ring.max_msg : 0;
+}
+
+int shmkit_chan_stats(const struct shmkit_chan *ch, struct shmkit_chan_stats *st)
+{
+	if (!ch || !st)
+		return -EINVAL;
+	const struct chan_ctl *c = ch->ctl;
+	memset(st, 0, sizeof *st);
+	/* Relaxed throughout: a statistics snapshot, each value validated or merely shown. */
+#define LD(x) atomic_load_explicit(&((struct chan_ctl *)(uintptr_t)c)->x, memory_order_relaxed)
+	uint64_t t = LD(tail), h = LD(head);
+	st->capacity = ch->ring.cap;
+	st->max_msg = ch->ring.max_msg;
+	st->fill = t - h <= ch->ring.cap ? t - h : 0;
+	st->msgs_sent = LD(msgs_sent);
+	st->bytes_sent = LD(bytes_sent);
+	st->msgs_recv = LD(msgs_recv);
+	st->bytes_recv = LD(bytes_recv);
+	st->producer_sleeps = LD(prod_sleeps);
+	st->consumer_sleeps = LD(cons_sleeps);
+	st->producer_wakes = LD(prod_wakes);
+	st->consumer_wakes = LD(cons_wakes);
+	uint64_t po = LD(prod_owner), co = LD(cons_owner);
+	st->producer_pid = (int32_t)(po >> 32);
+	st->consumer_pid = (int32_t)(co >> 32);
+	st->producer_alive = owner_state(po) > 0;
+	st->consumer_alive = owner_state(co) > 0;
+	st->closed = LD(closed) != 0;
+#undef LD
+	return 0;
+}

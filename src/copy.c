@@ -1,0 +1,24 @@
+/* shmkit — payload copies that keep clear of the large-memcpy cliff (see internal.h). */
+#include <string.h>
+
+#include "internal.h"
+
+#define PIECE (256u << 10)
+#define CLIFF (1u << 20)
+
+void shmkit__copy(void *dst, const void *src, size_t n)
+{
+	if (n < CLIFF) {
+		memcpy(dst, src, n);
+		return;
+	}
+	uint8_t *d = dst;
+	const uint8_t *s = src;
+	while (n > PIECE) {
+		memcpy(d, s, PIECE);
+		d += PIECE;
+		s += PIECE;
+		n -= PIECE;
+	}
+	memcpy(d, s, n);
+}

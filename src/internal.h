@@ -1,0 +1,128 @@
+/* shmkit — declarations shared between the library's modules (never installed). */
+#ifndef SHMKIT_INTERNAL_H
+#define SHMKIT_INTERNAL_H
+
+#include <assert.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmkit.h"
+
+#define SHMKIT__LIKELY(x) __builtin_expect(!!(x), 1)
+#define SHMKIT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Fields written by different processes are kept this far apart: one 64-byte line plus the
+ * adjacent line the L2 prefetcher pulls in with it (DESIGN.md §2). */
+#define SHMKIT__SEPARATION 128
+
+/* Every atomic that another process relies on must be lock-free, hence address-free: a
+ * lock-based fallback would keep its lock in this process's private memory. */
+static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
+static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
+
+/* One CPU relaxation step for spin loops. */
+static inline void shmkit__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* --- segment header (the first SHMKIT__HDR_SIZE bytes of every segment) ---------------
+ *
+ *   offset size  field            written by / when
+ *        0    8  magic            creator, before READY ("shmkit\0" + 0x1a)
+ *        8    2  ver_major        creator; a different major is -EPROTO
+ *       10    2  ver_minor        creator; newer minors stay readable
+ *       12    4  kind             creator (enum shmkit_kind)
+ *       16    4  hdr_size         creator (512)
+ *       20    4  backend          creator (enum shmkit_backend)
+ *       24    8  total_size       creator: header + data, equals the OS object size
+ *       32    8  data_offset      creator (512)
+ *       40    8  data_size        creator
+ *       48    4  creator_uid      creator (euid)
+ *       52    4  creator_pid      creator
+ *       56    8  creator_start    creator: start time in clock ticks (/proc/PID/stat #22)
+ *       64    8  created_ns       creator: CLOCK_REALTIME
+ *       72    4  sysv_key         creator (0 unless System V)
+ *       76    4  flags            creator (SHMKIT_SEG_HUGEPAGES)
+ *       80    4  name_len         creator
+ *       84    4  reserved0        0
+ *       88  208  name             creator, NUL-padded
+ *      296  152  reserved         0
+ *      448    8  checksum         creator: FNV-1a 64 over bytes [0, 448)
+ *      456    4  state            creator: INITIALIZING, then READY (release store, last)
+ *      460   52  reserved         0
+ *
+ * Bytes [0, 448) never change after creation, which is what lets an opener copy them once,
+ * check the copy, and trust nothing else about the shared original.
+ */
+#define SHMKIT__HDR_SIZE 512u
+#define SHMKIT__LAYOUT_MAJOR 1u
+#define SHMKIT__LAYOUT_MINOR 0u
+#define SHMKIT__CHECKSUM_SPAN 448u
+
+struct shmkit__seg_hdr {
+	uint8_t magic[8];
+	uint16_t ver_major;
+	uint16_t ver_minor;
+	uint32_t kind;
+	uint32_t hdr_size;
+	uint32_t backend;
+	uint64_t total_size;
+	uint64_t data_offset;
+	uint64_t data_size;
+	uint32_t creator_uid;
+	int32_t creator_pid;
+	uint64_t creator_start;
+	uint64_t created_ns;
+	int32_t sysv_key;
+	uint32_t flags;
+	uint32_t name_len;
+	uint32_t reserved0;
+	char name[208];
+	uint8_t reserved1[152];
+	uint64_t checksum;
+	_Atomic uint32_t state;
+	uint8_t reserved2[52];
+};
+
+static_assert(sizeof(struct shmkit__seg_hdr) == SHMKIT__HDR_SIZE, "header is 512 bytes");
+static_assert(offsetof(struct shmkit__seg_hdr, ver_major) == 8, "layout");
+static_assert(offsetof(struct shmkit__seg_hdr, total_size) == 24, "layout");
+static_assert(offsetof(struct shmkit__seg_hdr, creator_start) == 56, "layout");
+static_assert(offsetof(struct shmkit__seg_hdr, name) == 88, "layout");
+static_assert(offsetof(struct shmkit__seg_hdr, checksum) == SHMKIT__CHECKSUM_SPAN, "layout");
+static_assert(offsetof(struct shmkit__seg_hdr, state) == 456, "layout");
+static_assert(sizeof(((struct shmkit__seg_hdr *)0)->name) > SHMKIT_NAME_MAX, "name fits");
+
+extern const uint8_t shmkit__magic[8];
+
+/* FNV-1a, 64 bit. Detects corruption, not forgery: a hostile peer can recompute it. */
+uint64_t shmkit__fnv1a64(const void *data, size_t len);
+
+/* The checksum a header with these immutable bytes must carry. */
+uint64_t shmkit__hdr_checksum(const struct shmkit__seg_hdr *hdr);
+
+/* --- copying ----------------------------------------------------------------------- */
+
+/* memcpy for message payloads. Copies of 1 MiB and more go in 256 KiB pieces: one big
+ * memcpy makes glibc switch to non-temporal stores, which on our machines is 4-5 times
+ * slower than cached copies of pieces (../shared/reference/limits.md, bench/chan.c). */
+void shmkit__copy(void *dst, const void *src, size_t n);
+
+/* --- processes --------------------------------------------------------------------- */
+
+/* Reads the start time (clock ticks since boot) of `pid`; 0 when it does not exist. */
+uint64_t shmkit__proc_start(int32_t pid);
+
+/* Reads a small text file into buf (NUL-terminated). Returns bytes read or -errno. */
+long shmkit__read_file(const char *path, char *buf, size_t cap);
+
+#endif

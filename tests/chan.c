@@ -1,0 +1,955 @@
+/* Tests for src/chan.c: stream channels between real processes, over every backend, with
+ * real kills and a hostile peer. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV, SHMKIT_BACKEND_MEMFD};
+
+/* What a test shares with its children (anonymous shared memory). */
+struct shared {
+	_Atomic uint64_t last_seq;    /* last sequence a consumer verified, +1; 0 = none */
+	_Atomic uint64_t count;       /* messages verified */
+	_Atomic int ready;
+	_Atomic int failed;           /* a child saw something wrong */
+	char why[256];
+};
+
+static struct shared *shared_new(void)
+{
+	void *p = mmap(NULL, sizeof(struct shared), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	return p;
+}
+
+static void child_fail(struct shared *sh, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void child_fail(struct shared *sh, const char *fmt, ...)
+{
+	if (atomic_exchange(&sh->failed, 1) == 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(sh->why, sizeof sh->why, fmt, ap);
+		va_end(ap);
+	}
+}
+
+/* --- message contents: sequence number, length, and a pattern derived from both ------- */
+
+static uint64_t rnd_len(uint64_t seq, uint64_t seed, uint64_t max)
+{
+	uint64_t x = (seq + 1) * 0x9e3779b97f4a7c15ull ^ seed;
+	x ^= x >> 29;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 32;
+	/* Mostly small, sometimes large: the interesting sizes for a ring. */
+	switch (x % 4) {
+	case 0:
+		return x % 64 > max ? max : x % 64;
+	case 1:
+		return (x >> 8) % 1024 > max ? max : (x >> 8) % 1024;
+	default:
+		return (x >> 16) % (max + 1);
+	}
+}
+
+/* Fills a message: [seq (8 bytes)] [pattern words]; tails shorter than 8 bytes too. */
+static void msg_fill(uint8_t *p, uint64_t len, uint64_t seq)
+{
+	uint64_t x = seq * 0xd1342543de82ef95ull + 1;
+	uint64_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w = i == 0 ? seq : (x += 0x9e3779b97f4a7c15ull);
+		memcpy(p + i, &w, 8);
+	}
+	for (; i < len; i++)
+		p[i] = (uint8_t)(seq + i);
+}
+
+/* Returns 0 when the message is exactly what msg_fill(seq) wrote. */
+static int msg_check(const uint8_t *p, uint64_t len, uint64_t seq)
+{
+	uint64_t x = seq * 0xd1342543de82ef95ull + 1;
+	uint64_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		if (w != (i == 0 ? seq : (x += 0x9e3779b97f4a7c15ull)))
+			return -1;
+	}
+	for (; i < len; i++)
+		if (p[i] != (uint8_t)(seq + i))
+			return -1;
+	return 0;
+}
+
+static struct shmkit_chan *chan_new(const char *name, uint32_t backend, int role, uint64_t cap,
+				    uint64_t max_msg)
+{
+	struct shmkit_chan_opts o = {.capacity = cap, .max_msg = max_msg};
+	o.seg.backend = backend;
+	struct shmkit_chan *ch;
+	int err = shmkit_chan_create(name, role, &o, &ch);
+	ck_assert_msg(err == 0, "create: %s", shmkit_strerror(err));
+	if (name && backend != SHMKIT_BACKEND_MEMFD)
+		t_track(name, backend);
+	return ch;
+}
+
+/* How a child finds the channel: by name, or through the inherited memfd. */
+struct where {
+	const char *name;
+	uint32_t backend;
+	int fd;
+};
+
+static int open_role(const struct where *w, int role, uint32_t flags, struct shmkit_chan **ch)
+{
+	struct shmkit_chan_opts o = {.flags = flags};
+	o.seg.backend = w->backend;
+	if (w->backend == SHMKIT_BACKEND_MEMFD)
+		return shmkit_chan_open_fd(w->fd, role, &o, ch);
+	return shmkit_chan_open(w->name, role, &o, ch);
+}
+
+static struct where where_of(const char *name, uint32_t backend, struct shmkit_chan *ch)
+{
+	struct where w = {name, backend, -1};
+	if (backend == SHMKIT_BACKEND_MEMFD)
+		w.fd = shmkit_segment_fd(shmkit_chan_segment(ch));
+	return w;
+}
+
+static struct timespec *in_ms(struct timespec *ts, uint64_t ms)
+{
+	return shmkit_deadline_after(ts, ms * 1000000ull);
+}
+
+/* --- roles, basics ----------------------------------------------------------------- */
+
+START_TEST(test_roles_and_basics)
+{
+	char name[64];
+	t_name(name, sizeof name, "basic");
+	struct shmkit_chan *p = chan_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_CHAN_PRODUCER, 4096, 0);
+	ck_assert_uint_eq(shmkit_chan_max_msg(p), 1024);
+	struct shmkit_chan *c, *x;
+	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_PRODUCER, NULL, &x), -EBUSY);
+	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_CONSUMER, NULL, &c), 0);
+	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_CONSUMER, NULL, &x), -EBUSY);
+	ck_assert_int_eq(shmkit_chan_open(name, 7, NULL, &x), -EINVAL);
+	/* Wrong role for the call. */
+	const void *cp;
+	size_t n;
+	void *vp;
+	ck_assert_int_eq(shmkit_chan_peek(p, &cp, &n), -EPERM);
+	ck_assert_int_eq(shmkit_chan_loan(c, 8, &vp), -EPERM);
+	/* Empty, then messages of 0, 1 and max bytes; too big is refused. */
+	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), -EAGAIN);
+	ck_assert_int_eq(shmkit_chan_send(p, "", 0), 0);
+	ck_assert_int_eq(shmkit_chan_send(p, "x", 1), 0);
+	char big[1025];
+	memset(big, 'b', sizeof big);
+	ck_assert_int_eq(shmkit_chan_send(p, big, 1024), 0);
+	ck_assert_int_eq(shmkit_chan_send(p, big, 1025), -EMSGSIZE);
+	char buf[2048];
+	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), 0);
+	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), 1);
+	ck_assert_int_eq(buf[0], 'x');
+	ck_assert_int_eq(shmkit_chan_recv(c, buf, 100), -EMSGSIZE); /* stays queued */
+	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), 1024);
+	ck_assert_int_eq(memcmp(buf, big, 1024), 0);
+	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), -EAGAIN);
+	/* Full: 4096-byte ring of 520-byte records. */
+	int k = 0;
+	while (shmkit_chan_send(p, big, 512) == 0)
+		k++;
+	ck_assert_int_eq(k, 7);
+	struct timespec ts;
+	ck_assert_int_eq(shmkit_chan_send_wait(p, big, 512, in_ms(&ts, 20)), -ETIMEDOUT);
+	/* Observer sees the counters. */
+	struct shmkit_chan *obs;
+	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &obs), 0);
+	struct shmkit_chan_stats st;
+	ck_assert_int_eq(shmkit_chan_stats(obs, &st), 0);
+	ck_assert_uint_eq(st.capacity, 4096);
+	ck_assert_uint_eq(st.msgs_sent, 10);
+	ck_assert_uint_eq(st.msgs_recv, 3);
+	ck_assert_uint_eq(st.bytes_recv, 1025);
+	/* 7 records of 520 bytes, plus the padding of the wrap they caused. */
+	ck_assert_uint_ge(st.fill, 7 * 520);
+	ck_assert_uint_le(st.fill, 4096);
+	ck_assert_int_eq(st.producer_pid, getpid());
+	ck_assert_int_eq(st.producer_alive, 1);
+	ck_assert_int_eq(st.consumer_alive, 1);
+	ck_assert_int_eq(st.closed, 0);
+	ck_assert_uint_eq(st.producer_wakes, 0); /* nobody ever slept: no wake-up calls */
+	ck_assert_int_eq(shmkit_chan_peer_alive(p), 1);
+	ck_assert_int_eq(shmkit_chan_close(obs), 0);
+	/* A kind mismatch: a table opener would get -EMEDIUMTYPE; a raw segment is not a
+	 * channel either. */
+	char raw[64];
+	t_name(raw, sizeof raw, "raw");
+	struct shmkit_segment *seg;
+	ck_assert_int_eq(shmkit_segment_create(raw, 4096, NULL, &seg), 0);
+	t_track(raw, SHMKIT_BACKEND_POSIX);
+	ck_assert_int_eq(shmkit_chan_open(raw, SHMKIT_CHAN_CONSUMER, NULL, &x), -EMEDIUMTYPE);
+	shmkit_segment_unlink(seg);
+	shmkit_segment_close(seg);
+	ck_assert_int_eq(shmkit_chan_open("no-such-chan", SHMKIT_CHAN_CONSUMER, NULL, &x), -ENOENT);
+
+	/* Close: the consumer drains what is left, then end of stream. */
+	ck_assert_int_eq(shmkit_chan_close(p), 0);
+	for (int i = 0; i < k; i++)
+		ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), 512);
+	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), -EPIPE);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 10)), -EPIPE);
+	/* A new producer starts a new session on the same channel. */
+	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_PRODUCER, NULL, &p), 0);
+	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), -EAGAIN);
+	ck_assert_int_eq(shmkit_chan_send(p, "again", 5), 0);
+	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), 5);
+	ck_assert_int_eq(shmkit_chan_unlink(p), 0);
+	shmkit_chan_close(p);
+	shmkit_chan_close(c);
+}
+END_TEST
+
+START_TEST(test_bad_options)
+{
+	struct shmkit_chan *ch;
+	struct shmkit_chan_opts o = {.capacity = 4096, .max_msg = 2041};
+	ck_assert_int_eq(shmkit_chan_create("x", SHMKIT_CHAN_PRODUCER, &o, &ch), -EINVAL);
+	o = (struct shmkit_chan_opts){.capacity = (uint64_t)1 << 50};
+	ck_assert_int_eq(shmkit_chan_create("x", SHMKIT_CHAN_PRODUCER, &o, &ch), -EINVAL);
+	ck_assert_int_eq(shmkit_chan_create("x", SHMKIT_CHAN_OBSERVER, NULL, &ch), -EINVAL);
+	ck_assert_int_eq(shmkit_chan_create("bad/name", SHMKIT_CHAN_PRODUCER, NULL, &ch), -EINVAL);
+	/* max_msg alone sizes the ring: 4 × (max + 8), rounded up to a power of two. */
+	o = (struct shmkit_chan_opts){.max_msg = 100000};
+	o.seg.backend = SHMKIT_BACKEND_MEMFD;
+	ck_assert_int_eq(shmkit_chan_create(NULL, SHMKIT_CHAN_PRODUCER, &o, &ch), 0);
+	struct shmkit_chan_stats st;
+	shmkit_chan_stats(ch, &st);
+	ck_assert_uint_eq(st.capacity, 512 * 1024);
+	ck_assert_uint_eq(st.max_msg, 100000);
+	shmkit_chan_close(ch);
+	ck_assert_int_eq(shmkit_chan_close(NULL), 0);
+}
+END_TEST
+
+START_TEST(test_batch_and_zero_copy)
+{
+	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 1 << 16, 0);
+	struct where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct shmkit_chan *c;
+	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	for (uint64_t i = 0; i < 50; i++) {
+		void *buf;
+		ck_assert_int_eq(shmkit_chan_loan(p, 200, &buf), 0);
+		msg_fill(buf, i, i);
+		ck_assert_int_eq(shmkit_chan_commit(p, i, SHMKIT_CHAN_MORE), 0);
+	}
+	const void *cp;
+	size_t n;
+	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), -EAGAIN); /* not published yet */
+	ck_assert_int_eq(shmkit_chan_flush(p), 0);
+	for (uint64_t i = 0; i < 50; i++) {
+		ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
+		ck_assert_uint_eq(n, i);
+		ck_assert_int_eq(msg_check(cp, n, i), 0);
+		ck_assert_int_eq(shmkit_chan_release(c, SHMKIT_CHAN_MORE), 0);
+	}
+	struct shmkit_chan_stats st;
+	shmkit_chan_stats(c, &st);
+	ck_assert_uint_eq(st.msgs_recv, 0); /* batched: not published */
+	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), -EAGAIN); /* publishes on empty */
+	shmkit_chan_stats(c, &st);
+	ck_assert_uint_eq(st.msgs_recv, 50);
+	ck_assert_uint_eq(st.fill, 0);
+	ck_assert_int_eq(shmkit_chan_release(c, 0), -EINVAL);
+	ck_assert_int_eq(shmkit_chan_commit(p, 0, 0), -EINVAL);
+	ck_assert_int_eq(shmkit_chan_drain_wait(p, NULL), 0);
+	shmkit_chan_close(c);
+	shmkit_chan_close(p);
+}
+END_TEST
+
+/* --- cross-process streaming --------------------------------------------------------- */
+
+struct stream_arg {
+	struct where w;
+	struct shared *sh;
+	uint64_t count;
+	uint64_t seed;
+	uint64_t max;
+	int copy; /* use send/recv instead of loan/peek */
+};
+
+static int producer_main(void *arg)
+{
+	struct stream_arg *a = arg;
+	struct shmkit_chan *ch;
+	int err = open_role(&a->w, SHMKIT_CHAN_PRODUCER, 0, &ch);
+	if (err) {
+		child_fail(a->sh, "producer open: %s", shmkit_strerror(err));
+		return 1;
+	}
+	uint8_t *tmp = a->copy ? malloc(a->max + 8) : NULL;
+	for (uint64_t seq = 0; seq < a->count; seq++) {
+		uint64_t len = rnd_len(seq, a->seed, a->max);
+		if (len < 8)
+			len = 8; /* room for the sequence number */
+		if (a->copy) {
+			msg_fill(tmp, len, seq);
+			err = shmkit_chan_send_wait(ch, tmp, len, NULL);
+		} else {
+			void *p;
+			err = shmkit_chan_loan_wait(ch, len, &p, NULL);
+			if (!err) {
+				msg_fill(p, len, seq);
+				err = shmkit_chan_commit(ch, len, seq % 8 == 7 ? 0 : SHMKIT_CHAN_MORE);
+			}
+		}
+		if (err) {
+			child_fail(a->sh, "producer seq %llu: %s", (unsigned long long)seq,
+				   shmkit_strerror(err));
+			return 1;
+		}
+	}
+	free(tmp);
+	shmkit_chan_close(ch);
+	return 0;
+}
+
+static int consumer_main(void *arg)
+{
+	struct stream_arg *a = arg;
+	struct shmkit_chan *ch;
+	int err = open_role(&a->w, SHMKIT_CHAN_CONSUMER, 0, &ch);
+	if (err) {
+		child_fail(a->sh, "consumer open: %s", shmkit_strerror(err));
+		return 1;
+	}
+	atomic_store(&a->sh->ready, 1);
+	uint8_t *tmp = a->copy ? malloc(a->max + 8) : NULL;
+	for (uint64_t seq = 0;; seq++) {
+		const void *p;
+		size_t n;
+		if (a->copy) {
+			ssize_t r = shmkit_chan_recv_wait(ch, tmp, a->max + 8, NULL);
+			err = r < 0 ? (int)r : 0;
+			n = r < 0 ? 0 : (size_t)r;
+			p = tmp;
+		} else {
+			err = shmkit_chan_peek_wait(ch, &p, &n, NULL);
+		}
+		if (err == -EPIPE && seq == a->count)
+			break;
+		uint64_t want = rnd_len(seq, a->seed, a->max);
+		if (want < 8)
+			want = 8;
+		if (err || n != want || msg_check(p, n, seq) != 0) {
+			child_fail(a->sh, "consumer seq %llu: err %s, len %zu want %llu, check %d",
+				   (unsigned long long)seq, shmkit_strerror(err), n,
+				   (unsigned long long)want, err ? 0 : msg_check(p, n, seq));
+			return 1;
+		}
+		if (!a->copy)
+			shmkit_chan_release(ch, seq % 5 == 4 ? 0 : SHMKIT_CHAN_MORE);
+		atomic_store_explicit(&a->sh->count, seq + 1, memory_order_relaxed);
+	}
+	free(tmp);
+	shmkit_chan_close(ch);
+	return 0;
+}
+
+static void stream_run(uint32_t backend, uint64_t count, uint64_t max, uint64_t cap, int copy)
+{
+	char name[64];
+	t_name(name, sizeof name, "stream");
+	/* The test process creates the channel, then hands the consumer role over. */
+	struct shmkit_chan *own = chan_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
+					   SHMKIT_CHAN_CONSUMER, cap, max + 8);
+	struct shared *sh = shared_new();
+	struct stream_arg a = {where_of(name, backend, own), sh, count, t_seed(), max, copy};
+	/* Give the consumer role up (keeping a memfd descriptor for the children to inherit);
+	 * the channel itself stays. */
+	if (backend == SHMKIT_BACKEND_MEMFD)
+		a.w.fd = dup(a.w.fd);
+	shmkit_chan_close(own);
+	pid_t pc, pp;
+	pc = t_fork(consumer_main, &a);
+	pp = t_fork(producer_main, &a);
+	int timeout = 600000;
+	int sp = t_wait(pp, timeout), sc = t_wait(pc, timeout);
+	ck_assert_msg(!atomic_load(&sh->failed), "%s", sh->why);
+	ck_assert_int_eq(sp, 0);
+	ck_assert_int_eq(sc, 0);
+	ck_assert_uint_eq(atomic_load(&sh->count), count);
+	if (a.w.fd >= 0)
+		close(a.w.fd);
+	if (backend != SHMKIT_BACKEND_MEMFD) {
+		struct shmkit_chan *obs;
+		struct shmkit_chan_opts o = {.seg.backend = backend};
+		ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, &o, &obs), 0);
+		struct shmkit_chan_stats st;
+		shmkit_chan_stats(obs, &st);
+		ck_assert_uint_eq(st.msgs_sent, count);
+		ck_assert_uint_eq(st.msgs_recv, count);
+		ck_assert_uint_eq(st.bytes_sent, st.bytes_recv);
+		ck_assert_int_eq(st.closed, 1);
+		ck_assert_int_eq(st.producer_pid, 0); /* both closed: roles free */
+		shmkit_chan_close(obs);
+		struct shmkit_segment_opts so = {.backend = backend};
+		ck_assert_int_eq(shmkit_segment_remove(name, &so), 1);
+	}
+	munmap(sh, sizeof *sh);
+}
+
+/* Random sizes 0..64 KiB, sequence numbers and checksums, every backend. The stress tier
+ * sends 10 million per backend. */
+START_TEST(test_stream_random_sizes)
+{
+	uint64_t count = t_stress() ? 10000000 : 60000;
+	stream_run(backends[_i], count, 65536, 1 << 20, 0);
+}
+END_TEST
+
+START_TEST(test_stream_small_messages_copy)
+{
+	stream_run(backends[_i], t_stress() ? 20000000 : 300000, 64, 1 << 14, 1);
+}
+END_TEST
+
+/* Messages of 1 MiB and more: the copy path avoids the memcpy cliff and stays exact. */
+START_TEST(test_stream_large_messages)
+{
+	char name[64];
+	t_name(name, sizeof name, "large");
+	struct shmkit_chan *p = chan_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_CHAN_PRODUCER, 8 << 20,
+					 (3 << 20) / 2);
+	struct shmkit_chan *c;
+	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_CONSUMER, NULL, &c), 0);
+	size_t sz = (3 << 20) / 2 - 8;
+	uint8_t *in = malloc(sz), *out = malloc(sz);
+	for (uint64_t i = 0; i < 8; i++) {
+		msg_fill(in, sz - i * 4096, i);
+		ck_assert_int_eq(shmkit_chan_send(p, in, sz - i * 4096), 0);
+		ck_assert_int_eq(shmkit_chan_recv(c, out, sz), (ssize_t)(sz - i * 4096));
+		ck_assert_int_eq(msg_check(out, sz - i * 4096, i), 0);
+	}
+	free(in);
+	free(out);
+	shmkit_chan_unlink(p);
+	shmkit_chan_close(c);
+	shmkit_chan_close(p);
+}
+END_TEST
+
+/* --- blocking ------------------------------------------------------------------------ */
+
+static int sleeper_consumer(void *arg)
+{
+	struct stream_arg *a = arg;
+	struct shmkit_chan *ch;
+	if (open_role(&a->w, SHMKIT_CHAN_CONSUMER, SHMKIT_CHAN_NO_SPIN, &ch))
+		return 10;
+	atomic_store(&a->sh->ready, 1);
+	char buf[64];
+	/* Blocks (asleep: no spinning) until the parent sends, five times, then until end of
+	 * stream. */
+	for (int i = 0; i < 5; i++) {
+		ssize_t n = shmkit_chan_recv_wait(ch, buf, sizeof buf, NULL);
+		if (n != 5 || memcmp(buf, "wake!", 5) != 0)
+			return 11;
+	}
+	struct timespec ts;
+	if (shmkit_chan_recv_wait(ch, buf, sizeof buf, in_ms(&ts, 30000)) != -EPIPE)
+		return 12;
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	/* It waited asleep for most of a second: CPU time stays tiny (a spinner would burn it
+	 * all). A functional property with a wide margin, not a speed measurement. */
+	long cpu_ms = ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
+		      ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
+	if (cpu_ms > 250)
+		return 13;
+	shmkit_chan_close(ch);
+	return 0;
+}
+
+START_TEST(test_blocking_wakeup_and_idle)
+{
+	char name[64];
+	t_name(name, sizeof name, "block");
+	struct shmkit_chan *p = chan_new(name, SHMKIT_BACKEND_SYSV, SHMKIT_CHAN_PRODUCER, 4096, 0);
+	struct shared *sh = shared_new();
+	struct stream_arg a = {where_of(name, SHMKIT_BACKEND_SYSV, p), sh, 0, 0, 0, 0};
+	pid_t pid = t_fork(sleeper_consumer, &a);
+	while (!atomic_load(&sh->ready))
+		usleep(1000);
+	/* Five times: let it fall asleep, check that it did, wake it with a message. */
+	struct shmkit_chan_stats st;
+	uint64_t slept = 0;
+	for (int k = 0; k < 5; k++) {
+		for (int i = 0; i < 5000; i++) {
+			shmkit_chan_stats(p, &st);
+			if (st.consumer_sleeps > slept)
+				break;
+			usleep(1000);
+		}
+		ck_assert_uint_gt(st.consumer_sleeps, slept);
+		slept = st.consumer_sleeps;
+		usleep(150000);
+		ck_assert_int_eq(shmkit_chan_send(p, "wake!", 5), 0);
+	}
+	/* It slept, so the producer had to wake it — unless, each of the five times, it was
+	 * between two 100 ms sleeps (checking the producer's liveness) at that very moment. */
+	shmkit_chan_stats(p, &st);
+	ck_assert_uint_ge(st.producer_wakes, 1);
+	usleep(400000);
+	shmkit_chan_close(p);
+	ck_assert_int_eq(t_wait(pid, 30000), 0);
+	munmap(sh, sizeof *sh);
+	struct shmkit_segment_opts so = {.backend = SHMKIT_BACKEND_SYSV};
+	shmkit_segment_remove(name, &so);
+}
+END_TEST
+
+START_TEST(test_timeouts)
+{
+	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 4096, 0);
+	struct where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct shmkit_chan *c;
+	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	struct timespec ts;
+	const void *cp;
+	size_t n;
+	uint64_t t0 = shmkit_now_ns();
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 50)), -ETIMEDOUT);
+	ck_assert_uint_ge(shmkit_now_ns() - t0, 50000000); /* never early */
+	/* A deadline already in the past: one try, then -ETIMEDOUT. */
+	shmkit_deadline_after(&ts, 0);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, &ts), -ETIMEDOUT);
+	char buf[600] = {0};
+	while (shmkit_chan_send(p, buf, sizeof buf) == 0)
+		;
+	t0 = shmkit_now_ns();
+	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, sizeof buf, in_ms(&ts, 50)), -ETIMEDOUT);
+	ck_assert_uint_ge(shmkit_now_ns() - t0, 50000000);
+	ck_assert_int_eq(shmkit_chan_drain_wait(p, in_ms(&ts, 20)), -ETIMEDOUT);
+	/* Data that arrives during the wait is returned. */
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 50)), 0);
+	shmkit_chan_close(c);
+	shmkit_chan_close(p);
+}
+END_TEST
+
+/* --- dead peers ---------------------------------------------------------------------- */
+
+static int producer_then_die(void *arg)
+{
+	struct stream_arg *a = arg;
+	struct shmkit_chan *ch;
+	if (open_role(&a->w, SHMKIT_CHAN_PRODUCER, 0, &ch))
+		return 10;
+	for (uint64_t seq = 0; seq < a->count; seq++) {
+		void *p;
+		if (shmkit_chan_loan_wait(ch, 100, &p, NULL))
+			return 11;
+		msg_fill(p, 100, seq);
+		shmkit_chan_commit(ch, 100, 0);
+	}
+	/* Committed with MORE but never published: must not be delivered. */
+	void *p;
+	if (shmkit_chan_loan(ch, 100, &p))
+		return 12;
+	msg_fill(p, 100, 999998);
+	shmkit_chan_commit(ch, 100, SHMKIT_CHAN_MORE);
+	/* A loan that is written but never committed: must not be delivered either. */
+	if (shmkit_chan_loan(ch, 100, &p))
+		return 12;
+	msg_fill(p, 100, 999999);
+	raise(SIGKILL);
+	return 13;
+}
+
+START_TEST(test_producer_killed)
+{
+	uint32_t backend = backends[_i];
+	char name[64];
+	t_name(name, sizeof name, "pdead");
+	struct shmkit_chan *c = chan_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
+					 SHMKIT_CHAN_CONSUMER, 1 << 16, 0);
+	struct shared *sh = shared_new();
+	struct stream_arg a = {where_of(name, backend, c), sh, 300, 0, 0, 0};
+	pid_t pid = t_fork(producer_then_die, &a);
+	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
+	struct timespec ts;
+	const void *cp;
+	size_t n;
+	for (uint64_t seq = 0; seq < 300; seq++) {
+		ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 5000)), 0);
+		ck_assert_uint_eq(n, 100);
+		ck_assert_int_eq(msg_check(cp, n, seq), 0);
+		shmkit_chan_release(c, 0);
+	}
+	/* Everything committed was delivered; now the death is reported, promptly. */
+	uint64_t t0 = shmkit_now_ns();
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 10000)), -EOWNERDEAD);
+	ck_assert_uint_lt(shmkit_now_ns() - t0, 5000000000ull); /* not the 10 s deadline */
+	/* With a deadline shorter than the liveness slice it is reported at the deadline. */
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 20)), -EOWNERDEAD);
+	ck_assert_int_eq(shmkit_chan_peer_alive(c), 0);
+	/* Takeover: a new producer attaches where the dead one stopped. */
+	a.count = 10;
+	pid = t_fork(producer_then_die, &a);
+	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
+	for (uint64_t seq = 0; seq < 10; seq++) {
+		ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 5000)), 0);
+		ck_assert_int_eq(msg_check(cp, n, seq), 0);
+		shmkit_chan_release(c, 0);
+	}
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 5000)), -EOWNERDEAD);
+	shmkit_chan_unlink(c);
+	shmkit_chan_close(c);
+	munmap(sh, sizeof *sh);
+}
+END_TEST
+
+static int consumer_then_die(void *arg)
+{
+	struct stream_arg *a = arg;
+	struct shmkit_chan *ch;
+	if (open_role(&a->w, SHMKIT_CHAN_CONSUMER, 0, &ch))
+		return 10;
+	const void *p;
+	size_t n;
+	for (uint64_t seq = 0; seq < a->count; seq++) {
+		if (shmkit_chan_peek_wait(ch, &p, &n, NULL) || msg_check(p, n, seq))
+			return 11;
+		shmkit_chan_release(ch, 0);
+	}
+	/* Peeked, not released: the next consumer gets it again. */
+	if (shmkit_chan_peek_wait(ch, &p, &n, NULL))
+		return 12;
+	raise(SIGKILL);
+	return 13;
+}
+
+START_TEST(test_consumer_killed)
+{
+	uint32_t backend = backends[_i];
+	char name[64];
+	t_name(name, sizeof name, "cdead");
+	struct shmkit_chan *p = chan_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
+					 SHMKIT_CHAN_PRODUCER, 4096, 0);
+	struct shared *sh = shared_new();
+	struct stream_arg a = {where_of(name, backend, p), sh, 5, 0, 0, 0};
+	char buf[1000];
+	/* Four 1008-byte records fill the 4096-byte ring. */
+	for (uint64_t seq = 0; seq < 4; seq++) {
+		msg_fill((uint8_t *)buf, 1000, seq);
+		ck_assert_int_eq(shmkit_chan_send(p, buf, 1000), 0);
+	}
+	ck_assert_int_eq(shmkit_chan_send(p, buf, 1000), -EAGAIN);
+	pid_t pid = t_fork(consumer_then_die, &a);
+	/* The consumer releases 0..4, peeks 5 and dies: 4..8 fit, then the ring is full for
+	 * good and the dead consumer is reported instead of waited for. */
+	struct timespec ts;
+	uint64_t seq = 4;
+	int err;
+	for (;; seq++) {
+		msg_fill((uint8_t *)buf, 1000, seq);
+		err = shmkit_chan_send_wait(p, buf, 1000, in_ms(&ts, 20000));
+		if (err)
+			break;
+	}
+	ck_assert_int_eq(err, -EOWNERDEAD);
+	ck_assert_uint_eq(seq, 9);
+	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
+	ck_assert_int_eq(shmkit_chan_drain_wait(p, in_ms(&ts, 10000)), -EOWNERDEAD);
+	/* A new consumer takes over from message 5 (peeked but never released). */
+	struct shmkit_chan *c;
+	ck_assert_int_eq(open_role(&a.w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	const void *cp;
+	size_t n;
+	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
+	ck_assert_int_eq(msg_check(cp, n, 5), 0);
+	shmkit_chan_close(c);
+	shmkit_chan_unlink(p);
+	shmkit_chan_close(p);
+	munmap(sh, sizeof *sh);
+}
+END_TEST
+
+/* kill -9 of either side at a random moment of a busy stream, then a takeover: no gap,
+ * no duplicate (except the one re-delivery a consumer crash allows), no torn message. */
+struct chaos {
+	struct where w;
+	_Atomic uint64_t epoch;       /* producer generation, bumped by each new producer */
+	_Atomic uint64_t recorded;    /* consumer: last sequence verified, +1 */
+	_Atomic uint64_t rec_epoch;
+	_Atomic uint64_t consumers;   /* consumer generation, bumped by each new consumer */
+	_Atomic int failed;
+	char why[200];
+};
+
+static int chaos_producer(void *arg)
+{
+	struct chaos *x = arg;
+	struct shmkit_chan *ch;
+	for (int tries = 0; open_role(&x->w, SHMKIT_CHAN_PRODUCER, 0, &ch); tries++)
+		if (tries > 5000)
+			return 10; /* the dead one's role is taken over once it is reaped */
+		else
+			usleep(1000);
+	uint64_t epoch = atomic_fetch_add(&x->epoch, 1) + 1;
+	for (uint64_t seq = 0;; seq++) {
+		uint64_t len = 16 + (seq * 7919) % 3000;
+		void *p;
+		int err = shmkit_chan_loan_wait(ch, len, &p, NULL);
+		if (err == -EOWNERDEAD) {
+			usleep(1000);
+			seq--;
+			continue;
+		}
+		if (err)
+			return 11;
+		msg_fill(p, len, epoch << 40 | seq); /* the first word carries both */
+		shmkit_chan_commit(ch, len, seq % 3 ? SHMKIT_CHAN_MORE : 0);
+	}
+}
+
+static int chaos_consumer(void *arg)
+{
+	struct chaos *x = arg;
+	struct shmkit_chan *ch;
+	for (int tries = 0; open_role(&x->w, SHMKIT_CHAN_CONSUMER, 0, &ch); tries++)
+		if (tries > 5000)
+			return 10;
+		else
+			usleep(1000);
+	uint64_t rec = atomic_load(&x->recorded), rec_epoch = atomic_load(&x->rec_epoch);
+	atomic_fetch_add(&x->consumers, 1);
+	bool first = true;
+	for (;;) {
+		const void *p;
+		size_t n;
+		int err = shmkit_chan_peek_wait(ch, &p, &n, NULL);
+		if (err == -EOWNERDEAD)
+			continue; /* the producer was killed: wait for the next one */
+		if (err) {
+			atomic_store(&x->failed, 1);
+			snprintf(x->why, sizeof x->why, "peek: %s", shmkit_strerror(err));
+			return 11;
+		}
+		uint64_t id;
+		memcpy(&id, p, 8);
+		uint64_t seq = id & (((uint64_t)1 << 40) - 1), epoch = id >> 40;
+		const char *bad = NULL;
+		if (n != 16 + (seq * 7919) % 3000 || msg_check(p, n, id) != 0)
+			bad = "torn or corrupt message";
+		else if (epoch == rec_epoch && !(seq == rec || (first && seq + 1 == rec)))
+			bad = "gap or duplicate within an epoch";
+		else if (epoch != rec_epoch && (epoch < rec_epoch || seq != 0))
+			bad = "new epoch does not start at 0";
+		if (bad) {
+			atomic_store(&x->failed, 1);
+			snprintf(x->why, sizeof x->why, "%s: epoch %llu seq %llu (recorded %llu/%llu)",
+				 bad, (unsigned long long)epoch, (unsigned long long)seq,
+				 (unsigned long long)rec_epoch, (unsigned long long)rec);
+			return 12;
+		}
+		first = false;
+		rec = seq + 1;
+		rec_epoch = epoch;
+		/* Record before releasing: a kill in between re-delivers this one (allowed). */
+		atomic_store(&x->rec_epoch, rec_epoch);
+		atomic_store(&x->recorded, rec);
+		shmkit_chan_release(ch, 0);
+	}
+}
+
+START_TEST(test_random_kills)
+{
+	uint32_t backend = backends[_i];
+	char name[64];
+	t_name(name, sizeof name, "chaos");
+	struct shmkit_chan *own = chan_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
+					   SHMKIT_CHAN_CONSUMER, 1 << 15, 0);
+	struct chaos *x = mmap(NULL, sizeof *x, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			       -1, 0);
+	x->w = where_of(name, backend, own);
+	if (backend == SHMKIT_BACKEND_MEMFD)
+		x->w.fd = dup(x->w.fd);
+	shmkit_chan_close(own); /* hand the consumer role to the children */
+	uint64_t rng = t_seed() + backend;
+	int rounds = t_stress() ? 150 : 6;
+	pid_t prod = t_fork(chaos_producer, x), cons = t_fork(chaos_consumer, x);
+	uint64_t producers = 1, consumers = 1;
+	for (int r = 0; r < rounds && !atomic_load(&x->failed); r++) {
+		/* Kill only processes that have attached, so every kill hits a live stream. */
+		for (int i = 0; i < 20000 && (atomic_load(&x->epoch) < producers ||
+					      atomic_load(&x->consumers) < consumers); i++)
+			usleep(500);
+		usleep(2000 + t_rand(&rng) % 30000);
+		bool kill_producer = r % 2 == 0; /* both kinds, each at random moments */
+		pid_t victim = kill_producer ? prod : cons;
+		kill(victim, SIGKILL);
+		ck_assert_int_eq(t_wait(victim, 10000), 128 + SIGKILL);
+		if (kill_producer) {
+			prod = t_fork(chaos_producer, x);
+			producers++;
+		} else {
+			cons = t_fork(chaos_consumer, x);
+			consumers++;
+		}
+	}
+	for (int i = 0; i < 20000 && (atomic_load(&x->epoch) < producers ||
+				      atomic_load(&x->consumers) < consumers); i++)
+		usleep(500);
+	usleep(50000);
+	kill(prod, SIGKILL);
+	kill(cons, SIGKILL);
+	t_wait(prod, 10000);
+	t_wait(cons, 10000);
+	ck_assert_msg(!atomic_load(&x->failed), "%s", x->why);
+	ck_assert_uint_eq(atomic_load(&x->epoch), producers); /* every takeover happened */
+	ck_assert_uint_eq(atomic_load(&x->consumers), consumers);
+	ck_assert_uint_gt(atomic_load(&x->rec_epoch), 0); /* and data flowed */
+	if (x->w.fd >= 0)
+		close(x->w.fd);
+	if (backend != SHMKIT_BACKEND_MEMFD) {
+		struct shmkit_segment_opts so = {.backend = backend};
+		ck_assert_int_eq(shmkit_segment_remove(name, &so), 1);
+	}
+	munmap(x, sizeof *x);
+}
+END_TEST
+
+/* --- a hostile peer ---------------------------------------------------------------------- */
+
+struct scribble_arg {
+	uint8_t *ctl;   /* the channel's control block, mapped in the child too (fork) */
+	uint64_t ring_bytes;
+	uint64_t seed;
+};
+
+static int scribbler(void *arg)
+{
+	struct scribble_arg *a = arg;
+	uint64_t rng = a->seed;
+	uint64_t end = shmkit_now_ns() + 700000000ull;
+	while (shmkit_now_ns() < end) {
+		uint64_t what = t_rand(&rng) % 6;
+		uint64_t v = t_rand(&rng);
+		if (what == 0)
+			v &= 0xffff; /* small, plausible-looking positions */
+		switch (what) {
+		case 0:
+		case 1:
+			atomic_store((_Atomic uint64_t *)(void *)(a->ctl + 128), v); /* tail */
+			break;
+		case 2:
+			atomic_store((_Atomic uint64_t *)(void *)(a->ctl + 256), v); /* head */
+			break;
+		default: {
+			uint64_t off = (t_rand(&rng) % (a->ring_bytes / 8)) * 8;
+			atomic_store((_Atomic uint64_t *)(void *)(a->ctl + 1024 + off),
+				     what == 3 ? (v & 0x1ffff) | (uint64_t)(v & 1) << 32 : v);
+		}
+		}
+	}
+	return 0;
+}
+
+START_TEST(test_hostile_scribbler)
+{
+	char name[64];
+	t_name(name, sizeof name, "hostile");
+	struct shmkit_chan *p = chan_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_CHAN_PRODUCER, 1 << 16, 0);
+	struct shmkit_chan *c;
+	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_CONSUMER, NULL, &c), 0);
+	struct scribble_arg a = {shmkit_segment_data(shmkit_chan_segment(p)), 1 << 16, t_seed()};
+	pid_t pid = t_fork(scribbler, &a);
+	uint64_t ok = 0, bad = 0, n_loops = 0;
+	uint8_t buf[1 << 15];
+	uint64_t end = shmkit_now_ns() + 800000000ull;
+	while (shmkit_now_ns() < end) {
+		n_loops++;
+		(void)shmkit_chan_send(p, buf, n_loops % 2000);
+		const void *cp;
+		size_t n;
+		struct timespec ts;
+		int err = n_loops % 16 ? shmkit_chan_peek(c, &cp, &n)
+				       : shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 2));
+		if (err == 0) {
+			/* Whatever it claims must lie inside the ring. */
+			const uint8_t *base =
+				(const uint8_t *)shmkit_segment_data(shmkit_chan_segment(c)) + 1024;
+			T_CHECK((const uint8_t *)cp >= base && (const uint8_t *)cp + n <= base + (1 << 16),
+				"message outside the ring");
+			memcpy(buf, cp, n < sizeof buf ? n : sizeof buf);
+			shmkit_chan_release(c, 0);
+			ok++;
+		} else {
+			T_CHECK(err == -EAGAIN || err == -EBADMSG || err == -ETIMEDOUT ||
+					err == -EOWNERDEAD || err == -EPIPE,
+				"unexpected %d", err);
+			if (err == -EBADMSG)
+				bad++;
+		}
+	}
+	ck_assert_int_eq(t_wait(pid, 10000), 0);
+	ck_assert_uint_gt(bad, 0); /* the scribbling was noticed */
+	shmkit_chan_unlink(p);
+	shmkit_chan_close(c);
+	shmkit_chan_close(p);
+}
+END_TEST
+
+static Suite *chan_suite(void)
+{
+	Suite *s = suite_create("chan");
+	TCase *tc = tcase_create("basics");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_roles_and_basics);
+	tcase_add_test(tc, test_bad_options);
+	tcase_add_test(tc, test_batch_and_zero_copy);
+	tcase_add_test(tc, test_timeouts);
+	tcase_add_test(tc, test_blocking_wakeup_and_idle);
+	tcase_add_test(tc, test_stream_large_messages);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("stream");
+	tcase_set_timeout(tc, t_stress() ? 3600 : 300);
+	tcase_add_loop_test(tc, test_stream_random_sizes, 0, 3);
+	tcase_add_loop_test(tc, test_stream_small_messages_copy, 0, 3);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("death");
+	tcase_set_timeout(tc, t_stress() ? 3600 : 120);
+	tcase_add_loop_test(tc, test_producer_killed, 0, 3);
+	tcase_add_loop_test(tc, test_consumer_killed, 0, 3);
+	tcase_add_loop_test(tc, test_random_kills, 0, 3);
+	tcase_add_test(tc, test_hostile_scribbler);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	Suite *(*const makers[])(void) = {chan_suite};
+	return t_main(makers, 1);
+}

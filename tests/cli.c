@@ -1,0 +1,1507 @@
+/* Tests for the shmkit command-line tool (cli/): runs the real binary with fork/exec, captures
+ * stdout, stderr and the exit status, and checks them against segments this suite creates
+ * with the library, real processes and real kill -9.
+ *
+ * The binary is $SHMKIT_CLI, else <builddir>/shmkit next to this test (<builddir>/tests/cli,
+ * found through /proc/self/exe, so the ASan and TSan builds test their own CLI), else
+ * build/shmkit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/prctl.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/* The CLI's helpers, compiled in for the unit tests at the end (JSON escaping of bytes that
+ * no segment name can carry, size formatting, number parsing edge cases). */
+#include "../cli/util.c"
+
+#define DEMO_KEY 12345
+
+static const char demo_expected[] = "Producer wrote: Message 1\n"
+				    "Consumer read: Message 1\n"
+				    "Producer wrote: Message 2\n"
+				    "Consumer read: Message 2\n"
+				    "Producer wrote: Message 3\n"
+				    "Consumer read: Message 3\n"
+				    "Producer wrote: Message 4\n"
+				    "Consumer read: Message 4\n"
+				    "Producer wrote: Message 5\n"
+				    "Consumer read: Message 5\n"
+				    "Consumer received END signal. Exiting...\n";
+
+/* --- locating the binaries ---------------------------------------------------------------- */
+
+static char build_dir[PATH_MAX];
+static char cli_path[PATH_MAX];
+
+static void find_binaries(void)
+{
+	if (cli_path[0])
+		return;
+	const char *env = getenv("SHMKIT_CLI");
+	if (env && *env) {
+		snprintf(cli_path, sizeof cli_path, "%s", env);
+		snprintf(build_dir, sizeof build_dir, "%s", env);
+		char *slash = strrchr(build_dir, '/');
+		if (slash)
+			*slash = '\0';
+		else
+			snprintf(build_dir, sizeof build_dir, ".");
+		return;
+	}
+	/* <builddir>/tests/cli -> <builddir> */
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = '\0';
+			size_t len = strlen(exe);
+			if (len >= 6 && strcmp(exe + len - 6, "/tests") == 0) {
+				exe[len - 6] = '\0';
+				snprintf(build_dir, sizeof build_dir, "%s", exe);
+				/* No fallback from here: a missing CLI in this build must fail. */
+				snprintf(cli_path, sizeof cli_path, "%s/shmkit", exe);
+				return;
+			}
+		}
+	}
+	snprintf(build_dir, sizeof build_dir, "build");
+	snprintf(cli_path, sizeof cli_path, "build/shmkit");
+}
+
+/* --- running a process and capturing its output ------------------------------------------- */
+
+struct buf {
+	char *data;
+	size_t len, cap;
+};
+
+static void buf_add(struct buf *b, const char *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		b->data = realloc(b->data, cap);
+		ck_assert_ptr_nonnull(b->data);
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+struct proc {
+	pid_t pid;
+	int out, err; /* read ends; -1 once at EOF */
+	struct buf o, e;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Starts argv[0] (a path) with stdout and stderr on pipes. */
+static void spawn(struct proc *p, char *const argv[])
+{
+	int po[2], pe[2];
+	memset(p, 0, sizeof *p);
+	ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(pe, O_CLOEXEC), 0);
+	fflush(NULL);
+	p->pid = fork();
+	ck_assert_int_ge(p->pid, 0);
+	if (p->pid == 0) {
+		dup2(po[1], STDOUT_FILENO);
+		dup2(pe[1], STDERR_FILENO);
+		execv(argv[0], argv);
+		dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	p->out = po[0];
+	p->err = pe[0];
+	buf_add(&p->o, "", 0);
+	buf_add(&p->e, "", 0);
+}
+
+/* Reads whatever the pipes have until `stop` (if given) appears in stdout, both pipes reach
+ * EOF, or `timeout_ms` passes. Keeps at most `keep` bytes of stdout (0 = all): a long demo
+ * writes hundreds of megabytes. Returns true when `stop` was seen (or, without `stop`, at
+ * EOF). */
+static bool pump(struct proc *p, const char *stop, int timeout_ms, size_t keep)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	for (;;) {
+		if (stop && strstr(p->o.data, stop))
+			return true;
+		if (p->out < 0 && p->err < 0)
+			return !stop;
+		int64_t left = deadline - now_ms();
+		if (left <= 0)
+			return false;
+		struct pollfd fds[2] = {{.fd = p->out, .events = POLLIN}, {.fd = p->err, .events = POLLIN}};
+		int r = poll(fds, 2, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		ck_assert_int_ge(r, 0);
+		for (int i = 0; i < 2; i++) {
+			if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			char chunk[65536];
+			ssize_t n = read(fds[i].fd, chunk, sizeof chunk);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				close(fds[i].fd);
+				*(i == 0 ? &p->out : &p->err) = -1;
+				continue;
+			}
+			struct buf *b = i == 0 ? &p->o : &p->e;
+			if (i == 0 && keep && b->len + (size_t)n > keep) {
+				/* Keep the tail, where the interesting end of the output is. */
+				size_t drop = b->len + (size_t)n - keep;
+				if (drop > b->len)
+					drop = b->len;
+				memmove(b->data, b->data + drop, b->len - drop);
+				b->len -= drop;
+				b->data[b->len] = '\0';
+			}
+			buf_add(b, chunk, (size_t)n);
+		}
+	}
+}
+
+static void proc_free(struct proc *p)
+{
+	if (p->out >= 0)
+		close(p->out);
+	if (p->err >= 0)
+		close(p->err);
+	free(p->o.data);
+	free(p->e.data);
+}
+
+/* The result of one complete run. */
+struct run {
+	int status; /* exit status, 128+signal, or -1 when it had to be killed */
+	char out[1 << 16];
+	char err[1 << 16];
+};
+
+/* Runs the CLI with the given arguments to completion: run_cli("stat", name). The list ends
+ * at the first NULL, so optional trailing arguments may be passed as NULL. */
+#define run_cli(...) run_cli_args((const char *const[]){__VA_ARGS__, NULL})
+
+static struct run *run_cli_args(const char *const *args)
+{
+	static struct run r;
+	char *argv[32];
+	int argc = 0;
+	find_binaries();
+	argv[argc++] = cli_path;
+	for (; *args && argc < 31; args++)
+		argv[argc++] = (char *)*args;
+	argv[argc] = NULL;
+
+	struct proc p;
+	spawn(&p, argv);
+	bool eof = pump(&p, NULL, 20000, 0);
+	r.status = t_wait(p.pid, eof ? 10000 : 0);
+	snprintf(r.out, sizeof r.out, "%s", p.o.data);
+	snprintf(r.err, sizeof r.err, "%s", p.e.data);
+	proc_free(&p);
+	return &r;
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* A runtime error: exit 1 and exactly one line on stderr. */
+static void assert_runtime_error(const struct run *r)
+{
+	ck_assert_msg(r->status == 1, "exit %d, stderr: %s", r->status, r->err);
+	ck_assert_msg(count_lines(r->err) == 1 && r->err[strlen(r->err) - 1] == '\n',
+		      "want one stderr line, got: '%s'", r->err);
+	ck_assert_msg(strncmp(r->err, "shmkit: ", 8) == 0, "stderr: %s", r->err);
+}
+
+/* A usage error: exit 2, nothing on stdout, a message and a hint on stderr. */
+static void assert_usage_error(const struct run *r)
+{
+	ck_assert_msg(r->status == 2, "exit %d, stdout: %s, stderr: %s", r->status, r->out, r->err);
+	ck_assert_msg(r->out[0] == '\0', "stdout: %s", r->out);
+	ck_assert_msg(strstr(r->err, "shmkit: ") == r->err, "stderr: %s", r->err);
+	ck_assert_msg(strstr(r->err, "Try 'shmkit"), "no hint in: %s", r->err);
+}
+
+/* --- a tiny JSON parser: validates the whole text, extracts members by name ---------------- */
+
+static const char *j_value(const char *p, int depth);
+
+static const char *j_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
+		p++;
+	return p;
+}
+
+static const char *j_string(const char *p)
+{
+	if (*p++ != '"')
+		return NULL;
+	for (;;) {
+		unsigned char c = (unsigned char)*p++;
+		if (c == '"')
+			return p;
+		if (c < 0x20)
+			return NULL; /* includes the terminating NUL */
+		if (c == '\\') {
+			c = (unsigned char)*p++;
+			if (c == 'u') {
+				for (int i = 0; i < 4; i++, p++)
+					if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') ||
+					      (*p >= 'A' && *p <= 'F')))
+						return NULL;
+			} else if (!strchr("\"\\/bfnrt", c) || c == '\0') {
+				return NULL;
+			}
+		}
+	}
+}
+
+static const char *j_number(const char *p)
+{
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (*p >= '0' && *p <= '9')
+			p++;
+	else
+		return NULL;
+	if (*p == '.') {
+		p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return NULL;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return NULL;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	return p;
+}
+
+static const char *j_container(const char *p, int depth, bool object)
+{
+	char close = object ? '}' : ']';
+	if (depth > 32)
+		return NULL;
+	p = j_ws(p + 1);
+	if (*p == close)
+		return p + 1;
+	for (;;) {
+		if (object) {
+			p = j_string(p);
+			if (!p)
+				return NULL;
+			p = j_ws(p);
+			if (*p++ != ':')
+				return NULL;
+		}
+		p = j_value(j_ws(p), depth + 1);
+		if (!p)
+			return NULL;
+		p = j_ws(p);
+		if (*p == close)
+			return p + 1;
+		if (*p++ != ',')
+			return NULL;
+		p = j_ws(p);
+	}
+}
+
+static const char *j_value(const char *p, int depth)
+{
+	switch (*p) {
+	case '{':
+		return j_container(p, depth, true);
+	case '[':
+		return j_container(p, depth, false);
+	case '"':
+		return j_string(p);
+	case 't':
+		return strncmp(p, "true", 4) == 0 ? p + 4 : NULL;
+	case 'f':
+		return strncmp(p, "false", 5) == 0 ? p + 5 : NULL;
+	case 'n':
+		return strncmp(p, "null", 4) == 0 ? p + 4 : NULL;
+	default:
+		return j_number(p);
+	}
+}
+
+/* The whole text is one JSON value (surrounded by blanks at most). */
+static bool json_valid(const char *text)
+{
+	const char *end = j_value(j_ws(text), 0);
+	return end && *j_ws(end) == '\0';
+}
+
+/* Copies the raw text of member `key` of the object at `obj` (e.g. "\"posix\"", "384",
+ * "null") into val. Returns false if the object has no such member. */
+static bool json_member(const char *obj, const char *key, char *val, size_t cap)
+{
+	const char *p = j_ws(obj);
+	if (*p != '{')
+		return false;
+	p = j_ws(p + 1);
+	while (*p == '"') {
+		const char *kend = j_string(p);
+		if (!kend)
+			return false;
+		bool match = (size_t)(kend - p - 2) == strlen(key) && strncmp(p + 1, key, strlen(key)) == 0;
+		p = j_ws(kend);
+		if (*p++ != ':')
+			return false;
+		p = j_ws(p);
+		const char *vend = j_value(p, 1);
+		if (!vend)
+			return false;
+		if (match) {
+			snprintf(val, cap, "%.*s", (int)(vend - p), p);
+			return true;
+		}
+		p = j_ws(vend);
+		if (*p == ',')
+			p = j_ws(p + 1);
+	}
+	return false;
+}
+
+/* In a JSON array of objects, finds the first object whose `key` member has the raw text
+ * `want` (and, if key2 is given, whose key2 member has want2). Returns a pointer to it. */
+static const char *json_find(const char *arr, const char *key, const char *want, const char *key2,
+			     const char *want2)
+{
+	const char *p = j_ws(arr);
+	if (*p != '[')
+		return NULL;
+	p = j_ws(p + 1);
+	while (*p == '{') {
+		const char *end = j_value(p, 1);
+		if (!end)
+			return NULL;
+		char v[512];
+		if (json_member(p, key, v, sizeof v) && strcmp(v, want) == 0 &&
+		    (!key2 || (json_member(p, key2, v, sizeof v) && strcmp(v, want2) == 0)))
+			return p;
+		p = j_ws(end);
+		if (*p == ',')
+			p = j_ws(p + 1);
+	}
+	return NULL;
+}
+
+static void assert_member(const char *obj, const char *key, const char *want)
+{
+	char v[512];
+	ck_assert_msg(json_member(obj, key, v, sizeof v), "no member %s in %.300s", key, obj);
+	ck_assert_msg(strcmp(v, want) == 0, "%s is %s, want %s", key, v, want);
+}
+
+/* Attachment counts are snapshots: any shmkit_segment_list() or _stat() running elsewhere on
+ * the machine (another suite, a user's `shmkit ls`) maps each segment's header for a moment,
+ * which counts as one more attachment. Expectations that depend on a count are therefore
+ * retried for a while: they still fail if the count never becomes what they want. */
+#define SETTLE_TRIES 40
+#define SETTLE_US 50000
+
+/* Runs `shmkit gc [a1 [a2]]` until its output contains `want`; returns the last run. */
+static struct run *run_gc_until(const char *want, const char *a1, const char *a2)
+{
+	struct run *r = NULL;
+	for (int i = 0; i < SETTLE_TRIES; i++) {
+		r = run_cli("gc", a1, a2);
+		if (r->status == 0 && strstr(r->out, want))
+			break;
+		usleep(SETTLE_US);
+	}
+	return r;
+}
+
+/* --- segments and helpers --------------------------------------------------------------- */
+
+static struct shmkit_segment *make_seg(const char *name, uint32_t backend, int32_t key,
+				       uint32_t mode)
+{
+	struct shmkit_segment_opts o = {.backend = backend, .sysv_key = key, .mode = mode};
+	struct shmkit_segment *seg = NULL;
+	t_track(name, backend);
+	int err = shmkit_segment_create(name, 4096, &o, &seg);
+	ck_assert_msg(err == 0, "create %s: %s", name, shmkit_strerror(err));
+	return seg;
+}
+
+static int seg_exists(const char *name, uint32_t backend, int32_t key)
+{
+	struct shmkit_segment_opts o = {.backend = backend, .sysv_key = key};
+	struct shmkit_segment_info inf;
+	return shmkit_segment_stat(name, &o, &inf) == 0;
+}
+
+/* System V segments made without shmkit, removed when the test process exits. */
+static int raw_ids[8];
+static int nraw;
+static pid_t raw_owner;
+
+static void raw_cleanup(void)
+{
+	if (getpid() != raw_owner)
+		return;
+	for (int i = 0; i < nraw; i++)
+		shmctl(raw_ids[i], IPC_RMID, NULL);
+	nraw = 0;
+}
+
+static void raw_track(int id)
+{
+	if (raw_owner != getpid()) {
+		raw_owner = getpid();
+		nraw = 0;
+		atexit(raw_cleanup);
+	}
+	ck_assert_int_lt(nraw, 8);
+	raw_ids[nraw++] = id;
+}
+
+/* Creates a plain (non-shmkit) System V segment filled with random bytes at `key`, or at a
+ * random free key when key is 0. Returns the key. */
+static int32_t make_foreign_sysv(int32_t key, int *idp)
+{
+	uint64_t rng = t_seed() ^ (uint64_t)getpid() << 20;
+	int id = -1;
+	for (int tries = 0; tries < 100 && id < 0; tries++) {
+		int32_t k = key ? key : (int32_t)(0x10000000 + t_rand(&rng) % 0x60000000);
+		id = shmget((key_t)k, 4096, IPC_CREAT | IPC_EXCL | 0600);
+		if (id >= 0)
+			key = k;
+		else
+			ck_assert_msg(!key || errno == EEXIST, "shmget: %s", strerror(errno));
+	}
+	ck_assert_int_ge(id, 0);
+	raw_track(id);
+	unsigned char *p = shmat(id, NULL, 0);
+	ck_assert_ptr_ne(p, (void *)-1);
+	for (int i = 0; i < 4096; i++)
+		p[i] = (unsigned char)t_rand(&rng);
+	p[0] = 0x42; /* never the shmkit magic, and not zero */
+	shmdt(p);
+	*idp = id;
+	return key;
+}
+
+static void assert_no_demo_segment(void)
+{
+	errno = 0;
+	ck_assert_msg(shmget(DEMO_KEY, 0, 0) < 0 && errno == ENOENT,
+		      "a System V segment at key %d remains", DEMO_KEY);
+	struct run *r = run_cli("gc", "--dry-run");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_msg(!strstr(r->out, "demo") && !strstr(r->out, "key 12345"), "gc sees: %s",
+		      r->out);
+}
+
+/* The pid of `pid`'s only child, waiting up to 5 s for it to appear. */
+static pid_t child_of(pid_t pid)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	for (int i = 0; i < 500; i++) {
+		FILE *f = fopen(path, "re");
+		ck_assert_msg(f, "%s: %s", path, strerror(errno));
+		size_t n = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		int child = atoi(buf);
+		if (child > 0)
+			return child;
+		usleep(10000);
+	}
+	ck_abort_msg("process %d has no child", (int)pid);
+	return -1;
+}
+
+/* --- help, version, usage errors -------------------------------------------------------- */
+
+static const char *const commands[] = {"demo", "ls", "stat", "rm", "gc"};
+
+START_TEST(test_help)
+{
+	const char *forms[] = {"--help", "-h"};
+	for (int i = 0; i < 2; i++) {
+		struct run *r = run_cli(forms[i]);
+		ck_assert_int_eq(r->status, 0);
+		ck_assert_str_eq(r->err, "");
+		ck_assert_msg(strncmp(r->out, "Usage: shmkit", 13) == 0, "%s", r->out);
+		for (size_t c = 0; c < sizeof commands / sizeof *commands; c++) {
+			char line[64];
+			snprintf(line, sizeof line, "\n  %s ", commands[c]);
+			ck_assert_msg(strstr(r->out, line), "no '%s' in --help", commands[c]);
+		}
+	}
+	struct run *r = run_cli("help");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert(strstr(r->out, "Commands:"));
+}
+END_TEST
+
+START_TEST(test_command_help)
+{
+	for (size_t c = 0; c < sizeof commands / sizeof *commands; c++) {
+		char want[64];
+		snprintf(want, sizeof want, "Usage: shmkit %s", commands[c]);
+		struct run *r = run_cli("help", commands[c]);
+		ck_assert_msg(r->status == 0 && strncmp(r->out, want, strlen(want)) == 0,
+			      "help %s: exit %d: %s", commands[c], r->status, r->out);
+		ck_assert_str_eq(r->err, "");
+		static char first[sizeof r->out];
+		memcpy(first, r->out, sizeof first);
+		r = run_cli(commands[c], "--help");
+		ck_assert_int_eq(r->status, 0);
+		ck_assert_str_eq(r->out, first); /* the same text both ways */
+		r = run_cli(commands[c], "-h");
+		ck_assert_int_eq(r->status, 0);
+		ck_assert_str_eq(r->out, first);
+	}
+}
+END_TEST
+
+START_TEST(test_version)
+{
+	char want[64];
+	snprintf(want, sizeof want, "shmkit %s\n", shmkit_version());
+	struct run *r = run_cli("--version");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_str_eq(r->out, want);
+	ck_assert_str_eq(r->out, "shmkit 0.1.0\n");
+	ck_assert_str_eq(r->err, "");
+	r = run_cli("-V");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_str_eq(r->out, want);
+}
+END_TEST
+
+START_TEST(test_unknown_command)
+{
+	struct run *r = run_cli("frobnicate");
+	assert_usage_error(r);
+	ck_assert_msg(strstr(r->err, "unknown command 'frobnicate'"), "%s", r->err);
+	assert_usage_error(run_cli(NULL)); /* no command at all */
+	assert_usage_error(run_cli("help", "frobnicate"));
+	assert_usage_error(run_cli("help", "ls", "stat"));
+	assert_usage_error(run_cli("--frobnicate"));
+	assert_usage_error(run_cli("-z"));
+}
+END_TEST
+
+START_TEST(test_usage_errors)
+{
+	/* Unknown options, missing arguments and extra arguments: exit 2 for every command. */
+	static const char *const cases[][6] = {
+		{"ls", "--bogus"},
+		{"ls", "-z"},
+		{"ls", "extra"},
+		{"ls", "--json=1"},
+		{"gc", "--dry-run=yes"},
+		{"stat"},
+		{"stat", "a", "b"},
+		{"stat", "--sysv-key"},
+		{"stat", "-k"},
+		{"stat", "x", "--backend"},
+		{"stat", "x", "--backend", "memfd"},
+		{"stat", "x", "--backend", "bogus"},
+		{"stat", "x", "--backend", "posix", "--sysv-key", "5"},
+		{"stat", "a/b"},
+		{"stat", "../etc"},
+		{"rm"},
+		{"rm", "-b", "sysv"},
+		{"rm", "--sysv-key", "5", "a", "b"},
+		{"rm", "ok", "bad/name"},
+		{"gc", "extra"},
+		{"gc", "--force"},
+		{"demo", "extra"},
+		{"demo", "--count"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		const char *const *a = cases[i];
+		struct run *r = run_cli(a[0], a[1], a[2], a[3], a[4], a[5]);
+		ck_assert_msg(r->status == 2, "case %zu (%s %s): exit %d", i, a[0], a[1] ? a[1] : "",
+			      r->status);
+		assert_usage_error(r);
+	}
+}
+END_TEST
+
+START_TEST(test_number_parsing)
+{
+	/* Strict: the whole argument must be a number in range. */
+	static const char *const bad_counts[] = {"", "12x", "x12", "-1", " 5", "5 ", "+5", "0x10",
+						 "99999999999", "1e3"};
+	for (size_t i = 0; i < sizeof bad_counts / sizeof *bad_counts; i++) {
+		struct run *r = run_cli("demo", "--count", bad_counts[i]);
+		ck_assert_msg(r->status == 2, "--count '%s': exit %d", bad_counts[i], r->status);
+		assert_usage_error(r);
+	}
+	static const char *const bad_keys[] = {"", "0", "0x0", "0x", "0x1g", "12345x", " 5", "5 ",
+					       "0x100000000", "2147483648", "-2147483649", "0x-5",
+					       "0x0x5", "--5"};
+	for (size_t i = 0; i < sizeof bad_keys / sizeof *bad_keys; i++) {
+		struct run *r = run_cli("stat", "--sysv-key", bad_keys[i]);
+		ck_assert_msg(r->status == 2, "--sysv-key '%s': exit %d", bad_keys[i], r->status);
+		assert_usage_error(r);
+	}
+	/* Valid keys that name no segment: a runtime error naming the key. */
+	static const char *const ok_keys[][2] = {
+		{"0x7ffffff1", "key 2147483633"}, {"2147483633", "key 2147483633"},
+		{"0xFFFFFFF1", "key -15"},        {"-15", "key -15"},
+	};
+	for (size_t i = 0; i < sizeof ok_keys / sizeof *ok_keys; i++) {
+		if (shmget((key_t)strtoll(ok_keys[i][1] + 4, NULL, 10), 0, 0) >= 0)
+			continue; /* somebody uses that key: not our business */
+		struct run *r = run_cli("stat", "--sysv-key", ok_keys[i][0]);
+		assert_runtime_error(r);
+		ck_assert_msg(strstr(r->err, ok_keys[i][1]), "%s: %s", ok_keys[i][0], r->err);
+	}
+}
+END_TEST
+
+/* --- demo ------------------------------------------------------------------------------------ */
+
+START_TEST(test_demo_output)
+{
+	struct run *r = run_cli("demo");
+	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
+	ck_assert_str_eq(r->out, demo_expected);
+	ck_assert_str_eq(r->err, "");
+	assert_no_demo_segment();
+
+	r = run_cli("demo", "--count", "5");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_str_eq(r->out, demo_expected);
+
+	r = run_cli("demo", "-n", "0");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_str_eq(r->out, "Consumer received END signal. Exiting...\n");
+	assert_no_demo_segment();
+}
+END_TEST
+
+START_TEST(test_example_output)
+{
+	/* The example program users copy from is the same code and prints the same lines. */
+	find_binaries();
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/examples/producer_consumer", build_dir);
+	char *argv[] = {path, NULL};
+	struct proc p;
+	spawn(&p, argv);
+	ck_assert(pump(&p, NULL, 20000, 0));
+	ck_assert_int_eq(t_wait(p.pid, 10000), 0);
+	ck_assert_str_eq(p.o.data, demo_expected);
+	ck_assert_str_eq(p.e.data, "");
+	proc_free(&p);
+	assert_no_demo_segment();
+}
+END_TEST
+
+START_TEST(test_demo_long)
+{
+	/* Every message is checked by the consumer (it fails on a lost or repeated one). */
+	int n = t_stress() ? 200000 : 20000;
+	char count[16], last[64];
+	snprintf(count, sizeof count, "%d", n);
+	snprintf(last, sizeof last, "Consumer read: Message %d\n", n);
+	find_binaries();
+	char *argv[] = {cli_path, "demo", "--count", count, NULL};
+	struct proc p;
+	spawn(&p, argv);
+	ck_assert(pump(&p, NULL, 100000, 4096));
+	ck_assert_int_eq(t_wait(p.pid, 10000), 0);
+	ck_assert_str_eq(p.e.data, "");
+	ck_assert_msg(strstr(p.o.data, last), "tail: %s", p.o.data);
+	proc_free(&p);
+	assert_no_demo_segment();
+}
+END_TEST
+
+START_TEST(test_demo_consumer_killed)
+{
+	find_binaries();
+	char *argv[] = {cli_path, "demo", "--count", "2000000", NULL};
+	struct proc p;
+	spawn(&p, argv);
+	ck_assert_msg(pump(&p, "Consumer read: Message 1000\n", 20000, 0), "demo did not start");
+	pid_t consumer = child_of(p.pid);
+	ck_assert_int_eq(kill(consumer, SIGKILL), 0);
+	/* The producer notices within one 100 ms wait slice and exits 1 with a message. */
+	ck_assert(pump(&p, NULL, 20000, 1 << 16));
+	int status = t_wait(p.pid, 10000);
+	ck_assert_msg(status == 1, "demo exit %d, stderr: %s", status, p.e.data);
+	ck_assert_msg(strstr(p.e.data, "Producer: consumer died, exiting\n"), "stderr: %s", p.e.data);
+	ck_assert(!strstr(p.o.data, "END"));
+	ck_assert_int_ne(kill(consumer, 0), 0); /* reaped by the demo */
+	proc_free(&p);
+	assert_no_demo_segment();
+}
+END_TEST
+
+START_TEST(test_demo_producer_killed)
+{
+	/* Become the orphaned consumer's new parent, to see how it exits. */
+	ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+	find_binaries();
+	char *argv[] = {cli_path, "demo", "--count", "2000000", NULL};
+	struct proc p;
+	spawn(&p, argv);
+	ck_assert_msg(pump(&p, "Consumer read: Message 1000\n", 20000, 0), "demo did not start");
+	pid_t consumer = child_of(p.pid);
+	ck_assert_int_eq(kill(p.pid, SIGKILL), 0);
+	ck_assert_int_eq(t_wait(p.pid, 10000), 128 + SIGKILL);
+	/* The consumer finds its producer gone at its next wait slice and exits by itself:
+	 * status 1, not a signal. The pipes reach EOF when it has gone. */
+	ck_assert_msg(pump(&p, NULL, 20000, 1 << 16), "consumer did not exit");
+	int status = t_wait(consumer, 10000);
+	ck_assert_msg(status == 1, "consumer exit %d, stderr: %s", status, p.e.data);
+	ck_assert_msg(strstr(p.e.data, "Consumer: producer died, exiting\n"), "stderr: %s", p.e.data);
+	proc_free(&p);
+	assert_no_demo_segment();
+}
+END_TEST
+
+static int create_demo_and_exit(void *arg)
+{
+	(void)arg;
+	struct shmkit_segment_opts o = {.backend = SHMKIT_BACKEND_SYSV, .sysv_key = DEMO_KEY};
+	struct shmkit_segment *seg;
+	int err = shmkit_segment_create("demo", 64, &o, &seg);
+	shmkit_segment_close(seg);
+	return err == 0 ? 0 : 1;
+}
+
+START_TEST(test_demo_stale_segment)
+{
+	/* A demo killed between creating its segment and removing the key leaves "demo" at
+	 * key 12345 with a dead creator: the next demo removes it and runs. */
+	t_track("demo", SHMKIT_BACKEND_SYSV);
+	ck_assert_int_eq(t_wait(t_fork(create_demo_and_exit, NULL), 10000), 0);
+	ck_assert(seg_exists(NULL, SHMKIT_BACKEND_SYSV, DEMO_KEY));
+	struct run *r = run_cli("demo");
+	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
+	ck_assert_str_eq(r->out, demo_expected);
+	assert_no_demo_segment();
+}
+END_TEST
+
+START_TEST(test_demo_key_in_use)
+{
+	/* A live demo segment (its creator is this process) is not stale: refuse, touch
+	 * nothing. */
+	struct shmkit_segment *seg = make_seg("demo", SHMKIT_BACKEND_SYSV, DEMO_KEY, 0600);
+	struct run *r = run_cli("demo");
+	assert_runtime_error(r);
+	ck_assert_msg(strstr(r->err, "12345"), "%s", r->err);
+	ck_assert_str_eq(r->out, "");
+	ck_assert(seg_exists(NULL, SHMKIT_BACKEND_SYSV, DEMO_KEY));
+	shmkit_segment_unlink(seg);
+	shmkit_segment_close(seg);
+
+	/* A foreign segment at the key is never removed either. */
+	int id;
+	make_foreign_sysv(DEMO_KEY, &id);
+	r = run_cli("demo");
+	assert_runtime_error(r);
+	ck_assert_msg(strstr(r->err, "12345"), "%s", r->err);
+	ck_assert_int_eq(shmget(DEMO_KEY, 0, 0), id);
+	shmctl(id, IPC_RMID, NULL);
+}
+END_TEST
+
+/* --- ls ----------------------------------------------------------------------------------- */
+
+/* The ls line whose NAME column is `name` and BACKEND column `backend`, split in 11 columns. */
+static bool ls_line(const char *out, const char *name, const char *backend, char col[11][64])
+{
+	for (const char *line = out; *line;) {
+		const char *nl = strchr(line, '\n');
+		size_t len = nl ? (size_t)(nl - line) : strlen(line);
+		char copy[1024];
+		snprintf(copy, sizeof copy, "%.*s", (int)len, line);
+		int n = sscanf(copy, "%63s %63s %63s %63s %63s %63s %63s %63s %63s %63s %63s", col[0],
+			       col[1], col[2], col[3], col[4], col[5], col[6], col[7], col[8], col[9],
+			       col[10]);
+		if (n == 11 && strcmp(col[0], name) == 0 && strcmp(col[1], backend) == 0)
+			return true;
+		line += len + (nl != NULL);
+	}
+	return false;
+}
+
+/* Runs `shmkit ls` until both segments show `attached` in the ATTACHED column. */
+static struct run *run_ls_until(const char *pname, const char *sname, const char *attached)
+{
+	struct run *r = NULL;
+	for (int i = 0; i < SETTLE_TRIES; i++) {
+		char col[11][64];
+		r = run_cli("ls");
+		if (ls_line(r->out, pname, "posix", col) && strcmp(col[9], attached) == 0 &&
+		    ls_line(r->out, sname, "sysv", col) && strcmp(col[9], attached) == 0)
+			break;
+		usleep(SETTLE_US);
+	}
+	return r;
+}
+
+START_TEST(test_ls)
+{
+	char pname[64], sname[64];
+	t_name(pname, sizeof pname, "ls");
+	t_name(sname, sizeof sname, "ls");
+	struct shmkit_segment *ps = make_seg(pname, SHMKIT_BACKEND_POSIX, 0, 0640);
+	struct shmkit_segment *ss = make_seg(sname, SHMKIT_BACKEND_SYSV, 0, 0600);
+	int32_t key;
+	ck_assert_int_eq(shmkit_sysv_key_for_name(sname, &key), 0);
+	char pid[16], keystr[16];
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
+	snprintf(keystr, sizeof keystr, "%d", (int)key);
+
+	struct run *r = run_ls_until(pname, sname, "1");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_str_eq(r->err, "");
+	ck_assert_msg(strncmp(r->out, "NAME ", 5) == 0, "%s", r->out);
+	const char *titles[] = {"BACKEND", "KEY", "KIND", "SIZE", "MODE", "OWNER", "PID",
+				"ALIVE", "ATTACHED", "STATUS"};
+	for (size_t i = 0; i < sizeof titles / sizeof *titles; i++)
+		ck_assert_msg(strstr(r->out, titles[i]), "no column %s", titles[i]);
+
+	char col[11][64];
+	ck_assert_msg(ls_line(r->out, pname, "posix", col), "%s not in:\n%s", pname, r->out);
+	ck_assert_str_eq(col[2], "-");
+	ck_assert_str_eq(col[3], "raw");
+	ck_assert_str_eq(col[4], "4.0K");
+	ck_assert_str_eq(col[5], "0640");
+	ck_assert_str_eq(col[7], pid);
+	ck_assert_str_eq(col[8], "yes");
+	ck_assert_str_eq(col[9], "1"); /* this process maps it */
+	ck_assert_str_eq(col[10], "ok");
+
+	ck_assert_msg(ls_line(r->out, sname, "sysv", col), "%s not in:\n%s", sname, r->out);
+	ck_assert_str_eq(col[2], keystr);
+	ck_assert_str_eq(col[3], "raw");
+	ck_assert_str_eq(col[5], "0600");
+	ck_assert_str_eq(col[7], pid);
+	ck_assert_str_eq(col[8], "yes");
+	ck_assert_str_eq(col[9], "1");
+	ck_assert_str_eq(col[10], "ok");
+
+	/* Detached: the count follows. */
+	shmkit_segment_close(ps);
+	shmkit_segment_close(ss);
+	r = run_ls_until(pname, sname, "0");
+	ck_assert(ls_line(r->out, pname, "posix", col));
+	ck_assert_str_eq(col[9], "0");
+	ck_assert(ls_line(r->out, sname, "sysv", col));
+	ck_assert_str_eq(col[9], "0");
+}
+END_TEST
+
+START_TEST(test_ls_json)
+{
+	char pname[64], sname[64];
+	t_name(pname, sizeof pname, "json");
+	t_name(sname, sizeof sname, "json");
+	struct shmkit_segment *ps = make_seg(pname, SHMKIT_BACKEND_POSIX, 0, 0600);
+	struct shmkit_segment *ss = make_seg(sname, SHMKIT_BACKEND_SYSV, 0, 0640);
+	struct shmkit_segment_info sinfo;
+	ck_assert_int_eq(shmkit_segment_info(ss, &sinfo), 0);
+	char pid[16], qp[80], qs[80], num[32];
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
+	snprintf(qp, sizeof qp, "\"%s\"", pname);
+	snprintf(qs, sizeof qs, "\"%s\"", sname);
+
+	struct run *r = NULL;
+	for (int i = 0; i < SETTLE_TRIES; i++) {
+		r = run_cli("ls", "--json");
+		const char *po = json_find(r->out, "name", qp, "backend", "\"posix\"");
+		const char *so = json_find(r->out, "name", qs, "backend", "\"sysv\"");
+		char a[32], b[32];
+		if (po && so && json_member(po, "nattach", a, sizeof a) && strcmp(a, "1") == 0 &&
+		    json_member(so, "nattach", b, sizeof b) && strcmp(b, "1") == 0)
+			break;
+		usleep(SETTLE_US);
+	}
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_msg(json_valid(r->out), "not JSON: %s", r->out);
+
+	const char *o = json_find(r->out, "name", qp, "backend", "\"posix\"");
+	ck_assert_msg(o, "%s not in %s", pname, r->out);
+	assert_member(o, "sysv_key", "null");
+	assert_member(o, "sysv_id", "null");
+	assert_member(o, "kind", "\"raw\"");
+	assert_member(o, "total_size", "4608");
+	assert_member(o, "data_size", "4096");
+	assert_member(o, "mode", "384");
+	snprintf(num, sizeof num, "%u", (unsigned)getuid());
+	assert_member(o, "uid", num);
+	assert_member(o, "creator_uid", num);
+	assert_member(o, "creator_pid", pid);
+	assert_member(o, "creator_alive", "true");
+	assert_member(o, "nattach", "1");
+	assert_member(o, "state", "\"ready\"");
+	assert_member(o, "version", "\"1.0\"");
+	assert_member(o, "status", "\"ok\"");
+	assert_member(o, "error", "null");
+	char v[128];
+	ck_assert(json_member(o, "owner", v, sizeof v) && v[0] == '"');
+	ck_assert(json_member(o, "gid", v, sizeof v));
+	/* "YYYY-MM-DDTHH:MM:SSZ" */
+	ck_assert(json_member(o, "created", v, sizeof v));
+	ck_assert_msg(strlen(v) == 22 && v[5] == '-' && v[11] == 'T' && v[20] == 'Z', "%s", v);
+
+	o = json_find(r->out, "name", qs, "backend", "\"sysv\"");
+	ck_assert_msg(o, "%s not in %s", sname, r->out);
+	snprintf(num, sizeof num, "%d", (int)sinfo.sysv_key);
+	assert_member(o, "sysv_key", num);
+	snprintf(num, sizeof num, "%d", (int)sinfo.sysv_id);
+	assert_member(o, "sysv_id", num);
+	assert_member(o, "mode", "416");
+	assert_member(o, "creator_pid", pid);
+	assert_member(o, "nattach", "1");
+	assert_member(o, "status", "\"ok\"");
+
+	shmkit_segment_close(ps);
+	shmkit_segment_close(ss);
+}
+END_TEST
+
+/* --- stat ----------------------------------------------------------------------------------- */
+
+static void scribble_posix(const char *name, off_t off, size_t len, uint64_t seed)
+{
+	char path[300];
+	snprintf(path, sizeof path, "/dev/shm/shmkit.%s", name);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	unsigned char junk[512];
+	ck_assert_uint_le(len, sizeof junk);
+	for (size_t i = 0; i < len; i++)
+		junk[i] = (unsigned char)(t_rand(&seed) | 1);
+	ck_assert_int_eq(pwrite(fd, junk, len, off), (ssize_t)len);
+	close(fd);
+}
+
+START_TEST(test_stat)
+{
+	char name[64];
+	t_name(name, sizeof name, "stat");
+	struct shmkit_segment *seg = make_seg(name, SHMKIT_BACKEND_POSIX, 0, 0600);
+	char pid[16], line[128];
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
+
+	struct run *r = run_cli("stat", name);
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_str_eq(r->err, "");
+	snprintf(line, sizeof line, "name: %s\n", name);
+	ck_assert_msg(strncmp(r->out, line, strlen(line)) == 0, "%s", r->out);
+	ck_assert(strstr(r->out, "\nbackend: posix\n"));
+	ck_assert(strstr(r->out, "\nkind: raw\n"));
+	ck_assert(strstr(r->out, "\nmode: 0600\n"));
+	snprintf(line, sizeof line, "\ncreator_pid: %s\n", pid);
+	ck_assert(strstr(r->out, line));
+	ck_assert(strstr(r->out, "\ncreator_alive: yes\n"));
+	ck_assert(strstr(r->out, "\nstatus: ok\n"));
+
+	r = run_cli("stat", "--json", name, "--backend", "posix");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_msg(json_valid(r->out), "not JSON: %s", r->out);
+	assert_member(r->out, "status", "\"ok\"");
+	assert_member(r->out, "creator_pid", pid);
+
+	/* Narrowed to the other backend: not there. */
+	r = run_cli("stat", name, "--backend", "sysv");
+	assert_runtime_error(r);
+	shmkit_segment_close(seg);
+}
+END_TEST
+
+START_TEST(test_stat_corrupt)
+{
+	char name[64], tname[64], fname[64];
+	t_name(name, sizeof name, "corrupt");
+	t_name(tname, sizeof tname, "trunc");
+	t_name(fname, sizeof fname, "foreign");
+	shmkit_segment_close(make_seg(name, SHMKIT_BACKEND_POSIX, 0, 0600));
+	shmkit_segment_close(make_seg(tname, SHMKIT_BACKEND_POSIX, 0, 0600));
+	shmkit_segment_close(make_seg(fname, SHMKIT_BACKEND_POSIX, 0, 0600));
+	/* Garbage over the checksummed header fields, magic and version intact: corrupt. */
+	scribble_posix(name, 16, 448 - 16, t_seed());
+	/* Smaller than its header says: truncated. */
+	char path[300];
+	snprintf(path, sizeof path, "/dev/shm/shmkit.%s", tname);
+	ck_assert_int_eq(truncate(path, 1024), 0);
+	/* Garbage over the whole header, magic included: not a shmkit segment. */
+	scribble_posix(fname, 0, 512, t_seed() + 1);
+
+	struct run *r = run_cli("stat", name);
+	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
+	ck_assert_msg(strstr(r->out, "\nstatus: corrupt\n"), "%s", r->out);
+	ck_assert(strstr(r->out, "\ncreator_alive: ?\n"));
+	r = run_cli("stat", name, "--json");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_msg(json_valid(r->out), "not JSON: %s", r->out);
+	assert_member(r->out, "status", "\"corrupt\"");
+	assert_member(r->out, "kind", "null");
+	assert_member(r->out, "creator_pid", "null");
+	assert_member(r->out, "creator_alive", "null");
+	char v[256];
+	ck_assert(json_member(r->out, "error", v, sizeof v) && strcmp(v, "null") != 0);
+
+	r = run_cli("stat", tname);
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_msg(strstr(r->out, "\nstatus: truncated\n"), "%s", r->out);
+	r = run_cli("stat", fname);
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_msg(strstr(r->out, "\nstatus: foreign\n"), "%s", r->out);
+
+	/* ls shows them, gc keeps the ones whose creator it cannot know. */
+	r = run_cli("ls");
+	ck_assert_int_eq(r->status, 0);
+	char col[11][64];
+	ck_assert_msg(ls_line(r->out, name, "posix", col), "%s", r->out);
+	ck_assert_str_eq(col[10], "corrupt");
+	ck_assert_str_eq(col[8], "?");
+	r = run_cli("ls", "--json");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert(json_valid(r->out));
+	char q[80];
+	snprintf(q, sizeof q, "\"%s\"", name);
+	const char *o = json_find(r->out, "name", q, NULL, NULL);
+	ck_assert(o);
+	assert_member(o, "status", "\"corrupt\"");
+
+	r = run_cli("gc", "--dry-run");
+	ck_assert_int_eq(r->status, 0);
+	char want[160];
+	snprintf(want, sizeof want, "kept %s (posix, creator unknown, corrupt)\n", name);
+	ck_assert_msg(strstr(r->out, want), "%s", r->out);
+	snprintf(want, sizeof want, "kept %s (posix, creator unknown, foreign)\n", fname);
+	ck_assert_msg(strstr(r->out, want), "%s", r->out);
+	ck_assert(access(path, F_OK) == 0);
+}
+END_TEST
+
+START_TEST(test_stat_foreign_sysv)
+{
+	int id;
+	int32_t key = make_foreign_sysv(0, &id);
+	char keystr[16], hex[16], label[32];
+	snprintf(keystr, sizeof keystr, "%d", (int)key);
+	snprintf(hex, sizeof hex, "0x%x", (unsigned)key);
+	snprintf(label, sizeof label, "key %d:", (int)key);
+
+	struct run *r = run_cli("stat", "--sysv-key", keystr);
+	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
+	ck_assert_msg(strstr(r->out, "\nstatus: foreign\n"), "%s", r->out);
+	ck_assert(strstr(r->out, "\nbackend: sysv\n"));
+	r = run_cli("stat", "--json", "-k", hex);
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_msg(json_valid(r->out), "not JSON: %s", r->out);
+	assert_member(r->out, "status", "\"foreign\"");
+	assert_member(r->out, "sysv_key", keystr);
+	assert_member(r->out, "name", "\"\"");
+
+	/* Not ours: rm refuses it and leaves it in place. */
+	r = run_cli("rm", "--sysv-key", keystr);
+	assert_runtime_error(r);
+	ck_assert_msg(strstr(r->err, label), "%s", r->err);
+	ck_assert_int_eq(shmget((key_t)key, 0, 0), id);
+	/* Nor does ls list it, nor gc touch it. */
+	r = run_cli("ls");
+	ck_assert_msg(!strstr(r->out, keystr), "%s", r->out);
+	r = run_cli("gc");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_int_eq(shmget((key_t)key, 0, 0), id);
+}
+END_TEST
+
+START_TEST(test_stat_missing)
+{
+	char name[64], want[160];
+	t_name(name, sizeof name, "missing");
+	struct run *r = run_cli("stat", name);
+	assert_runtime_error(r);
+	snprintf(want, sizeof want, "shmkit: stat: %s: no such segment\n", name);
+	ck_assert_str_eq(r->err, want);
+	ck_assert_str_eq(r->out, "");
+	r = run_cli("stat", name, "--json");
+	assert_runtime_error(r);
+	ck_assert_str_eq(r->out, "");
+}
+END_TEST
+
+/* --- rm --------------------------------------------------------------------------------------- */
+
+START_TEST(test_rm)
+{
+	char a[64], b[64], missing[64], c[64];
+	t_name(a, sizeof a, "rm");
+	t_name(b, sizeof b, "rm");
+	t_name(c, sizeof c, "rm");
+	t_name(missing, sizeof missing, "missing");
+	shmkit_segment_close(make_seg(a, SHMKIT_BACKEND_POSIX, 0, 0600));
+	shmkit_segment_close(make_seg(b, SHMKIT_BACKEND_SYSV, 0, 0600));
+
+	/* Every name is tried; the missing one is the only error line. */
+	struct run *r = run_cli("rm", a, missing, b);
+	assert_runtime_error(r);
+	char want[160];
+	snprintf(want, sizeof want, "shmkit: rm: %s: no such segment\n", missing);
+	ck_assert_str_eq(r->err, want);
+	ck_assert_str_eq(r->out, ""); /* quiet unless -v */
+	ck_assert(!seg_exists(a, SHMKIT_BACKEND_ANY, 0));
+	ck_assert(!seg_exists(b, SHMKIT_BACKEND_ANY, 0));
+
+	/* -v reports; --backend narrows. */
+	shmkit_segment_close(make_seg(c, SHMKIT_BACKEND_SYSV, 0, 0600));
+	r = run_cli("rm", "--backend", "posix", c);
+	assert_runtime_error(r);
+	ck_assert(seg_exists(c, SHMKIT_BACKEND_SYSV, 0));
+	r = run_cli("rm", "-v", c);
+	ck_assert_int_eq(r->status, 0);
+	snprintf(want, sizeof want, "removed %s\n", c);
+	ck_assert_str_eq(r->out, want);
+	ck_assert_str_eq(r->err, "");
+	ck_assert(!seg_exists(c, SHMKIT_BACKEND_ANY, 0));
+}
+END_TEST
+
+START_TEST(test_rm_sysv_key)
+{
+	char name[64], keystr[16];
+	t_name(name, sizeof name, "rmkey");
+	struct shmkit_segment *seg = make_seg(name, SHMKIT_BACKEND_SYSV, 0, 0600);
+	struct shmkit_segment_info inf;
+	ck_assert_int_eq(shmkit_segment_info(seg, &inf), 0);
+	shmkit_segment_close(seg);
+	snprintf(keystr, sizeof keystr, "%d", (int)inf.sysv_key);
+	/* Key plus the wrong name: refused. */
+	struct run *r = run_cli("rm", "--sysv-key", keystr, "someone-else");
+	assert_runtime_error(r);
+	ck_assert(seg_exists(name, SHMKIT_BACKEND_SYSV, 0));
+	r = run_cli("rm", "-v", "--sysv-key", keystr);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_SYSV, 0));
+	r = run_cli("rm", "--sysv-key", keystr);
+	assert_runtime_error(r);
+}
+END_TEST
+
+/* --- gc ---------------------------------------------------------------------------------------- */
+
+struct creator_arg {
+	const char *name;
+	uint32_t backend;
+	int32_t key;
+};
+
+static int create_and_exit(void *arg)
+{
+	const struct creator_arg *a = arg;
+	struct shmkit_segment_opts o = {.backend = a->backend, .sysv_key = a->key};
+	struct shmkit_segment *seg;
+	int err = shmkit_segment_create(a->name, 4096, &o, &seg);
+	shmkit_segment_close(seg);
+	return err == 0 ? 0 : 1;
+}
+
+/* Creates `name` from a child process that then exits: a dead creator. Returns its pid. */
+static pid_t create_from_dead_child(const char *name, uint32_t backend, int32_t key)
+{
+	struct creator_arg a = {name, backend, key};
+	t_track(name, backend);
+	pid_t pid = t_fork(create_and_exit, &a);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(t_wait(pid, 10000), 0);
+	return pid;
+}
+
+START_TEST(test_gc)
+{
+	static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV};
+	for (int b = 0; b < 2; b++) {
+		uint32_t be = backends[b];
+		const char *bn = shmkit_backend_name(be);
+		char dead[64], alive[64], att[64];
+		t_name(dead, sizeof dead, "gcdead");
+		t_name(alive, sizeof alive, "gcalive");
+		t_name(att, sizeof att, "gcatt");
+		/* Dead creator, nobody attached: garbage. */
+		pid_t dead_pid = create_from_dead_child(dead, be, 0);
+		/* Living creator (this process), nobody attached: kept. */
+		shmkit_segment_close(make_seg(alive, be, 0, 0600));
+		/* Dead creator, but a live process (this one) has it attached: kept. */
+		pid_t att_pid = create_from_dead_child(att, be, 0);
+		struct shmkit_segment_opts o = {.backend = be};
+		struct shmkit_segment *held;
+		ck_assert_int_eq(shmkit_segment_open(att, &o, &held), 0);
+
+		char prefix[128], want[256];
+		if (be == SHMKIT_BACKEND_SYSV) {
+			int32_t key;
+			shmkit_sysv_key_for_name(dead, &key);
+			snprintf(prefix, sizeof prefix, "%s (sysv, key %d, ", dead, (int)key);
+		} else {
+			snprintf(prefix, sizeof prefix, "%s (posix, ", dead);
+		}
+
+		/* --dry-run reports and removes nothing. */
+		snprintf(want, sizeof want, "would remove %screator %d dead)\n", prefix, (int)dead_pid);
+		struct run *r = run_gc_until(want, "--dry-run", NULL);
+		ck_assert_msg(r->status == 0, "%s", r->err);
+		ck_assert_msg(strstr(r->out, want), "%s: no '%s' in:\n%s", bn, want, r->out);
+		ck_assert_msg(!strstr(r->out, alive), "%s", r->out);
+		snprintf(want, sizeof want, "kept %s (", att);
+		ck_assert_msg(strstr(r->out, want), "%s", r->out);
+		/* "1 attached", or more while somebody else is looking at it. */
+		snprintf(want, sizeof want, "creator %d dead, ", (int)att_pid);
+		const char *kept = strstr(r->out, want);
+		ck_assert_msg(kept && strstr(kept, " attached)\n"), "%s", r->out);
+		ck_assert_msg(strstr(r->out, "\ngc: ") || strncmp(r->out, "gc: ", 4) == 0, "%s", r->out);
+		ck_assert(seg_exists(dead, be, 0));
+
+		r = run_cli("gc", "--dry-run", "--json");
+		ck_assert_int_eq(r->status, 0);
+		ck_assert_msg(json_valid(r->out), "not JSON: %s", r->out);
+		ck_assert(strstr(r->out, "\"dry_run\":true"));
+		ck_assert(seg_exists(dead, be, 0));
+
+		/* -v also reports the segment kept for its live creator. */
+		r = run_cli("gc", "--dry-run", "-v");
+		snprintf(want, sizeof want, "kept %s (%s, ", alive, bn);
+		ck_assert_msg(strstr(r->out, want), "%s", r->out);
+
+		snprintf(want, sizeof want, "removed %screator %d dead)\n", prefix, (int)dead_pid);
+		r = run_gc_until(want, NULL, NULL);
+		ck_assert_msg(r->status == 0, "%s", r->err);
+		ck_assert_msg(strstr(r->out, want), "%s: no '%s' in:\n%s", bn, want, r->out);
+		ck_assert(strstr(r->out, "gc: "));
+		ck_assert(!seg_exists(dead, be, 0));
+		ck_assert(seg_exists(alive, be, 0));
+		ck_assert(seg_exists(att, be, 0));
+
+		/* Once nobody has it attached, the second one is garbage too. */
+		shmkit_segment_close(held);
+		snprintf(want, sizeof want, "removed %s (%s, ", att, bn);
+		r = run_gc_until(want, NULL, NULL);
+		ck_assert_int_eq(r->status, 0);
+		ck_assert_msg(!seg_exists(att, be, 0), "%s: %s kept:\n%s", bn, att, r->out);
+		ck_assert(seg_exists(alive, be, 0));
+	}
+}
+END_TEST
+
+START_TEST(test_gc_sysv_shared_name)
+{
+	/* One name at two System V keys: a live one at the derived key, a dead one at an
+	 * explicit key. gc removes the dead one by its key and leaves the live one alone. */
+	char name[64], keystr[16];
+	t_name(name, sizeof name, "gcshared");
+	struct shmkit_segment *live = make_seg(name, SHMKIT_BACKEND_SYSV, 0, 0600);
+	uint64_t rng = t_seed() ^ 0x5a5a;
+	int32_t key = 0;
+	for (int i = 0; i < 100 && !key; i++) {
+		int32_t k = (int32_t)(0x10000000 + t_rand(&rng) % 0x60000000);
+		if (shmget((key_t)k, 0, 0) < 0 && errno == ENOENT)
+			key = k;
+	}
+	ck_assert_int_ne(key, 0);
+	pid_t dead_pid = create_from_dead_child(name, SHMKIT_BACKEND_SYSV, key);
+	snprintf(keystr, sizeof keystr, "%d", (int)key);
+
+	char want[256];
+	snprintf(want, sizeof want, "removed %s (sysv, key %d, creator %d dead)\n", name, (int)key,
+		 (int)dead_pid);
+	struct run *r = run_gc_until(want, NULL, NULL);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
+	ck_assert(!seg_exists(NULL, SHMKIT_BACKEND_SYSV, key));
+	ck_assert(seg_exists(name, SHMKIT_BACKEND_SYSV, 0));
+	struct shmkit_segment_info inf;
+	ck_assert_int_eq(shmkit_segment_info(live, &inf), 0);
+	ck_assert_int_eq(inf.status, 0);
+	shmkit_segment_close(live);
+}
+END_TEST
+
+/* --- unit tests of the CLI helpers ------------------------------------------------------ */
+
+static void assert_json_string(const char *in, const char *want)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	ck_assert_ptr_nonnull(f);
+	cli_json_string(f, in);
+	fclose(f);
+	ck_assert_str_eq(text, want);
+	ck_assert(json_valid(text));
+	free(text);
+}
+
+START_TEST(test_json_string)
+{
+	assert_json_string("", "\"\"");
+	assert_json_string("plain.name-1_2", "\"plain.name-1_2\"");
+	assert_json_string("q\"b\\s/", "\"q\\\"b\\\\s/\"");
+	assert_json_string("\n\t\r\x01\x1f", "\"\\n\\t\\r\\u0001\\u001f\"");
+	/* Valid UTF-8 passes through; anything else becomes U+FFFD, byte by byte. */
+	assert_json_string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+			   "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+	assert_json_string("\xff", "\"\\ufffd\"");
+	assert_json_string("\xc0\xaf", "\"\\ufffd\\ufffd\"");             /* overlong '/' */
+	assert_json_string("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"");   /* surrogate */
+	assert_json_string("\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""); /* > U+10FFFF */
+	assert_json_string("a\xe2\x82", "\"a\\ufffd\\ufffd\"");            /* cut short */
+}
+END_TEST
+
+START_TEST(test_format_helpers)
+{
+	char b[32];
+	ck_assert_str_eq(cli_human_size(b, sizeof b, 0), "0B");
+	ck_assert_str_eq(cli_human_size(b, sizeof b, 1023), "1023B");
+	ck_assert_str_eq(cli_human_size(b, sizeof b, 1024), "1.0K");
+	ck_assert_str_eq(cli_human_size(b, sizeof b, 4096), "4.0K");
+	ck_assert_str_eq(cli_human_size(b, sizeof b, 10 * 1024), "10K");
+	ck_assert_str_eq(cli_human_size(b, sizeof b, 3 * 512 * 1024), "1.5M");
+	ck_assert_str_eq(cli_human_size(b, sizeof b, UINT64_MAX), "16E");
+	ck_assert_str_eq(cli_status_word(0), "ok");
+	ck_assert_str_eq(cli_status_word(-EBADMSG), "corrupt");
+	ck_assert_str_eq(cli_status_word(-ENOTUNIQ), "foreign");
+	ck_assert_str_eq(cli_status_word(-EAGAIN), "not-ready");
+	ck_assert_str_eq(cli_status_word(-EPROTO), "incompatible");
+	ck_assert_str_eq(cli_status_word(-ERANGE), "truncated");
+	ck_assert_ptr_null(cli_iso_time(b, sizeof b, 0));
+	ck_assert_str_eq(cli_iso_time(b, sizeof b, 1000000000ull * 86400 + 5), "1970-01-02T00:00:00Z");
+
+	int v;
+	ck_assert_int_eq(cli_parse_int("-2147483648", INT32_MIN, INT32_MAX, &v), 0);
+	ck_assert_int_eq(v, INT32_MIN);
+	ck_assert_int_eq(cli_parse_int("2147483647", INT32_MIN, INT32_MAX, &v), 0);
+	ck_assert_int_eq(v, INT32_MAX);
+	ck_assert_int_eq(cli_parse_int("-", 0, 10, &v), -EINVAL);
+	ck_assert_int_eq(cli_parse_int("-1", 0, 10, &v), -ERANGE);
+	ck_assert_int_eq(cli_parse_int("11", 0, 10, &v), -ERANGE);
+	uint64_t u;
+	ck_assert_int_eq(cli_parse_u64("18446744073709551615", 10, UINT64_MAX, &u), 0);
+	ck_assert(u == UINT64_MAX);
+	ck_assert_int_eq(cli_parse_u64("18446744073709551616", 10, UINT64_MAX, &u), -ERANGE);
+	ck_assert_int_eq(cli_parse_u64("0xffffffff", 16, UINT32_MAX, &u), 0);
+	ck_assert(u == UINT32_MAX);
+	ck_assert_int_eq(cli_parse_u64("ff", 16, UINT32_MAX, &u), -EINVAL);
+	int32_t key;
+	ck_assert_int_eq(cli_parse_sysv_key("0x3039", &key), 0);
+	ck_assert_int_eq(key, 12345);
+	ck_assert_int_eq(cli_parse_sysv_key("0xffffffff", &key), 0);
+	ck_assert_int_eq(key, -1);
+	ck_assert_int_eq(cli_parse_sysv_key("-0", &key), -EINVAL);
+}
+END_TEST
+
+/* --- suite ------------------------------------------------------------------------------------ */
+
+static Suite *cli_suite(void)
+{
+	Suite *s = suite_create("cli");
+
+	TCase *tc = tcase_create("usage");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_help);
+	tcase_add_test(tc, test_command_help);
+	tcase_add_test(tc, test_version);
+	tcase_add_test(tc, test_unknown_command);
+	tcase_add_test(tc, test_usage_errors);
+	tcase_add_test(tc, test_number_parsing);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("helpers");
+	tcase_set_timeout(tc, 10);
+	tcase_add_test(tc, test_json_string);
+	tcase_add_test(tc, test_format_helpers);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("demo");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_demo_output);
+	tcase_add_test(tc, test_example_output);
+	tcase_add_test(tc, test_demo_long);
+	tcase_add_test(tc, test_demo_consumer_killed);
+	tcase_add_test(tc, test_demo_producer_killed);
+	tcase_add_test(tc, test_demo_stale_segment);
+	tcase_add_test(tc, test_demo_key_in_use);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("admin");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_ls);
+	tcase_add_test(tc, test_ls_json);
+	tcase_add_test(tc, test_stat);
+	tcase_add_test(tc, test_stat_corrupt);
+	tcase_add_test(tc, test_stat_foreign_sysv);
+	tcase_add_test(tc, test_stat_missing);
+	tcase_add_test(tc, test_rm);
+	tcase_add_test(tc, test_rm_sysv_key);
+	tcase_add_test(tc, test_gc);
+	tcase_add_test(tc, test_gc_sysv_shared_name);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	static Suite *(*const makers[])(void) = {cli_suite};
+	return t_main(makers, 1);
+}
