@@ -42,6 +42,8 @@ TEST_COMMON_SRCS := tests/testutil.c
 TEST_SRCS  := $(filter-out $(TEST_COMMON_SRCS),$(wildcard tests/*.c))
 TEST_BINS  := $(TEST_SRCS:tests/%.c=$(O)/tests/%)
 TEST_COMMON_OBJS := $(TEST_COMMON_SRCS:tests/%.c=$(O)/tests/%.o)
+# The fuzz target replayed over its committed corpus runs with the test suites.
+TEST_BINS  += $(O)/fuzz/ring_replay
 # bench/common.c and bench/lib/*.c hold the measuring code (no main): they are linked into
 # every bench/X driver and into the CLI, so `shmkit bench` and `make bench` share it.
 BENCH_COMMON_SRCS := $(wildcard bench/common.c bench/lib/*.c)
@@ -59,8 +61,9 @@ CLI      := $(O)/shmkit
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
+.PHONY: bench-peers
 .PHONY: all lib cli tests benches examples check test-run stress demo bench install uninstall \
-        check-install deps deps-build clean
+        check-install deps deps-build clean fuzz fuzz-merge fuzz-seeds
 
 all: lib cli examples
 
@@ -100,6 +103,16 @@ $(O)/tests/%.o: tests/%.c
 
 $(O)/tests/%: $(O)/tests/%.o $(TEST_COMMON_OBJS) $(STATICLIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(TEST_COMMON_OBJS) $(STATICLIB) $(CHECK_LIBS) $(LDLIBS_ALL)
+
+$(O)/fuzz/%.o: tests/fuzz/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -c $< -o $@
+
+$(O)/fuzz/ring_replay: $(O)/fuzz/ring_fuzz.o $(O)/fuzz/replay.o $(STATICLIB)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(O)/fuzz/make-seeds: $(O)/fuzz/make-seeds.o $(STATICLIB)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(O)/bench/%.o: bench/%.c
 	@mkdir -p $(@D)
@@ -154,6 +167,47 @@ bench: deps-build
 	@$(MAKE) --no-print-directory -j2 all benches
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
 
+# make bench-peers: other shared-memory libraries (bench/peers/) in the same format, with the
+# floor and shmkit measured in the same run. Optional dependencies, installed here when
+# missing; never part of `make` or `make check`. PEERS_ARGS go to each (e.g. --quick).
+PEER_PKGS    := iceoryx libiceoryx-binding-c-dev libboost-dev g++
+PEER_OBJS     = $(BENCH_COMMON_OBJS) $(O)/bench/peers/peer.o
+ICEORYX_INC   = $(firstword $(wildcard /usr/include/iceoryx/v*))
+CXX          ?= g++
+PEERS_ARGS   ?=
+
+$(O)/bench/peers/iceoryx: bench/peers/iceoryx.c $(PEER_OBJS) $(STATICLIB)
+	$(CC) $(CPPFLAGS_ALL) -Ibench -Ibench/peers -isystem $(ICEORYX_INC) $(CFLAGS_ALL) -o $@ $< \
+	  $(PEER_OBJS) $(STATICLIB) -liceoryx_binding_c $(LDLIBS_ALL) -lm
+
+$(O)/bench/peers/boost: bench/peers/boost.cpp $(PEER_OBJS) $(STATICLIB)
+	$(CXX) -std=c++17 -Iinclude -Ibench -Ibench/peers -Wall -Wextra -Werror $(CFLAGS) $(SANFLAGS) \
+	  -o $@ $< $(PEER_OBJS) $(STATICLIB) -lrt $(LDLIBS_ALL) -lm
+
+bench-peers: deps-build
+	@tools/deps.sh $(PEER_PKGS)
+	@$(MAKE) --no-print-directory -j2 lib $(O)/bench/peers/iceoryx $(O)/bench/peers/boost
+	@bench/peers/run.sh $(O) $(PEERS_ARGS)
+
+# --- fuzzing ----------------------------------------------------------------------------
+# make fuzz: libFuzzer (clang) on the ring's record parser for FUZZ_SECONDS, starting from
+# the committed corpus; new inputs land in build-fuzz/new (merge the interesting ones into
+# tests/fuzz/corpus/ring with make fuzz-merge). make fuzz-seeds rewrites the seed inputs.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+fuzz:
+	@tools/deps.sh clang libclang-rt-14-dev
+	@mkdir -p build-fuzz/new
+	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc \
+	  -fsanitize=fuzzer,address,undefined -o build-fuzz/ring_fuzz tests/fuzz/ring_fuzz.c src/ring.c
+	build-fuzz/ring_fuzz -max_total_time=$(FUZZ_SECONDS) build-fuzz/new tests/fuzz/corpus/ring
+
+fuzz-merge:
+	build-fuzz/ring_fuzz -merge=1 tests/fuzz/corpus/ring build-fuzz/new
+
+fuzz-seeds: $(O)/fuzz/make-seeds
+	$(O)/fuzz/make-seeds tests/fuzz/corpus/ring
+
 # --- install ----------------------------------------------------------------------------
 $(O)/shmkit.pc: shmkit.pc.in Makefile
 	@mkdir -p $(@D)
@@ -171,8 +225,8 @@ install: lib cli $(O)/shmkit.pc
 	install -m 644 $(STATICLIB) $(DESTDIR)$(LIBDIR)/
 	install -m 644 $(O)/shmkit.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
-	install -m 644 man/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
-	install -m 644 man/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(MANDIR)/man1/
+	$(if $(wildcard man/man3/*.3),install -m 644 $(wildcard man/man3/*.3) $(DESTDIR)$(MANDIR)/man3/)
 
 uninstall:
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(INCLUDEDIR)/shmkit.h
@@ -180,6 +234,6 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/shmkit $(DESTDIR)$(MANDIR)/man1/shmkit*.1 $(DESTDIR)$(MANDIR)/man3/shmkit*.3
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(wildcard $(O)/*/*.d $(O)/*/*/*.d)

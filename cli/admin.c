@@ -13,12 +13,17 @@
 #include <string.h>
 
 #include "cli.h"
+#include "pubsub_multi.h"
 
 /* --- kind-specific stat detail ------------------------------------------------------------ */
 
 /* One row per kind whose CLI code can say more than the generic fields (see cli.h). Raw
  * segments have nothing to add. Keep the { 0, NULL } terminator last. */
 const struct cli_stat_kind_hook cli_stat_kind_hooks[] = {
+	{SHMKIT_KIND_STREAM, cli_chan_describe},
+	{SHMKIT_KIND_TABLE, cli_table_describe},
+	{SHMKIT_KIND_PUBSUB, cli_pubsub_describe},
+	{SHMKIT_KIND_QUEUE, cli_queue_describe},
 	{0, NULL},
 };
 

@@ -44,6 +44,24 @@ int cli_cmd_rm(const struct cli_cmd *cmd, int argc, char **argv);
 int cli_cmd_gc(const struct cli_cmd *cmd, int argc, char **argv);
 /* cli/demo.c */
 int cli_cmd_demo(const struct cli_cmd *cmd, int argc, char **argv);
+/* cli/demo_chan.c: examples/chan_producer_consumer.c, compiled in */
+int shmkit_example_chan_producer_consumer(int nmessages);
+/* cli/pubsub.c */
+int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv);
+int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv);
+extern const char cli_usage_pub[];
+extern const char cli_usage_sub[];
+struct cli_kv;
+void cli_chan_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv);
+/* cli/table.c */
+int cli_cmd_table(const struct cli_cmd *cmd, int argc, char **argv);
+extern const char cli_usage_table[];
+struct cli_kv;
+void cli_table_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv);
+
+/* cli/bench.c */
+int cli_cmd_bench(const struct cli_cmd *cmd, int argc, char **argv);
+extern const char cli_usage_bench[];
 
 /* --- diagnostics (cli/util.c) ------------------------------------------------------------ */
 
@@ -156,6 +174,8 @@ void cli_kv_size(struct cli_kv *kv, const char *key, uint64_t val);
 void cli_kv_mode(struct cli_kv *kv, const char *key, uint32_t val);
 /* 1/0/-1: JSON true/false/null; human yes/no/?. */
 void cli_kv_tristate(struct cli_kv *kv, const char *key, int val);
+/* part/whole as a percentage with one decimal: JSON number (12.5); human "12.5%". */
+void cli_kv_percent(struct cli_kv *kv, const char *key, uint64_t part, uint64_t whole);
 
 /* Writes every generic field of a segment description (the keys of `shmkit ls --json`). */
 void cli_info_kv(struct cli_kv *kv, const struct shmkit_segment_info *inf);

@@ -1,8 +1,10 @@
 /* shmkit CLI — `shmkit demo`: the producer/consumer example, run from the tool.
  *
- * The demo *is* examples/producer_consumer.c: that file is compiled into this one (without
- * its main()), so the program users copy from and the one `shmkit demo` runs cannot drift
- * apart. This file only parses the command line.
+ * The demo *is* the examples: examples/producer_consumer.c (segment + semaphores, with
+ * --semaphores) is compiled into this file, examples/chan_producer_consumer.c (stream
+ * channel, the default) into cli/demo_chan.c, both without their main(), so the programs
+ * users copy from and the ones `shmkit demo` runs cannot drift apart. This file only parses
+ * the command line.
  */
 #include <getopt.h>
 #include <limits.h>
@@ -17,18 +19,23 @@ int cli_cmd_demo(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"count", required_argument, NULL, 'n'},
+		{"semaphores", no_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int count = 5;
+	bool semaphores = false;
 	int c;
 	cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, ":n:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":n:sh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (cli_parse_int(optarg, 0, INT_MAX, &count) < 0)
 				return cli_usage_error(cmd, "invalid message count '%s' (0..%d)",
 						       optarg, INT_MAX);
+			break;
+		case 's':
+			semaphores = true;
 			break;
 		case 'h':
 			cli_print_usage(cmd, stdout);
@@ -39,5 +46,7 @@ int cli_cmd_demo(const struct cli_cmd *cmd, int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	return shmkit_example_producer_consumer(count) == 0 ? CLI_OK : CLI_ERR;
+	int rc = semaphores ? shmkit_example_producer_consumer(count)
+			    : shmkit_example_chan_producer_consumer(count);
+	return rc == 0 ? CLI_OK : CLI_ERR;
 }

@@ -17,16 +17,19 @@
 
 /* Usage texts: the first line is the synopsis; options follow, two-space indented. */
 static const char usage_demo[] =
-	"Usage: shmkit demo [--count N]\n"
+	"Usage: shmkit demo [--semaphores] [--count N]\n"
 	"\n"
-	"Runs the producer/consumer example (examples/producer_consumer.c): a System V segment\n"
-	"at key 12345 holding two semaphores and a 100-byte message; the producer writes N\n"
-	"messages, the consumer (a forked child) prints them, then END. The segment is\n"
-	"removed right after creation, so nothing is left behind even if either side dies.\n"
+	"Runs the producer/consumer example: the producer writes N messages, the consumer (a\n"
+	"forked child) prints each one, then END. By default over a stream channel in an\n"
+	"unnamed memfd (examples/chan_producer_consumer.c); with --semaphores over a System V\n"
+	"segment at key 12345 holding two semaphores and a 100-byte message\n"
+	"(examples/producer_consumer.c), whose key is removed right after creation. Either\n"
+	"way nothing is left behind, even if either side dies; the output is the same.\n"
 	"\n"
 	"Options:\n"
-	"  -n, --count N   number of messages (default 5, 0..2147483647)\n"
-	"  -h, --help      show this help\n";
+	"  -s, --semaphores  run the segment + semaphores version\n"
+	"  -n, --count N     number of messages (default 5, 0..2147483647)\n"
+	"  -h, --help        show this help\n";
 
 static const char usage_ls[] =
 	"Usage: shmkit ls [--json]\n"
@@ -80,11 +83,15 @@ static const char usage_gc[] =
 	"  -h, --help      show this help\n";
 
 const struct cli_cmd cli_commands[] = {
-	{"demo", cli_cmd_demo, "run the producer/consumer demo (System V key 12345)", usage_demo},
+	{"demo", cli_cmd_demo, "run the producer/consumer demo", usage_demo},
 	{"ls", cli_cmd_ls, "list shmkit segments", usage_ls},
 	{"stat", cli_cmd_stat, "describe one segment", usage_stat},
 	{"rm", cli_cmd_rm, "remove segments", usage_rm},
 	{"gc", cli_cmd_gc, "remove segments left behind by dead processes", usage_gc},
+	{"bench", cli_cmd_bench, "measure shmkit against other IPC, two processes", cli_usage_bench},
+	{"table", cli_cmd_table, "create and use shared lookup tables", cli_usage_table},
+	{"pub", cli_cmd_pub, "send standard input over a stream channel", cli_usage_pub},
+	{"sub", cli_cmd_sub, "write a stream channel's messages to standard output", cli_usage_sub},
 	{NULL, NULL, NULL, NULL},
 };
 

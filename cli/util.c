@@ -479,6 +479,14 @@ void cli_kv_tristate(struct cli_kv *kv, const char *key, int val)
 	kv_done(kv);
 }
 
+void cli_kv_percent(struct cli_kv *kv, const char *key, uint64_t part, uint64_t whole)
+{
+	kv_key(kv, key);
+	fprintf(kv->out, kv->json ? "%.1f" : "%.1f%%",
+		whole ? 100.0 * (double)part / (double)whole : 0.0);
+	kv_done(kv);
+}
+
 void cli_info_kv(struct cli_kv *kv, const struct shmkit_segment_info *inf)
 {
 	char buf[64];

@@ -11,11 +11,13 @@
  *       32    8  ring_offset (1024)            creator
  *      128    8  tail                          producer — ring position (src/ring.c)
  *      136    8  producer owner                producer — pid << 32 | start time (low 32 bits)
- *      144    4  closed                        producer — 1 after close (end of stream)
+ *      144    4  closed                        producer — 1 after close (end of stream),
+ *                                                2 after abort (stream cut short)
  *      152   32  msgs_sent, bytes_sent, producer_sleeps, producer_wakes     producer
  *      256    8  head                          consumer — ring position
  *      264    8  consumer owner                consumer
  *      272   32  msgs_recv, bytes_recv, consumer_sleeps, consumer_wakes     consumer
+ *      304    4  reader_closed                 consumer — 1 after close: the reader is gone
  *      384    8  data queue: gen, sleepers     consumer sleeps here, producer wakes it
  *      512    8  space queue: gen, sleepers    producer sleeps here, consumer wakes it
  *     1024  cap  the ring
@@ -52,6 +54,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chan_internal.h"
 #include "ring.h"
 #include "shmkit/chan.h"
 
@@ -60,6 +63,9 @@
 #define CHAN_RING_OFFSET 1024u
 #define CHAN_SLICE_NS 100000000ull /* longest sleep between liveness checks: 100 ms */
 #define CHAN_SPIN_FLOOR_NS 2000u   /* the adaptive spin never drops below this */
+
+/* Values of the `closed` word. */
+enum { CLOSED_OPEN = 0, CLOSED_EOF = 1, CLOSED_ABORTED = 2 };
 
 struct chan_queue {
 	_Atomic uint32_t gen;
@@ -86,7 +92,8 @@ struct chan_ctl {
 	_Atomic uint64_t head;
 	_Atomic uint64_t cons_owner;
 	_Atomic uint64_t msgs_recv, bytes_recv, cons_sleeps, cons_wakes;
-	uint8_t pad3[80];
+	_Atomic uint32_t reader_closed;
+	uint8_t pad3[76];
 	struct chan_queue data_q;
 	uint8_t pad4[120];
 	struct chan_queue space_q;
@@ -99,6 +106,7 @@ static_assert(offsetof(struct chan_ctl, closed) == 144, "layout");
 static_assert(offsetof(struct chan_ctl, msgs_sent) == 152, "layout");
 static_assert(offsetof(struct chan_ctl, head) == 256, "consumer line");
 static_assert(offsetof(struct chan_ctl, msgs_recv) == 272, "layout");
+static_assert(offsetof(struct chan_ctl, reader_closed) == 304, "layout");
 static_assert(offsetof(struct chan_ctl, data_q) == 384, "data queue");
 static_assert(offsetof(struct chan_ctl, space_q) == 512, "space queue");
 static_assert(sizeof(struct chan_ctl) == CHAN_RING_OFFSET, "ring offset");
@@ -244,6 +252,10 @@ static int chan_attach(struct shmkit_chan *ch)
 			atomic_store_explicit(&c->closed, 0, memory_order_relaxed);
 	} else {
 		err = shmkit__ring_attach_consumer(&ch->ring);
+		/* A new reader: the producer may write again. Relaxed: ordered before our first
+		 * publish (seq_cst), which is what a waiting producer re-checks. */
+		if (!err)
+			atomic_store_explicit(&c->reader_closed, 0, memory_order_relaxed);
 	}
 	if (err)
 		drop_role(ch);
@@ -433,12 +445,15 @@ static bool ready(struct shmkit_chan *ch, enum wait_what what, uint64_t len, boo
 		return atomic_load_explicit(&c->tail, mo) != ch->ring.pos ||
 		       atomic_load_explicit(&c->closed, mo);
 	case WAIT_SPACE:
+		if (atomic_load_explicit(&c->reader_closed, mo))
+			return true;
 		if (sc)
 			return shmkit__ring_writable(&ch->ring, len);
 		/* Cheap pre-check: any release at all is worth a real loan attempt. */
 		return atomic_load_explicit(&c->head, mo) != ch->ring.other;
 	default:
-		return atomic_load_explicit(&c->head, mo) == ch->ring.pub;
+		return atomic_load_explicit(&c->head, mo) == ch->ring.pub ||
+		       atomic_load_explicit(&c->reader_closed, mo);
 	}
 }
 
@@ -493,7 +508,7 @@ static int wait_for(struct shmkit_chan *ch, enum wait_what what, uint64_t len,
 	}
 	/* Relaxed: leaving needs no ordering; at worst the peer makes one needless wake. */
 	atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);
-	if (err == -EINTR)
+	if (err == -EINTR || err == -EINVAL) /* a signal, or a malformed deadline */
 		return err;
 	if (err == -ETIMEDOUT || deadline_passed(deadline, shmkit_now_ns())) {
 		/* A slice ended (or the deadline): is the peer still there? */
@@ -515,8 +530,13 @@ int shmkit_chan_loan(struct shmkit_chan *ch, size_t len, void **buf)
 	if (ch->role != SHMKIT_CHAN_PRODUCER)
 		return -EPERM;
 	int err = shmkit__ring_loan(&ch->ring, len, buf);
-	if (err == -EAGAIN)
+	if (err == -EAGAIN) {
 		producer_publish(ch); /* a full ring must not hide unpublished MORE commits */
+		/* Full and nobody will ever read: like a pipe whose reader closed. Acquire:
+		 * pairs with the consumer's seq_cst store in close. */
+		if (atomic_load_explicit(&ch->ctl->reader_closed, memory_order_acquire))
+			err = -EPIPE;
+	}
 	return err;
 }
 
@@ -590,6 +610,8 @@ int shmkit_chan_drain_wait(struct shmkit_chan *ch, const struct timespec *deadli
 			return 0;
 		if (ch->ring.pub - h > ch->ring.cap || (h & 7))
 			return -EBADMSG;
+		if (atomic_load_explicit(&ch->ctl->reader_closed, memory_order_acquire))
+			return -EPIPE;
 		int err = wait_for(ch, WAIT_DRAIN, 0, deadline);
 		if (err)
 			return err;
@@ -611,10 +633,11 @@ int shmkit_chan_peek(struct shmkit_chan *ch, const void **buf, size_t *len)
 		consumer_publish(ch);
 		/* A4: pairs with R4 in shmkit_chan_close(): everything published before the
 		 * close is visible, so one more peek decides between data and end of stream. */
-		if (atomic_load_explicit(&ch->ctl->closed, memory_order_seq_cst)) {
+		uint32_t closed = atomic_load_explicit(&ch->ctl->closed, memory_order_seq_cst);
+		if (closed) {
 			err = shmkit__ring_peek(&ch->ring, buf, &n);
 			if (err == -EAGAIN)
-				return -EPIPE;
+				return closed == CLOSED_ABORTED ? -ECONNABORTED : -EPIPE;
 		}
 	}
 	if (!err)
@@ -678,25 +701,51 @@ ssize_t shmkit_chan_recv_wait(struct shmkit_chan *ch, void *buf, size_t cap,
 
 /* --- lifetime and state -------------------------------------------------------------- */
 
-int shmkit_chan_close(struct shmkit_chan *ch)
+/* Gives the role up. how: CLOSED_EOF / CLOSED_ABORTED mark the stream (producer) or the
+ * reader (consumer) as gone; 0 leaves silently, for a successor to take over. */
+static int chan_leave(struct shmkit_chan *ch, uint32_t how)
 {
 	if (!ch)
 		return 0;
 	if (ch->role == SHMKIT_CHAN_PRODUCER) {
 		producer_publish(ch);
-		/* R4: end of stream, after the last publish; pairs with A4 in peek. seq_cst:
-		 * also the store half of the handshake with a sleeping consumer. */
-		atomic_store_explicit(&ch->ctl->closed, 1, memory_order_seq_cst);
-		wake(ch, &ch->ctl->data_q);
+		if (how) {
+			/* R4: end of stream, after the last publish; pairs with A4 in peek.
+			 * seq_cst: also the store half of the handshake with a sleeping
+			 * consumer. */
+			atomic_store_explicit(&ch->ctl->closed, how, memory_order_seq_cst);
+			wake(ch, &ch->ctl->data_q);
+		}
 		drop_role(ch);
 	} else if (ch->role == SHMKIT_CHAN_CONSUMER) {
 		consumer_publish(ch);
+		if (how) {
+			/* The reader is gone: a producer waiting for room gets -EPIPE. seq_cst:
+			 * the store half of the handshake with a sleeping producer. */
+			atomic_store_explicit(&ch->ctl->reader_closed, 1, memory_order_seq_cst);
+		}
 		drop_role(ch);
-		wake(ch, &ch->ctl->space_q);
+		if (how)
+			wake(ch, &ch->ctl->space_q);
 	}
 	shmkit_segment_close(ch->seg);
 	free(ch);
 	return 0;
+}
+
+int shmkit_chan_close(struct shmkit_chan *ch)
+{
+	return chan_leave(ch, CLOSED_EOF);
+}
+
+int shmkit_chan_abort(struct shmkit_chan *ch)
+{
+	return chan_leave(ch, CLOSED_ABORTED);
+}
+
+int shmkit_chan_detach(struct shmkit_chan *ch)
+{
+	return chan_leave(ch, 0);
 }
 
 int shmkit_chan_unlink(struct shmkit_chan *ch)
@@ -739,7 +788,36 @@ int shmkit_chan_stats(const struct shmkit_chan *ch, struct shmkit_chan_stats *st
 	st->consumer_pid = (int32_t)(co >> 32);
 	st->producer_alive = owner_state(po) > 0;
 	st->consumer_alive = owner_state(co) > 0;
-	st->closed = LD(closed) != 0;
+	uint32_t closed = LD(closed);
+	st->closed = closed == CLOSED_EOF ? 1 : closed == CLOSED_ABORTED ? 2 : 0;
+	st->reader_closed = LD(reader_closed) != 0;
 #undef LD
 	return 0;
+}
+
+/* --- waitset hooks (src/chan_internal.h) ----------------------------------------------- */
+
+int shmkit__chan_consumer_waitq(const struct shmkit_chan *ch, _Atomic uint32_t **gen,
+				_Atomic uint32_t **sleepers)
+{
+	if (ch->role != SHMKIT_CHAN_CONSUMER)
+		return -EPERM;
+	*gen = &ch->ctl->data_q.gen;
+	*sleepers = &ch->ctl->data_q.sleepers;
+	return 0;
+}
+
+unsigned shmkit__chan_consumer_poll(const struct shmkit_chan *ch, bool sc)
+{
+	struct chan_ctl *c = ch->ctl;
+	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
+	/* Shared words only (see chan_internal.h). A1-like: pairs with R1 in ring.c; seq_cst
+	 * in the waitset's re-check after it registered on data_q (the Dekker handshake with
+	 * wake()). */
+	uint64_t t = atomic_load_explicit(&c->tail, mo);
+	uint64_t h = atomic_load_explicit(&c->head, mo);
+	unsigned bits = t != h ? SHMKIT_WAIT_READABLE : 0;
+	if (atomic_load_explicit(&c->closed, mo))
+		bits |= SHMKIT_WAIT_CLOSED;
+	return bits;
 }

@@ -388,7 +388,7 @@ static void stream_run(uint32_t backend, uint64_t count, uint64_t max, uint64_t 
 	 * the channel itself stays. */
 	if (backend == SHMKIT_BACKEND_MEMFD)
 		a.w.fd = dup(a.w.fd);
-	shmkit_chan_close(own);
+	shmkit_chan_detach(own);
 	pid_t pc, pp;
 	pc = t_fork(consumer_main, &a);
 	pp = t_fork(producer_main, &a);
@@ -795,7 +795,7 @@ START_TEST(test_random_kills)
 	x->w = where_of(name, backend, own);
 	if (backend == SHMKIT_BACKEND_MEMFD)
 		x->w.fd = dup(x->w.fd);
-	shmkit_chan_close(own); /* hand the consumer role to the children */
+	shmkit_chan_detach(own); /* hand the consumer role to the children */
 	uint64_t rng = t_seed() + backend;
 	int rounds = t_stress() ? 150 : 6;
 	pid_t prod = t_fork(chaos_producer, x), cons = t_fork(chaos_consumer, x);
@@ -921,6 +921,65 @@ START_TEST(test_hostile_scribbler)
 }
 END_TEST
 
+START_TEST(test_close_abort_detach)
+{
+	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 4096, 0);
+	struct where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	w.fd = dup(w.fd); /* outlives the handles */
+	struct shmkit_chan *c, *c2, *p2;
+	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	char buf[1000] = {0};
+	struct timespec ts;
+	const void *cp;
+	size_t n;
+	/* The consumer closes: like a pipe whose reader went away, a producer that must wait
+	 * for room is told so, at once; one with room left may still write. */
+	ck_assert_int_eq(shmkit_chan_send(p, buf, 100), 0);
+	ck_assert_int_eq(shmkit_chan_close(c), 0);
+	ck_assert_int_eq(shmkit_chan_drain_wait(p, in_ms(&ts, 5000)), -EPIPE);
+	while (shmkit_chan_send(p, buf, sizeof buf) == 0)
+		;
+	ck_assert_int_eq(shmkit_chan_send(p, buf, sizeof buf), -EPIPE);
+	uint64_t t0 = shmkit_now_ns();
+	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, sizeof buf, in_ms(&ts, 10000)), -EPIPE);
+	ck_assert_uint_lt(shmkit_now_ns() - t0, 5000000000ull);
+	/* A new consumer clears it and gets everything that was written. */
+	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c2), 0);
+	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), 100);
+	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), (ssize_t)sizeof buf);
+	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, sizeof buf, in_ms(&ts, 10000)), 0);
+	/* The producer detaches: no end of stream, the consumer keeps waiting... */
+	ck_assert_int_eq(shmkit_chan_detach(p), 0);
+	while (shmkit_chan_recv(c2, buf, sizeof buf) > 0)
+		;
+	ck_assert_int_eq(shmkit_chan_peek_wait(c2, &cp, &n, in_ms(&ts, 30)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_chan_peer_alive(c2), 0);
+	/* ...and a successor carries on, then aborts: the consumer gets what was committed,
+	 * then -ECONNABORTED rather than a clean end of stream. */
+	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_PRODUCER, 0, &p2), 0);
+	ck_assert_int_eq(shmkit_chan_send(p2, "last", 4), 0);
+	struct shmkit_chan_stats st;
+	ck_assert_int_eq(shmkit_chan_abort(p2), 0);
+	shmkit_chan_stats(c2, &st);
+	ck_assert_int_eq(st.closed, 2);
+	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), 4);
+	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), -ECONNABORTED);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c2, &cp, &n, in_ms(&ts, 1000)), -ECONNABORTED);
+	/* A malformed deadline is an error, not a busy wait. */
+	struct timespec bad = {ts.tv_sec, 1999999999};
+	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_PRODUCER, 0, &p2), 0); /* reopens the stream */
+	ck_assert_int_eq(shmkit_chan_peek_wait(c2, &cp, &n, &bad), -EINVAL);
+	shmkit_chan_stats(c2, &st);
+	ck_assert_int_eq(st.closed, 0);
+	ck_assert_int_eq(st.reader_closed, 0);
+	shmkit_chan_close(c2);
+	shmkit_chan_stats(p2, &st);
+	ck_assert_int_eq(st.reader_closed, 1);
+	shmkit_chan_close(p2);
+	close(w.fd);
+}
+END_TEST
+
 static Suite *chan_suite(void)
 {
 	Suite *s = suite_create("chan");
@@ -929,6 +988,7 @@ static Suite *chan_suite(void)
 	tcase_add_test(tc, test_roles_and_basics);
 	tcase_add_test(tc, test_bad_options);
 	tcase_add_test(tc, test_batch_and_zero_copy);
+	tcase_add_test(tc, test_close_abort_detach);
 	tcase_add_test(tc, test_timeouts);
 	tcase_add_test(tc, test_blocking_wakeup_and_idle);
 	tcase_add_test(tc, test_stream_large_messages);

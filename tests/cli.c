@@ -120,29 +120,39 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Starts argv[0] (a path) with stdout and stderr on pipes. */
-static void spawn(struct proc *p, char *const argv[])
+/* Starts argv[0] (a path) with stdout and stderr on pipes; stdin from in_fd (-1:
+ * inherited) and stdout to out_fd instead when it is >= 0. */
+static void spawn_io(struct proc *p, char *const argv[], int in_fd, int out_fd)
 {
-	int po[2], pe[2];
+	int po[2] = {-1, -1}, pe[2];
 	memset(p, 0, sizeof *p);
-	ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
+	if (out_fd < 0)
+		ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
 	ck_assert_int_eq(pipe2(pe, O_CLOEXEC), 0);
 	fflush(NULL);
 	p->pid = fork();
 	ck_assert_int_ge(p->pid, 0);
 	if (p->pid == 0) {
-		dup2(po[1], STDOUT_FILENO);
+		if (in_fd >= 0)
+			dup2(in_fd, STDIN_FILENO);
+		dup2(out_fd >= 0 ? out_fd : po[1], STDOUT_FILENO);
 		dup2(pe[1], STDERR_FILENO);
 		execv(argv[0], argv);
 		dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	close(po[1]);
+	if (out_fd < 0)
+		close(po[1]);
 	close(pe[1]);
 	p->out = po[0];
 	p->err = pe[0];
 	buf_add(&p->o, "", 0);
 	buf_add(&p->e, "", 0);
+}
+
+static void spawn(struct proc *p, char *const argv[])
+{
+	spawn_io(p, argv, -1, -1);
 }
 
 /* Reads whatever the pipes have until `stop` (if given) appears in stdout, both pipes reach
@@ -567,7 +577,7 @@ static pid_t child_of(pid_t pid)
 
 /* --- help, version, usage errors -------------------------------------------------------- */
 
-static const char *const commands[] = {"demo", "ls", "stat", "rm", "gc"};
+static const char *const commands[] = {"demo", "ls", "stat", "rm", "gc", "pub", "sub"};
 
 START_TEST(test_help)
 {
@@ -665,6 +675,40 @@ START_TEST(test_usage_errors)
 		{"gc", "--force"},
 		{"demo", "extra"},
 		{"demo", "--count"},
+		{"demo", "--semaphores=1"},
+		{"pub"},
+		{"pub", "a", "b"},
+		{"pub", "bad/name"},
+		{"pub", "x", "--framing", "words"},
+		{"pub", "x", "--framing"},
+		{"pub", "x", "--create", "--capacity"},
+		{"pub", "x", "--create", "--capacity", "1X"},
+		{"pub", "x", "--create", "--capacity", "-1"},
+		{"pub", "x", "--create", "--capacity", "0"},
+		{"pub", "x", "--create", "--capacity", "1.5M"},
+		{"pub", "x", "--create", "--capacity", "2048G"},
+		{"pub", "x", "--create", "--capacity", " 1M"},
+		{"pub", "x", "--create", "--capacity", "1MB"},
+		{"pub", "x", "--create", "--capacity", "K"},
+		{"pub", "x", "--create", "--max-msg", "0"},
+		{"pub", "x", "-c", "--max-msg=1M", "--capacity=1M"},
+		{"pub", "x", "--capacity", "1M"},
+		{"pub", "x", "--max-msg", "1K"},
+		{"pub", "x", "--timeout", "-1"},
+		{"pub", "x", "--timeout", "1e3"},
+		{"pub", "x", "--timeout", "1."},
+		{"pub", "x", "--timeout", ".5"},
+		{"pub", "x", "--timeout", "0.1234567891"},
+		{"pub", "x", "--backend", "memfd"},
+		{"pub", "x", "--create=yes"},
+		{"sub"},
+		{"sub", "x", "y"},
+		{"sub", "../x"},
+		{"sub", "x", "--keep=1"},
+		{"sub", "x", "--framing", "raw2"},
+		{"sub", "x", "--timeout", "abc"},
+		{"sub", "x", "--timeout", ""},
+		{"sub", "x", "--backend", "posix"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		const char *const *a = cases[i];
@@ -711,40 +755,54 @@ END_TEST
 
 /* --- demo ------------------------------------------------------------------------------------ */
 
+/* The two demo variants: the stream channel (the default) and the foundation's segment +
+ * semaphores (--semaphores). Loop tests get the variant as _i. */
+static const char *const demo_variant[2][2] = {{"demo", NULL}, {"demo", "--semaphores"}};
+
 START_TEST(test_demo_output)
 {
+	for (int v = 0; v < 2; v++) {
+		const char *flag = demo_variant[v][1];
+		/* A NULL flag ends the argument list: the default variant. */
+		struct run *r = run_cli("demo", "-n", "5", flag);
+		ck_assert_msg(r->status == 0, "%s: exit %d: %s", flag ? flag : "channel", r->status,
+			      r->err);
+		ck_assert_str_eq(r->out, demo_expected);
+		ck_assert_str_eq(r->err, "");
+		assert_no_demo_segment();
+
+		r = run_cli("demo", "--count", "0", flag);
+		ck_assert_int_eq(r->status, 0);
+		ck_assert_str_eq(r->out, "Consumer received END signal. Exiting...\n");
+		ck_assert_str_eq(r->err, "");
+		assert_no_demo_segment();
+	}
+	/* No options: the channel version, same output. */
 	struct run *r = run_cli("demo");
-	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
+	ck_assert_int_eq(r->status, 0);
 	ck_assert_str_eq(r->out, demo_expected);
 	ck_assert_str_eq(r->err, "");
-	assert_no_demo_segment();
-
-	r = run_cli("demo", "--count", "5");
-	ck_assert_int_eq(r->status, 0);
-	ck_assert_str_eq(r->out, demo_expected);
-
-	r = run_cli("demo", "-n", "0");
-	ck_assert_int_eq(r->status, 0);
-	ck_assert_str_eq(r->out, "Consumer received END signal. Exiting...\n");
-	assert_no_demo_segment();
 }
 END_TEST
 
 START_TEST(test_example_output)
 {
-	/* The example program users copy from is the same code and prints the same lines. */
+	/* The example programs users copy from are the same code and print the same lines. */
+	static const char *const examples[] = {"producer_consumer", "chan_producer_consumer"};
 	find_binaries();
-	char path[PATH_MAX + 32];
-	snprintf(path, sizeof path, "%s/examples/producer_consumer", build_dir);
-	char *argv[] = {path, NULL};
-	struct proc p;
-	spawn(&p, argv);
-	ck_assert(pump(&p, NULL, 20000, 0));
-	ck_assert_int_eq(t_wait(p.pid, 10000), 0);
-	ck_assert_str_eq(p.o.data, demo_expected);
-	ck_assert_str_eq(p.e.data, "");
-	proc_free(&p);
-	assert_no_demo_segment();
+	for (int i = 0; i < 2; i++) {
+		char path[PATH_MAX + 32];
+		snprintf(path, sizeof path, "%s/examples/%s", build_dir, examples[i]);
+		char *argv[] = {path, NULL};
+		struct proc p;
+		spawn(&p, argv);
+		ck_assert(pump(&p, NULL, 20000, 0));
+		ck_assert_msg(t_wait(p.pid, 10000) == 0, "%s: %s", examples[i], p.e.data);
+		ck_assert_str_eq(p.o.data, demo_expected);
+		ck_assert_str_eq(p.e.data, "");
+		proc_free(&p);
+		assert_no_demo_segment();
+	}
 }
 END_TEST
 
@@ -756,7 +814,7 @@ START_TEST(test_demo_long)
 	snprintf(count, sizeof count, "%d", n);
 	snprintf(last, sizeof last, "Consumer read: Message %d\n", n);
 	find_binaries();
-	char *argv[] = {cli_path, "demo", "--count", count, NULL};
+	char *argv[] = {cli_path, "demo", "--count", count, (char *)demo_variant[_i][1], NULL};
 	struct proc p;
 	spawn(&p, argv);
 	ck_assert(pump(&p, NULL, 100000, 4096));
@@ -771,7 +829,7 @@ END_TEST
 START_TEST(test_demo_consumer_killed)
 {
 	find_binaries();
-	char *argv[] = {cli_path, "demo", "--count", "2000000", NULL};
+	char *argv[] = {cli_path, "demo", "--count", "2000000", (char *)demo_variant[_i][1], NULL};
 	struct proc p;
 	spawn(&p, argv);
 	ck_assert_msg(pump(&p, "Consumer read: Message 1000\n", 20000, 0), "demo did not start");
@@ -794,7 +852,7 @@ START_TEST(test_demo_producer_killed)
 	/* Become the orphaned consumer's new parent, to see how it exits. */
 	ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
 	find_binaries();
-	char *argv[] = {cli_path, "demo", "--count", "2000000", NULL};
+	char *argv[] = {cli_path, "demo", "--count", "2000000", (char *)demo_variant[_i][1], NULL};
 	struct proc p;
 	spawn(&p, argv);
 	ck_assert_msg(pump(&p, "Consumer read: Message 1000\n", 20000, 0), "demo did not start");
@@ -829,7 +887,7 @@ START_TEST(test_demo_stale_segment)
 	t_track("demo", SHMKIT_BACKEND_SYSV);
 	ck_assert_int_eq(t_wait(t_fork(create_demo_and_exit, NULL), 10000), 0);
 	ck_assert(seg_exists(NULL, SHMKIT_BACKEND_SYSV, DEMO_KEY));
-	struct run *r = run_cli("demo");
+	struct run *r = run_cli("demo", "--semaphores");
 	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
 	ck_assert_str_eq(r->out, demo_expected);
 	assert_no_demo_segment();
@@ -841,22 +899,723 @@ START_TEST(test_demo_key_in_use)
 	/* A live demo segment (its creator is this process) is not stale: refuse, touch
 	 * nothing. */
 	struct shmkit_segment *seg = make_seg("demo", SHMKIT_BACKEND_SYSV, DEMO_KEY, 0600);
-	struct run *r = run_cli("demo");
+	struct run *r = run_cli("demo", "--semaphores");
 	assert_runtime_error(r);
 	ck_assert_msg(strstr(r->err, "12345"), "%s", r->err);
 	ck_assert_str_eq(r->out, "");
 	ck_assert(seg_exists(NULL, SHMKIT_BACKEND_SYSV, DEMO_KEY));
+	/* The channel version needs no key at all. */
+	r = run_cli("demo");
+	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
+	ck_assert_str_eq(r->out, demo_expected);
 	shmkit_segment_unlink(seg);
 	shmkit_segment_close(seg);
 
 	/* A foreign segment at the key is never removed either. */
 	int id;
 	make_foreign_sysv(DEMO_KEY, &id);
-	r = run_cli("demo");
+	r = run_cli("demo", "--semaphores");
 	assert_runtime_error(r);
 	ck_assert_msg(strstr(r->err, "12345"), "%s", r->err);
 	ck_assert_int_eq(shmget(DEMO_KEY, 0, 0), id);
 	shmctl(id, IPC_RMID, NULL);
+}
+END_TEST
+
+/* --- pub / sub ------------------------------------------------------------------------------ */
+
+/* Starts the CLI with `args`, stdin from in_fd (-1: inherited) and stdout to out_fd (-1: a
+ * pipe that pump() reads). */
+#define start_cli(p, in_fd, out_fd, ...) \
+	spawn_cli(p, in_fd, out_fd, (const char *const[]){__VA_ARGS__, NULL})
+
+static void spawn_cli(struct proc *p, int in_fd, int out_fd, const char *const *args)
+{
+	char *argv[32];
+	int argc = 0;
+	find_binaries();
+	argv[argc++] = cli_path;
+	for (; *args && argc < 31; args++)
+		argv[argc++] = (char *)*args;
+	argv[argc] = NULL;
+	spawn_io(p, argv, in_fd, out_fd);
+}
+
+/* Reads its output to the end and reaps it: its exit status (-1 when it had to be killed). */
+static int finish(struct proc *p, int timeout_ms)
+{
+	bool eof = pump(p, NULL, timeout_ms, 0);
+	return t_wait(p->pid, eof ? 10000 : 0);
+}
+
+/* A temporary file, already unlinked: the descriptor is all there is. */
+static int tmp_fd(void)
+{
+	char path[] = "/tmp/shmkit-cli-test.XXXXXX";
+	int fd = mkostemp(path, O_CLOEXEC);
+	ck_assert_msg(fd >= 0, "mkostemp: %s", strerror(errno));
+	unlink(path);
+	return fd;
+}
+
+static void write_full(int fd, const void *data, size_t len)
+{
+	for (size_t off = 0; off < len;) {
+		ssize_t n = write(fd, (const uint8_t *)data + off, len - off);
+		ck_assert_msg(n > 0 || errno == EINTR, "write: %s", strerror(errno));
+		if (n > 0)
+			off += (size_t)n;
+	}
+}
+
+/* The whole content of the file behind fd, malloc'ed, in *len bytes. */
+static uint8_t *fd_slurp(int fd, size_t *len)
+{
+	struct stat st;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	uint8_t *p = malloc((size_t)st.st_size + 1);
+	ck_assert_ptr_nonnull(p);
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = pread(fd, p + got, (size_t)st.st_size - got, (off_t)got);
+		ck_assert_int_gt(n, 0);
+		got += (size_t)n;
+	}
+	*len = got;
+	return p;
+}
+
+static uint8_t *rand_bytes(size_t len, uint64_t seed)
+{
+	uint8_t *p = malloc(len + 1);
+	ck_assert_ptr_nonnull(p);
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t x = t_rand(&seed);
+		memcpy(p + i, &x, len - i < 8 ? len - i : 8);
+	}
+	return p;
+}
+
+/* Feeds data into a pipe from a child process in writes of random sizes (1..max_chunk),
+ * so that the reader meets short reads and lines or records split across them. */
+struct feed {
+	int rfd, wfd;
+	const uint8_t *data;
+	size_t len, max_chunk;
+	uint64_t seed;
+};
+
+static int feed_child(void *arg)
+{
+	struct feed *f = arg;
+	close(f->rfd);
+	signal(SIGPIPE, SIG_IGN);
+	uint64_t rng = f->seed;
+	for (size_t off = 0; off < f->len;) {
+		size_t n = 1 + t_rand(&rng) % f->max_chunk;
+		if (n > f->len - off)
+			n = f->len - off;
+		ssize_t w = write(f->wfd, f->data + off, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return 1; /* the reader has gone */
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+/* Returns the read end; *pidp is the writer (reap it with t_wait()). */
+static int feed(const void *data, size_t len, size_t max_chunk, pid_t *pidp)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	struct feed f = {.rfd = fds[0], .wfd = fds[1], .data = data, .len = len,
+			 .max_chunk = max_chunk ? max_chunk : 1, .seed = t_seed() ^ len};
+	*pidp = t_fork(feed_child, &f);
+	ck_assert_int_gt(*pidp, 0);
+	close(fds[1]);
+	return fds[0];
+}
+
+/* Runs the CLI to completion with `in` (len bytes) on its standard input. */
+#define run_cli_in(in, len, ...) run_cli_input(in, len, (const char *const[]){__VA_ARGS__, NULL})
+
+static struct run *run_cli_input(const void *in, size_t len, const char *const *args)
+{
+	static struct run r;
+	pid_t feeder;
+	int fd = feed(in, len, len ? len : 1, &feeder);
+	struct proc p;
+	spawn_cli(&p, fd, -1, args);
+	close(fd);
+	r.status = finish(&p, 20000);
+	ck_assert_int_ge(t_wait(feeder, 10000), 0);
+	snprintf(r.out, sizeof r.out, "%s", p.o.data);
+	snprintf(r.err, sizeof r.err, "%s", p.e.data);
+	proc_free(&p);
+	return &r;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Runs `pub ARGS` fed with `in` and `sub NAME SUB_ARGS` (started first, so it waits for the
+ * channel) writing to a file; checks both exit 0 silently, that the file holds `want`
+ * exactly, and that sub removed the channel. */
+static void round_trip(const char *name, const void *in, size_t inlen, size_t max_chunk,
+		       const void *want, size_t wantlen, const char *const *pub_args,
+		       const char *const *sub_args)
+{
+	const char *args[16];
+	int n = 0;
+	args[n++] = "sub";
+	args[n++] = name;
+	for (; *sub_args; sub_args++)
+		args[n++] = *sub_args;
+	args[n] = NULL;
+	int out = tmp_fd();
+	struct proc sub, pub;
+	spawn_cli(&sub, -1, out, args);
+
+	n = 0;
+	args[n++] = "pub";
+	args[n++] = name;
+	args[n++] = "--create";
+	for (; *pub_args; pub_args++)
+		args[n++] = *pub_args;
+	args[n] = NULL;
+	pid_t feeder = 0;
+	int in_fd;
+	if (max_chunk) {
+		in_fd = feed(in, inlen, max_chunk, &feeder);
+	} else {
+		/* Straight from a regular file. */
+		in_fd = tmp_fd();
+		write_full(in_fd, in, inlen);
+		ck_assert_int_eq(lseek(in_fd, 0, SEEK_SET), 0);
+	}
+	spawn_cli(&pub, in_fd, -1, args);
+	close(in_fd);
+
+	int ps = finish(&pub, 60000);
+	int ss = finish(&sub, 60000);
+	ck_assert_msg(ps == 0, "pub exit %d: %s", ps, pub.e.data);
+	ck_assert_msg(ss == 0, "sub exit %d: %s", ss, sub.e.data);
+	ck_assert_str_eq(pub.e.data, "");
+	ck_assert_str_eq(sub.e.data, "");
+	if (feeder)
+		ck_assert_int_eq(t_wait(feeder, 10000), 0);
+	size_t got;
+	uint8_t *o = fd_slurp(out, &got);
+	size_t same = 0;
+	while (same < got && same < wantlen && o[same] == ((const uint8_t *)want)[same])
+		same++;
+	ck_assert_msg(got == wantlen && same == wantlen,
+		      "%s: got %zu bytes, want %zu; first difference at byte %zu", name, got,
+		      wantlen, same);
+	free(o);
+	close(out);
+	proc_free(&pub);
+	proc_free(&sub);
+	/* The stream is over: sub removed the channel. */
+	ck_assert_msg(!seg_exists(name, SHMKIT_BACKEND_ANY, 0), "%s remains", name);
+}
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define NO_ARGS ((const char *const[]){NULL})
+
+START_TEST(test_pubsub_raw)
+{
+	/* Several MiB of random bytes: through a pipe in random-sized writes into a small
+	 * channel that wraps around hundreds of times, and straight from a file with the
+	 * default geometry. The output is the input, byte for byte. */
+	size_t len = (6u << 20) + 12345;
+	uint8_t *data = rand_bytes(len, t_seed());
+	char name[64];
+	t_name(name, sizeof name, "raw");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	round_trip(name, data, len, 200000, data, len, ARGS("--capacity", "64K"), NO_ARGS);
+	t_name(name, sizeof name, "raw");
+	t_track(name, SHMKIT_BACKEND_SYSV);
+	round_trip(name, data, len, 0, data, len, ARGS("--backend", "sysv", "--framing", "raw"),
+		   ARGS("--framing", "raw"));
+	free(data);
+}
+END_TEST
+
+START_TEST(test_pubsub_lines)
+{
+	/* Empty lines, lines up to exactly the largest message, lines split across reads,
+	 * and a last line without a newline, which gets one on the way out. */
+	size_t cap = 1 << 20, len = 0;
+	char *in = malloc(cap);
+	ck_assert_ptr_nonnull(in);
+	len += (size_t)sprintf(in + len, "first\n\nthird line\n\n");
+	uint64_t rng = t_seed();
+	for (int i = 0; i < 3000; i++) {
+		size_t n = t_rand(&rng) % 301;
+		for (size_t j = 0; j < n; j++)
+			in[len++] = (char)(' ' + t_rand(&rng) % 95);
+		in[len++] = '\n';
+	}
+	memset(in + len, 'x', 300); /* exactly --max-msg */
+	len += 300;
+	in[len++] = '\n';
+	len += (size_t)sprintf(in + len, "last line, no newline");
+	char *want = malloc(len + 1);
+	ck_assert_ptr_nonnull(want);
+	memcpy(want, in, len);
+	want[len] = '\n';
+
+	char name[64];
+	t_name(name, sizeof name, "lines");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	round_trip(name, in, len, 1000, want, len + 1,
+		   ARGS("--framing", "lines", "--max-msg", "300"), ARGS("--framing", "lines"));
+	/* A small channel: the producer waits for room again and again. */
+	t_name(name, sizeof name, "lines");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	round_trip(name, in, len, 0, want, len + 1,
+		   ARGS("-f", "lines", "--capacity", "4K", "--max-msg", "300"), ARGS("-f", "lines"));
+	/* A long line trickling in a few bytes at a time, and a last one without newline. */
+	char small[400];
+	int n = snprintf(small, sizeof small, "ab\n%0300d\n\nend", 0);
+	char small_want[401];
+	memcpy(small_want, small, (size_t)n);
+	small_want[n] = '\n';
+	t_name(name, sizeof name, "lines");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	round_trip(name, small, (size_t)n, 7, small_want, (size_t)n + 1,
+		   ARGS("-f", "lines", "--max-msg", "300"), ARGS("-f", "lines"));
+	/* Input that ends with a newline comes back unchanged; empty input sends nothing. */
+	t_name(name, sizeof name, "lines");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	round_trip(name, "\n\na\n", 4, 1, "\n\na\n", 4, ARGS("-f", "lines"), ARGS("-f", "lines"));
+	t_name(name, sizeof name, "lines");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	round_trip(name, "", 0, 1, "", 0, ARGS("-f", "lines"), ARGS("-f", "lines"));
+	free(in);
+	free(want);
+}
+END_TEST
+
+START_TEST(test_pubsub_len)
+{
+	/* Length-prefixed records of binary data (newlines and NULs included): empty ones,
+	 * one of exactly the largest message (read straight into the loan), headers split
+	 * across reads. The output is the input. */
+	static const uint32_t fixed[] = {0, 1, 3, 4, 7, 8, 100, 0, 65536, 65535, 5};
+	size_t cap = 8 << 20, len = 0;
+	uint8_t *in = malloc(cap);
+	ck_assert_ptr_nonnull(in);
+	uint64_t rng = t_seed() + 7;
+	size_t prefix = 0; /* the first 100 records */
+	for (int i = 0; i < 600; i++) {
+		uint32_t n = i < (int)(sizeof fixed / sizeof *fixed) ? fixed[i]
+								     : (uint32_t)(t_rand(&rng) % 5000);
+		put_le32(in + len, n);
+		len += 4;
+		for (uint32_t j = 0; j < n; j++)
+			in[len++] = (uint8_t)t_rand(&rng);
+		if (i == 99)
+			prefix = len;
+	}
+	char name[64];
+	t_name(name, sizeof name, "len");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	round_trip(name, in, len, 10000, in, len, ARGS("--framing", "len"), ARGS("--framing", "len"));
+	/* Writes of 1..3 bytes: every length prefix is split. */
+	t_name(name, sizeof name, "len");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	round_trip(name, in, prefix, 3, in, prefix, ARGS("-f", "len"), ARGS("-f", "len"));
+	free(in);
+}
+END_TEST
+
+START_TEST(test_sub_waits_for_pub)
+{
+	char name[64];
+	t_name(name, sizeof name, "wait");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	struct proc sub;
+	start_cli(&sub, -1, -1, "sub", name, "--framing", "lines");
+	/* No channel yet: sub waits for it (it must not give up, however long it takes). */
+	ck_assert(!pump(&sub, NULL, 300, 0));
+	ck_assert_int_eq(waitpid(sub.pid, NULL, WNOHANG), 0);
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+	struct run *r = run_cli_in("hello\nworld\n", 12, "pub", name, "--create", "-f", "lines");
+	ck_assert_msg(r->status == 0, "pub exit %d: %s", r->status, r->err);
+	int status = finish(&sub, 20000);
+	ck_assert_msg(status == 0, "sub exit %d: %s", status, sub.e.data);
+	ck_assert_str_eq(sub.o.data, "hello\nworld\n");
+	ck_assert_str_eq(sub.e.data, "");
+	proc_free(&sub);
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+}
+END_TEST
+
+START_TEST(test_sub_timeout)
+{
+	char name[64], want[256];
+	t_name(name, sizeof name, "tmo");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	/* No such channel. */
+	struct run *r = run_cli("sub", name, "--timeout", "0.2");
+	assert_runtime_error(r);
+	snprintf(want, sizeof want, "shmkit: sub: %s: timed out waiting for the channel to appear\n",
+		 name);
+	ck_assert_str_eq(r->err, want);
+	r = run_cli("sub", name, "-t", "0");
+	assert_runtime_error(r);
+	snprintf(want, sizeof want, "shmkit: sub: %s: %s\n", name, shmkit_strerror(-ENOENT));
+	ck_assert_str_eq(r->err, want);
+	r = run_cli("pub", name, "--timeout", "0.1");
+	assert_runtime_error(r);
+	snprintf(want, sizeof want, "shmkit: pub: %s: timed out waiting for the channel to appear\n",
+		 name);
+	ck_assert_str_eq(r->err, want);
+
+	/* A channel whose producer (this process) sends nothing: sub gives up, detaches
+	 * cleanly (so the next sub can attach) and leaves the channel in place. */
+	struct shmkit_chan_opts co = {.capacity = 65536, .max_msg = 1024};
+	struct shmkit_chan *ch;
+	ck_assert_int_eq(shmkit_chan_create(name, SHMKIT_CHAN_PRODUCER, &co, &ch), 0);
+	snprintf(want, sizeof want, "shmkit: sub: %s: timed out waiting for a message\n", name);
+	r = run_cli("sub", name, "--timeout", "0.2");
+	assert_runtime_error(r);
+	ck_assert_str_eq(r->err, want);
+	ck_assert_str_eq(r->out, "");
+	r = run_cli("sub", name, "--timeout", "0");
+	assert_runtime_error(r);
+	ck_assert_str_eq(r->err, want);
+	ck_assert(seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+	ck_assert_int_eq(shmkit_chan_send(ch, "abc", 3), 0);
+	ck_assert_int_eq(shmkit_chan_close(ch), 0);
+	r = run_cli("sub", name, "--framing", "lines", "--timeout", "10");
+	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
+	ck_assert_str_eq(r->out, "abc\n");
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+}
+END_TEST
+
+START_TEST(test_sub_producer_killed)
+{
+	char name[64], want[256];
+	t_name(name, sizeof name, "pkill");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	int fds[2];
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	struct proc pub, sub;
+	start_cli(&pub, fds[0], -1, "pub", name, "--create", "--framing", "lines");
+	close(fds[0]);
+	start_cli(&sub, -1, -1, "sub", name, "--framing", "lines");
+	write_full(fds[1], "one\ntwo\n", 8);
+	ck_assert_msg(pump(&sub, "one\ntwo\n", 20000, 0), "sub got: %s %s", sub.o.data, sub.e.data);
+	ck_assert_int_eq(kill(pub.pid, SIGKILL), 0);
+	ck_assert_int_eq(finish(&pub, 10000), 128 + SIGKILL);
+	close(fds[1]);
+	/* Everything sent was written; then one line and exit 1. */
+	int status = finish(&sub, 20000);
+	ck_assert_msg(status == 1, "sub exit %d: %s", status, sub.e.data);
+	ck_assert_str_eq(sub.o.data, "one\ntwo\n");
+	snprintf(want, sizeof want, "shmkit: sub: %s: producer died before the end of the stream\n",
+		 name);
+	ck_assert_str_eq(sub.e.data, want);
+	proc_free(&pub);
+	proc_free(&sub);
+	/* The stream is over: sub removed the channel. */
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+}
+END_TEST
+
+/* Waits until the consumer of channel `name` has received something. */
+static void wait_received(const char *name)
+{
+	for (int i = 0; i < 2000; i++) {
+		struct shmkit_chan *ch;
+		struct shmkit_chan_stats st = {0};
+		if (shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) == 0) {
+			shmkit_chan_stats(ch, &st);
+			shmkit_chan_close(ch);
+			if (st.msgs_recv > 0)
+				return;
+		}
+		usleep(10000);
+	}
+	ck_abort_msg("%s: nothing received", name);
+}
+
+START_TEST(test_pub_consumer_killed)
+{
+	char name[64], want[256];
+	t_name(name, sizeof name, "ckill");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	ck_assert(zero >= 0 && null >= 0);
+	struct proc pub, sub;
+	start_cli(&pub, zero, -1, "pub", name, "--create", "--capacity", "64K");
+	start_cli(&sub, -1, null, "sub", name);
+	close(zero);
+	close(null);
+	wait_received(name);
+	ck_assert_int_eq(kill(sub.pid, SIGKILL), 0);
+	ck_assert_int_eq(finish(&sub, 10000), 128 + SIGKILL);
+	/* pub, endlessly fed, fills the channel and finds its consumer dead. */
+	int status = finish(&pub, 20000);
+	ck_assert_msg(status == 1, "pub exit %d: %s", status, pub.e.data);
+	snprintf(want, sizeof want, "shmkit: pub: %s: consumer died before the end of the stream\n",
+		 name);
+	ck_assert_str_eq(pub.e.data, want);
+	proc_free(&pub);
+	proc_free(&sub);
+	/* A channel abandoned by both sides stays for `shmkit rm` or `shmkit gc`. */
+	struct run *r = run_cli("rm", name);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+}
+END_TEST
+
+START_TEST(test_sub_reader_gone)
+{
+	/* sub's reader goes away: sub exits 0 without a word, and pub learns that nobody
+	 * reads the stream, as a writer to a closed pipe would. */
+	char name[64], want[256];
+	t_name(name, sizeof name, "epipe");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	ck_assert(zero >= 0);
+	struct proc pub, sub;
+	start_cli(&pub, zero, -1, "pub", name, "--create", "--capacity", "64K");
+	close(zero);
+	int fds[2];
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	start_cli(&sub, -1, fds[1], "sub", name);
+	close(fds[0]);
+	close(fds[1]);
+	int status = finish(&sub, 20000);
+	ck_assert_msg(status == 0, "sub exit %d: %s", status, sub.e.data);
+	ck_assert_str_eq(sub.e.data, "");
+	status = finish(&pub, 20000);
+	ck_assert_msg(status == 1, "pub exit %d: %s", status, pub.e.data);
+	snprintf(want, sizeof want, "shmkit: pub: %s: consumer closed the channel\n", name);
+	ck_assert_str_eq(pub.e.data, want);
+	proc_free(&pub);
+	proc_free(&sub);
+	ck_assert_int_eq(run_cli("rm", name)->status, 0);
+}
+END_TEST
+
+START_TEST(test_pub_errors)
+{
+	char name[64], want[256];
+	/* A line longer than the largest message: exit 1 naming the line. The stream is
+	 * aborted, not marked complete, so the consumer writes the good lines, then reports
+	 * the stream cut short. */
+	t_name(name, sizeof name, "long");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	static const char lines[] = "ok\n0123456789abcdefg\nnever\n";
+	struct run *r = run_cli_in(lines, strlen(lines), "pub", name, "--create", "--framing",
+				   "lines", "--max-msg", "16");
+	assert_runtime_error(r);
+	snprintf(want, sizeof want,
+		 "shmkit: pub: %s: line 2 is longer than the largest message (16 bytes)\n", name);
+	ck_assert_str_eq(r->err, want);
+	r = run_cli("sub", name, "--framing", "lines");
+	assert_runtime_error(r);
+	ck_assert_str_eq(r->out, "ok\n");
+	snprintf(want, sizeof want,
+		 "shmkit: sub: %s: producer aborted the stream before its end\n", name);
+	ck_assert_str_eq(r->err, want);
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+
+	/* len: a record too long, a payload cut short, a length cut short. */
+	uint8_t rec[3][32];
+	put_le32(rec[0], 17);
+	memset(rec[0] + 4, 'a', 17);
+	put_le32(rec[1], 0);
+	put_le32(rec[1] + 4, 10);
+	memcpy(rec[1] + 8, "abc", 3);
+	put_le32(rec[2], 3);
+	memcpy(rec[2] + 4, "abc\1\0", 5);
+	static const struct {
+		size_t len;
+		const char *msg;
+	} cases[] = {
+		{21, "record 1 is longer than the largest message (17 > 16 bytes)"},
+		{11, "record 2 is truncated (3 of its 10 bytes at end of input)"},
+		{9, "record 2 is truncated (2 of the 4 length bytes at end of input)"},
+	};
+	for (int i = 0; i < 3; i++) {
+		t_name(name, sizeof name, "len");
+		t_track(name, SHMKIT_BACKEND_POSIX);
+		r = run_cli_in(rec[i], cases[i].len, "pub", name, "-c", "-f", "len", "--max-msg", "16");
+		assert_runtime_error(r);
+		snprintf(want, sizeof want, "shmkit: pub: %s: %s\n", name, cases[i].msg);
+		ck_assert_str_eq(r->err, want);
+		ck_assert_int_eq(run_cli("rm", name)->status, 0);
+	}
+
+	/* --create on a name that exists; a segment that is not a channel. */
+	t_name(name, sizeof name, "exists");
+	struct shmkit_segment *seg = make_seg(name, SHMKIT_BACKEND_POSIX, 0, 0600);
+	r = run_cli_in("x\n", 2, "pub", name, "--create");
+	assert_runtime_error(r);
+	snprintf(want, sizeof want, "shmkit: pub: %s: %s\n", name, shmkit_strerror(-EEXIST));
+	ck_assert_str_eq(r->err, want);
+	r = run_cli_in("x\n", 2, "pub", name);
+	assert_runtime_error(r);
+	snprintf(want, sizeof want, "shmkit: pub: %s: %s\n", name, shmkit_strerror(-EMEDIUMTYPE));
+	ck_assert_str_eq(r->err, want);
+	r = run_cli("sub", name);
+	assert_runtime_error(r);
+	snprintf(want, sizeof want, "shmkit: sub: %s: %s\n", name, shmkit_strerror(-EMEDIUMTYPE));
+	ck_assert_str_eq(r->err, want);
+	shmkit_segment_close(seg);
+
+	/* The producer role is taken by a live process (this one). */
+	t_name(name, sizeof name, "busy");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	struct shmkit_chan *ch;
+	ck_assert_int_eq(shmkit_chan_create(name, SHMKIT_CHAN_PRODUCER, NULL, &ch), 0);
+	r = run_cli_in("x\n", 2, "pub", name);
+	assert_runtime_error(r);
+	ck_assert_msg(strstr(r->err, shmkit_strerror(-EBUSY)), "%s", r->err);
+	shmkit_chan_unlink(ch);
+	shmkit_chan_close(ch);
+}
+END_TEST
+
+START_TEST(test_pub_existing)
+{
+	/* pub without --create attaches to a channel somebody else made (here this process,
+	 * as the consumer) and ends the stream at end of input. */
+	char name[64];
+	t_name(name, sizeof name, "exist");
+	t_track(name, SHMKIT_BACKEND_SYSV);
+	struct shmkit_chan_opts co = {.seg = {.backend = SHMKIT_BACKEND_SYSV}};
+	struct shmkit_chan *ch;
+	ck_assert_int_eq(shmkit_chan_create(name, SHMKIT_CHAN_CONSUMER, &co, &ch), 0);
+	struct run *r = run_cli_in("x\n\nyz\n", 6, "pub", name, "--framing", "lines", "--backend",
+				   "sysv");
+	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
+	static const char *const want[] = {"x", "", "yz"};
+	char buf[16];
+	for (int i = 0; i < 3; i++) {
+		struct timespec d;
+		ssize_t n = shmkit_chan_recv_wait(ch, buf, sizeof buf, shmkit_deadline_after(&d, 10000000000ull));
+		ck_assert_int_eq(n, (ssize_t)strlen(want[i]));
+		ck_assert(memcmp(buf, want[i], (size_t)n) == 0);
+	}
+	ck_assert_int_eq(shmkit_chan_recv(ch, buf, sizeof buf), -EPIPE);
+	shmkit_chan_unlink(ch);
+	shmkit_chan_close(ch);
+}
+END_TEST
+
+static int consume_one(void *arg)
+{
+	char buf[64];
+	struct shmkit_chan *ch;
+	if (shmkit_chan_open(arg, SHMKIT_CHAN_CONSUMER, NULL, &ch) != 0)
+		return 1;
+	ssize_t n = shmkit_chan_recv(ch, buf, sizeof buf);
+	shmkit_chan_close(ch);
+	return n == 10 ? 0 : 2;
+}
+
+START_TEST(test_stat_stream)
+{
+	/* stat opens a channel as an observer and shows its geometry, counters and sides. */
+	char name[64], line[128], pid[16];
+	t_name(name, sizeof name, "sstat");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
+	struct shmkit_chan_opts co = {.capacity = 65536, .max_msg = 1024};
+	struct shmkit_chan *ch;
+	ck_assert_int_eq(shmkit_chan_create(name, SHMKIT_CHAN_PRODUCER, &co, &ch), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(shmkit_chan_send(ch, "0123456789", 10), 0);
+
+	struct run *r = run_cli("stat", name);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	static const char *const lines1[] = {
+		"kind: stream", "capacity: 65536 (64K)", "max_msg: 1024 (1.0K)", "fill: 72 (72B)",
+		"fill_percent: 0.1%", "msgs_sent: 3", "bytes_sent: 30", "msgs_recv: 0",
+		"bytes_recv: 0", "producer_alive: yes", "consumer_pid: -", "consumer_alive: no",
+		"producer_sleeps: 0", "producer_wakes: 0", "consumer_sleeps: 0",
+		"consumer_wakes: 0", "closed: no"};
+	for (size_t i = 0; i < sizeof lines1 / sizeof *lines1; i++) {
+		snprintf(line, sizeof line, "\n%s\n", lines1[i]);
+		ck_assert_msg(strstr(r->out, line), "no '%s' in:\n%s", lines1[i], r->out);
+	}
+	snprintf(line, sizeof line, "\nproducer_pid: %s\n", pid);
+	ck_assert_msg(strstr(r->out, line), "%s", r->out);
+
+	r = run_cli("stat", name, "--json");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_msg(json_valid(r->out), "not JSON: %s", r->out);
+	assert_member(r->out, "kind", "\"stream\"");
+	assert_member(r->out, "capacity", "65536");
+	assert_member(r->out, "max_msg", "1024");
+	assert_member(r->out, "fill", "72");
+	assert_member(r->out, "fill_percent", "0.1");
+	assert_member(r->out, "msgs_sent", "3");
+	assert_member(r->out, "bytes_sent", "30");
+	assert_member(r->out, "msgs_recv", "0");
+	assert_member(r->out, "bytes_recv", "0");
+	assert_member(r->out, "producer_pid", pid);
+	assert_member(r->out, "producer_alive", "true");
+	assert_member(r->out, "consumer_pid", "null");
+	assert_member(r->out, "consumer_alive", "false");
+	assert_member(r->out, "producer_sleeps", "0");
+	assert_member(r->out, "producer_wakes", "0");
+	assert_member(r->out, "consumer_sleeps", "0");
+	assert_member(r->out, "consumer_wakes", "0");
+	assert_member(r->out, "closed", "false");
+	char v[64];
+	ck_assert(!json_member(r->out, "detail_error", v, sizeof v));
+
+	/* A consumer takes one message and leaves; then the producer closes. */
+	ck_assert_int_eq(t_wait(t_fork(consume_one, name), 10000), 0);
+	ck_assert_int_eq(shmkit_chan_close(ch), 0);
+	r = run_cli("stat", name, "--json");
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_msg(json_valid(r->out), "not JSON: %s", r->out);
+	assert_member(r->out, "msgs_recv", "1");
+	assert_member(r->out, "bytes_recv", "10");
+	assert_member(r->out, "fill", "48");
+	assert_member(r->out, "producer_pid", "null");
+	assert_member(r->out, "producer_alive", "false");
+	assert_member(r->out, "closed", "true");
+	ck_assert_int_eq(run_cli("rm", name)->status, 0);
+}
+END_TEST
+
+START_TEST(test_sub_keep)
+{
+	char name[64];
+	t_name(name, sizeof name, "keep");
+	t_track(name, SHMKIT_BACKEND_POSIX);
+	struct run *r = run_cli_in("a\nb\n", 4, "pub", name, "--create", "--framing", "lines");
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	r = run_cli("sub", name, "--framing", "lines", "--keep");
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert_str_eq(r->out, "a\nb\n");
+	ck_assert(seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+	r = run_cli("stat", name);
+	ck_assert_int_eq(r->status, 0);
+	ck_assert_msg(strstr(r->out, "\nclosed: yes\n") && strstr(r->out, "\nmsgs_recv: 2\n") &&
+			      strstr(r->out, "\nfill: 0 (0B)\n"),
+		      "%s", r->out);
+	/* The next sub finds the stream over at once, writes nothing and removes it. */
+	r = run_cli("sub", name, "--framing", "lines");
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert_str_eq(r->out, "");
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
 }
 END_TEST
 
@@ -1173,7 +1932,7 @@ START_TEST(test_stat_missing)
 	t_name(name, sizeof name, "missing");
 	struct run *r = run_cli("stat", name);
 	assert_runtime_error(r);
-	snprintf(want, sizeof want, "shmkit: stat: %s: no such segment\n", name);
+	snprintf(want, sizeof want, "shmkit: stat: %s: %s\n", name, shmkit_strerror(-ENOENT));
 	ck_assert_str_eq(r->err, want);
 	ck_assert_str_eq(r->out, "");
 	r = run_cli("stat", name, "--json");
@@ -1198,7 +1957,7 @@ START_TEST(test_rm)
 	struct run *r = run_cli("rm", a, missing, b);
 	assert_runtime_error(r);
 	char want[160];
-	snprintf(want, sizeof want, "shmkit: rm: %s: no such segment\n", missing);
+	snprintf(want, sizeof want, "shmkit: rm: %s: %s\n", missing, shmkit_strerror(-ENOENT));
 	ck_assert_str_eq(r->err, want);
 	ck_assert_str_eq(r->out, ""); /* quiet unless -v */
 	ck_assert(!seg_exists(a, SHMKIT_BACKEND_ANY, 0));
@@ -1477,11 +2236,28 @@ static Suite *cli_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_demo_output);
 	tcase_add_test(tc, test_example_output);
-	tcase_add_test(tc, test_demo_long);
-	tcase_add_test(tc, test_demo_consumer_killed);
-	tcase_add_test(tc, test_demo_producer_killed);
+	/* _i: 0 the channel version, 1 --semaphores */
+	tcase_add_loop_test(tc, test_demo_long, 0, 2);
+	tcase_add_loop_test(tc, test_demo_consumer_killed, 0, 2);
+	tcase_add_loop_test(tc, test_demo_producer_killed, 0, 2);
 	tcase_add_test(tc, test_demo_stale_segment);
 	tcase_add_test(tc, test_demo_key_in_use);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("pubsub");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_pubsub_raw);
+	tcase_add_test(tc, test_pubsub_lines);
+	tcase_add_test(tc, test_pubsub_len);
+	tcase_add_test(tc, test_sub_waits_for_pub);
+	tcase_add_test(tc, test_sub_timeout);
+	tcase_add_test(tc, test_sub_producer_killed);
+	tcase_add_test(tc, test_pub_consumer_killed);
+	tcase_add_test(tc, test_sub_reader_gone);
+	tcase_add_test(tc, test_pub_errors);
+	tcase_add_test(tc, test_pub_existing);
+	tcase_add_test(tc, test_stat_stream);
+	tcase_add_test(tc, test_sub_keep);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("admin");

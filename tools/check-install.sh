@@ -1,7 +1,8 @@
 #!/bin/sh
-# Installs shmkit into a scratch DESTDIR, then builds two programs against the installed
-# copy through pkg-config — tests/install/consumer.c and the users' example
-# examples/producer_consumer.c — runs them against the installed shared library, and
+# Installs shmkit into a scratch DESTDIR, then builds programs against the installed
+# copy through pkg-config — tests/install/consumer.c and the users' examples
+# examples/producer_consumer.c and examples/chan_producer_consumer.c — runs them against
+# the installed shared library, and
 # checks the library's SONAME and that it exports only shmkit_ symbols.
 set -eu
 tmp=$(mktemp -d)
@@ -17,6 +18,8 @@ cc -std=c11 -Wall -Wextra -Werror $cflags -o "$tmp/consumer" tests/install/consu
 	fail "consumer does not build against the installed headers"
 cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $cflags -o "$tmp/producer_consumer" \
 	examples/producer_consumer.c $libs || fail "the example does not build"
+cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $cflags -o "$tmp/chan_producer_consumer" \
+	examples/chan_producer_consumer.c $libs || fail "the channel example does not build"
 soname=$(objdump -p "$tmp$prefix/lib/libshmkit.so" | awk '/SONAME/ {print $2}')
 [ "$soname" = "libshmkit.so.0" ] || fail "SONAME is '$soname'"
 bad=$(nm -D --defined-only "$tmp$prefix/lib/libshmkit.so" | awk '{print $3}' |
@@ -38,6 +41,9 @@ Producer wrote: Message 5
 Consumer read: Message 5
 Consumer received END signal. Exiting..."
 [ "$out" = "$expected" ] || fail "example output differs:
+$out"
+out=$("$tmp/chan_producer_consumer") || fail "channel example exited non-zero"
+[ "$out" = "$expected" ] || fail "channel example output differs:
 $out"
 [ -x "$tmp$prefix/bin/shmkit" ] || fail "CLI not installed"
 "$tmp$prefix/bin/shmkit" --version >/dev/null || fail "installed CLI"

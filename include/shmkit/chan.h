@@ -16,7 +16,8 @@
  * makes the wake-up system call only when someone really sleeps.
  *
  * End of stream: after the producer closes, the consumer receives everything committed
- * before, then -EPIPE. Dead peer: a _wait call whose peer died (crash, kill -9) returns
+ * before, then -EPIPE (-ECONNABORTED when the producer aborted instead). After the consumer
+ * closes, a producer that must wait for room gets -EPIPE, as a pipe writer does. Dead peer: a _wait call whose peer died (crash, kill -9) returns
  * -EOWNERDEAD within its deadline or 100 ms, whichever comes first — after delivering
  * whatever was committed. Uncommitted loans of a dead producer are never delivered. A new
  * producer (or consumer) may then attach and carry on where the dead one stopped
@@ -85,8 +86,8 @@ struct shmkit_chan_stats {
 	uint64_t producer_wakes, consumer_wakes;   /* wake-up calls made for the other side */
 	int32_t producer_pid, consumer_pid;        /* 0 when none attached */
 	int32_t producer_alive, consumer_alive;    /* 1 alive, 0 dead or none */
-	int32_t closed;                            /* 1 after the producer closed */
-	int32_t reserved;
+	int32_t closed;        /* 1 after the producer closed, 2 after it aborted */
+	int32_t reader_closed; /* 1 after the consumer closed (the reader is gone) */
 };
 
 struct shmkit_chan;
@@ -108,10 +109,22 @@ SHMKIT_API int shmkit_chan_open(const char *name, int role, const struct shmkit_
 SHMKIT_API int shmkit_chan_open_fd(int fd, int role, const struct shmkit_chan_opts *opts,
 				   struct shmkit_chan **chp);
 
-/* Producer: publishes what is pending, marks end of stream, wakes the consumer, gives the
- * role up. Consumer: publishes its releases and gives the role up. Frees the handle (NULL
- * accepted). The segment stays: see shmkit_chan_unlink(). */
+/* Producer: publishes what is pending, marks the end of the stream (the consumer gets
+ * -EPIPE once it has received everything), wakes the consumer, gives the role up.
+ * Consumer: publishes its releases and marks the reader as gone, like closing the read end
+ * of a pipe: a producer that must wait for room (or drain_wait) gets -EPIPE, until a new
+ * consumer attaches. Frees the handle (NULL accepted). The segment stays: see
+ * shmkit_chan_unlink(). Always returns 0. */
 SHMKIT_API int shmkit_chan_close(struct shmkit_chan *ch);
+
+/* Producer: like close, but marks the stream as cut short: the consumer receives
+ * everything committed, then -ECONNABORTED instead of -EPIPE (so a truncated stream is
+ * never taken for a complete one). Consumer: same as close. Frees the handle. */
+SHMKIT_API int shmkit_chan_abort(struct shmkit_chan *ch);
+
+/* Gives the role up without marking anything: the peer keeps waiting, and a new producer
+ * (or consumer) may attach and carry on. Frees the handle. */
+SHMKIT_API int shmkit_chan_detach(struct shmkit_chan *ch);
 
 /* Removes the channel's name (mapped memory stays valid for whoever has it). */
 SHMKIT_API int shmkit_chan_unlink(struct shmkit_chan *ch);
@@ -126,8 +139,10 @@ SHMKIT_API size_t shmkit_chan_max_msg(const struct shmkit_chan *ch);
 
 /* Reserves room for a message of up to `len` bytes and returns where to write it in *buf
  * (8-byte aligned). The loan stays pending until shmkit_chan_commit(); a new loan replaces
- * an uncommitted one. Returns 0, -EAGAIN (full), -EMSGSIZE (len > max), -EBADMSG (the
- * consumer position in shared memory is corrupt), -EPERM (not the producer). */
+ * an uncommitted one. Returns 0, -EAGAIN (full), -EPIPE (full and the consumer closed),
+ * -EMSGSIZE (len > max), -EBADMSG (the consumer position in shared memory is corrupt),
+ * -EPERM (not the producer). The _wait form also returns -ETIMEDOUT, -EOWNERDEAD (the
+ * consumer died), -EINTR, -EINVAL (malformed deadline). */
 SHMKIT_API int shmkit_chan_loan(struct shmkit_chan *ch, size_t len, void **buf);
 SHMKIT_API int shmkit_chan_loan_wait(struct shmkit_chan *ch, size_t len, void **buf,
 				     const struct timespec *deadline);
@@ -146,7 +161,8 @@ SHMKIT_API int shmkit_chan_send_wait(struct shmkit_chan *ch, const void *buf, si
 				     const struct timespec *deadline);
 
 /* Waits until the consumer has released everything published (the stream is drained), or
- * the deadline. 0, -ETIMEDOUT, -EOWNERDEAD (consumer died), -EBADMSG. */
+ * the deadline. 0, -ETIMEDOUT, -EOWNERDEAD (consumer died), -EPIPE (consumer closed),
+ * -EBADMSG. */
 SHMKIT_API int shmkit_chan_drain_wait(struct shmkit_chan *ch, const struct timespec *deadline);
 
 /* --- consumer ------------------------------------------------------------------------ */
@@ -154,8 +170,10 @@ SHMKIT_API int shmkit_chan_drain_wait(struct shmkit_chan *ch, const struct times
 /* Returns the next message in place: *buf (8-byte aligned) and *len, valid until
  * shmkit_chan_release(). Peeking again without releasing returns the same message.
  * Returns 0, -EAGAIN (empty), -EPIPE (producer closed and everything was received),
- * -EBADMSG (corrupt record or position), -EPERM (not the consumer). The _wait form also
- * returns -ETIMEDOUT, -EOWNERDEAD (producer died; all it committed was delivered), -EINTR. */
+ * -ECONNABORTED (producer aborted, everything it committed was received), -EBADMSG
+ * (corrupt record or position), -EPERM (not the consumer). The _wait form also returns
+ * -ETIMEDOUT, -EOWNERDEAD (producer died; all it committed was delivered), -EINTR, -EINVAL
+ * (malformed deadline). */
 SHMKIT_API int shmkit_chan_peek(struct shmkit_chan *ch, const void **buf, size_t *len);
 SHMKIT_API int shmkit_chan_peek_wait(struct shmkit_chan *ch, const void **buf, size_t *len,
 				     const struct timespec *deadline);

@@ -28,11 +28,12 @@ extern "C" {
 	X(ENOTUNIQ, "name or System V key held by a foreign segment")                          \
 	X(EOWNERDEAD, "the owner or peer died")                                                \
 	X(ENOTRECOVERABLE, "state not recoverable: a dead owner's lock was not repaired")      \
-	X(EPIPE, "peer closed the channel (end of stream)")                                    \
+	X(EPIPE, "peer closed the channel (end of stream, or the reader is gone)")              \
+	X(ECONNABORTED, "the producer aborted the stream before its end")                      \
 	X(EMSGSIZE, "message, key or value larger than the maximum")                           \
 	X(EBUSY, "already in use (another process holds that role)")                           \
 	X(EEXIST, "segment already exists")                                                    \
-	X(ENOENT, "no such segment")                                                           \
+	X(ENOENT, "no such segment (or key)")                                                  \
 	X(EPERM, "segment owned by another user (or operation not permitted)")                \
 	X(EACCES, "permission denied")                                                         \
 	X(EINVAL, "invalid argument (bad name, size or option)")                               \
@@ -42,7 +43,9 @@ extern "C" {
 	X(EOVERFLOW, "counter overflow")                                                       \
 	X(EINTR, "interrupted by a signal")                                                    \
 	X(EBADF, "bad file descriptor")                                                        \
-	X(ESRCH, "no such process")
+	X(ESRCH, "no such process")                                                            \
+	X(ESTALE, "value changed since it was read (table compare-and-swap)")                  \
+	X(ENOBUFS, "buffer smaller than the value")
 
 /* Returns a static, human-readable message for a shmkit return value (negative errno).
  * Accepts positive errno values too. Never returns NULL; thread-safe. */

@@ -1,0 +1,898 @@
+/* shmkit CLI — `shmkit pub` and `shmkit sub`: a stream channel used like a pipe.
+ *
+ *   producer | shmkit pub NAME --create          shmkit sub NAME | consumer
+ *
+ * pub cuts its standard input into messages and sends them over a stream channel
+ * (shmkit/chan.h); sub writes them to its standard output. Three framings, which both
+ * sides must agree on:
+ *   raw    (default) chunks as read(2) returns them; sub writes the bytes back as they
+ *          are, so the output is the input, byte for byte. pub reads straight into a loan
+ *          of max_msg bytes and commits what the read returned: no copy of its own.
+ *   lines  one message per line, without its newline; a last line without a newline is
+ *          still a message. sub writes each message and a newline.
+ *   len    records of a 4-byte little-endian length N then N payload bytes; sub writes
+ *          the same records. Payloads are read straight into the loan when they are not
+ *          already buffered.
+ * sub writes from the message in place (zero-copy peek), copying only messages small
+ * enough that gathering them in one write(2) is cheaper than writing each.
+ *
+ * Decisions (shmkit(1) documents them):
+ *   - Waiting. Without --timeout both commands wait as long as it takes: for the channel
+ *     to appear (pub without --create, sub), for a message (sub), for room in the channel
+ *     (pub). With --timeout SEC each of those waits is bounded; 0 means "do not wait".
+ *   - End of stream. At end of input pub closes the channel (end of stream) and exits 0;
+ *     what it sent stays in the channel until read. sub exits 0 once it has written
+ *     everything, and removes the channel (the stream is over) unless --keep.
+ *   - Dead peers. A producer that dies (or gives up, see below) is reported by sub as
+ *     "producer died before the end of the stream" (exit 1) after everything it sent was
+ *     written; sub then removes the channel as at end of stream. A consumer that dies is
+ *     reported by pub the next time it waits for room (exit 1).
+ *   - Giving up. When pub fails (a line too long, a read error, a timeout) it aborts the
+ *     stream instead of ending it (shmkit_chan_abort): a consumer must not take a truncated
+ *     stream for a complete one; sub reports "producer aborted the stream" (exit 1). When
+ *     sub's standard output fails it closes its side, which tells pub that nobody reads
+ *     (pub: "consumer closed the channel", exit 1 — a writer to a closed pipe gets EPIPE).
+ *   - SIGPIPE is ignored; EPIPE on sub's standard output means its reader went away: sub
+ *     exits quietly with status 0, like a pipeline stage whose reader had enough.
+ *   - A sub that times out detaches (shmkit_chan_detach) and keeps the channel: a later
+ *     sub continues where it stopped (e.g. `shmkit sub NAME --timeout 0 --keep` drains what is there).
+ *   - Nothing else removes channels: one left by a crash is removed by `shmkit rm`, or by
+ *     `shmkit gc` once its creator is dead and nobody has it mapped.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+const char cli_usage_pub[] =
+	"Usage: shmkit pub NAME [--create] [--capacity BYTES] [--max-msg BYTES]\n"
+	"                  [--framing raw|lines|len] [--backend posix|sysv] [--timeout SEC]\n"
+	"\n"
+	"Sends standard input over the stream channel NAME, as messages: raw chunks (the\n"
+	"default), lines (without their newline), or length-prefixed records (a 4-byte\n"
+	"little-endian length, then that many bytes). At end of input the stream is closed\n"
+	"and pub exits 0; 'shmkit sub' writes the messages out in the same framing.\n"
+	"Without --create the channel must exist (pub waits for it to appear).\n"
+	"\n"
+	"Options:\n"
+	"  -c, --create            create the channel (it must not exist)\n"
+	"      --capacity BYTES    with --create: channel size, rounded up to a power of two\n"
+	"                          (default 4M, or 4 x the largest message if that is more)\n"
+	"      --max-msg BYTES     with --create: largest message (default 1M for raw, 64K\n"
+	"                          for lines and len, at most a quarter of the capacity when\n"
+	"                          only --capacity is given; at most capacity/2 - 8)\n"
+	"  -f, --framing FRAMING   raw, lines or len (default raw)\n"
+	"  -b, --backend BACKEND   posix (default) or sysv\n"
+	"  -t, --timeout SEC       give up after SEC seconds waiting for the channel to\n"
+	"                          appear, or for room in it (default: wait as long as it\n"
+	"                          takes; 0: do not wait; fractions allowed, e.g. 0.5)\n"
+	"  -h, --help              show this help\n"
+	"\n"
+	"BYTES: a number with an optional suffix K, M or G (powers of 1024).\n"
+	"Exit status: 0 at end of input, 1 when the consumer died, a line was longer than\n"
+	"the largest message, a record was truncated, or a wait timed out.\n";
+
+const char cli_usage_sub[] =
+	"Usage: shmkit sub NAME [--framing raw|lines|len] [--timeout SEC] [--keep]\n"
+	"\n"
+	"Receives the messages of the stream channel NAME and writes them to standard\n"
+	"output: raw bytes as they are (the default), lines with a newline after each, or\n"
+	"length-prefixed records. Waits for the channel to appear. At the end of the stream\n"
+	"(the producer closed it) sub exits 0 and removes the channel.\n"
+	"\n"
+	"Options:\n"
+	"  -f, --framing FRAMING   raw, lines or len (default raw): as given to pub\n"
+	"  -t, --timeout SEC       give up after SEC seconds waiting for the channel to\n"
+	"                          appear, or for the next message (default: wait as long as\n"
+	"                          it takes; 0: do not wait; fractions allowed, e.g. 0.5)\n"
+	"  -k, --keep              do not remove the channel at the end of the stream\n"
+	"  -h, --help              show this help\n"
+	"\n"
+	"Exit status: 0 at the end of the stream, or when the reader of standard output went\n"
+	"away; 1 when the producer died before the end, a wait timed out, or writing failed.\n";
+
+enum framing { FRAMING_RAW, FRAMING_LINES, FRAMING_LEN };
+
+#define DEFAULT_CAPACITY (4ull << 20)
+#define DEFAULT_MAX_RAW (1ull << 20)
+#define DEFAULT_MAX_FRAMED (64ull << 10)
+#define MAX_CAPACITY (1ull << 40)   /* the library's largest ring */
+#define MAX_TIMEOUT_S 4294967295ull /* about 136 years: "forever" for practical purposes */
+#define OPEN_POLL_MAX_NS (50 * 1000000ull)
+#define PIPE_GROW (1u << 20)
+
+/* --- option values ------------------------------------------------------------------------ */
+
+static int parse_framing(const char *s, enum framing *f)
+{
+	if (strcmp(s, "raw") == 0)
+		*f = FRAMING_RAW;
+	else if (strcmp(s, "lines") == 0)
+		*f = FRAMING_LINES;
+	else if (strcmp(s, "len") == 0)
+		*f = FRAMING_LEN;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* Digits with an optional K, M or G (binary multiples); nothing else. */
+static int parse_bytes(const char *s, uint64_t max, uint64_t *out)
+{
+	size_t n = strlen(s);
+	unsigned shift = 0;
+	if (n > 0) {
+		switch (s[n - 1]) {
+		case 'K':
+		case 'k':
+			shift = 10;
+			break;
+		case 'M':
+		case 'm':
+			shift = 20;
+			break;
+		case 'G':
+		case 'g':
+			shift = 30;
+			break;
+		}
+	}
+	char digits[32];
+	size_t nd = shift ? n - 1 : n;
+	if (nd == 0 || nd >= sizeof digits)
+		return nd == 0 ? -EINVAL : -ERANGE;
+	memcpy(digits, s, nd);
+	digits[nd] = '\0';
+	uint64_t v;
+	int err = cli_parse_u64(digits, 10, UINT64_MAX >> shift, &v);
+	if (err)
+		return err;
+	v <<= shift;
+	if (v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+/* Seconds: digits, optionally a point and 1..9 more digits. */
+static int parse_seconds(const char *s, uint64_t *ns)
+{
+	const char *dot = strchr(s, '.');
+	char whole[32];
+	size_t nw = dot ? (size_t)(dot - s) : strlen(s);
+	if (nw == 0 || nw >= sizeof whole)
+		return nw == 0 ? -EINVAL : -ERANGE;
+	memcpy(whole, s, nw);
+	whole[nw] = '\0';
+	uint64_t sec;
+	int err = cli_parse_u64(whole, 10, MAX_TIMEOUT_S, &sec);
+	if (err)
+		return err;
+	uint64_t frac = 0;
+	if (dot) {
+		const char *f = dot + 1;
+		size_t nf = strlen(f);
+		if (nf == 0 || nf > 9)
+			return -EINVAL;
+		for (size_t i = 0; i < 9; i++) {
+			char c = i < nf ? f[i] : '0';
+			if (c < '0' || c > '9')
+				return -EINVAL;
+			frac = frac * 10 + (uint64_t)(c - '0');
+		}
+	}
+	*ns = sec * 1000000000ull + frac;
+	return 0;
+}
+
+struct waiting {
+	bool bounded;        /* --timeout given */
+	uint64_t timeout_ns; /* each wait's bound */
+};
+
+/* The deadline of a wait starting now, or NULL (no bound). */
+static const struct timespec *deadline(const struct waiting *w, struct timespec *ts)
+{
+	return w->bounded ? shmkit_deadline_after(ts, w->timeout_ns) : NULL;
+}
+
+static void nap(uint64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Opens channel `name` as `role`, waiting (with growing pauses up to 50 ms) while it does
+ * not exist or its creator has not published it yet. Returns 0, -ETIMEDOUT after the
+ * timeout, or the open error (with timeout 0: -ENOENT / -EAGAIN as they come). */
+static int open_wait(const char *name, int role, const struct shmkit_chan_opts *co,
+		     const struct waiting *w, struct shmkit_chan **chp)
+{
+	uint64_t start = shmkit_now_ns();
+	uint64_t pause = 1000000;
+	for (;;) {
+		int err = shmkit_chan_open(name, role, co, chp);
+		if (err != -ENOENT && err != -EAGAIN)
+			return err;
+		uint64_t waited = shmkit_now_ns() - start;
+		if (w->bounded && waited >= w->timeout_ns)
+			return w->timeout_ns ? -ETIMEDOUT : err;
+		uint64_t ns = pause;
+		if (w->bounded && ns > w->timeout_ns - waited)
+			ns = w->timeout_ns - waited;
+		nap(ns);
+		pause = pause * 2 > OPEN_POLL_MAX_NS ? OPEN_POLL_MAX_NS : pause * 2;
+	}
+}
+
+/* Grows the pipe behind `fd`, if it is one, to PIPE_GROW bytes. A default pipe holds
+ * 64 KiB, so each read(2) or write(2) through it moves at most that much and the pipe hop
+ * costs more than the channel itself (measured: a 1 GiB raw stream through
+ * `cat | shmkit pub` takes about half the time with the larger pipe). Best effort: the
+ * system's limits (fs.pipe-max-size, per-user pipe quotas) may refuse, which is fine. */
+static void grow_pipe(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode))
+		return;
+	int cur = fcntl(fd, F_GETPIPE_SZ);
+	if (cur >= 0 && cur < (int)PIPE_GROW)
+		(void)fcntl(fd, F_SETPIPE_SZ, (int)PIPE_GROW);
+}
+
+/* --- pub ---------------------------------------------------------------------------------- */
+
+/* Buffered standard input for the lines and len framings. */
+struct input {
+	int fd;
+	uint8_t *buf;
+	size_t cap;
+	size_t start, end; /* unconsumed bytes: [start, end) */
+	bool eof;
+};
+
+/* One read(2) into `p`, retrying EINTR and waiting out EAGAIN (a non-blocking stdin).
+ * Returns the count (0 at end of input) or a negative errno. */
+static ssize_t read_some(int fd, void *p, size_t n)
+{
+	for (;;) {
+		ssize_t r = read(fd, p, n);
+		if (r >= 0)
+			return r;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			struct pollfd pfd = {.fd = fd, .events = POLLIN};
+			(void)poll(&pfd, 1, -1);
+		} else if (errno != EINTR) {
+			return -errno;
+		}
+	}
+}
+
+/* Reads more after the buffered bytes, first moving them to the front when the room
+ * behind them runs short. Needs room (the callers guarantee it). 0 or a negative errno. */
+static int input_fill(struct input *in)
+{
+	if (in->start == in->end) {
+		in->start = in->end = 0;
+	} else if (in->start > 0 && in->cap - in->end < in->cap / 2) {
+		memmove(in->buf, in->buf + in->start, in->end - in->start);
+		in->end -= in->start;
+		in->start = 0;
+	}
+	ssize_t n = read_some(in->fd, in->buf + in->end, in->cap - in->end);
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
+		in->eof = true;
+	in->end += (size_t)n;
+	return 0;
+}
+
+struct pub {
+	const struct cli_cmd *cmd;
+	const char *name;
+	struct shmkit_chan *ch;
+	struct waiting wait;
+	uint64_t max_msg;
+};
+
+/* Reports a failed channel operation; returns CLI_ERR. */
+static int pub_chan_error(struct pub *p, int err)
+{
+	switch (err) {
+	case -EOWNERDEAD:
+		return cli_errorf(p->cmd, "%s: consumer died before the end of the stream", p->name);
+	case -EPIPE:
+		return cli_errorf(p->cmd, "%s: consumer closed the channel", p->name);
+	case -ETIMEDOUT:
+		return cli_errorf(p->cmd, "%s: timed out waiting for room in the channel", p->name);
+	default:
+		return cli_error(p->cmd, p->name, err);
+	}
+}
+
+/* Loans room for `len` bytes, waiting up to the timeout. 0 or a negative errno. */
+static int pub_loan(struct pub *p, size_t len, void **buf)
+{
+	for (;;) {
+		struct timespec ts;
+		int err = shmkit_chan_loan_wait(p->ch, len, buf, deadline(&p->wait, &ts));
+		if (err != -EINTR)
+			return err;
+	}
+}
+
+/* raw: each read(2) goes straight into a loan of max_msg bytes and becomes one message. */
+static int pub_raw(struct pub *p)
+{
+	for (;;) {
+		void *buf;
+		int err = pub_loan(p, p->max_msg, &buf);
+		if (err)
+			return pub_chan_error(p, err);
+		ssize_t n = read_some(STDIN_FILENO, buf, p->max_msg);
+		if (n < 0)
+			return cli_error(p->cmd, "standard input", (int)n);
+		if (n == 0)
+			return CLI_OK; /* the loan is dropped; close ends the stream */
+		err = shmkit_chan_commit(p->ch, (size_t)n, 0);
+		if (err)
+			return pub_chan_error(p, err);
+	}
+}
+
+/* Sends one message copied from `data`; published later (SHMKIT_CHAN_MORE), at the
+ * latest before pub next blocks on its input. */
+static int pub_copy(struct pub *p, const void *data, size_t len)
+{
+	void *buf;
+	int err = pub_loan(p, len, &buf);
+	if (err)
+		return err;
+	memcpy(buf, data, len);
+	return shmkit_chan_commit(p->ch, len, SHMKIT_CHAN_MORE);
+}
+
+/* Publishes the batched messages, then reads more input. */
+static int pub_refill(struct pub *p, struct input *in)
+{
+	shmkit_chan_flush(p->ch);
+	int err = input_fill(in);
+	if (err)
+		return cli_error(p->cmd, "standard input", err);
+	return CLI_OK;
+}
+
+static int pub_lines(struct pub *p, struct input *in)
+{
+	uint64_t line = 0;
+	size_t scanned = 0; /* bytes after in->start known to hold no newline */
+	for (;;) {
+		const uint8_t *s = in->buf + in->start;
+		size_t avail = in->end - in->start;
+		const uint8_t *nl = memchr(s + scanned, '\n', avail - scanned);
+		size_t len = nl ? (size_t)(nl - s) : avail;
+		scanned = avail; /* a line trickling in is not scanned again */
+		if (len > p->max_msg)
+			return cli_errorf(p->cmd,
+					  "%s: line %" PRIu64 " is longer than the largest message "
+					  "(%" PRIu64 " bytes)",
+					  p->name, line + 1, p->max_msg);
+		if (nl || (in->eof && avail > 0)) {
+			line++;
+			int err = pub_copy(p, s, len);
+			if (err)
+				return pub_chan_error(p, err);
+			in->start += len + (nl != NULL);
+			scanned = 0;
+			continue;
+		}
+		if (in->eof)
+			return CLI_OK;
+		int rc = pub_refill(p, in);
+		if (rc)
+			return rc;
+	}
+}
+
+static int pub_len(struct pub *p, struct input *in)
+{
+	for (uint64_t rec = 1;; rec++) {
+		while (in->end - in->start < 4 && !in->eof) {
+			int rc = pub_refill(p, in);
+			if (rc)
+				return rc;
+		}
+		size_t avail = in->end - in->start;
+		if (avail == 0)
+			return CLI_OK;
+		if (avail < 4)
+			return cli_errorf(p->cmd,
+					  "%s: record %" PRIu64 " is truncated (%zu of the 4 "
+					  "length bytes at end of input)",
+					  p->name, rec, avail);
+		const uint8_t *h = in->buf + in->start;
+		uint64_t len = (uint64_t)h[0] | (uint64_t)h[1] << 8 | (uint64_t)h[2] << 16 |
+			       (uint64_t)h[3] << 24;
+		if (len > p->max_msg)
+			return cli_errorf(p->cmd,
+					  "%s: record %" PRIu64 " is longer than the largest message "
+					  "(%" PRIu64 " > %" PRIu64 " bytes)",
+					  p->name, rec, len, p->max_msg);
+		in->start += 4;
+		avail -= 4;
+		uint8_t *buf;
+		int err = pub_loan(p, (size_t)len, (void **)&buf);
+		if (err)
+			return pub_chan_error(p, err);
+		size_t have = avail < len ? avail : (size_t)len;
+		memcpy(buf, in->buf + in->start, have);
+		in->start += have;
+		/* The rest of a long payload goes from the input straight into the loan. */
+		while (have < len) {
+			shmkit_chan_flush(p->ch); /* about to block: publish what is committed */
+			ssize_t n = read_some(in->fd, buf + have, (size_t)len - have);
+			if (n < 0)
+				return cli_error(p->cmd, "standard input", (int)n);
+			if (n == 0)
+				return cli_errorf(p->cmd,
+						  "%s: record %" PRIu64 " is truncated (%zu of its "
+						  "%" PRIu64 " bytes at end of input)",
+						  p->name, rec, have, len);
+			have += (size_t)n;
+		}
+		err = shmkit_chan_commit(p->ch, (size_t)len, SHMKIT_CHAN_MORE);
+		if (err)
+			return pub_chan_error(p, err);
+	}
+}
+
+/* Chooses the geometry of a channel pub creates; reports a usage error for sizes that
+ * cannot go together. */
+static int pub_geometry(const struct cli_cmd *cmd, enum framing framing, bool have_cap,
+			uint64_t *cap, bool have_max, uint64_t *max)
+{
+	uint64_t c = have_cap ? *cap : DEFAULT_CAPACITY;
+	/* The library rounds the capacity up to a power of two, at least 4 KiB. */
+	uint64_t pow2 = 4096;
+	while (pow2 < c)
+		pow2 <<= 1;
+	if (!have_max) {
+		*max = framing == FRAMING_RAW ? DEFAULT_MAX_RAW : DEFAULT_MAX_FRAMED;
+		if (have_cap && *max > pow2 / 4)
+			*max = pow2 / 4;
+	} else if (!have_cap && *max > pow2 / 2 - 8) {
+		/* Room for four of the largest messages, as the library does by default. */
+		c = 4 * (*max + 8);
+		if (c > MAX_CAPACITY)
+			return cli_usage_error(cmd, "--max-msg is too large");
+		pow2 = 4096;
+		while (pow2 < c)
+			pow2 <<= 1;
+	}
+	if (*max > pow2 / 2 - 8)
+		return cli_usage_error(cmd,
+				       "--max-msg %" PRIu64 " does not fit a channel of %" PRIu64
+				       " bytes (at most %" PRIu64 ")",
+				       *max, pow2, pow2 / 2 - 8);
+	*cap = pow2;
+	return CLI_OK;
+}
+
+int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	enum { OPT_CAPACITY = 256, OPT_MAX_MSG };
+	static const struct option opts[] = {
+		{"create", no_argument, NULL, 'c'},
+		{"capacity", required_argument, NULL, OPT_CAPACITY},
+		{"max-msg", required_argument, NULL, OPT_MAX_MSG},
+		{"framing", required_argument, NULL, 'f'},
+		{"backend", required_argument, NULL, 'b'},
+		{"timeout", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	bool create = false, have_cap = false, have_max = false;
+	uint64_t cap = 0, max = 0;
+	enum framing framing = FRAMING_RAW;
+	uint32_t backend = SHMKIT_BACKEND_ANY;
+	struct waiting w = {0};
+	int c;
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":cf:b:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			create = true;
+			break;
+		case OPT_CAPACITY:
+			if (parse_bytes(optarg, MAX_CAPACITY, &cap) < 0 || cap == 0)
+				return cli_usage_error(cmd,
+						       "invalid capacity '%s' (bytes, 1..1T, with an "
+						       "optional K, M or G)",
+						       optarg);
+			have_cap = true;
+			break;
+		case OPT_MAX_MSG:
+			if (parse_bytes(optarg, MAX_CAPACITY / 2 - 8, &max) < 0 || max == 0)
+				return cli_usage_error(cmd,
+						       "invalid message size '%s' (bytes, 1..512G, "
+						       "with an optional K, M or G)",
+						       optarg);
+			have_max = true;
+			break;
+		case 'f':
+			if (parse_framing(optarg, &framing) < 0)
+				return cli_usage_error(cmd,
+						       "invalid framing '%s' (expected raw, lines or "
+						       "len)",
+						       optarg);
+			break;
+		case 'b':
+			if (cli_parse_backend(optarg, &backend) < 0)
+				return cli_usage_error(cmd,
+						       "invalid backend '%s' (expected posix or sysv)",
+						       optarg);
+			break;
+		case 't':
+			if (parse_seconds(optarg, &w.timeout_ns) < 0)
+				return cli_usage_error(cmd,
+						       "invalid timeout '%s' (seconds, e.g. 10 or 0.5)",
+						       optarg);
+			w.bounded = true;
+			break;
+		case 'h':
+			cli_print_usage(cmd, stdout);
+			return CLI_OK;
+		default:
+			return cli_bad_option(cmd, c, argv);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error(cmd, "missing channel NAME");
+	const char *name = argv[optind++];
+	if (optind < argc)
+		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (cli_check_name(cmd, name) != CLI_OK)
+		return CLI_USAGE;
+	if (!create && (have_cap || have_max))
+		return cli_usage_error(cmd, "--capacity and --max-msg need --create");
+	if (create && pub_geometry(cmd, framing, have_cap, &cap, have_max, &max) != CLI_OK)
+		return CLI_USAGE;
+
+	signal(SIGPIPE, SIG_IGN);
+	struct shmkit_chan_opts co = {.capacity = cap, .max_msg = max, .seg = {.backend = backend}};
+	struct pub p = {.cmd = cmd, .name = name, .wait = w};
+	int err;
+	if (create) {
+		err = shmkit_chan_create(name, SHMKIT_CHAN_PRODUCER, &co, &p.ch);
+	} else {
+		err = open_wait(name, SHMKIT_CHAN_PRODUCER, &co, &w, &p.ch);
+		if (err == -ETIMEDOUT)
+			return cli_errorf(cmd, "%s: timed out waiting for the channel to appear", name);
+	}
+	if (err)
+		return cli_error(cmd, name, err);
+	p.max_msg = shmkit_chan_max_msg(p.ch);
+	grow_pipe(STDIN_FILENO);
+
+	int rc;
+	if (framing == FRAMING_RAW) {
+		rc = pub_raw(&p);
+	} else {
+		/* A whole line must fit in the buffer, its newline included. */
+		struct input in = {.fd = STDIN_FILENO, .cap = 1u << 20};
+		if (in.cap < p.max_msg + 1)
+			in.cap = (size_t)p.max_msg + 1;
+		in.buf = malloc(in.cap);
+		if (!in.buf) {
+			rc = cli_error(cmd, "input buffer", -ENOMEM);
+		} else {
+			rc = framing == FRAMING_LINES ? pub_lines(&p, &in) : pub_len(&p, &in);
+			free(in.buf);
+		}
+	}
+	if (rc != CLI_OK) {
+		/* Deliver what was sent, but as a stream cut short, not a complete one. */
+		shmkit_chan_abort(p.ch);
+		return rc;
+	}
+	shmkit_chan_close(p.ch); /* end of stream */
+	return CLI_OK;
+}
+
+/* --- sub ---------------------------------------------------------------------------------- */
+
+#define OUT_CAP (128u << 10)  /* gathering buffer for small messages */
+#define OUT_SMALL (16u << 10) /* messages up to this size are gathered */
+#define OUT_FRAMED_MAX (OUT_SMALL + 5) /* a gathered message with its framing */
+
+struct output {
+	int fd;
+	uint8_t *buf;
+	size_t len;
+};
+
+/* Writes the iovecs completely: retries EINTR, resumes partial writes, waits out EAGAIN
+ * (a non-blocking stdout). 0 or a negative errno (-EPIPE: the reader went away). */
+static int writev_all(int fd, struct iovec *iov, int cnt)
+{
+	while (cnt > 0) {
+		ssize_t n = writev(fd, iov, cnt);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+				(void)poll(&pfd, 1, -1);
+				continue;
+			}
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+static int out_flush(struct output *o)
+{
+	if (o->len == 0)
+		return 0;
+	struct iovec iov = {.iov_base = o->buf, .iov_len = o->len};
+	o->len = 0;
+	return writev_all(o->fd, &iov, 1);
+}
+
+/* Writes one message in the framing: a small one is copied into the buffer (which always
+ * has room for one, see sub_loop()), a larger one is written straight from the channel
+ * after what the buffer holds. Returns 1 when the message was copied, 0 when it was
+ * written, or a negative errno. */
+static int out_message(struct output *o, enum framing framing, const void *msg, size_t len)
+{
+	uint8_t hdr[4];
+	struct iovec iov[3];
+	int cnt = 0;
+	if (framing == FRAMING_LEN) {
+		hdr[0] = (uint8_t)len;
+		hdr[1] = (uint8_t)(len >> 8);
+		hdr[2] = (uint8_t)(len >> 16);
+		hdr[3] = (uint8_t)(len >> 24);
+		iov[cnt++] = (struct iovec){.iov_base = hdr, .iov_len = 4};
+	}
+	iov[cnt++] = (struct iovec){.iov_base = (void *)(uintptr_t)msg, .iov_len = len};
+	if (framing == FRAMING_LINES)
+		iov[cnt++] = (struct iovec){.iov_base = "\n", .iov_len = 1};
+	if (len <= OUT_SMALL) {
+		for (int i = 0; i < cnt; i++) {
+			memcpy(o->buf + o->len, iov[i].iov_base, iov[i].iov_len);
+			o->len += iov[i].iov_len;
+		}
+		return 1;
+	}
+	int err = out_flush(o);
+	if (err)
+		return err;
+	return writev_all(o->fd, iov, cnt);
+}
+
+struct sub {
+	const struct cli_cmd *cmd;
+	const char *name;
+	struct shmkit_chan *ch;
+	struct waiting wait;
+	enum framing framing;
+};
+
+/* Copies messages to standard output until the stream ends or something fails. Returns
+ * the channel's verdict (-EPIPE end of stream, -EOWNERDEAD, -ETIMEDOUT, -EBADMSG, ...)
+ * in *chan_err, or a write error in *out_err. */
+static void sub_loop(struct sub *s, struct output *o, int *chan_err, int *out_err)
+{
+	for (;;) {
+		const void *msg;
+		size_t len;
+		int err = shmkit_chan_peek(s->ch, &msg, &len);
+		if (err == -EAGAIN) {
+			/* Nothing is ready: write out what was gathered before waiting. */
+			*out_err = out_flush(o);
+			if (*out_err)
+				return;
+			do {
+				struct timespec ts;
+				err = shmkit_chan_peek_wait(s->ch, &msg, &len, deadline(&s->wait, &ts));
+			} while (err == -EINTR);
+		}
+		if (!err && s->framing == FRAMING_LEN && len > UINT32_MAX)
+			err = -EMSGSIZE; /* its length does not fit the 4-byte prefix */
+		if (err) {
+			*chan_err = err;
+			*out_err = out_flush(o);
+			return;
+		}
+		int copied = out_message(o, s->framing, msg, len);
+		if (copied < 0) {
+			*out_err = copied;
+			return;
+		}
+		if (!copied) {
+			/* Written: release it, and publish the batch gathered before it. */
+			shmkit_chan_release(s->ch, 0);
+			continue;
+		}
+		/* Copied: release it in a batch, published when the buffer is written out or
+		 * when the channel runs empty (peek publishes then). */
+		shmkit_chan_release(s->ch, SHMKIT_CHAN_MORE);
+		if (o->len > OUT_CAP - OUT_FRAMED_MAX) {
+			*out_err = out_flush(o);
+			if (*out_err)
+				return;
+			shmkit_chan_flush(s->ch);
+		}
+	}
+}
+
+/* Ends sub after the end of the stream or the producer's death: gives the consumer role
+ * up and, unless --keep, removes the channel. */
+static int sub_finish(struct sub *s, bool keep, int rc)
+{
+	int err = keep ? 0 : shmkit_chan_unlink(s->ch);
+	shmkit_chan_close(s->ch);
+	/* -ENOENT: somebody removed it already, which is just as good. */
+	if (err && err != -ENOENT && rc == CLI_OK) {
+		char what[SHMKIT_NAME_MAX + 32];
+		snprintf(what, sizeof what, "%s: removing the channel", s->name);
+		return cli_error(s->cmd, what, err);
+	}
+	return rc;
+}
+
+int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"framing", required_argument, NULL, 'f'},
+		{"timeout", required_argument, NULL, 't'},
+		{"keep", no_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct sub s = {.cmd = cmd, .framing = FRAMING_RAW};
+	bool keep = false;
+	int c;
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":f:t:kh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			if (parse_framing(optarg, &s.framing) < 0)
+				return cli_usage_error(cmd,
+						       "invalid framing '%s' (expected raw, lines or "
+						       "len)",
+						       optarg);
+			break;
+		case 't':
+			if (parse_seconds(optarg, &s.wait.timeout_ns) < 0)
+				return cli_usage_error(cmd,
+						       "invalid timeout '%s' (seconds, e.g. 10 or 0.5)",
+						       optarg);
+			s.wait.bounded = true;
+			break;
+		case 'k':
+			keep = true;
+			break;
+		case 'h':
+			cli_print_usage(cmd, stdout);
+			return CLI_OK;
+		default:
+			return cli_bad_option(cmd, c, argv);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error(cmd, "missing channel NAME");
+	s.name = argv[optind++];
+	if (optind < argc)
+		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (cli_check_name(cmd, s.name) != CLI_OK)
+		return CLI_USAGE;
+
+	signal(SIGPIPE, SIG_IGN);
+	int err = open_wait(s.name, SHMKIT_CHAN_CONSUMER, NULL, &s.wait, &s.ch);
+	if (err == -ETIMEDOUT)
+		return cli_errorf(cmd, "%s: timed out waiting for the channel to appear", s.name);
+	if (err)
+		return cli_error(cmd, s.name, err);
+	grow_pipe(STDOUT_FILENO);
+	struct output o = {.fd = STDOUT_FILENO, .buf = malloc(OUT_CAP)};
+	if (!o.buf) {
+		shmkit_chan_close(s.ch);
+		return cli_error(cmd, "output buffer", -ENOMEM);
+	}
+	int chan_err = 0, out_err = 0;
+	sub_loop(&s, &o, &chan_err, &out_err);
+	free(o.buf);
+
+	if (out_err) {
+		/* Close our side: the producer learns that its reader is gone. */
+		shmkit_chan_close(s.ch);
+		if (out_err == -EPIPE)
+			return CLI_OK;
+		return cli_error(cmd, "standard output", out_err);
+	}
+	switch (chan_err) {
+	case -EPIPE:
+		return sub_finish(&s, keep, CLI_OK);
+	case -EOWNERDEAD:
+		return sub_finish(&s, keep,
+				  cli_errorf(cmd, "%s: producer died before the end of the stream",
+					     s.name));
+	case -ECONNABORTED:
+		return sub_finish(&s, keep,
+				  cli_errorf(cmd, "%s: producer aborted the stream before its end",
+					     s.name));
+	case -ETIMEDOUT:
+		/* Leave without a mark: a later sub carries on where this one stopped. */
+		shmkit_chan_detach(s.ch);
+		return cli_errorf(cmd, "%s: timed out waiting for a message", s.name);
+	default:
+		shmkit_chan_close(s.ch);
+		return cli_error(cmd, s.name, chan_err);
+	}
+}
+
+/* --- stat detail ---------------------------------------------------------------------------- */
+
+void cli_chan_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv)
+{
+	struct shmkit_chan_opts co = {.seg = {.backend = inf->backend, .flags = SHMKIT_SEG_FOREIGN_UID}};
+	if (inf->backend == SHMKIT_BACKEND_SYSV)
+		co.seg.sysv_key = inf->sysv_key;
+	struct shmkit_chan *ch;
+	int err = shmkit_chan_open(inf->name, SHMKIT_CHAN_OBSERVER, &co, &ch);
+	struct shmkit_chan_stats st;
+	if (!err)
+		err = shmkit_chan_stats(ch, &st);
+	shmkit_chan_close(ch);
+	if (err) {
+		cli_kv_str(kv, "detail_error", shmkit_strerror(err));
+		return;
+	}
+	cli_kv_size(kv, "capacity", st.capacity);
+	cli_kv_size(kv, "max_msg", st.max_msg);
+	cli_kv_size(kv, "fill", st.fill);
+	cli_kv_percent(kv, "fill_percent", st.fill, st.capacity);
+	cli_kv_u64(kv, "msgs_sent", st.msgs_sent);
+	cli_kv_u64(kv, "bytes_sent", st.bytes_sent);
+	cli_kv_u64(kv, "msgs_recv", st.msgs_recv);
+	cli_kv_u64(kv, "bytes_recv", st.bytes_recv);
+	if (st.producer_pid > 0)
+		cli_kv_i64(kv, "producer_pid", st.producer_pid);
+	else
+		cli_kv_null(kv, "producer_pid");
+	cli_kv_tristate(kv, "producer_alive", st.producer_alive > 0);
+	if (st.consumer_pid > 0)
+		cli_kv_i64(kv, "consumer_pid", st.consumer_pid);
+	else
+		cli_kv_null(kv, "consumer_pid");
+	cli_kv_tristate(kv, "consumer_alive", st.consumer_alive > 0);
+	cli_kv_u64(kv, "producer_sleeps", st.producer_sleeps);
+	cli_kv_u64(kv, "producer_wakes", st.producer_wakes);
+	cli_kv_u64(kv, "consumer_sleeps", st.consumer_sleeps);
+	cli_kv_u64(kv, "consumer_wakes", st.consumer_wakes);
+	cli_kv_tristate(kv, "closed", st.closed != 0);
+}

@@ -1,0 +1,632 @@
+/* shmkit CLI — `shmkit pub NAME --pubsub` and `shmkit sub NAME` on publish/subscribe
+ * channels, and the `shmkit stat` detail of pub/sub channels and work queues.
+ *
+ *   producer | shmkit pub NAME --pubsub --create [--subscribers N] [--policy P] [--history K]
+ *   shmkit sub NAME | consumer-1        shmkit sub NAME | consumer-2        ...
+ *
+ * The framings are those of the stream channel (cli/pubsub.c): raw chunks, lines, or
+ * 4-byte little-endian length-prefixed records; pub and every sub must agree.
+ *
+ * Decisions (the usage texts below say them to the user):
+ *   - pub creates the channel with --create, else opens an existing one (waiting for it to
+ *     appear, as stream pub does) and takes the publisher role over from a dead publisher.
+ *   - At end of input pub closes the channel (end of stream) and exits 0. The channel
+ *     stays: subscribers drain it, late ones get its history; `shmkit rm` removes it.
+ *     Unlike a stream channel, no subscriber removes it: others may still be reading.
+ *   - Block policy: pub waits for the slowest live subscriber (--timeout bounds each
+ *     wait); a subscriber that died is dropped by the library. Overwrite policy: pub never
+ *     waits, and a lapped sub reports "lost N messages" on standard error and goes on with
+ *     the oldest message still in the channel (exit status unaffected: losing messages is
+ *     what the overwrite policy is for).
+ *   - sub exits 0 at the end of the stream, 1 when the publisher died before it (after
+ *     writing everything published), when a wait timed out or writing failed; EPIPE on
+ *     its standard output ends it quietly with 0, like a pipeline stage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pubsub_multi.h"
+
+const char cli_usage_pub_multi[] =
+	"Publish/subscribe (one publisher, many subscribers, each gets every message):\n"
+	"       shmkit pub NAME --pubsub [--create] [--subscribers N] [--policy block|overwrite]\n"
+	"                  [--history K] [--capacity BYTES] [--max-msg BYTES]\n"
+	"                  [--framing raw|lines|len] [--backend posix|sysv] [--timeout SEC]\n"
+	"  -P, --pubsub            a publish/subscribe channel instead of a stream\n"
+	"  -n, --subscribers N     with --create: subscribers at once (1..1024, default 16)\n"
+	"  -p, --policy POLICY     with --create: block (lossless: wait for the slowest\n"
+	"                          subscriber; default) or overwrite (never wait; lapped\n"
+	"                          subscribers lose the oldest messages)\n"
+	"  -H, --history K         with --create: a late subscriber starts with the last K\n"
+	"                          messages (0..65536, default 0)\n"
+	"  -w, --wait-subscribers N  publish nothing until N subscribers have joined (a\n"
+	"                          subscriber gets only what is published after it joins,\n"
+	"                          plus the history); --timeout bounds this wait too\n"
+	"At end of input the stream is closed; the channel stays (remove it with shmkit rm).\n";
+
+const char cli_usage_sub_multi[] =
+	"On a publish/subscribe channel, sub is one subscriber among many: it gets every\n"
+	"message published after it joined (and the channel's history, unless --from-now),\n"
+	"reports messages it lost to the overwrite policy on standard error, exits 0 at the\n"
+	"end of the stream and never removes the channel.\n"
+	"      --from-now          do not replay the channel's history\n";
+
+enum framing { FRAMING_RAW, FRAMING_LINES, FRAMING_LEN };
+
+#define OPEN_POLL_MAX_NS (50 * 1000000ull)
+#define MAX_TIMEOUT_S 4294967295ull
+
+/* --- option values ------------------------------------------------------------------------ */
+
+static int parse_framing(const char *s, enum framing *f)
+{
+	if (strcmp(s, "raw") == 0)
+		*f = FRAMING_RAW;
+	else if (strcmp(s, "lines") == 0)
+		*f = FRAMING_LINES;
+	else if (strcmp(s, "len") == 0)
+		*f = FRAMING_LEN;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* Digits with an optional K, M or G suffix (powers of 1024). */
+static int parse_bytes(const char *s, uint64_t max, uint64_t *out)
+{
+	size_t n = strlen(s);
+	unsigned shift = 0;
+	if (n > 0 && strchr("KkMmGg", s[n - 1]))
+		shift = s[n - 1] == 'K' || s[n - 1] == 'k' ? 10 : s[n - 1] == 'M' || s[n - 1] == 'm' ? 20 : 30;
+	char digits[32];
+	size_t nd = shift ? n - 1 : n;
+	if (nd == 0 || nd >= sizeof digits)
+		return -EINVAL;
+	memcpy(digits, s, nd);
+	digits[nd] = '\0';
+	uint64_t v;
+	int err = cli_parse_u64(digits, 10, UINT64_MAX >> shift, &v);
+	if (err)
+		return err;
+	if ((v << shift) > max)
+		return -ERANGE;
+	*out = v << shift;
+	return 0;
+}
+
+/* Seconds with up to nine decimals. */
+static int parse_seconds(const char *s, uint64_t *ns)
+{
+	const char *dot = strchr(s, '.');
+	char whole[32];
+	size_t nw = dot ? (size_t)(dot - s) : strlen(s);
+	if (nw == 0 || nw >= sizeof whole)
+		return -EINVAL;
+	memcpy(whole, s, nw);
+	whole[nw] = '\0';
+	uint64_t sec, frac = 0;
+	int err = cli_parse_u64(whole, 10, MAX_TIMEOUT_S, &sec);
+	if (err)
+		return err;
+	if (dot) {
+		size_t nf = strlen(dot + 1);
+		if (nf == 0 || nf > 9)
+			return -EINVAL;
+		for (size_t i = 0; i < 9; i++) {
+			char c = i < nf ? dot[1 + i] : '0';
+			if (c < '0' || c > '9')
+				return -EINVAL;
+			frac = frac * 10 + (uint64_t)(c - '0');
+		}
+	}
+	*ns = sec * 1000000000ull + frac;
+	return 0;
+}
+
+struct waiting {
+	bool bounded;
+	uint64_t timeout_ns;
+};
+
+static const struct timespec *deadline(const struct waiting *w, struct timespec *ts)
+{
+	return w->bounded ? shmkit_deadline_after(ts, w->timeout_ns) : NULL;
+}
+
+static void nap(uint64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Opens `name` as `role`, waiting while it does not exist or is not published yet. */
+static int open_wait(const char *name, int role, const struct shmkit_pubsub_opts *o,
+		     const struct waiting *w, struct shmkit_pubsub **psp)
+{
+	uint64_t start = shmkit_now_ns(), pause = 1000000;
+	for (;;) {
+		int err = shmkit_pubsub_open(name, role, o, psp);
+		if (err != -ENOENT && err != -EAGAIN)
+			return err;
+		uint64_t waited = shmkit_now_ns() - start;
+		if (w->bounded && waited >= w->timeout_ns)
+			return w->timeout_ns ? -ETIMEDOUT : err;
+		uint64_t ns = pause;
+		if (w->bounded && ns > w->timeout_ns - waited)
+			ns = w->timeout_ns - waited;
+		nap(ns);
+		pause = pause * 2 > OPEN_POLL_MAX_NS ? OPEN_POLL_MAX_NS : pause * 2;
+	}
+}
+
+/* --- pub ------------------------------------------------------------------------------------ */
+
+struct pub_args {
+	const char *name;
+	bool create, have_cap, have_max;
+	uint64_t capacity, max_msg;
+	uint32_t subs, policy, history, backend, wait_subs;
+	enum framing framing;
+	struct waiting wait;
+};
+
+static int pub_parse(const struct cli_cmd *cmd, int argc, char **argv, struct pub_args *a)
+{
+	enum { O_CAP = 256, O_MAX };
+	static const struct option opts[] = {
+		{"pubsub", no_argument, NULL, 'P'},
+		{"create", no_argument, NULL, 'c'},
+		{"subscribers", required_argument, NULL, 'n'},
+		{"policy", required_argument, NULL, 'p'},
+		{"history", required_argument, NULL, 'H'},
+		{"wait-subscribers", required_argument, NULL, 'w'},
+		{"capacity", required_argument, NULL, O_CAP},
+		{"max-msg", required_argument, NULL, O_MAX},
+		{"framing", required_argument, NULL, 'f'},
+		{"backend", required_argument, NULL, 'b'},
+		{"timeout", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	memset(a, 0, sizeof *a);
+	a->backend = SHMKIT_BACKEND_POSIX;
+	bool create_only = false;
+	uint64_t v;
+	int c;
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":Pcn:p:H:w:f:b:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'P':
+			break;
+		case 'c':
+			a->create = true;
+			break;
+		case 'n':
+			if (cli_parse_u64(optarg, 10, SHMKIT_PUBSUB_MAX_SUBSCRIBERS, &v) || v == 0)
+				return cli_usage_error(cmd, "invalid --subscribers '%s' (1..%u)", optarg,
+						       SHMKIT_PUBSUB_MAX_SUBSCRIBERS);
+			a->subs = (uint32_t)v;
+			create_only = true;
+			break;
+		case 'p':
+			if (strcmp(optarg, "block") == 0)
+				a->policy = SHMKIT_PUBSUB_BLOCK;
+			else if (strcmp(optarg, "overwrite") == 0)
+				a->policy = SHMKIT_PUBSUB_OVERWRITE;
+			else
+				return cli_usage_error(cmd, "invalid --policy '%s' (block or overwrite)",
+						       optarg);
+			create_only = true;
+			break;
+		case 'H':
+			if (cli_parse_u64(optarg, 10, SHMKIT_PUBSUB_MAX_HISTORY, &v))
+				return cli_usage_error(cmd, "invalid --history '%s' (0..%u)", optarg,
+						       SHMKIT_PUBSUB_MAX_HISTORY);
+			a->history = (uint32_t)v;
+			create_only = true;
+			break;
+		case 'w':
+			if (cli_parse_u64(optarg, 10, SHMKIT_PUBSUB_MAX_SUBSCRIBERS, &v))
+				return cli_usage_error(cmd, "invalid --wait-subscribers '%s' (0..%u)",
+						       optarg, SHMKIT_PUBSUB_MAX_SUBSCRIBERS);
+			a->wait_subs = (uint32_t)v;
+			break;
+		case O_CAP:
+			if (parse_bytes(optarg, 1ull << 40, &a->capacity) || a->capacity == 0)
+				return cli_usage_error(cmd, "invalid --capacity '%s'", optarg);
+			a->have_cap = create_only = true;
+			break;
+		case O_MAX:
+			if (parse_bytes(optarg, 1ull << 39, &a->max_msg) || a->max_msg == 0)
+				return cli_usage_error(cmd, "invalid --max-msg '%s'", optarg);
+			a->have_max = create_only = true;
+			break;
+		case 'f':
+			if (parse_framing(optarg, &a->framing))
+				return cli_usage_error(cmd, "invalid --framing '%s' (raw, lines or len)",
+						       optarg);
+			break;
+		case 'b':
+			if (cli_parse_backend(optarg, &a->backend) || a->backend == SHMKIT_BACKEND_ANY)
+				return cli_usage_error(cmd, "invalid --backend '%s' (posix or sysv)", optarg);
+			break;
+		case 't':
+			if (parse_seconds(optarg, &a->wait.timeout_ns))
+				return cli_usage_error(cmd, "invalid --timeout '%s' (seconds)", optarg);
+			a->wait.bounded = true;
+			break;
+		case 'h':
+			cli_print_usage(cmd, stdout);
+			fputs("\n", stdout);
+			fputs(cli_usage_pub_multi, stdout);
+			return -1;
+		default:
+			return cli_bad_option(cmd, c, argv);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error(cmd, "missing channel NAME");
+	a->name = argv[optind++];
+	if (optind < argc)
+		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (cli_check_name(cmd, a->name) != CLI_OK)
+		return CLI_USAGE;
+	if (create_only && !a->create)
+		return cli_usage_error(cmd, "--subscribers, --policy, --history, --capacity and "
+					    "--max-msg need --create");
+	return CLI_OK;
+}
+
+/* Reads exactly n bytes (fewer only at end of input). */
+static size_t read_full(FILE *in, void *buf, size_t n)
+{
+	return fread(buf, 1, n, in);
+}
+
+int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	struct pub_args a;
+	int rc = pub_parse(cmd, argc, argv, &a);
+	if (rc < 0)
+		return CLI_OK; /* --help */
+	if (rc != CLI_OK)
+		return rc;
+	struct shmkit_pubsub_opts o = {0};
+	o.seg.backend = a.backend;
+	struct shmkit_pubsub *ps;
+	int err;
+	if (a.create) {
+		o.capacity = a.capacity;
+		o.max_msg = a.max_msg;
+		if (!a.have_max && !a.have_cap)
+			o.max_msg = a.framing == FRAMING_RAW ? 64 << 10 : 16 << 10;
+		o.max_subscribers = a.subs;
+		o.policy = a.policy;
+		o.history = a.history;
+		err = shmkit_pubsub_create(a.name, SHMKIT_PUBSUB_PUBLISHER, &o, &ps);
+	} else {
+		err = open_wait(a.name, SHMKIT_PUBSUB_PUBLISHER, &o, &a.wait, &ps);
+	}
+	if (err)
+		return cli_error(cmd, a.name, err);
+	/* --wait-subscribers: poll the live subscriber count (joins are rare events). */
+	for (uint64_t start = shmkit_now_ns(); a.wait_subs;) {
+		int live = shmkit_pubsub_peer_alive(ps);
+		if (live >= (int)a.wait_subs)
+			break;
+		if (a.wait.bounded && shmkit_now_ns() - start >= a.wait.timeout_ns) {
+			shmkit_pubsub_close(ps);
+			return cli_errorf(cmd, "%s: %d of %u subscribers joined before the timeout",
+					  a.name, live, a.wait_subs);
+		}
+		nap(2000000);
+	}
+	size_t max = shmkit_pubsub_max_msg(ps);
+	char *buf = malloc(max ? max : 1);
+	char *line = NULL;
+	size_t cap = 0;
+	if (!buf) {
+		shmkit_pubsub_close(ps);
+		return cli_error(cmd, a.name, -ENOMEM);
+	}
+	rc = CLI_OK;
+	for (;;) {
+		size_t len;
+		if (a.framing == FRAMING_RAW) {
+			ssize_t r;
+			do
+				r = read(STDIN_FILENO, buf, max);
+			while (r < 0 && errno == EINTR);
+			if (r < 0) {
+				rc = cli_error(cmd, "standard input", -errno);
+				break;
+			}
+			if (r == 0)
+				break;
+			len = (size_t)r;
+			err = 0;
+		} else if (a.framing == FRAMING_LINES) {
+			ssize_t r = getline(&line, &cap, stdin);
+			if (r < 0)
+				break;
+			len = (size_t)r;
+			if (len && line[len - 1] == '\n')
+				len--;
+			if (len > max) {
+				rc = cli_errorf(cmd, "%s: a line is longer than the largest message (%zu)",
+						a.name, max);
+				break;
+			}
+			memcpy(buf, line, len);
+		} else {
+			uint8_t hdr[4];
+			size_t got = read_full(stdin, hdr, 4);
+			if (got == 0)
+				break;
+			if (got < 4) {
+				rc = cli_errorf(cmd, "%s: truncated record length", a.name);
+				break;
+			}
+			len = (size_t)hdr[0] | (size_t)hdr[1] << 8 | (size_t)hdr[2] << 16 |
+			      (size_t)hdr[3] << 24;
+			if (len > max) {
+				rc = cli_errorf(cmd, "%s: a record is larger than the largest message (%zu)",
+						a.name, max);
+				break;
+			}
+			if (read_full(stdin, buf, len) != len) {
+				rc = cli_errorf(cmd, "%s: truncated record", a.name);
+				break;
+			}
+		}
+		struct timespec ts;
+		err = shmkit_pubsub_send_wait(ps, buf, len, deadline(&a.wait, &ts));
+		if (err) {
+			rc = cli_error(cmd, a.name, err);
+			break;
+		}
+	}
+	free(buf);
+	free(line);
+	/* At end of input: end of stream. After a failure too — unlike a stream channel no
+	 * single consumer relies on it, and subscribers must not wait for a publisher that
+	 * is gone; they see the end of what was published. */
+	shmkit_pubsub_close(ps);
+	return rc;
+}
+
+/* --- sub ---------------------------------------------------------------------------------- */
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int out_message(enum framing f, const void *msg, size_t len)
+{
+	int err = 0;
+	if (f == FRAMING_LEN) {
+		uint8_t hdr[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
+				  (uint8_t)(len >> 24)};
+		err = write_all(STDOUT_FILENO, hdr, 4);
+	}
+	if (!err)
+		err = write_all(STDOUT_FILENO, msg, len);
+	if (!err && f == FRAMING_LINES)
+		err = write_all(STDOUT_FILENO, "\n", 1);
+	return err;
+}
+
+int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	enum { O_FROM_NOW = 256 };
+	static const struct option opts[] = {
+		{"framing", required_argument, NULL, 'f'},
+		{"timeout", required_argument, NULL, 't'},
+		{"keep", no_argument, NULL, 'k'},
+		{"from-now", no_argument, NULL, O_FROM_NOW},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	enum framing framing = FRAMING_RAW;
+	struct waiting wait = {0};
+	uint32_t flags = 0;
+	int c;
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":f:t:kh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			if (parse_framing(optarg, &framing))
+				return cli_usage_error(cmd, "invalid --framing '%s' (raw, lines or len)",
+						       optarg);
+			break;
+		case 't':
+			if (parse_seconds(optarg, &wait.timeout_ns))
+				return cli_usage_error(cmd, "invalid --timeout '%s' (seconds)", optarg);
+			wait.bounded = true;
+			break;
+		case 'k':
+			break; /* a pub/sub channel is never removed by sub */
+		case O_FROM_NOW:
+			flags |= SHMKIT_PUBSUB_NO_HISTORY;
+			break;
+		case 'h':
+			cli_print_usage(cmd, stdout);
+			fputs("\n", stdout);
+			fputs(cli_usage_sub_multi, stdout);
+			return CLI_OK;
+		default:
+			return cli_bad_option(cmd, c, argv);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error(cmd, "missing channel NAME");
+	const char *name = argv[optind++];
+	if (optind < argc)
+		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (cli_check_name(cmd, name) != CLI_OK)
+		return CLI_USAGE;
+	signal(SIGPIPE, SIG_IGN);
+	struct shmkit_pubsub_opts o = {.flags = flags};
+	struct shmkit_pubsub *ps;
+	int err = open_wait(name, SHMKIT_PUBSUB_SUBSCRIBER, &o, &wait, &ps);
+	if (err)
+		return cli_error(cmd, name, err);
+	int rc = CLI_OK;
+	for (;;) {
+		const void *p;
+		size_t len;
+		struct timespec ts;
+		err = shmkit_pubsub_peek_wait(ps, &p, &len, deadline(&wait, &ts));
+		if (err == -EPIPE)
+			break;
+		if (err == -ESTALE) {
+			uint64_t since;
+			shmkit_pubsub_lost(ps, &since);
+			fprintf(stderr, "shmkit: %s: %s: lost %" PRIu64 " message%s (overwritten before "
+					"they were read)\n",
+				cmd->name, name, since, since == 1 ? "" : "s");
+			continue;
+		}
+		if (err == -EOWNERDEAD) {
+			rc = cli_errorf(cmd, "%s: publisher died before the end of the stream", name);
+			break;
+		}
+		if (err) {
+			rc = cli_error(cmd, name, err);
+			break;
+		}
+		if (shmkit_pubsub_policy(ps) == SHMKIT_PUBSUB_BLOCK) {
+			/* Block policy: the bytes are ours until we release them, so write them
+			 * straight from the channel, then release. */
+			err = out_message(framing, p, len);
+			shmkit_pubsub_release(ps, 0);
+		} else {
+			/* Overwrite policy: the bytes may change under us. Copy them out, check they
+			 * stayed intact (release validates), and only then write the copy. */
+			void *copy = malloc(len ? len : 1);
+			if (!copy) {
+				rc = cli_error(cmd, name, -ENOMEM);
+				break;
+			}
+			shmkit_seqlock_load(copy, p, len);
+			err = shmkit_pubsub_release(ps, 0);
+			if (err == -ESTALE) {
+				free(copy);
+				fprintf(stderr, "shmkit: %s: %s: lost 1 message (overwritten while it "
+						"was read)\n",
+					cmd->name, name);
+				continue;
+			}
+			err = out_message(framing, copy, len);
+			free(copy);
+		}
+		if (err == -EPIPE)
+			break; /* the reader went away: a normal end for a pipeline stage */
+		if (err) {
+			rc = cli_error(cmd, "standard output", err);
+			break;
+		}
+	}
+	shmkit_pubsub_close(ps);
+	return rc;
+}
+
+/* --- stat ---------------------------------------------------------------------------------- */
+
+static struct shmkit_segment_opts stat_opts(const struct shmkit_segment_info *inf)
+{
+	struct shmkit_segment_opts o = {.backend = inf->backend,
+					.flags = SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID};
+	if (inf->backend == SHMKIT_BACKEND_SYSV)
+		o.sysv_key = inf->sysv_key;
+	return o;
+}
+
+void cli_pubsub_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv)
+{
+	struct shmkit_pubsub_opts o = {.seg = stat_opts(inf)};
+	struct shmkit_pubsub *ps;
+	int err = shmkit_pubsub_open(inf->name, SHMKIT_PUBSUB_OBSERVER, &o, &ps);
+	if (err) {
+		cli_kv_str(kv, "detail_error", shmkit_strerror(err));
+		return;
+	}
+	struct shmkit_pubsub_stats st;
+	shmkit_pubsub_stats(ps, &st);
+	struct shmkit_pubsub_sub_stats *subs = calloc(st.max_subscribers, sizeof *subs);
+	int held = subs ? shmkit_pubsub_subscribers(ps, subs, st.max_subscribers) : 0;
+	shmkit_pubsub_close(ps);
+	cli_kv_str(kv, "policy", st.policy == SHMKIT_PUBSUB_OVERWRITE ? "overwrite" : "block");
+	cli_kv_size(kv, "capacity", st.capacity);
+	cli_kv_size(kv, "max_msg", st.max_msg);
+	cli_kv_u64(kv, "history", st.history);
+	cli_kv_u64(kv, "max_subscribers", st.max_subscribers);
+	cli_kv_u64(kv, "subscribers", st.subscribers);
+	cli_kv_u64(kv, "published", st.next_seq);
+	if (st.publisher_pid)
+		cli_kv_i64(kv, "publisher_pid", st.publisher_pid);
+	else
+		cli_kv_null(kv, "publisher_pid");
+	cli_kv_tristate(kv, "publisher_alive", st.publisher_pid ? st.publisher_alive : -1);
+	cli_kv_tristate(kv, "closed", st.closed);
+	cli_kv_u64(kv, "publisher_sleeps", st.publisher_sleeps);
+	cli_kv_u64(kv, "subscribers_dropped", st.subscribers_dropped);
+	/* One group of keys per held slot: subscriber.SLOT.pid, .alive, .lag, .lost, ... */
+	for (int i = 0; i < held && (uint32_t)i < st.max_subscribers; i++) {
+		char key[64];
+		const struct shmkit_pubsub_sub_stats *s = &subs[i];
+#define SUBKEY(field) (snprintf(key, sizeof key, "subscriber.%u." field, s->slot), key)
+		cli_kv_i64(kv, SUBKEY("pid"), s->pid);
+		cli_kv_tristate(kv, SUBKEY("alive"), s->alive);
+		if (s->joining)
+			cli_kv_null(kv, SUBKEY("lag"));
+		else
+			cli_kv_u64(kv, SUBKEY("lag"), s->lag);
+		cli_kv_u64(kv, SUBKEY("lost"), s->lost);
+		cli_kv_u64(kv, SUBKEY("received"), s->msgs);
+#undef SUBKEY
+	}
+	free(subs);
+}
+
+void cli_queue_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv)
+{
+	struct shmkit_queue_opts o = {.flags = SHMKIT_QUEUE_OBSERVER, .seg = stat_opts(inf)};
+	struct shmkit_queue *q;
+	int err = shmkit_queue_open(inf->name, &o, &q);
+	if (err) {
+		cli_kv_str(kv, "detail_error", shmkit_strerror(err));
+		return;
+	}
+	struct shmkit_queue_stats st;
+	shmkit_queue_stats(q, &st);
+	shmkit_queue_close(q);
+	cli_kv_u64(kv, "slots", st.slots);
+	cli_kv_size(kv, "max_msg", st.max_msg);
+	cli_kv_u64(kv, "fill", st.fill);
+	cli_kv_u64(kv, "members", st.members);
+	cli_kv_u64(kv, "max_members", st.max_members);
+	cli_kv_u64(kv, "sent", st.msgs_sent);
+	cli_kv_u64(kv, "received", st.msgs_recv);
+	cli_kv_u64(kv, "redelivered", st.redelivered);
+	cli_kv_u64(kv, "skipped", st.skipped);
+}

@@ -1,0 +1,1423 @@
+/* shmkit — publish/subscribe: one publisher, up to N subscribers, one shared ring
+ * (include/shmkit/pubsub.h).
+ *
+ * Layout of the segment's data area (offsets from shmkit_segment_data()):
+ *
+ *   offset size  field                          written by
+ *        0    8  magic "shmkps01"               creator, before the segment is published
+ *        8    4  version (1)                    creator
+ *       12    4  policy (BLOCK 0, OVERWRITE 1)  creator
+ *       16    8  capacity (ring bytes)          creator
+ *       24    8  max_msg                        creator
+ *       32    4  max_subs                       creator
+ *       36    4  history (K)                    creator
+ *       40    8  ring_offset                    creator: 1024 + 128 × max_subs
+ *      128    8  tail                           publisher — end of the published records
+ *      136    8  next_seq                       publisher — number of the next message
+ *      144    8  hist_pos                       publisher — start of the K-th newest record
+ *      152    8  publisher owner                publisher — pid << 32 | start time
+ *      160    4  closed                         publisher — 1 after close (end of stream)
+ *      164    4  pub_gen                        publisher — odd while it stores the three
+ *                                                words above (a seqlock for joiners)
+ *      168   40  msgs, bytes, sleeps, wakes, dropped subscribers        publisher
+ *      256    8  oldest                         publisher — records below may be overwritten
+ *      264    4  members_gen                    joining subscribers (fetch_add)
+ *      384    8  data queue: gen, sleepers      subscribers sleep, publisher wakes
+ *      512    8  space queue: gen, sleepers     publisher sleeps, subscribers wake
+ *     1024  128  subscriber slot 0, 1, ... max_subs-1, one per 128 bytes:
+ *                   0  8  owner   pid << 32 | start, 0 = free        (CAS: joiner, leaver,
+ *                                                                      publisher drops dead)
+ *                   8  8  pos     published read position, or 1 = not positioned yet
+ *                  16  8  seq     number of the next message it expects (lag)
+ *                  24 32  msgs, bytes, lost, sleeps                    the holder
+ *   ring_offset  cap  the ring
+ *
+ * The publisher's line, the rarely-written `oldest` line, each wait queue and each
+ * subscriber slot sit 128 bytes apart (adjacent-line prefetch): a busy channel moves the
+ * tail line (read by every subscriber once per batch, not once per message), each
+ * subscriber's own line (read by the publisher only when its cache says the ring is full)
+ * and the ring itself.
+ *
+ * Records (16-byte aligned; a record never wraps — the publisher pads to the end of the
+ * ring with a PAD record when a message does not fit there, as in src/ring.c):
+ *
+ *   offset size  field
+ *        0    4  len      payload bytes (0 .. max_msg); PAD: bytes to the ring's end - 16
+ *        4    4  flags    0 = message, 1 = PAD
+ *        8    8  seq      message number (0, 1, 2, ... without gaps)
+ *       16  len  payload, then 0..15 bytes up to the next multiple of 16
+ *
+ * Positions are free-running 64-bit byte counts (offset = pos & (cap - 1)).
+ *
+ * Protocol
+ *
+ *   Publishing. The publisher writes records past `tail`, then makes pub_gen odd, stores
+ *   next_seq, `tail` (R1, seq_cst) and hist_pos, makes pub_gen even again (R5), and wakes
+ *   sleeping subscribers (the wait queue protocol of src/waitq_internal.h). Subscribers
+ *   keep a private copy of `tail` and re-read the shared one (A1) only when they have
+ *   consumed everything up to their copy: one shared read per batch, whatever the number
+ *   of subscribers. pub_gen lets a joiner read (next_seq, tail, hist_pos) as one
+ *   consistent triple (A5), so it knows the number of the first message it must get and
+ *   can count exactly what it loses even if it is lapped before its first read.
+ *
+ *   Reclaiming. Before writing a record that ends at position e, the publisher must be
+ *   sure nobody still needs the bytes it overwrites, those below L = e - cap. It keeps
+ *   `oldest`, a record boundary at or below tail, at or above L: it advances it in steps of
+ *   at least cap/16 bytes, walking the record headers it wrote itself (validated as it
+ *   reads them back; a bad one moves `oldest` to tail), stores it (R3, seq_cst), then
+ *   issues a release fence before writing over the reclaimed bytes.
+ *   - Block policy: it also needs every live subscriber at or above L. It caches the
+ *     minimum of the subscribers' positions and rescans the slots (O(N), acquire loads A2
+ *     pairing with the subscribers' releases R2) only when the cache says "full", or after
+ *     a subscriber joined (members_gen changed). A joiner stores its position (seq_cst),
+ *     bumps members_gen (seq_cst), then re-reads `oldest` (seq_cst) and moves up if it was
+ *     passed. The publisher stores `oldest` then loads members_gen. In the single seq_cst
+ *     order either the joiner sees the new `oldest` (and moves above it) or the publisher
+ *     sees the new generation (and rescans, finding the joiner's position). So a settled
+ *     subscriber's bytes are never overwritten. Subscribers never read `oldest` after they
+ *     settle: the block-mode read path has no validation cost.
+ *   - Overwrite policy: the publisher never looks at subscribers. Subscribers validate:
+ *     after reading a record (header or payload) they issue an acquire fence and load
+ *     `oldest` (A3); if it passed the record's start, the publisher's release fence R3
+ *     guarantees any byte they read may be from the overwrite — they discard it (seqlock
+ *     style: "validate after use"). A subscriber whose position is below `oldest` was
+ *     lapped: it jumps to `oldest`, and the gap in message numbers (seq of the record found
+ *     there minus the number it expected) is exactly the number of messages it lost.
+ *
+ *   Joining. A joiner starts at tail, expecting message next_seq; with history K the
+ *   publisher keeps the positions of its last K records privately and publishes the first
+ *   of them as hist_pos, and the joiner starts at max(hist_pos, oldest), expecting the
+ *   number in the header it finds there (read, then validated like any overwrite-mode
+ *   read).
+ *
+ *   Waiting: spin (adaptive), then futex sleep with a sleeper count, in slices of 100 ms.
+ *   Subscribers sleep on the data queue; a block-mode publisher sleeps on the space queue,
+ *   which subscribers wake after storing their position.
+ *
+ * When a process dies
+ *
+ *   A subscriber: its slot keeps its last published position. A block-mode publisher
+ *   waiting on it checks the owners of the slots after each 100 ms slice, frees the slots
+ *   of dead ones (CAS owner -> 0), counts them as dropped, and goes on with the minimum of
+ *   the others. An overwrite-mode publisher never notices; a joiner may take over the
+ *   slot of a dead subscriber (CAS dead owner -> itself). A subscriber killed while it
+ *   was registered as a sleeper leaves the sleeper count one too high: one needless
+ *   FUTEX_WAKE per publish until another sleeper leaves.
+ *
+ *   The publisher: subscribers receive everything it published, then (waiting) -EOWNERDEAD
+ *   within 100 ms. Loans and MORE commits it never published are not delivered. It dies
+ *   between storing next_seq and tail only in a window of two stores; the numbers of that
+ *   batch are then skipped, and subscribers report them as lost (-ESTALE). A new publisher
+ *   claims the role (CAS of the owner word from the dead word), re-reads tail, next_seq
+ *   and oldest, validates them (a bad `oldest` is reset to tail) and continues.
+ *
+ * Hostile peers: positions, headers and sequence numbers are read once, validated against
+ * the private geometry, and every loop is bounded; garbage yields -EBADMSG, wrong data or
+ * a wait until the caller's deadline — never an access outside the mapping or a hang.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shmkit/pubsub.h"
+#include "waitq_internal.h"
+
+#define PS_MAGIC 0x313073706b6d6873ull /* "shmkps01" */
+#define PS_VERSION 1u
+#define PS_SLOTS_OFF 1024u
+#define PS_SLOT_SIZE 128u
+#define PS_MIN_CAP 4096u
+#define PS_MAX_CAP ((uint64_t)1 << 40)
+#define REC_HDR 16u
+#define REC_PAD 1u
+#define SUB_NONE 1u /* slot position "not positioned": odd, never a record boundary */
+#define NO_LOAN UINT64_MAX
+#define PS_TRIES 64 /* bound of every retry loop over shared data */
+
+struct ps_ctl {
+	/* immutable after creation */
+	uint64_t magic;
+	uint32_t version;
+	uint32_t policy;
+	uint64_t capacity;
+	uint64_t max_msg;
+	uint32_t max_subs;
+	uint32_t history;
+	uint64_t ring_offset;
+	uint8_t pad0[80];
+	/* publisher line */
+	_Atomic uint64_t tail;
+	_Atomic uint64_t next_seq;
+	_Atomic uint64_t hist_pos;
+	_Atomic uint64_t pub_owner;
+	_Atomic uint32_t closed;
+	_Atomic uint32_t pub_gen;
+	_Atomic uint64_t msgs, bytes, sleeps, wakes, dropped;
+	uint8_t pad2[48];
+	/* reclaim line */
+	_Atomic uint64_t oldest;
+	_Atomic uint32_t members_gen;
+	uint8_t pad3[116];
+	struct shmkit__waitq data_q;
+	uint8_t pad4[120];
+	struct shmkit__waitq space_q;
+	uint8_t pad5[120];
+	uint8_t reserved[384];
+};
+
+struct ps_slot {
+	_Atomic uint64_t owner;
+	_Atomic uint64_t pos;
+	_Atomic uint64_t seq;
+	_Atomic uint64_t msgs, bytes, lost, sleeps;
+	uint8_t pad[72];
+};
+
+static_assert(offsetof(struct ps_ctl, policy) == 12, "layout");
+static_assert(offsetof(struct ps_ctl, max_subs) == 32, "layout");
+static_assert(offsetof(struct ps_ctl, ring_offset) == 40, "layout");
+static_assert(offsetof(struct ps_ctl, tail) == 128, "publisher line");
+static_assert(offsetof(struct ps_ctl, next_seq) == 136, "layout");
+static_assert(offsetof(struct ps_ctl, hist_pos) == 144, "layout");
+static_assert(offsetof(struct ps_ctl, pub_owner) == 152, "layout");
+static_assert(offsetof(struct ps_ctl, closed) == 160, "layout");
+static_assert(offsetof(struct ps_ctl, pub_gen) == 164, "layout");
+static_assert(offsetof(struct ps_ctl, msgs) == 168, "layout");
+static_assert(offsetof(struct ps_ctl, dropped) == 200, "layout");
+static_assert(offsetof(struct ps_ctl, oldest) == 256, "reclaim line");
+static_assert(offsetof(struct ps_ctl, members_gen) == 264, "layout");
+static_assert(offsetof(struct ps_ctl, data_q) == 384, "data queue");
+static_assert(offsetof(struct ps_ctl, space_q) == 512, "space queue");
+static_assert(sizeof(struct ps_ctl) == PS_SLOTS_OFF, "slots offset");
+static_assert(sizeof(struct ps_slot) == PS_SLOT_SIZE, "slot size");
+static_assert(offsetof(struct ps_slot, pos) == 8 && offsetof(struct ps_slot, seq) == 16 &&
+		      offsetof(struct ps_slot, lost) == 40,
+	      "slot layout");
+
+struct shmkit_pubsub {
+	struct shmkit_segment *seg;
+	struct ps_ctl *ctl;
+	struct ps_slot *slots;
+	uint8_t *ring;
+	uint64_t cap, mask, max_msg;
+	uint32_t max_subs, history, policy;
+	int role;
+	uint32_t flags;
+	uint64_t me;
+	struct shmkit__spin spin;
+
+	/* publisher */
+	uint64_t pos;          /* own position, including unpublished commits */
+	uint64_t pub;          /* last tail stored */
+	uint64_t seq;          /* number of the next commit */
+	uint32_t gen;          /* pub_gen, even */
+	uint64_t oldest;       /* last `oldest` stored: a record boundary <= pub */
+	uint64_t loan_at, loan_len;
+	uint64_t min_cache;    /* block: minimum live subscriber position at the last rescan */
+	uint32_t gen_cache;    /* members_gen read at the start of that rescan */
+	bool min_valid;
+	int min_slot;          /* the slot that held the minimum (-1 none) */
+	uint64_t want_L;       /* block: lower bound of the loan that found the ring full */
+	uint64_t *hist;        /* the last `history` record positions (private ring) */
+	uint64_t hist_n;       /* records entered */
+	uint64_t msgs, bytes, sleeps, wakes, dropped;
+
+	/* subscriber */
+	struct ps_slot *my;
+	uint64_t other;        /* last validated tail */
+	uint64_t spub;         /* last position stored to the slot */
+	uint64_t expect;       /* number of the next message */
+	bool have_expect;
+	bool peeked;
+	const uint8_t *peek_ptr;
+	uint64_t peek_at, peek_len, peek_need, peek_seq;
+	bool have_last;
+	uint64_t last_seq;
+	uint64_t lost, lost_seen;
+	uint64_t rmsgs, rbytes, rsleeps;
+};
+
+static inline uint64_t rec_need(uint64_t len)
+{
+	return REC_HDR + ((len + 15) & ~(uint64_t)15);
+}
+
+/* Header words are written and read as relaxed 64-bit atomics: single accesses that cannot
+ * tear, and no data race for TSan; the ordering comes from tail (R1/A1) and, in overwrite
+ * mode, from the `oldest` fences (R3/A3). */
+static inline _Atomic uint64_t *rec_word(const struct shmkit_pubsub *ps, uint64_t off, int i)
+{
+	return (_Atomic uint64_t *)(void *)(ps->ring + off + 8 * (unsigned)i);
+}
+
+/* Whether a is at or after b in free-running position arithmetic. */
+static inline bool pos_ge(uint64_t a, uint64_t b)
+{
+	return (int64_t)(a - b) >= 0;
+}
+
+/* --- creation and attachment ------------------------------------------------------------- */
+
+static uint64_t next_pow2(uint64_t v)
+{
+	uint64_t p = PS_MIN_CAP;
+	while (p < v && p < PS_MAX_CAP)
+		p <<= 1;
+	return p;
+}
+
+static bool geometry_ok(uint64_t cap, uint64_t max_msg)
+{
+	if (cap < PS_MIN_CAP || cap > PS_MAX_CAP || (cap & (cap - 1)))
+		return false;
+	return max_msg <= cap / 2 - REC_HDR;
+}
+
+static int claim_publisher(struct shmkit_pubsub *ps)
+{
+	_Atomic uint64_t *w = &ps->ctl->pub_owner;
+	/* Relaxed: the CAS decides; acquire on success orders our attach reads after the
+	 * previous owner's last publish (seq_cst stores). */
+	uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
+	for (int tries = 0; tries < PS_TRIES; tries++) {
+		if (cur != 0 && shmkit__owner_state(cur) > 0)
+			return -EBUSY;
+		if (atomic_compare_exchange_strong_explicit(w, &cur, ps->me, memory_order_acquire,
+							    memory_order_relaxed))
+			return 0;
+	}
+	return -EBUSY;
+}
+
+static int attach_publisher(struct shmkit_pubsub *ps)
+{
+	struct ps_ctl *c = ps->ctl;
+	int err = claim_publisher(ps);
+	if (err)
+		return err;
+	/* Acquire: a taking-over publisher sees the records its predecessor published. */
+	uint64_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
+	uint64_t s = atomic_load_explicit(&c->next_seq, memory_order_acquire);
+	uint64_t o = atomic_load_explicit(&c->oldest, memory_order_acquire);
+	if (t & 15) {
+		uint64_t mine = ps->me;
+		atomic_compare_exchange_strong_explicit(&c->pub_owner, &mine, 0, memory_order_release,
+							memory_order_relaxed);
+		return -EBADMSG;
+	}
+	if ((o & 15) || !pos_ge(t, o) || t - o > ps->cap) {
+		/* A bad `oldest` (only a scribbler writes one) is reset to tail: everything
+		 * before is given up, which is always a safe record boundary. seq_cst: as R3. */
+		o = t;
+		atomic_store_explicit(&c->oldest, o, memory_order_seq_cst);
+	}
+	ps->pos = ps->pub = t;
+	ps->seq = s;
+	/* Relaxed: our own (or the dead predecessor's) value; odd if it died mid-publish. */
+	ps->gen = (atomic_load_explicit(&c->pub_gen, memory_order_relaxed) + 1) & ~1u;
+	ps->oldest = o;
+	ps->loan_len = NO_LOAN;
+	ps->min_valid = false;
+	ps->min_slot = -1;
+	ps->hist_n = 0;
+	/* Relaxed: a new session; ordered before our first publish (seq_cst). */
+	atomic_store_explicit(&c->closed, 0, memory_order_relaxed);
+	ps->msgs = atomic_load_explicit(&c->msgs, memory_order_relaxed);
+	ps->bytes = atomic_load_explicit(&c->bytes, memory_order_relaxed);
+	ps->sleeps = atomic_load_explicit(&c->sleeps, memory_order_relaxed);
+	ps->wakes = atomic_load_explicit(&c->wakes, memory_order_relaxed);
+	ps->dropped = atomic_load_explicit(&c->dropped, memory_order_relaxed);
+	return 0;
+}
+
+static int claim_slot(struct shmkit_pubsub *ps)
+{
+	/* Two passes: free slots first, then slots of dead processes (takeover). */
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = 0; i < ps->max_subs; i++) {
+			_Atomic uint64_t *w = &ps->slots[i].owner;
+			/* Relaxed: the CAS below decides. */
+			uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
+			if (pass == 0 ? cur != 0 : (cur == 0 || shmkit__owner_state(cur) > 0))
+				continue;
+			/* acq_rel: acquire orders our use of the slot after its previous holder's
+			 * release (leave); release publishes nothing yet but is harmless. */
+			if (atomic_compare_exchange_strong_explicit(w, &cur, ps->me,
+								    memory_order_acq_rel,
+								    memory_order_relaxed))
+				return (int)i;
+		}
+	}
+	return -ENOSPC;
+}
+
+static void free_slot(struct shmkit_pubsub *ps)
+{
+	/* R4: "not positioned" before giving the slot up, so a publisher that still sees our
+	 * owner word ignores the stale position; pairs with A2 in rescan(). seq_cst: the store
+	 * half of the handshake with a publisher sleeping on us (see close). */
+	atomic_store_explicit(&ps->my->pos, SUB_NONE, memory_order_seq_cst);
+	uint64_t mine = ps->me;
+	atomic_compare_exchange_strong_explicit(&ps->my->owner, &mine, 0, memory_order_release,
+						memory_order_relaxed);
+}
+
+static bool overwritten(struct shmkit_pubsub *ps, uint64_t at);
+
+/* Reads (next_seq, tail, hist_pos) as one consistent triple. Returns false when the
+ * publisher kept pub_gen odd through every try (it died mid-publish): the values are then
+ * usable but may not match each other. */
+static bool read_triple(struct ps_ctl *c, uint64_t *s, uint64_t *t, uint64_t *h)
+{
+	for (int tries = 0; tries < PS_TRIES; tries++) {
+		/* A5: pairs with R5 in publish(). */
+		uint32_t g = atomic_load_explicit(&c->pub_gen, memory_order_acquire);
+		/* Relaxed: validated by the seqlock re-check below. */
+		*s = atomic_load_explicit(&c->next_seq, memory_order_relaxed);
+		/* A1: pairs with R1 in publish(): records below tail are visible. */
+		*t = atomic_load_explicit(&c->tail, memory_order_acquire);
+		*h = atomic_load_explicit(&c->hist_pos, memory_order_relaxed); /* as next_seq */
+		shmkit__fence_acquire(); /* the seqlock reader's pattern (sync.c A7) */
+		if (!(g & 1) && atomic_load_explicit(&c->pub_gen, memory_order_relaxed) == g)
+			return true;
+		shmkit__cpu_relax();
+	}
+	return false;
+}
+
+static int attach_subscriber(struct shmkit_pubsub *ps)
+{
+	struct ps_ctl *c = ps->ctl;
+	int slot = claim_slot(ps);
+	if (slot < 0)
+		return slot;
+	ps->my = &ps->slots[slot];
+	/* Relaxed: ordered before the seq_cst position store below. */
+	atomic_store_explicit(&ps->my->pos, SUB_NONE, memory_order_relaxed);
+	atomic_store_explicit(&ps->my->msgs, 0, memory_order_relaxed);
+	atomic_store_explicit(&ps->my->bytes, 0, memory_order_relaxed);
+	atomic_store_explicit(&ps->my->lost, 0, memory_order_relaxed);
+	atomic_store_explicit(&ps->my->sleeps, 0, memory_order_relaxed);
+	bool history = ps->history && !(ps->flags & SHMKIT_PUBSUB_NO_HISTORY);
+	bool ow = ps->policy == SHMKIT_PUBSUB_OVERWRITE;
+	for (int tries = 0; tries < PS_TRIES; tries++) {
+		uint64_t s, t, h;
+		bool exact = read_triple(c, &s, &t, &h);
+		/* seq_cst: part of the join handshake (top of file). */
+		uint64_t o = atomic_load_explicit(&c->oldest, memory_order_seq_cst);
+		if ((t & 15) || (o & 15)) {
+			free_slot(ps);
+			return -EBADMSG;
+		}
+		if (!pos_ge(t, o) || t - o > ps->cap)
+			continue; /* `oldest` moved past the tail we read: read again */
+		uint64_t start = t;
+		if (history && !(h & 15) && pos_ge(t, h) && t - h <= ps->cap)
+			start = pos_ge(h, o) ? h : o;
+		/* Relaxed: statistics (lag) until our first release. */
+		atomic_store_explicit(&ps->my->seq, s, memory_order_relaxed);
+		/* seq_cst: the join handshake — position, then generation, then re-check. */
+		atomic_store_explicit(&ps->my->pos, start, memory_order_seq_cst);
+		atomic_fetch_add_explicit(&c->members_gen, 1, memory_order_seq_cst);
+		uint64_t o2 = atomic_load_explicit(&c->oldest, memory_order_seq_cst);
+		if (!ow && !pos_ge(start, o2))
+			continue; /* the publisher reclaimed past us meanwhile: move up */
+		/* The number of the first message we must get: next_seq when we start at tail,
+		 * else the number in the header at our start (after at most one PAD). */
+		uint64_t expect = s, at = start;
+		bool have = exact;
+		for (int pads = 0; at != t && pads < 2; pads++) {
+			uint64_t off = at & ps->mask;
+			/* Relaxed: ordered by A1; validated below. */
+			uint64_t w0 = atomic_load_explicit(rec_word(ps, off, 0), memory_order_relaxed);
+			uint64_t w1 = atomic_load_explicit(rec_word(ps, off, 1), memory_order_relaxed);
+			if (ow && overwritten(ps, at)) {
+				have = false;
+				break;
+			}
+			uint32_t len = (uint32_t)w0, flags = (uint32_t)(w0 >> 32);
+			if (flags == REC_PAD && off != 0 && len == ps->cap - off - REC_HDR &&
+			    t - at >= ps->cap - off) {
+				at += ps->cap - off;
+				continue;
+			}
+			have = flags == 0 && len <= ps->max_msg;
+			expect = w1;
+			break;
+		}
+		if (ow && !have && tries + 1 < PS_TRIES)
+			continue; /* lapped while joining: join again */
+		ps->pos = ps->spub = start;
+		ps->other = t;
+		ps->expect = expect;
+		ps->have_expect = have;
+		ps->peeked = false;
+		return 0;
+	}
+	free_slot(ps);
+	return -EAGAIN;
+}
+
+static int ps_alloc(struct shmkit_segment *seg, int role, const struct shmkit_pubsub_opts *o,
+		    struct shmkit_pubsub **psp)
+{
+	struct shmkit_pubsub *ps = calloc(1, sizeof *ps);
+	if (!ps)
+		return -ENOMEM;
+	ps->seg = seg;
+	ps->ctl = shmkit_segment_data(seg);
+	ps->role = role;
+	ps->flags = o ? o->flags : 0;
+	ps->me = shmkit__self_owner();
+	shmkit__spin_init(&ps->spin, o ? o->spin_ns : 0, o && (o->flags & SHMKIT_PUBSUB_NO_SPIN));
+	*psp = ps;
+	return 0;
+}
+
+/* Validates the control block (copying the immutable part once) and attaches the role. */
+static int ps_attach(struct shmkit_pubsub *ps)
+{
+	struct ps_ctl *c = ps->ctl;
+	size_t seg_size = shmkit_segment_size(ps->seg);
+	if (seg_size < sizeof(struct ps_ctl))
+		return -EBADMSG;
+	/* Written before the segment was published; the open acquired its READY state: plain
+	 * reads, copied once into locals. */
+	uint64_t magic = c->magic, cap = c->capacity, max_msg = c->max_msg, off = c->ring_offset;
+	uint32_t version = c->version, policy = c->policy, subs = c->max_subs, hist = c->history;
+	if (magic != PS_MAGIC)
+		return -EBADMSG;
+	if (version != PS_VERSION)
+		return -EPROTO;
+	if (!geometry_ok(cap, max_msg) || policy > SHMKIT_PUBSUB_OVERWRITE || subs == 0 ||
+	    subs > SHMKIT_PUBSUB_MAX_SUBSCRIBERS || hist > SHMKIT_PUBSUB_MAX_HISTORY ||
+	    off != PS_SLOTS_OFF + (uint64_t)PS_SLOT_SIZE * subs || off > seg_size ||
+	    cap > seg_size - off)
+		return -EBADMSG;
+	ps->cap = cap;
+	ps->mask = cap - 1;
+	ps->max_msg = max_msg;
+	ps->max_subs = subs;
+	ps->history = hist;
+	ps->policy = policy;
+	ps->slots = (struct ps_slot *)(void *)((uint8_t *)c + PS_SLOTS_OFF);
+	ps->ring = (uint8_t *)c + off;
+	ps->min_slot = -1;
+	ps->loan_len = NO_LOAN;
+	if (ps->role == SHMKIT_PUBSUB_PUBLISHER) {
+		if (hist) {
+			ps->hist = calloc(hist, sizeof *ps->hist);
+			if (!ps->hist)
+				return -ENOMEM;
+		}
+		return attach_publisher(ps);
+	}
+	if (ps->role == SHMKIT_PUBSUB_SUBSCRIBER)
+		return attach_subscriber(ps);
+	return 0;
+}
+
+static void ps_free(struct shmkit_pubsub *ps)
+{
+	free(ps->hist);
+	free(ps);
+}
+
+int shmkit_pubsub_create(const char *name, int role, const struct shmkit_pubsub_opts *opts,
+			 struct shmkit_pubsub **psp)
+{
+	if (!psp)
+		return -EINVAL;
+	*psp = NULL;
+	if (role != SHMKIT_PUBSUB_PUBLISHER && role != SHMKIT_PUBSUB_SUBSCRIBER)
+		return -EINVAL;
+	static const struct shmkit_pubsub_opts defaults;
+	const struct shmkit_pubsub_opts *o = opts ? opts : &defaults;
+	uint64_t cap = o->capacity, max_msg = o->max_msg;
+	uint32_t subs = o->max_subscribers ? o->max_subscribers : SHMKIT_PUBSUB_DEFAULT_SUBSCRIBERS;
+	if (cap > PS_MAX_CAP || max_msg > PS_MAX_CAP || subs > SHMKIT_PUBSUB_MAX_SUBSCRIBERS ||
+	    o->policy > SHMKIT_PUBSUB_OVERWRITE || o->history > SHMKIT_PUBSUB_MAX_HISTORY ||
+	    o->reserved)
+		return -EINVAL;
+	if (cap == 0)
+		cap = max_msg ? 4 * (max_msg + REC_HDR) : SHMKIT_PUBSUB_DEFAULT_CAPACITY;
+	cap = next_pow2(cap);
+	if (max_msg == 0)
+		max_msg = cap / 4;
+	if (!geometry_ok(cap, max_msg))
+		return -EINVAL;
+	uint64_t ring_off = PS_SLOTS_OFF + (uint64_t)PS_SLOT_SIZE * subs;
+
+	struct shmkit_segment_opts so = o->seg;
+	so.kind = SHMKIT_KIND_PUBSUB;
+	so.flags |= SHMKIT_SEG_DEFER_READY;
+	struct shmkit_segment *seg;
+	int err = shmkit_segment_create(name, ring_off + cap, &so, &seg);
+	if (err)
+		return err;
+	struct ps_ctl *c = shmkit_segment_data(seg);
+	/* Zero-filled memory: positions, owners, counters and queues start at 0. */
+	c->magic = PS_MAGIC;
+	c->version = PS_VERSION;
+	c->policy = o->policy;
+	c->capacity = cap;
+	c->max_msg = max_msg;
+	c->max_subs = subs;
+	c->history = o->history;
+	c->ring_offset = ring_off;
+	shmkit_segment_publish(seg); /* release: the fields above are visible to openers */
+
+	struct shmkit_pubsub *ps;
+	err = ps_alloc(seg, role, o, &ps);
+	if (!err) {
+		err = ps_attach(ps);
+		if (err)
+			ps_free(ps);
+	}
+	if (err) {
+		shmkit_segment_unlink(seg);
+		shmkit_segment_close(seg);
+		return err;
+	}
+	*psp = ps;
+	return 0;
+}
+
+static int open_seg(struct shmkit_segment *seg, int role, const struct shmkit_pubsub_opts *o,
+		    struct shmkit_pubsub **psp)
+{
+	struct shmkit_pubsub *ps;
+	int err = ps_alloc(seg, role, o, &ps);
+	if (!err) {
+		err = ps_attach(ps);
+		if (err)
+			ps_free(ps);
+	}
+	if (err) {
+		shmkit_segment_close(seg);
+		return err;
+	}
+	*psp = ps;
+	return 0;
+}
+
+static int open_opts(int role, const struct shmkit_pubsub_opts *o, struct shmkit_segment_opts *so)
+{
+	if (role != SHMKIT_PUBSUB_PUBLISHER && role != SHMKIT_PUBSUB_SUBSCRIBER &&
+	    role != SHMKIT_PUBSUB_OBSERVER)
+		return -EINVAL;
+	memset(so, 0, sizeof *so);
+	if (o)
+		*so = o->seg;
+	so->kind = SHMKIT_KIND_PUBSUB;
+	so->min_size = PS_SLOTS_OFF;
+	if (role == SHMKIT_PUBSUB_OBSERVER)
+		so->flags |= SHMKIT_SEG_RDONLY;
+	return 0;
+}
+
+int shmkit_pubsub_open(const char *name, int role, const struct shmkit_pubsub_opts *opts,
+		       struct shmkit_pubsub **psp)
+{
+	if (!psp)
+		return -EINVAL;
+	*psp = NULL;
+	struct shmkit_segment_opts so;
+	int err = open_opts(role, opts, &so);
+	if (err)
+		return err;
+	struct shmkit_segment *seg;
+	err = shmkit_segment_open(name, &so, &seg);
+	if (err)
+		return err;
+	return open_seg(seg, role, opts, psp);
+}
+
+int shmkit_pubsub_open_fd(int fd, int role, const struct shmkit_pubsub_opts *opts,
+			  struct shmkit_pubsub **psp)
+{
+	if (!psp)
+		return -EINVAL;
+	*psp = NULL;
+	struct shmkit_segment_opts so;
+	int err = open_opts(role, opts, &so);
+	if (err)
+		return err;
+	struct shmkit_segment *seg;
+	err = shmkit_segment_open_fd(fd, &so, &seg);
+	if (err)
+		return err;
+	return open_seg(seg, role, opts, psp);
+}
+
+/* --- publisher ------------------------------------------------------------------------------ */
+
+static void publish(struct shmkit_pubsub *ps)
+{
+	struct ps_ctl *c = ps->ctl;
+	if (ps->pos == ps->pub)
+		return;
+	/* pub_gen odd: a joiner reading the triple below retries. Relaxed + release fence:
+	 * the seqlock writer's pattern (sync.c R4). */
+	atomic_store_explicit(&c->pub_gen, ps->gen + 1, memory_order_relaxed);
+	shmkit__fence_release();
+	/* Relaxed: ordered before the tail store (R1), which subscribers acquire. */
+	atomic_store_explicit(&c->next_seq, ps->seq, memory_order_relaxed);
+	/* R1: publishes the records up to pos; pairs with A1 in peek() and attach. seq_cst:
+	 * also the store half of the Dekker handshake with sleeping subscribers. */
+	atomic_store_explicit(&c->tail, ps->pos, memory_order_seq_cst);
+	ps->pub = ps->pos;
+	if (ps->history && ps->hist_n) {
+		uint64_t first = ps->hist_n >= ps->history ? ps->hist[ps->hist_n % ps->history]
+							   : ps->hist[0];
+		/* Relaxed: inside the pub_gen seqlock. */
+		atomic_store_explicit(&c->hist_pos, first, memory_order_relaxed);
+	}
+	ps->gen += 2;
+	/* R5: pub_gen even again: the triple is consistent; pairs with A5 in
+	 * attach_subscriber(). */
+	atomic_store_explicit(&c->pub_gen, ps->gen, memory_order_release);
+	/* Relaxed: statistics, single writer. */
+	atomic_store_explicit(&c->msgs, ps->msgs, memory_order_relaxed);
+	atomic_store_explicit(&c->bytes, ps->bytes, memory_order_relaxed);
+	if (shmkit__waitq_wake(&c->data_q, INT_MAX)) {
+		ps->wakes++;
+		atomic_store_explicit(&c->wakes, ps->wakes, memory_order_relaxed); /* statistics */
+	}
+}
+
+/* Block mode: recomputes the minimum position of the live subscribers. With check_dead,
+ * also frees the slots of dead ones (reads /proc: after a wait slice only). */
+static void rescan(struct shmkit_pubsub *ps, bool check_dead)
+{
+	struct ps_ctl *c = ps->ctl;
+	/* seq_cst: the publisher's half of the join handshake — read before the positions,
+	 * so a joiner we miss below has changed the generation we cache. */
+	uint32_t g = atomic_load_explicit(&c->members_gen, memory_order_seq_cst);
+	uint64_t min = UINT64_MAX;
+	int min_slot = -1;
+	for (uint32_t i = 0; i < ps->max_subs; i++) {
+		struct ps_slot *s = &ps->slots[i];
+		/* Acquire: orders the position load after the owner we judge it by. */
+		uint64_t w = atomic_load_explicit(&s->owner, memory_order_acquire);
+		if (w == 0)
+			continue;
+		if (check_dead && shmkit__owner_state(w) < 0) {
+			/* acq_rel: frees the slot for a joiner; a joiner that took it over first
+			 * makes this CAS fail, which is right: then the slot is alive again. */
+			if (atomic_compare_exchange_strong_explicit(&s->owner, &w, 0,
+								    memory_order_acq_rel,
+								    memory_order_relaxed)) {
+				ps->dropped++;
+				atomic_store_explicit(&c->dropped, ps->dropped,
+						      memory_order_relaxed); /* statistics */
+			}
+			continue;
+		}
+		/* A2: pairs with R2 in sub_publish() and R4 in free_slot(): what the subscriber
+		 * read below its position is done before we overwrite it. seq_cst: the load
+		 * half of the Dekker handshake when we are about to sleep. */
+		uint64_t p = atomic_load_explicit(&s->pos, memory_order_seq_cst);
+		if (p == SUB_NONE)
+			continue;
+		/* A position outside [pub - cap, pub] cannot come from a subscriber that follows
+		 * the protocol: ignore it rather than stall on it. */
+		if ((p & 15) || !pos_ge(ps->pub, p) || ps->pub - p > ps->cap)
+			continue;
+		if (min_slot < 0 || !pos_ge(p, min)) {
+			min = p;
+			min_slot = (int)i;
+		}
+	}
+	ps->min_cache = min;
+	ps->min_slot = min_slot;
+	ps->gen_cache = g;
+	ps->min_valid = true;
+}
+
+/* Whether everything below L is free of live subscribers (block mode). */
+static bool space_ok(struct shmkit_pubsub *ps, uint64_t L)
+{
+	if (ps->min_valid && (ps->min_slot < 0 || pos_ge(ps->min_cache, L)))
+		return true;
+	rescan(ps, false);
+	return ps->min_slot < 0 || pos_ge(ps->min_cache, L);
+}
+
+/* Moves `oldest` to a record boundary at or above L (and a chunk beyond, so this runs once
+ * per cap/16 bytes), never past the published tail. */
+static void advance_oldest(struct shmkit_pubsub *ps, uint64_t L)
+{
+	struct ps_ctl *c = ps->ctl;
+	if (!pos_ge(ps->pub, L))
+		publish(ps); /* MORE commits would be overwritten unpublished: publish first */
+	uint64_t target = L + ps->cap / 16, limit = ps->pub, cur = ps->oldest;
+	bool bad = false;
+	/* At most cap/16 records (16 bytes minimum each) lie between cur and limit. */
+	for (uint64_t steps = 0; !pos_ge(cur, target) && !pos_ge(cur, limit); steps++) {
+		uint64_t off = cur & ps->mask;
+		/* Relaxed: our own header, read back; validated like a peer's. */
+		uint64_t w0 = atomic_load_explicit(rec_word(ps, off, 0), memory_order_relaxed);
+		uint32_t len = (uint32_t)w0, flags = (uint32_t)(w0 >> 32);
+		uint64_t n;
+		if (flags == REC_PAD) {
+			n = ps->cap - off;
+			bad = off == 0 || len != n - REC_HDR;
+		} else {
+			n = rec_need(len);
+			bad = flags != 0 || len > ps->max_msg || off + n > ps->cap;
+		}
+		if (bad || limit - cur < n || steps > ps->cap / REC_HDR) {
+			bad = true;
+			break;
+		}
+		cur += n;
+	}
+	if (bad)
+		cur = limit; /* give up everything published: always a boundary */
+	ps->oldest = cur;
+	/* R3: seq_cst — the publisher's store in the join handshake (block) — followed by a
+	 * release fence so that no write into the reclaimed bytes becomes visible before the
+	 * new `oldest`; pairs with A3 in the subscribers' validation (overwrite). */
+	atomic_store_explicit(&c->oldest, cur, memory_order_seq_cst);
+	shmkit__fence_release();
+	if (ps->policy == SHMKIT_PUBSUB_BLOCK &&
+	    atomic_load_explicit(&c->members_gen, memory_order_seq_cst) != ps->gen_cache)
+		ps->min_valid = false; /* somebody joined: rescan before overwriting */
+}
+
+int shmkit_pubsub_loan(struct shmkit_pubsub *ps, size_t len, void **buf)
+{
+	if (!ps || !buf)
+		return -EINVAL;
+	if (ps->role != SHMKIT_PUBSUB_PUBLISHER)
+		return -EPERM;
+	if (len > ps->max_msg)
+		return -EMSGSIZE;
+	uint64_t need = rec_need(len);
+	uint64_t off = ps->pos & ps->mask;
+	uint64_t pad = off + need > ps->cap ? ps->cap - off : 0;
+	uint64_t end = ps->pos + pad + need;
+	if (end > ps->cap) {
+		uint64_t L = end - ps->cap;
+		if (!pos_ge(ps->oldest, L))
+			advance_oldest(ps, L);
+		if (ps->policy == SHMKIT_PUBSUB_BLOCK && !space_ok(ps, L)) {
+			ps->want_L = L;
+			publish(ps); /* a full ring must not hide unpublished MORE commits */
+			return -EAGAIN;
+		}
+	}
+	if (pad) {
+		/* Relaxed: published by R1 with the message that follows. */
+		atomic_store_explicit(rec_word(ps, off, 1), 0, memory_order_relaxed);
+		atomic_store_explicit(rec_word(ps, off, 0),
+				      (uint64_t)(pad - REC_HDR) | (uint64_t)REC_PAD << 32,
+				      memory_order_relaxed);
+	}
+	ps->loan_at = ps->pos + pad;
+	ps->loan_len = len;
+	*buf = ps->ring + (ps->loan_at & ps->mask) + REC_HDR;
+	return 0;
+}
+
+int shmkit_pubsub_commit(struct shmkit_pubsub *ps, size_t len, unsigned flags)
+{
+	if (!ps || (flags & ~SHMKIT_PUBSUB_MORE))
+		return -EINVAL;
+	if (ps->role != SHMKIT_PUBSUB_PUBLISHER)
+		return -EPERM;
+	if (ps->loan_len == NO_LOAN || len > ps->loan_len)
+		return -EINVAL;
+	uint64_t off = ps->loan_at & ps->mask;
+	/* Relaxed: published by R1. */
+	atomic_store_explicit(rec_word(ps, off, 1), ps->seq, memory_order_relaxed);
+	atomic_store_explicit(rec_word(ps, off, 0), (uint64_t)len, memory_order_relaxed);
+	if (ps->history) {
+		ps->hist[ps->hist_n % ps->history] = ps->loan_at;
+		ps->hist_n++;
+	}
+	ps->pos = ps->loan_at + rec_need(len);
+	ps->seq++;
+	ps->loan_len = NO_LOAN;
+	ps->msgs++;
+	ps->bytes += len;
+	if (!(flags & SHMKIT_PUBSUB_MORE))
+		publish(ps);
+	return 0;
+}
+
+struct space_ctx {
+	struct shmkit_pubsub *ps;
+	bool sc;
+};
+
+/* Block-mode publisher: whether the loan that found the ring full may fit now. */
+static bool space_ready(void *arg)
+{
+	struct space_ctx *x = arg;
+	struct shmkit_pubsub *ps = x->ps;
+	if (!x->sc) {
+		/* Cheap pre-check while spinning: did the slowest subscriber move (or leave)? */
+		if (ps->min_slot < 0)
+			return true;
+		struct ps_slot *s = &ps->slots[ps->min_slot];
+		/* Acquire: as A2 (the rescan that follows re-reads it anyway). */
+		return atomic_load_explicit(&s->pos, memory_order_acquire) != ps->min_cache ||
+		       atomic_load_explicit(&s->owner, memory_order_relaxed) == 0;
+	}
+	rescan(ps, false); /* seq_cst position loads: the Dekker re-check */
+	return ps->min_slot < 0 || pos_ge(ps->min_cache, ps->want_L);
+}
+
+static int wait_space(struct shmkit_pubsub *ps, const struct timespec *deadline)
+{
+	struct space_ctx x = {ps, false};
+	if (shmkit__spin_wait(&ps->spin, space_ready, &x))
+		return 0;
+	x.sc = true;
+	bool slept;
+	int r = shmkit__waitq_sleep(&ps->ctl->space_q, space_ready, &x, deadline,
+				    SHMKIT__SLICE_NS, &slept);
+	if (slept) {
+		ps->sleeps++;
+		atomic_store_explicit(&ps->ctl->sleeps, ps->sleeps, memory_order_relaxed); /* stats */
+	}
+	if (r == 1 || r == -ETIMEDOUT) {
+		/* A slice (or the deadline) passed while full: drop dead subscribers. */
+		rescan(ps, true);
+		if (ps->min_slot < 0 || pos_ge(ps->min_cache, ps->want_L))
+			return 0;
+	}
+	return r == 1 ? 0 : r;
+}
+
+int shmkit_pubsub_loan_wait(struct shmkit_pubsub *ps, size_t len, void **buf,
+			    const struct timespec *deadline)
+{
+	for (;;) {
+		int err = shmkit_pubsub_loan(ps, len, buf);
+		if (err != -EAGAIN)
+			return err;
+		err = wait_space(ps, deadline);
+		if (err)
+			return err;
+	}
+}
+
+static int send_copy(struct shmkit_pubsub *ps, void *p, const void *buf, size_t len)
+{
+	if (ps->policy == SHMKIT_PUBSUB_OVERWRITE)
+		shmkit_seqlock_store(p, buf, len); /* relaxed atomics: lapped readers may race */
+	else
+		shmkit__copy(p, buf, len);
+	return shmkit_pubsub_commit(ps, len, 0);
+}
+
+int shmkit_pubsub_send(struct shmkit_pubsub *ps, const void *buf, size_t len)
+{
+	void *p;
+	int err = shmkit_pubsub_loan(ps, len, &p);
+	return err ? err : send_copy(ps, p, buf, len);
+}
+
+int shmkit_pubsub_send_wait(struct shmkit_pubsub *ps, const void *buf, size_t len,
+			    const struct timespec *deadline)
+{
+	void *p;
+	int err = shmkit_pubsub_loan_wait(ps, len, &p, deadline);
+	return err ? err : send_copy(ps, p, buf, len);
+}
+
+/* --- subscriber ------------------------------------------------------------------------------ */
+
+static void sub_publish(struct shmkit_pubsub *ps)
+{
+	struct ps_slot *s = ps->my;
+	if (ps->pos == ps->spub)
+		return;
+	/* Relaxed: statistics (lag, counters), single writer. */
+	atomic_store_explicit(&s->seq, ps->expect, memory_order_relaxed);
+	atomic_store_explicit(&s->msgs, ps->rmsgs, memory_order_relaxed);
+	atomic_store_explicit(&s->bytes, ps->rbytes, memory_order_relaxed);
+	ps->spub = ps->pos;
+	if (ps->policy == SHMKIT_PUBSUB_OVERWRITE) {
+		/* Relaxed: the overwrite publisher never reads it; statistics only. */
+		atomic_store_explicit(&s->pos, ps->pos, memory_order_relaxed);
+		return;
+	}
+	/* R2: hands the bytes below pos back to the publisher; pairs with A2 in rescan().
+	 * seq_cst: the store half of the Dekker handshake with a sleeping publisher. */
+	atomic_store_explicit(&s->pos, ps->pos, memory_order_seq_cst);
+	shmkit__waitq_wake(&ps->ctl->space_q, 1);
+}
+
+static void note_lost(struct shmkit_pubsub *ps, uint64_t n)
+{
+	ps->lost += n;
+	atomic_store_explicit(&ps->my->lost, ps->lost, memory_order_relaxed); /* statistics */
+}
+
+/* Overwrite mode: whether the record that starts at `at` may have been overwritten.
+ * A3: the acquire fence orders every load of the record before the load of `oldest`;
+ * pairs with the release fence R3 in advance_oldest(): if any of our loads saw a byte of
+ * an overwrite, we see the `oldest` stored before it. */
+static bool overwritten(struct shmkit_pubsub *ps, uint64_t at)
+{
+	shmkit__fence_acquire();
+	/* Relaxed: ordered by the fence above. */
+	uint64_t o = atomic_load_explicit(&ps->ctl->oldest, memory_order_relaxed);
+	return !pos_ge(at, o);
+}
+
+static int refresh_tail(struct shmkit_pubsub *ps)
+{
+	/* A1: pairs with R1 in publish(): the records below tail are visible. */
+	uint64_t t = atomic_load_explicit(&ps->ctl->tail, memory_order_acquire);
+	if ((t & 15) || !pos_ge(t, ps->pos))
+		return -EBADMSG;
+	if (ps->policy == SHMKIT_PUBSUB_BLOCK && t - ps->pos > ps->cap)
+		return -EBADMSG;
+	ps->other = t;
+	return 0;
+}
+
+static int peek_once(struct shmkit_pubsub *ps, const void **buf, uint64_t *len)
+{
+	bool ow = ps->policy == SHMKIT_PUBSUB_OVERWRITE;
+	for (int i = 0; i < PS_TRIES; i++) {
+		if (ps->other == ps->pos) {
+			int err = refresh_tail(ps);
+			if (err)
+				return err;
+			if (ps->other == ps->pos)
+				return -EAGAIN;
+		}
+		if (ow) {
+			/* Acquire: a jump below lands on records published before this value. */
+			uint64_t o = atomic_load_explicit(&ps->ctl->oldest, memory_order_acquire);
+			if (o & 15)
+				return -EBADMSG;
+			if (!pos_ge(ps->pos, o)) {
+				if (!pos_ge(ps->other, o)) {
+					int err = refresh_tail(ps);
+					if (err)
+						return err;
+					if (!pos_ge(ps->other, o))
+						return -EBADMSG; /* oldest beyond tail */
+				}
+				ps->pos = o; /* lapped: the seq gap below counts the loss */
+				continue;
+			}
+		}
+		uint64_t avail = ps->other - ps->pos;
+		if (avail > ps->cap)
+			return -EBADMSG; /* lapped, yet `oldest` says not: corrupt */
+		uint64_t off = ps->pos & ps->mask;
+		/* One read of each header word; everything below uses the copies. */
+		uint64_t w0 = atomic_load_explicit(rec_word(ps, off, 0), memory_order_relaxed);
+		uint64_t w1 = atomic_load_explicit(rec_word(ps, off, 1), memory_order_relaxed);
+		if (ow && overwritten(ps, ps->pos))
+			continue; /* lapped while reading the header: jump */
+		uint32_t rlen = (uint32_t)w0, flags = (uint32_t)(w0 >> 32);
+		if (flags == REC_PAD) {
+			uint64_t need = ps->cap - off;
+			if (off == 0 || rlen != need - REC_HDR || need > avail)
+				return -EBADMSG;
+			ps->pos += need;
+			continue;
+		}
+		if (flags != 0 || rlen > ps->max_msg)
+			return -EBADMSG;
+		uint64_t need = rec_need(rlen);
+		if (off + need > ps->cap || need > avail)
+			return -EBADMSG;
+		if (!ps->have_expect) {
+			ps->expect = w1;
+			ps->have_expect = true;
+		}
+		if (w1 != ps->expect) {
+			uint64_t gap = w1 - ps->expect;
+			if (gap > ((uint64_t)1 << 62))
+				return -EBADMSG; /* numbers went backwards */
+			note_lost(ps, gap);
+			ps->expect = w1;
+			return -ESTALE; /* the record stays: the next peek returns it */
+		}
+		ps->peek_ptr = ps->ring + off + REC_HDR;
+		ps->peek_at = ps->pos;
+		ps->peek_len = rlen;
+		ps->peek_need = need;
+		ps->peek_seq = w1;
+		ps->peeked = true;
+		ps->have_last = true;
+		ps->last_seq = w1;
+		*buf = ps->peek_ptr;
+		*len = rlen;
+		return 0;
+	}
+	return -EAGAIN; /* lapped over and over (or a peer playing games): try again later */
+}
+
+int shmkit_pubsub_peek(struct shmkit_pubsub *ps, const void **buf, size_t *len)
+{
+	if (!ps || !buf || !len)
+		return -EINVAL;
+	if (ps->role != SHMKIT_PUBSUB_SUBSCRIBER)
+		return -EPERM;
+	if (ps->peeked) {
+		*buf = ps->peek_ptr;
+		*len = (size_t)ps->peek_len;
+		return 0;
+	}
+	uint64_t n = 0;
+	int err = peek_once(ps, buf, &n);
+	if (err == -EAGAIN) {
+		sub_publish(ps); /* batched releases: the publisher may be waiting for them */
+		/* A4: pairs with R4' in shmkit_pubsub_close(): everything published before the
+		 * close is visible, so one more peek decides between data and end of stream. */
+		if (atomic_load_explicit(&ps->ctl->closed, memory_order_seq_cst)) {
+			err = peek_once(ps, buf, &n);
+			if (err == -EAGAIN)
+				return -EPIPE;
+		}
+	}
+	if (!err)
+		*len = (size_t)n;
+	return err;
+}
+
+/* Drops a peeked message that was overwritten while it was read. */
+static int drop_stale(struct shmkit_pubsub *ps)
+{
+	ps->pos = ps->peek_at + ps->peek_need;
+	ps->expect = ps->peek_seq + 1;
+	ps->peeked = false;
+	note_lost(ps, 1);
+	return -ESTALE;
+}
+
+int shmkit_pubsub_validate(struct shmkit_pubsub *ps)
+{
+	if (!ps)
+		return -EINVAL;
+	if (ps->role != SHMKIT_PUBSUB_SUBSCRIBER)
+		return -EPERM;
+	if (!ps->peeked)
+		return -EINVAL;
+	if (ps->policy == SHMKIT_PUBSUB_OVERWRITE && overwritten(ps, ps->peek_at))
+		return drop_stale(ps);
+	return 0;
+}
+
+int shmkit_pubsub_release(struct shmkit_pubsub *ps, unsigned flags)
+{
+	if (!ps || (flags & ~SHMKIT_PUBSUB_MORE))
+		return -EINVAL;
+	if (ps->role != SHMKIT_PUBSUB_SUBSCRIBER)
+		return -EPERM;
+	if (!ps->peeked)
+		return -EINVAL;
+	int err = 0;
+	if (ps->policy == SHMKIT_PUBSUB_OVERWRITE && overwritten(ps, ps->peek_at)) {
+		err = drop_stale(ps);
+	} else {
+		ps->pos = ps->peek_at + ps->peek_need;
+		ps->expect = ps->peek_seq + 1;
+		ps->peeked = false;
+		ps->rmsgs++;
+		ps->rbytes += ps->peek_len;
+	}
+	if (!(flags & SHMKIT_PUBSUB_MORE))
+		sub_publish(ps);
+	return err;
+}
+
+struct data_ctx {
+	struct shmkit_pubsub *ps;
+	bool sc;
+};
+
+static bool data_ready(void *arg)
+{
+	struct data_ctx *x = arg;
+	struct ps_ctl *c = x->ps->ctl;
+	memory_order mo = x->sc ? memory_order_seq_cst : memory_order_acquire;
+	/* A1 (as in refresh_tail), seq_cst in the sleep protocol's re-check. */
+	return atomic_load_explicit(&c->tail, mo) != x->ps->pos ||
+	       atomic_load_explicit(&c->closed, mo) != 0;
+}
+
+static int wait_data(struct shmkit_pubsub *ps, const struct timespec *deadline)
+{
+	struct data_ctx x = {ps, false};
+	if (shmkit__spin_wait(&ps->spin, data_ready, &x))
+		return 0;
+	x.sc = true;
+	bool slept;
+	int r = shmkit__waitq_sleep(&ps->ctl->data_q, data_ready, &x, deadline, SHMKIT__SLICE_NS,
+				    &slept);
+	if (slept) {
+		ps->rsleeps++;
+		atomic_store_explicit(&ps->my->sleeps, ps->rsleeps, memory_order_relaxed); /* stats */
+	}
+	if (r == 1 || r == -ETIMEDOUT) {
+		/* Is the publisher still there? Acquire: its last publish is visible. */
+		uint64_t w = atomic_load_explicit(&ps->ctl->pub_owner, memory_order_acquire);
+		if (shmkit__owner_state(w) < 0 && !data_ready(&x))
+			return -EOWNERDEAD;
+	}
+	return r == 1 ? 0 : r;
+}
+
+int shmkit_pubsub_peek_wait(struct shmkit_pubsub *ps, const void **buf, size_t *len,
+			    const struct timespec *deadline)
+{
+	for (;;) {
+		int err = shmkit_pubsub_peek(ps, buf, len);
+		if (err != -EAGAIN)
+			return err;
+		err = wait_data(ps, deadline);
+		if (err)
+			return err;
+	}
+}
+
+static ssize_t copy_out(struct shmkit_pubsub *ps, int err, const void *p, size_t n, void *buf,
+			size_t cap)
+{
+	if (err)
+		return err;
+	if (n > cap)
+		return -EMSGSIZE;
+	if (ps->policy == SHMKIT_PUBSUB_OVERWRITE)
+		shmkit_seqlock_load(buf, p, n); /* relaxed atomics: the publisher may be writing */
+	else
+		shmkit__copy(buf, p, n);
+	err = shmkit_pubsub_release(ps, 0);
+	return err ? err : (ssize_t)n;
+}
+
+ssize_t shmkit_pubsub_recv(struct shmkit_pubsub *ps, void *buf, size_t cap)
+{
+	const void *p = NULL;
+	size_t n = 0;
+	int err = shmkit_pubsub_peek(ps, &p, &n);
+	return copy_out(ps, err, p, n, buf, cap);
+}
+
+ssize_t shmkit_pubsub_recv_wait(struct shmkit_pubsub *ps, void *buf, size_t cap,
+				const struct timespec *deadline)
+{
+	const void *p = NULL;
+	size_t n = 0;
+	int err = shmkit_pubsub_peek_wait(ps, &p, &n, deadline);
+	return copy_out(ps, err, p, n, buf, cap);
+}
+
+uint64_t shmkit_pubsub_lost(struct shmkit_pubsub *ps, uint64_t *since)
+{
+	if (!ps)
+		return 0;
+	if (since) {
+		*since = ps->lost - ps->lost_seen;
+		ps->lost_seen = ps->lost;
+	}
+	return ps->lost;
+}
+
+int shmkit_pubsub_seq(const struct shmkit_pubsub *ps, uint64_t *seq)
+{
+	if (!ps || !seq || !ps->have_last)
+		return -EINVAL;
+	*seq = ps->last_seq;
+	return 0;
+}
+
+/* --- both -------------------------------------------------------------------------------------- */
+
+int shmkit_pubsub_flush(struct shmkit_pubsub *ps)
+{
+	if (!ps)
+		return -EINVAL;
+	if (ps->role == SHMKIT_PUBSUB_PUBLISHER)
+		publish(ps);
+	else if (ps->role == SHMKIT_PUBSUB_SUBSCRIBER)
+		sub_publish(ps);
+	return 0;
+}
+
+int shmkit_pubsub_close(struct shmkit_pubsub *ps)
+{
+	if (!ps)
+		return 0;
+	struct ps_ctl *c = ps->ctl;
+	if (ps->role == SHMKIT_PUBSUB_PUBLISHER) {
+		publish(ps);
+		/* R4': end of stream after the last publish; pairs with A4 in peek. seq_cst:
+		 * also the store half of the handshake with sleeping subscribers. */
+		atomic_store_explicit(&c->closed, 1, memory_order_seq_cst);
+		shmkit__waitq_wake(&c->data_q, INT_MAX);
+		uint64_t mine = ps->me;
+		/* Release: whoever claims the role next sees our last positions. */
+		atomic_compare_exchange_strong_explicit(&c->pub_owner, &mine, 0,
+							memory_order_release, memory_order_relaxed);
+	} else if (ps->role == SHMKIT_PUBSUB_SUBSCRIBER) {
+		sub_publish(ps);
+		free_slot(ps);
+		/* A block-mode publisher may be waiting for exactly us: free_slot's seq_cst
+		 * position store, then the waker's seq_cst load of the sleeper count. */
+		shmkit__waitq_wake(&c->space_q, 1);
+	}
+	shmkit_segment_close(ps->seg);
+	ps_free(ps);
+	return 0;
+}
+
+int shmkit_pubsub_unlink(struct shmkit_pubsub *ps)
+{
+	return ps ? shmkit_segment_unlink(ps->seg) : -EINVAL;
+}
+
+struct shmkit_segment *shmkit_pubsub_segment(const struct shmkit_pubsub *ps)
+{
+	return ps ? ps->seg : NULL;
+}
+
+size_t shmkit_pubsub_max_msg(const struct shmkit_pubsub *ps)
+{
+	return ps ? (size_t)ps->max_msg : 0;
+}
+
+int shmkit_pubsub_policy(const struct shmkit_pubsub *ps)
+{
+	return ps ? (int)ps->policy : -EINVAL;
+}
+
+int shmkit_pubsub_stats(const struct shmkit_pubsub *ps, struct shmkit_pubsub_stats *st)
+{
+	if (!ps || !st)
+		return -EINVAL;
+	struct ps_ctl *c = ps->ctl;
+	memset(st, 0, sizeof *st);
+	/* Relaxed throughout: a statistics snapshot. */
+#define LD(x) atomic_load_explicit(&c->x, memory_order_relaxed)
+	st->capacity = ps->cap;
+	st->max_msg = ps->max_msg;
+	st->policy = ps->policy;
+	st->max_subscribers = ps->max_subs;
+	st->history = ps->history;
+	st->next_seq = LD(next_seq);
+	st->msgs_published = LD(msgs);
+	st->bytes_published = LD(bytes);
+	st->publisher_sleeps = LD(sleeps);
+	st->publisher_wakes = LD(wakes);
+	st->subscribers_dropped = LD(dropped);
+	uint64_t po = LD(pub_owner);
+	st->publisher_pid = (int32_t)(po >> 32);
+	st->publisher_alive = shmkit__owner_state(po) > 0;
+	st->closed = LD(closed) != 0;
+#undef LD
+	for (uint32_t i = 0; i < ps->max_subs; i++) {
+		uint64_t w = atomic_load_explicit(&ps->slots[i].owner, memory_order_relaxed);
+		if (w && shmkit__owner_state(w) > 0)
+			st->subscribers++;
+	}
+	return 0;
+}
+
+int shmkit_pubsub_subscribers(const struct shmkit_pubsub *ps, struct shmkit_pubsub_sub_stats *out,
+			      size_t n)
+{
+	if (!ps || (!out && n))
+		return -EINVAL;
+	struct ps_ctl *c = ps->ctl;
+	/* Relaxed throughout: a statistics snapshot; values are only shown. */
+	uint64_t t = atomic_load_explicit(&c->tail, memory_order_relaxed);
+	uint64_t next = atomic_load_explicit(&c->next_seq, memory_order_relaxed);
+	int held = 0;
+	for (uint32_t i = 0; i < ps->max_subs; i++) {
+		struct ps_slot *s = &ps->slots[i];
+		uint64_t w = atomic_load_explicit(&s->owner, memory_order_relaxed);
+		if (w == 0)
+			continue;
+		if ((size_t)held < n) {
+			struct shmkit_pubsub_sub_stats *o = &out[held];
+			memset(o, 0, sizeof *o);
+			uint64_t p = atomic_load_explicit(&s->pos, memory_order_relaxed);
+			uint64_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+			o->slot = i;
+			o->pid = (int32_t)(w >> 32);
+			o->alive = shmkit__owner_state(w) > 0;
+			o->joining = p == SUB_NONE;
+			if (p != SUB_NONE && pos_ge(t, p))
+				o->lag_bytes = t - p;
+			if (pos_ge(next, q))
+				o->lag = next - q;
+			o->msgs = atomic_load_explicit(&s->msgs, memory_order_relaxed);
+			o->bytes = atomic_load_explicit(&s->bytes, memory_order_relaxed);
+			o->lost = atomic_load_explicit(&s->lost, memory_order_relaxed);
+			o->sleeps = atomic_load_explicit(&s->sleeps, memory_order_relaxed);
+		}
+		held++;
+	}
+	return held;
+}
+
+int shmkit_pubsub_peer_alive(const struct shmkit_pubsub *ps)
+{
+	if (!ps)
+		return 0;
+	if (ps->role == SHMKIT_PUBSUB_PUBLISHER) {
+		int live = 0;
+		for (uint32_t i = 0; i < ps->max_subs; i++) {
+			/* Relaxed: a liveness snapshot. */
+			uint64_t w = atomic_load_explicit(&ps->slots[i].owner, memory_order_relaxed);
+			if (w && shmkit__owner_state(w) > 0)
+				live++;
+		}
+		return live;
+	}
+	/* Relaxed: a liveness snapshot. */
+	return shmkit__owner_state(atomic_load_explicit(&ps->ctl->pub_owner,
+							memory_order_relaxed)) > 0;
+}
+
+/* --- waitset hooks (src/wait.c) ------------------------------------------------------------- */
+
+static unsigned watch_poll(const void *src, bool sc)
+{
+	const struct shmkit_pubsub *ps = src;
+	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
+	/* Shared words only (the owning thread may be changing the handle): the published
+	 * tail against our slot's published position. A release batched with MORE can make
+	 * this say "readable" once too often; a peek then publishes it. */
+	uint64_t t = atomic_load_explicit(&ps->ctl->tail, mo);
+	uint64_t p = atomic_load_explicit(&ps->my->pos, mo);
+	unsigned bits = t != p && p != SUB_NONE ? SHMKIT_WAIT_READABLE : 0;
+	if (atomic_load_explicit(&ps->ctl->closed, mo))
+		bits |= SHMKIT_WAIT_CLOSED;
+	return bits;
+}
+
+static int watch_peer_dead(const void *src)
+{
+	const struct shmkit_pubsub *ps = src;
+	/* Relaxed: a liveness probe. */
+	return shmkit__owner_state(atomic_load_explicit(&ps->ctl->pub_owner,
+							memory_order_relaxed)) < 0;
+}
+
+int shmkit__pubsub_watch(const struct shmkit_pubsub *ps, struct shmkit__watch *w)
+{
+	if (ps->role != SHMKIT_PUBSUB_SUBSCRIBER)
+		return -EPERM;
+	w->gen = &ps->ctl->data_q.gen;
+	w->sleepers = &ps->ctl->data_q.sleepers;
+	w->poll = watch_poll;
+	w->peer_dead = watch_peer_dead;
+	w->src = ps;
+	return 0;
+}

@@ -1,0 +1,575 @@
+/* Tests for `shmkit bench` (cli/bench.c over bench/lib/): argument parsing, the JSON shape,
+ * short real runs with sane numbers, and cleanup (System V queues, children) even when the
+ * run is interrupted. Never a timing threshold: the numbers are only checked for sanity
+ * (positive, p50 <= p99 <= p99.9 <= max).
+ *
+ * The binary is $SHMKIT_CLI, else <builddir>/shmkit next to this test (found through
+ * /proc/self/exe, so the sanitizer builds test their own CLI), else build/shmkit.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/* --- running the CLI ---------------------------------------------------------------------- */
+
+static char cli_path[PATH_MAX];
+
+static const char *cli(void)
+{
+	if (cli_path[0])
+		return cli_path;
+	const char *env = getenv("SHMKIT_CLI");
+	if (env && *env) {
+		snprintf(cli_path, sizeof cli_path, "%s", env);
+		return cli_path;
+	}
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = '\0';
+			size_t len = strlen(exe);
+			if (len >= 6 && strcmp(exe + len - 6, "/tests") == 0) {
+				exe[len - 6] = '\0';
+				snprintf(cli_path, sizeof cli_path, "%s/shmkit", exe);
+				return cli_path;
+			}
+		}
+	}
+	snprintf(cli_path, sizeof cli_path, "build/shmkit");
+	return cli_path;
+}
+
+struct run {
+	int status;  /* exit status, 128 + signal, -1 when killed at the deadline */
+	char *out;   /* stdout, NUL-terminated (malloc'ed) */
+	char *err;   /* stderr */
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void append(char **buf, size_t *len, const char *p, size_t n)
+{
+	*buf = realloc(*buf, *len + n + 1);
+	ck_assert_ptr_nonnull(*buf);
+	memcpy(*buf + *len, p, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+}
+
+/* Runs the CLI with `args` (NULL-terminated); after `signal_after_ms` (when > 0) sends
+ * SIGINT. Kills it at `timeout_ms`. */
+static void run_args(struct run *r, const char *const *args, int timeout_ms, int signal_after_ms)
+{
+	char *argv[40];
+	int argc = 0;
+	argv[argc++] = (char *)cli();
+	for (; *args && argc < 39; args++)
+		argv[argc++] = (char *)*args;
+	argv[argc] = NULL;
+	int po[2], pe[2];
+	ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(pe, O_CLOEXEC), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(po[1], STDOUT_FILENO);
+		dup2(pe[1], STDERR_FILENO);
+		execv(argv[0], argv);
+		dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	size_t lo = 0, le = 0;
+	r->out = r->err = NULL;
+	append(&r->out, &lo, "", 0);
+	append(&r->err, &le, "", 0);
+	int fds[2] = {po[0], pe[0]};
+	int64_t start = now_ms(), deadline = start + timeout_ms;
+	bool signalled = false;
+	while (fds[0] >= 0 || fds[1] >= 0) {
+		int64_t now = now_ms();
+		if (now >= deadline)
+			break;
+		if (signal_after_ms > 0 && !signalled && now - start >= signal_after_ms) {
+			kill(pid, SIGINT);
+			signalled = true;
+		}
+		struct pollfd p[2] = {{.fd = fds[0], .events = POLLIN}, {.fd = fds[1], .events = POLLIN}};
+		int wait = (int)(deadline - now);
+		if (signal_after_ms > 0 && !signalled)
+			wait = 20;
+		int n = poll(p, 2, wait);
+		if (n < 0 && errno == EINTR)
+			continue;
+		ck_assert_int_ge(n, 0);
+		for (int i = 0; i < 2; i++) {
+			if (fds[i] < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			char chunk[8192];
+			ssize_t k = read(fds[i], chunk, sizeof chunk);
+			if (k <= 0) {
+				close(fds[i]);
+				fds[i] = -1;
+				continue;
+			}
+			if (i == 0)
+				append(&r->out, &lo, chunk, (size_t)k);
+			else
+				append(&r->err, &le, chunk, (size_t)k);
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	r->status = t_wait(pid, fds[0] < 0 && fds[1] < 0 ? 10000 : 0);
+}
+
+#define RUN(r, timeout, ...) run_args((r), (const char *const[]){__VA_ARGS__, NULL}, (timeout), 0)
+
+static void run_free(struct run *r)
+{
+	free(r->out);
+	free(r->err);
+}
+
+static void assert_usage_error(struct run *r)
+{
+	ck_assert_msg(r->status == 2, "exit %d, stderr: %s", r->status, r->err);
+	ck_assert_msg(r->out[0] == '\0', "stdout: %s", r->out);
+	ck_assert_msg(strncmp(r->err, "shmkit: bench: ", 15) == 0, "stderr: %s", r->err);
+	ck_assert_msg(strstr(r->err, "Try 'shmkit bench --help'"), "no hint in: %s", r->err);
+}
+
+/* --- a small JSON parser ---------------------------------------------------------------------- */
+
+enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
+
+struct jval {
+	enum jtype type;
+	double num;
+	char *str;          /* J_STR */
+	struct jval *items; /* J_ARR: values; J_OBJ: values, with keys in `keys` */
+	char **keys;
+	int n;
+};
+
+struct jparser {
+	const char *p;
+	const char *err;
+};
+
+static void jskip(struct jparser *j)
+{
+	while (*j->p == ' ' || *j->p == '\n' || *j->p == '\t' || *j->p == '\r')
+		j->p++;
+}
+
+static bool jvalue(struct jparser *j, struct jval *v);
+
+static bool jstring(struct jparser *j, char **out)
+{
+	if (*j->p != '"') {
+		j->err = "string expected";
+		return false;
+	}
+	j->p++;
+	size_t cap = 16, len = 0;
+	char *s = malloc(cap);
+	for (;;) {
+		char c = *j->p++;
+		if (c == '\0' || (unsigned char)c < 0x20) {
+			free(s);
+			j->err = "bad string";
+			return false;
+		}
+		if (c == '"')
+			break;
+		if (c == '\\') {
+			char e = *j->p++;
+			if (e == 'u') {
+				for (int i = 0; i < 4; i++)
+					if (!isxdigit((unsigned char)*j->p++)) {
+						free(s);
+						j->err = "bad \\u escape";
+						return false;
+					}
+				c = '?';
+			} else if (strchr("\"\\/bfnrt", e) && e) {
+				c = e == 'n' ? '\n' : e == 't' ? '\t' : e;
+			} else {
+				free(s);
+				j->err = "bad escape";
+				return false;
+			}
+		}
+		if (len + 2 > cap)
+			s = realloc(s, cap *= 2);
+		s[len++] = c;
+	}
+	s[len] = '\0';
+	*out = s;
+	return true;
+}
+
+static bool jvalue(struct jparser *j, struct jval *v)
+{
+	memset(v, 0, sizeof *v);
+	jskip(j);
+	char c = *j->p;
+	if (c == '{' || c == '[') {
+		bool obj = c == '{';
+		v->type = obj ? J_OBJ : J_ARR;
+		j->p++;
+		jskip(j);
+		if (*j->p == (obj ? '}' : ']')) {
+			j->p++;
+			return true;
+		}
+		for (;;) {
+			v->items = realloc(v->items, (size_t)(v->n + 1) * sizeof *v->items);
+			v->keys = realloc(v->keys, (size_t)(v->n + 1) * sizeof *v->keys);
+			v->keys[v->n] = NULL;
+			jskip(j);
+			if (obj) {
+				if (!jstring(j, &v->keys[v->n]))
+					return false;
+				jskip(j);
+				if (*j->p++ != ':') {
+					j->err = "':' expected";
+					return false;
+				}
+			}
+			if (!jvalue(j, &v->items[v->n]))
+				return false;
+			v->n++;
+			jskip(j);
+			if (*j->p == ',') {
+				j->p++;
+				continue;
+			}
+			if (*j->p++ != (obj ? '}' : ']')) {
+				j->err = "',' or end expected";
+				return false;
+			}
+			return true;
+		}
+	}
+	if (c == '"') {
+		v->type = J_STR;
+		return jstring(j, &v->str);
+	}
+	if (strncmp(j->p, "null", 4) == 0) {
+		j->p += 4;
+		return true;
+	}
+	if (strncmp(j->p, "true", 4) == 0 || strncmp(j->p, "false", 5) == 0) {
+		v->type = J_BOOL;
+		v->num = c == 't';
+		j->p += c == 't' ? 4 : 5;
+		return true;
+	}
+	char *end;
+	v->type = J_NUM;
+	v->num = strtod(j->p, &end);
+	if (end == j->p || !(c == '-' || isdigit((unsigned char)c))) {
+		j->err = "value expected";
+		return false;
+	}
+	j->p = end;
+	return true;
+}
+
+static void jfree(struct jval *v)
+{
+	for (int i = 0; i < v->n; i++) {
+		jfree(&v->items[i]);
+		if (v->keys)
+			free(v->keys[i]);
+	}
+	free(v->items);
+	free(v->keys);
+	free(v->str);
+}
+
+static bool jparse(const char *text, struct jval *v, const char **err)
+{
+	struct jparser j = {.p = text};
+	bool ok = jvalue(&j, v);
+	if (ok) {
+		jskip(&j);
+		if (*j.p) {
+			ok = false;
+			j.err = "trailing data";
+		}
+	}
+	*err = j.err;
+	return ok;
+}
+
+static const struct jval *jget(const struct jval *obj, const char *key)
+{
+	for (int i = 0; obj->type == J_OBJ && i < obj->n; i++)
+		if (strcmp(obj->keys[i], key) == 0)
+			return &obj->items[i];
+	return NULL;
+}
+
+static double jnum(const struct jval *obj, const char *key)
+{
+	const struct jval *v = jget(obj, key);
+	ck_assert_msg(v && v->type == J_NUM, "%s is not a number", key);
+	return v->num;
+}
+
+/* The row for `name` at `size` in a parsed array, or NULL. */
+static const struct jval *jrow(const struct jval *arr, const char *name, double size)
+{
+	for (int i = 0; i < arr->n; i++) {
+		const struct jval *nm = jget(&arr->items[i], "name");
+		const struct jval *sz = jget(&arr->items[i], "size");
+		if (nm && nm->type == J_STR && strcmp(nm->str, name) == 0 && sz && sz->num == size)
+			return &arr->items[i];
+	}
+	return NULL;
+}
+
+static const char *const row_keys[] = {"mechanism", "mode", "size", "rtt_p50_ns", "rtt_p99_ns",
+				       "rtt_p999_ns", "rtt_max_ns", "msgs_per_s", "bytes_per_s",
+				       "ratio_to_floor"};
+
+/* Every row has every documented key with the right type (number or null). */
+static void check_shape(const struct jval *arr)
+{
+	ck_assert_int_eq(arr->type, J_ARR);
+	ck_assert_int_gt(arr->n, 0);
+	for (int i = 0; i < arr->n; i++) {
+		const struct jval *o = &arr->items[i];
+		ck_assert_int_eq(o->type, J_OBJ);
+		for (size_t k = 0; k < sizeof row_keys / sizeof row_keys[0]; k++) {
+			const struct jval *v = jget(o, row_keys[k]);
+			ck_assert_msg(v, "row %d has no %s", i, row_keys[k]);
+			if (k < 2)
+				ck_assert_msg(v->type == J_STR, "%s is not a string", row_keys[k]);
+			else
+				ck_assert_msg(v->type == J_NUM || v->type == J_NULL, "%s: bad type",
+					      row_keys[k]);
+		}
+		const struct jval *e = jget(o, "error");
+		ck_assert_msg(e && (e->type == J_NULL || e->type == J_STR), "row %d: error", i);
+	}
+}
+
+/* p50 <= p99 <= p99.9 <= max, all positive. */
+static void check_rtt(const struct jval *row)
+{
+	double p50 = jnum(row, "rtt_p50_ns"), p99 = jnum(row, "rtt_p99_ns");
+	double p999 = jnum(row, "rtt_p999_ns"), max = jnum(row, "rtt_max_ns");
+	ck_assert_msg(p50 > 0 && p50 <= p99 && p99 <= p999 && p999 <= max,
+		      "percentiles: %g %g %g %g", p50, p99, p999, max);
+	ck_assert_msg(jnum(row, "ratio_to_floor") > 0, "ratio_to_floor");
+	const struct jval *e = jget(row, "error");
+	ck_assert_msg(e && e->type == J_NULL, "error set");
+}
+
+/* --- tests ------------------------------------------------------------------------------- */
+
+START_TEST(test_usage_errors)
+{
+	static const char *const bad[][3] = {
+		{"--sizes", "0", NULL},         {"--sizes", "abc", NULL},
+		{"--sizes", "-64", NULL},       {"--sizes", "64,huge", NULL},
+		{"--sizes", "17M", NULL},       {"--sizes", "4Q", NULL},
+		{"--mechanisms", "bogus", NULL}, {"--mechanisms", "floor,nope", NULL},
+		{"--cpus", "0", NULL},          {"--cpus", "1,1", NULL},
+		{"--cpus", "a,b", NULL},        {"--cpus", "0,4095", NULL},
+		{"--duration", "0", NULL},      {"--duration", "x", NULL},
+		{"--bogus", NULL, NULL},        {"extra", NULL, NULL},
+		{"--sizes", NULL, NULL},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct run r;
+		const char *args[] = {"bench", bad[i][0], bad[i][1], NULL};
+		run_args(&r, args, 20000, 0);
+		assert_usage_error(&r);
+		run_free(&r);
+	}
+}
+END_TEST
+
+START_TEST(test_help_and_list)
+{
+	struct run r;
+	RUN(&r, 20000, "bench", "--help");
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull(strstr(r.out, "Usage: shmkit bench"));
+	run_free(&r);
+	RUN(&r, 20000, "bench", "--list");
+	ck_assert_int_eq(r.status, 0);
+	static const char *const names[] = {"floor", "ring", "shmkit-spin", "shmkit-block", "pipe",
+					    "unix-stream", "unix-seqpacket", "posix-mq", "sysv-mq",
+					    "eventfd", "tcp"};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		ck_assert_msg(strstr(r.out, names[i]), "--list lacks %s", names[i]);
+	run_free(&r);
+	RUN(&r, 20000, "help", "bench");
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull(strstr(r.out, "--mechanisms"));
+	run_free(&r);
+}
+END_TEST
+
+/* The issue's smoke test: a --quick run of two mechanisms at one size, JSON parsed. */
+START_TEST(test_quick_json)
+{
+	struct run r;
+	RUN(&r, 90000, "bench", "--quick", "--duration", "1", "--sizes", "64", "--mechanisms",
+	    "floor,shmkit-spin", "--json");
+	ck_assert_msg(r.status == 0, "exit %d, stderr: %s", r.status, r.err);
+	struct jval v;
+	const char *err = NULL;
+	ck_assert_msg(jparse(r.out, &v, &err), "bad JSON (%s): %s", err, r.out);
+	check_shape(&v);
+	ck_assert_int_eq(v.n, 2);
+	const struct jval *fl = jrow(&v, "floor", 64), *sk = jrow(&v, "shmkit-spin", 64);
+	ck_assert_ptr_nonnull(fl);
+	ck_assert_ptr_nonnull(sk);
+	check_rtt(fl);
+	check_rtt(sk);
+	ck_assert_str_eq(jget(sk, "mechanism")->str, "shmkit");
+	ck_assert_str_eq(jget(sk, "mode")->str, "spin");
+	ck_assert(jnum(fl, "ratio_to_floor") == 1.0);
+	double mps = jnum(sk, "msgs_per_s"), bps = jnum(sk, "bytes_per_s");
+	ck_assert_msg(mps > 0 && bps > 0, "throughput %g %g", mps, bps);
+	ck_assert_msg(bps > mps * 63 && bps < mps * 65, "bytes_per_s = 64 x msgs_per_s");
+	ck_assert(jget(fl, "msgs_per_s")->type == J_NULL); /* the floor is latency only */
+	/* Progress went to stderr, not into the JSON. */
+	ck_assert_ptr_nonnull(strstr(r.err, "shmkit bench"));
+	jfree(&v);
+	run_free(&r);
+}
+END_TEST
+
+/* The Markdown table, --json=FILE next to it, two sizes, kernel mechanisms. */
+START_TEST(test_quick_table_and_json_file)
+{
+	char path[] = "/tmp/shmkit-bench-test.XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	char opt[64];
+	snprintf(opt, sizeof opt, "--json=%s", path);
+	struct run r;
+	RUN(&r, 90000, "bench", "--quick", "--duration", "1", "--sizes", "64,4K", "--mechanisms",
+	    "pipe,unix-seqpacket,eventfd", "--cpus", "none", opt);
+	ck_assert_msg(r.status == 0, "exit %d, stderr: %s", r.status, r.err);
+	ck_assert_ptr_nonnull(strstr(r.out, "| mechanism | size | RTT p50 |"));
+	ck_assert_ptr_nonnull(strstr(r.out, "| × floor |"));
+	ck_assert_ptr_nonnull(strstr(r.out, "| pipe | 4 KiB |"));
+	ck_assert_ptr_nonnull(strstr(r.out, "Placement: not pinned; floor round trip p50:"));
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	static char text[1 << 16];
+	size_t n = fread(text, 1, sizeof text - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	unlink(path);
+	struct jval v;
+	const char *err = NULL;
+	ck_assert_msg(jparse(text, &v, &err), "bad JSON (%s): %s", err, text);
+	check_shape(&v);
+	ck_assert_int_eq(v.n, 8); /* (floor + 3) x 2 sizes */
+	static const char *const names[] = {"floor", "pipe", "unix-seqpacket", "eventfd"};
+	for (int s = 0; s < 2; s++)
+		for (int i = 0; i < 4; i++) {
+			const struct jval *row = jrow(&v, names[i], s ? 4096 : 64);
+			ck_assert_msg(row, "no row for %s", names[i]);
+			check_rtt(row);
+			if (i > 0)
+				ck_assert(jnum(row, "msgs_per_s") > 0);
+		}
+	jfree(&v);
+	run_free(&r);
+}
+END_TEST
+
+/* The number of System V message queues on the system. */
+static int sysv_queues(void)
+{
+	FILE *f = fopen("/proc/sysvipc/msg", "r");
+	if (!f)
+		return 0;
+	int n = -1; /* header line */
+	char line[512];
+	while (fgets(line, sizeof line, f))
+		n++;
+	fclose(f);
+	return n;
+}
+
+/* Queues are removed after a run, and after an interrupted one; the interrupted run says so
+ * and exits 1. */
+START_TEST(test_cleanup)
+{
+	int before = sysv_queues();
+	struct run r;
+	RUN(&r, 90000, "bench", "--quick", "--duration", "1", "--sizes", "100", "--mechanisms",
+	    "sysv-mq,posix-mq,tcp,unix-stream");
+	ck_assert_msg(r.status == 0, "exit %d, stderr: %s", r.status, r.err);
+	ck_assert_ptr_nonnull(strstr(r.out, "| System V message queue | 100 B |"));
+	run_free(&r);
+	ck_assert_int_eq(sysv_queues(), before);
+
+	const char *args[] = {"bench", "--duration", "30", "--sizes", "64", "--mechanisms",
+			      "sysv-mq,shmkit-block", NULL};
+	run_args(&r, args, 30000, 1500);
+	ck_assert_msg(r.status == 1, "exit %d, stderr: %s", r.status, r.err);
+	ck_assert_msg(strstr(r.err, "interrupted"), "stderr: %s", r.err);
+	run_free(&r);
+	ck_assert_int_eq(sysv_queues(), before);
+}
+END_TEST
+
+static Suite *bench_suite(void)
+{
+	Suite *s = suite_create("bench");
+	TCase *tc = tcase_create("args");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_usage_errors);
+	tcase_add_test(tc, test_help_and_list);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("runs");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_quick_json);
+	tcase_add_test(tc, test_quick_table_and_json_file);
+	tcase_add_test(tc, test_cleanup);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	static Suite *(*const makers[])(void) = {bench_suite};
+	return t_main(makers, 1);
+}

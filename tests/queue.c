@@ -1,0 +1,776 @@
+/* Tests for src/queue.c: the many-producer / many-consumer work queue, between real
+ * processes, with exactly-once accounting, real kills and a hostile scribbler. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV, SHMKIT_BACKEND_MEMFD};
+
+struct where {
+	const char *name;
+	uint32_t backend;
+	int fd;
+};
+
+static struct timespec *in_ms(struct timespec *ts, uint64_t ms)
+{
+	return shmkit_deadline_after(ts, ms * 1000000ull);
+}
+
+static struct shmkit_queue *q_new(const char *name, uint32_t backend, uint32_t slots,
+				  uint64_t max_msg, uint32_t members)
+{
+	struct shmkit_queue_opts o = {.slots = slots, .max_msg = max_msg, .max_members = members};
+	o.seg.backend = backend;
+	struct shmkit_queue *q;
+	int err = shmkit_queue_create(name, &o, &q);
+	ck_assert_msg(err == 0, "create: %s", shmkit_strerror(err));
+	if (name && backend != SHMKIT_BACKEND_MEMFD)
+		t_track(name, backend);
+	return q;
+}
+
+static struct where where_of(const char *name, uint32_t backend, struct shmkit_queue *q)
+{
+	struct where w = {name, backend, -1};
+	if (backend == SHMKIT_BACKEND_MEMFD)
+		w.fd = shmkit_segment_fd(shmkit_queue_segment(q));
+	return w;
+}
+
+static int q_open(const struct where *w, uint32_t flags, struct shmkit_queue **q)
+{
+	struct shmkit_queue_opts o = {.flags = flags};
+	o.seg.backend = w->backend;
+	if (w->backend == SHMKIT_BACKEND_MEMFD)
+		return shmkit_queue_open_fd(w->fd, &o, q);
+	return shmkit_queue_open(w->name, &o, q);
+}
+
+/* A message: producer id, sequence, checksum (16 bytes, or more with a pattern). */
+struct msg {
+	uint32_t producer;
+	uint32_t check;
+	uint64_t seq;
+};
+
+static uint32_t msg_sum(uint32_t producer, uint64_t seq)
+{
+	uint64_t x = (seq + 1) * 0x9e3779b97f4a7c15ull ^ producer * 0xbf58476d1ce4e5b9ull;
+	return (uint32_t)(x ^ x >> 32);
+}
+
+/* --- basics --------------------------------------------------------------------------------- */
+
+START_TEST(test_basics)
+{
+	char name[64];
+	t_name(name, sizeof name, "qbasic");
+	struct shmkit_queue *q = q_new(name, SHMKIT_BACKEND_POSIX, 6, 64, 3);
+	ck_assert_uint_eq(shmkit_queue_max_msg(q), 64);
+	struct shmkit_queue_stats st;
+	shmkit_queue_stats(q, &st);
+	ck_assert_uint_eq(st.slots, 8); /* rounded up to a power of two */
+	ck_assert_uint_eq(st.slot_size, 128);
+	ck_assert_uint_eq(st.members, 1);
+	struct shmkit_queue *q2, *q3, *x;
+	ck_assert_int_eq(shmkit_queue_open(name, NULL, &q2), 0);
+	ck_assert_int_eq(shmkit_queue_open(name, NULL, &q3), 0);
+	ck_assert_int_eq(shmkit_queue_open(name, NULL, &x), -ENOSPC);
+	char buf[128];
+	ck_assert_int_eq(shmkit_queue_recv(q2, buf, sizeof buf), -EAGAIN);
+	/* FIFO through one producer; any handle consumes. */
+	for (int i = 0; i < 8; i++) {
+		snprintf(buf, sizeof buf, "m%d", i);
+		ck_assert_int_eq(shmkit_queue_send(q, buf, strlen(buf) + 1), 0);
+	}
+	ck_assert_int_eq(shmkit_queue_send(q, "full", 5), -EAGAIN);
+	ck_assert_int_eq(shmkit_queue_send(q, buf, 65), -EMSGSIZE);
+	struct timespec ts;
+	uint64_t t0 = shmkit_now_ns();
+	ck_assert_int_eq(shmkit_queue_send_wait(q, "full", 5, in_ms(&ts, 30)), -ETIMEDOUT);
+	ck_assert_uint_ge(shmkit_now_ns() - t0, 30000000);
+	const void *cp;
+	size_t n;
+	for (int i = 0; i < 8; i++) {
+		char want[16];
+		snprintf(want, sizeof want, "m%d", i);
+		struct shmkit_queue *c = i % 2 ? q2 : q3;
+		if (i == 3) {
+			ck_assert_int_eq(shmkit_queue_peek(c, &cp, &n), 0);
+			ck_assert_uint_eq((uintptr_t)cp % 16, 0);
+			ck_assert_str_eq(cp, want);
+			ck_assert_int_eq(shmkit_queue_peek(c, &cp, &n), 0); /* the same again */
+			ck_assert_str_eq(cp, want);
+			ck_assert_int_eq(shmkit_queue_release(c), 0);
+		} else {
+			ck_assert_int_eq(shmkit_queue_recv(c, buf, sizeof buf), (ssize_t)strlen(want) + 1);
+			ck_assert_str_eq(buf, want);
+		}
+	}
+	ck_assert_int_eq(shmkit_queue_release(q2), -EINVAL);
+	t0 = shmkit_now_ns();
+	ck_assert_int_eq(shmkit_queue_recv_wait(q2, buf, sizeof buf, in_ms(&ts, 30)), -ETIMEDOUT);
+	ck_assert_uint_ge(shmkit_now_ns() - t0, 30000000);
+	/* Zero-copy loans; a cancelled loan is skipped; one loan at a time. */
+	void *vp, *vp2;
+	ck_assert_int_eq(shmkit_queue_loan(q, &vp), 0);
+	ck_assert_int_eq(shmkit_queue_loan(q, &vp2), -EBUSY);
+	ck_assert_int_eq(shmkit_queue_commit(q, 65), -EINVAL);
+	ck_assert_int_eq(shmkit_queue_cancel(q), 0);
+	ck_assert_int_eq(shmkit_queue_commit(q, 1), -EINVAL);
+	ck_assert_int_eq(shmkit_queue_loan(q, &vp), 0);
+	memcpy(vp, "zero", 5);
+	ck_assert_int_eq(shmkit_queue_commit(q, 5), 0);
+	ck_assert_int_eq(shmkit_queue_recv(q3, buf, 2), -EMSGSIZE); /* stays peeked */
+	ck_assert_int_eq(shmkit_queue_recv(q3, buf, sizeof buf), 5);
+	ck_assert_str_eq(buf, "zero");
+	/* Batches. */
+	char batch[5][64];
+	size_t lens[5] = {1, 2, 3, 64, 5};
+	for (int i = 0; i < 5; i++)
+		memset(batch[i], 'a' + i, 64);
+	ck_assert_int_eq(shmkit_queue_send_many(q, batch, 64, lens, 5), 5);
+	char out[8][64];
+	size_t olens[8];
+	ck_assert_int_eq(shmkit_queue_recv_many(q2, out, 63, olens, 8), -EINVAL); /* stride */
+	ck_assert_int_eq(shmkit_queue_recv_many(q2, out, 64, olens, 3), 3);
+	ck_assert_int_eq(shmkit_queue_recv_many(q2, out + 3, 64, olens + 3, 8), 2);
+	for (int i = 0; i < 5; i++) {
+		ck_assert_uint_eq(olens[i], lens[i]);
+		ck_assert_int_eq(out[i][0], 'a' + i);
+	}
+	ck_assert_int_eq(shmkit_queue_recv_many(q2, out, 64, olens, 8), -EAGAIN);
+	lens[2] = 65;
+	ck_assert_int_eq(shmkit_queue_send_many(q, batch, 64, lens, 5), -EMSGSIZE);
+	/* Statistics: sums over the handles. */
+	shmkit_queue_stats(q, &st);
+	ck_assert_uint_eq(st.msgs_sent, 8 + 1 + 5);
+	ck_assert_uint_eq(st.msgs_recv, 8 + 1 + 5);
+	ck_assert_uint_eq(st.skipped, 1);
+	ck_assert_uint_eq(st.redelivered, 0);
+	ck_assert_uint_eq(st.members, 3);
+	ck_assert_uint_eq(st.fill, 0);
+	/* Closing folds a handle's counters into the totals; its entry is free again. */
+	ck_assert_int_eq(shmkit_queue_close(q3), 0);
+	ck_assert_int_eq(shmkit_queue_open(name, NULL, &q3), 0);
+	shmkit_queue_stats(q, &st);
+	ck_assert_uint_eq(st.msgs_recv, 8 + 1 + 5);
+	/* Wrong kind. */
+	char raw[64];
+	t_name(raw, sizeof raw, "raw");
+	struct shmkit_segment *seg;
+	ck_assert_int_eq(shmkit_segment_create(raw, 4096, NULL, &seg), 0);
+	t_track(raw, SHMKIT_BACKEND_POSIX);
+	ck_assert_int_eq(shmkit_queue_open(raw, NULL, &x), -EMEDIUMTYPE);
+	shmkit_segment_unlink(seg);
+	shmkit_segment_close(seg);
+	struct shmkit_queue_opts bad = {.max_msg = SHMKIT_QUEUE_MAX_MSG + 1};
+	ck_assert_int_eq(shmkit_queue_create("x", &bad, &x), -EINVAL);
+	ck_assert_int_eq(shmkit_queue_unlink(q), 0);
+	shmkit_queue_close(q3);
+	shmkit_queue_close(q2);
+	shmkit_queue_close(q);
+	ck_assert_int_eq(shmkit_queue_close(NULL), 0);
+}
+END_TEST
+
+/* --- exactly once: 4 producers x 4 consumers ----------------------------------------------------- */
+
+struct mpmc {
+	struct where w;
+	uint64_t per_producer;
+	_Atomic uint64_t ready;
+	_Atomic int go;
+	_Atomic int failed;
+	_Atomic uint64_t received;
+	_Atomic uint64_t done_producers;
+	char why[256];
+	/* then: the bitmap, one bit per (producer, seq) */
+};
+
+static _Atomic uint64_t *mpmc_bits(struct mpmc *m)
+{
+	return (_Atomic uint64_t *)(void *)((uint8_t *)m + 4096);
+}
+
+static void mpmc_fail(struct mpmc *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void mpmc_fail(struct mpmc *m, const char *fmt, ...)
+{
+	if (atomic_exchange(&m->failed, 1) == 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(m->why, sizeof m->why, fmt, ap);
+		va_end(ap);
+	}
+}
+
+struct role_arg {
+	struct mpmc *m;
+	uint32_t id;
+};
+
+#define BATCH 16
+
+static int mpmc_producer(void *arg)
+{
+	struct role_arg *a = arg;
+	struct mpmc *m = a->m;
+	struct shmkit_queue *q;
+	int err = q_open(&m->w, 0, &q);
+	if (err) {
+		mpmc_fail(m, "producer open: %s", shmkit_strerror(err));
+		return 1;
+	}
+	atomic_fetch_add(&m->ready, 1);
+	while (!atomic_load(&m->go))
+		usleep(100);
+	struct msg batch[BATCH];
+	size_t lens[BATCH];
+	for (int i = 0; i < BATCH; i++)
+		lens[i] = sizeof(struct msg);
+	uint64_t seq = 0;
+	while (seq < m->per_producer && !atomic_load_explicit(&m->failed, memory_order_relaxed)) {
+		struct timespec ts;
+		if (a->id % 2 == 0) {
+			/* Batches. */
+			size_t n = m->per_producer - seq < BATCH ? m->per_producer - seq : BATCH;
+			for (size_t i = 0; i < n; i++)
+				batch[i] = (struct msg){a->id, msg_sum(a->id, seq + i), seq + i};
+			int r = shmkit_queue_send_many_wait(q, batch, sizeof batch[0], lens, n,
+							    in_ms(&ts, 30000));
+			if (r <= 0) {
+				mpmc_fail(m, "producer %u: %s", a->id, shmkit_strerror(r));
+				return 1;
+			}
+			seq += (uint64_t)r;
+		} else {
+			struct msg one = {a->id, msg_sum(a->id, seq), seq};
+			err = shmkit_queue_send_wait(q, &one, sizeof one, in_ms(&ts, 30000));
+			if (err) {
+				mpmc_fail(m, "producer %u: %s", a->id, shmkit_strerror(err));
+				return 1;
+			}
+			seq++;
+		}
+	}
+	atomic_fetch_add(&m->done_producers, 1);
+	shmkit_queue_close(q);
+	return 0;
+}
+
+static int take(struct mpmc *m, const struct msg *x, size_t len)
+{
+	if (len != sizeof *x || x->producer >= 4 || x->seq >= m->per_producer ||
+	    x->check != msg_sum(x->producer, x->seq)) {
+		mpmc_fail(m, "corrupt message (len %zu)", len);
+		return -1;
+	}
+	uint64_t bit = x->producer * m->per_producer + x->seq;
+	uint64_t old = atomic_fetch_or_explicit(&mpmc_bits(m)[bit / 64], 1ull << (bit % 64),
+						memory_order_relaxed);
+	if (old & (1ull << (bit % 64))) {
+		mpmc_fail(m, "duplicate: producer %u seq %llu", x->producer,
+			  (unsigned long long)x->seq);
+		return -1;
+	}
+	return 0;
+}
+
+static int mpmc_consumer(void *arg)
+{
+	struct role_arg *a = arg;
+	struct mpmc *m = a->m;
+	struct shmkit_queue *q;
+	int err = q_open(&m->w, 0, &q);
+	if (err) {
+		mpmc_fail(m, "consumer open: %s", shmkit_strerror(err));
+		return 1;
+	}
+	atomic_fetch_add(&m->ready, 1);
+	uint64_t total = 4 * m->per_producer, mine = 0;
+	struct msg batch[BATCH];
+	size_t lens[BATCH];
+	while (atomic_load_explicit(&m->received, memory_order_relaxed) < total &&
+	       !atomic_load_explicit(&m->failed, memory_order_relaxed)) {
+		struct timespec ts;
+		int got;
+		if (a->id % 2 == 0) {
+			got = shmkit_queue_recv_many_wait(q, batch, sizeof batch[0], lens, BATCH,
+							  in_ms(&ts, 200));
+			for (int i = 0; i < got; i++)
+				if (take(m, &batch[i], lens[i]))
+					return 1;
+		} else {
+			ssize_t r = shmkit_queue_recv_wait(q, batch, sizeof batch[0], in_ms(&ts, 200));
+			got = r < 0 ? (int)r : 1;
+			if (r >= 0 && take(m, &batch[0], (size_t)r))
+				return 1;
+		}
+		if (got == -ETIMEDOUT)
+			continue; /* the others may be taking the last ones */
+		if (got < 0) {
+			mpmc_fail(m, "consumer %u: %s", a->id, shmkit_strerror(got));
+			return 1;
+		}
+		mine += (uint64_t)got;
+		atomic_fetch_add_explicit(&m->received, (uint64_t)got, memory_order_relaxed);
+	}
+	shmkit_queue_close(q);
+	return mine ? 0 : 2; /* every consumer got a share */
+}
+
+START_TEST(test_mpmc_exactly_once)
+{
+	uint64_t total = t_stress() ? 100000000 : 10000000;
+	char name[64];
+	t_name(name, sizeof name, "mpmc");
+	struct shmkit_queue *own = q_new(name, SHMKIT_BACKEND_POSIX, 4096, 16, 16);
+	size_t bytes = 4096 + (total + 63) / 64 * 8;
+	struct mpmc *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	m->w = (struct where){name, SHMKIT_BACKEND_POSIX, -1};
+	m->per_producer = total / 4;
+	struct role_arg args[8];
+	pid_t pids[8];
+	for (uint32_t i = 0; i < 4; i++) {
+		args[i] = (struct role_arg){m, i};
+		pids[i] = t_fork(mpmc_consumer, &args[i]);
+		args[4 + i] = (struct role_arg){m, i};
+		pids[4 + i] = t_fork(mpmc_producer, &args[4 + i]);
+	}
+	for (int i = 0; i < 20000 && atomic_load(&m->ready) < 8; i++)
+		usleep(500);
+	ck_assert_uint_eq(atomic_load(&m->ready), 8);
+	uint64_t t0 = shmkit_now_ns();
+	atomic_store(&m->go, 1);
+	int status[8];
+	for (int i = 0; i < 8; i++)
+		status[i] = t_wait(pids[i], t_stress() ? 3000000 : 600000);
+	double secs = (double)(shmkit_now_ns() - t0) / 1e9;
+	ck_assert_msg(!atomic_load(&m->failed), "%s", m->why);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(status[i], 0);
+	ck_assert_uint_eq(atomic_load(&m->received), total);
+	/* Every (producer, seq) exactly once: all bits set (duplicates failed above). */
+	_Atomic uint64_t *bits = mpmc_bits(m);
+	for (uint64_t w = 0; w < total / 64; w++)
+		T_CHECK(atomic_load_explicit(&bits[w], memory_order_relaxed) == UINT64_MAX,
+			"missing messages near bit %llu", (unsigned long long)(w * 64));
+	struct shmkit_queue_stats st;
+	shmkit_queue_stats(own, &st);
+	ck_assert_uint_eq(st.msgs_sent, total);
+	ck_assert_uint_eq(st.msgs_recv, total);
+	ck_assert_uint_eq(st.redelivered, 0);
+	ck_assert_uint_eq(st.skipped, 0);
+	ck_assert_uint_eq(st.fill, 0);
+	fprintf(stderr, "mpmc 4x4: %llu messages in %.1f s (%.2f M msg/s)\n",
+		(unsigned long long)total, secs, (double)total / secs / 1e6);
+	shmkit_queue_unlink(own);
+	shmkit_queue_close(own);
+	munmap(m, bytes);
+}
+END_TEST
+
+/* --- crashes ------------------------------------------------------------------------------------- */
+
+struct crash {
+	struct where w;
+	_Atomic int stage;
+	uint64_t value;
+};
+
+static int consumer_dies_mid_take(void *arg)
+{
+	struct crash *c = arg;
+	struct shmkit_queue *q;
+	if (q_open(&c->w, 0, &q))
+		return 10;
+	const void *p;
+	size_t n;
+	struct timespec ts;
+	if (shmkit_queue_peek_wait(q, &p, &n, in_ms(&ts, 10000)) || n != 8)
+		return 11;
+	memcpy(&c->value, p, 8);
+	atomic_store(&c->stage, 1);
+	raise(SIGKILL); /* holding the message: not released */
+	return 12;
+}
+
+START_TEST(test_consumer_killed_mid_take)
+{
+	uint32_t backend = backends[_i];
+	char name[64];
+	t_name(name, sizeof name, "qcdead");
+	struct shmkit_queue *q = q_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend, 4, 8, 8);
+	struct crash *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			       -1, 0);
+	c->w = where_of(name, backend, q);
+	for (uint64_t v = 100; v < 104; v++)
+		ck_assert_int_eq(shmkit_queue_send(q, &v, 8), 0);
+	pid_t pid = t_fork(consumer_dies_mid_take, c);
+	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
+	ck_assert_uint_eq(c->value, 100);
+	/* The consumers take what comes after; when the queue runs dry, a waiting consumer
+	 * finds the dead holder and puts the message back — re-delivered, not lost. */
+	uint64_t v;
+	struct timespec ts;
+	struct shmkit_queue_stats st;
+	for (uint64_t want = 101; want <= 103; want++) {
+		ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), 8);
+		ck_assert_uint_eq(v, want);
+	}
+	uint64_t t0 = shmkit_now_ns();
+	ck_assert_int_eq(shmkit_queue_recv_wait(q, &v, 8, in_ms(&ts, 5000)), 8);
+	ck_assert_uint_eq(v, 100);
+	ck_assert_uint_lt(shmkit_now_ns() - t0, 3000000000ull);
+	shmkit_queue_stats(q, &st);
+	ck_assert_uint_eq(st.redelivered, 1);
+	v = 104;
+	ck_assert_int_eq(shmkit_queue_send(q, &v, 8), 0);
+	ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), 8);
+	ck_assert_uint_eq(v, 104);
+	ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), -EAGAIN);
+	/* The same crash when nobody is blocked: shmkit_queue_recover() repairs it. */
+	v = 200;
+	ck_assert_int_eq(shmkit_queue_send(q, &v, 8), 0);
+	c->stage = 0;
+	pid = t_fork(consumer_dies_mid_take, c);
+	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
+	ck_assert_uint_eq(c->value, 200);
+	ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), -EAGAIN); /* held by the dead one */
+	ck_assert_int_eq(shmkit_queue_recover(q), 1);
+	ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), 8);
+	ck_assert_uint_eq(v, 200);
+	shmkit_queue_stats(q, &st);
+	ck_assert_uint_eq(st.redelivered, 2);
+	/* Full queue, its oldest slot held by the dead one, a producer waiting for space: the
+	 * producer's wait repairs it in place (no free slot needed), and the consumers then
+	 * get it first. */
+	for (v = 300; v < 304; v++)
+		ck_assert_int_eq(shmkit_queue_send(q, &v, 8), 0);
+	pid = t_fork(consumer_dies_mid_take, c);
+	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
+	ck_assert_uint_eq(c->value, 300);
+	v = 304;
+	ck_assert_int_eq(shmkit_queue_send_wait(q, &v, 8, in_ms(&ts, 400)), -ETIMEDOUT);
+	shmkit_queue_stats(q, &st);
+	ck_assert_uint_eq(st.redelivered, 3);
+	for (uint64_t want = 300; want < 304; want++) {
+		ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), 8);
+		ck_assert_uint_eq(v, want);
+	}
+	ck_assert_int_eq(shmkit_queue_send(q, &v, 8), 0);
+	ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), 8);
+	ck_assert_uint_eq(v, 303);
+	shmkit_queue_stats(q, &st);
+	ck_assert_uint_eq(st.msgs_sent, 11); /* re-deliveries are not new sends */
+	ck_assert_uint_eq(st.msgs_recv, 11);
+	shmkit_queue_unlink(q);
+	shmkit_queue_close(q);
+	munmap(c, sizeof *c);
+}
+END_TEST
+
+static int producer_dies_mid_loan(void *arg)
+{
+	struct crash *c = arg;
+	struct shmkit_queue *q;
+	if (q_open(&c->w, 0, &q))
+		return 10;
+	void *p;
+	if (shmkit_queue_loan(q, &p))
+		return 11;
+	memcpy(p, "garbage!", 8);
+	atomic_store(&c->stage, 1);
+	raise(SIGKILL); /* the slot is claimed, never committed */
+	return 12;
+}
+
+START_TEST(test_producer_killed_mid_loan)
+{
+	uint32_t backend = backends[_i];
+	char name[64];
+	t_name(name, sizeof name, "qpdead");
+	struct shmkit_queue *q = q_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend, 8, 8, 8);
+	struct crash *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			       -1, 0);
+	c->w = where_of(name, backend, q);
+	pid_t pid = t_fork(producer_dies_mid_loan, c);
+	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
+	/* Messages committed after the dead loan wait behind it... */
+	for (uint64_t v = 1; v <= 3; v++)
+		ck_assert_int_eq(shmkit_queue_send(q, &v, 8), 0);
+	uint64_t v;
+	ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), -EAGAIN);
+	/* ...until a waiting consumer finds the holder dead and skips the slot. */
+	struct timespec ts;
+	uint64_t t0 = shmkit_now_ns();
+	for (uint64_t want = 1; want <= 3; want++) {
+		ck_assert_int_eq(shmkit_queue_recv_wait(q, &v, 8, in_ms(&ts, 5000)), 8);
+		ck_assert_uint_eq(v, want);
+	}
+	ck_assert_uint_lt(shmkit_now_ns() - t0, 3000000000ull);
+	struct shmkit_queue_stats st;
+	shmkit_queue_stats(q, &st);
+	ck_assert_uint_eq(st.skipped, 1);
+	ck_assert_uint_eq(st.msgs_recv, 3);
+	/* The dead process's member entry is taken over by the next process that needs one. */
+	ck_assert_uint_eq(st.members, 1);
+	shmkit_queue_unlink(q);
+	shmkit_queue_close(q);
+	munmap(c, sizeof *c);
+}
+END_TEST
+
+/* Members of dead processes are reused once the table is full. */
+static int attach_and_die(void *arg)
+{
+	struct crash *c = arg;
+	struct shmkit_queue *q;
+	if (q_open(&c->w, 0, &q))
+		return 10;
+	raise(SIGKILL);
+	return 11;
+}
+
+START_TEST(test_member_takeover)
+{
+	char name[64];
+	t_name(name, sizeof name, "qtake");
+	struct shmkit_queue *q = q_new(name, SHMKIT_BACKEND_POSIX, 8, 8, 3);
+	struct crash c = {{name, SHMKIT_BACKEND_POSIX, -1}, 0, 0};
+	for (int i = 0; i < 5; i++) {
+		pid_t pid = t_fork(attach_and_die, &c);
+		ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
+	}
+	struct shmkit_queue *a, *b, *x;
+	ck_assert_int_eq(shmkit_queue_open(name, NULL, &a), 0);
+	ck_assert_int_eq(shmkit_queue_open(name, NULL, &b), 0);
+	ck_assert_int_eq(shmkit_queue_open(name, NULL, &x), -ENOSPC);
+	struct shmkit_queue_stats st;
+	shmkit_queue_stats(q, &st);
+	ck_assert_uint_ge(st.recovered_members, 2);
+	ck_assert_uint_eq(st.members, 3);
+	shmkit_queue_close(b);
+	shmkit_queue_close(a);
+	shmkit_queue_unlink(q);
+	shmkit_queue_close(q);
+}
+END_TEST
+
+/* --- waking ---------------------------------------------------------------------------------------- */
+
+struct wake_arg {
+	struct where w;
+	_Atomic int ready;
+};
+
+static int sleeping_consumer(void *arg)
+{
+	struct wake_arg *a = arg;
+	struct shmkit_queue *q;
+	if (q_open(&a->w, SHMKIT_QUEUE_NO_SPIN, &q))
+		return 10;
+	atomic_fetch_add(&a->ready, 1);
+	for (int i = 0; i < 3; i++) {
+		char buf[16];
+		struct timespec ts;
+		if (shmkit_queue_recv_wait(q, buf, sizeof buf, in_ms(&ts, 30000)) != 5)
+			return 11;
+	}
+	shmkit_queue_close(q);
+	return 0;
+}
+
+static int sleeping_producer(void *arg)
+{
+	struct wake_arg *a = arg;
+	struct shmkit_queue *q;
+	if (q_open(&a->w, SHMKIT_QUEUE_NO_SPIN, &q))
+		return 10;
+	atomic_fetch_add(&a->ready, 1);
+	for (int i = 0; i < 3; i++) {
+		struct timespec ts;
+		if (shmkit_queue_send_wait(q, "hello", 5, in_ms(&ts, 30000)))
+			return 11;
+	}
+	shmkit_queue_close(q);
+	return 0;
+}
+
+START_TEST(test_blocking_wakeups)
+{
+	char name[64];
+	t_name(name, sizeof name, "qwake");
+	struct shmkit_queue *q = q_new(name, SHMKIT_BACKEND_SYSV, 2, 16, 8);
+	struct wake_arg *a = mmap(NULL, sizeof *a, PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	a->w = where_of(name, SHMKIT_BACKEND_SYSV, q);
+	/* Two consumers asleep on an empty queue: each send wakes one. */
+	pid_t c1 = t_fork(sleeping_consumer, a), c2 = t_fork(sleeping_consumer, a);
+	for (int i = 0; i < 20000 && atomic_load(&a->ready) < 2; i++)
+		usleep(500);
+	for (int i = 0; i < 6; i++) {
+		usleep(30000);
+		ck_assert_int_eq(shmkit_queue_send(q, "hello", 5), 0);
+	}
+	ck_assert_int_eq(t_wait(c1, 30000), 0);
+	ck_assert_int_eq(t_wait(c2, 30000), 0);
+	/* A producer asleep on a full queue: each receive wakes it. */
+	ck_assert_int_eq(shmkit_queue_send(q, "fill1", 5), 0);
+	ck_assert_int_eq(shmkit_queue_send(q, "fill2", 5), 0);
+	atomic_store(&a->ready, 0);
+	pid_t p = t_fork(sleeping_producer, a);
+	for (int i = 0; i < 20000 && atomic_load(&a->ready) < 1; i++)
+		usleep(500);
+	char buf[16];
+	for (int i = 0; i < 5; i++) {
+		usleep(30000);
+		struct timespec ts;
+		ck_assert_int_eq(shmkit_queue_recv_wait(q, buf, sizeof buf, in_ms(&ts, 5000)), 5);
+	}
+	ck_assert_int_eq(t_wait(p, 30000), 0);
+	struct shmkit_queue_stats st;
+	shmkit_queue_stats(q, &st);
+	ck_assert_uint_gt(st.consumer_sleeps, 0);
+	ck_assert_uint_gt(st.producer_sleeps, 0);
+	ck_assert_uint_gt(st.wakes, 0);
+	shmkit_queue_unlink(q);
+	shmkit_queue_close(q);
+	munmap(a, sizeof *a);
+}
+END_TEST
+
+/* --- a hostile peer ---------------------------------------------------------------------------------- */
+
+struct scribble_arg {
+	uint8_t *base;
+	uint64_t slots_off, slots, stride;
+	uint64_t seed;
+};
+
+static int scribbler(void *arg)
+{
+	struct scribble_arg *a = arg;
+	uint64_t rng = a->seed;
+	uint64_t end = shmkit_now_ns() + 600000000ull;
+	while (shmkit_now_ns() < end) {
+		uint64_t what = t_rand(&rng) % 6, v = t_rand(&rng);
+		size_t off;
+		if (what == 0)
+			off = 128; /* enqueue_pos */
+		else if (what == 1)
+			off = 256; /* dequeue_pos */
+		else
+			off = a->slots_off + (t_rand(&rng) % a->slots) * a->stride + (what == 2 ? 8 : 0);
+		if (what <= 1)
+			v &= 0xffff;
+		else if (what == 3) /* a plausible word: position, member, state */
+			v = (v & 0xff) << 13 | (v & 0x3ff) << 3 | (v >> 20) % 8;
+		atomic_store((_Atomic uint64_t *)(void *)(a->base + off), v);
+	}
+	return 0;
+}
+
+START_TEST(test_hostile_scribbler)
+{
+	char name[64];
+	t_name(name, sizeof name, "qhostile");
+	struct shmkit_queue *q = q_new(name, SHMKIT_BACKEND_POSIX, 64, 100, 4);
+	struct shmkit_queue *c;
+	ck_assert_int_eq(shmkit_queue_open(name, NULL, &c), 0);
+	uint8_t *base = shmkit_segment_data(shmkit_queue_segment(q));
+	struct scribble_arg a = {base, 1024 + 4 * 128, 64, 128, t_seed()};
+	pid_t pid = t_fork(scribbler, &a);
+	const uint8_t *cbase = shmkit_segment_data(shmkit_queue_segment(c));
+	const uint8_t *slots = cbase + a.slots_off, *slots_end = slots + 64 * 128;
+	uint8_t buf[256];
+	uint64_t loops = 0;
+	uint64_t end = shmkit_now_ns() + 700000000ull;
+	while (shmkit_now_ns() < end) {
+		loops++;
+		struct timespec ts;
+		int err = loops % 8 ? shmkit_queue_send(q, buf, loops % 100)
+				    : shmkit_queue_send_wait(q, buf, loops % 100, in_ms(&ts, 2));
+		T_CHECK(err == 0 || err == -EAGAIN || err == -ETIMEDOUT, "send %d", err);
+		const void *cp;
+		size_t n;
+		err = loops % 16 ? shmkit_queue_peek(c, &cp, &n)
+				 : shmkit_queue_peek_wait(c, &cp, &n, in_ms(&ts, 2));
+		if (err == 0) {
+			T_CHECK((const uint8_t *)cp >= slots && (const uint8_t *)cp + n <= slots_end &&
+					n <= 100,
+				"message outside the slots");
+			memcpy(buf, cp, n);
+			shmkit_queue_release(c);
+		} else {
+			T_CHECK(err == -EAGAIN || err == -EBADMSG || err == -ETIMEDOUT, "peek %d", err);
+		}
+		if (loops % 32 == 0) {
+			size_t lens[4];
+			err = shmkit_queue_recv_many(c, buf, 100, lens, 2);
+			T_CHECK(err > 0 || err == -EAGAIN || err == -EBADMSG, "recv_many %d", err);
+			err = shmkit_queue_recover(q);
+			T_CHECK(err >= 0, "recover %d", err);
+		}
+	}
+	ck_assert_int_eq(t_wait(pid, 10000), 0);
+	/* Deterministically: a corrupt length in the next full slot is refused, not used. */
+	for (int i = 0; i < 1000 && shmkit_queue_recv(c, buf, sizeof buf) != -EAGAIN; i++)
+		;
+	atomic_store((_Atomic uint64_t *)(void *)(base + 128), 0);
+	atomic_store((_Atomic uint64_t *)(void *)(base + 256), 0);
+	for (uint64_t i = 0; i < 64; i++)
+		atomic_store((_Atomic uint64_t *)(void *)(base + a.slots_off + i * 128), i << 13);
+	ck_assert_int_eq(shmkit_queue_send(q, "x", 1), 0);
+	atomic_store((_Atomic uint32_t *)(void *)(base + a.slots_off + 8), 5000);
+	const void *cp;
+	size_t n;
+	ck_assert_int_eq(shmkit_queue_peek(c, &cp, &n), -EBADMSG);
+	ck_assert_int_eq(shmkit_queue_send(q, "y", 1), 0);
+	ck_assert_int_eq(shmkit_queue_recv(c, buf, sizeof buf), 1);
+	ck_assert_int_eq(buf[0], 'y');
+	shmkit_queue_unlink(q);
+	shmkit_queue_close(c);
+	shmkit_queue_close(q);
+}
+END_TEST
+
+static Suite *queue_suite(void)
+{
+	Suite *s = suite_create("queue");
+	TCase *tc = tcase_create("basics");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_basics);
+	tcase_add_test(tc, test_blocking_wakeups);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("mpmc");
+	tcase_set_timeout(tc, t_stress() ? 3600 : 600);
+	tcase_add_test(tc, test_mpmc_exactly_once);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("death");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_consumer_killed_mid_take, 0, 3);
+	tcase_add_loop_test(tc, test_producer_killed_mid_loan, 0, 3);
+	tcase_add_test(tc, test_member_takeover);
+	tcase_add_test(tc, test_hostile_scribbler);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	Suite *(*const makers[])(void) = {queue_suite};
+	return t_main(makers, 1);
+}
