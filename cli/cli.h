@@ -180,6 +180,39 @@ void cli_kv_percent(struct cli_kv *kv, const char *key, uint64_t part, uint64_t 
 /* Writes every generic field of a segment description (the keys of `shmkit ls --json`). */
 void cli_info_kv(struct cli_kv *kv, const struct shmkit_segment_info *inf);
 
+/* --- options shared by the streaming commands (pub, sub; cli/util.c) --------------------- */
+
+/* How messages are cut from a byte stream and written back to one. */
+enum cli_framing { CLI_FRAMING_RAW, CLI_FRAMING_LINES, CLI_FRAMING_LEN };
+
+/* "raw", "lines", "len": 0 or -EINVAL. */
+int cli_parse_framing(const char *s, enum cli_framing *f);
+
+/* Digits with an optional K, M or G suffix (powers of 1024), at most `max`: 0, -EINVAL,
+ * -ERANGE. */
+int cli_parse_bytes(const char *s, uint64_t max, uint64_t *out);
+
+/* Seconds: digits, optionally a point and 1..9 more digits: 0, -EINVAL, -ERANGE. */
+int cli_parse_seconds(const char *s, uint64_t *ns);
+
+/* A --timeout: whether one was given, and each wait's bound. */
+struct cli_waiting {
+	bool bounded;
+	uint64_t timeout_ns;
+};
+
+/* The deadline of a wait starting now, or NULL (no bound). */
+const struct timespec *cli_deadline(const struct cli_waiting *w, struct timespec *ts);
+
+/* Sleeps `ns` nanoseconds, resuming after signals. */
+void cli_nap(uint64_t ns);
+
+/* Calls try_open(ctx) until it returns something other than -ENOENT / -EAGAIN (the
+ * object does not exist yet, or its creator has not published it), pausing between tries
+ * with growing pauses up to 50 ms. Returns that result, or -ETIMEDOUT once the --timeout
+ * passed (with timeout 0: the -ENOENT / -EAGAIN itself). */
+int cli_open_wait(int (*try_open)(void *ctx), void *ctx, const struct cli_waiting *w);
+
 /* --- kind-specific stat detail (cli/admin.c) ------------------------------------------------
  * `shmkit stat` prints the generic fields, then calls the hook registered for the segment's
  * kind, if any, to append more fields to the same object (ring capacity, subscribers, table

@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "pubsub_multi.h"
 
 const char cli_usage_pub[] =
 	"Usage: shmkit pub NAME [--create] [--capacity BYTES] [--max-msg BYTES]\n"
@@ -80,7 +81,24 @@ const char cli_usage_pub[] =
 	"\n"
 	"BYTES: a number with an optional suffix K, M or G (powers of 1024).\n"
 	"Exit status: 0 at end of input, 1 when the consumer died, a line was longer than\n"
-	"the largest message, a record was truncated, or a wait timed out.\n";
+	"the largest message, a record was truncated, or a wait timed out.\n"
+	"\n"
+	"Publish/subscribe (one publisher, many subscribers, each gets every message):\n"
+	"       shmkit pub NAME --pubsub [--create] [--subscribers N] [--policy block|overwrite]\n"
+	"                  [--history K] [--wait-subscribers N] [--capacity BYTES]\n"
+	"                  [--max-msg BYTES] [--framing raw|lines|len] [--backend posix|sysv]\n"
+	"                  [--timeout SEC]\n"
+	"  -P, --pubsub            a publish/subscribe channel instead of a stream\n"
+	"  -n, --subscribers N     with --create: subscribers at once (1..1024, default 16)\n"
+	"  -p, --policy POLICY     with --create: block (lossless: wait for the slowest\n"
+	"                          subscriber; default) or overwrite (never wait; lapped\n"
+	"                          subscribers lose the oldest messages)\n"
+	"  -H, --history K         with --create: a late subscriber starts with the last K\n"
+	"                          messages (0..65536, default 0)\n"
+	"  -w, --wait-subscribers N  publish nothing until N subscribers have joined (a\n"
+	"                          subscriber gets only what is published after it joins,\n"
+	"                          plus the history); --timeout bounds this wait too\n"
+	"At end of input the stream is closed; the channel stays (remove it with shmkit rm).\n";
 
 const char cli_usage_sub[] =
 	"Usage: shmkit sub NAME [--framing raw|lines|len] [--timeout SEC] [--keep]\n"
@@ -99,141 +117,40 @@ const char cli_usage_sub[] =
 	"  -h, --help              show this help\n"
 	"\n"
 	"Exit status: 0 at the end of the stream, or when the reader of standard output went\n"
-	"away; 1 when the producer died before the end, a wait timed out, or writing failed.\n";
-
-enum framing { FRAMING_RAW, FRAMING_LINES, FRAMING_LEN };
+	"away; 1 when the producer died before the end, a wait timed out, or writing failed.\n"
+	"\n"
+	"On a publish/subscribe channel, sub is one subscriber among many: it gets every\n"
+	"message published after it joined (and the channel's history, unless --from-now),\n"
+	"reports messages it lost to the overwrite policy on standard error, exits 0 at the\n"
+	"end of the stream and never removes the channel.\n"
+	"      --from-now          do not replay the channel's history\n";
 
 #define DEFAULT_CAPACITY (4ull << 20)
 #define DEFAULT_MAX_RAW (1ull << 20)
 #define DEFAULT_MAX_FRAMED (64ull << 10)
 #define MAX_CAPACITY (1ull << 40)   /* the library's largest ring */
-#define MAX_TIMEOUT_S 4294967295ull /* about 136 years: "forever" for practical purposes */
-#define OPEN_POLL_MAX_NS (50 * 1000000ull)
 #define PIPE_GROW (1u << 20)
 
 /* --- option values ------------------------------------------------------------------------ */
-
-static int parse_framing(const char *s, enum framing *f)
-{
-	if (strcmp(s, "raw") == 0)
-		*f = FRAMING_RAW;
-	else if (strcmp(s, "lines") == 0)
-		*f = FRAMING_LINES;
-	else if (strcmp(s, "len") == 0)
-		*f = FRAMING_LEN;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-/* Digits with an optional K, M or G (binary multiples); nothing else. */
-static int parse_bytes(const char *s, uint64_t max, uint64_t *out)
-{
-	size_t n = strlen(s);
-	unsigned shift = 0;
-	if (n > 0) {
-		switch (s[n - 1]) {
-		case 'K':
-		case 'k':
-			shift = 10;
-			break;
-		case 'M':
-		case 'm':
-			shift = 20;
-			break;
-		case 'G':
-		case 'g':
-			shift = 30;
-			break;
-		}
-	}
-	char digits[32];
-	size_t nd = shift ? n - 1 : n;
-	if (nd == 0 || nd >= sizeof digits)
-		return nd == 0 ? -EINVAL : -ERANGE;
-	memcpy(digits, s, nd);
-	digits[nd] = '\0';
-	uint64_t v;
-	int err = cli_parse_u64(digits, 10, UINT64_MAX >> shift, &v);
-	if (err)
-		return err;
-	v <<= shift;
-	if (v > max)
-		return -ERANGE;
-	*out = v;
-	return 0;
-}
-
-/* Seconds: digits, optionally a point and 1..9 more digits. */
-static int parse_seconds(const char *s, uint64_t *ns)
-{
-	const char *dot = strchr(s, '.');
-	char whole[32];
-	size_t nw = dot ? (size_t)(dot - s) : strlen(s);
-	if (nw == 0 || nw >= sizeof whole)
-		return nw == 0 ? -EINVAL : -ERANGE;
-	memcpy(whole, s, nw);
-	whole[nw] = '\0';
-	uint64_t sec;
-	int err = cli_parse_u64(whole, 10, MAX_TIMEOUT_S, &sec);
-	if (err)
-		return err;
-	uint64_t frac = 0;
-	if (dot) {
-		const char *f = dot + 1;
-		size_t nf = strlen(f);
-		if (nf == 0 || nf > 9)
-			return -EINVAL;
-		for (size_t i = 0; i < 9; i++) {
-			char c = i < nf ? f[i] : '0';
-			if (c < '0' || c > '9')
-				return -EINVAL;
-			frac = frac * 10 + (uint64_t)(c - '0');
-		}
-	}
-	*ns = sec * 1000000000ull + frac;
-	return 0;
-}
-
-struct waiting {
-	bool bounded;        /* --timeout given */
-	uint64_t timeout_ns; /* each wait's bound */
+struct open_args {
+	const char *name;
+	int role;
+	const struct shmkit_chan_opts *opts;
+	struct shmkit_chan **out;
 };
 
-/* The deadline of a wait starting now, or NULL (no bound). */
-static const struct timespec *deadline(const struct waiting *w, struct timespec *ts)
+static int try_open(void *p)
 {
-	return w->bounded ? shmkit_deadline_after(ts, w->timeout_ns) : NULL;
+	struct open_args *a = p;
+	return shmkit_chan_open(a->name, a->role, a->opts, a->out);
 }
 
-static void nap(uint64_t ns)
-{
-	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Opens channel `name` as `role`, waiting (with growing pauses up to 50 ms) while it does
- * not exist or its creator has not published it yet. Returns 0, -ETIMEDOUT after the
- * timeout, or the open error (with timeout 0: -ENOENT / -EAGAIN as they come). */
+/* Opens `name` as `role`, waiting while it does not exist or is not published yet. */
 static int open_wait(const char *name, int role, const struct shmkit_chan_opts *co,
-		     const struct waiting *w, struct shmkit_chan **chp)
+		     const struct cli_waiting *w, struct shmkit_chan **chp)
 {
-	uint64_t start = shmkit_now_ns();
-	uint64_t pause = 1000000;
-	for (;;) {
-		int err = shmkit_chan_open(name, role, co, chp);
-		if (err != -ENOENT && err != -EAGAIN)
-			return err;
-		uint64_t waited = shmkit_now_ns() - start;
-		if (w->bounded && waited >= w->timeout_ns)
-			return w->timeout_ns ? -ETIMEDOUT : err;
-		uint64_t ns = pause;
-		if (w->bounded && ns > w->timeout_ns - waited)
-			ns = w->timeout_ns - waited;
-		nap(ns);
-		pause = pause * 2 > OPEN_POLL_MAX_NS ? OPEN_POLL_MAX_NS : pause * 2;
-	}
+	struct open_args a = {name, role, co, chp};
+	return cli_open_wait(try_open, &a, w);
 }
 
 /* Grows the pipe behind `fd`, if it is one, to PIPE_GROW bytes. A default pipe holds
@@ -303,7 +220,7 @@ struct pub {
 	const struct cli_cmd *cmd;
 	const char *name;
 	struct shmkit_chan *ch;
-	struct waiting wait;
+	struct cli_waiting wait;
 	uint64_t max_msg;
 };
 
@@ -327,7 +244,7 @@ static int pub_loan(struct pub *p, size_t len, void **buf)
 {
 	for (;;) {
 		struct timespec ts;
-		int err = shmkit_chan_loan_wait(p->ch, len, buf, deadline(&p->wait, &ts));
+		int err = shmkit_chan_loan_wait(p->ch, len, buf, cli_deadline(&p->wait, &ts));
 		if (err != -EINTR)
 			return err;
 	}
@@ -460,7 +377,7 @@ static int pub_len(struct pub *p, struct input *in)
 
 /* Chooses the geometry of a channel pub creates; reports a usage error for sizes that
  * cannot go together. */
-static int pub_geometry(const struct cli_cmd *cmd, enum framing framing, bool have_cap,
+static int pub_geometry(const struct cli_cmd *cmd, enum cli_framing framing, bool have_cap,
 			uint64_t *cap, bool have_max, uint64_t *max)
 {
 	uint64_t c = have_cap ? *cap : DEFAULT_CAPACITY;
@@ -469,7 +386,7 @@ static int pub_geometry(const struct cli_cmd *cmd, enum framing framing, bool ha
 	while (pow2 < c)
 		pow2 <<= 1;
 	if (!have_max) {
-		*max = framing == FRAMING_RAW ? DEFAULT_MAX_RAW : DEFAULT_MAX_FRAMED;
+		*max = framing == CLI_FRAMING_RAW ? DEFAULT_MAX_RAW : DEFAULT_MAX_FRAMED;
 		if (have_cap && *max > pow2 / 4)
 			*max = pow2 / 4;
 	} else if (!have_cap && *max > pow2 / 2 - 8) {
@@ -490,8 +407,19 @@ static int pub_geometry(const struct cli_cmd *cmd, enum framing framing, bool ha
 	return CLI_OK;
 }
 
+/* Whether argv asks for a publish/subscribe channel (handled by cli/pubsub_multi.c). */
+static bool wants_pubsub(int argc, char **argv, const char *long_opt, const char *short_opt)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], long_opt) == 0 || (short_opt && strcmp(argv[i], short_opt) == 0))
+			return true;
+	return false;
+}
+
 int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 {
+	if (wants_pubsub(argc, argv, "--pubsub", "-P"))
+		return cli_pub_multi(cmd, argc, argv);
 	enum { OPT_CAPACITY = 256, OPT_MAX_MSG };
 	static const struct option opts[] = {
 		{"create", no_argument, NULL, 'c'},
@@ -505,9 +433,9 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 	};
 	bool create = false, have_cap = false, have_max = false;
 	uint64_t cap = 0, max = 0;
-	enum framing framing = FRAMING_RAW;
+	enum cli_framing framing = CLI_FRAMING_RAW;
 	uint32_t backend = SHMKIT_BACKEND_ANY;
-	struct waiting w = {0};
+	struct cli_waiting w = {0};
 	int c;
 	cli_getopt_reset();
 	while ((c = getopt_long(argc, argv, ":cf:b:t:h", opts, NULL)) != -1) {
@@ -516,7 +444,7 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 			create = true;
 			break;
 		case OPT_CAPACITY:
-			if (parse_bytes(optarg, MAX_CAPACITY, &cap) < 0 || cap == 0)
+			if (cli_parse_bytes(optarg, MAX_CAPACITY, &cap) < 0 || cap == 0)
 				return cli_usage_error(cmd,
 						       "invalid capacity '%s' (bytes, 1..1T, with an "
 						       "optional K, M or G)",
@@ -524,7 +452,7 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 			have_cap = true;
 			break;
 		case OPT_MAX_MSG:
-			if (parse_bytes(optarg, MAX_CAPACITY / 2 - 8, &max) < 0 || max == 0)
+			if (cli_parse_bytes(optarg, MAX_CAPACITY / 2 - 8, &max) < 0 || max == 0)
 				return cli_usage_error(cmd,
 						       "invalid message size '%s' (bytes, 1..512G, "
 						       "with an optional K, M or G)",
@@ -532,7 +460,7 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 			have_max = true;
 			break;
 		case 'f':
-			if (parse_framing(optarg, &framing) < 0)
+			if (cli_parse_framing(optarg, &framing) < 0)
 				return cli_usage_error(cmd,
 						       "invalid framing '%s' (expected raw, lines or "
 						       "len)",
@@ -545,7 +473,7 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 						       optarg);
 			break;
 		case 't':
-			if (parse_seconds(optarg, &w.timeout_ns) < 0)
+			if (cli_parse_seconds(optarg, &w.timeout_ns) < 0)
 				return cli_usage_error(cmd,
 						       "invalid timeout '%s' (seconds, e.g. 10 or 0.5)",
 						       optarg);
@@ -587,7 +515,7 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 	grow_pipe(STDIN_FILENO);
 
 	int rc;
-	if (framing == FRAMING_RAW) {
+	if (framing == CLI_FRAMING_RAW) {
 		rc = pub_raw(&p);
 	} else {
 		/* A whole line must fit in the buffer, its newline included. */
@@ -598,7 +526,7 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 		if (!in.buf) {
 			rc = cli_error(cmd, "input buffer", -ENOMEM);
 		} else {
-			rc = framing == FRAMING_LINES ? pub_lines(&p, &in) : pub_len(&p, &in);
+			rc = framing == CLI_FRAMING_LINES ? pub_lines(&p, &in) : pub_len(&p, &in);
 			free(in.buf);
 		}
 	}
@@ -665,12 +593,12 @@ static int out_flush(struct output *o)
  * has room for one, see sub_loop()), a larger one is written straight from the channel
  * after what the buffer holds. Returns 1 when the message was copied, 0 when it was
  * written, or a negative errno. */
-static int out_message(struct output *o, enum framing framing, const void *msg, size_t len)
+static int out_message(struct output *o, enum cli_framing framing, const void *msg, size_t len)
 {
 	uint8_t hdr[4];
 	struct iovec iov[3];
 	int cnt = 0;
-	if (framing == FRAMING_LEN) {
+	if (framing == CLI_FRAMING_LEN) {
 		hdr[0] = (uint8_t)len;
 		hdr[1] = (uint8_t)(len >> 8);
 		hdr[2] = (uint8_t)(len >> 16);
@@ -678,7 +606,7 @@ static int out_message(struct output *o, enum framing framing, const void *msg, 
 		iov[cnt++] = (struct iovec){.iov_base = hdr, .iov_len = 4};
 	}
 	iov[cnt++] = (struct iovec){.iov_base = (void *)(uintptr_t)msg, .iov_len = len};
-	if (framing == FRAMING_LINES)
+	if (framing == CLI_FRAMING_LINES)
 		iov[cnt++] = (struct iovec){.iov_base = "\n", .iov_len = 1};
 	if (len <= OUT_SMALL) {
 		for (int i = 0; i < cnt; i++) {
@@ -697,8 +625,8 @@ struct sub {
 	const struct cli_cmd *cmd;
 	const char *name;
 	struct shmkit_chan *ch;
-	struct waiting wait;
-	enum framing framing;
+	struct cli_waiting wait;
+	enum cli_framing framing;
 };
 
 /* Copies messages to standard output until the stream ends or something fails. Returns
@@ -717,10 +645,10 @@ static void sub_loop(struct sub *s, struct output *o, int *chan_err, int *out_er
 				return;
 			do {
 				struct timespec ts;
-				err = shmkit_chan_peek_wait(s->ch, &msg, &len, deadline(&s->wait, &ts));
+				err = shmkit_chan_peek_wait(s->ch, &msg, &len, cli_deadline(&s->wait, &ts));
 			} while (err == -EINTR);
 		}
-		if (!err && s->framing == FRAMING_LEN && len > UINT32_MAX)
+		if (!err && s->framing == CLI_FRAMING_LEN && len > UINT32_MAX)
 			err = -EMSGSIZE; /* its length does not fit the 4-byte prefix */
 		if (err) {
 			*chan_err = err;
@@ -766,6 +694,8 @@ static int sub_finish(struct sub *s, bool keep, int rc)
 
 int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 {
+	if (wants_pubsub(argc, argv, "--from-now", NULL))
+		return cli_sub_multi(cmd, argc, argv);
 	static const struct option opts[] = {
 		{"framing", required_argument, NULL, 'f'},
 		{"timeout", required_argument, NULL, 't'},
@@ -773,21 +703,21 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct sub s = {.cmd = cmd, .framing = FRAMING_RAW};
+	struct sub s = {.cmd = cmd, .framing = CLI_FRAMING_RAW};
 	bool keep = false;
 	int c;
 	cli_getopt_reset();
 	while ((c = getopt_long(argc, argv, ":f:t:kh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
-			if (parse_framing(optarg, &s.framing) < 0)
+			if (cli_parse_framing(optarg, &s.framing) < 0)
 				return cli_usage_error(cmd,
 						       "invalid framing '%s' (expected raw, lines or "
 						       "len)",
 						       optarg);
 			break;
 		case 't':
-			if (parse_seconds(optarg, &s.wait.timeout_ns) < 0)
+			if (cli_parse_seconds(optarg, &s.wait.timeout_ns) < 0)
 				return cli_usage_error(cmd,
 						       "invalid timeout '%s' (seconds, e.g. 10 or 0.5)",
 						       optarg);
@@ -811,8 +741,15 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 	if (cli_check_name(cmd, s.name) != CLI_OK)
 		return CLI_USAGE;
 
+	/* A publish/subscribe channel: one subscriber among many (cli/pubsub_multi.c). */
+	struct shmkit_segment_info inf;
+	if (shmkit_segment_stat(s.name, NULL, &inf) == 0 && inf.status == 0 &&
+	    inf.kind == SHMKIT_KIND_PUBSUB)
+		return cli_sub_multi(cmd, argc, argv);
 	signal(SIGPIPE, SIG_IGN);
 	int err = open_wait(s.name, SHMKIT_CHAN_CONSUMER, NULL, &s.wait, &s.ch);
+	if (err == -EMEDIUMTYPE) /* it appeared while we waited, as a pub/sub channel */
+		return cli_sub_multi(cmd, argc, argv);
 	if (err == -ETIMEDOUT)
 		return cli_errorf(cmd, "%s: timed out waiting for the channel to appear", s.name);
 	if (err)

@@ -33,137 +33,26 @@
 
 #include "pubsub_multi.h"
 
-const char cli_usage_pub_multi[] =
-	"Publish/subscribe (one publisher, many subscribers, each gets every message):\n"
-	"       shmkit pub NAME --pubsub [--create] [--subscribers N] [--policy block|overwrite]\n"
-	"                  [--history K] [--capacity BYTES] [--max-msg BYTES]\n"
-	"                  [--framing raw|lines|len] [--backend posix|sysv] [--timeout SEC]\n"
-	"  -P, --pubsub            a publish/subscribe channel instead of a stream\n"
-	"  -n, --subscribers N     with --create: subscribers at once (1..1024, default 16)\n"
-	"  -p, --policy POLICY     with --create: block (lossless: wait for the slowest\n"
-	"                          subscriber; default) or overwrite (never wait; lapped\n"
-	"                          subscribers lose the oldest messages)\n"
-	"  -H, --history K         with --create: a late subscriber starts with the last K\n"
-	"                          messages (0..65536, default 0)\n"
-	"  -w, --wait-subscribers N  publish nothing until N subscribers have joined (a\n"
-	"                          subscriber gets only what is published after it joins,\n"
-	"                          plus the history); --timeout bounds this wait too\n"
-	"At end of input the stream is closed; the channel stays (remove it with shmkit rm).\n";
-
-const char cli_usage_sub_multi[] =
-	"On a publish/subscribe channel, sub is one subscriber among many: it gets every\n"
-	"message published after it joined (and the channel's history, unless --from-now),\n"
-	"reports messages it lost to the overwrite policy on standard error, exits 0 at the\n"
-	"end of the stream and never removes the channel.\n"
-	"      --from-now          do not replay the channel's history\n";
-
-enum framing { FRAMING_RAW, FRAMING_LINES, FRAMING_LEN };
-
-#define OPEN_POLL_MAX_NS (50 * 1000000ull)
-#define MAX_TIMEOUT_S 4294967295ull
-
 /* --- option values ------------------------------------------------------------------------ */
-
-static int parse_framing(const char *s, enum framing *f)
-{
-	if (strcmp(s, "raw") == 0)
-		*f = FRAMING_RAW;
-	else if (strcmp(s, "lines") == 0)
-		*f = FRAMING_LINES;
-	else if (strcmp(s, "len") == 0)
-		*f = FRAMING_LEN;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-/* Digits with an optional K, M or G suffix (powers of 1024). */
-static int parse_bytes(const char *s, uint64_t max, uint64_t *out)
-{
-	size_t n = strlen(s);
-	unsigned shift = 0;
-	if (n > 0 && strchr("KkMmGg", s[n - 1]))
-		shift = s[n - 1] == 'K' || s[n - 1] == 'k' ? 10 : s[n - 1] == 'M' || s[n - 1] == 'm' ? 20 : 30;
-	char digits[32];
-	size_t nd = shift ? n - 1 : n;
-	if (nd == 0 || nd >= sizeof digits)
-		return -EINVAL;
-	memcpy(digits, s, nd);
-	digits[nd] = '\0';
-	uint64_t v;
-	int err = cli_parse_u64(digits, 10, UINT64_MAX >> shift, &v);
-	if (err)
-		return err;
-	if ((v << shift) > max)
-		return -ERANGE;
-	*out = v << shift;
-	return 0;
-}
-
-/* Seconds with up to nine decimals. */
-static int parse_seconds(const char *s, uint64_t *ns)
-{
-	const char *dot = strchr(s, '.');
-	char whole[32];
-	size_t nw = dot ? (size_t)(dot - s) : strlen(s);
-	if (nw == 0 || nw >= sizeof whole)
-		return -EINVAL;
-	memcpy(whole, s, nw);
-	whole[nw] = '\0';
-	uint64_t sec, frac = 0;
-	int err = cli_parse_u64(whole, 10, MAX_TIMEOUT_S, &sec);
-	if (err)
-		return err;
-	if (dot) {
-		size_t nf = strlen(dot + 1);
-		if (nf == 0 || nf > 9)
-			return -EINVAL;
-		for (size_t i = 0; i < 9; i++) {
-			char c = i < nf ? dot[1 + i] : '0';
-			if (c < '0' || c > '9')
-				return -EINVAL;
-			frac = frac * 10 + (uint64_t)(c - '0');
-		}
-	}
-	*ns = sec * 1000000000ull + frac;
-	return 0;
-}
-
-struct waiting {
-	bool bounded;
-	uint64_t timeout_ns;
+struct open_args {
+	const char *name;
+	int role;
+	const struct shmkit_pubsub_opts *opts;
+	struct shmkit_pubsub **out;
 };
 
-static const struct timespec *deadline(const struct waiting *w, struct timespec *ts)
+static int try_open(void *p)
 {
-	return w->bounded ? shmkit_deadline_after(ts, w->timeout_ns) : NULL;
-}
-
-static void nap(uint64_t ns)
-{
-	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	struct open_args *a = p;
+	return shmkit_pubsub_open(a->name, a->role, a->opts, a->out);
 }
 
 /* Opens `name` as `role`, waiting while it does not exist or is not published yet. */
 static int open_wait(const char *name, int role, const struct shmkit_pubsub_opts *o,
-		     const struct waiting *w, struct shmkit_pubsub **psp)
+		     const struct cli_waiting *w, struct shmkit_pubsub **psp)
 {
-	uint64_t start = shmkit_now_ns(), pause = 1000000;
-	for (;;) {
-		int err = shmkit_pubsub_open(name, role, o, psp);
-		if (err != -ENOENT && err != -EAGAIN)
-			return err;
-		uint64_t waited = shmkit_now_ns() - start;
-		if (w->bounded && waited >= w->timeout_ns)
-			return w->timeout_ns ? -ETIMEDOUT : err;
-		uint64_t ns = pause;
-		if (w->bounded && ns > w->timeout_ns - waited)
-			ns = w->timeout_ns - waited;
-		nap(ns);
-		pause = pause * 2 > OPEN_POLL_MAX_NS ? OPEN_POLL_MAX_NS : pause * 2;
-	}
+	struct open_args a = {name, role, o, psp};
+	return cli_open_wait(try_open, &a, w);
 }
 
 /* --- pub ------------------------------------------------------------------------------------ */
@@ -173,8 +62,8 @@ struct pub_args {
 	bool create, have_cap, have_max;
 	uint64_t capacity, max_msg;
 	uint32_t subs, policy, history, backend, wait_subs;
-	enum framing framing;
-	struct waiting wait;
+	enum cli_framing framing;
+	struct cli_waiting wait;
 };
 
 static int pub_parse(const struct cli_cmd *cmd, int argc, char **argv, struct pub_args *a)
@@ -239,17 +128,17 @@ static int pub_parse(const struct cli_cmd *cmd, int argc, char **argv, struct pu
 			a->wait_subs = (uint32_t)v;
 			break;
 		case O_CAP:
-			if (parse_bytes(optarg, 1ull << 40, &a->capacity) || a->capacity == 0)
+			if (cli_parse_bytes(optarg, 1ull << 40, &a->capacity) || a->capacity == 0)
 				return cli_usage_error(cmd, "invalid --capacity '%s'", optarg);
 			a->have_cap = create_only = true;
 			break;
 		case O_MAX:
-			if (parse_bytes(optarg, 1ull << 39, &a->max_msg) || a->max_msg == 0)
+			if (cli_parse_bytes(optarg, 1ull << 39, &a->max_msg) || a->max_msg == 0)
 				return cli_usage_error(cmd, "invalid --max-msg '%s'", optarg);
 			a->have_max = create_only = true;
 			break;
 		case 'f':
-			if (parse_framing(optarg, &a->framing))
+			if (cli_parse_framing(optarg, &a->framing))
 				return cli_usage_error(cmd, "invalid --framing '%s' (raw, lines or len)",
 						       optarg);
 			break;
@@ -258,14 +147,12 @@ static int pub_parse(const struct cli_cmd *cmd, int argc, char **argv, struct pu
 				return cli_usage_error(cmd, "invalid --backend '%s' (posix or sysv)", optarg);
 			break;
 		case 't':
-			if (parse_seconds(optarg, &a->wait.timeout_ns))
+			if (cli_parse_seconds(optarg, &a->wait.timeout_ns))
 				return cli_usage_error(cmd, "invalid --timeout '%s' (seconds)", optarg);
 			a->wait.bounded = true;
 			break;
 		case 'h':
 			cli_print_usage(cmd, stdout);
-			fputs("\n", stdout);
-			fputs(cli_usage_pub_multi, stdout);
 			return -1;
 		default:
 			return cli_bad_option(cmd, c, argv);
@@ -306,7 +193,7 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 		o.capacity = a.capacity;
 		o.max_msg = a.max_msg;
 		if (!a.have_max && !a.have_cap)
-			o.max_msg = a.framing == FRAMING_RAW ? 64 << 10 : 16 << 10;
+			o.max_msg = a.framing == CLI_FRAMING_RAW ? 64 << 10 : 16 << 10;
 		o.max_subscribers = a.subs;
 		o.policy = a.policy;
 		o.history = a.history;
@@ -326,7 +213,7 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 			return cli_errorf(cmd, "%s: %d of %u subscribers joined before the timeout",
 					  a.name, live, a.wait_subs);
 		}
-		nap(2000000);
+		cli_nap(2000000);
 	}
 	size_t max = shmkit_pubsub_max_msg(ps);
 	char *buf = malloc(max ? max : 1);
@@ -339,7 +226,7 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 	rc = CLI_OK;
 	for (;;) {
 		size_t len;
-		if (a.framing == FRAMING_RAW) {
+		if (a.framing == CLI_FRAMING_RAW) {
 			ssize_t r;
 			do
 				r = read(STDIN_FILENO, buf, max);
@@ -352,7 +239,7 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 				break;
 			len = (size_t)r;
 			err = 0;
-		} else if (a.framing == FRAMING_LINES) {
+		} else if (a.framing == CLI_FRAMING_LINES) {
 			ssize_t r = getline(&line, &cap, stdin);
 			if (r < 0)
 				break;
@@ -387,7 +274,7 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 			}
 		}
 		struct timespec ts;
-		err = shmkit_pubsub_send_wait(ps, buf, len, deadline(&a.wait, &ts));
+		err = shmkit_pubsub_send_wait(ps, buf, len, cli_deadline(&a.wait, &ts));
 		if (err) {
 			rc = cli_error(cmd, a.name, err);
 			break;
@@ -420,17 +307,17 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-static int out_message(enum framing f, const void *msg, size_t len)
+static int out_message(enum cli_framing f, const void *msg, size_t len)
 {
 	int err = 0;
-	if (f == FRAMING_LEN) {
+	if (f == CLI_FRAMING_LEN) {
 		uint8_t hdr[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
 				  (uint8_t)(len >> 24)};
 		err = write_all(STDOUT_FILENO, hdr, 4);
 	}
 	if (!err)
 		err = write_all(STDOUT_FILENO, msg, len);
-	if (!err && f == FRAMING_LINES)
+	if (!err && f == CLI_FRAMING_LINES)
 		err = write_all(STDOUT_FILENO, "\n", 1);
 	return err;
 }
@@ -446,20 +333,20 @@ int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	enum framing framing = FRAMING_RAW;
-	struct waiting wait = {0};
+	enum cli_framing framing = CLI_FRAMING_RAW;
+	struct cli_waiting wait = {0};
 	uint32_t flags = 0;
 	int c;
 	cli_getopt_reset();
 	while ((c = getopt_long(argc, argv, ":f:t:kh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
-			if (parse_framing(optarg, &framing))
+			if (cli_parse_framing(optarg, &framing))
 				return cli_usage_error(cmd, "invalid --framing '%s' (raw, lines or len)",
 						       optarg);
 			break;
 		case 't':
-			if (parse_seconds(optarg, &wait.timeout_ns))
+			if (cli_parse_seconds(optarg, &wait.timeout_ns))
 				return cli_usage_error(cmd, "invalid --timeout '%s' (seconds)", optarg);
 			wait.bounded = true;
 			break;
@@ -470,8 +357,6 @@ int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 			break;
 		case 'h':
 			cli_print_usage(cmd, stdout);
-			fputs("\n", stdout);
-			fputs(cli_usage_sub_multi, stdout);
 			return CLI_OK;
 		default:
 			return cli_bad_option(cmd, c, argv);
@@ -495,7 +380,7 @@ int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 		const void *p;
 		size_t len;
 		struct timespec ts;
-		err = shmkit_pubsub_peek_wait(ps, &p, &len, deadline(&wait, &ts));
+		err = shmkit_pubsub_peek_wait(ps, &p, &len, cli_deadline(&wait, &ts));
 		if (err == -EPIPE)
 			break;
 		if (err == -ESTALE) {

@@ -11,11 +11,6 @@
 
 #include "cli.h"
 
-/* The option text for `pub --pubsub` and `sub` on pub/sub channels, to append to the
- * usage texts of pub and sub. */
-extern const char cli_usage_pub_multi[];
-extern const char cli_usage_sub_multi[];
-
 int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv);
 int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv);
 

@@ -536,3 +536,119 @@ void cli_info_kv(struct cli_kv *kv, const struct shmkit_segment_info *inf)
 	cli_kv_str(kv, "error", inf->status ? shmkit_strerror(inf->status) : NULL);
 	cli_kv_str(kv, "created", trusted ? cli_iso_time(buf, sizeof buf, inf->created_ns) : NULL);
 }
+
+/* --- options shared by the streaming commands ---------------------------------------------- */
+
+#define MAX_TIMEOUT_S 4294967295ull /* about 136 years: "forever" for practical purposes */
+#define OPEN_POLL_MAX_NS (50 * 1000000ull)
+
+int cli_parse_framing(const char *s, enum cli_framing *f)
+{
+	if (strcmp(s, "raw") == 0)
+		*f = CLI_FRAMING_RAW;
+	else if (strcmp(s, "lines") == 0)
+		*f = CLI_FRAMING_LINES;
+	else if (strcmp(s, "len") == 0)
+		*f = CLI_FRAMING_LEN;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int cli_parse_bytes(const char *s, uint64_t max, uint64_t *out)
+{
+	size_t n = strlen(s);
+	unsigned shift = 0;
+	if (n > 0) {
+		switch (s[n - 1]) {
+		case 'K':
+		case 'k':
+			shift = 10;
+			break;
+		case 'M':
+		case 'm':
+			shift = 20;
+			break;
+		case 'G':
+		case 'g':
+			shift = 30;
+			break;
+		}
+	}
+	char digits[32];
+	size_t nd = shift ? n - 1 : n;
+	if (nd == 0 || nd >= sizeof digits)
+		return nd == 0 ? -EINVAL : -ERANGE;
+	memcpy(digits, s, nd);
+	digits[nd] = '\0';
+	uint64_t v;
+	int err = cli_parse_u64(digits, 10, UINT64_MAX >> shift, &v);
+	if (err)
+		return err;
+	v <<= shift;
+	if (v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_seconds(const char *s, uint64_t *ns)
+{
+	const char *dot = strchr(s, '.');
+	char whole[32];
+	size_t nw = dot ? (size_t)(dot - s) : strlen(s);
+	if (nw == 0 || nw >= sizeof whole)
+		return nw == 0 ? -EINVAL : -ERANGE;
+	memcpy(whole, s, nw);
+	whole[nw] = '\0';
+	uint64_t sec;
+	int err = cli_parse_u64(whole, 10, MAX_TIMEOUT_S, &sec);
+	if (err)
+		return err;
+	uint64_t frac = 0;
+	if (dot) {
+		const char *f = dot + 1;
+		size_t nf = strlen(f);
+		if (nf == 0 || nf > 9)
+			return -EINVAL;
+		for (size_t i = 0; i < 9; i++) {
+			char c = i < nf ? f[i] : '0';
+			if (c < '0' || c > '9')
+				return -EINVAL;
+			frac = frac * 10 + (uint64_t)(c - '0');
+		}
+	}
+	*ns = sec * 1000000000ull + frac;
+	return 0;
+}
+
+const struct timespec *cli_deadline(const struct cli_waiting *w, struct timespec *ts)
+{
+	return w->bounded ? shmkit_deadline_after(ts, w->timeout_ns) : NULL;
+}
+
+void cli_nap(uint64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+int cli_open_wait(int (*try_open)(void *ctx), void *ctx, const struct cli_waiting *w)
+{
+	uint64_t start = shmkit_now_ns();
+	uint64_t pause = 1000000;
+	for (;;) {
+		int err = try_open(ctx);
+		if (err != -ENOENT && err != -EAGAIN)
+			return err;
+		uint64_t waited = shmkit_now_ns() - start;
+		if (w->bounded && waited >= w->timeout_ns)
+			return w->timeout_ns ? -ETIMEDOUT : err;
+		uint64_t ns = pause;
+		if (w->bounded && ns > w->timeout_ns - waited)
+			ns = w->timeout_ns - waited;
+		cli_nap(ns);
+		pause = pause * 2 > OPEN_POLL_MAX_NS ? OPEN_POLL_MAX_NS : pause * 2;
+	}
+}

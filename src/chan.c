@@ -33,10 +33,11 @@
  *
  * Waiting (DESIGN.md §4): a side that must wait spins for a bounded, adaptive time, then
  * sleeps on its queue's futex word `gen`:
- *     gen0 = gen (A3);  sleepers += 1 (seq_cst);  re-check the condition with a seq_cst
+ *     gen0 = gen (A-wq);  sleepers += 1 (seq_cst);  re-check the condition with a seq_cst
  *     load of the peer's position;  if still not ready: FUTEX_WAIT(gen, gen0, slice)
  * and the peer, after storing its position seq_cst (R1/R2 in src/ring.c), loads sleepers
- * (seq_cst) and only when it is non-zero bumps gen (R3) and calls FUTEX_WAKE. Both sides
+ * (seq_cst) and only when it is non-zero bumps gen (R-wq) and calls FUTEX_WAKE. (The
+ * queue, the spin and the owner words are src/waitq.c's, shared with pub/sub and queues.) Both sides
  * store then load in the single seq_cst order, so at least one sees the other: either the
  * sleeper's re-check sees the new position, or the waker sees the sleeper (and the bump
  * makes a FUTEX_WAIT that has not started yet return at once). No lost wake-up, and no
@@ -57,20 +58,15 @@
 #include "chan_internal.h"
 #include "ring.h"
 #include "shmkit/chan.h"
+#include "waitq_internal.h"
 
 #define CHAN_MAGIC 0x316e68636b6d6873ull /* "shmkchn1" */
 #define CHAN_VERSION 1u
 #define CHAN_RING_OFFSET 1024u
-#define CHAN_SLICE_NS 100000000ull /* longest sleep between liveness checks: 100 ms */
-#define CHAN_SPIN_FLOOR_NS 2000u   /* the adaptive spin never drops below this */
 
 /* Values of the `closed` word. */
 enum { CLOSED_OPEN = 0, CLOSED_EOF = 1, CLOSED_ABORTED = 2 };
 
-struct chan_queue {
-	_Atomic uint32_t gen;
-	_Atomic uint32_t sleepers;
-};
 
 struct chan_ctl {
 	/* immutable after creation */
@@ -94,9 +90,9 @@ struct chan_ctl {
 	_Atomic uint64_t msgs_recv, bytes_recv, cons_sleeps, cons_wakes;
 	_Atomic uint32_t reader_closed;
 	uint8_t pad3[76];
-	struct chan_queue data_q;
+	struct shmkit__waitq data_q;
 	uint8_t pad4[120];
-	struct chan_queue space_q;
+	struct shmkit__waitq space_q;
 	uint8_t pad5[120];
 	uint8_t reserved[384];
 };
@@ -110,7 +106,6 @@ static_assert(offsetof(struct chan_ctl, reader_closed) == 304, "layout");
 static_assert(offsetof(struct chan_ctl, data_q) == 384, "data queue");
 static_assert(offsetof(struct chan_ctl, space_q) == 512, "space queue");
 static_assert(sizeof(struct chan_ctl) == CHAN_RING_OFFSET, "ring offset");
-static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "futex word is a plain u32");
 
 struct shmkit_chan {
 	struct shmkit_segment *seg;
@@ -118,28 +113,11 @@ struct shmkit_chan {
 	struct shmkit__ring ring;
 	int role;
 	uint64_t me;         /* our owner word */
-	uint32_t spin_max;   /* ns */
-	uint32_t spin_cur;   /* ns, adaptive */
+	struct shmkit__spin spin;
 	uint64_t sleeps, wakes; /* private counters, published with the position */
 };
 
 /* --- identity and liveness ------------------------------------------------------------ */
-
-static uint64_t owner_word(int32_t pid, uint64_t start)
-{
-	return (uint64_t)(uint32_t)pid << 32 | (start & 0xffffffffu);
-}
-
-/* 1 alive, 0 no owner, -1 dead. */
-static int owner_state(uint64_t w)
-{
-	if (w == 0)
-		return 0;
-	int32_t pid = (int32_t)(w >> 32);
-	if (pid <= 0 || !shmkit_pid_alive(pid, 0))
-		return -1;
-	return (shmkit_pid_start_ticks(pid) & 0xffffffffu) == (w & 0xffffffffu) ? 1 : -1;
-}
 
 static _Atomic uint64_t *my_owner(struct shmkit_chan *ch)
 {
@@ -158,7 +136,7 @@ static int claim_role(struct shmkit_chan *ch)
 	 * the previous owner's last publish, which used seq_cst stores. */
 	uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
 	for (int tries = 0; tries < 100; tries++) {
-		if (cur != 0 && owner_state(cur) > 0)
+		if (cur != 0 && shmkit__owner_state(cur) > 0)
 			return -EBUSY;
 		if (atomic_compare_exchange_strong_explicit(w, &cur, ch->me, memory_order_acquire,
 							    memory_order_relaxed))
@@ -180,7 +158,7 @@ int shmkit_chan_peer_alive(const struct shmkit_chan *ch)
 	if (!ch)
 		return 0;
 	/* Relaxed: a snapshot for a liveness check. */
-	return owner_state(atomic_load_explicit(peer_owner(ch), memory_order_relaxed)) > 0;
+	return shmkit__owner_state(atomic_load_explicit(peer_owner(ch), memory_order_relaxed)) > 0;
 }
 
 /* --- creation and attachment ---------------------------------------------------------- */
@@ -193,14 +171,6 @@ static uint64_t next_pow2(uint64_t v)
 	return p;
 }
 
-static unsigned cpus_allowed(void)
-{
-	cpu_set_t set;
-	if (sched_getaffinity(0, sizeof set, &set) < 0)
-		return 1;
-	return (unsigned)CPU_COUNT(&set);
-}
-
 static int chan_alloc(struct shmkit_segment *seg, int role, const struct shmkit_chan_opts *o,
 		      struct shmkit_chan **chp)
 {
@@ -210,12 +180,8 @@ static int chan_alloc(struct shmkit_segment *seg, int role, const struct shmkit_
 	ch->seg = seg;
 	ch->ctl = shmkit_segment_data(seg);
 	ch->role = role;
-	ch->me = owner_word((int32_t)getpid(), shmkit_pid_start_ticks(0));
-	ch->spin_max = o && o->spin_ns ? o->spin_ns : SHMKIT_CHAN_DEFAULT_SPIN_NS;
-	/* Spinning only helps when the peer can run at the same time on another CPU. */
-	if ((o && (o->flags & SHMKIT_CHAN_NO_SPIN)) || cpus_allowed() < 2)
-		ch->spin_max = 0;
-	ch->spin_cur = ch->spin_max;
+	ch->me = shmkit__self_owner();
+	shmkit__spin_init(&ch->spin, o ? o->spin_ns : 0, o && (o->flags & SHMKIT_CHAN_NO_SPIN));
 	*chp = ch;
 	return 0;
 }
@@ -398,15 +364,12 @@ static void publish_stats(struct shmkit_chan *ch)
 	}
 }
 
-/* Wakes the peer sleeping on `q`, if any. Called right after a seq_cst position store. */
-static void wake(struct shmkit_chan *ch, struct chan_queue *q)
+/* Wakes the peer sleeping on `q`, if any. Called right after a seq_cst position store
+ * (the Dekker handshake of src/waitq_internal.h: no system call while nobody sleeps). */
+static void wake(struct shmkit_chan *ch, struct shmkit__waitq *q)
 {
-	/* seq_cst: the load half of the Dekker handshake (see the top of this file). */
-	if (atomic_load_explicit(&q->sleepers, memory_order_seq_cst) == 0)
+	if (!shmkit__waitq_wake(q, INT_MAX))
 		return;
-	/* R3: pairs with A3 in sleep_on(); makes a FUTEX_WAIT on the old gen fail at once. */
-	atomic_fetch_add_explicit(&q->gen, 1, memory_order_release);
-	shmkit_futex_wake((uint32_t *)(void *)&q->gen, INT_MAX);
 	ch->wakes++;
 	_Atomic uint64_t *ctr = ch->role == SHMKIT_CHAN_PRODUCER ? &ch->ctl->prod_wakes
 								  : &ch->ctl->cons_wakes;
@@ -457,68 +420,51 @@ static bool ready(struct shmkit_chan *ch, enum wait_what what, uint64_t len, boo
 	}
 }
 
-static bool deadline_passed(const struct timespec *deadline, uint64_t now)
+struct wait_ctx {
+	struct shmkit_chan *ch;
+	enum wait_what what;
+	uint64_t len;
+};
+
+static bool ready_spin(void *p)
 {
-	if (!deadline)
-		return false;
-	uint64_t d = (uint64_t)deadline->tv_sec * 1000000000ull + (uint64_t)deadline->tv_nsec;
-	return now >= d;
+	struct wait_ctx *w = p;
+	return ready(w->ch, w->what, w->len, false);
 }
 
-/* Waits until `what` may be ready. Returns 0 (re-try the operation), -ETIMEDOUT,
- * -EOWNERDEAD (the peer died and what we wait for is not there), -EINTR. */
+static bool ready_sc(void *p)
+{
+	struct wait_ctx *w = p;
+	return ready(w->ch, w->what, w->len, true);
+}
+
+/* Waits until `what` may be ready: a bounded adaptive spin, then a futex sleep of at most
+ * one liveness slice. Returns 0 (re-try the operation), -ETIMEDOUT, -EOWNERDEAD (the peer
+ * died and what we wait for is not there), -EINTR, -EINVAL (malformed deadline). */
 static int wait_for(struct shmkit_chan *ch, enum wait_what what, uint64_t len,
 		    const struct timespec *deadline)
 {
-	if (ch->spin_cur) {
-		uint64_t start = shmkit_now_ns();
-		for (unsigned i = 1;; i++) {
-			if (ready(ch, what, len, false)) {
-				/* Spinning paid off: allow longer spins again. */
-				uint32_t up = ch->spin_cur * 2;
-				ch->spin_cur = up > ch->spin_max || up < ch->spin_cur ? ch->spin_max : up;
-				return 0;
-			}
-			shmkit__cpu_relax();
-			if ((i & 63) == 0 && shmkit_now_ns() - start >= ch->spin_cur)
-				break;
-		}
-		/* It did not: spin less next time, down to a floor. */
-		uint32_t floor = ch->spin_max < CHAN_SPIN_FLOOR_NS ? ch->spin_max : CHAN_SPIN_FLOOR_NS;
-		ch->spin_cur = ch->spin_cur / 2 > floor ? ch->spin_cur / 2 : floor;
-	}
-	struct chan_queue *q = what == WAIT_DATA ? &ch->ctl->data_q : &ch->ctl->space_q;
-	/* A3: pairs with R3 in wake(). */
-	uint32_t gen = atomic_load_explicit(&q->gen, memory_order_acquire);
-	/* seq_cst: the store half of the Dekker handshake. */
-	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_seq_cst);
-	int err = 0;
-	if (!ready(ch, what, len, true)) {
-		struct timespec slice;
-		shmkit_deadline_after(&slice, CHAN_SLICE_NS);
-		const struct timespec *until = &slice;
-		if (deadline && (deadline->tv_sec < slice.tv_sec ||
-				 (deadline->tv_sec == slice.tv_sec && deadline->tv_nsec < slice.tv_nsec)))
-			until = deadline;
-		err = shmkit_futex_wait((uint32_t *)(void *)&q->gen, gen, until);
+	struct wait_ctx w = {ch, what, len};
+	if (shmkit__spin_wait(&ch->spin, ready_spin, &w))
+		return 0;
+	struct shmkit__waitq *q = what == WAIT_DATA ? &ch->ctl->data_q : &ch->ctl->space_q;
+	bool slept;
+	int err = shmkit__waitq_sleep(q, ready_sc, &w, deadline, SHMKIT__SLICE_NS, &slept);
+	if (slept) {
 		ch->sleeps++;
 		_Atomic uint64_t *ctr = ch->role == SHMKIT_CHAN_PRODUCER ? &ch->ctl->prod_sleeps
 									  : &ch->ctl->cons_sleeps;
 		atomic_store_explicit(ctr, ch->sleeps, memory_order_relaxed); /* statistics */
 	}
-	/* Relaxed: leaving needs no ordering; at worst the peer makes one needless wake. */
-	atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);
-	if (err == -EINTR || err == -EINVAL) /* a signal, or a malformed deadline */
-		return err;
-	if (err == -ETIMEDOUT || deadline_passed(deadline, shmkit_now_ns())) {
-		/* A slice ended (or the deadline): is the peer still there? */
+	if (err == 1 || err == -ETIMEDOUT) {
+		/* A slice ended, or the deadline: is the peer still there? Acquire: its owner
+		 * word, then a fresh look at what it may have published before dying. */
 		uint64_t peer = atomic_load_explicit(peer_owner(ch), memory_order_acquire);
-		if (owner_state(peer) < 0 && !ready(ch, what, len, true))
+		if (shmkit__owner_state(peer) < 0 && !ready(ch, what, len, true))
 			return -EOWNERDEAD;
-		if (deadline_passed(deadline, shmkit_now_ns()))
-			return ready(ch, what, len, true) ? 0 : -ETIMEDOUT;
+		return err == 1 ? 0 : err;
 	}
-	return 0;
+	return err;
 }
 
 /* --- producer ---------------------------------------------------------------------- */
@@ -786,8 +732,8 @@ int shmkit_chan_stats(const struct shmkit_chan *ch, struct shmkit_chan_stats *st
 	uint64_t po = LD(prod_owner), co = LD(cons_owner);
 	st->producer_pid = (int32_t)(po >> 32);
 	st->consumer_pid = (int32_t)(co >> 32);
-	st->producer_alive = owner_state(po) > 0;
-	st->consumer_alive = owner_state(co) > 0;
+	st->producer_alive = shmkit__owner_state(po) > 0;
+	st->consumer_alive = shmkit__owner_state(co) > 0;
 	uint32_t closed = LD(closed);
 	st->closed = closed == CLOSED_EOF ? 1 : closed == CLOSED_ABORTED ? 2 : 0;
 	st->reader_closed = LD(reader_closed) != 0;

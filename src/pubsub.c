@@ -75,7 +75,10 @@
  *     order either the joiner sees the new `oldest` (and moves above it) or the publisher
  *     sees the new generation (and rescans, finding the joiner's position). So a settled
  *     subscriber's bytes are never overwritten. Subscribers never read `oldest` after they
- *     settle: the block-mode read path has no validation cost.
+ *     settle: the block-mode read path has no validation cost. A publisher that finds the
+ *     ring full waits until the slowest subscriber has freed cap/16 bytes more than it
+ *     needs, polling that one subscriber's line, then rescans: a publisher faster than its
+ *     subscribers pays O(N) once per chunk, not once per message.
  *   - Overwrite policy: the publisher never looks at subscribers. Subscribers validate:
  *     after reading a record (header or payload) they issue an acquire fence and load
  *     `oldest` (A3); if it passed the record's start, the publisher's release fence R3
@@ -805,8 +808,13 @@ int shmkit_pubsub_loan(struct shmkit_pubsub *ps, size_t len, void **buf)
 		if (!pos_ge(ps->oldest, L))
 			advance_oldest(ps, L);
 		if (ps->policy == SHMKIT_PUBSUB_BLOCK && !space_ok(ps, L)) {
-			ps->want_L = L;
 			publish(ps); /* a full ring must not hide unpublished MORE commits */
+			/* Hysteresis for the wait: resume only once the slowest subscriber freed a
+			 * chunk (cap/16) beyond what this loan needs, so that a publisher faster
+			 * than its subscribers rescans the N slots once per chunk, not once per
+			 * message. Never beyond the tail: subscribers cannot pass it. */
+			uint64_t want = L + ps->cap / 16;
+			ps->want_L = pos_ge(ps->pub, want) ? want : ps->pub;
 			return -EAGAIN;
 		}
 	}
@@ -860,12 +868,14 @@ static bool space_ready(void *arg)
 	struct space_ctx *x = arg;
 	struct shmkit_pubsub *ps = x->ps;
 	if (!x->sc) {
-		/* Cheap pre-check while spinning: did the slowest subscriber move (or leave)? */
+		/* Cheap pre-check while spinning: did the slowest subscriber get past the mark
+		 * (or leave)? One line polled, not N; the rescan that follows re-reads them. */
 		if (ps->min_slot < 0)
 			return true;
 		struct ps_slot *s = &ps->slots[ps->min_slot];
-		/* Acquire: as A2 (the rescan that follows re-reads it anyway). */
-		return atomic_load_explicit(&s->pos, memory_order_acquire) != ps->min_cache ||
+		/* Acquire: as A2. Relaxed owner: a hint to rescan, re-read there. */
+		uint64_t p = atomic_load_explicit(&s->pos, memory_order_acquire);
+		return (p != SUB_NONE && pos_ge(p, ps->want_L)) ||
 		       atomic_load_explicit(&s->owner, memory_order_relaxed) == 0;
 	}
 	rescan(ps, false); /* seq_cst position loads: the Dekker re-check */
@@ -874,6 +884,9 @@ static bool space_ready(void *arg)
 
 static int wait_space(struct shmkit_pubsub *ps, const struct timespec *deadline)
 {
+	/* The loan just failed: never try again past the deadline. */
+	if (shmkit__deadline_passed(deadline, shmkit_now_ns()))
+		return -ETIMEDOUT;
 	struct space_ctx x = {ps, false};
 	if (shmkit__spin_wait(&ps->spin, space_ready, &x))
 		return 0;
@@ -1152,6 +1165,13 @@ static bool data_ready(void *arg)
 
 static int wait_data(struct shmkit_pubsub *ps, const struct timespec *deadline)
 {
+	/* The peek just found nothing: never try again past the deadline (a peer rewriting
+	 * the tail could keep data_ready() saying yes while peek says no). */
+	if (shmkit__deadline_passed(deadline, shmkit_now_ns())) {
+		/* Is the publisher still there? As below. */
+		uint64_t w = atomic_load_explicit(&ps->ctl->pub_owner, memory_order_acquire);
+		return shmkit__owner_state(w) < 0 ? -EOWNERDEAD : -ETIMEDOUT;
+	}
 	struct data_ctx x = {ps, false};
 	if (shmkit__spin_wait(&ps->spin, data_ready, &x))
 		return 0;

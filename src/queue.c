@@ -38,16 +38,17 @@
  *
  * Protocol. The claim is the CAS on the slot word, which records the claimer's member
  * index in the same atomic step: there is no moment where a slot is taken but nobody can
- * be named for it. A producer reads enqueue_pos, then the word of that slot (acquire, A1,
- * pairing with a consumer's release R2 so its reads of the old message are done): EMPTY at
- * that position → CAS to WRITING (the claim), then advance enqueue_pos by CAS (failure is
- * fine: someone helped); claimed by someone else at that position → help advance
- * enqueue_pos; an earlier position (the previous lap not consumed yet) → full; a later one
- * → our read of enqueue_pos was stale. It writes the payload and len, then stores FULL
- * (R1, seq_cst). Consumers mirror this with dequeue_pos, FULL → READING (A2, pairing with
- * R1), and release with EMPTY at position + nslots (R2, seq_cst). The positions are only
- * hints that make the common case one probe: correctness rests on the slot words alone.
- * Batches claim adjacent slots one CAS each and move the shared position once.
+ * be named for it. A producer starts at enqueue_pos (a hint) and reads that slot's word
+ * (acquire, A1, pairing with a consumer's release R2 so its reads of the old message are
+ * done): EMPTY at that position → CAS to WRITING (the claim), then move the hint past it
+ * with a plain store; claimed by someone else at that position, or already at a later one
+ * → probe the next position privately (a loser costs a read, not a locked operation on
+ * the hint's hot line); an earlier position (the previous lap not consumed yet) → full.
+ * It writes the payload and len, then stores FULL (R1, seq_cst). Consumers mirror this
+ * with dequeue_pos, FULL → READING (A2, pairing with R1), and release with EMPTY at
+ * position + nslots (R2, seq_cst). The positions are only hints — racing stores may even
+ * move them back a little — that make the common case one probe: correctness rests on the
+ * slot words alone. Batches claim adjacent slots one CAS each and move the hint once.
  *
  * Waiting: the wait queue protocol of src/waitq_internal.h. The seq_cst stores R1/R2 are
  * the store half of the Dekker handshake; sleepers re-check with seq_cst loads.
@@ -675,28 +676,46 @@ struct wctx {
 	bool data; /* waiting for data (else for space) */
 };
 
+/* Whether a claim may now succeed: the same forward probe from the shared hint as
+ * claim_write() / claim_read(), without the CAS, so that "ready" and "claim failed" can
+ * never disagree for long. Reads shared words only (the waitset calls it from any thread).
+ * sc: seq_cst loads for the sleep protocol's re-check; else acquire (as A1/A2). */
+static bool probe(const struct shmkit_queue *q, bool data, bool sc)
+{
+	struct q_ctl *c = q->ctl;
+	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
+	_Atomic uint64_t *hint = data ? &c->dequeue_pos : &c->enqueue_pos;
+	uint64_t p = atomic_load_explicit(hint, mo);
+	for (uint64_t i = 0; i <= q->nslots; i++) {
+		uint64_t w = atomic_load_explicit(&slot_at(q, p)->word, mo);
+		int64_t d = qw_diff(w, p);
+		uint32_t st = QW_STATE(w);
+		if (d < 0)
+			return false; /* full (producer) / previous lap still held (consumer) */
+		if (d == 0 && !data && st == S_EMPTY)
+			return true;
+		if (d == 0 && data && (st == S_FULL || st == S_SKIP))
+			return true;
+		if (d == 0 && data && (st == S_EMPTY || st == S_WRITING))
+			return false; /* the next message is not committed yet */
+		p++; /* taken by another at this lap, or already at a later one */
+	}
+	return true; /* a whole lap of nonsense (a scribbler): let the claim report it */
+}
+
 /* Whether the slot at the shared position may now be claimable. */
 static bool q_ready(void *arg)
 {
 	struct wctx *x = arg;
-	struct q_ctl *c = x->q->ctl;
-	memory_order mo = x->sc ? memory_order_seq_cst : memory_order_acquire;
-	/* seq_cst in the sleep protocol's re-check; acquire (as A1/A2) while spinning. */
-	uint64_t p = atomic_load_explicit(x->data ? &c->dequeue_pos : &c->enqueue_pos, mo);
-	uint64_t w = atomic_load_explicit(&slot_at(x->q, p)->word, mo);
-	int64_t d = qw_diff(w, p);
-	if (d > 0)
-		return true; /* moved on: try again */
-	if (d < 0)
-		return false;
-	if (!x->data)
-		return true; /* our slot's lap, free or claimed by another: claim or help */
-	uint32_t st = QW_STATE(w);
-	return st != S_EMPTY && st != S_WRITING; /* committed, skipped, or taken by another */
+	return probe(x->q, x->data, x->sc);
 }
 
 static int q_wait(struct shmkit_queue *q, bool data, const struct timespec *deadline)
 {
+	/* The caller's claim just failed: never try again past the deadline, whatever the
+	 * readiness probe says (a peer rewriting words could make it say "ready" forever). */
+	if (shmkit__deadline_passed(deadline, shmkit_now_ns()))
+		return -ETIMEDOUT;
 	struct wctx x = {q, false, data};
 	if (shmkit__spin_wait(&q->spin, q_ready, &x))
 		return 0;
@@ -1076,9 +1095,8 @@ int shmkit_queue_stats(const struct shmkit_queue *q, struct shmkit_queue_stats *
 
 static unsigned watch_poll(const void *src, bool sc)
 {
-	struct wctx x = {(struct shmkit_queue *)(uintptr_t)src, sc, true};
-	/* Shared words only: dequeue_pos and the word of its slot. */
-	return q_ready(&x) ? SHMKIT_WAIT_READABLE : 0;
+	/* Shared words only: dequeue_pos and the slot words from there. */
+	return probe(src, true, sc) ? SHMKIT_WAIT_READABLE : 0;
 }
 
 static int watch_peer_dead(const void *src)

@@ -700,14 +700,14 @@ START_TEST(test_hostile_scribbler)
 	uint64_t end = shmkit_now_ns() + 700000000ull;
 	while (shmkit_now_ns() < end) {
 		loops++;
-		struct timespec ts;
+		struct timespec tsl;
 		int err = loops % 8 ? shmkit_queue_send(q, buf, loops % 100)
-				    : shmkit_queue_send_wait(q, buf, loops % 100, in_ms(&ts, 2));
+				    : shmkit_queue_send_wait(q, buf, loops % 100, in_ms(&tsl, 2));
 		T_CHECK(err == 0 || err == -EAGAIN || err == -ETIMEDOUT, "send %d", err);
 		const void *cp;
 		size_t n;
 		err = loops % 16 ? shmkit_queue_peek(c, &cp, &n)
-				 : shmkit_queue_peek_wait(c, &cp, &n, in_ms(&ts, 2));
+				 : shmkit_queue_peek_wait(c, &cp, &n, in_ms(&tsl, 2));
 		if (err == 0) {
 			T_CHECK((const uint8_t *)cp >= slots && (const uint8_t *)cp + n <= slots_end &&
 					n <= 100,
@@ -726,9 +726,32 @@ START_TEST(test_hostile_scribbler)
 		}
 	}
 	ck_assert_int_eq(t_wait(pid, 10000), 0);
-	/* Deterministically: a corrupt length in the next full slot is refused, not used. */
-	for (int i = 0; i < 1000 && shmkit_queue_recv(c, buf, sizeof buf) != -EAGAIN; i++)
-		;
+	/* Deterministically, from a clean state: */
+	atomic_store((_Atomic uint64_t *)(void *)(base + 128), 0);
+	atomic_store((_Atomic uint64_t *)(void *)(base + 256), 0);
+	for (uint64_t i = 0; i < 64; i++)
+		atomic_store((_Atomic uint64_t *)(void *)(base + a.slots_off + i * 128), i << 13);
+	/* A stale hint (positions only ever are hints) must not make a wait ignore its
+	 * deadline: a full queue whose enqueue hint points a lap back, then an empty one
+	 * whose dequeue hint does. */
+	for (int i = 0; i < 64; i++)
+		ck_assert_int_eq(shmkit_queue_send(q, "f", 1), 0);
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(shmkit_queue_recv(c, buf, sizeof buf), 1);
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(shmkit_queue_send(q, "g", 1), 0);
+	atomic_store((_Atomic uint64_t *)(void *)(base + 128), 3); /* slot 3 is a lap ahead */
+	struct timespec ts;
+	uint64_t t0 = shmkit_now_ns();
+	ck_assert_int_eq(shmkit_queue_send_wait(q, "x", 1, in_ms(&ts, 50)), -ETIMEDOUT);
+	ck_assert_uint_lt(shmkit_now_ns() - t0, 2000000000ull);
+	for (int i = 0; i < 64; i++)
+		ck_assert_int_eq(shmkit_queue_recv(c, buf, sizeof buf), 1);
+	atomic_store((_Atomic uint64_t *)(void *)(base + 256), 5);
+	t0 = shmkit_now_ns();
+	ck_assert_int_eq(shmkit_queue_recv_wait(c, buf, sizeof buf, in_ms(&ts, 50)), -ETIMEDOUT);
+	ck_assert_uint_lt(shmkit_now_ns() - t0, 2000000000ull);
+	/* A corrupt length in the next full slot is refused, not used. */
 	atomic_store((_Atomic uint64_t *)(void *)(base + 128), 0);
 	atomic_store((_Atomic uint64_t *)(void *)(base + 256), 0);
 	for (uint64_t i = 0; i < 64; i++)

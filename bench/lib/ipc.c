@@ -72,14 +72,14 @@ static void on_signal(int sig)
 		return;
 	if (sig == SIGALRM)
 		ipc_abort = ABORT_TIMEOUT;
-	else if (sig == SIGUSR1)
+	else if (sig == SIGUSR1 || sig == SIGCHLD)
 		ipc_abort = ABORT_PEER;
 	else
 		ipc_abort = ABORT_SIGNAL;
 }
 
 struct saved_signals {
-	struct sigaction alrm, usr1, intr, term, pipe;
+	struct sigaction alrm, usr1, intr, term, pipe, chld;
 };
 
 static void install_signals(struct saved_signals *s)
@@ -93,6 +93,8 @@ static void install_signals(struct saved_signals *s)
 	sigaction(SIGUSR1, &sa, &s->usr1);
 	sigaction(SIGINT, &sa, &s->intr);
 	sigaction(SIGTERM, &sa, &s->term);
+	/* A child that dies (crash, kill) stops the waits at once instead of the watchdog. */
+	sigaction(SIGCHLD, &sa, &s->chld);
 	sa.sa_handler = SIG_IGN; /* a peer that died must not kill us before the cleanup */
 	sigaction(SIGPIPE, &sa, &s->pipe);
 }
@@ -104,6 +106,7 @@ static void restore_signals(const struct saved_signals *s)
 	sigaction(SIGINT, &s->intr, NULL);
 	sigaction(SIGTERM, &s->term, NULL);
 	sigaction(SIGPIPE, &s->pipe, NULL);
+	sigaction(SIGCHLD, &s->chld, NULL);
 }
 
 static void futex_wake_all(_Atomic uint32_t *w)
@@ -370,20 +373,35 @@ static int run_phase(struct size_run *r, int phase, int *bad)
 				r->tput_msgs[m] += count[m];
 				r->tput_ns[m] += ns;
 			}
+			/* A block much slower than its warm-up (the machine got busy) shortens the
+			 * next ones, so the run keeps to its time budget. */
+			if ((double)ns > 1.5 * r->block_ns) {
+				uint64_t k = clamp_count(r->block_ns * (double)count[m] / (double)ns, hi);
+				if (k < count[m])
+					count[m] = k;
+			}
 		}
 	}
 	*bad = -1;
 	return 0;
 }
 
-static void kill_child(struct size_run *r)
+/* Reaps the child, killing it first unless it is already gone. Returns its wait status
+ * when it had ended on its own, else -1. */
+static int kill_child(struct size_run *r)
 {
+	int status = 0, own = -1;
 	if (r->child > 0) {
-		kill(r->child, SIGKILL);
-		while (waitpid(r->child, NULL, 0) < 0 && errno == EINTR)
-			;
+		if (waitpid(r->child, &status, WNOHANG) == r->child) {
+			own = status;
+		} else {
+			kill(r->child, SIGKILL);
+			while (waitpid(r->child, NULL, 0) < 0 && errno == EINTR)
+				;
+		}
 		r->child = 0;
 	}
+	return own;
 }
 
 static void free_samples(struct size_run *r)
@@ -496,17 +514,28 @@ static int run_size_once(struct size_run *r, const cpu_set_t *orig)
 		atomic_store_explicit(&r->c->cmd, ++r->seq, memory_order_release);
 		futex_wake_all(&r->c->cmd);
 		int status = 0;
+		pid_t w;
 		alarm(30);
-		while (waitpid(r->child, &status, 0) < 0 && errno == EINTR && !ipc_abort)
+		/* The child's exit raises SIGCHLD (ABORT_PEER): expected here. */
+		while ((w = waitpid(r->child, &status, 0)) < 0 && errno == EINTR &&
+		       ipc_abort != ABORT_TIMEOUT && ipc_abort != ABORT_SIGNAL)
 			;
 		alarm(0);
-		if (ipc_abort || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		if (w != r->child)
 			kill_child(r);
 		r->child = 0;
+		ipc_abort = ipc_abort == ABORT_SIGNAL ? ABORT_SIGNAL : 0;
 	}
 out:;
 	int why = ipc_abort;
-	kill_child(r);
+	int died = kill_child(r);
+	char died_msg[96] = "";
+	if (died >= 0 && !atomic_load(&r->c->child_err)) {
+		if (WIFSIGNALED(died))
+			snprintf(died_msg, sizeof died_msg, "side B died (signal %d)", WTERMSIG(died));
+		else
+			snprintf(died_msg, sizeof died_msg, "side B exited (status %d)", WEXITSTATUS(died));
+	}
 	(void)sched_setaffinity(0, sizeof *orig, orig);
 	for (int m = 0; m < nm; m++) {
 		struct ipc_link *l = &r->links[m];
@@ -526,6 +555,9 @@ out:;
 		if (why == ABORT_PEER && atomic_load(&r->c->child_err)) {
 			e = atomic_load(&r->c->child_err);
 			what = r->c->child_msg;
+		} else if (died_msg[0]) {
+			e = -ECHILD;
+			what = died_msg;
 		} else if (why == ABORT_TIMEOUT) {
 			e = -ETIMEDOUT;
 			what = "no progress (watchdog)";

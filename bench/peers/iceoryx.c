@@ -40,7 +40,9 @@ struct iox_priv {
 };
 
 static int runtime_ready;
-static int attached; /* links attached in this process; the runtime goes with the last */
+static pid_t runtime_pid;  /* the process that initialized it */
+static int runtime_done;   /* shut down: iceoryx cannot start it again in this process */
+static int attached;       /* links attached in this process; the runtime goes with the last */
 
 static int iox_setup(struct ipc_link *l)
 {
@@ -56,15 +58,23 @@ static int iox_setup(struct ipc_link *l)
 static int iox_attach(struct ipc_link *l, int side)
 {
 	struct iox_priv *p = l->priv;
+	if (runtime_done || (runtime_ready && runtime_pid != getpid())) {
+		/* A retry in the same process, or a child forked after its parent started the
+		 * runtime: the runtime is a per-process singleton that fork() copies. */
+		snprintf(l->err, sizeof l->err, "iceoryx runtime cannot be restarted in this process");
+		return -EPROTO;
+	}
 	attached++;
 	if (!runtime_ready) {
-		/* Errors only: its debug lines (and the "running out of chunks" warnings a
-		 * producer that outpaces the consumer triggers) would bury the table. */
-		iox_set_loglevel(Iceoryx_LogLevel_Error);
+		/* Quiet: its debug lines, and the "mempool has no more space" errors that a
+		 * producer outpacing the consumer triggers (loan then fails and is retried),
+		 * would bury the table. Real failures come back as return values. */
+		iox_set_loglevel(Iceoryx_LogLevel_Off);
 		char name[64];
 		snprintf(name, sizeof name, "shmkit-bench-%d", (int)getpid());
 		iox_runtime_init(name);
 		runtime_ready = 1;
+		runtime_pid = getpid();
 	}
 	char instance[64];
 	snprintf(instance, sizeof instance, "run%d-%zu-%u", (int)main_pid, l->size, p->id);
@@ -125,9 +135,10 @@ static void iox_detach(struct ipc_link *l)
 	}
 	/* Deregister from RouDi (it removes our socket and lock file in /tmp) before the
 	 * process leaves with _exit(). */
-	if (--attached == 0 && runtime_ready) {
+	if (--attached == 0 && runtime_ready && runtime_pid == getpid()) {
 		iox_runtime_shutdown();
 		runtime_ready = 0;
+		runtime_done = 1;
 	}
 }
 

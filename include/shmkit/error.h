@@ -44,7 +44,7 @@ extern "C" {
 	X(EINTR, "interrupted by a signal")                                                    \
 	X(EBADF, "bad file descriptor")                                                        \
 	X(ESRCH, "no such process")                                                            \
-	X(ESTALE, "value changed since it was read (table compare-and-swap)")                  \
+	X(ESTALE, "stale: changed or overwritten since it was read")                           \
 	X(ENOBUFS, "buffer smaller than the value")
 
 /* Returns a static, human-readable message for a shmkit return value (negative errno).
