@@ -11,8 +11,6 @@
  *       32    8  ring_offset (1024)            creator
  *      128    8  tail                          producer — ring position (src/ring.c)
  *      136    8  producer owner                producer — pid << 32 | start time (low 32 bits)
- *      144    4  closed                        producer — 1 after close (end of stream),
- *                                                2 after abort (stream cut short)
  *      152   32  msgs_sent, bytes_sent, producer_sleeps, producer_wakes     producer
  *      256    8  head                          consumer — ring position
  *      264    8  consumer owner                consumer
@@ -20,11 +18,16 @@
  *      304    4  reader_closed                 consumer — 1 after close: the reader is gone
  *      384    8  data queue: gen, sleepers     consumer sleeps here, producer wakes it
  *      512    8  space queue: gen, sleepers    producer sleeps here, consumer wakes it
+ *      640    4  closed                        producer — 1 after close (end of stream),
+ *                                                2 after abort (stream cut short)
  *     1024  cap  the ring
  *
- * The producer's and the consumer's lines are 128 bytes apart (adjacent-line prefetch),
- * and each waiting queue has its own line, so a busy stream moves only the two position
- * lines and the ring itself between the CPUs.
+ * The producer's and the consumer's lines are 128 bytes apart (adjacent-line prefetch).
+ * A spinning consumer polls the producer's line (the tail) and lines that change once per
+ * session (`closed`, the queues' sleeper counts), so a busy stream moves only the two
+ * position lines and the ring itself between the CPUs. Each side stores its counters
+ * before its position: stored after it, they would take the line away from the peer right
+ * after it fetched the new position, costing it one more transfer.
  *
  * Roles: a side claims its role by a compare-and-swap of its owner word from 0 (or from
  * the word of a process that is dead: takeover) to its own identity, so two live producers
@@ -80,8 +83,7 @@ struct chan_ctl {
 	/* producer line */
 	_Atomic uint64_t tail;
 	_Atomic uint64_t prod_owner;
-	_Atomic uint32_t closed;
-	uint32_t pad1;
+	uint64_t pad1;
 	_Atomic uint64_t msgs_sent, bytes_sent, prod_sleeps, prod_wakes;
 	uint8_t pad2[72];
 	/* consumer line */
@@ -94,11 +96,13 @@ struct chan_ctl {
 	uint8_t pad4[120];
 	struct shmkit__waitq space_q;
 	uint8_t pad5[120];
-	uint8_t reserved[384];
+	_Atomic uint32_t closed;
+	uint8_t pad6[124];
+	uint8_t reserved[256];
 };
 
 static_assert(offsetof(struct chan_ctl, tail) == 128, "producer line");
-static_assert(offsetof(struct chan_ctl, closed) == 144, "layout");
+static_assert(offsetof(struct chan_ctl, closed) == 640, "closed: a line of its own");
 static_assert(offsetof(struct chan_ctl, msgs_sent) == 152, "layout");
 static_assert(offsetof(struct chan_ctl, head) == 256, "consumer line");
 static_assert(offsetof(struct chan_ctl, msgs_recv) == 272, "layout");
@@ -376,42 +380,54 @@ static void wake(struct shmkit_chan *ch, struct shmkit__waitq *q)
 	atomic_store_explicit(ctr, ch->wakes, memory_order_relaxed); /* statistics */
 }
 
+/* The statistics go first: the position must be the last store to the line the peer
+ * polls. Stored after it, they take the line away again right after the peer fetched it
+ * to see the new position, and the peer's next read of the position misses once more. */
 static void producer_publish(struct shmkit_chan *ch)
 {
-	if (shmkit__ring_publish_tail(&ch->ring)) {
-		publish_stats(ch);
-		wake(ch, &ch->ctl->data_q);
-	}
+	if (ch->ring.pos == ch->ring.pub)
+		return;
+	publish_stats(ch);
+	shmkit__ring_publish_tail(&ch->ring);
+	wake(ch, &ch->ctl->data_q);
 }
 
 static void consumer_publish(struct shmkit_chan *ch)
 {
-	if (shmkit__ring_publish_head(&ch->ring)) {
-		publish_stats(ch);
-		wake(ch, &ch->ctl->space_q);
-	}
+	if (ch->ring.pos == ch->ring.pub)
+		return;
+	publish_stats(ch);
+	shmkit__ring_publish_head(&ch->ring);
+	wake(ch, &ch->ctl->space_q);
 }
 
 enum wait_what { WAIT_DATA, WAIT_SPACE, WAIT_DRAIN };
 
+struct wait_ctx {
+	struct shmkit_chan *ch;
+	enum wait_what what;
+	uint64_t len;
+};
+
 /* Whether what we wait for is there. `sc` selects the seq_cst re-check of the sleep
- * protocol; the spin loop uses cheap acquire loads. */
-static bool ready(struct shmkit_chan *ch, enum wait_what what, uint64_t len, bool sc)
+ * protocol; the spin loop uses cheap acquire loads of lines that rarely change. */
+static bool ready(struct wait_ctx *w, bool sc)
 {
+	struct shmkit_chan *ch = w->ch;
 	struct chan_ctl *c = ch->ctl;
 	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
-	switch (what) {
+	switch (w->what) {
 	case WAIT_DATA:
+		if (atomic_load_explicit(&c->closed, mo))
+			return true;
 		if (sc)
-			return shmkit__ring_readable(&ch->ring) ||
-			       atomic_load_explicit(&c->closed, mo);
-		return atomic_load_explicit(&c->tail, mo) != ch->ring.pos ||
-		       atomic_load_explicit(&c->closed, mo);
+			return shmkit__ring_readable(&ch->ring);
+		return atomic_load_explicit(&c->tail, mo) != ch->ring.pos;
 	case WAIT_SPACE:
 		if (atomic_load_explicit(&c->reader_closed, mo))
 			return true;
 		if (sc)
-			return shmkit__ring_writable(&ch->ring, len);
+			return shmkit__ring_writable(&ch->ring, w->len);
 		/* Cheap pre-check: any release at all is worth a real loan attempt. */
 		return atomic_load_explicit(&c->head, mo) != ch->ring.other;
 	default:
@@ -420,22 +436,14 @@ static bool ready(struct shmkit_chan *ch, enum wait_what what, uint64_t len, boo
 	}
 }
 
-struct wait_ctx {
-	struct shmkit_chan *ch;
-	enum wait_what what;
-	uint64_t len;
-};
-
 static bool ready_spin(void *p)
 {
-	struct wait_ctx *w = p;
-	return ready(w->ch, w->what, w->len, false);
+	return ready(p, false);
 }
 
 static bool ready_sc(void *p)
 {
-	struct wait_ctx *w = p;
-	return ready(w->ch, w->what, w->len, true);
+	return ready(p, true);
 }
 
 /* Waits until `what` may be ready: a bounded adaptive spin, then a futex sleep of at most
@@ -450,6 +458,8 @@ static int wait_for(struct shmkit_chan *ch, enum wait_what what, uint64_t len,
 	struct shmkit__waitq *q = what == WAIT_DATA ? &ch->ctl->data_q : &ch->ctl->space_q;
 	bool slept;
 	int err = shmkit__waitq_sleep(q, ready_sc, &w, deadline, SHMKIT__SLICE_NS, &slept);
+	if (err == 0)
+		shmkit__spin_learn(&ch->spin);
 	if (slept) {
 		ch->sleeps++;
 		_Atomic uint64_t *ctr = ch->role == SHMKIT_CHAN_PRODUCER ? &ch->ctl->prod_sleeps
@@ -460,7 +470,7 @@ static int wait_for(struct shmkit_chan *ch, enum wait_what what, uint64_t len,
 		/* A slice ended, or the deadline: is the peer still there? Acquire: its owner
 		 * word, then a fresh look at what it may have published before dying. */
 		uint64_t peer = atomic_load_explicit(peer_owner(ch), memory_order_acquire);
-		if (shmkit__owner_state(peer) < 0 && !ready(ch, what, len, true))
+		if (shmkit__owner_state(peer) < 0 && !ready(&w, true))
 			return -EOWNERDEAD;
 		return err == 1 ? 0 : err;
 	}
@@ -506,7 +516,8 @@ int shmkit_chan_commit(struct shmkit_chan *ch, size_t len, unsigned flags)
 	if (ch->role != SHMKIT_CHAN_PRODUCER)
 		return -EPERM;
 	int err = shmkit__ring_commit(&ch->ring, len);
-	if (!err && !(flags & SHMKIT_CHAN_MORE))
+	/* Even a long MORE batch publishes every half ring, so the consumer gets to work. */
+	if (!err && (!(flags & SHMKIT_CHAN_MORE) || ch->ring.pos - ch->ring.pub >= ch->ring.cap / 2))
 		producer_publish(ch);
 	return err;
 }
@@ -611,7 +622,8 @@ int shmkit_chan_release(struct shmkit_chan *ch, unsigned flags)
 	if (ch->role != SHMKIT_CHAN_CONSUMER)
 		return -EPERM;
 	int err = shmkit__ring_release(&ch->ring);
-	if (!err && !(flags & SHMKIT_CHAN_MORE))
+	/* A long MORE batch still hands space back every half ring. */
+	if (!err && (!(flags & SHMKIT_CHAN_MORE) || ch->ring.pos - ch->ring.pub >= ch->ring.cap / 2))
 		consumer_publish(ch);
 	return err;
 }
@@ -762,7 +774,8 @@ unsigned shmkit__chan_consumer_poll(const struct shmkit_chan *ch, bool sc)
 	 * wake()). */
 	uint64_t t = atomic_load_explicit(&c->tail, mo);
 	uint64_t h = atomic_load_explicit(&c->head, mo);
-	unsigned bits = t != h ? SHMKIT_WAIT_READABLE : 0;
+	/* Readable when the published tail is ahead of the published head. */
+	unsigned bits = t != h && t - h <= c->capacity ? SHMKIT_WAIT_READABLE : 0;
 	if (atomic_load_explicit(&c->closed, mo))
 		bits |= SHMKIT_WAIT_CLOSED;
 	return bits;

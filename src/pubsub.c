@@ -894,6 +894,8 @@ static int wait_space(struct shmkit_pubsub *ps, const struct timespec *deadline)
 	bool slept;
 	int r = shmkit__waitq_sleep(&ps->ctl->space_q, space_ready, &x, deadline,
 				    SHMKIT__SLICE_NS, &slept);
+	if (r == 0)
+		shmkit__spin_learn(&ps->spin); /* woken soon: spin that long next time */
 	if (slept) {
 		ps->sleeps++;
 		atomic_store_explicit(&ps->ctl->sleeps, ps->sleeps, memory_order_relaxed); /* stats */
@@ -1179,6 +1181,8 @@ static int wait_data(struct shmkit_pubsub *ps, const struct timespec *deadline)
 	bool slept;
 	int r = shmkit__waitq_sleep(&ps->ctl->data_q, data_ready, &x, deadline, SHMKIT__SLICE_NS,
 				    &slept);
+	if (r == 0)
+		shmkit__spin_learn(&ps->spin); /* woken soon: spin that long next time */
 	if (slept) {
 		ps->rsleeps++;
 		atomic_store_explicit(&ps->my->sleeps, ps->rsleeps, memory_order_relaxed); /* stats */

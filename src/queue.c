@@ -723,6 +723,8 @@ static int q_wait(struct shmkit_queue *q, bool data, const struct timespec *dead
 	bool slept;
 	struct shmkit__waitq *wq = data ? &q->ctl->data_q : &q->ctl->space_q;
 	int r = shmkit__waitq_sleep(wq, q_ready, &x, deadline, SHMKIT__SLICE_NS, &slept);
+	if (r == 0)
+		shmkit__spin_learn(&q->spin); /* woken soon: spin that long next time */
 	if (slept) {
 		if (data)
 			pub_stat(&q->mine->csleeps, ++q->csleeps);

@@ -55,7 +55,8 @@ bool shmkit__ring_geometry_ok(uint64_t cap, uint64_t max_msg)
 {
 	if (cap < SHMKIT__RING_MIN_CAP || cap > SHMKIT__RING_MAX_CAP || (cap & (cap - 1)))
 		return false;
-	return max_msg <= cap / 2 - SHMKIT__REC_HDR;
+	/* The header's len field is 32 bits. */
+	return max_msg <= cap / 2 - SHMKIT__REC_HDR && max_msg <= UINT32_MAX - 7;
 }
 
 void shmkit__ring_view(struct shmkit__ring *r, void *data, uint64_t cap, uint64_t max_msg,

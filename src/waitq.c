@@ -85,6 +85,7 @@ bool shmkit__spin_wait(struct shmkit__spin *s, bool (*ready)(void *), void *ctx)
 	if (!s->cur)
 		return false;
 	uint64_t start = shmkit_now_ns();
+	s->started = start;
 	for (unsigned i = 1;; i++) {
 		if (ready(ctx)) {
 			uint32_t up = s->cur * 2;
@@ -103,4 +104,16 @@ bool shmkit__spin_wait(struct shmkit__spin *s, bool (*ready)(void *), void *ctx)
 	uint32_t floor = s->max < SPIN_FLOOR_NS ? s->max : SPIN_FLOOR_NS;
 	s->cur = s->cur / 2 > floor ? s->cur / 2 : floor;
 	return false;
+}
+
+void shmkit__spin_learn(struct shmkit__spin *s)
+{
+	if (!s->max)
+		return;
+	uint64_t waited = shmkit_now_ns() - s->started;
+	if (waited >= s->max)
+		return;
+	uint64_t want = waited + waited / 2;
+	if (want > s->cur)
+		s->cur = want > s->max ? s->max : (uint32_t)want;
 }

@@ -125,6 +125,7 @@ int shmkit__waitq_sleep(struct shmkit__waitq *q, bool (*ready)(void *), void *ct
 struct shmkit__spin {
 	uint32_t max; /* ns; 0 = never spin */
 	uint32_t cur; /* ns, halves after a spin that did not pay, doubles after one that did */
+	uint64_t started; /* when the current wait began (ns), for shmkit__spin_learn() */
 };
 
 /* max_ns 0 = default (50 µs); no_spin or a single allowed CPU = never spin. */
@@ -132,6 +133,12 @@ void shmkit__spin_init(struct shmkit__spin *s, uint32_t max_ns, bool no_spin);
 
 /* Polls ready(ctx) (cheap acquire loads) for up to s->cur ns. Returns true when ready. */
 bool shmkit__spin_wait(struct shmkit__spin *s, bool (*ready)(void *), void *ctx);
+
+/* After a wait that spun in vain and then slept: when the whole wait was shorter than the
+ * spin budget, a spin that long would have paid, so the next spin gets that long and half
+ * again. Without this the budget, once halved down to its floor, never grows while every
+ * wait is longer than the floor (every message then sleeps). */
+void shmkit__spin_learn(struct shmkit__spin *s);
 
 /* --- waitset sources ------------------------------------------------------------------------
  * What src/wait.c needs to wait on one channel: the futex word its wakers bump, the sleeper

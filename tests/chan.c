@@ -264,14 +264,18 @@ START_TEST(test_batch_and_zero_copy)
 	const void *cp;
 	size_t n;
 	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), -EAGAIN); /* not published yet */
+	struct shmkit_chan_stats st;
+	shmkit_chan_stats(c, &st);
+	ck_assert_uint_eq(st.msgs_sent, 0);
 	ck_assert_int_eq(shmkit_chan_flush(p), 0);
+	shmkit_chan_stats(c, &st);
+	ck_assert_uint_eq(st.msgs_sent, 50);
 	for (uint64_t i = 0; i < 50; i++) {
 		ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
 		ck_assert_uint_eq(n, i);
 		ck_assert_int_eq(msg_check(cp, n, i), 0);
 		ck_assert_int_eq(shmkit_chan_release(c, SHMKIT_CHAN_MORE), 0);
 	}
-	struct shmkit_chan_stats st;
 	shmkit_chan_stats(c, &st);
 	ck_assert_uint_eq(st.msgs_recv, 0); /* batched: not published */
 	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), -EAGAIN); /* publishes on empty */
@@ -280,6 +284,19 @@ START_TEST(test_batch_and_zero_copy)
 	ck_assert_uint_eq(st.fill, 0);
 	ck_assert_int_eq(shmkit_chan_release(c, 0), -EINVAL);
 	ck_assert_int_eq(shmkit_chan_commit(p, 0, 0), -EINVAL);
+	/* A MORE batch longer than half the ring is published anyway. */
+	for (uint64_t i = 0; i < 400; i++) {
+		void *buf;
+		ck_assert_int_eq(shmkit_chan_loan(p, 100, &buf), 0);
+		shmkit_chan_commit(p, 100, SHMKIT_CHAN_MORE);
+		if (i == 330) /* 330 x 108 bytes > 32 KiB: published */
+			ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
+	}
+	ck_assert_int_eq(shmkit_chan_flush(p), 0);
+	for (int i = 0; i < 400; i++) {
+		T_CHECK(shmkit_chan_peek(c, &cp, &n) == 0 && n == 100, "message %d", i);
+		shmkit_chan_release(c, 0);
+	}
 	ck_assert_int_eq(shmkit_chan_drain_wait(p, NULL), 0);
 	shmkit_chan_close(c);
 	shmkit_chan_close(p);
@@ -606,7 +623,7 @@ START_TEST(test_producer_killed)
 		ck_assert_int_eq(msg_check(cp, n, seq), 0);
 		shmkit_chan_release(c, 0);
 	}
-	/* Everything committed was delivered; now the death is reported, promptly. */
+	/* Everything published was delivered; now the death is reported, promptly. */
 	uint64_t t0 = shmkit_now_ns();
 	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 10000)), -EOWNERDEAD);
 	ck_assert_uint_lt(shmkit_now_ns() - t0, 5000000000ull); /* not the 10 s deadline */
@@ -711,11 +728,16 @@ static int chaos_producer(void *arg)
 {
 	struct chaos *x = arg;
 	struct shmkit_chan *ch;
-	for (int tries = 0; open_role(&x->w, SHMKIT_CHAN_PRODUCER, 0, &ch); tries++)
-		if (tries > 5000)
-			return 10; /* the dead one's role is taken over once it is reaped */
-		else
+	int oerr;
+	for (int tries = 0; (oerr = open_role(&x->w, SHMKIT_CHAN_PRODUCER, 0, &ch)); tries++)
+		if (tries > 5000) {
+			/* the dead one's role is taken over once it is reaped */
+			atomic_store(&x->failed, 1);
+			snprintf(x->why, sizeof x->why, "producer open: %s", shmkit_strerror(oerr));
+			return 10;
+		} else {
 			usleep(1000);
+		}
 	uint64_t epoch = atomic_fetch_add(&x->epoch, 1) + 1;
 	for (uint64_t seq = 0;; seq++) {
 		uint64_t len = 16 + (seq * 7919) % 3000;
@@ -737,11 +759,15 @@ static int chaos_consumer(void *arg)
 {
 	struct chaos *x = arg;
 	struct shmkit_chan *ch;
-	for (int tries = 0; open_role(&x->w, SHMKIT_CHAN_CONSUMER, 0, &ch); tries++)
-		if (tries > 5000)
+	int oerr;
+	for (int tries = 0; (oerr = open_role(&x->w, SHMKIT_CHAN_CONSUMER, 0, &ch)); tries++)
+		if (tries > 5000) {
+			atomic_store(&x->failed, 1);
+			snprintf(x->why, sizeof x->why, "consumer open: %s", shmkit_strerror(oerr));
 			return 10;
-		else
+		} else {
 			usleep(1000);
+		}
 	uint64_t rec = atomic_load(&x->recorded), rec_epoch = atomic_load(&x->rec_epoch);
 	atomic_fetch_add(&x->consumers, 1);
 	bool first = true;
@@ -809,7 +835,8 @@ START_TEST(test_random_kills)
 		bool kill_producer = r % 2 == 0; /* both kinds, each at random moments */
 		pid_t victim = kill_producer ? prod : cons;
 		kill(victim, SIGKILL);
-		ck_assert_int_eq(t_wait(victim, 10000), 128 + SIGKILL);
+		int st = t_wait(victim, 10000);
+		ck_assert_msg(st == 128 + SIGKILL, "victim exit %d: %s", st, x->why);
 		if (kill_producer) {
 			prod = t_fork(chaos_producer, x);
 			producers++;

@@ -55,7 +55,8 @@ enum shmkit_chan_role {
 
 /* Flags for shmkit_chan_commit() / shmkit_chan_release(). */
 #define SHMKIT_CHAN_MORE 0x1u /* batch: do not publish yet; shmkit_chan_flush() or the next
-			       * call without MORE publishes everything at once */
+			       * call without MORE publishes everything at once (so does a
+			       * batch reaching half the ring) */
 
 /* Flags for shmkit_chan_opts.flags. */
 #define SHMKIT_CHAN_NO_SPIN 0x1u /* never spin before sleeping */
@@ -148,7 +149,9 @@ SHMKIT_API int shmkit_chan_loan_wait(struct shmkit_chan *ch, size_t len, void **
 				     const struct timespec *deadline);
 
 /* Commits the pending loan as a message of `len` bytes (<= the loaned length) and, unless
- * flags has SHMKIT_CHAN_MORE, publishes it and every earlier MORE commit. 0 or -EINVAL. */
+ * flags has SHMKIT_CHAN_MORE, publishes it and every earlier MORE commit (and wakes a
+ * sleeping consumer). A MORE commit that is never published — the producer died first —
+ * is never delivered. 0 or -EINVAL. */
 SHMKIT_API int shmkit_chan_commit(struct shmkit_chan *ch, size_t len, unsigned flags);
 
 /* Publishes commits made with SHMKIT_CHAN_MORE. */
