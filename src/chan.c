@@ -11,6 +11,8 @@
  *       32    8  ring_offset (1024)            creator
  *      128    8  tail                          producer — ring position (src/ring.c)
  *      136    8  producer owner                producer — pid << 32 | start time (low 32 bits)
+ *      144    4  closed                        producer — 1 after close (end of stream),
+ *                                                2 after abort (stream cut short)
  *      152   32  msgs_sent, bytes_sent, producer_sleeps, producer_wakes     producer
  *      256    8  head                          consumer — ring position
  *      264    8  consumer owner                consumer
@@ -18,14 +20,11 @@
  *      304    4  reader_closed                 consumer — 1 after close: the reader is gone
  *      384    8  data queue: gen, sleepers     consumer sleeps here, producer wakes it
  *      512    8  space queue: gen, sleepers    producer sleeps here, consumer wakes it
- *      640    4  closed                        producer — 1 after close (end of stream),
- *                                                2 after abort (stream cut short)
  *     1024  cap  the ring
  *
  * The producer's and the consumer's lines are 128 bytes apart (adjacent-line prefetch).
- * A spinning consumer polls the producer's line (the tail) and lines that change once per
- * session (`closed`, the queues' sleeper counts), so a busy stream moves only the two
- * position lines and the ring itself between the CPUs. Each side stores its counters
+ * A spinning consumer polls the producer's line (tail and `closed`), so a busy stream moves
+ * only the two position lines and the ring itself between the CPUs. Each side stores its counters
  * before its position: stored after it, they would take the line away from the peer right
  * after it fetched the new position, costing it one more transfer.
  *
@@ -83,7 +82,8 @@ struct chan_ctl {
 	/* producer line */
 	_Atomic uint64_t tail;
 	_Atomic uint64_t prod_owner;
-	uint64_t pad1;
+	_Atomic uint32_t closed;
+	uint32_t pad1;
 	_Atomic uint64_t msgs_sent, bytes_sent, prod_sleeps, prod_wakes;
 	uint8_t pad2[72];
 	/* consumer line */
@@ -96,13 +96,11 @@ struct chan_ctl {
 	uint8_t pad4[120];
 	struct shmkit__waitq space_q;
 	uint8_t pad5[120];
-	_Atomic uint32_t closed;
-	uint8_t pad6[124];
-	uint8_t reserved[256];
+	uint8_t reserved[384];
 };
 
 static_assert(offsetof(struct chan_ctl, tail) == 128, "producer line");
-static_assert(offsetof(struct chan_ctl, closed) == 640, "closed: a line of its own");
+static_assert(offsetof(struct chan_ctl, closed) == 144, "layout");
 static_assert(offsetof(struct chan_ctl, msgs_sent) == 152, "layout");
 static_assert(offsetof(struct chan_ctl, head) == 256, "consumer line");
 static_assert(offsetof(struct chan_ctl, msgs_recv) == 272, "layout");
@@ -418,11 +416,12 @@ static bool ready(struct wait_ctx *w, bool sc)
 	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
 	switch (w->what) {
 	case WAIT_DATA:
-		if (atomic_load_explicit(&c->closed, mo))
-			return true;
 		if (sc)
-			return shmkit__ring_readable(&ch->ring);
-		return atomic_load_explicit(&c->tail, mo) != ch->ring.pos;
+			return shmkit__ring_readable(&ch->ring) ||
+			       atomic_load_explicit(&c->closed, mo);
+		/* Spinning: the tail first — the line that brings the news. */
+		return atomic_load_explicit(&c->tail, mo) != ch->ring.pos ||
+		       atomic_load_explicit(&c->closed, mo);
 	case WAIT_SPACE:
 		if (atomic_load_explicit(&c->reader_closed, mo))
 			return true;
