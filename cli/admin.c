@@ -184,11 +184,8 @@ int cli_cmd_ls(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
-		case 'h':
-			cli_print_usage(cmd, stdout);
-			return CLI_OK;
-		default:
-			return cli_bad_option(cmd, c, argv);
+		default: /* -h, --help and errors */
+			return cli_default_option(cmd, c, argv);
 		}
 	}
 	if (optind < argc)
@@ -209,65 +206,82 @@ int cli_cmd_ls(const struct cli_cmd *cmd, int argc, char **argv)
 
 /* --- stat ------------------------------------------------------------------------------------ */
 
-/* Long options shared by stat and rm. */
-#define TARGET_OPTIONS                                             \
-	{"backend", required_argument, NULL, 'b'},                 \
-	{"sysv-key", required_argument, NULL, 'k'},                \
-	{"help", no_argument, NULL, 'h'}
+/* What stat and rm are given: the segment(s), by NAME operands and/or --backend and
+ * --sysv-key, and the command's own switch. */
+struct target_args {
+	struct cli_target t;
+	bool flag;   /* stat --json, rm --verbose */
+	int nnames;
+	char **names;
+};
+
+/* Parses stat's or rm's command line into *a; the command's own switch is --`flag_name` /
+ * -`flag_opt`. At least a NAME or a --sysv-key is required. Returns -1 when the command goes
+ * on, else its exit code (CLI_OK after --help, CLI_USAGE after an error). */
+static int target_parse(const struct cli_cmd *cmd, int argc, char **argv, const char *flag_name,
+			char flag_opt, struct target_args *a)
+{
+	memset(a, 0, sizeof *a);
+	const struct option opts[] = {
+		{flag_name, no_argument, NULL, flag_opt},
+		{"backend", required_argument, NULL, 'b'},
+		{"sysv-key", required_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	char optstring[] = {':', flag_opt, 'b', ':', 'k', ':', 'h', '\0'};
+	int c;
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, optstring, opts, NULL)) != -1) {
+		if (c == flag_opt) {
+			a->flag = true;
+			continue;
+		}
+		switch (c) {
+		case 'b':
+		case 'k':
+			if (cli_target_option(cmd, &a->t, c, optarg) != CLI_OK)
+				return CLI_USAGE;
+			break;
+		default: /* -h, --help and errors */
+			return cli_default_option(cmd, c, argv);
+		}
+	}
+	if (cli_target_finish(cmd, &a->t) != CLI_OK)
+		return CLI_USAGE;
+	a->nnames = argc - optind;
+	a->names = argv + optind;
+	if (a->nnames == 0 && !a->t.have_key)
+		return cli_usage_error(cmd, "missing segment NAME (or --sysv-key KEY)");
+	return -1;
+}
 
 int cli_cmd_stat(const struct cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'j'},
-		TARGET_OPTIONS,
-		{NULL, 0, NULL, 0},
-	};
-	struct cli_target t = {0};
-	bool json = false;
-	int c;
-	cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, ":jb:k:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'b':
-		case 'k':
-			if (cli_target_option(cmd, &t, c, optarg) != CLI_OK)
-				return CLI_USAGE;
-			break;
-		case 'h':
-			cli_print_usage(cmd, stdout);
-			return CLI_OK;
-		default:
-			return cli_bad_option(cmd, c, argv);
-		}
-	}
-	if (cli_target_finish(cmd, &t) != CLI_OK)
-		return CLI_USAGE;
-	const char *name = NULL;
-	if (optind < argc)
-		name = argv[optind++];
-	if (optind < argc)
-		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	if (!name && !t.have_key)
-		return cli_usage_error(cmd, "missing segment NAME (or --sysv-key KEY)");
+	struct target_args a;
+	int rc = target_parse(cmd, argc, argv, "json", 'j', &a);
+	if (rc >= 0)
+		return rc;
+	if (a.nnames > 1)
+		return cli_usage_error(cmd, "unexpected argument '%s'", a.names[1]);
+	const char *name = a.nnames ? a.names[0] : NULL;
 	if (name && cli_check_name(cmd, name) != CLI_OK)
 		return CLI_USAGE;
 
-	struct shmkit_segment_opts o = {.backend = t.backend, .sysv_key = t.sysv_key};
+	struct shmkit_segment_opts o = {.backend = a.t.backend, .sysv_key = a.t.sysv_key};
 	struct shmkit_segment_info inf;
 	int err = shmkit_segment_stat(name, &o, &inf);
 	if (err < 0) {
 		char label[SHMKIT_NAME_MAX + 32];
-		return cli_error(cmd, cli_target_label(label, sizeof label, name, t.sysv_key), err);
+		cli_target_label(label, sizeof label, name, a.t.sysv_key);
+		return cli_error(cmd, label, err);
 	}
 	struct cli_kv kv;
-	cli_kv_begin(&kv, stdout, json);
+	cli_kv_begin(&kv, stdout, a.flag);
 	cli_info_kv(&kv, &inf);
 	stat_kind_detail(&inf, &kv);
 	cli_kv_end(&kv);
-	if (json)
+	if (a.flag)
 		putchar('\n');
 	return CLI_OK;
 }
@@ -276,56 +290,28 @@ int cli_cmd_stat(const struct cli_cmd *cmd, int argc, char **argv)
 
 int cli_cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"verbose", no_argument, NULL, 'v'},
-		TARGET_OPTIONS,
-		{NULL, 0, NULL, 0},
-	};
-	struct cli_target t = {0};
-	bool verbose = false;
-	int c;
-	cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, ":vb:k:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'v':
-			verbose = true;
-			break;
-		case 'b':
-		case 'k':
-			if (cli_target_option(cmd, &t, c, optarg) != CLI_OK)
-				return CLI_USAGE;
-			break;
-		case 'h':
-			cli_print_usage(cmd, stdout);
-			return CLI_OK;
-		default:
-			return cli_bad_option(cmd, c, argv);
-		}
-	}
-	if (cli_target_finish(cmd, &t) != CLI_OK)
-		return CLI_USAGE;
-	int nnames = argc - optind;
-	char **names = argv + optind;
-	if (nnames == 0 && !t.have_key)
-		return cli_usage_error(cmd, "missing segment NAME (or --sysv-key KEY)");
-	if (t.have_key && nnames > 1)
-		return cli_usage_error(cmd, "--sysv-key takes at most one NAME (got %d)", nnames);
+	struct target_args a;
+	int rc = target_parse(cmd, argc, argv, "verbose", 'v', &a);
+	if (rc >= 0)
+		return rc;
+	if (a.t.have_key && a.nnames > 1)
+		return cli_usage_error(cmd, "--sysv-key takes at most one NAME (got %d)", a.nnames);
 	/* Check every name before removing anything: a typo must not leave half the job done. */
-	for (int i = 0; i < nnames; i++)
-		if (cli_check_name(cmd, names[i]) != CLI_OK)
+	for (int i = 0; i < a.nnames; i++)
+		if (cli_check_name(cmd, a.names[i]) != CLI_OK)
 			return CLI_USAGE;
 
-	struct shmkit_segment_opts o = {.backend = t.backend, .sysv_key = t.sysv_key};
-	int rc = CLI_OK;
+	struct shmkit_segment_opts o = {.backend = a.t.backend, .sysv_key = a.t.sysv_key};
+	rc = CLI_OK;
 	/* With --sysv-key alone, one pass with name NULL: the segment at that key. */
-	for (int i = 0; i < (nnames ? nnames : 1); i++) {
-		const char *name = nnames ? names[i] : NULL;
+	for (int i = 0; i < (a.nnames ? a.nnames : 1); i++) {
+		const char *name = a.nnames ? a.names[i] : NULL;
 		char label[SHMKIT_NAME_MAX + 32];
-		cli_target_label(label, sizeof label, name, t.sysv_key);
+		cli_target_label(label, sizeof label, name, a.t.sysv_key);
 		int n = shmkit_segment_remove(name, &o);
 		if (n < 0) {
 			rc = cli_error(cmd, label, n);
-		} else if (verbose) {
+		} else if (a.flag) {
 			if (n > 1)
 				printf("removed %s (%d segments)\n", label, n);
 			else
@@ -379,12 +365,8 @@ static enum gc_action gc_decide(const struct shmkit_segment_info *inf, char *why
  * held by two System V segments (derived and explicit key), and only this one is garbage. */
 static int gc_remove(const struct shmkit_segment_info *inf)
 {
-	struct shmkit_segment_opts o = {.backend = inf->backend};
-	if (inf->backend == SHMKIT_BACKEND_SYSV) {
-		o.sysv_key = inf->sysv_key;
-		return shmkit_segment_remove(NULL, &o);
-	}
-	return shmkit_segment_remove(inf->name, &o);
+	struct shmkit_segment_opts o = cli_info_opts(inf, 0);
+	return shmkit_segment_remove(inf->backend == SHMKIT_BACKEND_SYSV ? NULL : inf->name, &o);
 }
 
 /* "NAME (backend, key K, " — the common start of a report line. */
@@ -443,11 +425,8 @@ int cli_cmd_gc(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'v':
 			verbose = true;
 			break;
-		case 'h':
-			cli_print_usage(cmd, stdout);
-			return CLI_OK;
-		default:
-			return cli_bad_option(cmd, c, argv);
+		default: /* -h, --help and errors */
+			return cli_default_option(cmd, c, argv);
 		}
 	}
 	if (optind < argc)

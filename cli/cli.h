@@ -89,6 +89,11 @@ void cli_getopt_reset(void);
 /* Reports the option getopt_long() just rejected (`c` is '?' or ':') as a usage error. */
 int cli_bad_option(const struct cli_cmd *cmd, int c, char **argv);
 
+/* The `default:` branch of a command's option switch that ends the command: for 'h' (-h,
+ * --help) prints the usage and returns CLI_OK, for anything else reports the rejected
+ * option (cli_bad_option()) and returns CLI_USAGE. */
+int cli_default_option(const struct cli_cmd *cmd, int c, char **argv);
+
 /* Describes that rejection in `buf` ("unknown option '--bogus'", ...); returns buf. */
 const char *cli_getopt_problem(char *buf, size_t cap, int c, char **argv);
 
@@ -118,6 +123,12 @@ int cli_target_finish(const struct cli_cmd *cmd, struct cli_target *t);
 
 /* Checks a segment name given on the command line; reports a usage error if invalid. */
 int cli_check_name(const struct cli_cmd *cmd, const char *name);
+
+/* Takes the one operand left after the options (argv[optind]) as *name: reports "missing
+ * WHAT NAME", an extra argument or an invalid name as a usage error. Returns CLI_OK or
+ * CLI_USAGE. */
+int cli_name_arg(const struct cli_cmd *cmd, int argc, char **argv, const char *what,
+		 const char **name);
 
 /* Describes a target for messages: "NAME", "key 12345" or "NAME (key 12345)". */
 const char *cli_target_label(char *buf, size_t cap, const char *name, int32_t sysv_key);
@@ -150,6 +161,14 @@ static inline bool cli_info_trusted(const struct shmkit_segment_info *inf)
 /* Writes `s` as a JSON string literal (quotes included): escapes quotes, backslashes and
  * control characters, and replaces invalid UTF-8 with U+FFFD. */
 void cli_json_string(FILE *out, const char *s);
+
+/* The same for `n` bytes that may hold NULs (each a \u0000); DEL is escaped too when
+ * `escape_del`. Returns false when bytes that are not UTF-8 had to be replaced. */
+bool cli_json_bytes(FILE *out, const void *p, size_t n, bool escape_del);
+
+/* Options that open exactly the segment `inf` describes, with `flags`: its backend and,
+ * for System V, its key (a name may be held by two System V segments). */
+struct shmkit_segment_opts cli_info_opts(const struct shmkit_segment_info *inf, uint32_t flags);
 
 /* --- key/value output ---------------------------------------------------------------------
  * One object, written either as "key: value" lines (human) or as one JSON object. `stat`,
@@ -226,5 +245,9 @@ struct cli_stat_kind_hook {
 	void (*describe)(const struct shmkit_segment_info *inf, struct cli_kv *kv);
 };
 extern const struct cli_stat_kind_hook cli_stat_kind_hooks[];
+
+/* For a hook whose segment could not be opened or read: when err is nonzero, adds the field
+ * "detail_error" (shmkit_strerror(err)) and returns true; returns false when err is 0. */
+bool cli_kv_detail_error(struct cli_kv *kv, int err);
 
 #endif

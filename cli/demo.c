@@ -37,11 +37,8 @@ int cli_cmd_demo(const struct cli_cmd *cmd, int argc, char **argv)
 		case 's':
 			semaphores = true;
 			break;
-		case 'h':
-			cli_print_usage(cmd, stdout);
-			return CLI_OK;
-		default:
-			return cli_bad_option(cmd, c, argv);
+		default: /* -h, --help and errors */
+			return cli_default_option(cmd, c, argv);
 		}
 	}
 	if (optind < argc)

@@ -479,19 +479,12 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 						       optarg);
 			w.bounded = true;
 			break;
-		case 'h':
-			cli_print_usage(cmd, stdout);
-			return CLI_OK;
-		default:
-			return cli_bad_option(cmd, c, argv);
+		default: /* -h, --help and errors */
+			return cli_default_option(cmd, c, argv);
 		}
 	}
-	if (optind >= argc)
-		return cli_usage_error(cmd, "missing channel NAME");
-	const char *name = argv[optind++];
-	if (optind < argc)
-		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	if (cli_check_name(cmd, name) != CLI_OK)
+	const char *name;
+	if (cli_name_arg(cmd, argc, argv, "channel", &name) != CLI_OK)
 		return CLI_USAGE;
 	if (!create && (have_cap || have_max))
 		return cli_usage_error(cmd, "--capacity and --max-msg need --create");
@@ -726,19 +719,11 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'k':
 			keep = true;
 			break;
-		case 'h':
-			cli_print_usage(cmd, stdout);
-			return CLI_OK;
-		default:
-			return cli_bad_option(cmd, c, argv);
+		default: /* -h, --help and errors */
+			return cli_default_option(cmd, c, argv);
 		}
 	}
-	if (optind >= argc)
-		return cli_usage_error(cmd, "missing channel NAME");
-	s.name = argv[optind++];
-	if (optind < argc)
-		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	if (cli_check_name(cmd, s.name) != CLI_OK)
+	if (cli_name_arg(cmd, argc, argv, "channel", &s.name) != CLI_OK)
 		return CLI_USAGE;
 
 	/* A publish/subscribe channel: one subscriber among many (cli/pubsub_multi.c). */
@@ -796,19 +781,15 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 
 void cli_chan_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv)
 {
-	struct shmkit_chan_opts co = {.seg = {.backend = inf->backend, .flags = SHMKIT_SEG_FOREIGN_UID}};
-	if (inf->backend == SHMKIT_BACKEND_SYSV)
-		co.seg.sysv_key = inf->sysv_key;
+	struct shmkit_chan_opts co = {.seg = cli_info_opts(inf, SHMKIT_SEG_FOREIGN_UID)};
 	struct shmkit_chan *ch;
 	int err = shmkit_chan_open(inf->name, SHMKIT_CHAN_OBSERVER, &co, &ch);
 	struct shmkit_chan_stats st;
 	if (!err)
 		err = shmkit_chan_stats(ch, &st);
 	shmkit_chan_close(ch);
-	if (err) {
-		cli_kv_str(kv, "detail_error", shmkit_strerror(err));
+	if (cli_kv_detail_error(kv, err))
 		return;
-	}
 	cli_kv_size(kv, "capacity", st.capacity);
 	cli_kv_size(kv, "max_msg", st.max_msg);
 	cli_kv_size(kv, "fill", st.fill);

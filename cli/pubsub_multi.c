@@ -158,12 +158,7 @@ static int pub_parse(const struct cli_cmd *cmd, int argc, char **argv, struct pu
 			return cli_bad_option(cmd, c, argv);
 		}
 	}
-	if (optind >= argc)
-		return cli_usage_error(cmd, "missing channel NAME");
-	a->name = argv[optind++];
-	if (optind < argc)
-		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	if (cli_check_name(cmd, a->name) != CLI_OK)
+	if (cli_name_arg(cmd, argc, argv, "channel", &a->name) != CLI_OK)
 		return CLI_USAGE;
 	if (create_only && !a->create)
 		return cli_usage_error(cmd, "--subscribers, --policy, --history, --capacity and "
@@ -355,19 +350,12 @@ int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 		case O_FROM_NOW:
 			flags |= SHMKIT_PUBSUB_NO_HISTORY;
 			break;
-		case 'h':
-			cli_print_usage(cmd, stdout);
-			return CLI_OK;
-		default:
-			return cli_bad_option(cmd, c, argv);
+		default: /* -h, --help and errors */
+			return cli_default_option(cmd, c, argv);
 		}
 	}
-	if (optind >= argc)
-		return cli_usage_error(cmd, "missing channel NAME");
-	const char *name = argv[optind++];
-	if (optind < argc)
-		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	if (cli_check_name(cmd, name) != CLI_OK)
+	const char *name;
+	if (cli_name_arg(cmd, argc, argv, "channel", &name) != CLI_OK)
 		return CLI_USAGE;
 	signal(SIGPIPE, SIG_IGN);
 	struct shmkit_pubsub_opts o = {.flags = flags};
@@ -437,24 +425,16 @@ int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 
 /* --- stat ---------------------------------------------------------------------------------- */
 
-static struct shmkit_segment_opts stat_opts(const struct shmkit_segment_info *inf)
-{
-	struct shmkit_segment_opts o = {.backend = inf->backend,
-					.flags = SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID};
-	if (inf->backend == SHMKIT_BACKEND_SYSV)
-		o.sysv_key = inf->sysv_key;
-	return o;
-}
+/* The stat hooks only look: read-only, and whoever made the segment. */
+#define STAT_FLAGS (SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID)
 
 void cli_pubsub_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv)
 {
-	struct shmkit_pubsub_opts o = {.seg = stat_opts(inf)};
+	struct shmkit_pubsub_opts o = {.seg = cli_info_opts(inf, STAT_FLAGS)};
 	struct shmkit_pubsub *ps;
 	int err = shmkit_pubsub_open(inf->name, SHMKIT_PUBSUB_OBSERVER, &o, &ps);
-	if (err) {
-		cli_kv_str(kv, "detail_error", shmkit_strerror(err));
+	if (cli_kv_detail_error(kv, err))
 		return;
-	}
 	struct shmkit_pubsub_stats st;
 	shmkit_pubsub_stats(ps, &st);
 	struct shmkit_pubsub_sub_stats *subs = calloc(st.max_subscribers, sizeof *subs);
@@ -495,13 +475,12 @@ void cli_pubsub_describe(const struct shmkit_segment_info *inf, struct cli_kv *k
 
 void cli_queue_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv)
 {
-	struct shmkit_queue_opts o = {.flags = SHMKIT_QUEUE_OBSERVER, .seg = stat_opts(inf)};
+	struct shmkit_queue_opts o = {.flags = SHMKIT_QUEUE_OBSERVER,
+				      .seg = cli_info_opts(inf, STAT_FLAGS)};
 	struct shmkit_queue *q;
 	int err = shmkit_queue_open(inf->name, &o, &q);
-	if (err) {
-		cli_kv_str(kv, "detail_error", shmkit_strerror(err));
+	if (cli_kv_detail_error(kv, err))
 		return;
-	}
 	struct shmkit_queue_stats st;
 	shmkit_queue_stats(q, &st);
 	shmkit_queue_close(q);

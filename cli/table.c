@@ -374,78 +374,6 @@ static void put_escaped(FILE *out, const unsigned char *p, size_t n)
 	}
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-	size_t len;
-	uint32_t cp;
-	if (p[0] < 0x80)
-		return 1;
-	if ((p[0] & 0xe0) == 0xc0) {
-		len = 2;
-		cp = p[0] & 0x1fu;
-	} else if ((p[0] & 0xf0) == 0xe0) {
-		len = 3;
-		cp = p[0] & 0x0fu;
-	} else if ((p[0] & 0xf8) == 0xf0) {
-		len = 4;
-		cp = p[0] & 0x07u;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3fu);
-	}
-	static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-	if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
-/* Writes bytes as a JSON string; returns false when bytes that are not UTF-8 had to be
- * replaced by U+FFFD (the caller then adds an exact hex copy). */
-static bool put_json(FILE *out, const unsigned char *p, size_t n)
-{
-	bool exact = true;
-	fputc('"', out);
-	for (size_t i = 0; i < n;) {
-		unsigned char c = p[i];
-		if (c == '"' || c == '\\') {
-			fputc('\\', out);
-			fputc(c, out);
-			i++;
-		} else if (c == '\n') {
-			fputs("\\n", out);
-			i++;
-		} else if (c == '\t') {
-			fputs("\\t", out);
-			i++;
-		} else if (c == '\r') {
-			fputs("\\r", out);
-			i++;
-		} else if (c < 0x20 || c == 0x7f) {
-			fprintf(out, "\\u%04x", c);
-			i++;
-		} else {
-			size_t len = utf8_seq(p + i, n - i);
-			if (len == 0) {
-				fputs("\\ufffd", out);
-				exact = false;
-				i++;
-			} else {
-				fwrite(p + i, 1, len, out);
-				i += len;
-			}
-		}
-	}
-	fputc('"', out);
-	return exact;
-}
-
 static void put_hex(FILE *out, const unsigned char *p, size_t n)
 {
 	fputc('"', out);
@@ -472,12 +400,12 @@ static int dump_one(const struct shmkit_table_item *it, void *arg)
 		return 0;
 	}
 	fputs(d->n++ ? ",\n{\"key\":" : "\n{\"key\":", stdout);
-	if (!put_json(stdout, it->key, it->klen)) {
+	if (!cli_json_bytes(stdout, it->key, it->klen, true)) {
 		fputs(",\"key_hex\":", stdout);
 		put_hex(stdout, it->key, it->klen);
 	}
 	fputs(",\"value\":", stdout);
-	if (!put_json(stdout, it->value, it->vlen)) {
+	if (!cli_json_bytes(stdout, it->value, it->vlen, true)) {
 		fputs(",\"value_hex\":", stdout);
 		put_hex(stdout, it->value, it->vlen);
 	}
@@ -576,16 +504,12 @@ int cli_cmd_table(const struct cli_cmd *cmd, int argc, char **argv)
 
 void cli_table_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv)
 {
-	struct shmkit_segment_opts o = {.backend = inf->backend,
-					.flags = SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID};
-	if (inf->backend == SHMKIT_BACKEND_SYSV)
-		o.sysv_key = inf->sysv_key;
+	struct shmkit_segment_opts o =
+		cli_info_opts(inf, SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID);
 	struct shmkit_table *t;
 	int err = shmkit_table_open(inf->name, &o, &t);
-	if (err) {
-		cli_kv_str(kv, "detail_error", shmkit_strerror(err));
+	if (cli_kv_detail_error(kv, err))
 		return;
-	}
 	struct shmkit_table_stats st;
 	shmkit_table_stats(t, &st);
 	shmkit_table_close(t);

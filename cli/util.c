@@ -85,6 +85,15 @@ int cli_bad_option(const struct cli_cmd *cmd, int c, char **argv)
 	return cli_usage_error(cmd, "%s", cli_getopt_problem(msg, sizeof msg, c, argv));
 }
 
+int cli_default_option(const struct cli_cmd *cmd, int c, char **argv)
+{
+	if (c == 'h') {
+		cli_print_usage(cmd, stdout);
+		return CLI_OK;
+	}
+	return cli_bad_option(cmd, c, argv);
+}
+
 static bool is_digit_in(char c, int base)
 {
 	if (c >= '0' && c <= '9')
@@ -214,6 +223,17 @@ int cli_check_name(const struct cli_cmd *cmd, const char *name)
 	return CLI_OK;
 }
 
+int cli_name_arg(const struct cli_cmd *cmd, int argc, char **argv, const char *what,
+		 const char **name)
+{
+	if (optind >= argc)
+		return cli_usage_error(cmd, "missing %s NAME", what);
+	*name = argv[optind++];
+	if (optind < argc)
+		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	return cli_check_name(cmd, *name);
+}
+
 const char *cli_target_label(char *buf, size_t cap, const char *name, int32_t sysv_key)
 {
 	if (name && sysv_key)
@@ -308,49 +328,53 @@ const char *cli_iso_time(char *buf, size_t cap, uint64_t ns)
 	return buf;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
-static size_t utf8_len(const unsigned char *s)
+/* Length of the valid UTF-8 sequence at s (1..4, within the n bytes there), or 0 if it is
+ * not one. */
+static size_t utf8_len(const unsigned char *s, size_t n)
 {
 	unsigned char c = s[0];
-	size_t n;
+	size_t len;
 	uint32_t cp;
 	if (c < 0x80)
 		return 1;
 	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
+		len = 2;
 		cp = c & 0x1f;
 	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
+		len = 3;
 		cp = c & 0x0f;
 	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
+		len = 4;
 		cp = c & 0x07;
 	} else {
 		return 0;
 	}
-	for (size_t i = 1; i < n; i++) {
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
 		if ((s[i] & 0xc0) != 0x80)
-			return 0; /* also stops at the terminating NUL */
+			return 0;
 		cp = (cp << 6) | (s[i] & 0x3f);
 	}
 	/* Overlong forms, UTF-16 surrogates and code points above U+10FFFF are invalid. */
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
 	    (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
-	return n;
+	return len;
 }
 
-void cli_json_string(FILE *out, const char *s)
+bool cli_json_bytes(FILE *out, const void *p, size_t n, bool escape_del)
 {
-	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *b = p;
+	bool exact = true;
 	fputc('"', out);
-	while (*p) {
-		unsigned char c = *p;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = b[i];
 		if (c == '"' || c == '\\') {
 			fputc('\\', out);
 			fputc(c, out);
-			p++;
-		} else if (c < 0x20) {
+			i++;
+		} else if (c < 0x20 || (c == 0x7f && escape_del)) {
 			switch (c) {
 			case '\n':
 				fputs("\\n", out);
@@ -365,19 +389,34 @@ void cli_json_string(FILE *out, const char *s)
 				fprintf(out, "\\u%04x", c);
 				break;
 			}
-			p++;
+			i++;
 		} else {
-			size_t n = utf8_len(p);
-			if (n == 0) {
+			size_t len = utf8_len(b + i, n - i);
+			if (len == 0) {
 				fputs("\\ufffd", out);
-				p++;
+				exact = false;
+				i++;
 			} else {
-				fwrite(p, 1, n, out);
-				p += n;
+				fwrite(b + i, 1, len, out);
+				i += len;
 			}
 		}
 	}
 	fputc('"', out);
+	return exact;
+}
+
+void cli_json_string(FILE *out, const char *s)
+{
+	(void)cli_json_bytes(out, s, strlen(s), false);
+}
+
+struct shmkit_segment_opts cli_info_opts(const struct shmkit_segment_info *inf, uint32_t flags)
+{
+	struct shmkit_segment_opts o = {.backend = inf->backend, .flags = flags};
+	if (inf->backend == SHMKIT_BACKEND_SYSV)
+		o.sysv_key = inf->sysv_key;
+	return o;
 }
 
 /* --- key/value output ---------------------------------------------------------------------- */
@@ -485,6 +524,13 @@ void cli_kv_percent(struct cli_kv *kv, const char *key, uint64_t part, uint64_t 
 	fprintf(kv->out, kv->json ? "%.1f" : "%.1f%%",
 		whole ? 100.0 * (double)part / (double)whole : 0.0);
 	kv_done(kv);
+}
+
+bool cli_kv_detail_error(struct cli_kv *kv, int err)
+{
+	if (err)
+		cli_kv_str(kv, "detail_error", shmkit_strerror(err));
+	return err != 0;
 }
 
 void cli_info_kv(struct cli_kv *kv, const struct shmkit_segment_info *inf)

@@ -230,6 +230,24 @@ static int chan_attach(struct shmkit_chan *ch)
 	return err;
 }
 
+/* Makes the handle for an opened (or just created) segment; on failure closes the segment,
+ * and unlinks it first when this process created it. */
+static int chan_open_seg(struct shmkit_segment *seg, int role, const struct shmkit_chan_opts *o,
+			 struct shmkit_chan **chp, bool unlink_on_error)
+{
+	struct shmkit_chan *ch;
+	int err = chan_alloc(seg, role, o, &ch);
+	if (!err) {
+		err = chan_attach(ch);
+		if (err)
+			free(ch);
+	}
+	if (err)
+		return shmkit__segment_abandon(seg, unlink_on_error, err);
+	*chp = ch;
+	return 0;
+}
+
 int shmkit_chan_create(const char *name, int role, const struct shmkit_chan_opts *opts,
 		       struct shmkit_chan **chp)
 {
@@ -267,87 +285,39 @@ int shmkit_chan_create(const char *name, int role, const struct shmkit_chan_opts
 	c->ring_offset = CHAN_RING_OFFSET;
 	shmkit_segment_publish(seg); /* release: the fields above are visible to openers */
 
-	struct shmkit_chan *ch;
-	err = chan_alloc(seg, role, o, &ch);
-	if (!err) {
-		err = chan_attach(ch);
-		if (err)
-			free(ch);
-	}
-	if (err) {
-		shmkit_segment_unlink(seg);
-		shmkit_segment_close(seg);
-		return err;
-	}
-	*chp = ch;
-	return 0;
+	return chan_open_seg(seg, role, o, chp, true);
 }
 
-static int chan_open_seg(struct shmkit_segment *seg, int role, const struct shmkit_chan_opts *o,
-			 struct shmkit_chan **chp)
+/* What shmkit_chan_open() and shmkit_chan_open_fd() share. */
+static int chan_open(const struct shmkit__seg_src *src, int role,
+		     const struct shmkit_chan_opts *opts, struct shmkit_chan **chp)
 {
-	struct shmkit_chan *ch;
-	int err = chan_alloc(seg, role, o, &ch);
-	if (!err) {
-		err = chan_attach(ch);
-		if (err)
-			free(ch);
-	}
-	if (err) {
-		shmkit_segment_close(seg);
-		return err;
-	}
-	*chp = ch;
-	return 0;
-}
-
-static int open_opts(int role, const struct shmkit_chan_opts *o, struct shmkit_segment_opts *so)
-{
+	if (!chp)
+		return -EINVAL;
+	*chp = NULL;
 	if (role != SHMKIT_CHAN_PRODUCER && role != SHMKIT_CHAN_CONSUMER &&
 	    role != SHMKIT_CHAN_OBSERVER)
 		return -EINVAL;
-	memset(so, 0, sizeof *so);
-	if (o)
-		*so = o->seg;
-	so->kind = SHMKIT_KIND_STREAM;
-	so->min_size = CHAN_RING_OFFSET;
-	if (role == SHMKIT_CHAN_OBSERVER)
-		so->flags |= SHMKIT_SEG_RDONLY; /* an observer never writes */
-	return 0;
+	struct shmkit_segment_opts so = shmkit__kind_open_opts(
+		opts ? &opts->seg : NULL, SHMKIT_KIND_STREAM, CHAN_RING_OFFSET,
+		role == SHMKIT_CHAN_OBSERVER /* an observer never writes */);
+	struct shmkit_segment *seg;
+	int err = shmkit__segment_open_src(src, &so, &seg);
+	if (err)
+		return err;
+	return chan_open_seg(seg, role, opts, chp, false);
 }
 
 int shmkit_chan_open(const char *name, int role, const struct shmkit_chan_opts *opts,
 		     struct shmkit_chan **chp)
 {
-	if (!chp)
-		return -EINVAL;
-	*chp = NULL;
-	struct shmkit_segment_opts so;
-	int err = open_opts(role, opts, &so);
-	if (err)
-		return err;
-	struct shmkit_segment *seg;
-	err = shmkit_segment_open(name, &so, &seg);
-	if (err)
-		return err;
-	return chan_open_seg(seg, role, opts, chp);
+	return chan_open(&(struct shmkit__seg_src){.name = name}, role, opts, chp);
 }
 
 int shmkit_chan_open_fd(int fd, int role, const struct shmkit_chan_opts *opts,
 			struct shmkit_chan **chp)
 {
-	if (!chp)
-		return -EINVAL;
-	*chp = NULL;
-	struct shmkit_segment_opts so;
-	int err = open_opts(role, opts, &so);
-	if (err)
-		return err;
-	struct shmkit_segment *seg;
-	err = shmkit_segment_open_fd(fd, &so, &seg);
-	if (err)
-		return err;
-	return chan_open_seg(seg, role, opts, chp);
+	return chan_open(&(struct shmkit__seg_src){.fd = fd, .by_fd = true}, role, opts, chp);
 }
 
 /* --- publishing, waking, waiting ------------------------------------------------------- */

@@ -110,6 +110,32 @@ uint64_t shmkit__fnv1a64(const void *data, size_t len);
 /* The checksum a header with these immutable bytes must carry. */
 uint64_t shmkit__hdr_checksum(const struct shmkit__seg_hdr *hdr);
 
+/* --- opening a kind's segment (src/segment.c) ------------------------------------------ */
+
+/* Where a kind's _open() or _open_fd() finds its segment: by name, or, when by_fd, through
+ * a descriptor. Lets the two public calls of a kind share one implementation. */
+struct shmkit__seg_src {
+	const char *name;
+	int fd;
+	bool by_fd;
+};
+
+/* shmkit_segment_open_fd(src->fd, o, segp) when src->by_fd, else
+ * shmkit_segment_open(src->name, o, segp); returns what that returns. */
+int shmkit__segment_open_src(const struct shmkit__seg_src *src,
+			     const struct shmkit_segment_opts *o, struct shmkit_segment **segp);
+
+/* The segment options a kind's opener passes on: the caller's `user` options (NULL: none),
+ * requiring `kind` and at least `min_size` data bytes, read-only when `rdonly` (observers
+ * never write). */
+struct shmkit_segment_opts shmkit__kind_open_opts(const struct shmkit_segment_opts *user,
+						  uint32_t kind, uint64_t min_size, bool rdonly);
+
+/* Gives up a segment whose handle could not be made: unlinks it first when this process
+ * created it (`created`: the name must not stay behind), then closes it. Returns err, so
+ * that a caller can `return shmkit__segment_abandon(seg, created, err);`. */
+int shmkit__segment_abandon(struct shmkit_segment *seg, bool created, int err);
+
 /* --- copying ----------------------------------------------------------------------- */
 
 /* memcpy for message payloads. Copies of 1 MiB and more go in 256 KiB pieces: one big

@@ -528,6 +528,24 @@ static void ps_free(struct shmkit_pubsub *ps)
 	free(ps);
 }
 
+/* Makes the handle for an opened (or just created) segment; on failure closes the segment,
+ * and unlinks it first when this process created it. */
+static int open_seg(struct shmkit_segment *seg, int role, const struct shmkit_pubsub_opts *o,
+		    struct shmkit_pubsub **psp, bool unlink_on_error)
+{
+	struct shmkit_pubsub *ps;
+	int err = ps_alloc(seg, role, o, &ps);
+	if (!err) {
+		err = ps_attach(ps);
+		if (err)
+			ps_free(ps);
+	}
+	if (err)
+		return shmkit__segment_abandon(seg, unlink_on_error, err);
+	*psp = ps;
+	return 0;
+}
+
 int shmkit_pubsub_create(const char *name, int role, const struct shmkit_pubsub_opts *opts,
 			 struct shmkit_pubsub **psp)
 {
@@ -572,87 +590,39 @@ int shmkit_pubsub_create(const char *name, int role, const struct shmkit_pubsub_
 	c->ring_offset = ring_off;
 	shmkit_segment_publish(seg); /* release: the fields above are visible to openers */
 
-	struct shmkit_pubsub *ps;
-	err = ps_alloc(seg, role, o, &ps);
-	if (!err) {
-		err = ps_attach(ps);
-		if (err)
-			ps_free(ps);
-	}
-	if (err) {
-		shmkit_segment_unlink(seg);
-		shmkit_segment_close(seg);
-		return err;
-	}
-	*psp = ps;
-	return 0;
+	return open_seg(seg, role, o, psp, true);
 }
 
-static int open_seg(struct shmkit_segment *seg, int role, const struct shmkit_pubsub_opts *o,
-		    struct shmkit_pubsub **psp)
+/* What shmkit_pubsub_open() and shmkit_pubsub_open_fd() share. */
+static int ps_open(const struct shmkit__seg_src *src, int role,
+		   const struct shmkit_pubsub_opts *opts, struct shmkit_pubsub **psp)
 {
-	struct shmkit_pubsub *ps;
-	int err = ps_alloc(seg, role, o, &ps);
-	if (!err) {
-		err = ps_attach(ps);
-		if (err)
-			ps_free(ps);
-	}
-	if (err) {
-		shmkit_segment_close(seg);
-		return err;
-	}
-	*psp = ps;
-	return 0;
-}
-
-static int open_opts(int role, const struct shmkit_pubsub_opts *o, struct shmkit_segment_opts *so)
-{
+	if (!psp)
+		return -EINVAL;
+	*psp = NULL;
 	if (role != SHMKIT_PUBSUB_PUBLISHER && role != SHMKIT_PUBSUB_SUBSCRIBER &&
 	    role != SHMKIT_PUBSUB_OBSERVER)
 		return -EINVAL;
-	memset(so, 0, sizeof *so);
-	if (o)
-		*so = o->seg;
-	so->kind = SHMKIT_KIND_PUBSUB;
-	so->min_size = PS_SLOTS_OFF;
-	if (role == SHMKIT_PUBSUB_OBSERVER)
-		so->flags |= SHMKIT_SEG_RDONLY;
-	return 0;
+	struct shmkit_segment_opts so = shmkit__kind_open_opts(
+		opts ? &opts->seg : NULL, SHMKIT_KIND_PUBSUB, PS_SLOTS_OFF,
+		role == SHMKIT_PUBSUB_OBSERVER);
+	struct shmkit_segment *seg;
+	int err = shmkit__segment_open_src(src, &so, &seg);
+	if (err)
+		return err;
+	return open_seg(seg, role, opts, psp, false);
 }
 
 int shmkit_pubsub_open(const char *name, int role, const struct shmkit_pubsub_opts *opts,
 		       struct shmkit_pubsub **psp)
 {
-	if (!psp)
-		return -EINVAL;
-	*psp = NULL;
-	struct shmkit_segment_opts so;
-	int err = open_opts(role, opts, &so);
-	if (err)
-		return err;
-	struct shmkit_segment *seg;
-	err = shmkit_segment_open(name, &so, &seg);
-	if (err)
-		return err;
-	return open_seg(seg, role, opts, psp);
+	return ps_open(&(struct shmkit__seg_src){.name = name}, role, opts, psp);
 }
 
 int shmkit_pubsub_open_fd(int fd, int role, const struct shmkit_pubsub_opts *opts,
 			  struct shmkit_pubsub **psp)
 {
-	if (!psp)
-		return -EINVAL;
-	*psp = NULL;
-	struct shmkit_segment_opts so;
-	int err = open_opts(role, opts, &so);
-	if (err)
-		return err;
-	struct shmkit_segment *seg;
-	err = shmkit_segment_open_fd(fd, &so, &seg);
-	if (err)
-		return err;
-	return open_seg(seg, role, opts, psp);
+	return ps_open(&(struct shmkit__seg_src){.fd = fd, .by_fd = true}, role, opts, psp);
 }
 
 /* --- publisher ------------------------------------------------------------------------------ */

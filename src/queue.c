@@ -572,12 +572,8 @@ static int open_seg(struct shmkit_segment *seg, const struct shmkit_queue_opts *
 		if (err)
 			free(q);
 	}
-	if (err) {
-		if (unlink_on_error)
-			shmkit_segment_unlink(seg);
-		shmkit_segment_close(seg);
-		return err;
-	}
+	if (err)
+		return shmkit__segment_abandon(seg, unlink_on_error, err);
 	*qp = q;
 	return 0;
 }
@@ -631,41 +627,30 @@ int shmkit_queue_create(const char *name, const struct shmkit_queue_opts *opts,
 	return open_seg(seg, o, qp, true);
 }
 
-static int open_opts(const struct shmkit_queue_opts *o, struct shmkit_segment_opts *so)
+/* What shmkit_queue_open() and shmkit_queue_open_fd() share. */
+static int q_open(const struct shmkit__seg_src *src, const struct shmkit_queue_opts *opts,
+		  struct shmkit_queue **qp)
 {
-	memset(so, 0, sizeof *so);
-	if (o)
-		*so = o->seg;
-	so->kind = SHMKIT_KIND_QUEUE;
-	so->min_size = Q_MEMBERS_OFF;
-	if (o && (o->flags & SHMKIT_QUEUE_OBSERVER))
-		so->flags |= SHMKIT_SEG_RDONLY; /* an observer never writes */
-	return 0;
+	if (!qp)
+		return -EINVAL;
+	*qp = NULL;
+	struct shmkit_segment_opts so = shmkit__kind_open_opts(
+		opts ? &opts->seg : NULL, SHMKIT_KIND_QUEUE, Q_MEMBERS_OFF,
+		opts && (opts->flags & SHMKIT_QUEUE_OBSERVER) /* an observer never writes */);
+	struct shmkit_segment *seg;
+	int err = shmkit__segment_open_src(src, &so, &seg);
+	return err ? err : open_seg(seg, opts, qp, false);
 }
 
 int shmkit_queue_open(const char *name, const struct shmkit_queue_opts *opts,
 		      struct shmkit_queue **qp)
 {
-	if (!qp)
-		return -EINVAL;
-	*qp = NULL;
-	struct shmkit_segment_opts so;
-	open_opts(opts, &so);
-	struct shmkit_segment *seg;
-	int err = shmkit_segment_open(name, &so, &seg);
-	return err ? err : open_seg(seg, opts, qp, false);
+	return q_open(&(struct shmkit__seg_src){.name = name}, opts, qp);
 }
 
 int shmkit_queue_open_fd(int fd, const struct shmkit_queue_opts *opts, struct shmkit_queue **qp)
 {
-	if (!qp)
-		return -EINVAL;
-	*qp = NULL;
-	struct shmkit_segment_opts so;
-	open_opts(opts, &so);
-	struct shmkit_segment *seg;
-	int err = shmkit_segment_open_fd(fd, &so, &seg);
-	return err ? err : open_seg(seg, opts, qp, false);
+	return q_open(&(struct shmkit__seg_src){.fd = fd, .by_fd = true}, opts, qp);
 }
 
 /* --- waiting -------------------------------------------------------------------------------- */

@@ -529,11 +529,13 @@ static int seg_adopt(struct shmkit_segment *seg, uint64_t os_size, const struct 
 {
 	struct hdr_view v;
 	int err = hdr_validate(seg->base, os_size, seg->map_size, &v);
+	const struct shmkit__seg_hdr *c = &v.copy;
+	/* A trustworthy header naming another segment says "not this one" whatever else is
+	 * wrong with it (as shmkit_segment_stat() reports it). */
+	if (v.trusted && want_name && strcmp(c->name, want_name) != 0)
+		return name_mismatch_err;
 	if (err)
 		return err;
-	const struct shmkit__seg_hdr *c = &v.copy;
-	if (want_name && strcmp(c->name, want_name) != 0)
-		return name_mismatch_err;
 	if (c->backend != seg->backend &&
 	    !(seg->backend == SHMKIT_BACKEND_MEMFD && c->backend == SHMKIT_BACKEND_POSIX))
 		return -EBADMSG;
@@ -855,6 +857,35 @@ int shmkit_segment_open_fd(int fd, const struct shmkit_segment_opts *opts,
 	return open_fd_owned(dup, &o, segp);
 }
 
+int shmkit__segment_open_src(const struct shmkit__seg_src *src,
+			     const struct shmkit_segment_opts *o, struct shmkit_segment **segp)
+{
+	if (src->by_fd)
+		return shmkit_segment_open_fd(src->fd, o, segp);
+	return shmkit_segment_open(src->name, o, segp);
+}
+
+int shmkit__segment_abandon(struct shmkit_segment *seg, bool created, int err)
+{
+	if (created)
+		(void)shmkit_segment_unlink(seg);
+	shmkit_segment_close(seg);
+	return err;
+}
+
+struct shmkit_segment_opts shmkit__kind_open_opts(const struct shmkit_segment_opts *user,
+						  uint32_t kind, uint64_t min_size, bool rdonly)
+{
+	struct shmkit_segment_opts so = {0};
+	if (user)
+		so = *user;
+	so.kind = kind;
+	so.min_size = min_size;
+	if (rdonly)
+		so.flags |= SHMKIT_SEG_RDONLY;
+	return so;
+}
+
 /* --- descriptor passing -------------------------------------------------------------- */
 
 /* The message that travels with the descriptor: lets the receiver tell a shmkit hand-over
@@ -1167,7 +1198,8 @@ static int describe_posix(const char *name, struct shmkit_segment_info *inf, uin
 			status = got < 0 ? -errno : -ERANGE;
 		} else {
 			status = hdr_validate(hdr, (uint64_t)st.st_size, SHMKIT__HDR_SIZE, &v);
-			if (v.trusted && strcmp(v.copy.name, name) != 0 && status == 0)
+			/* As open reports it: a trustworthy header naming another segment. */
+			if (v.trusted && strcmp(v.copy.name, name) != 0)
 				status = -EBADMSG;
 		}
 	}

@@ -1234,11 +1234,8 @@ int shmkit_table_create(const char *name, const struct shmkit_table_opts *opts,
 	if (err)
 		return err;
 	struct shmkit_table *t = handle_alloc(seg, false);
-	if (!t) {
-		(void)shmkit_segment_unlink(seg);
-		shmkit_segment_close(seg);
-		return -ENOMEM;
-	}
+	if (!t)
+		return shmkit__segment_abandon(seg, true, -ENOMEM);
 	uint64_t seed = random_seed();
 	handle_geometry(t, &g, opts->flags, opts->ttl_ms, seed);
 
@@ -1325,9 +1322,7 @@ static int open_common(struct shmkit_segment *seg, const struct shmkit_segment_o
 		       struct shmkit_table **tp)
 {
 	int err = attach(seg, o && (o->flags & SHMKIT_SEG_RDONLY), tp);
-	if (err)
-		shmkit_segment_close(seg);
-	return err;
+	return err ? shmkit__segment_abandon(seg, false, err) : 0;
 }
 
 static int table_seg_opts(const struct shmkit_segment_opts *in, struct shmkit_segment_opts *out)
@@ -1340,8 +1335,9 @@ static int table_seg_opts(const struct shmkit_segment_opts *in, struct shmkit_se
 	return 0;
 }
 
-int shmkit_table_open(const char *name, const struct shmkit_segment_opts *seg_opts,
-		      struct shmkit_table **tp)
+/* What shmkit_table_open() and shmkit_table_open_fd() share. */
+static int table_open(const struct shmkit__seg_src *src,
+		      const struct shmkit_segment_opts *seg_opts, struct shmkit_table **tp)
 {
 	if (!tp)
 		return -EINVAL;
@@ -1351,27 +1347,22 @@ int shmkit_table_open(const char *name, const struct shmkit_segment_opts *seg_op
 	if (err)
 		return err;
 	struct shmkit_segment *seg;
-	err = shmkit_segment_open(name, &o, &seg);
+	err = shmkit__segment_open_src(src, &o, &seg);
 	if (err)
 		return err;
 	return open_common(seg, &o, tp);
 }
 
+int shmkit_table_open(const char *name, const struct shmkit_segment_opts *seg_opts,
+		      struct shmkit_table **tp)
+{
+	return table_open(&(struct shmkit__seg_src){.name = name}, seg_opts, tp);
+}
+
 int shmkit_table_open_fd(int fd, const struct shmkit_segment_opts *seg_opts,
 			 struct shmkit_table **tp)
 {
-	if (!tp)
-		return -EINVAL;
-	*tp = NULL;
-	struct shmkit_segment_opts o;
-	int err = table_seg_opts(seg_opts, &o);
-	if (err)
-		return err;
-	struct shmkit_segment *seg;
-	err = shmkit_segment_open_fd(fd, &o, &seg);
-	if (err)
-		return err;
-	return open_common(seg, &o, tp);
+	return table_open(&(struct shmkit__seg_src){.fd = fd, .by_fd = true}, seg_opts, tp);
 }
 
 int shmkit_table_close(struct shmkit_table *t)

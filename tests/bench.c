@@ -7,154 +7,34 @@
  * /proc/self/exe, so the sanitizer builds test their own CLI), else build/shmkit.
  */
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
 
-/* --- running the CLI ---------------------------------------------------------------------- */
+/* --- running the CLI (tests/testutil.c) ------------------------------------------------------ */
 
-static char cli_path[PATH_MAX];
-
-static const char *cli(void)
+/* Runs the CLI with `args` (NULL-terminated) into *r (zero-initialized, or reused); after
+ * `signal_after_ms` (when > 0) sends SIGINT. Kills it at `timeout_ms`. */
+static void run_args(struct t_run *r, const char *const *args, int timeout_ms, int signal_after_ms)
 {
-	if (cli_path[0])
-		return cli_path;
-	const char *env = getenv("SHMKIT_CLI");
-	if (env && *env) {
-		snprintf(cli_path, sizeof cli_path, "%s", env);
-		return cli_path;
+	struct t_proc p;
+	t_spawn_cli(&p, -1, -1, args);
+	if (signal_after_ms > 0 && !t_pump(&p, NULL, signal_after_ms, 0)) {
+		kill(p.pid, SIGINT);
+		timeout_ms -= signal_after_ms;
 	}
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash) {
-			*slash = '\0';
-			size_t len = strlen(exe);
-			if (len >= 6 && strcmp(exe + len - 6, "/tests") == 0) {
-				exe[len - 6] = '\0';
-				snprintf(cli_path, sizeof cli_path, "%s/shmkit", exe);
-				return cli_path;
-			}
-		}
-	}
-	snprintf(cli_path, sizeof cli_path, "build/shmkit");
-	return cli_path;
-}
-
-struct run {
-	int status;  /* exit status, 128 + signal, -1 when killed at the deadline */
-	char *out;   /* stdout, NUL-terminated (malloc'ed) */
-	char *err;   /* stderr */
-};
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void append(char **buf, size_t *len, const char *p, size_t n)
-{
-	*buf = realloc(*buf, *len + n + 1);
-	ck_assert_ptr_nonnull(*buf);
-	memcpy(*buf + *len, p, n);
-	*len += n;
-	(*buf)[*len] = '\0';
-}
-
-/* Runs the CLI with `args` (NULL-terminated); after `signal_after_ms` (when > 0) sends
- * SIGINT. Kills it at `timeout_ms`. */
-static void run_args(struct run *r, const char *const *args, int timeout_ms, int signal_after_ms)
-{
-	char *argv[40];
-	int argc = 0;
-	argv[argc++] = (char *)cli();
-	for (; *args && argc < 39; args++)
-		argv[argc++] = (char *)*args;
-	argv[argc] = NULL;
-	int po[2], pe[2];
-	ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(pe, O_CLOEXEC), 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(po[1], STDOUT_FILENO);
-		dup2(pe[1], STDERR_FILENO);
-		execv(argv[0], argv);
-		dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(po[1]);
-	close(pe[1]);
-	size_t lo = 0, le = 0;
-	r->out = r->err = NULL;
-	append(&r->out, &lo, "", 0);
-	append(&r->err, &le, "", 0);
-	int fds[2] = {po[0], pe[0]};
-	int64_t start = now_ms(), deadline = start + timeout_ms;
-	bool signalled = false;
-	while (fds[0] >= 0 || fds[1] >= 0) {
-		int64_t now = now_ms();
-		if (now >= deadline)
-			break;
-		if (signal_after_ms > 0 && !signalled && now - start >= signal_after_ms) {
-			kill(pid, SIGINT);
-			signalled = true;
-		}
-		struct pollfd p[2] = {{.fd = fds[0], .events = POLLIN}, {.fd = fds[1], .events = POLLIN}};
-		int wait = (int)(deadline - now);
-		if (signal_after_ms > 0 && !signalled)
-			wait = 20;
-		int n = poll(p, 2, wait);
-		if (n < 0 && errno == EINTR)
-			continue;
-		ck_assert_int_ge(n, 0);
-		for (int i = 0; i < 2; i++) {
-			if (fds[i] < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-			char chunk[8192];
-			ssize_t k = read(fds[i], chunk, sizeof chunk);
-			if (k <= 0) {
-				close(fds[i]);
-				fds[i] = -1;
-				continue;
-			}
-			if (i == 0)
-				append(&r->out, &lo, chunk, (size_t)k);
-			else
-				append(&r->err, &le, chunk, (size_t)k);
-		}
-	}
-	for (int i = 0; i < 2; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	r->status = t_wait(pid, fds[0] < 0 && fds[1] < 0 ? 10000 : 0);
+	t_run_collect(r, &p, timeout_ms);
 }
 
 #define RUN(r, timeout, ...) run_args((r), (const char *const[]){__VA_ARGS__, NULL}, (timeout), 0)
 
-static void run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-}
-
-static void assert_usage_error(struct run *r)
+static void assert_usage_error(struct t_run *r)
 {
 	ck_assert_msg(r->status == 2, "exit %d, stderr: %s", r->status, r->err);
 	ck_assert_msg(r->out[0] == '\0', "stdout: %s", r->out);
@@ -409,22 +289,22 @@ START_TEST(test_usage_errors)
 		{"--sizes", NULL, NULL},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		struct run r;
+		struct t_run r = {0};
 		const char *args[] = {"bench", bad[i][0], bad[i][1], NULL};
 		run_args(&r, args, 20000, 0);
 		assert_usage_error(&r);
-		run_free(&r);
+		t_run_free(&r);
 	}
 }
 END_TEST
 
 START_TEST(test_help_and_list)
 {
-	struct run r;
+	struct t_run r = {0};
 	RUN(&r, 20000, "bench", "--help");
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_ptr_nonnull(strstr(r.out, "Usage: shmkit bench"));
-	run_free(&r);
+	t_run_free(&r);
 	RUN(&r, 20000, "bench", "--list");
 	ck_assert_int_eq(r.status, 0);
 	static const char *const names[] = {"floor", "ring", "shmkit-spin", "shmkit-block", "pipe",
@@ -432,18 +312,18 @@ START_TEST(test_help_and_list)
 					    "eventfd", "tcp"};
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		ck_assert_msg(strstr(r.out, names[i]), "--list lacks %s", names[i]);
-	run_free(&r);
+	t_run_free(&r);
 	RUN(&r, 20000, "help", "bench");
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_ptr_nonnull(strstr(r.out, "--mechanisms"));
-	run_free(&r);
+	t_run_free(&r);
 }
 END_TEST
 
 /* The smoke test: a --quick run of two mechanisms at one size, JSON parsed. */
 START_TEST(test_quick_json)
 {
-	struct run r;
+	struct t_run r = {0};
 	RUN(&r, 90000, "bench", "--quick", "--duration", "1", "--sizes", "64", "--mechanisms",
 	    "floor,shmkit-spin", "--json");
 	ck_assert_msg(r.status == 0, "exit %d, stderr: %s", r.status, r.err);
@@ -467,7 +347,7 @@ START_TEST(test_quick_json)
 	/* Progress went to stderr, not into the JSON. */
 	ck_assert_ptr_nonnull(strstr(r.err, "shmkit bench"));
 	jfree(&v);
-	run_free(&r);
+	t_run_free(&r);
 }
 END_TEST
 
@@ -480,7 +360,7 @@ START_TEST(test_quick_table_and_json_file)
 	close(fd);
 	char opt[64];
 	snprintf(opt, sizeof opt, "--json=%s", path);
-	struct run r;
+	struct t_run r = {0};
 	RUN(&r, 90000, "bench", "--quick", "--duration", "1", "--sizes", "64,4K", "--mechanisms",
 	    "pipe,unix-seqpacket,eventfd", "--cpus", "none", opt);
 	ck_assert_msg(r.status == 0, "exit %d, stderr: %s", r.status, r.err);
@@ -510,7 +390,7 @@ START_TEST(test_quick_table_and_json_file)
 				ck_assert(jnum(row, "msgs_per_s") > 0);
 		}
 	jfree(&v);
-	run_free(&r);
+	t_run_free(&r);
 }
 END_TEST
 
@@ -533,12 +413,12 @@ static int sysv_queues(void)
 START_TEST(test_cleanup)
 {
 	int before = sysv_queues();
-	struct run r;
+	struct t_run r = {0};
 	RUN(&r, 90000, "bench", "--quick", "--duration", "1", "--sizes", "100", "--mechanisms",
 	    "sysv-mq,posix-mq,tcp,unix-stream");
 	ck_assert_msg(r.status == 0, "exit %d, stderr: %s", r.status, r.err);
 	ck_assert_ptr_nonnull(strstr(r.out, "| System V message queue | 100 B |"));
-	run_free(&r);
+	t_run_free(&r);
 	ck_assert_int_eq(sysv_queues(), before);
 
 	const char *args[] = {"bench", "--duration", "30", "--sizes", "64", "--mechanisms",
@@ -546,7 +426,7 @@ START_TEST(test_cleanup)
 	run_args(&r, args, 30000, 1500);
 	ck_assert_msg(r.status == 1, "exit %d, stderr: %s", r.status, r.err);
 	ck_assert_msg(strstr(r.err, "interrupted"), "stderr: %s", r.err);
-	run_free(&r);
+	t_run_free(&r);
 	ck_assert_int_eq(sysv_queues(), before);
 }
 END_TEST
@@ -554,17 +434,13 @@ END_TEST
 static Suite *bench_suite(void)
 {
 	Suite *s = suite_create("bench");
-	TCase *tc = tcase_create("args");
-	tcase_set_timeout(tc, 120);
+	TCase *tc = t_tcase(s, "args", 120);
 	tcase_add_test(tc, test_usage_errors);
 	tcase_add_test(tc, test_help_and_list);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("runs");
-	tcase_set_timeout(tc, 300);
+	tc = t_tcase(s, "runs", 300);
 	tcase_add_test(tc, test_quick_json);
 	tcase_add_test(tc, test_quick_table_and_json_file);
 	tcase_add_test(tc, test_cleanup);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

@@ -2,7 +2,6 @@
  * real kills and a hostile peer. */
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,27 +25,7 @@ struct shared {
 	char why[256];
 };
 
-static struct shared *shared_new(void)
-{
-	void *p = mmap(NULL, sizeof(struct shared), PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	return p;
-}
-
-static void child_fail(struct shared *sh, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void child_fail(struct shared *sh, const char *fmt, ...)
-{
-	if (atomic_exchange(&sh->failed, 1) == 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(sh->why, sizeof sh->why, fmt, ap);
-		va_end(ap);
-	}
-}
-
-/* --- message contents: sequence number, length, and a pattern derived from both ------- */
+/* --- message lengths (the contents: t_msg_fill()) ------------------------------------ */
 
 static uint64_t rnd_len(uint64_t seq, uint64_t seed, uint64_t max)
 {
@@ -65,57 +44,21 @@ static uint64_t rnd_len(uint64_t seq, uint64_t seed, uint64_t max)
 	}
 }
 
-/* Fills a message: [seq (8 bytes)] [pattern words]; tails shorter than 8 bytes too. */
-static void msg_fill(uint8_t *p, uint64_t len, uint64_t seq)
-{
-	uint64_t x = seq * 0xd1342543de82ef95ull + 1;
-	uint64_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w = i == 0 ? seq : (x += 0x9e3779b97f4a7c15ull);
-		memcpy(p + i, &w, 8);
-	}
-	for (; i < len; i++)
-		p[i] = (uint8_t)(seq + i);
-}
-
-/* Returns 0 when the message is exactly what msg_fill(seq) wrote. */
-static int msg_check(const uint8_t *p, uint64_t len, uint64_t seq)
-{
-	uint64_t x = seq * 0xd1342543de82ef95ull + 1;
-	uint64_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, p + i, 8);
-		if (w != (i == 0 ? seq : (x += 0x9e3779b97f4a7c15ull)))
-			return -1;
-	}
-	for (; i < len; i++)
-		if (p[i] != (uint8_t)(seq + i))
-			return -1;
-	return 0;
-}
-
 static struct shmkit_chan *chan_new(const char *name, uint32_t backend, int role, uint64_t cap,
 				    uint64_t max_msg)
 {
 	struct shmkit_chan_opts o = {.capacity = cap, .max_msg = max_msg};
 	o.seg.backend = backend;
 	struct shmkit_chan *ch;
+	if (backend == SHMKIT_BACKEND_MEMFD)
+		name = NULL; /* a memfd channel has no name */
 	int err = shmkit_chan_create(name, role, &o, &ch);
 	ck_assert_msg(err == 0, "create: %s", shmkit_strerror(err));
-	if (name && backend != SHMKIT_BACKEND_MEMFD)
-		t_track(name, backend);
+	t_track(name, backend);
 	return ch;
 }
 
-/* How a child finds the channel: by name, or through the inherited memfd. */
-struct where {
-	const char *name;
-	uint32_t backend;
-	int fd;
-};
-
-static int open_role(const struct where *w, int role, uint32_t flags, struct shmkit_chan **ch)
+static int open_role(const struct t_where *w, int role, uint32_t flags, struct shmkit_chan **ch)
 {
 	struct shmkit_chan_opts o = {.flags = flags};
 	o.seg.backend = w->backend;
@@ -124,17 +67,9 @@ static int open_role(const struct where *w, int role, uint32_t flags, struct shm
 	return shmkit_chan_open(w->name, role, &o, ch);
 }
 
-static struct where where_of(const char *name, uint32_t backend, struct shmkit_chan *ch)
+static struct t_where where_of(const char *name, uint32_t backend, struct shmkit_chan *ch)
 {
-	struct where w = {name, backend, -1};
-	if (backend == SHMKIT_BACKEND_MEMFD)
-		w.fd = shmkit_segment_fd(shmkit_chan_segment(ch));
-	return w;
-}
-
-static struct timespec *in_ms(struct timespec *ts, uint64_t ms)
-{
-	return shmkit_deadline_after(ts, ms * 1000000ull);
+	return t_where_of(name, backend, shmkit_chan_segment(ch));
 }
 
 /* --- roles, basics ----------------------------------------------------------------- */
@@ -178,7 +113,7 @@ START_TEST(test_roles_and_basics)
 		k++;
 	ck_assert_int_eq(k, 7);
 	struct timespec ts;
-	ck_assert_int_eq(shmkit_chan_send_wait(p, big, 512, in_ms(&ts, 20)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_chan_send_wait(p, big, 512, t_in_ms(&ts, 20)), -ETIMEDOUT);
 	/* Observer sees the counters. */
 	struct shmkit_chan *obs;
 	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &obs), 0);
@@ -201,10 +136,7 @@ START_TEST(test_roles_and_basics)
 	/* A kind mismatch: a table opener would get -EMEDIUMTYPE; a raw segment is not a
 	 * channel either. */
 	char raw[64];
-	t_name(raw, sizeof raw, "raw");
-	struct shmkit_segment *seg;
-	ck_assert_int_eq(shmkit_segment_create(raw, 4096, NULL, &seg), 0);
-	t_track(raw, SHMKIT_BACKEND_POSIX);
+	struct shmkit_segment *seg = t_raw_segment(raw, sizeof raw);
 	ck_assert_int_eq(shmkit_chan_open(raw, SHMKIT_CHAN_CONSUMER, NULL, &x), -EMEDIUMTYPE);
 	shmkit_segment_unlink(seg);
 	shmkit_segment_close(seg);
@@ -215,7 +147,7 @@ START_TEST(test_roles_and_basics)
 	for (int i = 0; i < k; i++)
 		ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), 512);
 	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), -EPIPE);
-	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 10)), -EPIPE);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 10)), -EPIPE);
 	/* A new producer starts a new session on the same channel. */
 	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_PRODUCER, NULL, &p), 0);
 	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), -EAGAIN);
@@ -252,13 +184,13 @@ END_TEST
 START_TEST(test_batch_and_zero_copy)
 {
 	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 1 << 16, 0);
-	struct where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_chan *c;
 	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
 	for (uint64_t i = 0; i < 50; i++) {
 		void *buf;
 		ck_assert_int_eq(shmkit_chan_loan(p, 200, &buf), 0);
-		msg_fill(buf, i, i);
+		t_msg_fill(buf, i, i);
 		ck_assert_int_eq(shmkit_chan_commit(p, i, SHMKIT_CHAN_MORE), 0);
 	}
 	const void *cp;
@@ -273,7 +205,7 @@ START_TEST(test_batch_and_zero_copy)
 	for (uint64_t i = 0; i < 50; i++) {
 		ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
 		ck_assert_uint_eq(n, i);
-		ck_assert_int_eq(msg_check(cp, n, i), 0);
+		ck_assert_int_eq(t_msg_check(cp, n, i), 0);
 		ck_assert_int_eq(shmkit_chan_release(c, SHMKIT_CHAN_MORE), 0);
 	}
 	shmkit_chan_stats(c, &st);
@@ -306,7 +238,7 @@ END_TEST
 /* --- cross-process streaming --------------------------------------------------------- */
 
 struct stream_arg {
-	struct where w;
+	struct t_where w;
 	struct shared *sh;
 	uint64_t count;
 	uint64_t seed;
@@ -320,7 +252,7 @@ static int producer_main(void *arg)
 	struct shmkit_chan *ch;
 	int err = open_role(&a->w, SHMKIT_CHAN_PRODUCER, 0, &ch);
 	if (err) {
-		child_fail(a->sh, "producer open: %s", shmkit_strerror(err));
+		T_CHILD_FAIL(a->sh, "producer open: %s", shmkit_strerror(err));
 		return 1;
 	}
 	uint8_t *tmp = a->copy ? malloc(a->max + 8) : NULL;
@@ -329,19 +261,19 @@ static int producer_main(void *arg)
 		if (len < 8)
 			len = 8; /* room for the sequence number */
 		if (a->copy) {
-			msg_fill(tmp, len, seq);
+			t_msg_fill(tmp, len, seq);
 			err = shmkit_chan_send_wait(ch, tmp, len, NULL);
 		} else {
 			void *p;
 			err = shmkit_chan_loan_wait(ch, len, &p, NULL);
 			if (!err) {
-				msg_fill(p, len, seq);
+				t_msg_fill(p, len, seq);
 				err = shmkit_chan_commit(ch, len, seq % 8 == 7 ? 0 : SHMKIT_CHAN_MORE);
 			}
 		}
 		if (err) {
-			child_fail(a->sh, "producer seq %llu: %s", (unsigned long long)seq,
-				   shmkit_strerror(err));
+			T_CHILD_FAIL(a->sh, "producer seq %llu: %s", (unsigned long long)seq,
+				     shmkit_strerror(err));
 			return 1;
 		}
 	}
@@ -356,7 +288,7 @@ static int consumer_main(void *arg)
 	struct shmkit_chan *ch;
 	int err = open_role(&a->w, SHMKIT_CHAN_CONSUMER, 0, &ch);
 	if (err) {
-		child_fail(a->sh, "consumer open: %s", shmkit_strerror(err));
+		T_CHILD_FAIL(a->sh, "consumer open: %s", shmkit_strerror(err));
 		return 1;
 	}
 	atomic_store(&a->sh->ready, 1);
@@ -377,10 +309,10 @@ static int consumer_main(void *arg)
 		uint64_t want = rnd_len(seq, a->seed, a->max);
 		if (want < 8)
 			want = 8;
-		if (err || n != want || msg_check(p, n, seq) != 0) {
-			child_fail(a->sh, "consumer seq %llu: err %s, len %zu want %llu, check %d",
-				   (unsigned long long)seq, shmkit_strerror(err), n,
-				   (unsigned long long)want, err ? 0 : msg_check(p, n, seq));
+		if (err || n != want || t_msg_check(p, n, seq) != 0) {
+			T_CHILD_FAIL(a->sh, "consumer seq %llu: err %s, len %zu want %llu, check %d",
+				     (unsigned long long)seq, shmkit_strerror(err), n,
+				     (unsigned long long)want, err ? 0 : t_msg_check(p, n, seq));
 			return 1;
 		}
 		if (!a->copy)
@@ -397,9 +329,8 @@ static void stream_run(uint32_t backend, uint64_t count, uint64_t max, uint64_t 
 	char name[64];
 	t_name(name, sizeof name, "stream");
 	/* The test process creates the channel, then hands the consumer role over. */
-	struct shmkit_chan *own = chan_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
-					   SHMKIT_CHAN_CONSUMER, cap, max + 8);
-	struct shared *sh = shared_new();
+	struct shmkit_chan *own = chan_new(name, backend, SHMKIT_CHAN_CONSUMER, cap, max + 8);
+	struct shared *sh = t_shm_alloc(sizeof *sh);
 	struct stream_arg a = {where_of(name, backend, own), sh, count, t_seed(), max, copy};
 	/* Give the consumer role up (keeping a memfd descriptor for the children to inherit);
 	 * the channel itself stays. */
@@ -462,10 +393,10 @@ START_TEST(test_stream_large_messages)
 	size_t sz = (3 << 20) / 2 - 8;
 	uint8_t *in = malloc(sz), *out = malloc(sz);
 	for (uint64_t i = 0; i < 8; i++) {
-		msg_fill(in, sz - i * 4096, i);
+		t_msg_fill(in, sz - i * 4096, i);
 		ck_assert_int_eq(shmkit_chan_send(p, in, sz - i * 4096), 0);
 		ck_assert_int_eq(shmkit_chan_recv(c, out, sz), (ssize_t)(sz - i * 4096));
-		ck_assert_int_eq(msg_check(out, sz - i * 4096, i), 0);
+		ck_assert_int_eq(t_msg_check(out, sz - i * 4096, i), 0);
 	}
 	free(in);
 	free(out);
@@ -493,7 +424,7 @@ static int sleeper_consumer(void *arg)
 			return 11;
 	}
 	struct timespec ts;
-	if (shmkit_chan_recv_wait(ch, buf, sizeof buf, in_ms(&ts, 30000)) != -EPIPE)
+	if (shmkit_chan_recv_wait(ch, buf, sizeof buf, t_in_ms(&ts, 30000)) != -EPIPE)
 		return 12;
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
@@ -512,7 +443,7 @@ START_TEST(test_blocking_wakeup_and_idle)
 	char name[64];
 	t_name(name, sizeof name, "block");
 	struct shmkit_chan *p = chan_new(name, SHMKIT_BACKEND_SYSV, SHMKIT_CHAN_PRODUCER, 4096, 0);
-	struct shared *sh = shared_new();
+	struct shared *sh = t_shm_alloc(sizeof *sh);
 	struct stream_arg a = {where_of(name, SHMKIT_BACKEND_SYSV, p), sh, 0, 0, 0, 0};
 	pid_t pid = t_fork(sleeper_consumer, &a);
 	while (!atomic_load(&sh->ready))
@@ -548,14 +479,14 @@ END_TEST
 START_TEST(test_timeouts)
 {
 	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 4096, 0);
-	struct where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_chan *c;
 	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
 	struct timespec ts;
 	const void *cp;
 	size_t n;
 	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 50)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 50)), -ETIMEDOUT);
 	ck_assert_uint_ge(shmkit_now_ns() - t0, 50000000); /* never early */
 	/* A deadline already in the past: one try, then -ETIMEDOUT. */
 	shmkit_deadline_after(&ts, 0);
@@ -564,11 +495,11 @@ START_TEST(test_timeouts)
 	while (shmkit_chan_send(p, buf, sizeof buf) == 0)
 		;
 	t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, sizeof buf, in_ms(&ts, 50)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, sizeof buf, t_in_ms(&ts, 50)), -ETIMEDOUT);
 	ck_assert_uint_ge(shmkit_now_ns() - t0, 50000000);
-	ck_assert_int_eq(shmkit_chan_drain_wait(p, in_ms(&ts, 20)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_chan_drain_wait(p, t_in_ms(&ts, 20)), -ETIMEDOUT);
 	/* Data that arrives during the wait is returned. */
-	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 50)), 0);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 50)), 0);
 	shmkit_chan_close(c);
 	shmkit_chan_close(p);
 }
@@ -586,19 +517,19 @@ static int producer_then_die(void *arg)
 		void *p;
 		if (shmkit_chan_loan_wait(ch, 100, &p, NULL))
 			return 11;
-		msg_fill(p, 100, seq);
+		t_msg_fill(p, 100, seq);
 		shmkit_chan_commit(ch, 100, 0);
 	}
 	/* Committed with MORE but never published: must not be delivered. */
 	void *p;
 	if (shmkit_chan_loan(ch, 100, &p))
 		return 12;
-	msg_fill(p, 100, 999998);
+	t_msg_fill(p, 100, 999998);
 	shmkit_chan_commit(ch, 100, SHMKIT_CHAN_MORE);
 	/* A loan that is written but never committed: must not be delivered either. */
 	if (shmkit_chan_loan(ch, 100, &p))
 		return 12;
-	msg_fill(p, 100, 999999);
+	t_msg_fill(p, 100, 999999);
 	raise(SIGKILL);
 	return 13;
 }
@@ -608,9 +539,8 @@ START_TEST(test_producer_killed)
 	uint32_t backend = backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "pdead");
-	struct shmkit_chan *c = chan_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
-					 SHMKIT_CHAN_CONSUMER, 1 << 16, 0);
-	struct shared *sh = shared_new();
+	struct shmkit_chan *c = chan_new(name, backend, SHMKIT_CHAN_CONSUMER, 1 << 16, 0);
+	struct shared *sh = t_shm_alloc(sizeof *sh);
 	struct stream_arg a = {where_of(name, backend, c), sh, 300, 0, 0, 0};
 	pid_t pid = t_fork(producer_then_die, &a);
 	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
@@ -618,28 +548,28 @@ START_TEST(test_producer_killed)
 	const void *cp;
 	size_t n;
 	for (uint64_t seq = 0; seq < 300; seq++) {
-		ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 5000)), 0);
+		ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 5000)), 0);
 		ck_assert_uint_eq(n, 100);
-		ck_assert_int_eq(msg_check(cp, n, seq), 0);
+		ck_assert_int_eq(t_msg_check(cp, n, seq), 0);
 		shmkit_chan_release(c, 0);
 	}
 	/* Everything published was delivered; now the death is reported, promptly. */
 	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 10000)), -EOWNERDEAD);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 10000)), -EOWNERDEAD);
 	ck_assert_uint_lt(shmkit_now_ns() - t0, 5000000000ull); /* not the 10 s deadline */
 	/* With a deadline shorter than the liveness slice it is reported at the deadline. */
-	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 20)), -EOWNERDEAD);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 20)), -EOWNERDEAD);
 	ck_assert_int_eq(shmkit_chan_peer_alive(c), 0);
 	/* Takeover: a new producer attaches where the dead one stopped. */
 	a.count = 10;
 	pid = t_fork(producer_then_die, &a);
 	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
 	for (uint64_t seq = 0; seq < 10; seq++) {
-		ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 5000)), 0);
-		ck_assert_int_eq(msg_check(cp, n, seq), 0);
+		ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 5000)), 0);
+		ck_assert_int_eq(t_msg_check(cp, n, seq), 0);
 		shmkit_chan_release(c, 0);
 	}
-	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 5000)), -EOWNERDEAD);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 5000)), -EOWNERDEAD);
 	shmkit_chan_unlink(c);
 	shmkit_chan_close(c);
 	munmap(sh, sizeof *sh);
@@ -655,7 +585,7 @@ static int consumer_then_die(void *arg)
 	const void *p;
 	size_t n;
 	for (uint64_t seq = 0; seq < a->count; seq++) {
-		if (shmkit_chan_peek_wait(ch, &p, &n, NULL) || msg_check(p, n, seq))
+		if (shmkit_chan_peek_wait(ch, &p, &n, NULL) || t_msg_check(p, n, seq))
 			return 11;
 		shmkit_chan_release(ch, 0);
 	}
@@ -671,14 +601,13 @@ START_TEST(test_consumer_killed)
 	uint32_t backend = backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "cdead");
-	struct shmkit_chan *p = chan_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
-					 SHMKIT_CHAN_PRODUCER, 4096, 0);
-	struct shared *sh = shared_new();
+	struct shmkit_chan *p = chan_new(name, backend, SHMKIT_CHAN_PRODUCER, 4096, 0);
+	struct shared *sh = t_shm_alloc(sizeof *sh);
 	struct stream_arg a = {where_of(name, backend, p), sh, 5, 0, 0, 0};
 	char buf[1000];
 	/* Four 1008-byte records fill the 4096-byte ring. */
 	for (uint64_t seq = 0; seq < 4; seq++) {
-		msg_fill((uint8_t *)buf, 1000, seq);
+		t_msg_fill((uint8_t *)buf, 1000, seq);
 		ck_assert_int_eq(shmkit_chan_send(p, buf, 1000), 0);
 	}
 	ck_assert_int_eq(shmkit_chan_send(p, buf, 1000), -EAGAIN);
@@ -689,22 +618,22 @@ START_TEST(test_consumer_killed)
 	uint64_t seq = 4;
 	int err;
 	for (;; seq++) {
-		msg_fill((uint8_t *)buf, 1000, seq);
-		err = shmkit_chan_send_wait(p, buf, 1000, in_ms(&ts, 20000));
+		t_msg_fill((uint8_t *)buf, 1000, seq);
+		err = shmkit_chan_send_wait(p, buf, 1000, t_in_ms(&ts, 20000));
 		if (err)
 			break;
 	}
 	ck_assert_int_eq(err, -EOWNERDEAD);
 	ck_assert_uint_eq(seq, 9);
 	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
-	ck_assert_int_eq(shmkit_chan_drain_wait(p, in_ms(&ts, 10000)), -EOWNERDEAD);
+	ck_assert_int_eq(shmkit_chan_drain_wait(p, t_in_ms(&ts, 10000)), -EOWNERDEAD);
 	/* A new consumer takes over from message 5 (peeked but never released). */
 	struct shmkit_chan *c;
 	ck_assert_int_eq(open_role(&a.w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
 	const void *cp;
 	size_t n;
 	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
-	ck_assert_int_eq(msg_check(cp, n, 5), 0);
+	ck_assert_int_eq(t_msg_check(cp, n, 5), 0);
 	shmkit_chan_close(c);
 	shmkit_chan_unlink(p);
 	shmkit_chan_close(p);
@@ -715,7 +644,7 @@ END_TEST
 /* kill -9 of either side at a random moment of a busy stream, then a takeover: no gap,
  * no duplicate (except the one re-delivery a consumer crash allows), no torn message. */
 struct chaos {
-	struct where w;
+	struct t_where w;
 	_Atomic uint64_t epoch;       /* producer generation, bumped by each new producer */
 	_Atomic uint64_t recorded;    /* consumer: last sequence verified, +1 */
 	_Atomic uint64_t rec_epoch;
@@ -724,20 +653,29 @@ struct chaos {
 	char why[200];
 };
 
+/* Opens `role`, retrying for about 5 s: the dead one's role is taken over once it is
+ * reaped. Records the failure when it never opens. */
+static int chaos_open(struct chaos *x, int role, struct shmkit_chan **ch)
+{
+	int err;
+	for (int tries = 0; (err = open_role(&x->w, role, 0, ch)); tries++) {
+		if (tries > 5000) {
+			T_CHILD_FAIL(x, "%s open: %s",
+				     role == SHMKIT_CHAN_PRODUCER ? "producer" : "consumer",
+				     shmkit_strerror(err));
+			return err;
+		}
+		usleep(1000);
+	}
+	return 0;
+}
+
 static int chaos_producer(void *arg)
 {
 	struct chaos *x = arg;
 	struct shmkit_chan *ch;
-	int oerr;
-	for (int tries = 0; (oerr = open_role(&x->w, SHMKIT_CHAN_PRODUCER, 0, &ch)); tries++)
-		if (tries > 5000) {
-			/* the dead one's role is taken over once it is reaped */
-			atomic_store(&x->failed, 1);
-			snprintf(x->why, sizeof x->why, "producer open: %s", shmkit_strerror(oerr));
-			return 10;
-		} else {
-			usleep(1000);
-		}
+	if (chaos_open(x, SHMKIT_CHAN_PRODUCER, &ch))
+		return 10;
 	uint64_t epoch = atomic_fetch_add(&x->epoch, 1) + 1;
 	for (uint64_t seq = 0;; seq++) {
 		uint64_t len = 16 + (seq * 7919) % 3000;
@@ -750,7 +688,7 @@ static int chaos_producer(void *arg)
 		}
 		if (err)
 			return 11;
-		msg_fill(p, len, epoch << 40 | seq); /* the first word carries both */
+		t_msg_fill(p, len, epoch << 40 | seq); /* the first word carries both */
 		shmkit_chan_commit(ch, len, seq % 3 ? SHMKIT_CHAN_MORE : 0);
 	}
 }
@@ -759,15 +697,8 @@ static int chaos_consumer(void *arg)
 {
 	struct chaos *x = arg;
 	struct shmkit_chan *ch;
-	int oerr;
-	for (int tries = 0; (oerr = open_role(&x->w, SHMKIT_CHAN_CONSUMER, 0, &ch)); tries++)
-		if (tries > 5000) {
-			atomic_store(&x->failed, 1);
-			snprintf(x->why, sizeof x->why, "consumer open: %s", shmkit_strerror(oerr));
-			return 10;
-		} else {
-			usleep(1000);
-		}
+	if (chaos_open(x, SHMKIT_CHAN_CONSUMER, &ch))
+		return 10;
 	uint64_t rec = atomic_load(&x->recorded), rec_epoch = atomic_load(&x->rec_epoch);
 	atomic_fetch_add(&x->consumers, 1);
 	bool first = true;
@@ -778,25 +709,22 @@ static int chaos_consumer(void *arg)
 		if (err == -EOWNERDEAD)
 			continue; /* the producer was killed: wait for the next one */
 		if (err) {
-			atomic_store(&x->failed, 1);
-			snprintf(x->why, sizeof x->why, "peek: %s", shmkit_strerror(err));
+			T_CHILD_FAIL(x, "peek: %s", shmkit_strerror(err));
 			return 11;
 		}
-		uint64_t id;
-		memcpy(&id, p, 8);
+		uint64_t id = t_msg_seq(p);
 		uint64_t seq = id & (((uint64_t)1 << 40) - 1), epoch = id >> 40;
 		const char *bad = NULL;
-		if (n != 16 + (seq * 7919) % 3000 || msg_check(p, n, id) != 0)
+		if (n != 16 + (seq * 7919) % 3000 || t_msg_check(p, n, id) != 0)
 			bad = "torn or corrupt message";
 		else if (epoch == rec_epoch && !(seq == rec || (first && seq + 1 == rec)))
 			bad = "gap or duplicate within an epoch";
 		else if (epoch != rec_epoch && (epoch < rec_epoch || seq != 0))
 			bad = "new epoch does not start at 0";
 		if (bad) {
-			atomic_store(&x->failed, 1);
-			snprintf(x->why, sizeof x->why, "%s: epoch %llu seq %llu (recorded %llu/%llu)",
-				 bad, (unsigned long long)epoch, (unsigned long long)seq,
-				 (unsigned long long)rec_epoch, (unsigned long long)rec);
+			T_CHILD_FAIL(x, "%s: epoch %llu seq %llu (recorded %llu/%llu)", bad,
+				     (unsigned long long)epoch, (unsigned long long)seq,
+				     (unsigned long long)rec_epoch, (unsigned long long)rec);
 			return 12;
 		}
 		first = false;
@@ -814,10 +742,8 @@ START_TEST(test_random_kills)
 	uint32_t backend = backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "chaos");
-	struct shmkit_chan *own = chan_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
-					   SHMKIT_CHAN_CONSUMER, 1 << 15, 0);
-	struct chaos *x = mmap(NULL, sizeof *x, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-			       -1, 0);
+	struct shmkit_chan *own = chan_new(name, backend, SHMKIT_CHAN_CONSUMER, 1 << 15, 0);
+	struct chaos *x = t_shm_alloc(sizeof *x);
 	x->w = where_of(name, backend, own);
 	if (backend == SHMKIT_BACKEND_MEMFD)
 		x->w.fd = dup(x->w.fd);
@@ -828,9 +754,8 @@ START_TEST(test_random_kills)
 	uint64_t producers = 1, consumers = 1;
 	for (int r = 0; r < rounds && !atomic_load(&x->failed); r++) {
 		/* Kill only processes that have attached, so every kill hits a live stream. */
-		for (int i = 0; i < 20000 && (atomic_load(&x->epoch) < producers ||
-					      atomic_load(&x->consumers) < consumers); i++)
-			usleep(500);
+		T_WAIT_FOR(atomic_load(&x->epoch) >= producers &&
+			   atomic_load(&x->consumers) >= consumers);
 		usleep(2000 + t_rand(&rng) % 30000);
 		bool kill_producer = r % 2 == 0; /* both kinds, each at random moments */
 		pid_t victim = kill_producer ? prod : cons;
@@ -845,9 +770,7 @@ START_TEST(test_random_kills)
 			consumers++;
 		}
 	}
-	for (int i = 0; i < 20000 && (atomic_load(&x->epoch) < producers ||
-				      atomic_load(&x->consumers) < consumers); i++)
-		usleep(500);
+	T_WAIT_FOR(atomic_load(&x->epoch) >= producers && atomic_load(&x->consumers) >= consumers);
 	usleep(50000);
 	kill(prod, SIGKILL);
 	kill(cons, SIGKILL);
@@ -922,7 +845,7 @@ START_TEST(test_hostile_scribbler)
 		size_t n;
 		struct timespec ts;
 		int err = n_loops % 16 ? shmkit_chan_peek(c, &cp, &n)
-				       : shmkit_chan_peek_wait(c, &cp, &n, in_ms(&ts, 2));
+				       : shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 2));
 		if (err == 0) {
 			/* Whatever it claims must lie inside the ring. */
 			const uint8_t *base =
@@ -951,7 +874,7 @@ END_TEST
 START_TEST(test_close_abort_detach)
 {
 	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 4096, 0);
-	struct where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
 	w.fd = dup(w.fd); /* outlives the handles */
 	struct shmkit_chan *c, *c2, *p2;
 	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
@@ -963,23 +886,23 @@ START_TEST(test_close_abort_detach)
 	 * for room is told so, at once; one with room left may still write. */
 	ck_assert_int_eq(shmkit_chan_send(p, buf, 100), 0);
 	ck_assert_int_eq(shmkit_chan_close(c), 0);
-	ck_assert_int_eq(shmkit_chan_drain_wait(p, in_ms(&ts, 5000)), -EPIPE);
+	ck_assert_int_eq(shmkit_chan_drain_wait(p, t_in_ms(&ts, 5000)), -EPIPE);
 	while (shmkit_chan_send(p, buf, sizeof buf) == 0)
 		;
 	ck_assert_int_eq(shmkit_chan_send(p, buf, sizeof buf), -EPIPE);
 	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, sizeof buf, in_ms(&ts, 10000)), -EPIPE);
+	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, sizeof buf, t_in_ms(&ts, 10000)), -EPIPE);
 	ck_assert_uint_lt(shmkit_now_ns() - t0, 5000000000ull);
 	/* A new consumer clears it and gets everything that was written. */
 	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c2), 0);
 	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), 100);
 	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), (ssize_t)sizeof buf);
-	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, sizeof buf, in_ms(&ts, 10000)), 0);
+	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, sizeof buf, t_in_ms(&ts, 10000)), 0);
 	/* The producer detaches: no end of stream, the consumer keeps waiting... */
 	ck_assert_int_eq(shmkit_chan_detach(p), 0);
 	while (shmkit_chan_recv(c2, buf, sizeof buf) > 0)
 		;
-	ck_assert_int_eq(shmkit_chan_peek_wait(c2, &cp, &n, in_ms(&ts, 30)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c2, &cp, &n, t_in_ms(&ts, 30)), -ETIMEDOUT);
 	ck_assert_int_eq(shmkit_chan_peer_alive(c2), 0);
 	/* ...and a successor carries on, then aborts: the consumer gets what was committed,
 	 * then -ECONNABORTED rather than a clean end of stream. */
@@ -991,7 +914,7 @@ START_TEST(test_close_abort_detach)
 	ck_assert_int_eq(st.closed, 2);
 	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), 4);
 	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), -ECONNABORTED);
-	ck_assert_int_eq(shmkit_chan_peek_wait(c2, &cp, &n, in_ms(&ts, 1000)), -ECONNABORTED);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c2, &cp, &n, t_in_ms(&ts, 1000)), -ECONNABORTED);
 	/* A malformed deadline is an error, not a busy wait. */
 	struct timespec bad = {ts.tv_sec, 1999999999};
 	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_PRODUCER, 0, &p2), 0); /* reopens the stream */
@@ -1010,8 +933,7 @@ END_TEST
 static Suite *chan_suite(void)
 {
 	Suite *s = suite_create("chan");
-	TCase *tc = tcase_create("basics");
-	tcase_set_timeout(tc, 60);
+	TCase *tc = t_tcase(s, "basics", 60);
 	tcase_add_test(tc, test_roles_and_basics);
 	tcase_add_test(tc, test_bad_options);
 	tcase_add_test(tc, test_batch_and_zero_copy);
@@ -1019,19 +941,14 @@ static Suite *chan_suite(void)
 	tcase_add_test(tc, test_timeouts);
 	tcase_add_test(tc, test_blocking_wakeup_and_idle);
 	tcase_add_test(tc, test_stream_large_messages);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("stream");
-	tcase_set_timeout(tc, t_stress() ? 3600 : 300);
+	tc = t_tcase(s, "stream", t_stress() ? 3600 : 300);
 	tcase_add_loop_test(tc, test_stream_random_sizes, 0, 3);
 	tcase_add_loop_test(tc, test_stream_small_messages_copy, 0, 3);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("death");
-	tcase_set_timeout(tc, t_stress() ? 3600 : 120);
+	tc = t_tcase(s, "death", t_stress() ? 3600 : 120);
 	tcase_add_loop_test(tc, test_producer_killed, 0, 3);
 	tcase_add_loop_test(tc, test_consumer_killed, 0, 3);
 	tcase_add_loop_test(tc, test_random_kills, 0, 3);
 	tcase_add_test(tc, test_hostile_scribbler);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

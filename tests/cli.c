@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -43,206 +42,24 @@ static const char demo_expected[] = "Producer wrote: Message 1\n"
 				    "Consumer read: Message 5\n"
 				    "Consumer received END signal. Exiting...\n";
 
-/* --- locating the binaries ---------------------------------------------------------------- */
-
-static char build_dir[PATH_MAX];
-static char cli_path[PATH_MAX];
-
-static void find_binaries(void)
-{
-	if (cli_path[0])
-		return;
-	const char *env = getenv("SHMKIT_CLI");
-	if (env && *env) {
-		snprintf(cli_path, sizeof cli_path, "%s", env);
-		snprintf(build_dir, sizeof build_dir, "%s", env);
-		char *slash = strrchr(build_dir, '/');
-		if (slash)
-			*slash = '\0';
-		else
-			snprintf(build_dir, sizeof build_dir, ".");
-		return;
-	}
-	/* <builddir>/tests/cli -> <builddir> */
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash) {
-			*slash = '\0';
-			size_t len = strlen(exe);
-			if (len >= 6 && strcmp(exe + len - 6, "/tests") == 0) {
-				exe[len - 6] = '\0';
-				snprintf(build_dir, sizeof build_dir, "%s", exe);
-				/* No fallback from here: a missing CLI in this build must fail. */
-				snprintf(cli_path, sizeof cli_path, "%s/shmkit", exe);
-				return;
-			}
-		}
-	}
-	snprintf(build_dir, sizeof build_dir, "build");
-	snprintf(cli_path, sizeof cli_path, "build/shmkit");
-}
-
-/* --- running a process and capturing its output ------------------------------------------- */
-
-struct buf {
-	char *data;
-	size_t len, cap;
-};
-
-static void buf_add(struct buf *b, const char *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (b->len + n + 1 > cap)
-			cap *= 2;
-		b->data = realloc(b->data, cap);
-		ck_assert_ptr_nonnull(b->data);
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-struct proc {
-	pid_t pid;
-	int out, err; /* read ends; -1 once at EOF */
-	struct buf o, e;
-};
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Starts argv[0] (a path) with stdout and stderr on pipes; stdin from in_fd (-1:
- * inherited) and stdout to out_fd instead when it is >= 0. */
-static void spawn_io(struct proc *p, char *const argv[], int in_fd, int out_fd)
-{
-	int po[2] = {-1, -1}, pe[2];
-	memset(p, 0, sizeof *p);
-	if (out_fd < 0)
-		ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(pe, O_CLOEXEC), 0);
-	fflush(NULL);
-	p->pid = fork();
-	ck_assert_int_ge(p->pid, 0);
-	if (p->pid == 0) {
-		if (in_fd >= 0)
-			dup2(in_fd, STDIN_FILENO);
-		dup2(out_fd >= 0 ? out_fd : po[1], STDOUT_FILENO);
-		dup2(pe[1], STDERR_FILENO);
-		execv(argv[0], argv);
-		dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	if (out_fd < 0)
-		close(po[1]);
-	close(pe[1]);
-	p->out = po[0];
-	p->err = pe[0];
-	buf_add(&p->o, "", 0);
-	buf_add(&p->e, "", 0);
-}
-
-static void spawn(struct proc *p, char *const argv[])
-{
-	spawn_io(p, argv, -1, -1);
-}
-
-/* Reads whatever the pipes have until `stop` (if given) appears in stdout, both pipes reach
- * EOF, or `timeout_ms` passes. Keeps at most `keep` bytes of stdout (0 = all): a long demo
- * writes hundreds of megabytes. Returns true when `stop` was seen (or, without `stop`, at
- * EOF). */
-static bool pump(struct proc *p, const char *stop, int timeout_ms, size_t keep)
-{
-	int64_t deadline = now_ms() + timeout_ms;
-	for (;;) {
-		if (stop && strstr(p->o.data, stop))
-			return true;
-		if (p->out < 0 && p->err < 0)
-			return !stop;
-		int64_t left = deadline - now_ms();
-		if (left <= 0)
-			return false;
-		struct pollfd fds[2] = {{.fd = p->out, .events = POLLIN}, {.fd = p->err, .events = POLLIN}};
-		int r = poll(fds, 2, (int)left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		ck_assert_int_ge(r, 0);
-		for (int i = 0; i < 2; i++) {
-			if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-			char chunk[65536];
-			ssize_t n = read(fds[i].fd, chunk, sizeof chunk);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				close(fds[i].fd);
-				*(i == 0 ? &p->out : &p->err) = -1;
-				continue;
-			}
-			struct buf *b = i == 0 ? &p->o : &p->e;
-			if (i == 0 && keep && b->len + (size_t)n > keep) {
-				/* Keep the tail, where the interesting end of the output is. */
-				size_t drop = b->len + (size_t)n - keep;
-				if (drop > b->len)
-					drop = b->len;
-				memmove(b->data, b->data + drop, b->len - drop);
-				b->len -= drop;
-				b->data[b->len] = '\0';
-			}
-			buf_add(b, chunk, (size_t)n);
-		}
-	}
-}
-
-static void proc_free(struct proc *p)
-{
-	if (p->out >= 0)
-		close(p->out);
-	if (p->err >= 0)
-		close(p->err);
-	free(p->o.data);
-	free(p->e.data);
-}
-
-/* The result of one complete run. */
-struct run {
-	int status; /* exit status, 128+signal, or -1 when it had to be killed */
-	char out[1 << 16];
-	char err[1 << 16];
-};
+/* --- running the CLI (tests/testutil.c) ---------------------------------------------------- */
 
 /* Runs the CLI with the given arguments to completion: run_cli("stat", name). The list ends
- * at the first NULL, so optional trailing arguments may be passed as NULL. */
+ * at the first NULL, so optional trailing arguments may be passed as NULL. The result stays
+ * valid until the next run_cli(). */
 #define run_cli(...) run_cli_args((const char *const[]){__VA_ARGS__, NULL})
 
-static struct run *run_cli_args(const char *const *args)
+static struct t_run *run_cli_args(const char *const *args)
 {
-	static struct run r;
-	char *argv[32];
-	int argc = 0;
-	find_binaries();
-	argv[argc++] = cli_path;
-	for (; *args && argc < 31; args++)
-		argv[argc++] = (char *)*args;
-	argv[argc] = NULL;
-
-	struct proc p;
-	spawn(&p, argv);
-	bool eof = pump(&p, NULL, 20000, 0);
-	r.status = t_wait(p.pid, eof ? 10000 : 0);
-	snprintf(r.out, sizeof r.out, "%s", p.o.data);
-	snprintf(r.err, sizeof r.err, "%s", p.e.data);
-	proc_free(&p);
+	static struct t_run r;
+	t_run_cli(&r, 20000, args);
 	return &r;
 }
+
+/* Starts the CLI with `args`, stdin from in_fd (-1: inherited) and stdout to out_fd (-1: a
+ * pipe that t_pump() reads). */
+#define start_cli(p, in_fd, out_fd, ...) \
+	t_spawn_cli(p, in_fd, out_fd, (const char *const[]){__VA_ARGS__, NULL})
 
 static int count_lines(const char *s)
 {
@@ -253,7 +70,7 @@ static int count_lines(const char *s)
 }
 
 /* A runtime error: exit 1 and exactly one line on stderr. */
-static void assert_runtime_error(const struct run *r)
+static void assert_runtime_error(const struct t_run *r)
 {
 	ck_assert_msg(r->status == 1, "exit %d, stderr: %s", r->status, r->err);
 	ck_assert_msg(count_lines(r->err) == 1 && r->err[strlen(r->err) - 1] == '\n',
@@ -262,7 +79,7 @@ static void assert_runtime_error(const struct run *r)
 }
 
 /* A usage error: exit 2, nothing on stdout, a message and a hint on stderr. */
-static void assert_usage_error(const struct run *r)
+static void assert_usage_error(const struct t_run *r)
 {
 	ck_assert_msg(r->status == 2, "exit %d, stdout: %s, stderr: %s", r->status, r->out, r->err);
 	ck_assert_msg(r->out[0] == '\0', "stdout: %s", r->out);
@@ -461,9 +278,9 @@ static void assert_member(const char *obj, const char *key, const char *want)
 #define SETTLE_US 50000
 
 /* Runs `shmkit gc [a1 [a2]]` until its output contains `want`; returns the last run. */
-static struct run *run_gc_until(const char *want, const char *a1, const char *a2)
+static struct t_run *run_gc_until(const char *want, const char *a1, const char *a2)
 {
-	struct run *r = NULL;
+	struct t_run *r = NULL;
 	for (int i = 0; i < SETTLE_TRIES; i++) {
 		r = run_cli("gc", a1, a2);
 		if (r->status == 0 && strstr(r->out, want))
@@ -549,7 +366,7 @@ static void assert_no_demo_segment(void)
 	errno = 0;
 	ck_assert_msg(shmget(DEMO_KEY, 0, 0) < 0 && errno == ENOENT,
 		      "a System V segment at key %d remains", DEMO_KEY);
-	struct run *r = run_cli("gc", "--dry-run");
+	struct t_run *r = run_cli("gc", "--dry-run");
 	ck_assert_int_eq(r->status, 0);
 	ck_assert_msg(!strstr(r->out, "demo") && !strstr(r->out, "key 12345"), "gc sees: %s",
 		      r->out);
@@ -583,7 +400,7 @@ START_TEST(test_help)
 {
 	const char *forms[] = {"--help", "-h"};
 	for (int i = 0; i < 2; i++) {
-		struct run *r = run_cli(forms[i]);
+		struct t_run *r = run_cli(forms[i]);
 		ck_assert_int_eq(r->status, 0);
 		ck_assert_str_eq(r->err, "");
 		ck_assert_msg(strncmp(r->out, "Usage: shmkit", 13) == 0, "%s", r->out);
@@ -593,7 +410,7 @@ START_TEST(test_help)
 			ck_assert_msg(strstr(r->out, line), "no '%s' in --help", commands[c]);
 		}
 	}
-	struct run *r = run_cli("help");
+	struct t_run *r = run_cli("help");
 	ck_assert_int_eq(r->status, 0);
 	ck_assert(strstr(r->out, "Commands:"));
 }
@@ -604,18 +421,19 @@ START_TEST(test_command_help)
 	for (size_t c = 0; c < sizeof commands / sizeof *commands; c++) {
 		char want[64];
 		snprintf(want, sizeof want, "Usage: shmkit %s", commands[c]);
-		struct run *r = run_cli("help", commands[c]);
+		struct t_run *r = run_cli("help", commands[c]);
 		ck_assert_msg(r->status == 0 && strncmp(r->out, want, strlen(want)) == 0,
 			      "help %s: exit %d: %s", commands[c], r->status, r->out);
 		ck_assert_str_eq(r->err, "");
-		static char first[sizeof r->out];
-		memcpy(first, r->out, sizeof first);
+		char *first = strdup(r->out);
+		ck_assert_ptr_nonnull(first);
 		r = run_cli(commands[c], "--help");
 		ck_assert_int_eq(r->status, 0);
 		ck_assert_str_eq(r->out, first); /* the same text both ways */
 		r = run_cli(commands[c], "-h");
 		ck_assert_int_eq(r->status, 0);
 		ck_assert_str_eq(r->out, first);
+		free(first);
 	}
 }
 END_TEST
@@ -624,7 +442,7 @@ START_TEST(test_version)
 {
 	char want[64];
 	snprintf(want, sizeof want, "shmkit %s\n", shmkit_version());
-	struct run *r = run_cli("--version");
+	struct t_run *r = run_cli("--version");
 	ck_assert_int_eq(r->status, 0);
 	ck_assert_str_eq(r->out, want);
 	ck_assert_str_eq(r->out, "shmkit 0.1.0\n");
@@ -637,7 +455,7 @@ END_TEST
 
 START_TEST(test_unknown_command)
 {
-	struct run *r = run_cli("frobnicate");
+	struct t_run *r = run_cli("frobnicate");
 	assert_usage_error(r);
 	ck_assert_msg(strstr(r->err, "unknown command 'frobnicate'"), "%s", r->err);
 	assert_usage_error(run_cli(NULL)); /* no command at all */
@@ -712,7 +530,7 @@ START_TEST(test_usage_errors)
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		const char *const *a = cases[i];
-		struct run *r = run_cli(a[0], a[1], a[2], a[3], a[4], a[5]);
+		struct t_run *r = run_cli(a[0], a[1], a[2], a[3], a[4], a[5]);
 		ck_assert_msg(r->status == 2, "case %zu (%s %s): exit %d", i, a[0], a[1] ? a[1] : "",
 			      r->status);
 		assert_usage_error(r);
@@ -726,7 +544,7 @@ START_TEST(test_number_parsing)
 	static const char *const bad_counts[] = {"", "12x", "x12", "-1", " 5", "5 ", "+5", "0x10",
 						 "99999999999", "1e3"};
 	for (size_t i = 0; i < sizeof bad_counts / sizeof *bad_counts; i++) {
-		struct run *r = run_cli("demo", "--count", bad_counts[i]);
+		struct t_run *r = run_cli("demo", "--count", bad_counts[i]);
 		ck_assert_msg(r->status == 2, "--count '%s': exit %d", bad_counts[i], r->status);
 		assert_usage_error(r);
 	}
@@ -734,7 +552,7 @@ START_TEST(test_number_parsing)
 					       "0x100000000", "2147483648", "-2147483649", "0x-5",
 					       "0x0x5", "--5"};
 	for (size_t i = 0; i < sizeof bad_keys / sizeof *bad_keys; i++) {
-		struct run *r = run_cli("stat", "--sysv-key", bad_keys[i]);
+		struct t_run *r = run_cli("stat", "--sysv-key", bad_keys[i]);
 		ck_assert_msg(r->status == 2, "--sysv-key '%s': exit %d", bad_keys[i], r->status);
 		assert_usage_error(r);
 	}
@@ -746,7 +564,7 @@ START_TEST(test_number_parsing)
 	for (size_t i = 0; i < sizeof ok_keys / sizeof *ok_keys; i++) {
 		if (shmget((key_t)strtoll(ok_keys[i][1] + 4, NULL, 10), 0, 0) >= 0)
 			continue; /* somebody uses that key: not our business */
-		struct run *r = run_cli("stat", "--sysv-key", ok_keys[i][0]);
+		struct t_run *r = run_cli("stat", "--sysv-key", ok_keys[i][0]);
 		assert_runtime_error(r);
 		ck_assert_msg(strstr(r->err, ok_keys[i][1]), "%s: %s", ok_keys[i][0], r->err);
 	}
@@ -764,7 +582,7 @@ START_TEST(test_demo_output)
 	for (int v = 0; v < 2; v++) {
 		const char *flag = demo_variant[v][1];
 		/* A NULL flag ends the argument list: the default variant. */
-		struct run *r = run_cli("demo", "-n", "5", flag);
+		struct t_run *r = run_cli("demo", "-n", "5", flag);
 		ck_assert_msg(r->status == 0, "%s: exit %d: %s", flag ? flag : "channel", r->status,
 			      r->err);
 		ck_assert_str_eq(r->out, demo_expected);
@@ -778,7 +596,7 @@ START_TEST(test_demo_output)
 		assert_no_demo_segment();
 	}
 	/* No options: the channel version, same output. */
-	struct run *r = run_cli("demo");
+	struct t_run *r = run_cli("demo");
 	ck_assert_int_eq(r->status, 0);
 	ck_assert_str_eq(r->out, demo_expected);
 	ck_assert_str_eq(r->err, "");
@@ -789,18 +607,17 @@ START_TEST(test_example_output)
 {
 	/* The example programs users copy from are the same code and print the same lines. */
 	static const char *const examples[] = {"producer_consumer", "chan_producer_consumer"};
-	find_binaries();
 	for (int i = 0; i < 2; i++) {
 		char path[PATH_MAX + 32];
-		snprintf(path, sizeof path, "%s/examples/%s", build_dir, examples[i]);
+		snprintf(path, sizeof path, "%s/examples/%s", t_build_dir(), examples[i]);
 		char *argv[] = {path, NULL};
-		struct proc p;
-		spawn(&p, argv);
-		ck_assert(pump(&p, NULL, 20000, 0));
+		struct t_proc p;
+		t_spawn(&p, argv, -1, -1);
+		ck_assert(t_pump(&p, NULL, 20000, 0));
 		ck_assert_msg(t_wait(p.pid, 10000) == 0, "%s: %s", examples[i], p.e.data);
 		ck_assert_str_eq(p.o.data, demo_expected);
 		ck_assert_str_eq(p.e.data, "");
-		proc_free(&p);
+		t_proc_free(&p);
 		assert_no_demo_segment();
 	}
 }
@@ -813,36 +630,32 @@ START_TEST(test_demo_long)
 	char count[16], last[64];
 	snprintf(count, sizeof count, "%d", n);
 	snprintf(last, sizeof last, "Consumer read: Message %d\n", n);
-	find_binaries();
-	char *argv[] = {cli_path, "demo", "--count", count, (char *)demo_variant[_i][1], NULL};
-	struct proc p;
-	spawn(&p, argv);
-	ck_assert(pump(&p, NULL, 100000, 4096));
+	struct t_proc p;
+	start_cli(&p, -1, -1, "demo", "--count", count, demo_variant[_i][1]);
+	ck_assert(t_pump(&p, NULL, 100000, 4096));
 	ck_assert_int_eq(t_wait(p.pid, 10000), 0);
 	ck_assert_str_eq(p.e.data, "");
 	ck_assert_msg(strstr(p.o.data, last), "tail: %s", p.o.data);
-	proc_free(&p);
+	t_proc_free(&p);
 	assert_no_demo_segment();
 }
 END_TEST
 
 START_TEST(test_demo_consumer_killed)
 {
-	find_binaries();
-	char *argv[] = {cli_path, "demo", "--count", "2000000", (char *)demo_variant[_i][1], NULL};
-	struct proc p;
-	spawn(&p, argv);
-	ck_assert_msg(pump(&p, "Consumer read: Message 1000\n", 20000, 0), "demo did not start");
+	struct t_proc p;
+	start_cli(&p, -1, -1, "demo", "--count", "2000000", demo_variant[_i][1]);
+	ck_assert_msg(t_pump(&p, "Consumer read: Message 1000\n", 20000, 0), "demo did not start");
 	pid_t consumer = child_of(p.pid);
 	ck_assert_int_eq(kill(consumer, SIGKILL), 0);
 	/* The producer notices within one 100 ms wait slice and exits 1 with a message. */
-	ck_assert(pump(&p, NULL, 20000, 1 << 16));
+	ck_assert(t_pump(&p, NULL, 20000, 1 << 16));
 	int status = t_wait(p.pid, 10000);
 	ck_assert_msg(status == 1, "demo exit %d, stderr: %s", status, p.e.data);
 	ck_assert_msg(strstr(p.e.data, "Producer: consumer died, exiting\n"), "stderr: %s", p.e.data);
 	ck_assert(!strstr(p.o.data, "END"));
 	ck_assert_int_ne(kill(consumer, 0), 0); /* reaped by the demo */
-	proc_free(&p);
+	t_proc_free(&p);
 	assert_no_demo_segment();
 }
 END_TEST
@@ -851,21 +664,19 @@ START_TEST(test_demo_producer_killed)
 {
 	/* Become the orphaned consumer's new parent, to see how it exits. */
 	ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
-	find_binaries();
-	char *argv[] = {cli_path, "demo", "--count", "2000000", (char *)demo_variant[_i][1], NULL};
-	struct proc p;
-	spawn(&p, argv);
-	ck_assert_msg(pump(&p, "Consumer read: Message 1000\n", 20000, 0), "demo did not start");
+	struct t_proc p;
+	start_cli(&p, -1, -1, "demo", "--count", "2000000", demo_variant[_i][1]);
+	ck_assert_msg(t_pump(&p, "Consumer read: Message 1000\n", 20000, 0), "demo did not start");
 	pid_t consumer = child_of(p.pid);
 	ck_assert_int_eq(kill(p.pid, SIGKILL), 0);
 	ck_assert_int_eq(t_wait(p.pid, 10000), 128 + SIGKILL);
 	/* The consumer finds its producer gone at its next wait slice and exits by itself:
 	 * status 1, not a signal. The pipes reach EOF when it has gone. */
-	ck_assert_msg(pump(&p, NULL, 20000, 1 << 16), "consumer did not exit");
+	ck_assert_msg(t_pump(&p, NULL, 20000, 1 << 16), "consumer did not exit");
 	int status = t_wait(consumer, 10000);
 	ck_assert_msg(status == 1, "consumer exit %d, stderr: %s", status, p.e.data);
 	ck_assert_msg(strstr(p.e.data, "Consumer: producer died, exiting\n"), "stderr: %s", p.e.data);
-	proc_free(&p);
+	t_proc_free(&p);
 	assert_no_demo_segment();
 }
 END_TEST
@@ -887,7 +698,7 @@ START_TEST(test_demo_stale_segment)
 	t_track("demo", SHMKIT_BACKEND_SYSV);
 	ck_assert_int_eq(t_wait(t_fork(create_demo_and_exit, NULL), 10000), 0);
 	ck_assert(seg_exists(NULL, SHMKIT_BACKEND_SYSV, DEMO_KEY));
-	struct run *r = run_cli("demo", "--semaphores");
+	struct t_run *r = run_cli("demo", "--semaphores");
 	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
 	ck_assert_str_eq(r->out, demo_expected);
 	assert_no_demo_segment();
@@ -899,7 +710,7 @@ START_TEST(test_demo_key_in_use)
 	/* A live demo segment (its creator is this process) is not stale: refuse, touch
 	 * nothing. */
 	struct shmkit_segment *seg = make_seg("demo", SHMKIT_BACKEND_SYSV, DEMO_KEY, 0600);
-	struct run *r = run_cli("demo", "--semaphores");
+	struct t_run *r = run_cli("demo", "--semaphores");
 	assert_runtime_error(r);
 	ck_assert_msg(strstr(r->err, "12345"), "%s", r->err);
 	ck_assert_str_eq(r->out, "");
@@ -923,30 +734,6 @@ START_TEST(test_demo_key_in_use)
 END_TEST
 
 /* --- pub / sub ------------------------------------------------------------------------------ */
-
-/* Starts the CLI with `args`, stdin from in_fd (-1: inherited) and stdout to out_fd (-1: a
- * pipe that pump() reads). */
-#define start_cli(p, in_fd, out_fd, ...) \
-	spawn_cli(p, in_fd, out_fd, (const char *const[]){__VA_ARGS__, NULL})
-
-static void spawn_cli(struct proc *p, int in_fd, int out_fd, const char *const *args)
-{
-	char *argv[32];
-	int argc = 0;
-	find_binaries();
-	argv[argc++] = cli_path;
-	for (; *args && argc < 31; args++)
-		argv[argc++] = (char *)*args;
-	argv[argc] = NULL;
-	spawn_io(p, argv, in_fd, out_fd);
-}
-
-/* Reads its output to the end and reaps it: its exit status (-1 when it had to be killed). */
-static int finish(struct proc *p, int timeout_ms)
-{
-	bool eof = pump(p, NULL, timeout_ms, 0);
-	return t_wait(p->pid, eof ? 10000 : 0);
-}
 
 /* A temporary file, already unlinked: the descriptor is all there is. */
 static int tmp_fd(void)
@@ -1041,19 +828,16 @@ static int feed(const void *data, size_t len, size_t max_chunk, pid_t *pidp)
 /* Runs the CLI to completion with `in` (len bytes) on its standard input. */
 #define run_cli_in(in, len, ...) run_cli_input(in, len, (const char *const[]){__VA_ARGS__, NULL})
 
-static struct run *run_cli_input(const void *in, size_t len, const char *const *args)
+static struct t_run *run_cli_input(const void *in, size_t len, const char *const *args)
 {
-	static struct run r;
+	static struct t_run r;
 	pid_t feeder;
 	int fd = feed(in, len, len ? len : 1, &feeder);
-	struct proc p;
-	spawn_cli(&p, fd, -1, args);
+	struct t_proc p;
+	t_spawn_cli(&p, fd, -1, args);
 	close(fd);
-	r.status = finish(&p, 20000);
+	t_run_collect(&r, &p, 20000);
 	ck_assert_int_ge(t_wait(feeder, 10000), 0);
-	snprintf(r.out, sizeof r.out, "%s", p.o.data);
-	snprintf(r.err, sizeof r.err, "%s", p.e.data);
-	proc_free(&p);
 	return &r;
 }
 
@@ -1078,8 +862,8 @@ static void round_trip(const char *name, const void *in, size_t inlen, size_t ma
 		args[n++] = *sub_args;
 	args[n] = NULL;
 	int out = tmp_fd();
-	struct proc sub, pub;
-	spawn_cli(&sub, -1, out, args);
+	struct t_proc sub, pub;
+	t_spawn_cli(&sub, -1, out, args);
 
 	n = 0;
 	args[n++] = "pub";
@@ -1098,11 +882,11 @@ static void round_trip(const char *name, const void *in, size_t inlen, size_t ma
 		write_full(in_fd, in, inlen);
 		ck_assert_int_eq(lseek(in_fd, 0, SEEK_SET), 0);
 	}
-	spawn_cli(&pub, in_fd, -1, args);
+	t_spawn_cli(&pub, in_fd, -1, args);
 	close(in_fd);
 
-	int ps = finish(&pub, 60000);
-	int ss = finish(&sub, 60000);
+	int ps = t_finish(&pub, 60000);
+	int ss = t_finish(&sub, 60000);
 	ck_assert_msg(ps == 0, "pub exit %d: %s", ps, pub.e.data);
 	ck_assert_msg(ss == 0, "sub exit %d: %s", ss, sub.e.data);
 	ck_assert_str_eq(pub.e.data, "");
@@ -1119,8 +903,8 @@ static void round_trip(const char *name, const void *in, size_t inlen, size_t ma
 		      wantlen, same);
 	free(o);
 	close(out);
-	proc_free(&pub);
-	proc_free(&sub);
+	t_proc_free(&pub);
+	t_proc_free(&sub);
 	/* The stream is over: sub removed the channel. */
 	ck_assert_msg(!seg_exists(name, SHMKIT_BACKEND_ANY, 0), "%s remains", name);
 }
@@ -1136,11 +920,9 @@ START_TEST(test_pubsub_raw)
 	size_t len = (6u << 20) + 12345;
 	uint8_t *data = rand_bytes(len, t_seed());
 	char name[64];
-	t_name(name, sizeof name, "raw");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "raw", SHMKIT_BACKEND_POSIX);
 	round_trip(name, data, len, 200000, data, len, ARGS("--capacity", "64K"), NO_ARGS);
-	t_name(name, sizeof name, "raw");
-	t_track(name, SHMKIT_BACKEND_SYSV);
+	t_name_tracked(name, sizeof name, "raw", SHMKIT_BACKEND_SYSV);
 	round_trip(name, data, len, 0, data, len, ARGS("--backend", "sysv", "--framing", "raw"),
 		   ARGS("--framing", "raw"));
 	free(data);
@@ -1172,13 +954,11 @@ START_TEST(test_pubsub_lines)
 	want[len] = '\n';
 
 	char name[64];
-	t_name(name, sizeof name, "lines");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "lines", SHMKIT_BACKEND_POSIX);
 	round_trip(name, in, len, 1000, want, len + 1,
 		   ARGS("--framing", "lines", "--max-msg", "300"), ARGS("--framing", "lines"));
 	/* A small channel: the producer waits for room again and again. */
-	t_name(name, sizeof name, "lines");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "lines", SHMKIT_BACKEND_POSIX);
 	round_trip(name, in, len, 0, want, len + 1,
 		   ARGS("-f", "lines", "--capacity", "4K", "--max-msg", "300"), ARGS("-f", "lines"));
 	/* A long line trickling in a few bytes at a time, and a last one without newline. */
@@ -1187,16 +967,13 @@ START_TEST(test_pubsub_lines)
 	char small_want[401];
 	memcpy(small_want, small, (size_t)n);
 	small_want[n] = '\n';
-	t_name(name, sizeof name, "lines");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "lines", SHMKIT_BACKEND_POSIX);
 	round_trip(name, small, (size_t)n, 7, small_want, (size_t)n + 1,
 		   ARGS("-f", "lines", "--max-msg", "300"), ARGS("-f", "lines"));
 	/* Input that ends with a newline comes back unchanged; empty input sends nothing. */
-	t_name(name, sizeof name, "lines");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "lines", SHMKIT_BACKEND_POSIX);
 	round_trip(name, "\n\na\n", 4, 1, "\n\na\n", 4, ARGS("-f", "lines"), ARGS("-f", "lines"));
-	t_name(name, sizeof name, "lines");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "lines", SHMKIT_BACKEND_POSIX);
 	round_trip(name, "", 0, 1, "", 0, ARGS("-f", "lines"), ARGS("-f", "lines"));
 	free(in);
 	free(want);
@@ -1225,12 +1002,10 @@ START_TEST(test_pubsub_len)
 			prefix = len;
 	}
 	char name[64];
-	t_name(name, sizeof name, "len");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "len", SHMKIT_BACKEND_POSIX);
 	round_trip(name, in, len, 10000, in, len, ARGS("--framing", "len"), ARGS("--framing", "len"));
 	/* Writes of 1..3 bytes: every length prefix is split. */
-	t_name(name, sizeof name, "len");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "len", SHMKIT_BACKEND_POSIX);
 	round_trip(name, in, prefix, 3, in, prefix, ARGS("-f", "len"), ARGS("-f", "len"));
 	free(in);
 }
@@ -1239,21 +1014,20 @@ END_TEST
 START_TEST(test_sub_waits_for_pub)
 {
 	char name[64];
-	t_name(name, sizeof name, "wait");
-	t_track(name, SHMKIT_BACKEND_POSIX);
-	struct proc sub;
+	t_name_tracked(name, sizeof name, "wait", SHMKIT_BACKEND_POSIX);
+	struct t_proc sub;
 	start_cli(&sub, -1, -1, "sub", name, "--framing", "lines");
 	/* No channel yet: sub waits for it (it must not give up, however long it takes). */
-	ck_assert(!pump(&sub, NULL, 300, 0));
+	ck_assert(!t_pump(&sub, NULL, 300, 0));
 	ck_assert_int_eq(waitpid(sub.pid, NULL, WNOHANG), 0);
 	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
-	struct run *r = run_cli_in("hello\nworld\n", 12, "pub", name, "--create", "-f", "lines");
+	struct t_run *r = run_cli_in("hello\nworld\n", 12, "pub", name, "--create", "-f", "lines");
 	ck_assert_msg(r->status == 0, "pub exit %d: %s", r->status, r->err);
-	int status = finish(&sub, 20000);
+	int status = t_finish(&sub, 20000);
 	ck_assert_msg(status == 0, "sub exit %d: %s", status, sub.e.data);
 	ck_assert_str_eq(sub.o.data, "hello\nworld\n");
 	ck_assert_str_eq(sub.e.data, "");
-	proc_free(&sub);
+	t_proc_free(&sub);
 	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
 }
 END_TEST
@@ -1261,10 +1035,9 @@ END_TEST
 START_TEST(test_sub_timeout)
 {
 	char name[64], want[256];
-	t_name(name, sizeof name, "tmo");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "tmo", SHMKIT_BACKEND_POSIX);
 	/* No such channel. */
-	struct run *r = run_cli("sub", name, "--timeout", "0.2");
+	struct t_run *r = run_cli("sub", name, "--timeout", "0.2");
 	assert_runtime_error(r);
 	snprintf(want, sizeof want, "shmkit: sub: %s: timed out waiting for the channel to appear\n",
 		 name);
@@ -1305,28 +1078,27 @@ END_TEST
 START_TEST(test_sub_producer_killed)
 {
 	char name[64], want[256];
-	t_name(name, sizeof name, "pkill");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "pkill", SHMKIT_BACKEND_POSIX);
 	int fds[2];
 	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
-	struct proc pub, sub;
+	struct t_proc pub, sub;
 	start_cli(&pub, fds[0], -1, "pub", name, "--create", "--framing", "lines");
 	close(fds[0]);
 	start_cli(&sub, -1, -1, "sub", name, "--framing", "lines");
 	write_full(fds[1], "one\ntwo\n", 8);
-	ck_assert_msg(pump(&sub, "one\ntwo\n", 20000, 0), "sub got: %s %s", sub.o.data, sub.e.data);
+	ck_assert_msg(t_pump(&sub, "one\ntwo\n", 20000, 0), "sub got: %s %s", sub.o.data, sub.e.data);
 	ck_assert_int_eq(kill(pub.pid, SIGKILL), 0);
-	ck_assert_int_eq(finish(&pub, 10000), 128 + SIGKILL);
+	ck_assert_int_eq(t_finish(&pub, 10000), 128 + SIGKILL);
 	close(fds[1]);
 	/* Everything sent was written; then one line and exit 1. */
-	int status = finish(&sub, 20000);
+	int status = t_finish(&sub, 20000);
 	ck_assert_msg(status == 1, "sub exit %d: %s", status, sub.e.data);
 	ck_assert_str_eq(sub.o.data, "one\ntwo\n");
 	snprintf(want, sizeof want, "shmkit: sub: %s: producer died before the end of the stream\n",
 		 name);
 	ck_assert_str_eq(sub.e.data, want);
-	proc_free(&pub);
-	proc_free(&sub);
+	t_proc_free(&pub);
+	t_proc_free(&sub);
 	/* The stream is over: sub removed the channel. */
 	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
 }
@@ -1352,29 +1124,28 @@ static void wait_received(const char *name)
 START_TEST(test_pub_consumer_killed)
 {
 	char name[64], want[256];
-	t_name(name, sizeof name, "ckill");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "ckill", SHMKIT_BACKEND_POSIX);
 	int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
 	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	ck_assert(zero >= 0 && null >= 0);
-	struct proc pub, sub;
+	struct t_proc pub, sub;
 	start_cli(&pub, zero, -1, "pub", name, "--create", "--capacity", "64K");
 	start_cli(&sub, -1, null, "sub", name);
 	close(zero);
 	close(null);
 	wait_received(name);
 	ck_assert_int_eq(kill(sub.pid, SIGKILL), 0);
-	ck_assert_int_eq(finish(&sub, 10000), 128 + SIGKILL);
+	ck_assert_int_eq(t_finish(&sub, 10000), 128 + SIGKILL);
 	/* pub, endlessly fed, fills the channel and finds its consumer dead. */
-	int status = finish(&pub, 20000);
+	int status = t_finish(&pub, 20000);
 	ck_assert_msg(status == 1, "pub exit %d: %s", status, pub.e.data);
 	snprintf(want, sizeof want, "shmkit: pub: %s: consumer died before the end of the stream\n",
 		 name);
 	ck_assert_str_eq(pub.e.data, want);
-	proc_free(&pub);
-	proc_free(&sub);
+	t_proc_free(&pub);
+	t_proc_free(&sub);
 	/* A channel abandoned by both sides stays for `shmkit rm` or `shmkit gc`. */
-	struct run *r = run_cli("rm", name);
+	struct t_run *r = run_cli("rm", name);
 	ck_assert_msg(r->status == 0, "%s", r->err);
 }
 END_TEST
@@ -1384,11 +1155,10 @@ START_TEST(test_sub_reader_gone)
 	/* sub's reader goes away: sub exits 0 without a word, and pub learns that nobody
 	 * reads the stream, as a writer to a closed pipe would. */
 	char name[64], want[256];
-	t_name(name, sizeof name, "epipe");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "epipe", SHMKIT_BACKEND_POSIX);
 	int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
 	ck_assert(zero >= 0);
-	struct proc pub, sub;
+	struct t_proc pub, sub;
 	start_cli(&pub, zero, -1, "pub", name, "--create", "--capacity", "64K");
 	close(zero);
 	int fds[2];
@@ -1396,15 +1166,15 @@ START_TEST(test_sub_reader_gone)
 	start_cli(&sub, -1, fds[1], "sub", name);
 	close(fds[0]);
 	close(fds[1]);
-	int status = finish(&sub, 20000);
+	int status = t_finish(&sub, 20000);
 	ck_assert_msg(status == 0, "sub exit %d: %s", status, sub.e.data);
 	ck_assert_str_eq(sub.e.data, "");
-	status = finish(&pub, 20000);
+	status = t_finish(&pub, 20000);
 	ck_assert_msg(status == 1, "pub exit %d: %s", status, pub.e.data);
 	snprintf(want, sizeof want, "shmkit: pub: %s: consumer closed the channel\n", name);
 	ck_assert_str_eq(pub.e.data, want);
-	proc_free(&pub);
-	proc_free(&sub);
+	t_proc_free(&pub);
+	t_proc_free(&sub);
 	ck_assert_int_eq(run_cli("rm", name)->status, 0);
 }
 END_TEST
@@ -1415,10 +1185,9 @@ START_TEST(test_pub_errors)
 	/* A line longer than the largest message: exit 1 naming the line. The stream is
 	 * aborted, not marked complete, so the consumer writes the good lines, then reports
 	 * the stream cut short. */
-	t_name(name, sizeof name, "long");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "long", SHMKIT_BACKEND_POSIX);
 	static const char lines[] = "ok\n0123456789abcdefg\nnever\n";
-	struct run *r = run_cli_in(lines, strlen(lines), "pub", name, "--create", "--framing",
+	struct t_run *r = run_cli_in(lines, strlen(lines), "pub", name, "--create", "--framing",
 				   "lines", "--max-msg", "16");
 	assert_runtime_error(r);
 	snprintf(want, sizeof want,
@@ -1450,8 +1219,7 @@ START_TEST(test_pub_errors)
 		{9, "record 2 is truncated (2 of the 4 length bytes at end of input)"},
 	};
 	for (int i = 0; i < 3; i++) {
-		t_name(name, sizeof name, "len");
-		t_track(name, SHMKIT_BACKEND_POSIX);
+		t_name_tracked(name, sizeof name, "len", SHMKIT_BACKEND_POSIX);
 		r = run_cli_in(rec[i], cases[i].len, "pub", name, "-c", "-f", "len", "--max-msg", "16");
 		assert_runtime_error(r);
 		snprintf(want, sizeof want, "shmkit: pub: %s: %s\n", name, cases[i].msg);
@@ -1477,8 +1245,7 @@ START_TEST(test_pub_errors)
 	shmkit_segment_close(seg);
 
 	/* The producer role is taken by a live process (this one). */
-	t_name(name, sizeof name, "busy");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "busy", SHMKIT_BACKEND_POSIX);
 	struct shmkit_chan *ch;
 	ck_assert_int_eq(shmkit_chan_create(name, SHMKIT_CHAN_PRODUCER, NULL, &ch), 0);
 	r = run_cli_in("x\n", 2, "pub", name);
@@ -1494,12 +1261,11 @@ START_TEST(test_pub_existing)
 	/* pub without --create attaches to a channel somebody else made (here this process,
 	 * as the consumer) and ends the stream at end of input. */
 	char name[64];
-	t_name(name, sizeof name, "exist");
-	t_track(name, SHMKIT_BACKEND_SYSV);
+	t_name_tracked(name, sizeof name, "exist", SHMKIT_BACKEND_SYSV);
 	struct shmkit_chan_opts co = {.seg = {.backend = SHMKIT_BACKEND_SYSV}};
 	struct shmkit_chan *ch;
 	ck_assert_int_eq(shmkit_chan_create(name, SHMKIT_CHAN_CONSUMER, &co, &ch), 0);
-	struct run *r = run_cli_in("x\n\nyz\n", 6, "pub", name, "--framing", "lines", "--backend",
+	struct t_run *r = run_cli_in("x\n\nyz\n", 6, "pub", name, "--framing", "lines", "--backend",
 				   "sysv");
 	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
 	static const char *const want[] = {"x", "", "yz"};
@@ -1531,8 +1297,7 @@ START_TEST(test_stat_stream)
 {
 	/* stat opens a channel as an observer and shows its geometry, counters and sides. */
 	char name[64], line[128], pid[16];
-	t_name(name, sizeof name, "sstat");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "sstat", SHMKIT_BACKEND_POSIX);
 	snprintf(pid, sizeof pid, "%d", (int)getpid());
 	struct shmkit_chan_opts co = {.capacity = 65536, .max_msg = 1024};
 	struct shmkit_chan *ch;
@@ -1540,7 +1305,7 @@ START_TEST(test_stat_stream)
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(shmkit_chan_send(ch, "0123456789", 10), 0);
 
-	struct run *r = run_cli("stat", name);
+	struct t_run *r = run_cli("stat", name);
 	ck_assert_msg(r->status == 0, "%s", r->err);
 	static const char *const lines1[] = {
 		"kind: stream", "capacity: 65536 (64K)", "max_msg: 1024 (1.0K)", "fill: 72 (72B)",
@@ -1598,9 +1363,8 @@ END_TEST
 START_TEST(test_sub_keep)
 {
 	char name[64];
-	t_name(name, sizeof name, "keep");
-	t_track(name, SHMKIT_BACKEND_POSIX);
-	struct run *r = run_cli_in("a\nb\n", 4, "pub", name, "--create", "--framing", "lines");
+	t_name_tracked(name, sizeof name, "keep", SHMKIT_BACKEND_POSIX);
+	struct t_run *r = run_cli_in("a\nb\n", 4, "pub", name, "--create", "--framing", "lines");
 	ck_assert_msg(r->status == 0, "%s", r->err);
 	r = run_cli("sub", name, "--framing", "lines", "--keep");
 	ck_assert_msg(r->status == 0, "%s", r->err);
@@ -1640,9 +1404,9 @@ static bool ls_line(const char *out, const char *name, const char *backend, char
 }
 
 /* Runs `shmkit ls` until both segments show `attached` in the ATTACHED column. */
-static struct run *run_ls_until(const char *pname, const char *sname, const char *attached)
+static struct t_run *run_ls_until(const char *pname, const char *sname, const char *attached)
 {
-	struct run *r = NULL;
+	struct t_run *r = NULL;
 	for (int i = 0; i < SETTLE_TRIES; i++) {
 		char col[11][64];
 		r = run_cli("ls");
@@ -1667,7 +1431,7 @@ START_TEST(test_ls)
 	snprintf(pid, sizeof pid, "%d", (int)getpid());
 	snprintf(keystr, sizeof keystr, "%d", (int)key);
 
-	struct run *r = run_ls_until(pname, sname, "1");
+	struct t_run *r = run_ls_until(pname, sname, "1");
 	ck_assert_int_eq(r->status, 0);
 	ck_assert_str_eq(r->err, "");
 	ck_assert_msg(strncmp(r->out, "NAME ", 5) == 0, "%s", r->out);
@@ -1721,7 +1485,7 @@ START_TEST(test_ls_json)
 	snprintf(qp, sizeof qp, "\"%s\"", pname);
 	snprintf(qs, sizeof qs, "\"%s\"", sname);
 
-	struct run *r = NULL;
+	struct t_run *r = NULL;
 	for (int i = 0; i < SETTLE_TRIES; i++) {
 		r = run_cli("ls", "--json");
 		const char *po = json_find(r->out, "name", qp, "backend", "\"posix\"");
@@ -1800,7 +1564,7 @@ START_TEST(test_stat)
 	char pid[16], line[128];
 	snprintf(pid, sizeof pid, "%d", (int)getpid());
 
-	struct run *r = run_cli("stat", name);
+	struct t_run *r = run_cli("stat", name);
 	ck_assert_int_eq(r->status, 0);
 	ck_assert_str_eq(r->err, "");
 	snprintf(line, sizeof line, "name: %s\n", name);
@@ -1844,7 +1608,7 @@ START_TEST(test_stat_corrupt)
 	/* Garbage over the whole header, magic included: not a shmkit segment. */
 	scribble_posix(fname, 0, 512, t_seed() + 1);
 
-	struct run *r = run_cli("stat", name);
+	struct t_run *r = run_cli("stat", name);
 	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
 	ck_assert_msg(strstr(r->out, "\nstatus: corrupt\n"), "%s", r->out);
 	ck_assert(strstr(r->out, "\ncreator_alive: ?\n"));
@@ -1901,7 +1665,7 @@ START_TEST(test_stat_foreign_sysv)
 	snprintf(hex, sizeof hex, "0x%x", (unsigned)key);
 	snprintf(label, sizeof label, "key %d:", (int)key);
 
-	struct run *r = run_cli("stat", "--sysv-key", keystr);
+	struct t_run *r = run_cli("stat", "--sysv-key", keystr);
 	ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
 	ck_assert_msg(strstr(r->out, "\nstatus: foreign\n"), "%s", r->out);
 	ck_assert(strstr(r->out, "\nbackend: sysv\n"));
@@ -1930,7 +1694,7 @@ START_TEST(test_stat_missing)
 {
 	char name[64], want[160];
 	t_name(name, sizeof name, "missing");
-	struct run *r = run_cli("stat", name);
+	struct t_run *r = run_cli("stat", name);
 	assert_runtime_error(r);
 	snprintf(want, sizeof want, "shmkit: stat: %s: %s\n", name, shmkit_strerror(-ENOENT));
 	ck_assert_str_eq(r->err, want);
@@ -1954,7 +1718,7 @@ START_TEST(test_rm)
 	shmkit_segment_close(make_seg(b, SHMKIT_BACKEND_SYSV, 0, 0600));
 
 	/* Every name is tried; the missing one is the only error line. */
-	struct run *r = run_cli("rm", a, missing, b);
+	struct t_run *r = run_cli("rm", a, missing, b);
 	assert_runtime_error(r);
 	char want[160];
 	snprintf(want, sizeof want, "shmkit: rm: %s: %s\n", missing, shmkit_strerror(-ENOENT));
@@ -1987,7 +1751,7 @@ START_TEST(test_rm_sysv_key)
 	shmkit_segment_close(seg);
 	snprintf(keystr, sizeof keystr, "%d", (int)inf.sysv_key);
 	/* Key plus the wrong name: refused. */
-	struct run *r = run_cli("rm", "--sysv-key", keystr, "someone-else");
+	struct t_run *r = run_cli("rm", "--sysv-key", keystr, "someone-else");
 	assert_runtime_error(r);
 	ck_assert(seg_exists(name, SHMKIT_BACKEND_SYSV, 0));
 	r = run_cli("rm", "-v", "--sysv-key", keystr);
@@ -2058,7 +1822,7 @@ START_TEST(test_gc)
 
 		/* --dry-run reports and removes nothing. */
 		snprintf(want, sizeof want, "would remove %screator %d dead)\n", prefix, (int)dead_pid);
-		struct run *r = run_gc_until(want, "--dry-run", NULL);
+		struct t_run *r = run_gc_until(want, "--dry-run", NULL);
 		ck_assert_msg(r->status == 0, "%s", r->err);
 		ck_assert_msg(strstr(r->out, want), "%s: no '%s' in:\n%s", bn, want, r->out);
 		ck_assert_msg(!strstr(r->out, alive), "%s", r->out);
@@ -2123,7 +1887,7 @@ START_TEST(test_gc_sysv_shared_name)
 	char want[256];
 	snprintf(want, sizeof want, "removed %s (sysv, key %d, creator %d dead)\n", name, (int)key,
 		 (int)dead_pid);
-	struct run *r = run_gc_until(want, NULL, NULL);
+	struct t_run *r = run_gc_until(want, NULL, NULL);
 	ck_assert_msg(r->status == 0, "%s", r->err);
 	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
 	ck_assert(!seg_exists(NULL, SHMKIT_BACKEND_SYSV, key));
@@ -2216,24 +1980,19 @@ static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli");
 
-	TCase *tc = tcase_create("usage");
-	tcase_set_timeout(tc, 60);
+	TCase *tc = t_tcase(s, "usage", 60);
 	tcase_add_test(tc, test_help);
 	tcase_add_test(tc, test_command_help);
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_unknown_command);
 	tcase_add_test(tc, test_usage_errors);
 	tcase_add_test(tc, test_number_parsing);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("helpers");
-	tcase_set_timeout(tc, 10);
+	tc = t_tcase(s, "helpers", 10);
 	tcase_add_test(tc, test_json_string);
 	tcase_add_test(tc, test_format_helpers);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("demo");
-	tcase_set_timeout(tc, 120);
+	tc = t_tcase(s, "demo", 120);
 	tcase_add_test(tc, test_demo_output);
 	tcase_add_test(tc, test_example_output);
 	/* _i: 0 the channel version, 1 --semaphores */
@@ -2242,10 +2001,8 @@ static Suite *cli_suite(void)
 	tcase_add_loop_test(tc, test_demo_producer_killed, 0, 2);
 	tcase_add_test(tc, test_demo_stale_segment);
 	tcase_add_test(tc, test_demo_key_in_use);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("pubsub");
-	tcase_set_timeout(tc, 120);
+	tc = t_tcase(s, "pubsub", 120);
 	tcase_add_test(tc, test_pubsub_raw);
 	tcase_add_test(tc, test_pubsub_lines);
 	tcase_add_test(tc, test_pubsub_len);
@@ -2258,10 +2015,8 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, test_pub_existing);
 	tcase_add_test(tc, test_stat_stream);
 	tcase_add_test(tc, test_sub_keep);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("admin");
-	tcase_set_timeout(tc, 60);
+	tc = t_tcase(s, "admin", 60);
 	tcase_add_test(tc, test_ls);
 	tcase_add_test(tc, test_ls_json);
 	tcase_add_test(tc, test_stat);
@@ -2272,7 +2027,6 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, test_rm_sysv_key);
 	tcase_add_test(tc, test_gc);
 	tcase_add_test(tc, test_gc_sysv_shared_name);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

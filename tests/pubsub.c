@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,31 +31,7 @@ struct shared {
 	char why[256];
 };
 
-static struct shared *shared_new(void)
-{
-	void *p = mmap(NULL, sizeof(struct shared), PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	return p;
-}
-
-static void child_fail(struct shared *sh, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void child_fail(struct shared *sh, const char *fmt, ...)
-{
-	if (atomic_exchange(&sh->failed, 1) == 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(sh->why, sizeof sh->why, fmt, ap);
-		va_end(ap);
-	}
-}
-
-static struct timespec *in_ms(struct timespec *ts, uint64_t ms)
-{
-	return shmkit_deadline_after(ts, ms * 1000000ull);
-}
-
-/* --- message contents: [seq][pattern derived from seq], any length >= 8 ------------------ */
+/* --- message lengths (the contents: t_msg_fill()), any length >= 8 ---------------------- */
 
 static uint64_t rnd_len(uint64_t seq, uint64_t max)
 {
@@ -68,48 +43,7 @@ static uint64_t rnd_len(uint64_t seq, uint64_t max)
 	return n < 8 ? 8 : n > max ? max : n;
 }
 
-static void msg_fill(uint8_t *p, uint64_t len, uint64_t seq)
-{
-	uint64_t x = seq * 0xd1342543de82ef95ull + 1;
-	uint64_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w = i == 0 ? seq : (x += 0x9e3779b97f4a7c15ull);
-		memcpy(p + i, &w, 8);
-	}
-	for (; i < len; i++)
-		p[i] = (uint8_t)(seq + i);
-}
-
-static int msg_check(const uint8_t *p, uint64_t len, uint64_t seq)
-{
-	uint64_t x = seq * 0xd1342543de82ef95ull + 1;
-	uint64_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, p + i, 8);
-		if (w != (i == 0 ? seq : (x += 0x9e3779b97f4a7c15ull)))
-			return -1;
-	}
-	for (; i < len; i++)
-		if (p[i] != (uint8_t)(seq + i))
-			return -1;
-	return 0;
-}
-
-static uint64_t msg_seq(const void *p)
-{
-	uint64_t s;
-	memcpy(&s, p, 8);
-	return s;
-}
-
 /* --- channels ------------------------------------------------------------------------------ */
-
-struct where {
-	const char *name;
-	uint32_t backend;
-	int fd;
-};
 
 static struct shmkit_pubsub *ps_new(const char *name, uint32_t backend, int role, uint64_t cap,
 				    uint64_t max_msg, uint32_t subs, uint32_t policy, uint32_t history)
@@ -118,22 +52,20 @@ static struct shmkit_pubsub *ps_new(const char *name, uint32_t backend, int role
 				       .policy = policy, .history = history};
 	o.seg.backend = backend;
 	struct shmkit_pubsub *ps;
+	if (backend == SHMKIT_BACKEND_MEMFD)
+		name = NULL; /* a memfd channel has no name */
 	int err = shmkit_pubsub_create(name, role, &o, &ps);
 	ck_assert_msg(err == 0, "create: %s", shmkit_strerror(err));
-	if (name && backend != SHMKIT_BACKEND_MEMFD)
-		t_track(name, backend);
+	t_track(name, backend);
 	return ps;
 }
 
-static struct where where_of(const char *name, uint32_t backend, struct shmkit_pubsub *ps)
+static struct t_where where_of(const char *name, uint32_t backend, struct shmkit_pubsub *ps)
 {
-	struct where w = {name, backend, -1};
-	if (backend == SHMKIT_BACKEND_MEMFD)
-		w.fd = shmkit_segment_fd(shmkit_pubsub_segment(ps));
-	return w;
+	return t_where_of(name, backend, shmkit_pubsub_segment(ps));
 }
 
-static int open_role(const struct where *w, int role, uint32_t flags, struct shmkit_pubsub **ps)
+static int open_role(const struct t_where *w, int role, uint32_t flags, struct shmkit_pubsub **ps)
 {
 	struct shmkit_pubsub_opts o = {.flags = flags};
 	o.seg.backend = w->backend;
@@ -142,12 +74,17 @@ static int open_role(const struct where *w, int role, uint32_t flags, struct shm
 	return shmkit_pubsub_open(w->name, role, &o, ps);
 }
 
-static void remove_named(const char *name, uint32_t backend)
+/* The end of a cross-process test: closes the memfd descriptor the children inherited,
+ * removes a named channel, and unmaps the shared area. */
+static void cleanup(const struct t_where *w, struct shared *sh)
 {
-	if (backend == SHMKIT_BACKEND_MEMFD)
-		return;
-	struct shmkit_segment_opts so = {.backend = backend};
-	shmkit_segment_remove(name, &so);
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->backend != SHMKIT_BACKEND_MEMFD) {
+		struct shmkit_segment_opts so = {.backend = w->backend};
+		shmkit_segment_remove(w->name, &so);
+	}
+	munmap(sh, sizeof *sh);
 }
 
 /* --- basics --------------------------------------------------------------------------------- */
@@ -208,7 +145,7 @@ START_TEST(test_basics)
 	ck_assert_int_ge(k, 6); /* 4096-byte ring of 528-byte records */
 	struct timespec ts;
 	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_pubsub_send_wait(p, big, 512, in_ms(&ts, 30)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_pubsub_send_wait(p, big, 512, t_in_ms(&ts, 30)), -ETIMEDOUT);
 	ck_assert_uint_ge(shmkit_now_ns() - t0, 30000000);
 	/* The slow ones leave (or catch up): space again. */
 	ck_assert_int_eq(shmkit_pubsub_close(s[2]), 0);
@@ -240,10 +177,7 @@ START_TEST(test_basics)
 	ck_assert_int_eq(shmkit_pubsub_close(obs), 0);
 	/* Wrong kind. */
 	char raw[64];
-	t_name(raw, sizeof raw, "raw");
-	struct shmkit_segment *seg;
-	ck_assert_int_eq(shmkit_segment_create(raw, 4096, NULL, &seg), 0);
-	t_track(raw, SHMKIT_BACKEND_POSIX);
+	struct shmkit_segment *seg = t_raw_segment(raw, sizeof raw);
 	ck_assert_int_eq(shmkit_pubsub_open(raw, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &x), -EMEDIUMTYPE);
 	shmkit_segment_unlink(seg);
 	shmkit_segment_close(seg);
@@ -251,7 +185,7 @@ START_TEST(test_basics)
 	ck_assert_int_eq(shmkit_pubsub_close(p), 0);
 	ck_assert_int_eq(shmkit_pubsub_recv(s[0], buf, sizeof buf), 512);
 	ck_assert_int_eq(shmkit_pubsub_recv(s[0], buf, sizeof buf), -EPIPE);
-	ck_assert_int_eq(shmkit_pubsub_peek_wait(s[2], &cp, &n, in_ms(&ts, 10)), -EPIPE);
+	ck_assert_int_eq(shmkit_pubsub_peek_wait(s[2], &cp, &n, t_in_ms(&ts, 10)), -EPIPE);
 	/* A new publisher continues the numbering. */
 	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_PUBLISHER, NULL, &p), 0);
 	ck_assert_int_eq(shmkit_pubsub_send(p, "again", 5), 0);
@@ -295,7 +229,7 @@ END_TEST
 /* --- block policy: every subscriber gets every message, in order ----------------------------- */
 
 struct sub_arg {
-	struct where w;
+	struct t_where w;
 	struct shared *sh;
 	int id;
 	uint64_t count;
@@ -303,16 +237,38 @@ struct sub_arg {
 	int mode; /* 0 zero copy, 1 recv, 2 zero copy with MORE batches */
 };
 
+/* A subscriber child joins and counts itself ready; a failure to join is reported. */
+static int sub_join(struct sub_arg *a, struct shmkit_pubsub **ps)
+{
+	int err = open_role(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, 0, ps);
+	if (err) {
+		T_CHILD_FAIL(a->sh, "sub %d open: %s", a->id, shmkit_strerror(err));
+		return err;
+	}
+	atomic_fetch_add(&a->sh->ready, 1);
+	return 0;
+}
+
+/* Forks `n` subscribers running `fn`, each with a copy of a[0] but its own id (i) and mode
+ * (i % modes), then waits until all of them have joined or one has failed. */
+static void fork_subscribers(int (*fn)(void *), struct sub_arg *a, pid_t *pid, int n, int modes)
+{
+	for (int i = 0; i < n; i++) {
+		a[i] = a[0];
+		a[i].id = i;
+		a[i].mode = i % modes;
+		pid[i] = t_fork(fn, &a[i]);
+	}
+	T_WAIT_FOR(atomic_load(&a[0].sh->ready) >= n || atomic_load(&a[0].sh->failed));
+}
+
 static int block_subscriber(void *arg)
 {
 	struct sub_arg *a = arg;
 	struct shmkit_pubsub *ps;
-	int err = open_role(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &ps);
-	if (err) {
-		child_fail(a->sh, "sub %d open: %s", a->id, shmkit_strerror(err));
+	int err = sub_join(a, &ps);
+	if (err)
 		return 1;
-	}
-	atomic_fetch_add(&a->sh->ready, 1);
 	uint8_t *tmp = malloc(a->max + 16);
 	for (uint64_t seq = 0;; seq++) {
 		const void *p;
@@ -328,16 +284,16 @@ static int block_subscriber(void *arg)
 		if (err == -EPIPE && seq == a->count)
 			break;
 		uint64_t want = rnd_len(seq, a->max);
-		if (err || n != want || msg_check(p, n, seq) != 0) {
-			child_fail(a->sh, "sub %d seq %llu: %s, len %zu want %llu", a->id,
-				   (unsigned long long)seq, shmkit_strerror(err), n,
-				   (unsigned long long)want);
+		if (err || n != want || t_msg_check(p, n, seq) != 0) {
+			T_CHILD_FAIL(a->sh, "sub %d seq %llu: %s, len %zu want %llu", a->id,
+				     (unsigned long long)seq, shmkit_strerror(err), n,
+				     (unsigned long long)want);
 			return 1;
 		}
 		if (a->mode != 1) {
 			err = shmkit_pubsub_release(ps, a->mode == 2 && seq % 7 ? SHMKIT_PUBSUB_MORE : 0);
 			if (err) {
-				child_fail(a->sh, "sub %d release: %s", a->id, shmkit_strerror(err));
+				T_CHILD_FAIL(a->sh, "sub %d release: %s", a->id, shmkit_strerror(err));
 				return 1;
 			}
 		}
@@ -345,7 +301,7 @@ static int block_subscriber(void *arg)
 	}
 	free(tmp);
 	if (shmkit_pubsub_lost(ps, NULL) != 0) {
-		child_fail(a->sh, "sub %d: lost messages under the block policy", a->id);
+		T_CHILD_FAIL(a->sh, "sub %d: lost messages under the block policy", a->id);
 		return 1;
 	}
 	shmkit_pubsub_close(ps);
@@ -358,18 +314,12 @@ START_TEST(test_block_four_subscribers)
 	char name[64];
 	t_name(name, sizeof name, "four");
 	uint64_t count = t_stress() ? 5000000 : 150000, max = 3000;
-	struct shmkit_pubsub *p = ps_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
-					 SHMKIT_PUBSUB_PUBLISHER, 1 << 16, max, 8,
+	struct shmkit_pubsub *p = ps_new(name, backend, SHMKIT_PUBSUB_PUBLISHER, 1 << 16, max, 8,
 					 SHMKIT_PUBSUB_BLOCK, 0);
-	struct shared *sh = shared_new();
-	struct sub_arg a[4];
+	struct shared *sh = t_shm_alloc(sizeof *sh);
+	struct sub_arg a[4] = {{where_of(name, backend, p), sh, 0, count, max, 0}};
 	pid_t pid[4];
-	for (int i = 0; i < 4; i++) {
-		a[i] = (struct sub_arg){where_of(name, backend, p), sh, i, count, max, i % 3};
-		pid[i] = t_fork(block_subscriber, &a[i]);
-	}
-	for (int i = 0; i < 20000 && atomic_load(&sh->ready) < 4 && !atomic_load(&sh->failed); i++)
-		usleep(500);
+	fork_subscribers(block_subscriber, a, pid, 4, 3);
 	ck_assert_msg(!atomic_load(&sh->failed), "%s", sh->why);
 	ck_assert_int_eq(atomic_load(&sh->ready), 4);
 	uint8_t *tmp = malloc(max);
@@ -378,13 +328,13 @@ START_TEST(test_block_four_subscribers)
 		struct timespec ts;
 		int err;
 		if (seq % 2) {
-			msg_fill(tmp, len, seq);
-			err = shmkit_pubsub_send_wait(p, tmp, len, in_ms(&ts, 20000));
+			t_msg_fill(tmp, len, seq);
+			err = shmkit_pubsub_send_wait(p, tmp, len, t_in_ms(&ts, 20000));
 		} else {
 			void *buf;
-			err = shmkit_pubsub_loan_wait(p, len, &buf, in_ms(&ts, 20000));
+			err = shmkit_pubsub_loan_wait(p, len, &buf, t_in_ms(&ts, 20000));
 			if (!err) {
-				msg_fill(buf, len, seq);
+				t_msg_fill(buf, len, seq);
 				err = shmkit_pubsub_commit(p, len, seq % 4 ? SHMKIT_PUBSUB_MORE : 0);
 			}
 		}
@@ -402,10 +352,7 @@ START_TEST(test_block_four_subscribers)
 		ck_assert_uint_eq(atomic_load(&sh->got[i]), count);
 	ck_assert_uint_eq(st.msgs_published, count);
 	ck_assert_uint_eq(st.subscribers_dropped, 0);
-	if (a[0].w.fd >= 0)
-		close(a[0].w.fd);
-	remove_named(name, backend);
-	munmap(sh, sizeof *sh);
+	cleanup(&a[0].w, sh);
 }
 END_TEST
 
@@ -417,7 +364,7 @@ START_TEST(test_overwrite_lapped_exact)
 {
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
 					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
-	struct where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_pubsub *s;
 	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	uint8_t msg[100], buf[128];
@@ -427,7 +374,7 @@ START_TEST(test_overwrite_lapped_exact)
 	for (int round = 0; round < 50; round++) {
 		uint64_t burst = (uint64_t)(round * 7) % 90 + 1;
 		for (uint64_t i = 0; i < burst; i++, published++) {
-			msg_fill(msg, sizeof msg, published);
+			t_msg_fill(msg, sizeof msg, published);
 			ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0); /* never waits */
 		}
 		/* Read a few, every round; sometimes all. */
@@ -447,8 +394,8 @@ START_TEST(test_overwrite_lapped_exact)
 				continue;
 			}
 			ck_assert_int_eq(n, 100);
-			ck_assert_uint_eq(msg_seq(buf), next); /* exactly the gap was reported */
-			ck_assert_int_eq(msg_check(buf, 100, next), 0);
+			ck_assert_uint_eq(t_msg_seq(buf), next); /* exactly the gap was reported */
+			ck_assert_int_eq(t_msg_check(buf, 100, next), 0);
 			if (jumped) {
 				/* Resumed at the OLDEST message still valid: within one ring of the
 				 * newest, and at most the reclaim step (cap/16 = 2 records, plus the
@@ -476,7 +423,7 @@ START_TEST(test_overwrite_lapped_exact)
 			next += since;
 			continue;
 		}
-		ck_assert_uint_eq(msg_seq(buf), next);
+		ck_assert_uint_eq(t_msg_seq(buf), next);
 		next++;
 		delivered++;
 	}
@@ -498,13 +445,13 @@ START_TEST(test_overwrite_validate_after_use)
 {
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
 					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
-	struct where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_pubsub *s;
 	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	uint8_t msg[100];
 	uint64_t seq = 0;
 	for (; seq < 10; seq++) {
-		msg_fill(msg, sizeof msg, seq);
+		t_msg_fill(msg, sizeof msg, seq);
 		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
 	}
 	const void *cp;
@@ -517,9 +464,9 @@ START_TEST(test_overwrite_validate_after_use)
 	ck_assert_int_eq(shmkit_pubsub_peek(s, &cp, &n), 0);
 	uint8_t copy[100];
 	shmkit_seqlock_load(copy, cp, n);
-	ck_assert_int_eq(msg_check(copy, n, 1), 0);
+	ck_assert_int_eq(t_msg_check(copy, n, 1), 0);
 	for (; seq < 60; seq++) {
-		msg_fill(msg, sizeof msg, seq);
+		t_msg_fill(msg, sizeof msg, seq);
 		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
 	}
 	ck_assert_int_eq(shmkit_pubsub_validate(s), -ESTALE);
@@ -531,12 +478,12 @@ START_TEST(test_overwrite_validate_after_use)
 	ck_assert_int_eq(shmkit_pubsub_peek(s, &cp, &n), -ESTALE);
 	shmkit_pubsub_lost(s, &since);
 	ck_assert_int_eq(shmkit_pubsub_peek(s, &cp, &n), 0);
-	uint64_t first = msg_seq(cp);
+	uint64_t first = t_msg_seq(cp);
 	ck_assert_uint_eq(first, 2 + since);
 	ck_assert_uint_ge(first, 60 - 32);
 	/* Same, discovered by release: peek, overwrite, release -> -ESTALE. */
 	for (; seq < 120; seq++) {
-		msg_fill(msg, sizeof msg, seq);
+		t_msg_fill(msg, sizeof msg, seq);
 		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
 	}
 	ck_assert_int_eq(shmkit_pubsub_release(s, 0), -ESTALE);
@@ -547,9 +494,9 @@ START_TEST(test_overwrite_validate_after_use)
 		r = shmkit_pubsub_recv(s, copy, sizeof copy);
 	while (r == -ESTALE);
 	ck_assert_int_eq(r, 100);
-	ck_assert_int_eq(msg_check(copy, 100, msg_seq(copy)), 0);
+	ck_assert_int_eq(t_msg_check(copy, 100, t_msg_seq(copy)), 0);
 	/* Only message 0 was delivered before: 1 .. seq-1 are all accounted as lost. */
-	ck_assert_uint_eq(shmkit_pubsub_lost(s, NULL) + 1, msg_seq(copy));
+	ck_assert_uint_eq(shmkit_pubsub_lost(s, NULL) + 1, t_msg_seq(copy));
 	shmkit_pubsub_close(s);
 	shmkit_pubsub_close(p);
 }
@@ -561,12 +508,9 @@ static int overwrite_subscriber(void *arg)
 {
 	struct sub_arg *a = arg;
 	struct shmkit_pubsub *ps;
-	int err = open_role(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &ps);
-	if (err) {
-		child_fail(a->sh, "sub %d open: %s", a->id, shmkit_strerror(err));
+	int err = sub_join(a, &ps);
+	if (err)
 		return 1;
-	}
-	atomic_fetch_add(&a->sh->ready, 1);
 	uint8_t *tmp = malloc(a->max + 16);
 	uint64_t next = 0, got = 0, lost = 0;
 	uint64_t rng = t_seed() + (uint64_t)a->id;
@@ -575,11 +519,11 @@ static int overwrite_subscriber(void *arg)
 		const void *p = NULL;
 		size_t n = 0;
 		if (a->mode == 1) {
-			ssize_t r = shmkit_pubsub_recv_wait(ps, tmp, a->max + 16, in_ms(&ts, 30000));
+			ssize_t r = shmkit_pubsub_recv_wait(ps, tmp, a->max + 16, t_in_ms(&ts, 30000));
 			err = r < 0 ? (int)r : 0;
 			n = r < 0 ? 0 : (size_t)r;
 		} else {
-			err = shmkit_pubsub_peek_wait(ps, &p, &n, in_ms(&ts, 30000));
+			err = shmkit_pubsub_peek_wait(ps, &p, &n, t_in_ms(&ts, 30000));
 			if (!err) {
 				shmkit_seqlock_load(tmp, p, n); /* may race with the publisher */
 				err = shmkit_pubsub_release(ps, 0);
@@ -595,13 +539,13 @@ static int overwrite_subscriber(void *arg)
 			continue;
 		}
 		if (err) {
-			child_fail(a->sh, "sub %d: %s", a->id, shmkit_strerror(err));
+			T_CHILD_FAIL(a->sh, "sub %d: %s", a->id, shmkit_strerror(err));
 			return 1;
 		}
-		uint64_t seq = msg_seq(tmp);
-		if (seq != next || n != rnd_len(seq, a->max) || msg_check(tmp, n, seq)) {
-			child_fail(a->sh, "sub %d: got seq %llu len %zu, expected seq %llu", a->id,
-				   (unsigned long long)seq, n, (unsigned long long)next);
+		uint64_t seq = t_msg_seq(tmp);
+		if (seq != next || n != rnd_len(seq, a->max) || t_msg_check(tmp, n, seq)) {
+			T_CHILD_FAIL(a->sh, "sub %d: got seq %llu len %zu, expected seq %llu", a->id,
+				     (unsigned long long)seq, n, (unsigned long long)next);
 			return 1;
 		}
 		next++;
@@ -613,7 +557,7 @@ static int overwrite_subscriber(void *arg)
 	atomic_store(&a->sh->got[a->id], got);
 	atomic_store(&a->sh->lost[a->id], lost);
 	if (shmkit_pubsub_lost(ps, NULL) != lost) {
-		child_fail(a->sh, "sub %d: lost total mismatch", a->id);
+		T_CHILD_FAIL(a->sh, "sub %d: lost total mismatch", a->id);
 		return 1;
 	}
 	shmkit_pubsub_close(ps);
@@ -626,23 +570,17 @@ START_TEST(test_overwrite_lapped_processes)
 	char name[64];
 	t_name(name, sizeof name, "lap");
 	uint64_t count = t_stress() ? 3000000 : 200000, max = 600;
-	struct shmkit_pubsub *p = ps_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
-					 SHMKIT_PUBSUB_PUBLISHER, 1 << 14, max, 4,
+	struct shmkit_pubsub *p = ps_new(name, backend, SHMKIT_PUBSUB_PUBLISHER, 1 << 14, max, 4,
 					 SHMKIT_PUBSUB_OVERWRITE, 0);
-	struct shared *sh = shared_new();
-	struct sub_arg a[3];
+	struct shared *sh = t_shm_alloc(sizeof *sh);
+	struct sub_arg a[3] = {{where_of(name, backend, p), sh, 0, count, max, 0}};
 	pid_t pid[3];
-	for (int i = 0; i < 3; i++) {
-		a[i] = (struct sub_arg){where_of(name, backend, p), sh, i, count, max, i % 2};
-		pid[i] = t_fork(overwrite_subscriber, &a[i]);
-	}
-	for (int i = 0; i < 20000 && atomic_load(&sh->ready) < 3 && !atomic_load(&sh->failed); i++)
-		usleep(500);
+	fork_subscribers(overwrite_subscriber, a, pid, 3, 2);
 	ck_assert_int_eq(atomic_load(&sh->ready), 3);
 	uint8_t *tmp = malloc(max);
 	for (uint64_t seq = 0; seq < count; seq++) {
 		uint64_t len = rnd_len(seq, max);
-		msg_fill(tmp, len, seq);
+		t_msg_fill(tmp, len, seq);
 		int err = shmkit_pubsub_send(p, tmp, len);
 		T_CHECK(err == 0, "send: %s", shmkit_strerror(err));
 		if (seq % 4096 == 0)
@@ -662,10 +600,7 @@ START_TEST(test_overwrite_lapped_processes)
 		lost_any += atomic_load(&sh->lost[i]);
 	}
 	ck_assert_uint_gt(lost_any, 0); /* the slow readers really were lapped */
-	if (a[0].w.fd >= 0)
-		close(a[0].w.fd);
-	remove_named(name, backend);
-	munmap(sh, sizeof *sh);
+	cleanup(&a[0].w, sh);
 }
 END_TEST
 
@@ -681,7 +616,7 @@ static int stalled_subscriber(void *arg)
 	size_t n;
 	/* Peek one (holds it), then never read again. */
 	struct timespec ts;
-	if (shmkit_pubsub_peek_wait(ps, &p, &n, in_ms(&ts, 20000)))
+	if (shmkit_pubsub_peek_wait(ps, &p, &n, t_in_ms(&ts, 20000)))
 		return 11;
 	atomic_fetch_add(&a->sh->ready, 1);
 	pause();
@@ -699,12 +634,12 @@ static int steady_subscriber(void *arg)
 		const void *p;
 		size_t n;
 		struct timespec ts;
-		int err = shmkit_pubsub_peek_wait(ps, &p, &n, in_ms(&ts, 30000));
+		int err = shmkit_pubsub_peek_wait(ps, &p, &n, t_in_ms(&ts, 30000));
 		if (err == -EPIPE && seq == a->count)
 			break;
-		if (err || msg_seq(p) != seq || msg_check(p, n, seq)) {
-			child_fail(a->sh, "steady seq %llu: %s", (unsigned long long)seq,
-				   shmkit_strerror(err));
+		if (err || t_msg_seq(p) != seq || t_msg_check(p, n, seq)) {
+			T_CHILD_FAIL(a->sh, "steady seq %llu: %s", (unsigned long long)seq,
+				     shmkit_strerror(err));
 			return 1;
 		}
 		shmkit_pubsub_release(ps, 0);
@@ -719,32 +654,30 @@ START_TEST(test_subscriber_killed_while_blocked)
 	uint32_t backend = backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "skill");
-	struct shmkit_pubsub *p = ps_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
-					 SHMKIT_PUBSUB_PUBLISHER, 4096, 200, 4,
+	struct shmkit_pubsub *p = ps_new(name, backend, SHMKIT_PUBSUB_PUBLISHER, 4096, 200, 4,
 					 SHMKIT_PUBSUB_BLOCK, 0);
-	struct shared *sh = shared_new();
+	struct shared *sh = t_shm_alloc(sizeof *sh);
 	uint64_t count = 2000;
 	struct sub_arg a0 = {where_of(name, backend, p), sh, 0, count, 200, 0};
 	struct sub_arg a1 = a0;
 	a1.id = 1;
 	pid_t steady = t_fork(steady_subscriber, &a0);
-	for (int i = 0; i < 20000 && atomic_load(&sh->ready) < 1; i++)
-		usleep(500);
+	T_WAIT_FOR(atomic_load(&sh->ready) >= 1);
 	pid_t stalled = t_fork(stalled_subscriber, &a1);
 	uint8_t msg[200];
 	uint64_t seq = 0;
 	struct timespec ts;
 	/* Publish until the stalled one has peeked, then until the ring is full for good. */
 	for (; atomic_load(&sh->ready) < 2 && seq < count; seq++) {
-		msg_fill(msg, sizeof msg, seq);
-		ck_assert_int_eq(shmkit_pubsub_send_wait(p, msg, sizeof msg, in_ms(&ts, 20000)), 0);
+		t_msg_fill(msg, sizeof msg, seq);
+		ck_assert_int_eq(shmkit_pubsub_send_wait(p, msg, sizeof msg, t_in_ms(&ts, 20000)), 0);
 		usleep(1000);
 	}
 	ck_assert_int_eq(atomic_load(&sh->ready), 2);
 	int err = 0;
 	for (; seq < count; seq++) {
-		msg_fill(msg, sizeof msg, seq);
-		err = shmkit_pubsub_send_wait(p, msg, sizeof msg, in_ms(&ts, 300));
+		t_msg_fill(msg, sizeof msg, seq);
+		err = shmkit_pubsub_send_wait(p, msg, sizeof msg, t_in_ms(&ts, 300));
 		if (err)
 			break;
 	}
@@ -752,12 +685,12 @@ START_TEST(test_subscriber_killed_while_blocked)
 	/* Kill it while we wait on it: the wait goes on within a slice or so. */
 	uint64_t t0 = shmkit_now_ns();
 	kill(stalled, SIGKILL);
-	ck_assert_int_eq(shmkit_pubsub_send_wait(p, msg, sizeof msg, in_ms(&ts, 10000)), 0);
+	ck_assert_int_eq(shmkit_pubsub_send_wait(p, msg, sizeof msg, t_in_ms(&ts, 10000)), 0);
 	uint64_t waited = shmkit_now_ns() - t0;
 	ck_assert_uint_lt(waited, 3000000000ull);
 	for (seq++; seq < count; seq++) {
-		msg_fill(msg, sizeof msg, seq);
-		ck_assert_int_eq(shmkit_pubsub_send_wait(p, msg, sizeof msg, in_ms(&ts, 20000)), 0);
+		t_msg_fill(msg, sizeof msg, seq);
+		ck_assert_int_eq(shmkit_pubsub_send_wait(p, msg, sizeof msg, t_in_ms(&ts, 20000)), 0);
 	}
 	struct shmkit_pubsub_stats st;
 	shmkit_pubsub_stats(p, &st);
@@ -768,10 +701,7 @@ START_TEST(test_subscriber_killed_while_blocked)
 	ck_assert_int_eq(t_wait(steady, 60000), 0);
 	ck_assert_msg(!atomic_load(&sh->failed), "%s", sh->why);
 	ck_assert_uint_eq(atomic_load(&sh->got[0]), count);
-	if (a0.w.fd >= 0)
-		close(a0.w.fd);
-	remove_named(name, backend);
-	munmap(sh, sizeof *sh);
+	cleanup(&a0.w, sh);
 }
 END_TEST
 
@@ -784,20 +714,20 @@ static int publisher_then_die(void *arg)
 	uint8_t msg[100];
 	uint64_t base = a->max; /* first sequence this publisher will see */
 	for (uint64_t i = 0; i < a->count; i++) {
-		msg_fill(msg, sizeof msg, base + i);
+		t_msg_fill(msg, sizeof msg, base + i);
 		struct timespec ts;
-		if (shmkit_pubsub_send_wait(ps, msg, sizeof msg, in_ms(&ts, 20000)))
+		if (shmkit_pubsub_send_wait(ps, msg, sizeof msg, t_in_ms(&ts, 20000)))
 			return 11;
 	}
 	/* A MORE commit never published and a loan never committed: never delivered. */
 	void *p;
 	if (shmkit_pubsub_loan(ps, 100, &p))
 		return 12;
-	msg_fill(p, 100, 999998);
+	t_msg_fill(p, 100, 999998);
 	shmkit_pubsub_commit(ps, 100, SHMKIT_PUBSUB_MORE);
 	if (shmkit_pubsub_loan(ps, 100, &p))
 		return 12;
-	msg_fill(p, 100, 999999);
+	t_msg_fill(p, 100, 999999);
 	raise(SIGKILL);
 	return 13;
 }
@@ -807,10 +737,9 @@ START_TEST(test_publisher_killed)
 	uint32_t backend = backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "pkill");
-	struct shmkit_pubsub *s = ps_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend,
-					 SHMKIT_PUBSUB_SUBSCRIBER, 1 << 16, 0, 4,
+	struct shmkit_pubsub *s = ps_new(name, backend, SHMKIT_PUBSUB_SUBSCRIBER, 1 << 16, 0, 4,
 					 SHMKIT_PUBSUB_BLOCK, 0);
-	struct shared *sh = shared_new();
+	struct shared *sh = t_shm_alloc(sizeof *sh);
 	struct sub_arg a = {where_of(name, backend, s), sh, 0, 200, 0, 0};
 	pid_t pid = t_fork(publisher_then_die, &a);
 	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
@@ -818,13 +747,13 @@ START_TEST(test_publisher_killed)
 	const void *cp;
 	size_t n;
 	for (uint64_t seq = 0; seq < 200; seq++) {
-		ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, in_ms(&ts, 5000)), 0);
+		ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, t_in_ms(&ts, 5000)), 0);
 		ck_assert_uint_eq(n, 100);
-		ck_assert_int_eq(msg_check(cp, n, seq), 0);
+		ck_assert_int_eq(t_msg_check(cp, n, seq), 0);
 		shmkit_pubsub_release(s, 0);
 	}
 	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, in_ms(&ts, 10000)), -EOWNERDEAD);
+	ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, t_in_ms(&ts, 10000)), -EOWNERDEAD);
 	ck_assert_uint_lt(shmkit_now_ns() - t0, 5000000000ull);
 	ck_assert_int_eq(shmkit_pubsub_peer_alive(s), 0);
 	/* Takeover: the numbering continues where the dead one published. */
@@ -833,14 +762,14 @@ START_TEST(test_publisher_killed)
 	pid = t_fork(publisher_then_die, &a);
 	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
 	for (uint64_t seq = 200; seq < 210; seq++) {
-		ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, in_ms(&ts, 5000)), 0);
-		ck_assert_int_eq(msg_check(cp, n, seq), 0);
+		ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, t_in_ms(&ts, 5000)), 0);
+		ck_assert_int_eq(t_msg_check(cp, n, seq), 0);
 		uint64_t q;
 		shmkit_pubsub_seq(s, &q);
 		ck_assert_uint_eq(q, seq);
 		shmkit_pubsub_release(s, 0);
 	}
-	ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, in_ms(&ts, 5000)), -EOWNERDEAD);
+	ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, t_in_ms(&ts, 5000)), -EOWNERDEAD);
 	ck_assert_uint_eq(shmkit_pubsub_lost(s, NULL), 0);
 	shmkit_pubsub_unlink(s);
 	shmkit_pubsub_close(s);
@@ -862,12 +791,12 @@ static int churn_publisher(void *arg)
 	uint8_t msg[512];
 	for (uint64_t seq = 0; seq < a->count; seq++) {
 		uint64_t len = 8 + seq % 500;
-		msg_fill(msg, len, seq);
+		t_msg_fill(msg, len, seq);
 		struct timespec ts;
-		int err = shmkit_pubsub_send_wait(ps, msg, len, in_ms(&ts, 20000));
+		int err = shmkit_pubsub_send_wait(ps, msg, len, t_in_ms(&ts, 20000));
 		if (err) {
-			child_fail(a->sh, "publisher seq %llu: %s", (unsigned long long)seq,
-				   shmkit_strerror(err));
+			T_CHILD_FAIL(a->sh, "publisher seq %llu: %s", (unsigned long long)seq,
+				     shmkit_strerror(err));
 			return 1;
 		}
 		atomic_store(&a->sh->sent, seq + 1);
@@ -888,7 +817,7 @@ static int churner(void *arg)
 			continue;
 		}
 		if (err) {
-			child_fail(a->sh, "churner open: %s", shmkit_strerror(err));
+			T_CHILD_FAIL(a->sh, "churner open: %s", shmkit_strerror(err));
 			return 1;
 		}
 		atomic_fetch_add(&a->sh->churn_joins, 1);
@@ -897,17 +826,18 @@ static int churner(void *arg)
 			const void *p;
 			size_t n;
 			struct timespec ts;
-			err = shmkit_pubsub_peek_wait(ps, &p, &n, in_ms(&ts, 200));
+			err = shmkit_pubsub_peek_wait(ps, &p, &n, t_in_ms(&ts, 200));
 			if (err == -EPIPE || err == -ETIMEDOUT)
 				break;
-			if (err || msg_check(p, n, msg_seq(p)) ||
-			    (prev != UINT64_MAX && msg_seq(p) != prev + 1)) {
-				child_fail(a->sh, "churner: %s, seq %llu after %llu",
-					   shmkit_strerror(err), err ? 0ull : (unsigned long long)msg_seq(p),
-					   (unsigned long long)prev);
+			if (err || t_msg_check(p, n, t_msg_seq(p)) ||
+			    (prev != UINT64_MAX && t_msg_seq(p) != prev + 1)) {
+				T_CHILD_FAIL(a->sh, "churner: %s, seq %llu after %llu",
+					     shmkit_strerror(err),
+					     err ? 0ull : (unsigned long long)t_msg_seq(p),
+					     (unsigned long long)prev);
 				return 1;
 			}
-			prev = msg_seq(p);
+			prev = t_msg_seq(p);
 			shmkit_pubsub_release(ps, t_rand(&rng) % 4 ? SHMKIT_PUBSUB_MORE : 0);
 		}
 		shmkit_pubsub_close(ps);
@@ -922,16 +852,14 @@ START_TEST(test_join_leave_churn)
 	struct shmkit_pubsub *own = ps_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_PUBSUB_PUBLISHER,
 					   1 << 14, 512, 6, SHMKIT_PUBSUB_BLOCK, 0);
 	shmkit_pubsub_close(own); /* hand the publisher role to a child */
-	struct shared *sh = shared_new();
+	struct shared *sh = t_shm_alloc(sizeof *sh);
 	uint64_t count = t_stress() ? 3000000 : 60000;
 	struct sub_arg a = {{name, SHMKIT_BACKEND_POSIX, -1}, sh, 0, count, 512, 0};
 	/* The publisher first: it re-opens the stream our close ended. */
 	pid_t pub = t_fork(churn_publisher, &a);
-	for (int i = 0; i < 20000 && atomic_load(&sh->ready) < 1; i++)
-		usleep(500);
+	T_WAIT_FOR(atomic_load(&sh->ready) >= 1);
 	pid_t steady = t_fork(steady_subscriber, &a);
-	for (int i = 0; i < 20000 && atomic_load(&sh->ready) < 2; i++)
-		usleep(500);
+	T_WAIT_FOR(atomic_load(&sh->ready) >= 2);
 	ck_assert_int_eq(atomic_load(&sh->ready), 2);
 	pid_t ch[4];
 	for (int i = 0; i < 4; i++)
@@ -962,8 +890,7 @@ START_TEST(test_join_leave_churn)
 	ck_assert_uint_eq(atomic_load(&sh->got[0]), count);
 	ck_assert_uint_gt(atomic_load(&sh->churn_joins), 4);
 	ck_assert_int_gt(kills, 0);
-	remove_named(name, SHMKIT_BACKEND_POSIX);
-	munmap(sh, sizeof *sh);
+	cleanup(&a.w, sh);
 }
 END_TEST
 
@@ -974,23 +901,23 @@ START_TEST(test_history)
 	uint32_t policy = _i;
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 8192,
 					 100, 4, policy, 5);
-	struct where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
 	uint8_t msg[100];
 	struct shmkit_pubsub *s, *none;
 	/* Nothing published yet: a joiner starts at the first message. */
 	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	for (uint64_t seq = 0; seq < 3; seq++) {
-		msg_fill(msg, sizeof msg, seq);
+		t_msg_fill(msg, sizeof msg, seq);
 		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
 	}
 	uint8_t buf[128];
 	for (uint64_t seq = 0; seq < 3; seq++) {
 		ck_assert_int_eq(shmkit_pubsub_recv(s, buf, sizeof buf), 100);
-		ck_assert_uint_eq(msg_seq(buf), seq);
+		ck_assert_uint_eq(t_msg_seq(buf), seq);
 	}
 	shmkit_pubsub_close(s);
 	for (uint64_t seq = 3; seq < 20; seq++) {
-		msg_fill(msg, sizeof msg, seq);
+		t_msg_fill(msg, sizeof msg, seq);
 		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
 	}
 	/* A late joiner gets the last 5; one that asks for no history gets none. */
@@ -998,14 +925,14 @@ START_TEST(test_history)
 	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, SHMKIT_PUBSUB_NO_HISTORY, &none), 0);
 	for (uint64_t seq = 15; seq < 20; seq++) {
 		ck_assert_int_eq(shmkit_pubsub_recv(s, buf, sizeof buf), 100);
-		ck_assert_uint_eq(msg_seq(buf), seq);
+		ck_assert_uint_eq(t_msg_seq(buf), seq);
 	}
 	ck_assert_int_eq(shmkit_pubsub_recv(s, buf, sizeof buf), -EAGAIN);
 	ck_assert_int_eq(shmkit_pubsub_recv(none, buf, sizeof buf), -EAGAIN);
-	msg_fill(msg, sizeof msg, 20);
+	t_msg_fill(msg, sizeof msg, 20);
 	ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
 	ck_assert_int_eq(shmkit_pubsub_recv(none, buf, sizeof buf), 100);
-	ck_assert_uint_eq(msg_seq(buf), 20);
+	ck_assert_uint_eq(t_msg_seq(buf), 20);
 	ck_assert_uint_eq(shmkit_pubsub_lost(s, NULL), 0);
 	shmkit_pubsub_close(s);
 	shmkit_pubsub_close(none);
@@ -1029,7 +956,7 @@ static int sleeper(void *arg)
 			return 11;
 	}
 	struct timespec ts;
-	if (shmkit_pubsub_recv_wait(ps, buf, sizeof buf, in_ms(&ts, 30000)) != -EPIPE)
+	if (shmkit_pubsub_recv_wait(ps, buf, sizeof buf, t_in_ms(&ts, 30000)) != -EPIPE)
 		return 12;
 	shmkit_pubsub_close(ps);
 	return 0;
@@ -1041,13 +968,12 @@ START_TEST(test_timeouts_and_wakeups)
 	t_name(name, sizeof name, "wake");
 	struct shmkit_pubsub *p = ps_new(name, SHMKIT_BACKEND_SYSV, SHMKIT_PUBSUB_PUBLISHER, 4096, 0,
 					 4, SHMKIT_PUBSUB_BLOCK, 0);
-	struct shared *sh = shared_new();
+	struct shared *sh = t_shm_alloc(sizeof *sh);
 	struct sub_arg a = {where_of(name, SHMKIT_BACKEND_SYSV, p), sh, 0, 0, 0, 0};
 	pid_t pid[3];
 	for (int i = 0; i < 3; i++)
 		pid[i] = t_fork(sleeper, &a);
-	for (int i = 0; i < 20000 && atomic_load(&sh->ready) < 3; i++)
-		usleep(500);
+	T_WAIT_FOR(atomic_load(&sh->ready) >= 3);
 	for (int k = 0; k < 3; k++) {
 		usleep(100000); /* they are asleep by now */
 		ck_assert_int_eq(shmkit_pubsub_send(p, "wake!", 5), 0);
@@ -1066,14 +992,13 @@ START_TEST(test_timeouts_and_wakeups)
 	const void *cp;
 	size_t n;
 	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, in_ms(&ts, 50)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, t_in_ms(&ts, 50)), -ETIMEDOUT);
 	ck_assert_uint_ge(shmkit_now_ns() - t0, 50000000);
 	shmkit_deadline_after(&ts, 0);
 	ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, &ts), -ETIMEDOUT);
 	shmkit_pubsub_close(s);
 	shmkit_pubsub_close(p);
-	remove_named(name, SHMKIT_BACKEND_SYSV);
-	munmap(sh, sizeof *sh);
+	cleanup(&a.w, sh);
 }
 END_TEST
 
@@ -1131,13 +1056,13 @@ START_TEST(test_hostile_scribbler)
 		loops++;
 		struct timespec ts;
 		int err = loops % 8 ? shmkit_pubsub_send(p, buf, loops % 2000)
-				    : shmkit_pubsub_send_wait(p, buf, loops % 2000, in_ms(&ts, 2));
+				    : shmkit_pubsub_send_wait(p, buf, loops % 2000, t_in_ms(&ts, 2));
 		T_CHECK(err == 0 || err == -EAGAIN || err == -EBADMSG || err == -ETIMEDOUT,
 			"send: %d", err);
 		const void *cp;
 		size_t n;
 		err = loops % 16 ? shmkit_pubsub_peek(s, &cp, &n)
-				 : shmkit_pubsub_peek_wait(s, &cp, &n, in_ms(&ts, 2));
+				 : shmkit_pubsub_peek_wait(s, &cp, &n, t_in_ms(&ts, 2));
 		if (err == 0) {
 			T_CHECK((const uint8_t *)cp >= ring && (const uint8_t *)cp + n <= ring + (1 << 14),
 				"message outside the ring: offset %td len %zu",
@@ -1181,22 +1106,6 @@ END_TEST
 
 /* --- shmkit stat ----------------------------------------------------------------------------------- */
 
-/* The CLI next to this test binary: <builddir>/tests/pubsub -> <builddir>/shmkit. */
-static void cli_path(char *buf, size_t cap)
-{
-	char exe[512];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	ck_assert_int_gt(n, 0);
-	exe[n] = '\0';
-	char *slash = strrchr(exe, '/');
-	ck_assert_ptr_nonnull(slash);
-	*slash = '\0';
-	slash = strrchr(exe, '/');
-	ck_assert_ptr_nonnull(slash);
-	*slash = '\0';
-	snprintf(buf, cap, "%s/shmkit", exe);
-}
-
 static int join_and_die(void *arg)
 {
 	struct shmkit_pubsub *ps;
@@ -1208,9 +1117,9 @@ static int join_and_die(void *arg)
 
 START_TEST(test_cli_stat)
 {
-	char name[64], cli[600], cmd[800], out[8192];
+	char name[64];
 	t_name(name, sizeof name, "stat");
-	cli_path(cli, sizeof cli);
+	const char *cli = t_cli_path();
 	ck_assert_msg(access(cli, X_OK) == 0, "no CLI at %s (make cli)", cli);
 	struct shmkit_pubsub *p = ps_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_PUBSUB_PUBLISHER, 1 << 14,
 					 100, 4, SHMKIT_PUBSUB_OVERWRITE, 0);
@@ -1223,12 +1132,10 @@ START_TEST(test_cli_stat)
 		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(shmkit_pubsub_recv(s, buf, sizeof buf), 100);
-	snprintf(cmd, sizeof cmd, "%s stat %s --json", cli, name);
-	FILE *f = popen(cmd, "r");
-	ck_assert_ptr_nonnull(f);
-	size_t n = fread(out, 1, sizeof out - 1, f);
-	out[n] = '\0';
-	ck_assert_int_eq(pclose(f), 0);
+	struct t_run r = {0};
+	t_run_cli(&r, 20000, (const char *const[]){"stat", name, "--json", NULL});
+	const char *out = r.out;
+	ck_assert_int_eq(r.status, 0);
 	char want[160];
 	snprintf(want, sizeof want, "\"subscriber.0.pid\":%d,\"subscriber.0.alive\":true,"
 				    "\"subscriber.0.lag\":3,\"subscriber.0.lost\":0,",
@@ -1240,12 +1147,11 @@ START_TEST(test_cli_stat)
 	ck_assert_msg(strstr(out, "\"policy\":\"overwrite\""), "%s", out);
 	ck_assert_msg(strstr(out, "\"published\":5,"), "%s", out);
 	/* The human form carries the same keys. */
-	snprintf(cmd, sizeof cmd, "%s stat %s", cli, name);
-	f = popen(cmd, "r");
-	n = fread(out, 1, sizeof out - 1, f);
-	out[n] = '\0';
-	ck_assert_int_eq(pclose(f), 0);
+	t_run_cli(&r, 20000, (const char *const[]){"stat", name, NULL});
+	out = r.out;
+	ck_assert_int_eq(r.status, 0);
 	ck_assert_msg(strstr(out, "subscriber.0.lag: 3\n"), "%s", out);
+	t_run_free(&r);
 	shmkit_pubsub_unlink(p);
 	shmkit_pubsub_close(s);
 	shmkit_pubsub_close(p);
@@ -1255,8 +1161,7 @@ END_TEST
 static Suite *pubsub_suite(void)
 {
 	Suite *s = suite_create("pubsub");
-	TCase *tc = tcase_create("basics");
-	tcase_set_timeout(tc, 60);
+	TCase *tc = t_tcase(s, "basics", 60);
 	tcase_add_test(tc, test_basics);
 	tcase_add_test(tc, test_bad_options);
 	tcase_add_test(tc, test_overwrite_lapped_exact);
@@ -1264,19 +1169,14 @@ static Suite *pubsub_suite(void)
 	tcase_add_loop_test(tc, test_history, 0, 2);
 	tcase_add_test(tc, test_timeouts_and_wakeups);
 	tcase_add_test(tc, test_cli_stat);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("streams");
-	tcase_set_timeout(tc, t_stress() ? 3600 : 300);
+	tc = t_tcase(s, "streams", t_stress() ? 3600 : 300);
 	tcase_add_loop_test(tc, test_block_four_subscribers, 0, 3);
 	tcase_add_loop_test(tc, test_overwrite_lapped_processes, 0, 3);
 	tcase_add_test(tc, test_join_leave_churn);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("death");
-	tcase_set_timeout(tc, t_stress() ? 3600 : 120);
+	tc = t_tcase(s, "death", t_stress() ? 3600 : 120);
 	tcase_add_loop_test(tc, test_subscriber_killed_while_blocked, 0, 3);
 	tcase_add_loop_test(tc, test_publisher_killed, 0, 3);
 	tcase_add_loop_test(tc, test_hostile_scribbler, 0, 2);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

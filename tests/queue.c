@@ -2,7 +2,6 @@
  * processes, with exactly-once accounting, real kills and a hostile scribbler. */
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,39 +15,26 @@
 
 static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV, SHMKIT_BACKEND_MEMFD};
 
-struct where {
-	const char *name;
-	uint32_t backend;
-	int fd;
-};
-
-static struct timespec *in_ms(struct timespec *ts, uint64_t ms)
-{
-	return shmkit_deadline_after(ts, ms * 1000000ull);
-}
-
 static struct shmkit_queue *q_new(const char *name, uint32_t backend, uint32_t slots,
 				  uint64_t max_msg, uint32_t members)
 {
 	struct shmkit_queue_opts o = {.slots = slots, .max_msg = max_msg, .max_members = members};
 	o.seg.backend = backend;
 	struct shmkit_queue *q;
+	if (backend == SHMKIT_BACKEND_MEMFD)
+		name = NULL; /* a memfd queue has no name */
 	int err = shmkit_queue_create(name, &o, &q);
 	ck_assert_msg(err == 0, "create: %s", shmkit_strerror(err));
-	if (name && backend != SHMKIT_BACKEND_MEMFD)
-		t_track(name, backend);
+	t_track(name, backend);
 	return q;
 }
 
-static struct where where_of(const char *name, uint32_t backend, struct shmkit_queue *q)
+static struct t_where where_of(const char *name, uint32_t backend, struct shmkit_queue *q)
 {
-	struct where w = {name, backend, -1};
-	if (backend == SHMKIT_BACKEND_MEMFD)
-		w.fd = shmkit_segment_fd(shmkit_queue_segment(q));
-	return w;
+	return t_where_of(name, backend, shmkit_queue_segment(q));
 }
 
-static int q_open(const struct where *w, uint32_t flags, struct shmkit_queue **q)
+static int q_open(const struct t_where *w, uint32_t flags, struct shmkit_queue **q)
 {
 	struct shmkit_queue_opts o = {.flags = flags};
 	o.seg.backend = w->backend;
@@ -98,7 +84,7 @@ START_TEST(test_basics)
 	ck_assert_int_eq(shmkit_queue_send(q, buf, 65), -EMSGSIZE);
 	struct timespec ts;
 	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_queue_send_wait(q, "full", 5, in_ms(&ts, 30)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_queue_send_wait(q, "full", 5, t_in_ms(&ts, 30)), -ETIMEDOUT);
 	ck_assert_uint_ge(shmkit_now_ns() - t0, 30000000);
 	const void *cp;
 	size_t n;
@@ -120,7 +106,7 @@ START_TEST(test_basics)
 	}
 	ck_assert_int_eq(shmkit_queue_release(q2), -EINVAL);
 	t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_queue_recv_wait(q2, buf, sizeof buf, in_ms(&ts, 30)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_queue_recv_wait(q2, buf, sizeof buf, t_in_ms(&ts, 30)), -ETIMEDOUT);
 	ck_assert_uint_ge(shmkit_now_ns() - t0, 30000000);
 	/* Zero-copy loans; a cancelled loan is skipped; one loan at a time. */
 	void *vp, *vp2;
@@ -168,10 +154,7 @@ START_TEST(test_basics)
 	ck_assert_uint_eq(st.msgs_recv, 8 + 1 + 5);
 	/* Wrong kind. */
 	char raw[64];
-	t_name(raw, sizeof raw, "raw");
-	struct shmkit_segment *seg;
-	ck_assert_int_eq(shmkit_segment_create(raw, 4096, NULL, &seg), 0);
-	t_track(raw, SHMKIT_BACKEND_POSIX);
+	struct shmkit_segment *seg = t_raw_segment(raw, sizeof raw);
 	ck_assert_int_eq(shmkit_queue_open(raw, NULL, &x), -EMEDIUMTYPE);
 	shmkit_segment_unlink(seg);
 	shmkit_segment_close(seg);
@@ -188,7 +171,7 @@ END_TEST
 /* --- exactly once: 4 producers x 4 consumers ----------------------------------------------------- */
 
 struct mpmc {
-	struct where w;
+	struct t_where w;
 	uint64_t per_producer;
 	_Atomic uint64_t ready;
 	_Atomic int go;
@@ -202,17 +185,6 @@ struct mpmc {
 static _Atomic uint64_t *mpmc_bits(struct mpmc *m)
 {
 	return (_Atomic uint64_t *)(void *)((uint8_t *)m + 4096);
-}
-
-static void mpmc_fail(struct mpmc *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mpmc_fail(struct mpmc *m, const char *fmt, ...)
-{
-	if (atomic_exchange(&m->failed, 1) == 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(m->why, sizeof m->why, fmt, ap);
-		va_end(ap);
-	}
 }
 
 struct role_arg {
@@ -229,7 +201,7 @@ static int mpmc_producer(void *arg)
 	struct shmkit_queue *q;
 	int err = q_open(&m->w, 0, &q);
 	if (err) {
-		mpmc_fail(m, "producer open: %s", shmkit_strerror(err));
+		T_CHILD_FAIL(m, "producer open: %s", shmkit_strerror(err));
 		return 1;
 	}
 	atomic_fetch_add(&m->ready, 1);
@@ -248,17 +220,17 @@ static int mpmc_producer(void *arg)
 			for (size_t i = 0; i < n; i++)
 				batch[i] = (struct msg){a->id, msg_sum(a->id, seq + i), seq + i};
 			int r = shmkit_queue_send_many_wait(q, batch, sizeof batch[0], lens, n,
-							    in_ms(&ts, 30000));
+							    t_in_ms(&ts, 30000));
 			if (r <= 0) {
-				mpmc_fail(m, "producer %u: %s", a->id, shmkit_strerror(r));
+				T_CHILD_FAIL(m, "producer %u: %s", a->id, shmkit_strerror(r));
 				return 1;
 			}
 			seq += (uint64_t)r;
 		} else {
 			struct msg one = {a->id, msg_sum(a->id, seq), seq};
-			err = shmkit_queue_send_wait(q, &one, sizeof one, in_ms(&ts, 30000));
+			err = shmkit_queue_send_wait(q, &one, sizeof one, t_in_ms(&ts, 30000));
 			if (err) {
-				mpmc_fail(m, "producer %u: %s", a->id, shmkit_strerror(err));
+				T_CHILD_FAIL(m, "producer %u: %s", a->id, shmkit_strerror(err));
 				return 1;
 			}
 			seq++;
@@ -273,15 +245,15 @@ static int take(struct mpmc *m, const struct msg *x, size_t len)
 {
 	if (len != sizeof *x || x->producer >= 4 || x->seq >= m->per_producer ||
 	    x->check != msg_sum(x->producer, x->seq)) {
-		mpmc_fail(m, "corrupt message (len %zu)", len);
+		T_CHILD_FAIL(m, "corrupt message (len %zu)", len);
 		return -1;
 	}
 	uint64_t bit = x->producer * m->per_producer + x->seq;
 	uint64_t old = atomic_fetch_or_explicit(&mpmc_bits(m)[bit / 64], 1ull << (bit % 64),
 						memory_order_relaxed);
 	if (old & (1ull << (bit % 64))) {
-		mpmc_fail(m, "duplicate: producer %u seq %llu", x->producer,
-			  (unsigned long long)x->seq);
+		T_CHILD_FAIL(m, "duplicate: producer %u seq %llu", x->producer,
+			     (unsigned long long)x->seq);
 		return -1;
 	}
 	return 0;
@@ -294,7 +266,7 @@ static int mpmc_consumer(void *arg)
 	struct shmkit_queue *q;
 	int err = q_open(&m->w, 0, &q);
 	if (err) {
-		mpmc_fail(m, "consumer open: %s", shmkit_strerror(err));
+		T_CHILD_FAIL(m, "consumer open: %s", shmkit_strerror(err));
 		return 1;
 	}
 	atomic_fetch_add(&m->ready, 1);
@@ -307,12 +279,12 @@ static int mpmc_consumer(void *arg)
 		int got;
 		if (a->id % 2 == 0) {
 			got = shmkit_queue_recv_many_wait(q, batch, sizeof batch[0], lens, BATCH,
-							  in_ms(&ts, 200));
+							  t_in_ms(&ts, 200));
 			for (int i = 0; i < got; i++)
 				if (take(m, &batch[i], lens[i]))
 					return 1;
 		} else {
-			ssize_t r = shmkit_queue_recv_wait(q, batch, sizeof batch[0], in_ms(&ts, 200));
+			ssize_t r = shmkit_queue_recv_wait(q, batch, sizeof batch[0], t_in_ms(&ts, 200));
 			got = r < 0 ? (int)r : 1;
 			if (r >= 0 && take(m, &batch[0], (size_t)r))
 				return 1;
@@ -320,7 +292,7 @@ static int mpmc_consumer(void *arg)
 		if (got == -ETIMEDOUT)
 			continue; /* the others may be taking the last ones */
 		if (got < 0) {
-			mpmc_fail(m, "consumer %u: %s", a->id, shmkit_strerror(got));
+			T_CHILD_FAIL(m, "consumer %u: %s", a->id, shmkit_strerror(got));
 			return 1;
 		}
 		mine += (uint64_t)got;
@@ -337,9 +309,8 @@ START_TEST(test_mpmc_exactly_once)
 	t_name(name, sizeof name, "mpmc");
 	struct shmkit_queue *own = q_new(name, SHMKIT_BACKEND_POSIX, 4096, 16, 16);
 	size_t bytes = 4096 + (total + 63) / 64 * 8;
-	struct mpmc *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(m, MAP_FAILED);
-	m->w = (struct where){name, SHMKIT_BACKEND_POSIX, -1};
+	struct mpmc *m = t_shm_alloc(bytes);
+	m->w = (struct t_where){name, SHMKIT_BACKEND_POSIX, -1};
 	m->per_producer = total / 4;
 	struct role_arg args[8];
 	pid_t pids[8];
@@ -349,8 +320,7 @@ START_TEST(test_mpmc_exactly_once)
 		args[4 + i] = (struct role_arg){m, i};
 		pids[4 + i] = t_fork(mpmc_producer, &args[4 + i]);
 	}
-	for (int i = 0; i < 20000 && atomic_load(&m->ready) < 8; i++)
-		usleep(500);
+	T_WAIT_FOR(atomic_load(&m->ready) >= 8);
 	ck_assert_uint_eq(atomic_load(&m->ready), 8);
 	uint64_t t0 = shmkit_now_ns();
 	atomic_store(&m->go, 1);
@@ -385,7 +355,7 @@ END_TEST
 /* --- crashes ------------------------------------------------------------------------------------- */
 
 struct crash {
-	struct where w;
+	struct t_where w;
 	_Atomic int stage;
 	uint64_t value;
 };
@@ -399,7 +369,7 @@ static int consumer_dies_mid_take(void *arg)
 	const void *p;
 	size_t n;
 	struct timespec ts;
-	if (shmkit_queue_peek_wait(q, &p, &n, in_ms(&ts, 10000)) || n != 8)
+	if (shmkit_queue_peek_wait(q, &p, &n, t_in_ms(&ts, 10000)) || n != 8)
 		return 11;
 	memcpy(&c->value, p, 8);
 	atomic_store(&c->stage, 1);
@@ -412,9 +382,8 @@ START_TEST(test_consumer_killed_mid_take)
 	uint32_t backend = backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "qcdead");
-	struct shmkit_queue *q = q_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend, 4, 8, 8);
-	struct crash *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-			       -1, 0);
+	struct shmkit_queue *q = q_new(name, backend, 4, 8, 8);
+	struct crash *c = t_shm_alloc(sizeof *c);
 	c->w = where_of(name, backend, q);
 	for (uint64_t v = 100; v < 104; v++)
 		ck_assert_int_eq(shmkit_queue_send(q, &v, 8), 0);
@@ -431,7 +400,7 @@ START_TEST(test_consumer_killed_mid_take)
 		ck_assert_uint_eq(v, want);
 	}
 	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_queue_recv_wait(q, &v, 8, in_ms(&ts, 5000)), 8);
+	ck_assert_int_eq(shmkit_queue_recv_wait(q, &v, 8, t_in_ms(&ts, 5000)), 8);
 	ck_assert_uint_eq(v, 100);
 	ck_assert_uint_lt(shmkit_now_ns() - t0, 3000000000ull);
 	shmkit_queue_stats(q, &st);
@@ -463,7 +432,7 @@ START_TEST(test_consumer_killed_mid_take)
 	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
 	ck_assert_uint_eq(c->value, 300);
 	v = 304;
-	ck_assert_int_eq(shmkit_queue_send_wait(q, &v, 8, in_ms(&ts, 400)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_queue_send_wait(q, &v, 8, t_in_ms(&ts, 400)), -ETIMEDOUT);
 	shmkit_queue_stats(q, &st);
 	ck_assert_uint_eq(st.redelivered, 3);
 	for (uint64_t want = 300; want < 304; want++) {
@@ -502,9 +471,8 @@ START_TEST(test_producer_killed_mid_loan)
 	uint32_t backend = backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "qpdead");
-	struct shmkit_queue *q = q_new(backend == SHMKIT_BACKEND_MEMFD ? NULL : name, backend, 8, 8, 8);
-	struct crash *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-			       -1, 0);
+	struct shmkit_queue *q = q_new(name, backend, 8, 8, 8);
+	struct crash *c = t_shm_alloc(sizeof *c);
 	c->w = where_of(name, backend, q);
 	pid_t pid = t_fork(producer_dies_mid_loan, c);
 	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
@@ -517,7 +485,7 @@ START_TEST(test_producer_killed_mid_loan)
 	struct timespec ts;
 	uint64_t t0 = shmkit_now_ns();
 	for (uint64_t want = 1; want <= 3; want++) {
-		ck_assert_int_eq(shmkit_queue_recv_wait(q, &v, 8, in_ms(&ts, 5000)), 8);
+		ck_assert_int_eq(shmkit_queue_recv_wait(q, &v, 8, t_in_ms(&ts, 5000)), 8);
 		ck_assert_uint_eq(v, want);
 	}
 	ck_assert_uint_lt(shmkit_now_ns() - t0, 3000000000ull);
@@ -572,21 +540,30 @@ END_TEST
 /* --- waking ---------------------------------------------------------------------------------------- */
 
 struct wake_arg {
-	struct where w;
+	struct t_where w;
 	_Atomic int ready;
 };
 
-static int sleeping_consumer(void *arg)
+/* A child that will sleep in its waits (no spinning) joins and counts itself ready; NULL
+ * when it cannot open the queue. */
+static struct shmkit_queue *join_asleep(struct wake_arg *a)
 {
-	struct wake_arg *a = arg;
 	struct shmkit_queue *q;
 	if (q_open(&a->w, SHMKIT_QUEUE_NO_SPIN, &q))
-		return 10;
+		return NULL;
 	atomic_fetch_add(&a->ready, 1);
+	return q;
+}
+
+static int sleeping_consumer(void *arg)
+{
+	struct shmkit_queue *q = join_asleep(arg);
+	if (!q)
+		return 10;
 	for (int i = 0; i < 3; i++) {
 		char buf[16];
 		struct timespec ts;
-		if (shmkit_queue_recv_wait(q, buf, sizeof buf, in_ms(&ts, 30000)) != 5)
+		if (shmkit_queue_recv_wait(q, buf, sizeof buf, t_in_ms(&ts, 30000)) != 5)
 			return 11;
 	}
 	shmkit_queue_close(q);
@@ -595,14 +572,12 @@ static int sleeping_consumer(void *arg)
 
 static int sleeping_producer(void *arg)
 {
-	struct wake_arg *a = arg;
-	struct shmkit_queue *q;
-	if (q_open(&a->w, SHMKIT_QUEUE_NO_SPIN, &q))
+	struct shmkit_queue *q = join_asleep(arg);
+	if (!q)
 		return 10;
-	atomic_fetch_add(&a->ready, 1);
 	for (int i = 0; i < 3; i++) {
 		struct timespec ts;
-		if (shmkit_queue_send_wait(q, "hello", 5, in_ms(&ts, 30000)))
+		if (shmkit_queue_send_wait(q, "hello", 5, t_in_ms(&ts, 30000)))
 			return 11;
 	}
 	shmkit_queue_close(q);
@@ -614,13 +589,11 @@ START_TEST(test_blocking_wakeups)
 	char name[64];
 	t_name(name, sizeof name, "qwake");
 	struct shmkit_queue *q = q_new(name, SHMKIT_BACKEND_SYSV, 2, 16, 8);
-	struct wake_arg *a = mmap(NULL, sizeof *a, PROT_READ | PROT_WRITE,
-				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct wake_arg *a = t_shm_alloc(sizeof *a);
 	a->w = where_of(name, SHMKIT_BACKEND_SYSV, q);
 	/* Two consumers asleep on an empty queue: each send wakes one. */
 	pid_t c1 = t_fork(sleeping_consumer, a), c2 = t_fork(sleeping_consumer, a);
-	for (int i = 0; i < 20000 && atomic_load(&a->ready) < 2; i++)
-		usleep(500);
+	T_WAIT_FOR(atomic_load(&a->ready) >= 2);
 	for (int i = 0; i < 6; i++) {
 		usleep(30000);
 		ck_assert_int_eq(shmkit_queue_send(q, "hello", 5), 0);
@@ -632,13 +605,12 @@ START_TEST(test_blocking_wakeups)
 	ck_assert_int_eq(shmkit_queue_send(q, "fill2", 5), 0);
 	atomic_store(&a->ready, 0);
 	pid_t p = t_fork(sleeping_producer, a);
-	for (int i = 0; i < 20000 && atomic_load(&a->ready) < 1; i++)
-		usleep(500);
+	T_WAIT_FOR(atomic_load(&a->ready) >= 1);
 	char buf[16];
 	for (int i = 0; i < 5; i++) {
 		usleep(30000);
 		struct timespec ts;
-		ck_assert_int_eq(shmkit_queue_recv_wait(q, buf, sizeof buf, in_ms(&ts, 5000)), 5);
+		ck_assert_int_eq(shmkit_queue_recv_wait(q, buf, sizeof buf, t_in_ms(&ts, 5000)), 5);
 	}
 	ck_assert_int_eq(t_wait(p, 30000), 0);
 	struct shmkit_queue_stats st;
@@ -683,6 +655,16 @@ static int scribbler(void *arg)
 	return 0;
 }
 
+/* Puts the scribbler test's queue (64 slots of 128 bytes) back in a clean state: both
+ * positions 0, every slot free for lap 0. */
+static void reset_positions(uint8_t *base, uint64_t slots_off)
+{
+	atomic_store((_Atomic uint64_t *)(void *)(base + 128), 0);
+	atomic_store((_Atomic uint64_t *)(void *)(base + 256), 0);
+	for (uint64_t i = 0; i < 64; i++)
+		atomic_store((_Atomic uint64_t *)(void *)(base + slots_off + i * 128), i << 13);
+}
+
 START_TEST(test_hostile_scribbler)
 {
 	char name[64];
@@ -702,12 +684,12 @@ START_TEST(test_hostile_scribbler)
 		loops++;
 		struct timespec tsl;
 		int err = loops % 8 ? shmkit_queue_send(q, buf, loops % 100)
-				    : shmkit_queue_send_wait(q, buf, loops % 100, in_ms(&tsl, 2));
+				    : shmkit_queue_send_wait(q, buf, loops % 100, t_in_ms(&tsl, 2));
 		T_CHECK(err == 0 || err == -EAGAIN || err == -ETIMEDOUT, "send %d", err);
 		const void *cp;
 		size_t n;
 		err = loops % 16 ? shmkit_queue_peek(c, &cp, &n)
-				 : shmkit_queue_peek_wait(c, &cp, &n, in_ms(&tsl, 2));
+				 : shmkit_queue_peek_wait(c, &cp, &n, t_in_ms(&tsl, 2));
 		if (err == 0) {
 			T_CHECK((const uint8_t *)cp >= slots && (const uint8_t *)cp + n <= slots_end &&
 					n <= 100,
@@ -727,10 +709,7 @@ START_TEST(test_hostile_scribbler)
 	}
 	ck_assert_int_eq(t_wait(pid, 10000), 0);
 	/* Deterministically, from a clean state: */
-	atomic_store((_Atomic uint64_t *)(void *)(base + 128), 0);
-	atomic_store((_Atomic uint64_t *)(void *)(base + 256), 0);
-	for (uint64_t i = 0; i < 64; i++)
-		atomic_store((_Atomic uint64_t *)(void *)(base + a.slots_off + i * 128), i << 13);
+	reset_positions(base, a.slots_off);
 	/* A stale hint (positions only ever are hints) must not make a wait ignore its
 	 * deadline: a full queue whose enqueue hint points a lap back, then an empty one
 	 * whose dequeue hint does. */
@@ -743,19 +722,16 @@ START_TEST(test_hostile_scribbler)
 	atomic_store((_Atomic uint64_t *)(void *)(base + 128), 3); /* slot 3 is a lap ahead */
 	struct timespec ts;
 	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_queue_send_wait(q, "x", 1, in_ms(&ts, 50)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_queue_send_wait(q, "x", 1, t_in_ms(&ts, 50)), -ETIMEDOUT);
 	ck_assert_uint_lt(shmkit_now_ns() - t0, 2000000000ull);
 	for (int i = 0; i < 64; i++)
 		ck_assert_int_eq(shmkit_queue_recv(c, buf, sizeof buf), 1);
 	atomic_store((_Atomic uint64_t *)(void *)(base + 256), 5);
 	t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_queue_recv_wait(c, buf, sizeof buf, in_ms(&ts, 50)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_queue_recv_wait(c, buf, sizeof buf, t_in_ms(&ts, 50)), -ETIMEDOUT);
 	ck_assert_uint_lt(shmkit_now_ns() - t0, 2000000000ull);
 	/* A corrupt length in the next full slot is refused, not used. */
-	atomic_store((_Atomic uint64_t *)(void *)(base + 128), 0);
-	atomic_store((_Atomic uint64_t *)(void *)(base + 256), 0);
-	for (uint64_t i = 0; i < 64; i++)
-		atomic_store((_Atomic uint64_t *)(void *)(base + a.slots_off + i * 128), i << 13);
+	reset_positions(base, a.slots_off);
 	ck_assert_int_eq(shmkit_queue_send(q, "x", 1), 0);
 	atomic_store((_Atomic uint32_t *)(void *)(base + a.slots_off + 8), 5000);
 	const void *cp;
@@ -773,22 +749,16 @@ END_TEST
 static Suite *queue_suite(void)
 {
 	Suite *s = suite_create("queue");
-	TCase *tc = tcase_create("basics");
-	tcase_set_timeout(tc, 60);
+	TCase *tc = t_tcase(s, "basics", 60);
 	tcase_add_test(tc, test_basics);
 	tcase_add_test(tc, test_blocking_wakeups);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("mpmc");
-	tcase_set_timeout(tc, t_stress() ? 3600 : 600);
+	tc = t_tcase(s, "mpmc", t_stress() ? 3600 : 600);
 	tcase_add_test(tc, test_mpmc_exactly_once);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("death");
-	tcase_set_timeout(tc, 120);
+	tc = t_tcase(s, "death", 120);
 	tcase_add_loop_test(tc, test_consumer_killed_mid_take, 0, 3);
 	tcase_add_loop_test(tc, test_producer_killed_mid_loan, 0, 3);
 	tcase_add_test(tc, test_member_takeover);
 	tcase_add_test(tc, test_hostile_scribbler);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

@@ -406,8 +406,7 @@ END_TEST
 static Suite *ring_suite(void)
 {
 	Suite *s = suite_create("ring");
-	TCase *tc = tcase_create("core");
-	tcase_set_timeout(tc, 120);
+	TCase *tc = t_tcase(s, "core", 120);
 	tcase_add_test(tc, test_geometry);
 	tcase_add_test(tc, test_wrap_every_offset);
 	tcase_add_test(tc, test_full_and_empty);
@@ -416,7 +415,6 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_corrupt_positions_and_records);
 	tcase_add_test(tc, test_random_garbage);
 	tcase_add_test(tc, test_threads_spsc);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

@@ -27,8 +27,7 @@ static struct shmkit_segment *make_seg(const char *name, size_t size, uint32_t b
 	int err = shmkit_segment_create(name, size, &o, &seg);
 	ck_assert_msg(err == 0, "create %s (%s): %s", name, shmkit_backend_name(backend),
 		      shmkit_strerror(err));
-	if (name && backend != SHMKIT_BACKEND_MEMFD)
-		t_track(name, backend);
+	t_track(name, backend);
 	return seg;
 }
 
@@ -720,8 +719,7 @@ START_TEST(test_creator_killed_during_init)
 {
 	uint32_t backend = named_backends[_i];
 	char name[64];
-	t_name(name, sizeof name, "dead");
-	t_track(name, backend);
+	t_name_tracked(name, sizeof name, "dead", backend);
 	int pfd[2];
 	ck_assert_int_eq(pipe(pfd), 0);
 	struct child_arg ca = {name, backend, pfd[1]};
@@ -862,8 +860,7 @@ END_TEST
 static Suite *segment_suite(void)
 {
 	Suite *s = suite_create("segment");
-	TCase *tc = tcase_create("core");
-	tcase_set_timeout(tc, 60);
+	TCase *tc = t_tcase(s, "core", 60);
 	tcase_add_test(tc, test_names);
 	tcase_add_test(tc, test_bad_options);
 	tcase_add_loop_test(tc, test_create_open_multiprocess, 0, 2);
@@ -882,7 +879,6 @@ static Suite *segment_suite(void)
 	tcase_add_loop_test(tc, test_header_fuzz, 0, 2);
 	tcase_add_test(tc, test_strerror);
 	tcase_add_test(tc, test_pid_alive);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

@@ -38,20 +38,6 @@
 
 /* --- helpers ------------------------------------------------------------------------- */
 
-static void *shm_alloc(size_t size)
-{
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	return p;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* The scheduler state letter of `pid` ('R', 'S', ...), or 0 when unreadable. */
 static char proc_state(pid_t pid)
 {
@@ -73,7 +59,7 @@ static int wait_flag(_Atomic uint32_t *flag, uint32_t value, unsigned ms)
 	for (unsigned i = 0; i < ms; i++) {
 		if (atomic_load_explicit(flag, memory_order_acquire) >= value)
 			return 1;
-		sleep_ms(1);
+		t_sleep_ms(1);
 	}
 	return atomic_load_explicit(flag, memory_order_acquire) >= value;
 }
@@ -86,7 +72,7 @@ static int wait_sleeping(const struct shmkit_event *ev, uint32_t n, pid_t pid, u
 	for (unsigned i = 0; i < ms; i++) {
 		if (shmkit_event_sleepers(ev) == n && proc_state(pid) == 'S')
 			return 1;
-		sleep_ms(1);
+		t_sleep_ms(1);
 	}
 	return 0;
 }
@@ -151,7 +137,7 @@ static int child_futex_sleep(void *arg)
 
 START_TEST(test_futex_raw)
 {
-	fsh = shm_alloc(sizeof *fsh);
+	fsh = t_shm_alloc(sizeof *fsh);
 	struct timespec d;
 
 	/* Value differs: returns at once with 0. */
@@ -183,7 +169,7 @@ START_TEST(test_futex_raw)
 		if (proc_state(pid) == 'S')
 			woken = shmkit_futex_wake(&fsh->word, 1);
 		else
-			sleep_ms(1);
+			t_sleep_ms(1);
 	}
 	ck_assert_int_eq(woken, 1);
 	ck_assert_int_eq(t_wait(pid, WAIT_MS), 0);
@@ -207,7 +193,7 @@ static struct ev_shared *esh;
 
 START_TEST(test_event_zero_and_notify_nobody)
 {
-	esh = shm_alloc(sizeof *esh);
+	esh = t_shm_alloc(sizeof *esh);
 	/* Zero-filled memory is an initialized event. */
 	ck_assert_uint_eq(shmkit_event_prepare(&esh->ev), 0);
 	ck_assert_uint_eq(shmkit_event_sleepers(&esh->ev), 0);
@@ -230,7 +216,7 @@ END_TEST
 
 START_TEST(test_event_timeout)
 {
-	esh = shm_alloc(sizeof *esh);
+	esh = t_shm_alloc(sizeof *esh);
 	shmkit_event_init(&esh->ev);
 	const unsigned spins[] = {0, 1000};
 	for (int i = 0; i < 2; i++) {
@@ -275,14 +261,14 @@ static int child_event_waiter(void *arg)
 
 static void event_wake_case(uint32_t spin)
 {
-	esh = shm_alloc(sizeof *esh);
+	esh = t_shm_alloc(sizeof *esh);
 	shmkit_event_init(&esh->ev);
 	esh->spin = spin;
 	pid_t pid = t_fork(child_event_waiter, NULL);
 	/* The child registers as a sleeper only after its spin budget ran out, and 'S' says it
 	 * is blocked in its futex wait: from here on, only our notify can wake it. */
 	ck_assert(wait_sleeping(&esh->ev, 1, pid, 5000));
-	sleep_ms(10);
+	t_sleep_ms(10);
 	ck_assert_uint_eq(shmkit_event_sleepers(&esh->ev), 1);
 	esh->payload = 0xfeedface12345678ull;
 	atomic_store(&esh->notify_ns, shmkit_now_ns());
@@ -342,7 +328,7 @@ static int child_event_pingpong(void *arg)
 
 START_TEST(test_event_pingpong)
 {
-	esh = shm_alloc(sizeof *esh);
+	esh = t_shm_alloc(sizeof *esh);
 	const unsigned spins[] = {0, 200};
 	for (int k = 0; k < 2; k++) {
 		shmkit_event_init(&esh->ev);
@@ -373,7 +359,7 @@ static int child_event_short_wait(void *arg)
 
 START_TEST(test_event_hostile_sleepers)
 {
-	esh = shm_alloc(sizeof *esh);
+	esh = t_shm_alloc(sizeof *esh);
 	shmkit_event_init(&esh->ev);
 
 	/* Garbage count, nobody really sleeping: notify calls the kernel, wakes nobody. */
@@ -430,7 +416,7 @@ static int child_eintr(void *arg)
 
 START_TEST(test_wait_eintr)
 {
-	esh = shm_alloc(sizeof *esh + sizeof(struct shmkit_sem));
+	esh = t_shm_alloc(sizeof *esh + sizeof(struct shmkit_sem));
 	eintr_sem = (struct shmkit_sem *)(void *)(esh + 1);
 	pid_t pid = t_fork(child_eintr, NULL);
 	ck_assert(wait_sleeping(&esh->ev, 1, pid, 5000));
@@ -440,7 +426,7 @@ START_TEST(test_wait_eintr)
 	for (int i = 0; i < 5000 && !asleep; i++) {
 		asleep = peek(eintr_sem, 1) == 1 && proc_state(pid) == 'S';
 		if (!asleep)
-			sleep_ms(1);
+			t_sleep_ms(1);
 	}
 	ck_assert(asleep);
 	ck_assert_int_eq(kill(pid, SIGUSR1), 0);
@@ -472,7 +458,7 @@ static struct sem_shared *ssh;
 
 START_TEST(test_sem_basic)
 {
-	ssh = shm_alloc(sizeof *ssh);
+	ssh = t_shm_alloc(sizeof *ssh);
 	/* Zero-filled memory is a semaphore with value 0. */
 	ck_assert_uint_eq(shmkit_sem_value(&ssh->a), 0);
 	ck_assert_int_eq(shmkit_sem_trywait(&ssh->a), -EAGAIN);
@@ -499,7 +485,7 @@ END_TEST
 
 START_TEST(test_sem_timedwait_timeout)
 {
-	ssh = shm_alloc(sizeof *ssh);
+	ssh = t_shm_alloc(sizeof *ssh);
 	ck_assert_int_eq(shmkit_sem_init(&ssh->a, 0), 0);
 	struct timespec d;
 	uint64_t t0 = shmkit_now_ns();
@@ -515,7 +501,7 @@ END_TEST
 
 START_TEST(test_sem_overflow_and_corrupt)
 {
-	ssh = shm_alloc(sizeof *ssh);
+	ssh = t_shm_alloc(sizeof *ssh);
 	ck_assert_int_eq(shmkit_sem_init(&ssh->a, INT32_MAX), 0);
 	ck_assert_int_eq(shmkit_sem_post(&ssh->a), -EOVERFLOW);
 	ck_assert_uint_eq(shmkit_sem_value(&ssh->a), INT32_MAX);
@@ -560,7 +546,7 @@ static int child_sem_pong(void *arg)
 
 START_TEST(test_sem_pingpong)
 {
-	ssh = shm_alloc(sizeof *ssh);
+	ssh = t_shm_alloc(sizeof *ssh);
 	ck_assert_int_eq(shmkit_sem_init(&ssh->a, 0), 0);
 	ck_assert_int_eq(shmkit_sem_init(&ssh->b, 0), 0);
 	ssh->rounds = scale(10000, 300000);
@@ -640,7 +626,7 @@ static int child_consumer(void *arg)
 
 START_TEST(test_sem_producers_consumers)
 {
-	ssh = shm_alloc(sizeof *ssh);
+	ssh = t_shm_alloc(sizeof *ssh);
 	ck_assert_int_eq(shmkit_sem_init(&ssh->free_slots, PC_SLOTS), 0);
 	ck_assert_int_eq(shmkit_sem_init(&ssh->full_slots, 0), 0);
 	ck_assert_int_eq(shmkit_mutex_init(&ssh->lock), 0);
@@ -681,7 +667,7 @@ static struct mx_shared *msh;
 
 START_TEST(test_mutex_errors_single)
 {
-	msh = shm_alloc(sizeof *msh);
+	msh = t_shm_alloc(sizeof *msh);
 	ck_assert_int_eq(shmkit_mutex_init(&msh->m), 0);
 	CHECK_EPERM_UNLOCK(&msh->m); /* not held */
 	ck_assert_int_eq(shmkit_mutex_consistent(&msh->m), -EINVAL); /* not needed */
@@ -714,7 +700,7 @@ static int child_mutex_holder(void *arg)
 	atomic_store_explicit(&msh->locked, 1, memory_order_release);
 	if (die == 2) {
 		/* Die holding the lock while the parent is blocked on it. */
-		sleep_ms(100);
+		t_sleep_ms(100);
 		kill(getpid(), SIGKILL);
 	}
 	if (shmkit_sem_wait(&msh->go) != 0)
@@ -723,9 +709,18 @@ static int child_mutex_holder(void *arg)
 	return shmkit_mutex_unlock(&msh->m) == 0 ? 0 : 3;
 }
 
+/* A child takes the lock and is killed (kill -9) holding it. */
+static void kill_holder(void)
+{
+	pid_t pid = t_fork(child_mutex_holder, (void *)1);
+	ck_assert(wait_flag(&msh->locked, 1, 5000));
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_eq(t_wait(pid, WAIT_MS), 128 + SIGKILL);
+}
+
 START_TEST(test_mutex_contended_errors)
 {
-	msh = shm_alloc(sizeof *msh);
+	msh = t_shm_alloc(sizeof *msh);
 	ck_assert_int_eq(shmkit_mutex_init(&msh->m), 0);
 	pid_t pid = t_fork(child_mutex_holder, (void *)0);
 	ck_assert(wait_flag(&msh->locked, 1, 5000));
@@ -748,12 +743,9 @@ END_TEST
 
 START_TEST(test_mutex_owner_killed)
 {
-	msh = shm_alloc(sizeof *msh);
+	msh = t_shm_alloc(sizeof *msh);
 	ck_assert_int_eq(shmkit_mutex_init(&msh->m), 0);
-	pid_t pid = t_fork(child_mutex_holder, (void *)1);
-	ck_assert(wait_flag(&msh->locked, 1, 5000));
-	ck_assert_int_eq(kill(pid, SIGKILL), 0);
-	ck_assert_int_eq(t_wait(pid, WAIT_MS), 128 + SIGKILL);
+	kill_holder();
 
 	ck_assert_int_eq(shmkit_mutex_lock(&msh->m), -EOWNERDEAD); /* and we hold it */
 	ck_assert_uint_eq(msh->state, 1);
@@ -769,17 +761,14 @@ START_TEST(test_mutex_owner_killed)
 
 	/* Destroying a mutex whose owner died is allowed (nobody can hold it any more). */
 	atomic_store(&msh->locked, 0);
-	pid = t_fork(child_mutex_holder, (void *)1);
-	ck_assert(wait_flag(&msh->locked, 1, 5000));
-	ck_assert_int_eq(kill(pid, SIGKILL), 0);
-	ck_assert_int_eq(t_wait(pid, WAIT_MS), 128 + SIGKILL);
+	kill_holder();
 	ck_assert_int_eq(shmkit_mutex_destroy(&msh->m), 0);
 }
 END_TEST
 
 START_TEST(test_mutex_owner_dies_while_waited_for)
 {
-	msh = shm_alloc(sizeof *msh);
+	msh = t_shm_alloc(sizeof *msh);
 	ck_assert_int_eq(shmkit_mutex_init(&msh->m), 0);
 	pid_t pid = t_fork(child_mutex_holder, (void *)2);
 	ck_assert(wait_flag(&msh->locked, 1, 5000));
@@ -812,12 +801,9 @@ static int child_mutex_expect_notrecoverable(void *arg)
 
 START_TEST(test_mutex_not_recoverable)
 {
-	msh = shm_alloc(sizeof *msh);
+	msh = t_shm_alloc(sizeof *msh);
 	ck_assert_int_eq(shmkit_mutex_init(&msh->m), 0);
-	pid_t pid = t_fork(child_mutex_holder, (void *)1);
-	ck_assert(wait_flag(&msh->locked, 1, 5000));
-	ck_assert_int_eq(kill(pid, SIGKILL), 0);
-	ck_assert_int_eq(t_wait(pid, WAIT_MS), 128 + SIGKILL);
+	kill_holder();
 	ck_assert_int_eq(shmkit_mutex_lock(&msh->m), -EOWNERDEAD);
 	/* Unlock without declaring the state consistent: the mutex is now unusable. */
 	ck_assert_int_eq(shmkit_mutex_unlock(&msh->m), 0);
@@ -865,7 +851,7 @@ static int child_mutex_increment(void *arg)
 
 START_TEST(test_mutex_mutual_exclusion)
 {
-	msh = shm_alloc(sizeof *msh);
+	msh = t_shm_alloc(sizeof *msh);
 	ck_assert_int_eq(shmkit_mutex_init(&msh->m), 0);
 	msh->per_proc = scale(20000, 500000);
 	pid_t pids[4];
@@ -968,7 +954,7 @@ static int seq_snapshot(struct rec *r, unsigned char *small, unsigned tries)
 
 START_TEST(test_seqlock_basic)
 {
-	qsh = shm_alloc(sizeof *qsh);
+	qsh = t_shm_alloc(sizeof *qsh);
 	uint32_t s;
 	/* Zero-filled memory is an initialized seqlock. */
 	ck_assert_int_eq(shmkit_seqlock_read_begin(&qsh->sl, &s), 0);
@@ -1070,7 +1056,7 @@ static int child_seq_reader(void *arg)
 
 START_TEST(test_seqlock_no_torn_reads)
 {
-	qsh = shm_alloc(sizeof *qsh);
+	qsh = t_shm_alloc(sizeof *qsh);
 	qsh->run_ms = scale(1500, 20000);
 	seq_write(0); /* a valid initial record */
 	pid_t r0 = t_fork(child_seq_reader, (void *)0);
@@ -1102,7 +1088,7 @@ static int child_seq_dying_writer(void *arg)
 	shmkit_seqlock_write_begin(&qsh->sl);
 	shmkit_seqlock_store(&qsh->rec, &r, sizeof r / 2);
 	atomic_store_explicit(&qsh->writing, 1, memory_order_release);
-	sleep_ms(60000); /* the parent kills us long before */
+	t_sleep_ms(60000); /* the parent kills us long before */
 	return 99;
 }
 
@@ -1118,7 +1104,7 @@ static int child_seq_bounded_reader(void *arg)
 
 START_TEST(test_seqlock_writer_killed)
 {
-	qsh = shm_alloc(sizeof *qsh);
+	qsh = t_shm_alloc(sizeof *qsh);
 	seq_write(5);
 	uint32_t before = peek(&qsh->sl, 0);
 	ck_assert_uint_eq(before, 2);
@@ -1158,22 +1144,19 @@ END_TEST
 
 /* --- suites --------------------------------------------------------------------------- */
 
-static TCase *tcase(const char *name)
+/* Normal runs take a few seconds per case; the stress tier runs ~20x longer. */
+static TCase *tcase(Suite *s, const char *name)
 {
-	TCase *tc = tcase_create(name);
-	/* Normal runs take a few seconds per case; the stress tier runs ~20x longer. */
-	tcase_set_timeout(tc, t_stress() ? 300 : 30);
-	return tc;
+	return t_tcase(s, name, t_stress() ? 300 : 30);
 }
 
 static Suite *event_suite(void)
 {
 	Suite *s = suite_create("sync_event");
-	TCase *tc = tcase("futex");
+	TCase *tc = tcase(s, "futex");
 	tcase_add_test(tc, test_time_deadline_after);
 	tcase_add_test(tc, test_futex_raw);
-	suite_add_tcase(s, tc);
-	tc = tcase("event");
+	tc = tcase(s, "event");
 	tcase_add_test(tc, test_event_zero_and_notify_nobody);
 	tcase_add_test(tc, test_event_timeout);
 	tcase_add_test(tc, test_event_wake_across_processes);
@@ -1181,45 +1164,41 @@ static Suite *event_suite(void)
 	tcase_add_test(tc, test_event_pingpong);
 	tcase_add_test(tc, test_event_hostile_sleepers);
 	tcase_add_test(tc, test_wait_eintr);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 static Suite *sem_suite(void)
 {
 	Suite *s = suite_create("sync_sem");
-	TCase *tc = tcase("sem");
+	TCase *tc = tcase(s, "sem");
 	tcase_add_test(tc, test_sem_basic);
 	tcase_add_test(tc, test_sem_timedwait_timeout);
 	tcase_add_test(tc, test_sem_overflow_and_corrupt);
 	tcase_add_test(tc, test_sem_pingpong);
 	tcase_add_test(tc, test_sem_producers_consumers);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 static Suite *mutex_suite(void)
 {
 	Suite *s = suite_create("sync_mutex");
-	TCase *tc = tcase("mutex");
+	TCase *tc = tcase(s, "mutex");
 	tcase_add_test(tc, test_mutex_errors_single);
 	tcase_add_test(tc, test_mutex_contended_errors);
 	tcase_add_test(tc, test_mutex_owner_killed);
 	tcase_add_test(tc, test_mutex_owner_dies_while_waited_for);
 	tcase_add_test(tc, test_mutex_not_recoverable);
 	tcase_add_test(tc, test_mutex_mutual_exclusion);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 static Suite *seqlock_suite(void)
 {
 	Suite *s = suite_create("sync_seqlock");
-	TCase *tc = tcase("seqlock");
+	TCase *tc = tcase(s, "seqlock");
 	tcase_add_test(tc, test_seqlock_basic);
 	tcase_add_test(tc, test_seqlock_no_torn_reads);
 	tcase_add_test(tc, test_seqlock_writer_killed);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

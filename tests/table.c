@@ -18,16 +18,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -45,20 +41,6 @@
 
 /* --- helpers ------------------------------------------------------------------------- */
 
-static void *shm_alloc(size_t size)
-{
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	return p;
-}
-
-static void sleep_us(unsigned us)
-{
-	struct timespec ts = {us / 1000000, (long)(us % 1000000) * 1000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 static uint64_t scaled(uint64_t normal, uint64_t stress)
 {
 	uint64_t n = t_stress() ? stress : normal;
@@ -71,8 +53,7 @@ static struct shmkit_table *mk_table(char *name, size_t cap, struct shmkit_table
 {
 	struct shmkit_table *t = NULL;
 	if (name) {
-		t_name(name, cap, "tbl");
-		t_track(name, SHMKIT_BACKEND_POSIX);
+		t_name_tracked(name, cap, "tbl", SHMKIT_BACKEND_POSIX);
 		int err = shmkit_table_create(name, o, &t);
 		ck_assert_msg(err == 0, "create %s: %s", name, shmkit_strerror(err));
 	} else {
@@ -310,8 +291,7 @@ START_TEST(test_limits)
 
 	/* NULL options: the defaults (a POSIX table named by the caller). */
 	char name[96];
-	t_name(name, sizeof name, "dflt");
-	t_track(name, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(name, sizeof name, "dflt", SHMKIT_BACKEND_POSIX);
 	ck_assert_int_eq(shmkit_table_create(name, NULL, &x), 0);
 	struct shmkit_table_stats st;
 	ck_assert_int_eq(shmkit_table_stats(x, &st), 0);
@@ -379,10 +359,7 @@ START_TEST(test_open)
 	/* Wrong kinds. */
 	struct shmkit_segment_opts rawk = {.kind = SHMKIT_KIND_RAW};
 	ck_assert_int_eq(shmkit_table_open(name, &rawk, &u), -EINVAL);
-	t_name(raw, sizeof raw, "raw");
-	t_track(raw, SHMKIT_BACKEND_POSIX);
-	struct shmkit_segment *seg;
-	ck_assert_int_eq(shmkit_segment_create(raw, 4096, NULL, &seg), 0);
+	struct shmkit_segment *seg = t_raw_segment(raw, sizeof raw);
 	ck_assert_int_eq(shmkit_table_open(raw, NULL, &u), -EMEDIUMTYPE);
 	ck_assert_int_eq(shmkit_segment_unlink(seg), 0);
 	shmkit_segment_close(seg);
@@ -408,8 +385,7 @@ START_TEST(test_open)
 	rm_table(t);
 
 	char sv[96];
-	t_name(sv, sizeof sv, "sysv");
-	t_track(sv, SHMKIT_BACKEND_SYSV);
+	t_name_tracked(sv, sizeof sv, "sysv", SHMKIT_BACKEND_SYSV);
 	struct shmkit_table_opts so = {.capacity = 8, .seg = {.backend = SHMKIT_BACKEND_SYSV}};
 	ck_assert_int_eq(shmkit_table_create(sv, &so, &t), 0);
 	ck_assert_int_eq(shmkit_table_put(t, "s", 1, "v", 1), 0);
@@ -486,7 +462,7 @@ START_TEST(test_iter)
 		ck_assert_int_eq(shmkit_table_put(t, k, kl, v, make_value(k, kl, 0, i, v, sizeof v)), 0);
 	}
 	ck_assert_int_eq(shmkit_table_put_ttl(t, "expiring", 8, "x", 1, 1), 0);
-	sleep_us(5000);
+	t_sleep_us(5000);
 	struct iter_state s = {0};
 	ck_assert_int_eq(shmkit_table_iter(t, iter_count, &s), 200);
 	ck_assert_int_eq(s.bad, 0);
@@ -632,7 +608,7 @@ START_TEST(test_ttl)
 	struct shmkit_table_view v;
 	ck_assert_int_eq(shmkit_table_read_begin(t, "a", 1, &v), 0);
 	ck_assert_uint_gt(v.item.expires_ns, shmkit_now_ns());
-	sleep_us(100000);
+	t_sleep_us(100000);
 	ck_assert_int_eq(shmkit_table_get(t, "a", 1, buf, sizeof buf), -ENOENT);
 	ck_assert_int_eq(shmkit_table_read_begin(t, "a", 1, &v), -ENOENT);
 	ck_assert_int_eq(shmkit_table_get(t, "b", 1, buf, sizeof buf), 1);
@@ -641,10 +617,10 @@ START_TEST(test_ttl)
 	ck_assert_int_eq(shmkit_table_cas(t, "a", 1, 0, "n", 1, NULL), 0); /* expired = absent */
 	ck_assert_int_eq(shmkit_table_del(t, "a", 1), 0);
 	ck_assert_int_eq(shmkit_table_put_ttl(t, "a", 1, "1", 1, 1), 0);
-	sleep_us(3000);
+	t_sleep_us(3000);
 	ck_assert_int_eq(shmkit_table_del(t, "a", 1), -ENOENT); /* expired: reclaimed, absent */
 	ck_assert_int_eq(shmkit_table_put_ttl(t, "d", 1, "4", 1, 1), 0);
-	sleep_us(3000);
+	t_sleep_us(3000);
 	ck_assert_int_eq(shmkit_table_expire(t), 1);
 	ck_assert_int_eq(shmkit_table_count(t), 2);
 	struct shmkit_table_stats st;
@@ -659,7 +635,7 @@ START_TEST(test_ttl)
 	}
 	ck_assert_int_eq(shmkit_table_count(t), 16);
 	ck_assert_int_eq(shmkit_table_put_ttl(t, "new", 3, "y", 1, 0), -ENOSPC);
-	sleep_us(60000);
+	t_sleep_us(60000);
 	ck_assert_int_eq(shmkit_table_put_ttl(t, "new", 3, "y", 1, 0), 0);
 	ck_assert_int_eq(shmkit_table_get(t, "new", 3, buf, sizeof buf), 1);
 	assert_verified(t);
@@ -895,7 +871,7 @@ START_TEST(test_scribble)
 {
 	struct shmkit_table_opts o = {.capacity = 256, .key_max = 16, .value_max = 64, .stripes = 4};
 	g_table = mk_table(NULL, 0, &o);
-	g_scr = shm_alloc(sizeof *g_scr);
+	g_scr = t_shm_alloc(sizeof *g_scr);
 	unsigned char v[64];
 	char k[16];
 	for (unsigned i = 0; i < 200; i++) {
@@ -922,7 +898,7 @@ START_TEST(test_scribble)
 					      (unsigned char)t_rand(&rng), memory_order_relaxed);
 			writes++;
 		}
-		sleep_us(200);
+		t_sleep_us(200);
 	}
 	atomic_store(&g_scr->stop, 1);
 	for (int i = 0; i < 3; i++) {
@@ -1035,7 +1011,7 @@ START_TEST(test_stress_processes)
 				      .stripes = 16};
 	char name[96];
 	g_table = mk_table(name, sizeof name, &o);
-	g_st = shm_alloc(sizeof *g_st);
+	g_st = t_shm_alloc(sizeof *g_st);
 	pid_t pids[4];
 	uint64_t t0 = shmkit_now_ns();
 	for (int i = 0; i < 4; i++)
@@ -1100,7 +1076,7 @@ START_TEST(test_cas_no_lost_update)
 	g_ops = scaled(30000, 300000);
 	struct shmkit_table_opts o = {.capacity = 64, .key_max = 8, .value_max = 8, .stripes = 2};
 	g_table = mk_table(NULL, 0, &o);
-	g_st = shm_alloc(sizeof *g_st);
+	g_st = t_shm_alloc(sizeof *g_st);
 	pid_t pids[3];
 	for (int i = 0; i < 3; i++)
 		pids[i] = t_fork(cas_incrementer, (void *)(intptr_t)i);
@@ -1145,7 +1121,7 @@ START_TEST(test_threads)
 	struct shmkit_table_opts o = {.capacity = 512, .key_max = 16, .value_max = 128,
 				      .stripes = 8};
 	g_table = mk_table(NULL, 0, &o);
-	g_st = shm_alloc(sizeof *g_st);
+	g_st = t_shm_alloc(sizeof *g_st);
 	pthread_t th[4];
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(pthread_create(&th[i], NULL, i < 2 ? thread_writer : thread_reader,
@@ -1475,7 +1451,7 @@ START_TEST(test_kill_random)
 	struct shmkit_table_opts o = {.capacity = 128, .key_max = 16, .value_max = 128, .stripes = 4};
 	char name[96];
 	g_table = mk_table(name, sizeof name, &o);
-	g_st = shm_alloc(sizeof *g_st);
+	g_st = t_shm_alloc(sizeof *g_st);
 	uint64_t rng = t_seed() ^ 0x1234;
 	pid_t reader = t_fork(kill_reader, NULL);
 	unsigned killed = 0;
@@ -1484,8 +1460,8 @@ START_TEST(test_kill_random)
 		pid_t pid = t_fork(kill_writer, NULL);
 		/* Let it get going, then kill it at a random moment. */
 		for (int i = 0; i < 5000 && atomic_load(&g_st->ops[0]) < before + 20; i++)
-			sleep_us(100);
-		sleep_us((unsigned)(t_rand(&rng) % 2000));
+			t_sleep_us(100);
+		t_sleep_us((unsigned)(t_rand(&rng) % 2000));
 		kill(pid, SIGKILL);
 		int st = t_wait(pid, WAIT_MS);
 		ck_assert_msg(st == 128 + SIGKILL, "round %u: writer status %d (%s)", round, st,
@@ -1513,112 +1489,31 @@ END_TEST
 
 /* --- the CLI ---------------------------------------------------------------------------------- */
 
-static char cli_path[PATH_MAX + 16];
-
-/* The CLI of this build (<builddir>/shmkit next to <builddir>/tests/table), else
- * $SHMKIT_CLI, else build/shmkit. */
-static const char *cli(void)
+/* Runs the CLI (tests/testutil.c) with args (NULL-terminated, without the program) into *r,
+ * feeding `in` (a string, or NULL for nothing) to its stdin. */
+static void run_cli(struct t_run *r, const char *in, const char *const *args)
 {
-	if (cli_path[0])
-		return cli_path;
-	const char *env = getenv("SHMKIT_CLI");
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (env && *env) {
-		snprintf(cli_path, sizeof cli_path, "%s", env);
-	} else if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash) {
-			*slash = '\0';
-			slash = strrchr(exe, '/');
-			if (slash) {
-				*slash = '\0';
-				snprintf(cli_path, sizeof cli_path, "%s/shmkit", exe);
-			}
-		}
-	}
-	if (!cli_path[0] || access(cli_path, X_OK) != 0)
-		snprintf(cli_path, sizeof cli_path, "build/shmkit");
-	return cli_path;
-}
-
-struct run {
-	int status;
-	char out[8192], err[2048];
-};
-
-/* Runs the CLI with argv (NULL-terminated, without the program), feeding `in` to stdin. */
-static void run_cli(struct run *r, const char *in, size_t inlen, const char *const *args)
-{
-	int pin[2], pout[2], perr[2];
-	ck_assert(pipe(pin) == 0 && pipe(pout) == 0 && pipe(perr) == 0);
-	char *argv[32];
-	int argc = 0;
-	argv[argc++] = (char *)cli();
-	for (; args[argc - 1] && argc < 31; argc++)
-		argv[argc] = (char *)args[argc - 1];
-	argv[argc] = NULL;
-	fflush(NULL);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(pin[0], 0);
-		dup2(pout[1], 1);
-		dup2(perr[1], 2);
-		close(pin[1]);
-		close(pout[0]);
-		close(perr[0]);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(pin[0]);
-	close(pout[1]);
-	close(perr[1]);
-	if (in && inlen)
+	int pin[2];
+	ck_assert(pipe(pin) == 0);
+	size_t inlen = in ? strlen(in) : 0;
+	if (inlen)
 		ck_assert(write(pin[1], in, inlen) == (ssize_t)inlen);
 	close(pin[1]);
-	size_t no = 0, ne = 0;
-	struct pollfd pf[2] = {{pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}};
-	int open_fds = 2;
-	while (open_fds > 0) {
-		ck_assert(poll(pf, 2, 20000) > 0);
-		for (int i = 0; i < 2; i++) {
-			if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP)))
-				continue;
-			char *dst = i == 0 ? r->out + no : r->err + ne;
-			size_t room = i == 0 ? sizeof r->out - 1 - no : sizeof r->err - 1 - ne;
-			ssize_t n = read(pf[i].fd, dst, room ? room : 1);
-			if (n <= 0) {
-				close(pf[i].fd);
-				pf[i].fd = -1;
-				open_fds--;
-			} else if (room) {
-				*(i == 0 ? &no : &ne) += (size_t)n;
-			}
-		}
-	}
-	r->out[no] = '\0';
-	r->err[ne] = '\0';
-	int st;
-	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	struct t_proc p;
+	t_spawn_cli(&p, pin[0], -1, args);
+	close(pin[0]);
+	t_run_collect(r, &p, 20000);
 }
 
-static size_t slen(const char *s)
-{
-	return s ? strlen(s) : 0;
-}
-
-#define CLI(r, in, ...) run_cli(r, in, slen(in), (const char *const[]){__VA_ARGS__, NULL})
+#define CLI(r, in, ...) run_cli(r, in, (const char *const[]){__VA_ARGS__, NULL})
 
 START_TEST(test_cli)
 {
-	static struct run r;
+	static struct t_run r;
 	char name[96];
-	t_name(name, sizeof name, "cli");
-	t_track(name, SHMKIT_BACKEND_POSIX);
-	ck_assert_msg(access(cli(), X_OK) == 0, "no CLI at %s (build it: make all)", cli());
+	t_name_tracked(name, sizeof name, "cli", SHMKIT_BACKEND_POSIX);
+	ck_assert_msg(access(t_cli_path(), X_OK) == 0, "no CLI at %s (build it: make all)",
+		      t_cli_path());
 
 	CLI(&r, NULL, "table", "create", name, "--capacity", "8", "--key-max", "16",
 	    "--value-max", "32", "--cache", "--ttl", "3600");
@@ -1719,8 +1614,7 @@ END_TEST
 static Suite *table_suite(void)
 {
 	Suite *s = suite_create("table");
-	TCase *tc = tcase_create("api");
-	tcase_set_timeout(tc, 30);
+	TCase *tc = t_tcase(s, "api", 30);
 	tcase_add_test(tc, test_basic);
 	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_open);
@@ -1730,33 +1624,24 @@ static Suite *table_suite(void)
 	tcase_add_test(tc, test_full);
 	tcase_add_test(tc, test_cache_evict);
 	tcase_add_test(tc, test_ttl);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("corrupt");
-	tcase_set_timeout(tc, 60);
+	tc = t_tcase(s, "corrupt", 60);
 	tcase_add_test(tc, test_corrupt_ctl);
 	tcase_add_test(tc, test_corrupt_targeted);
 	tcase_add_test(tc, test_scribble);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("concurrency");
-	tcase_set_timeout(tc, t_stress() ? 3600 : 180);
+	tc = t_tcase(s, "concurrency", t_stress() ? 3600 : 180);
 	tcase_add_test(tc, test_stress_processes);
 	tcase_add_test(tc, test_cas_no_lost_update);
 	tcase_add_test(tc, test_threads);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("crash");
-	tcase_set_timeout(tc, t_stress() ? 3600 : 180);
+	tc = t_tcase(s, "crash", t_stress() ? 3600 : 180);
 	tcase_add_test(tc, test_crash_points);
 	tcase_add_test(tc, test_reader_repairs);
 	tcase_add_test(tc, test_kill_random);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("cli");
-	tcase_set_timeout(tc, 60);
+	tc = t_tcase(s, "cli", 60);
 	tcase_add_test(tc, test_cli);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

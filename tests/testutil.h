@@ -3,8 +3,10 @@
 #define SHMKIT_TESTUTIL_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "shmkit.h"
 
@@ -24,8 +26,28 @@ const char *t_name(char *buf, size_t cap, const char *tag);
 
 /* Remembers a named segment so it is removed when the registering process exits, even
  * after a failed assertion (Check exits the test process through exit()). Forked
- * children must leave with _exit() so they do not run this cleanup. */
+ * children must leave with _exit() so they do not run this cleanup. A NULL name or the
+ * memfd backend (nothing to remove by name) is ignored. */
 void t_track(const char *name, uint32_t backend);
+
+/* t_name(), then t_track() of that name for `backend`: a fresh name whose segment goes away
+ * with the test process. Returns buf. */
+const char *t_name_tracked(char *buf, size_t cap, const char *tag, uint32_t backend);
+
+/* Creates a raw (kindless) 4096-byte POSIX segment under a fresh tracked name, written to
+ * name[cap]; fails the test if it cannot. Tests use it as "a segment of the wrong kind". */
+struct shmkit_segment *t_raw_segment(char *name, size_t cap);
+
+/* How a child process finds an object the test made: by name and backend, or, for a memfd
+ * one (name NULL is fine then), through the descriptor it inherits across fork(). */
+struct t_where {
+	const char *name;
+	uint32_t backend;
+	int fd; /* memfd only; -1 otherwise */
+};
+
+/* The t_where of the object whose segment is `seg`. */
+struct t_where t_where_of(const char *name, uint32_t backend, struct shmkit_segment *seg);
 
 /* Forks; the child runs fn(arg) and leaves with _exit(its return value). Returns the pid. */
 pid_t t_fork(int (*fn)(void *), void *arg);
@@ -34,6 +56,51 @@ pid_t t_fork(int (*fn)(void *), void *arg);
  * was killed by a signal, or -1 when it is still running at the deadline (then it is
  * killed with SIGKILL and reaped). */
 int t_wait(pid_t pid, int timeout_ms);
+
+/* Anonymous MAP_SHARED memory of `size` bytes, zero-filled, that forked children share with
+ * the test; fails the test if it cannot be mapped. Release it with munmap(). */
+void *t_shm_alloc(size_t size);
+
+/* Records the first failure a child process sees in memory it shares with the test: sets
+ * *failed and, if it was not set yet, formats the reason into why[cap]. Later reports keep
+ * the first reason. Use it through T_CHILD_FAIL. */
+void t_child_fail(_Atomic int *failed, char *why, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* T_CHILD_FAIL(sh, fmt, ...) for any shared struct with members `_Atomic int failed` and
+ * `char why[N]`. */
+#define T_CHILD_FAIL(sh, ...) \
+	t_child_fail(&(sh)->failed, (sh)->why, sizeof (sh)->why, __VA_ARGS__)
+
+/* Polls `cond` every 0.5 ms until it holds or 10 s have passed, then goes on either way:
+ * the caller asserts what it needs (so a child that never gets ready fails by name). */
+#define T_WAIT_FOR(cond)                                                        \
+	do {                                                                    \
+		for (int t_polls_ = 0; t_polls_ < 20000 && !(cond); t_polls_++) \
+			t_sleep_us(500);                                        \
+	} while (0)
+
+/* A deadline `ms` milliseconds from now in *ts (for the *_wait() calls); returns ts. */
+struct timespec *t_in_ms(struct timespec *ts, uint64_t ms);
+
+/* Sleeps, resuming after signals. */
+void t_sleep_us(uint64_t us);
+void t_sleep_ms(uint64_t ms);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t t_now_ms(void);
+
+/* --- self-checking messages: [seq (8 bytes)] [words derived from seq] [tail bytes] --------
+ * Any length works; a message shorter than 8 bytes carries only pattern bytes. */
+
+/* Fills p[0..len) with message `seq`. */
+void t_msg_fill(uint8_t *p, uint64_t len, uint64_t seq);
+
+/* 0 when p[0..len) is exactly what t_msg_fill(p, len, seq) wrote, else -1. */
+int t_msg_check(const uint8_t *p, uint64_t len, uint64_t seq);
+
+/* The sequence number in a message's first 8 bytes. */
+uint64_t t_msg_seq(const void *p);
 
 /* 1 when the stress tier runs (SHMKIT_STRESS=1 in the environment), else 0. */
 int t_stress(void);
@@ -45,6 +112,10 @@ uint64_t t_seed(void);
 /* xorshift64* pseudo-random numbers. */
 uint64_t t_rand(uint64_t *state);
 
+/* Creates a test case named `name` with a timeout of `timeout_s` seconds and adds it to
+ * `s`; add its tests to the returned TCase. */
+TCase *t_tcase(Suite *s, const char *name, double timeout_s);
+
 /* Runs a suite with Check's fork mode (each test in its own process, with its timeout).
  * Returns the number of failed tests. */
 int t_run(Suite *s);
@@ -52,5 +123,67 @@ int t_run(Suite *s);
 /* Runs several suites, then sweeps this run's leftover segments; returns the exit status
  * for main(). */
 int t_main(Suite *(*const *makers)(void), int count);
+
+/* --- running the shmkit CLI (or any program) with its output captured -------------------- */
+
+/* The CLI of this build: $SHMKIT_CLI, else <builddir>/shmkit when this test runs as
+ * <builddir>/tests/NAME (found through /proc/self/exe, so the sanitizer builds test their
+ * own CLI), else build/shmkit. */
+const char *t_cli_path(void);
+
+/* The build directory that t_cli_path() is in (for the other binaries of the build). */
+const char *t_build_dir(void);
+
+/* A growing, always NUL-terminated byte buffer. */
+struct t_buf {
+	char *data;
+	size_t len, cap;
+};
+
+/* A started process whose stdout and stderr this process reads. */
+struct t_proc {
+	pid_t pid;
+	int out, err;        /* read ends; -1 once at EOF */
+	struct t_buf o, e;   /* what it wrote so far */
+};
+
+/* Starts argv[0] (a path) with stdout and stderr on pipes; stdin from in_fd (-1: inherited)
+ * and stdout to out_fd instead when it is >= 0. The caller keeps (and closes) in_fd and
+ * out_fd. Release *p with t_proc_free(). */
+void t_spawn(struct t_proc *p, char *const argv[], int in_fd, int out_fd);
+
+/* t_spawn() of the CLI with `args` (NULL-terminated, without the program name). */
+void t_spawn_cli(struct t_proc *p, int in_fd, int out_fd, const char *const *args);
+
+/* Reads whatever the pipes have until `stop` (if given) appears in stdout, both pipes reach
+ * EOF, or `timeout_ms` passes. Keeps at most `keep` bytes of stdout (0 = all), the tail.
+ * Returns true when `stop` was seen (or, without `stop`, at EOF). */
+bool t_pump(struct t_proc *p, const char *stop, int timeout_ms, size_t keep);
+
+/* Reads the output to the end (up to timeout_ms) and reaps the process: its t_wait()
+ * status (-1 when it had to be killed). */
+int t_finish(struct t_proc *p, int timeout_ms);
+
+/* Closes the pipes and frees the buffers. */
+void t_proc_free(struct t_proc *p);
+
+/* A finished run: its t_wait() status and everything it wrote, NUL-terminated. */
+struct t_run {
+	int status;
+	char *out;
+	char *err;
+};
+
+/* Finishes p (t_finish(p, timeout_ms)), moves its status and output into *r and frees p.
+ * Whatever an earlier run left in *r is freed first, so one zero-initialized struct t_run
+ * can be reused for run after run. */
+void t_run_collect(struct t_run *r, struct t_proc *p, int timeout_ms);
+
+/* Runs the CLI with `args` (NULL-terminated, without the program name) to completion, with
+ * stdin inherited, into *r (as t_run_collect()). */
+void t_run_cli(struct t_run *r, int timeout_ms, const char *const *args);
+
+/* Frees a run's output (and leaves *r reusable). */
+void t_run_free(struct t_run *r);
 
 #endif

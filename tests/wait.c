@@ -14,11 +14,6 @@
 #include "internal.h"
 #include "testutil.h"
 
-static struct timespec *in_ms(struct timespec *ts, uint64_t ms)
-{
-	return shmkit_deadline_after(ts, ms * 1000000ull);
-}
-
 static const struct timespec poll_now = {0, 0};
 
 /* The four kinds of members, all in memfd segments the children inherit. */
@@ -46,8 +41,7 @@ static void rig_make(struct rig *r)
 	qo.seg.backend = SHMKIT_BACKEND_MEMFD;
 	ck_assert_int_eq(shmkit_queue_create(NULL, &qo, &r->q), 0);
 	r->q_fd = shmkit_segment_fd(shmkit_queue_segment(r->q));
-	r->ev = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(r->ev, MAP_FAILED);
+	r->ev = t_shm_alloc(4096);
 	shmkit_event_init(r->ev);
 }
 
@@ -65,6 +59,16 @@ static void rig_add(struct shmkit_waitset *ws, struct rig *r)
 	ck_assert_int_eq(shmkit_waitset_add_pubsub(ws, r->sub, C_SUB), 0);
 	ck_assert_int_eq(shmkit_waitset_add_queue(ws, r->q, C_QUEUE), 0);
 	ck_assert_int_eq(shmkit_waitset_add_event(ws, r->ev, C_EVENT), 0);
+}
+
+/* A waitset with `flags`, using the forced fallback instead of futex_waitv when `fallback`
+ * (the loop tests run both). */
+static struct shmkit_waitset *ws_new(int fallback, uint32_t flags)
+{
+	struct shmkit_waitset_opts o = {.flags = (fallback ? SHMKIT_WAITSET_FALLBACK : 0) | flags};
+	struct shmkit_waitset *ws;
+	ck_assert_int_eq(shmkit_waitset_create(&o, &ws), 0);
+	return ws;
 }
 
 /* The child: makes one member ready after another, with pauses so the parent is asleep. */
@@ -99,7 +103,7 @@ static void expect(struct shmkit_waitset *ws, uint64_t cookie, uint32_t bits)
 {
 	struct shmkit_waitset_ready out[8];
 	struct timespec ts;
-	int n = shmkit_waitset_wait(ws, in_ms(&ts, 5000), out, 8);
+	int n = shmkit_waitset_wait(ws, t_in_ms(&ts, 5000), out, 8);
 	ck_assert_int_eq(n, 1);
 	ck_assert_uint_eq(out[0].cookie, cookie);
 	ck_assert_uint_eq(out[0].events, bits);
@@ -110,9 +114,7 @@ START_TEST(test_wakeups_and_timeouts)
 	int fallback = _i;
 	struct rig r;
 	rig_make(&r);
-	struct shmkit_waitset_opts o = {.flags = fallback ? SHMKIT_WAITSET_FALLBACK : 0};
-	struct shmkit_waitset *ws;
-	ck_assert_int_eq(shmkit_waitset_create(&o, &ws), 0);
+	struct shmkit_waitset *ws = ws_new(fallback, 0);
 	ck_assert_int_eq(shmkit_waitset_uses_waitv(ws), fallback ? 0 : 1);
 	rig_add(ws, &r);
 	ck_assert_int_eq(shmkit_waitset_count(ws), 4);
@@ -121,7 +123,7 @@ START_TEST(test_wakeups_and_timeouts)
 	ck_assert_int_eq(shmkit_waitset_wait(ws, &poll_now, out, 8), -ETIMEDOUT);
 	struct timespec ts;
 	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_waitset_wait(ws, in_ms(&ts, 50), out, 8), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_waitset_wait(ws, t_in_ms(&ts, 50), out, 8), -ETIMEDOUT);
 	ck_assert_uint_ge(shmkit_now_ns() - t0, 50000000);
 	pid_t pid = t_fork(poker, &r);
 	char buf[16];
@@ -174,9 +176,7 @@ START_TEST(test_dead_peers)
 	int fallback = _i;
 	struct rig r;
 	rig_make(&r);
-	struct shmkit_waitset_opts o = {.flags = fallback ? SHMKIT_WAITSET_FALLBACK : 0};
-	struct shmkit_waitset *ws;
-	ck_assert_int_eq(shmkit_waitset_create(&o, &ws), 0);
+	struct shmkit_waitset *ws = ws_new(fallback, 0);
 	ck_assert_int_eq(shmkit_waitset_add_chan(ws, r.chan_c, C_CHAN), 0);
 	ck_assert_int_eq(shmkit_waitset_add_pubsub(ws, r.sub, C_SUB), 0);
 	pid_t pid = t_fork(producer_dies, &r);
@@ -184,7 +184,7 @@ START_TEST(test_dead_peers)
 	struct shmkit_waitset_ready out[4];
 	struct timespec ts;
 	uint64_t t0 = shmkit_now_ns();
-	int n = shmkit_waitset_wait(ws, in_ms(&ts, 5000), out, 4);
+	int n = shmkit_waitset_wait(ws, t_in_ms(&ts, 5000), out, 4);
 	ck_assert_int_ge(n, 1);
 	unsigned seen = 0;
 	for (int k = 0; k < 10 && seen != 3; k++) {
@@ -193,7 +193,7 @@ START_TEST(test_dead_peers)
 			seen |= out[i].cookie == C_CHAN ? 1 : 2;
 		}
 		if (seen != 3)
-			n = shmkit_waitset_wait(ws, in_ms(&ts, 5000), out, 4);
+			n = shmkit_waitset_wait(ws, t_in_ms(&ts, 5000), out, 4);
 	}
 	ck_assert_uint_eq(seen, 3);
 	ck_assert_uint_lt(shmkit_now_ns() - t0, 3000000000ull);
@@ -225,13 +225,8 @@ static int notifier(void *arg)
 START_TEST(test_many_members)
 {
 	int fallback = _i;
-	struct many *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-			      -1, 0);
-	ck_assert_ptr_ne(m, MAP_FAILED);
-	struct shmkit_waitset_opts o = {.flags = (fallback ? SHMKIT_WAITSET_FALLBACK : 0) |
-						 SHMKIT_WAITSET_NO_SPIN};
-	struct shmkit_waitset *ws;
-	ck_assert_int_eq(shmkit_waitset_create(&o, &ws), 0);
+	struct many *m = t_shm_alloc(sizeof *m);
+	struct shmkit_waitset *ws = ws_new(fallback, SHMKIT_WAITSET_NO_SPIN);
 	for (unsigned i = 0; i < SHMKIT_WAITSET_MAX; i++)
 		ck_assert_int_eq(shmkit_waitset_add_event(ws, &m->ev[i], 1000 + i), 0);
 	struct shmkit_event extra;
@@ -246,7 +241,7 @@ START_TEST(test_many_members)
 		atomic_store(&m->round, r);
 		struct shmkit_waitset_ready out[4];
 		struct timespec ts;
-		int n = shmkit_waitset_wait(ws, in_ms(&ts, 5000), out, 4);
+		int n = shmkit_waitset_wait(ws, t_in_ms(&ts, 5000), out, 4);
 		ck_assert_int_eq(n, 1);
 		ck_assert_uint_eq(out[0].cookie, 1000 + (uint64_t)which);
 		ck_assert_uint_eq(out[0].events, SHMKIT_WAIT_EVENT);
@@ -282,9 +277,7 @@ START_TEST(test_epoll_fd)
 	int fallback = _i;
 	struct rig r;
 	rig_make(&r);
-	struct shmkit_waitset_opts o = {.flags = fallback ? SHMKIT_WAITSET_FALLBACK : 0};
-	struct shmkit_waitset *ws;
-	ck_assert_int_eq(shmkit_waitset_create(&o, &ws), 0);
+	struct shmkit_waitset *ws = ws_new(fallback, 0);
 	ck_assert_int_eq(shmkit_waitset_add_pubsub(ws, r.sub, C_SUB), 0);
 	int fd = shmkit_waitset_fd(ws);
 	ck_assert_int_ge(fd, 0);
@@ -336,7 +329,7 @@ START_TEST(test_errors)
 	ck_assert_int_eq(shmkit_waitset_wait(ws, NULL, out, 1), -EINVAL); /* empty, forever */
 	struct timespec ts;
 	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_waitset_wait(ws, in_ms(&ts, 20), out, 1), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_waitset_wait(ws, t_in_ms(&ts, 20), out, 1), -ETIMEDOUT);
 	ck_assert_uint_ge(shmkit_now_ns() - t0, 20000000);
 	ck_assert_int_eq(shmkit_waitset_wait(ws, &poll_now, out, 0), -EINVAL);
 	struct timespec badts = {0, 2000000000L};
@@ -365,14 +358,12 @@ END_TEST
 static Suite *wait_suite(void)
 {
 	Suite *s = suite_create("wait");
-	TCase *tc = tcase_create("waitset");
-	tcase_set_timeout(tc, 60);
+	TCase *tc = t_tcase(s, "waitset", 60);
 	tcase_add_loop_test(tc, test_wakeups_and_timeouts, 0, 2);
 	tcase_add_loop_test(tc, test_dead_peers, 0, 2);
 	tcase_add_loop_test(tc, test_many_members, 0, 2);
 	tcase_add_loop_test(tc, test_epoll_fd, 0, 2);
 	tcase_add_test(tc, test_errors);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

@@ -212,7 +212,9 @@ static int words_setup(struct ipc_link *l)
 	return l->priv ? 0 : seterr(l, -ENOMEM, "mmap");
 }
 
-static int words_attach(struct ipc_link *l, int side)
+/* For mechanisms whose shared objects both processes use as inherited through fork():
+ * nothing to do per side. */
+static int attach_nothing(struct ipc_link *l, int side)
 {
 	(void)l;
 	(void)side;
@@ -858,6 +860,7 @@ static long read_sysctl(const char *path, long dflt)
 struct mq_priv {
 	mqd_t q[2];      /* q[0]: A -> B, q[1]: B -> A */
 	int sysv[2];     /* System V queue ids */
+	int system_v;    /* sysv-mq: the System V queues, else the POSIX ones */
 	size_t piece;    /* largest message the queue takes */
 	uint8_t *buf;    /* POSIX: message; System V: long mtype + message */
 };
@@ -927,50 +930,12 @@ static void mq_teardown(struct ipc_link *l)
 	l->priv = NULL;
 }
 
-static int pmq_send(struct ipc_link *l, unsigned flags)
-{
-	(void)flags;
-	struct mq_priv *p = l->priv;
-	uint64_t n = ++l->tx;
-	for (size_t off = 0; off < l->size;) {
-		size_t len = l->size - off < p->piece ? l->size - off : p->piece;
-		mark(p->buf, len, n);
-		if (mq_send(p->q[l->side], (const char *)p->buf, len, 0) < 0) {
-			if (again())
-				continue;
-			return -errno;
-		}
-		off += len;
-	}
-	return 0;
-}
-
-static int pmq_recv(struct ipc_link *l, unsigned flags)
-{
-	(void)flags;
-	struct mq_priv *p = l->priv;
-	uint64_t n = ++l->rx;
-	for (size_t off = 0; off < l->size;) {
-		ssize_t r = mq_receive(p->q[!l->side], (char *)p->buf, p->piece, NULL);
-		if (r < 0) {
-			if (again())
-				continue;
-			return -errno;
-		}
-		if (r == 0 || ipc_check(p->buf, (size_t)r, (size_t)r, n))
-			return -EBADMSG;
-		off += (size_t)r;
-		if (off > l->size)
-			return -EBADMSG;
-	}
-	return 0;
-}
-
 static int smq_setup(struct ipc_link *l)
 {
 	struct mq_priv *p = mq_priv_new(l);
 	if (!p)
 		return seterr(l, -ENOMEM, "calloc");
+	p->system_v = 1;
 	long max = read_sysctl("/proc/sys/kernel/msgmax", 8192);
 	p->piece = l->size < (size_t)max ? l->size : (size_t)max;
 	for (int i = 0; i < 2; i++) {
@@ -981,17 +946,26 @@ static int smq_setup(struct ipc_link *l)
 	return 0;
 }
 
-static int smq_send(struct ipc_link *l, unsigned flags)
+/* Where the message starts in p->buf. */
+static uint8_t *mq_msg(const struct mq_priv *p)
+{
+	return p->system_v ? p->buf + sizeof(long) : p->buf;
+}
+
+/* Sends message n in pieces of at most p->piece bytes, each marked as message n. */
+static int mq_send_msg(struct ipc_link *l, unsigned flags)
 {
 	(void)flags;
 	struct mq_priv *p = l->priv;
 	uint64_t n = ++l->tx;
-	long *mtype = (long *)(void *)p->buf;
-	*mtype = 1;
+	if (p->system_v)
+		*(long *)(void *)p->buf = 1; /* mtype */
 	for (size_t off = 0; off < l->size;) {
 		size_t len = l->size - off < p->piece ? l->size - off : p->piece;
-		mark(p->buf + sizeof(long), len, n);
-		if (msgsnd(p->sysv[l->side], p->buf, len, 0) < 0) {
+		mark(mq_msg(p), len, n);
+		int r = p->system_v ? msgsnd(p->sysv[l->side], p->buf, len, 0)
+				    : mq_send(p->q[l->side], (const char *)p->buf, len, 0);
+		if (r < 0) {
 			if (again())
 				continue;
 			return -errno;
@@ -1001,19 +975,20 @@ static int smq_send(struct ipc_link *l, unsigned flags)
 	return 0;
 }
 
-static int smq_recv(struct ipc_link *l, unsigned flags)
+static int mq_recv_msg(struct ipc_link *l, unsigned flags)
 {
 	(void)flags;
 	struct mq_priv *p = l->priv;
 	uint64_t n = ++l->rx;
 	for (size_t off = 0; off < l->size;) {
-		ssize_t r = msgrcv(p->sysv[!l->side], p->buf, p->piece, 0, 0);
+		ssize_t r = p->system_v ? msgrcv(p->sysv[!l->side], p->buf, p->piece, 0, 0)
+					: mq_receive(p->q[!l->side], (char *)p->buf, p->piece, NULL);
 		if (r < 0) {
 			if (again())
 				continue;
 			return -errno;
 		}
-		if (r == 0 || ipc_check(p->buf + sizeof(long), (size_t)r, (size_t)r, n))
+		if (r == 0 || ipc_check(mq_msg(p), (size_t)r, (size_t)r, n))
 			return -EBADMSG;
 		off += (size_t)r;
 		if (off > l->size)
@@ -1047,13 +1022,6 @@ static int efd_setup(struct ipc_link *l)
 		if (p->data[i] < 0 || p->space[i] < 0)
 			return seterr(l, -errno, "eventfd");
 	}
-	return 0;
-}
-
-static int efd_attach(struct ipc_link *l, int side)
-{
-	(void)l;
-	(void)side;
 	return 0;
 }
 
@@ -1130,10 +1098,10 @@ static int efd_recv(struct ipc_link *l, unsigned flags)
 
 static const struct ipc_mech m_floor = {
 	"floor", "floor", "spin", "cache-line ping-pong (floor)", IPC_CAP_LATENCY | IPC_CAP_NOSIZE | DEF, 0,
-	words_setup, words_attach, floor_send, floor_recv, words_detach, words_teardown};
+	words_setup, attach_nothing, floor_send, floor_recv, words_detach, words_teardown};
 static const struct ipc_mech m_futex = {
 	"futex", "futex", "blocking", "raw futex ping-pong", IPC_CAP_LATENCY | DEF, 0,
-	futex_setup, words_attach, futex_send, futex_recv, words_detach, futex_teardown};
+	futex_setup, attach_nothing, futex_send, futex_recv, words_detach, futex_teardown};
 static const struct ipc_mech m_ring = {
 	"ring", "ring", "spin", "raw SPSC ring, zero copy", LS | DEF, 0,
 	ring_setup, ring_attach, ring_send, ring_recv, ring_detach, ring_teardown};
@@ -1166,13 +1134,13 @@ static const struct ipc_mech m_unix_seqpacket = {
 	unix_setup, sock_attach, fd_send, fd_recv, fd_detach, fd_teardown};
 static const struct ipc_mech m_posix_mq = {
 	"posix-mq", "posix-mq", "blocking", "POSIX message queue", LS | DEF, 0,
-	pmq_setup, mq_attach, pmq_send, pmq_recv, mq_detach, mq_teardown};
+	pmq_setup, mq_attach, mq_send_msg, mq_recv_msg, mq_detach, mq_teardown};
 static const struct ipc_mech m_sysv_mq = {
 	"sysv-mq", "sysv-mq", "blocking", "System V message queue", LS | DEF, 0,
-	smq_setup, mq_attach, smq_send, smq_recv, mq_detach, mq_teardown};
+	smq_setup, mq_attach, mq_send_msg, mq_recv_msg, mq_detach, mq_teardown};
 static const struct ipc_mech m_eventfd = {
 	"eventfd", "eventfd", "blocking", "shared memory + eventfd", LS | DEF, 0,
-	efd_setup, efd_attach, efd_send, efd_recv, efd_detach, efd_teardown};
+	efd_setup, attach_nothing, efd_send, efd_recv, efd_detach, efd_teardown};
 static const struct ipc_mech m_tcp = {
 	"tcp", "tcp", "blocking", "TCP loopback, TCP_NODELAY", LS | DEF, 0,
 	tcp_setup, sock_attach, fd_send, fd_recv, fd_detach, fd_teardown};
