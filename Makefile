@@ -75,7 +75,8 @@ examples: $(EXAMPLE_BINS)
 
 $(O)/lib/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) -DSHMKIT_BUILDING $(CFLAGS_ALL) -fPIC -fvisibility=hidden -c $< -o $@
+	$(CC) $(CPPFLAGS_ALL) -DSHMKIT_BUILDING $(CFLAGS_ALL) -fPIC -fvisibility=hidden -fno-semantic-interposition \
+	  -c $< -o $@
 
 $(SHLIB): $(LIB_OBJS) src/libshmkit.map
 	$(CC) $(CFLAGS_ALL) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libshmkit.map \

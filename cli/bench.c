@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "lib/ipc.h"
 #include "lib/report.h"
+#include "lib/pubsub.h"
 #include "lib/table.h"
 
 #define MAX_SIZES 16
@@ -23,12 +24,15 @@
 /* The shared-table benchmark (bench/lib/table.c) behind `shmkit bench --table`. Weak, so
  * that the CLI still links (and says so) in a tree without it. */
 int bench_table_run(const struct bench_table_opts *o, FILE *out) __attribute__((weak));
+/* The many-party benchmark (bench/lib/pubsub.c) behind `shmkit bench --pubsub`. */
+int bench_multi_run(const struct bench_multi_opts *o, FILE *out) __attribute__((weak));
 
 const char cli_usage_bench[] =
 	"Usage: shmkit bench [--quick] [--duration SEC] [--sizes LIST] [--mechanisms LIST]\n"
 	"                    [--cpus A,B] [--json[=FILE]] [--svg FILE] [--png FILE]\n"
 	"       shmkit bench --list\n"
 	"       shmkit bench --table [--quick] [--seconds SEC] [--no-redis]\n"
+	"       shmkit bench --pubsub [--quick] [--iters N] [--size B] [--pubsub-only|--queue-only]\n"
 	"\n"
 	"Measures shmkit's stream channel against the raw floors and the IPC a program would\n"
 	"otherwise use. Each mechanism runs between two processes pinned to two CPUs, as a\n"
@@ -54,6 +58,10 @@ const char cli_usage_bench[] =
 	"      --table            run the shared-table benchmark instead: get/put against one\n"
 	"                         process alone and against Redis (--seconds per scenario,\n"
 	"                         --no-redis to skip Redis)\n"
+	"      --pubsub           run the many-party benchmark instead: pub/sub with 1, 2, 4, 8\n"
+	"                         subscribers and the work queue with 1, 2, 4 producers and\n"
+	"                         consumers (needs 9 CPUs to mean much; --iters messages per\n"
+	"                         configuration, --size bytes 8..4096)\n"
 	"  -h, --help             show this help\n"
 	"\n"
 	"Exit status: 0 success, 1 runtime error (a mechanism failed), 2 usage error.\n";
@@ -376,10 +384,50 @@ static int run_table(const struct cli_cmd *cmd, int argc, char **argv)
 	return err < 0 ? cli_error(cmd, "table benchmark", err) : CLI_OK;
 }
 
+/* shmkit bench --pubsub [--quick] [--iters N] [--size B] [--pubsub-only | --queue-only] */
+static int run_multi(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	struct bench_multi_opts o;
+	memset(&o, 0, sizeof o);
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--quick") == 0 || strcmp(a, "-q") == 0) {
+			o.quick = 1;
+		} else if (strcmp(a, "--pubsub-only") == 0) {
+			o.no_queue = 1;
+		} else if (strcmp(a, "--queue-only") == 0) {
+			o.no_pubsub = 1;
+		} else if ((strcmp(a, "--iters") == 0 || strcmp(a, "--size") == 0) && i + 1 < argc) {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(argv[++i], &end, 10);
+			bool iters = strcmp(a, "--iters") == 0;
+			if (errno || *end || argv[i][0] == '-' ||
+			    (iters ? v < 1 || v > 1000000000ull : v < 8 || v > 4096))
+				return cli_usage_error(cmd, "bad %s '%s' (%s)", a, argv[i],
+						       iters ? "1 to 1000000000" : "8 to 4096");
+			if (iters)
+				o.msgs = v;
+			else
+				o.size = (size_t)v;
+		} else {
+			return cli_usage_error(cmd, "--pubsub: unknown or incomplete option '%s'", a);
+		}
+	}
+	if (o.no_queue && o.no_pubsub)
+		return cli_usage_error(cmd, "--pubsub-only and --queue-only exclude each other");
+	if (!bench_multi_run)
+		return cli_errorf(cmd, "the many-party benchmark is not part of this build");
+	int err = bench_multi_run(&o, stdout);
+	return err < 0 ? cli_error(cmd, "pub/sub benchmark", err) : CLI_OK;
+}
+
 int cli_cmd_bench(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "--table") == 0)
 		return run_table(cmd, argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "--pubsub") == 0)
+		return run_multi(cmd, argc, argv);
 	struct bench_args a;
 	int rc = parse_args(cmd, argc, argv, &a);
 	if (rc < 0)

@@ -36,14 +36,17 @@
  * Waiting (DESIGN.md §4): a side that must wait spins for a bounded, adaptive time, then
  * sleeps on its queue's futex word `gen`:
  *     gen0 = gen (A-wq);  sleepers += 1 (seq_cst);  re-check the condition with a seq_cst
- *     load of the peer's position;  if still not ready: FUTEX_WAIT(gen, gen0, slice)
- * and the peer, after storing its position seq_cst (R1/R2 in src/ring.c), loads sleepers
- * (seq_cst) and only when it is non-zero bumps gen (R-wq) and calls FUTEX_WAKE. (The
- * queue, the spin and the owner words are src/waitq.c's, shared with pub/sub and queues.) Both sides
- * store then load in the single seq_cst order, so at least one sees the other: either the
+ *     load of the peer's position, repeated for a microsecond (settling);  if still not
+ *     ready: FUTEX_WAIT(gen, gen0, slice)
+ * and the peer, after storing its position (release, R1/R2 in src/ring.c), loads sleepers
+ * and only when it is non-zero bumps gen (R-wq) and calls FUTEX_WAKE. (The queue, the
+ * spin and the owner words are src/waitq.c's, shared with pub/sub and queues.) Either the
  * sleeper's re-check sees the new position, or the waker sees the sleeper (and the bump
- * makes a FUTEX_WAIT that has not started yet return at once). No lost wake-up, and no
- * system call while nobody sleeps.
+ * makes a FUTEX_WAIT that has not started yet return at once) — or, because the position
+ * store is not seq_cst, both missed each other inside the store's drain time, and the
+ * settling re-checks see the position (SHMKIT__SETTLE_NS in src/waitq_internal.h: why
+ * the positions are not seq_cst, and the safety net that bounds a miss).
+ * No hang, and no system call and no fence per message while nobody sleeps.
  *
  * Sleeps last at most 100 ms; after each, the sleeper checks that its peer is alive, so a
  * peer killed with SIGKILL is reported (-EOWNERDEAD) within 100 ms, after everything it
@@ -135,7 +138,7 @@ static int claim_role(struct shmkit_chan *ch)
 {
 	_Atomic uint64_t *w = my_owner(ch);
 	/* Relaxed: the CAS below decides; acquire on success orders our attach reads after
-	 * the previous owner's last publish, which used seq_cst stores. */
+	 * the previous owner's last publish (release stores). */
 	uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
 	for (int tries = 0; tries < 100; tries++) {
 		if (cur != 0 && shmkit__owner_state(cur) > 0)
@@ -215,13 +218,13 @@ static int chan_attach(struct shmkit_chan *ch)
 	if (ch->role == SHMKIT_CHAN_PRODUCER) {
 		err = shmkit__ring_attach_producer(&ch->ring);
 		/* A new producer starts a new stream session. Relaxed: ordered before our
-		 * first publish (seq_cst). */
+		 * first publish (a release store). */
 		if (!err)
 			atomic_store_explicit(&c->closed, 0, memory_order_relaxed);
 	} else {
 		err = shmkit__ring_attach_consumer(&ch->ring);
 		/* A new reader: the producer may write again. Relaxed: ordered before our first
-		 * publish (seq_cst), which is what a waiting producer re-checks. */
+		 * publish (a release store), which is what a waiting producer re-checks. */
 		if (!err)
 			atomic_store_explicit(&c->reader_closed, 0, memory_order_relaxed);
 	}
@@ -336,8 +339,8 @@ static void publish_stats(struct shmkit_chan *ch)
 	}
 }
 
-/* Wakes the peer sleeping on `q`, if any. Called right after a seq_cst position store
- * (the Dekker handshake of src/waitq_internal.h: no system call while nobody sleeps). */
+/* Wakes the peer sleeping on `q`, if any. Called right after a position store (the
+ * handshake at the top of this file: no system call while nobody sleeps). */
 static void wake(struct shmkit_chan *ch, struct shmkit__waitq *q)
 {
 	if (!shmkit__waitq_wake(q, INT_MAX))
@@ -426,7 +429,7 @@ static int wait_for(struct shmkit_chan *ch, enum wait_what what, uint64_t len,
 		return 0;
 	struct shmkit__waitq *q = what == WAIT_DATA ? &ch->ctl->data_q : &ch->ctl->space_q;
 	bool slept;
-	int err = shmkit__waitq_sleep(q, ready_sc, &w, deadline, SHMKIT__SLICE_NS, &slept);
+	int err = shmkit__waitq_sleep(q, ready_sc, &w, deadline, SHMKIT__SLICE_NS, true, &slept);
 	if (err == 0)
 		shmkit__spin_learn(&ch->spin);
 	if (slept) {

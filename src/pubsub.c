@@ -863,7 +863,7 @@ static int wait_space(struct shmkit_pubsub *ps, const struct timespec *deadline)
 	x.sc = true;
 	bool slept;
 	int r = shmkit__waitq_sleep(&ps->ctl->space_q, space_ready, &x, deadline,
-				    SHMKIT__SLICE_NS, &slept);
+				    SHMKIT__SLICE_NS, false, &slept);
 	if (r == 0)
 		shmkit__spin_learn(&ps->spin); /* woken soon: spin that long next time */
 	if (slept) {
@@ -1149,7 +1149,7 @@ static int wait_data(struct shmkit_pubsub *ps, const struct timespec *deadline)
 		return 0;
 	x.sc = true;
 	bool slept;
-	int r = shmkit__waitq_sleep(&ps->ctl->data_q, data_ready, &x, deadline, SHMKIT__SLICE_NS,
+	int r = shmkit__waitq_sleep(&ps->ctl->data_q, data_ready, &x, deadline, SHMKIT__SLICE_NS, false,
 				    &slept);
 	if (r == 0)
 		shmkit__spin_learn(&ps->spin); /* woken soon: spin that long next time */

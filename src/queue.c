@@ -707,7 +707,7 @@ static int q_wait(struct shmkit_queue *q, bool data, const struct timespec *dead
 	x.sc = true;
 	bool slept;
 	struct shmkit__waitq *wq = data ? &q->ctl->data_q : &q->ctl->space_q;
-	int r = shmkit__waitq_sleep(wq, q_ready, &x, deadline, SHMKIT__SLICE_NS, &slept);
+	int r = shmkit__waitq_sleep(wq, q_ready, &x, deadline, SHMKIT__SLICE_NS, false, &slept);
 	if (r == 0)
 		shmkit__spin_learn(&q->spin); /* woken soon: spin that long next time */
 	if (slept) {

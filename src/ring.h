@@ -52,21 +52,175 @@ void shmkit__ring_view(struct shmkit__ring *r, void *data, uint64_t cap, uint64_
 int shmkit__ring_attach_producer(struct shmkit__ring *r);
 int shmkit__ring_attach_consumer(struct shmkit__ring *r);
 
-/* Producer. loan: 0, -EAGAIN (full), -EMSGSIZE, -EBADMSG (consumer position corrupt). */
-int shmkit__ring_loan(struct shmkit__ring *r, uint64_t len, void **buf);
-int shmkit__ring_commit(struct shmkit__ring *r, uint64_t len);
-/* Stores the producer position if it moved; returns whether it did. */
-bool shmkit__ring_publish_tail(struct shmkit__ring *r);
-
-/* Consumer. peek: 0, -EAGAIN (empty), -EBADMSG. */
-int shmkit__ring_peek(struct shmkit__ring *r, const void **buf, uint64_t *len);
-int shmkit__ring_release(struct shmkit__ring *r);
-bool shmkit__ring_publish_head(struct shmkit__ring *r);
-
 /* Whether the producer has published data this consumer has not seen (reads the shared
  * tail; used by waiters to re-check before sleeping). */
 bool shmkit__ring_readable(struct shmkit__ring *r);
 /* Whether a record of `len` bytes would fit now (reads the shared head). */
 bool shmkit__ring_writable(struct shmkit__ring *r, uint64_t len);
+
+#define SHMKIT__NO_LOAN UINT64_MAX
+
+/* --- the per-message operations (protocol and validation rules: src/ring.c) ----------------
+ * Producer. loan: 0, -EAGAIN (full), -EMSGSIZE, -EBADMSG (consumer position corrupt);
+ * commit: 0 or -EINVAL (no loan, or longer than loaned); publish_tail stores the producer
+ * position if it moved and returns whether it did. Consumer. peek: 0, -EAGAIN (empty),
+ * -EBADMSG; release: 0 or -EINVAL (nothing peeked); publish_head as publish_tail. */
+
+#include <errno.h>
+/* A position `later` read from shared memory is acceptable if it is 8-aligned and at most
+ * `cap` ahead of `earlier` (unsigned arithmetic: "behind" reads as a huge distance). */
+static inline bool shmkit__ring_pos_ok(uint64_t earlier, uint64_t later, uint64_t cap)
+{
+	return ((earlier | later) & 7) == 0 && later - earlier <= cap;
+}
+
+/* Record headers are read and written as one relaxed 64-bit atomic: a single access, so
+ * the consumer's one read cannot tear, and no data race for TSan. The ordering comes from
+ * the positions' release/acquire pairs. */
+static inline _Atomic uint64_t *shmkit__rec_word(const struct shmkit__ring *r, uint64_t off)
+{
+	return (_Atomic uint64_t *)(void *)(r->data + off);
+}
+
+static inline uint64_t shmkit__rec_make(uint64_t len, uint32_t flags)
+{
+	return (uint64_t)(uint32_t)len | (uint64_t)flags << 32;
+}
+
+/* Re-reads the consumer position. 0 or -EBADMSG. */
+static inline int shmkit__ring_refresh_head(struct shmkit__ring *r, memory_order mo)
+{
+	/* A2: pairs with R2 in shmkit__ring_publish_head(): the consumer's reads of the bytes
+	 * it released happened before we overwrite them. */
+	uint64_t h = atomic_load_explicit(r->head, mo);
+	if (!shmkit__ring_pos_ok(h, r->pos, r->cap))
+		return -EBADMSG;
+	r->other = h;
+	return 0;
+}
+
+static inline int shmkit__ring_loan(struct shmkit__ring *r, uint64_t len, void **buf)
+{
+	if (len > r->max_msg)
+		return -EMSGSIZE;
+	uint64_t need = shmkit__ring_need(len);
+	uint64_t off = r->pos & r->mask;
+	uint64_t pad = off + need > r->cap ? r->cap - off : 0;
+	if (r->pos + pad + need - r->other > r->cap) {
+		int err = shmkit__ring_refresh_head(r, memory_order_acquire);
+		if (err)
+			return err;
+		if (r->pos + pad + need - r->other > r->cap)
+			return -EAGAIN;
+	}
+	if (pad)
+		atomic_store_explicit(shmkit__rec_word(r, off), shmkit__rec_make(pad - SHMKIT__REC_HDR, SHMKIT__REC_PAD),
+				      memory_order_relaxed);
+	r->loan_at = r->pos + pad;
+	r->loan_len = len;
+	*buf = r->data + (r->loan_at & r->mask) + SHMKIT__REC_HDR;
+	return 0;
+}
+
+static inline int shmkit__ring_commit(struct shmkit__ring *r, uint64_t len)
+{
+	if (r->loan_len == SHMKIT__NO_LOAN || len > r->loan_len)
+		return -EINVAL;
+	atomic_store_explicit(shmkit__rec_word(r, r->loan_at & r->mask), shmkit__rec_make(len, 0),
+			      memory_order_relaxed);
+	r->pos = r->loan_at + shmkit__ring_need(len);
+	r->loan_len = SHMKIT__NO_LOAN;
+	r->msgs++;
+	r->bytes += len;
+	return 0;
+}
+
+static inline bool shmkit__ring_publish_tail(struct shmkit__ring *r)
+{
+	if (r->pos == r->pub)
+		return false;
+	/* R1: publishes the records up to pos; pairs with A1 in shmkit__ring_refresh_tail(). Release, not
+	 * seq_cst: see the top of this file. */
+	atomic_store_explicit(r->tail, r->pos, memory_order_release);
+	r->pub = r->pos;
+	return true;
+}
+
+static inline int shmkit__ring_refresh_tail(struct shmkit__ring *r, memory_order mo)
+{
+	/* A1: pairs with R1 in shmkit__ring_publish_tail(): the record headers and payloads
+	 * below tail are visible. */
+	uint64_t t = atomic_load_explicit(r->tail, mo);
+	if (!shmkit__ring_pos_ok(r->pos, t, r->cap))
+		return -EBADMSG;
+	r->other = t;
+	return 0;
+}
+
+static inline int shmkit__ring_peek(struct shmkit__ring *r, const void **buf, uint64_t *len)
+{
+	if (r->peek_need) {
+		*buf = r->peek_ptr;
+		*len = r->peek_len;
+		return 0;
+	}
+	for (int pads = 0;; pads++) {
+		if (r->other == r->pos) {
+			int err = shmkit__ring_refresh_tail(r, memory_order_acquire);
+			if (err)
+				return err;
+			if (r->other == r->pos)
+				return -EAGAIN;
+		}
+		uint64_t avail = r->other - r->pos;
+		uint64_t off = r->pos & r->mask;
+		/* One read of the header; everything below uses the local copy. */
+		uint64_t hdr = atomic_load_explicit(shmkit__rec_word(r, off), memory_order_relaxed);
+		uint64_t rlen = (uint32_t)hdr;
+		uint32_t flags = (uint32_t)(hdr >> 32);
+		if (flags == SHMKIT__REC_PAD) {
+			uint64_t need = r->cap - off;
+			/* A pad fills exactly the rest of the ring; never at offset 0, never two
+			 * in a row: so this loop runs at most twice. */
+			if (off == 0 || pads > 0 || rlen != need - SHMKIT__REC_HDR || need > avail)
+				return -EBADMSG;
+			r->pos += need;
+			continue;
+		}
+		if (flags != 0 || rlen > r->max_msg)
+			return -EBADMSG;
+		uint64_t need = shmkit__ring_need(rlen);
+		if (off + need > r->cap || need > avail)
+			return -EBADMSG;
+		r->peek_ptr = r->data + off + SHMKIT__REC_HDR;
+		r->peek_len = rlen;
+		r->peek_need = need;
+		*buf = r->peek_ptr;
+		*len = rlen;
+		return 0;
+	}
+}
+
+static inline int shmkit__ring_release(struct shmkit__ring *r)
+{
+	if (!r->peek_need)
+		return -EINVAL;
+	r->pos += r->peek_need;
+	r->msgs++;
+	r->bytes += r->peek_len;
+	r->peek_need = 0;
+	return 0;
+}
+
+static inline bool shmkit__ring_publish_head(struct shmkit__ring *r)
+{
+	if (r->pos == r->pub)
+		return false;
+	/* R2: hands the released bytes back; pairs with A2 in shmkit__ring_refresh_head(). Release, not
+	 * seq_cst: see the top of this file. */
+	atomic_store_explicit(r->head, r->pos, memory_order_release);
+	r->pub = r->pos;
+	return true;
+}
 
 #endif

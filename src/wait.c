@@ -14,7 +14,10 @@
  *      100 ms slice; unregister; go to 1.
  * A producer that made a member ready after 4 saw our sleeper registration (seq_cst order)
  * and bumped its word, so the futex_waitv either does not start (value changed) or is
- * woken. Every 100 ms while waiting, the peers of channel members are checked for
+ * woken. Stream channels publish with release stores, not seq_cst, so when one is among
+ * the words, step 4 repeats for SHMKIT__SETTLE_NS and the first sleep of step 5 lasts at
+ * most SHMKIT__SETTLE_NET_NS, then re-checks (src/waitq_internal.h explains the race these
+ * close). Every 100 ms while waiting, the peers of channel members are checked for
  * liveness (DEAD).
  *
  * Fallback (ENOSYS, or SHMKIT_WAITSET_FALLBACK): step 3 registers on one member only (the
@@ -217,6 +220,38 @@ static bool any_ready(void *arg)
 	return kicked(x);
 }
 
+/* One FUTEX_WAIT / futex_waitv on the prepared words until `until`. 0 (woken, a value
+ * changed, or futex_waitv turned out to be missing: poll again), -EINTR or -ETIMEDOUT. */
+static int wait_words(struct futex_waitv *v, unsigned nv, bool waitv, const struct timespec *until)
+{
+	if (waitv) {
+#ifdef SYS_futex_waitv
+		if (syscall(SYS_futex_waitv, v, nv, 0, until, CLOCK_MONOTONIC) >= 0)
+			return 0;
+		int e = errno;
+		if (e == ENOSYS) {
+			/* Relaxed: see waitv_state. */
+			atomic_store_explicit(&waitv_state, -1, memory_order_relaxed);
+			return 0;
+		}
+		/* EAGAIN: a value changed before the sleep — poll again. */
+		return e == EINTR ? -EINTR : e == ETIMEDOUT ? -ETIMEDOUT : 0;
+#endif
+	}
+	int e = shmkit_futex_wait((uint32_t *)(uintptr_t)v[0].uaddr, (uint32_t)v[0].val, until);
+	return e == -EINTR || e == -ETIMEDOUT ? e : 0;
+}
+
+/* The seq_cst re-check after registering: is anything ready, or were we kicked? */
+static bool recheck(void *arg)
+{
+	struct any_ctx *x = arg;
+	bool ready = kicked(x);
+	for (unsigned i = 0; i < x->n && !ready; i++)
+		ready = member_poll(&x->m[i], true) != 0;
+	return ready;
+}
+
 /* One registration + sleep round. Returns 0 (woken, or something may be ready: poll
  * again), -EINTR, or -ETIMEDOUT when the deadline passed. */
 static int sleep_round(struct shmkit_waitset *ws, struct wstate *st, struct any_ctx *x,
@@ -225,7 +260,7 @@ static int sleep_round(struct shmkit_waitset *ws, struct wstate *st, struct any_
 	struct futex_waitv v[SHMKIT_WAITSET_MAX + 1];
 	_Atomic uint32_t *sl[SHMKIT_WAITSET_MAX];
 	unsigned k = 0;
-	bool waitv = use_waitv(ws);
+	bool waitv = use_waitv(ws), settle = false;
 	unsigned base = waitv || !x->n ? 0 : st->prim++ % x->n;
 	for (unsigned i = 0; i < x->n; i++) {
 		struct member *mb = &x->m[(base + i) % x->n];
@@ -240,19 +275,19 @@ static int sleep_round(struct shmkit_waitset *ws, struct wstate *st, struct any_
 		v[k].val = atomic_load_explicit(mb->w.gen, memory_order_acquire);
 		v[k].flags = FUTEX_32; /* shared: no FUTEX_PRIVATE_FLAG */
 		sl[k] = mb->w.sleepers;
+		/* A stream channel's producer publishes with a release store, not seq_cst. */
+		settle |= mb->type == M_CHAN;
 		k++;
 		if (!waitv)
 			break; /* fallback: register on the primary only */
 	}
 	for (unsigned j = 0; j < k; j++) {
-		/* seq_cst: the store half of each member's Dekker handshake. */
+		/* seq_cst: the store half of each member's handshake. */
 		atomic_fetch_add_explicit(sl[j], 1, memory_order_seq_cst);
 	}
-	bool ready = kicked(x);
-	for (unsigned i = 0; i < x->n && !ready; i++)
-		ready = member_poll(&x->m[i], true) != 0; /* the seq_cst re-check */
 	int r = 0;
-	if (!ready) {
+	/* With a stream channel registered: settle (SHMKIT__SETTLE_NS, src/waitq_internal.h). */
+	if (!(settle ? shmkit__settle(recheck, x) : recheck(x))) {
 		struct timespec until;
 		bool at_deadline = shmkit__slice_until(&until, deadline,
 						       waitv ? SHMKIT__SLICE_NS : ws->poll_ns);
@@ -263,37 +298,24 @@ static int sleep_round(struct shmkit_waitset *ws, struct wstate *st, struct any_
 			v[k].flags = FUTEX_32;
 		}
 		unsigned nv = k + (x->kick && (waitv || k == 0) ? 1 : 0);
+		int e = 0;
 		if (nv == 0) {
 			/* No member and no kick: an empty set waits out its deadline. */
-			int e = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL);
-			if (e == EINTR)
-				r = -EINTR;
-			else if (at_deadline)
-				r = -ETIMEDOUT;
-		} else if (waitv) {
-#ifdef SYS_futex_waitv
-			long rc = syscall(SYS_futex_waitv, v, nv, 0, &until, CLOCK_MONOTONIC);
-			if (rc < 0) {
-				int e = errno;
-				if (e == ENOSYS) {
-					/* Relaxed: see waitv_state. */
-					atomic_store_explicit(&waitv_state, -1, memory_order_relaxed);
-				} else if (e == EINTR) {
-					r = -EINTR;
-				} else if (e == ETIMEDOUT && at_deadline) {
-					r = -ETIMEDOUT;
-				}
-				/* EAGAIN: a value changed before the sleep — poll again. */
-			}
-#endif
+			e = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL);
+			e = e == EINTR ? -EINTR : -ETIMEDOUT;
 		} else {
-			int e = shmkit_futex_wait((uint32_t *)(uintptr_t)v[0].uaddr, (uint32_t)v[0].val,
-						  &until);
-			if (e == -EINTR)
-				r = -EINTR;
-			else if (e == -ETIMEDOUT && at_deadline)
-				r = -ETIMEDOUT;
+			/* With a stream channel registered: the safety net of SHMKIT__SETTLE_NS,
+			 * one more re-check a while later. */
+			struct timespec first;
+			settle = settle && !shmkit__slice_until(&first, &until, SHMKIT__SETTLE_NET_NS);
+			e = wait_words(v, nv, waitv, settle ? &first : &until);
+			if (e == -ETIMEDOUT && settle)
+				e = recheck(x) ? 0 : wait_words(v, nv, waitv, &until);
 		}
+		if (e == -EINTR)
+			r = -EINTR;
+		else if (e == -ETIMEDOUT && at_deadline)
+			r = -ETIMEDOUT;
 	}
 	for (unsigned j = 0; j < k; j++) {
 		/* Relaxed: leaving needs no ordering; at worst one needless wake. */

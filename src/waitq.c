@@ -37,21 +37,42 @@ bool shmkit__slice_until(struct timespec *until, const struct timespec *deadline
 	return false;
 }
 
+bool shmkit__settle(bool (*ready)(void *), void *ctx)
+{
+	uint64_t start = shmkit_now_ns();
+	do {
+		if (ready(ctx))
+			return true;
+		shmkit__cpu_relax();
+	} while (shmkit_now_ns() - start < SHMKIT__SETTLE_NS);
+	return ready(ctx);
+}
+
 int shmkit__waitq_sleep(struct shmkit__waitq *q, bool (*ready)(void *), void *ctx,
-			const struct timespec *deadline, uint64_t slice_ns, bool *slept)
+			const struct timespec *deadline, uint64_t slice_ns, bool settle,
+			bool *slept)
 {
 	*slept = false;
 	/* A-wq: pairs with R-wq in shmkit__waitq_wake(). */
 	uint32_t gen = atomic_load_explicit(&q->gen, memory_order_acquire);
-	/* seq_cst: the store half of the Dekker handshake. */
+	/* seq_cst: the sleeper's half of the handshake. */
 	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_seq_cst);
 	int err = 0;
 	bool at_deadline = false;
-	if (!ready(ctx)) {
-		struct timespec until;
+	if (!(settle ? shmkit__settle(ready, ctx) : ready(ctx))) {
+		struct timespec until, first;
 		at_deadline = shmkit__slice_until(&until, deadline, slice_ns);
-		err = shmkit_futex_wait((uint32_t *)(void *)&q->gen, gen, &until);
 		*slept = true;
+		if (settle && !shmkit__slice_until(&first, &until, SHMKIT__SETTLE_NET_NS)) {
+			/* The safety net of SHMKIT__SETTLE_NS: one more re-check a while later. */
+			err = shmkit_futex_wait((uint32_t *)(void *)&q->gen, gen, &first);
+			if (err == -ETIMEDOUT)
+				err = ready(ctx) ? 0
+						 : shmkit_futex_wait((uint32_t *)(void *)&q->gen, gen,
+								     &until);
+		} else {
+			err = shmkit_futex_wait((uint32_t *)(void *)&q->gen, gen, &until);
+		}
 	}
 	/* Relaxed: leaving needs no ordering; at worst a waker makes one needless wake. */
 	atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);

@@ -431,6 +431,42 @@ START_TEST(test_cleanup)
 }
 END_TEST
 
+/* shmkit bench --pubsub: a short real run of every configuration (the message counts are
+ * checked by the benchmark itself: a lost or duplicated message fails the run), and its
+ * argument errors. */
+START_TEST(test_pubsub_run)
+{
+	static const char *const bad[][3] = {
+		{"--size", "4", NULL},     {"--size", "5000", NULL}, {"--iters", "0", NULL},
+		{"--iters", "x", NULL},    {"--iters", "-5", NULL},  {"--bogus", NULL, NULL},
+		{"--size", NULL, NULL},    {"--pubsub-only", "--queue-only", NULL},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct t_run r = {0};
+		const char *args[] = {"bench", "--pubsub", bad[i][0], bad[i][1], NULL};
+		run_args(&r, args, 20000, 0);
+		assert_usage_error(&r);
+		t_run_free(&r);
+	}
+	struct t_run r = {0};
+	RUN(&r, 120000, "bench", "--pubsub", "--iters", "20000", "--size", "128");
+	ck_assert_msg(r.status == 0, "exit %d, stderr: %s", r.status, r.err);
+	ck_assert_msg(strstr(r.out, "128-byte messages, 20000 per configuration"), "out: %s", r.out);
+	for (int n = 1; n <= 8; n *= 2) {
+		char row[32];
+		snprintf(row, sizeof row, "\n| %d | ", n);
+		ck_assert_msg(strstr(r.out, row), "no pub/sub row for %d: %s", n, r.out);
+	}
+	ck_assert_msg(strstr(r.out, "| 4 x 4 | "), "no 4 x 4 queue row: %s", r.out);
+	t_run_free(&r);
+	RUN(&r, 60000, "bench", "--pubsub", "--iters", "5000", "--queue-only");
+	ck_assert_msg(r.status == 0, "exit %d, stderr: %s", r.status, r.err);
+	ck_assert_msg(!strstr(r.out, "Publish/subscribe") && strstr(r.out, "| 2 x 2 | "), "out: %s",
+		      r.out);
+	t_run_free(&r);
+}
+END_TEST
+
 static Suite *bench_suite(void)
 {
 	Suite *s = suite_create("bench");
@@ -441,6 +477,7 @@ static Suite *bench_suite(void)
 	tcase_add_test(tc, test_quick_json);
 	tcase_add_test(tc, test_quick_table_and_json_file);
 	tcase_add_test(tc, test_cleanup);
+	tcase_add_test(tc, test_pubsub_run);
 	return s;
 }
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -354,9 +355,14 @@ static void *mt_producer(void *arg)
 	uint64_t rng = m->seed;
 	for (uint64_t seq = 0; seq < m->count; seq++) {
 		uint64_t len = 8 + t_rand(&rng) % 300;
-		void *p;
-		while (shmkit__ring_loan(&m->g.prod, len, &p) == -EAGAIN)
+		void *p = NULL;
+		int err;
+		while ((err = shmkit__ring_loan(&m->g.prod, len, &p)) == -EAGAIN)
 			backoff();
+		if (err) { /* the consumer would wait forever: fail the whole test */
+			fprintf(stderr, "producer: loan failed: %d\n", err);
+			abort();
+		}
 		uint64_t *w = p;
 		w[0] = seq;
 		for (uint64_t i = 8; i < len; i++)

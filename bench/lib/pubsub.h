@@ -1,8 +1,8 @@
 /* shmkit benchmarks — the many-party channels: publish/subscribe fan-out and the work queue.
  *
  * Reusable measuring code (no main): bench/pubsub.c is the standalone driver; `shmkit
- * bench` can call bench_multi_run() (e.g. behind a --multi option, the way it calls the
- * table benchmark). Everything is measured in one run, every process pinned to its own CPU
+ * bench --pubsub` calls bench_multi_run() (cli/bench.c), the way --table calls the table
+ * benchmark. Everything is measured in one run, every process pinned to its own CPU
  * when there are enough (else the table says "oversubscribed" and the numbers mostly
  * measure the scheduler), and reported as ratios (DESIGN.md §6):
  *
