@@ -307,7 +307,8 @@ START_TEST(test_help_and_list)
 	t_run_free(&r);
 	RUN(&r, 20000, "bench", "--list");
 	ck_assert_int_eq(r.status, 0);
-	static const char *const names[] = {"floor", "ring", "shmkit-spin", "shmkit-block", "pipe",
+	static const char *const names[] = {"floor", "ring", "shmkit-spin", "shmkit-block",
+					    "shmkit-pubsub", "shmkit-queue", "pipe",
 					    "unix-stream", "unix-seqpacket", "posix-mq", "sysv-mq",
 					    "eventfd", "tcp"};
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -346,6 +347,24 @@ START_TEST(test_quick_json)
 	ck_assert(jget(fl, "msgs_per_s")->type == J_NULL); /* the floor is latency only */
 	/* Progress went to stderr, not into the JSON. */
 	ck_assert_ptr_nonnull(strstr(r.err, "shmkit bench"));
+	jfree(&v);
+
+	/* The many-party channels on the same drivers: pub/sub (one subscriber) and queue. */
+	RUN(&r, 90000, "bench", "--quick", "--duration", "1", "--sizes", "64,4K", "--mechanisms",
+	    "shmkit-pubsub,shmkit-queue", "--json");
+	ck_assert_msg(r.status == 0, "exit %d, stderr: %s", r.status, r.err);
+	ck_assert_msg(jparse(r.out, &v, &err), "bad JSON (%s): %s", err, r.out);
+	check_shape(&v);
+	static const char *const many[] = {"shmkit-pubsub", "shmkit-queue"};
+	for (size_t i = 0; i < 2; i++) {
+		for (size_t size = 64; size <= 4096; size *= 64) {
+			const struct jval *row = jrow(&v, many[i], size);
+			ck_assert_msg(row, "no row for %s at %zu B", many[i], size);
+			check_rtt(row);
+			ck_assert_str_eq(jget(row, "mechanism")->str, many[i]);
+			ck_assert_msg(jnum(row, "msgs_per_s") > 0, "%s: no throughput", many[i]);
+		}
+	}
 	jfree(&v);
 	t_run_free(&r);
 }

@@ -19,6 +19,10 @@
  *   shmkit-spin-copy shmkit_chan_send_wait / shmkit_chan_recv_wait (one copy each side)
  *   shmkit-spin-batch zero copy, SHMKIT_CHAN_MORE on 15 of every 16 commits and releases
  *                    (or every 64 KiB: a batch stays well below the ring capacity)
+ *   shmkit-pubsub    shmkit pub/sub, one subscriber, block policy, zero copy both ways,
+ *                    default spin: the single-pair cost of the one-to-many channel
+ *   shmkit-queue     shmkit work queue, one producer and one consumer, loan/commit and
+ *                    peek/release in its fixed-size slots, default spin
  *   pipe, unix-stream, unix-seqpacket, tcp (loopback, TCP_NODELAY)
  *                    write/read of a private buffer; seqpacket in messages of <= 64 KiB
  *   posix-mq, sysv-mq message queues, in messages of at most the system limit (msgsize_max,
@@ -670,6 +674,211 @@ static int chan_copy_recv(struct ipc_link *l, unsigned flags)
 	return ipc_check(p->buf, (size_t)n, l->size, ++l->rx);
 }
 
+/* --- shmkit pub/sub (one subscriber) and work queue (1 x 1) --------------------------------
+ * The many-party channels on the same two-process drivers as everything else, so their
+ * single-pair cost shows next to the stream channel's. Side A creates everything before the
+ * fork (memfd: nothing to leak); side B opens its own handles from the inherited
+ * descriptors. The driver starts measuring only after side B attached, so the subscriber
+ * has joined before the first message (a late joiner would start at the newest one). */
+
+struct ps_priv {
+	struct shmkit_pubsub *a_pub, *a_sub; /* side A's: publisher on AB, subscriber on BA */
+	struct shmkit_pubsub *pub, *sub;     /* this side's */
+};
+
+static void ps_opts(const struct ipc_link *l, struct shmkit_pubsub_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->capacity = ring_capacity(l->size);
+	o->max_msg = l->size;
+	o->max_subscribers = 1;
+	o->policy = SHMKIT_PUBSUB_BLOCK;
+	o->seg.backend = SHMKIT_BACKEND_MEMFD;
+}
+
+static int ps_setup(struct ipc_link *l)
+{
+	struct ps_priv *p = calloc(1, sizeof *p);
+	if (!p)
+		return seterr(l, -ENOMEM, "calloc");
+	l->priv = p;
+	struct shmkit_pubsub_opts o;
+	ps_opts(l, &o);
+	int err = shmkit_pubsub_create(NULL, SHMKIT_PUBSUB_PUBLISHER, &o, &p->a_pub);
+	if (!err)
+		err = shmkit_pubsub_create(NULL, SHMKIT_PUBSUB_SUBSCRIBER, &o, &p->a_sub);
+	if (err)
+		snprintf(l->err, sizeof l->err, "shmkit_pubsub_create: %s", shmkit_strerror(err));
+	return err;
+}
+
+static int ps_attach(struct ipc_link *l, int side)
+{
+	struct ps_priv *p = l->priv;
+	if (side == IPC_SIDE_A) {
+		p->pub = p->a_pub;
+		p->sub = p->a_sub;
+		return 0;
+	}
+	struct shmkit_pubsub_opts o;
+	ps_opts(l, &o);
+	int err = shmkit_pubsub_open_fd(shmkit_segment_fd(shmkit_pubsub_segment(p->a_pub)),
+					SHMKIT_PUBSUB_SUBSCRIBER, &o, &p->sub);
+	if (!err)
+		err = shmkit_pubsub_open_fd(shmkit_segment_fd(shmkit_pubsub_segment(p->a_sub)),
+					    SHMKIT_PUBSUB_PUBLISHER, &o, &p->pub);
+	if (err)
+		snprintf(l->err, sizeof l->err, "shmkit_pubsub_open_fd: %s", shmkit_strerror(err));
+	return err;
+}
+
+static void ps_detach(struct ipc_link *l)
+{
+	struct ps_priv *p = l->priv;
+	if (l->side == IPC_SIDE_B) {
+		shmkit_pubsub_close(p->pub);
+		shmkit_pubsub_close(p->sub);
+	}
+	p->pub = p->sub = NULL;
+}
+
+static void ps_teardown(struct ipc_link *l)
+{
+	struct ps_priv *p = l->priv;
+	if (!p)
+		return;
+	shmkit_pubsub_close(p->a_pub);
+	shmkit_pubsub_close(p->a_sub);
+	free(p);
+	l->priv = NULL;
+}
+
+static int ps_send(struct ipc_link *l, unsigned flags)
+{
+	struct ps_priv *p = l->priv;
+	void *dst;
+	int err = shmkit_pubsub_loan_wait(p->pub, l->size, &dst, NULL);
+	if (err)
+		return err;
+	memset(dst, ipc_byte(++l->tx), l->size);
+	return shmkit_pubsub_commit(p->pub, l->size, flags & IPC_MORE ? SHMKIT_PUBSUB_MORE : 0);
+}
+
+static int ps_recv(struct ipc_link *l, unsigned flags)
+{
+	struct ps_priv *p = l->priv;
+	const void *src;
+	size_t len;
+	int err = shmkit_pubsub_peek_wait(p->sub, &src, &len, NULL);
+	if (err)
+		return err;
+	err = ipc_check_all(src, len, l->size, ++l->rx);
+	int r = shmkit_pubsub_release(p->sub, flags & IPC_MORE ? SHMKIT_PUBSUB_MORE : 0);
+	return err ? err : r;
+}
+
+struct q_priv {
+	struct shmkit_queue *a_ab, *a_ba; /* side A's handles on the two queues */
+	struct shmkit_queue *out, *in;    /* this side's */
+};
+
+static void q_opts(const struct ipc_link *l, struct shmkit_queue_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->max_msg = l->size;
+	/* Like the rings: about 1 MiB of slots, and at least 4 (a slot is max_msg + 16 bytes
+	 * rounded up to 64). */
+	size_t slot = (l->size + 16 + 63) & ~(size_t)63;
+	uint32_t n = 4;
+	while ((uint64_t)n * 2 * slot <= (1u << 20) && n < (1u << 16))
+		n *= 2;
+	o->slots = n;
+	o->max_members = 2;
+	o->seg.backend = SHMKIT_BACKEND_MEMFD;
+}
+
+static int q_setup(struct ipc_link *l)
+{
+	struct q_priv *p = calloc(1, sizeof *p);
+	if (!p)
+		return seterr(l, -ENOMEM, "calloc");
+	l->priv = p;
+	struct shmkit_queue_opts o;
+	q_opts(l, &o);
+	int err = shmkit_queue_create(NULL, &o, &p->a_ab);
+	if (!err)
+		err = shmkit_queue_create(NULL, &o, &p->a_ba);
+	if (err)
+		snprintf(l->err, sizeof l->err, "shmkit_queue_create: %s", shmkit_strerror(err));
+	return err;
+}
+
+static int q_attach(struct ipc_link *l, int side)
+{
+	struct q_priv *p = l->priv;
+	if (side == IPC_SIDE_A) {
+		p->out = p->a_ab;
+		p->in = p->a_ba;
+		return 0;
+	}
+	struct shmkit_queue_opts o;
+	q_opts(l, &o);
+	int err = shmkit_queue_open_fd(shmkit_segment_fd(shmkit_queue_segment(p->a_ab)), &o, &p->in);
+	if (!err)
+		err = shmkit_queue_open_fd(shmkit_segment_fd(shmkit_queue_segment(p->a_ba)), &o,
+					   &p->out);
+	if (err)
+		snprintf(l->err, sizeof l->err, "shmkit_queue_open_fd: %s", shmkit_strerror(err));
+	return err;
+}
+
+static void q_detach(struct ipc_link *l)
+{
+	struct q_priv *p = l->priv;
+	if (l->side == IPC_SIDE_B) {
+		shmkit_queue_close(p->out);
+		shmkit_queue_close(p->in);
+	}
+	p->out = p->in = NULL;
+}
+
+static void q_teardown(struct ipc_link *l)
+{
+	struct q_priv *p = l->priv;
+	if (!p)
+		return;
+	shmkit_queue_close(p->a_ab);
+	shmkit_queue_close(p->a_ba);
+	free(p);
+	l->priv = NULL;
+}
+
+static int q_send(struct ipc_link *l, unsigned flags)
+{
+	(void)flags;
+	struct q_priv *p = l->priv;
+	void *dst;
+	int err = shmkit_queue_loan_wait(p->out, &dst, NULL);
+	if (err)
+		return err;
+	memset(dst, ipc_byte(++l->tx), l->size);
+	return shmkit_queue_commit(p->out, l->size);
+}
+
+static int q_recv(struct ipc_link *l, unsigned flags)
+{
+	(void)flags;
+	struct q_priv *p = l->priv;
+	const void *src;
+	size_t len;
+	int err = shmkit_queue_peek_wait(p->in, &src, &len, NULL);
+	if (err)
+		return err;
+	err = ipc_check_all(src, len, l->size, ++l->rx);
+	int r = shmkit_queue_release(p->in);
+	return err ? err : r;
+}
+
 /* --- descriptors: pipe, socketpairs, TCP ----------------------------------------------------- */
 
 struct fd_priv {
@@ -1123,6 +1332,12 @@ static const struct ipc_mech m_shmkit_copy = {
 static const struct ipc_mech m_shmkit_batch = {
 	"shmkit-spin-batch", "shmkit", "spin-batch", "shmkit stream, spin, SHMKIT_CHAN_MORE x16",
 	IPC_CAP_STREAM, BATCH, chan_setup, chan_attach, chan_send, chan_recv, chan_detach, chan_teardown};
+static const struct ipc_mech m_shmkit_pubsub = {
+	"shmkit-pubsub", "shmkit-pubsub", "spin", "shmkit pub/sub, 1 subscriber, spin", LS | DEF, 0,
+	ps_setup, ps_attach, ps_send, ps_recv, ps_detach, ps_teardown};
+static const struct ipc_mech m_shmkit_queue = {
+	"shmkit-queue", "shmkit-queue", "spin", "shmkit work queue, 1 x 1, spin", LS | DEF, 0,
+	q_setup, q_attach, q_send, q_recv, q_detach, q_teardown};
 static const struct ipc_mech m_pipe = {
 	"pipe", "pipe", "blocking", "pipe", LS | DEF, 0,
 	pipe_setup, pipe_attach, fd_send, fd_recv, fd_detach, fd_teardown};
@@ -1147,7 +1362,8 @@ static const struct ipc_mech m_tcp = {
 
 const struct ipc_mech *const ipc_mechs[] = {
 	&m_floor,          &m_futex,       &m_ring,        &m_ring_copy,      &m_ring_batch,
-	&m_shmkit_spin,    &m_shmkit_block, &m_shmkit_copy, &m_shmkit_batch,  &m_pipe,
+	&m_shmkit_spin,    &m_shmkit_block, &m_shmkit_copy, &m_shmkit_batch,  &m_shmkit_pubsub,
+	&m_shmkit_queue,   &m_pipe,
 	&m_unix_stream,    &m_unix_seqpacket, &m_posix_mq, &m_sysv_mq,        &m_eventfd,
 	&m_tcp,            NULL,
 };
