@@ -1149,8 +1149,8 @@ static int wait_data(struct shmkit_pubsub *ps, const struct timespec *deadline)
 		return 0;
 	x.sc = true;
 	bool slept;
-	int r = shmkit__waitq_sleep(&ps->ctl->data_q, data_ready, &x, deadline, SHMKIT__SLICE_NS, false,
-				    &slept);
+	int r = shmkit__waitq_sleep(&ps->ctl->data_q, data_ready, &x, deadline, SHMKIT__SLICE_NS,
+				    false, &slept);
 	if (r == 0)
 		shmkit__spin_learn(&ps->spin); /* woken soon: spin that long next time */
 	if (slept) {

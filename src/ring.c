@@ -50,8 +50,6 @@
 
 #include "ring.h"
 
-
-
 bool shmkit__ring_geometry_ok(uint64_t cap, uint64_t max_msg)
 {
 	if (cap < SHMKIT__RING_MIN_CAP || cap > SHMKIT__RING_MAX_CAP || (cap & (cap - 1)))
@@ -97,28 +95,26 @@ int shmkit__ring_attach_consumer(struct shmkit__ring *r)
 	return attach(r, false);
 }
 
-/* --- producer ------------------------------------------------------------------------ */
+/* --- the waiters' re-checks (the per-message operations are inline in ring.h) ------- */
 
 bool shmkit__ring_writable(struct shmkit__ring *r, uint64_t len)
 {
 	uint64_t need = shmkit__ring_need(len);
 	uint64_t off = r->pos & r->mask;
 	uint64_t pad = off + need > r->cap ? r->cap - off : 0;
-	/* seq_cst: the sleeper's re-check (see src/chan.c). A corrupt head
-	 * reads as "writable" so the caller wakes and reports it through loan. */
+	/* seq_cst: the sleeper's re-check (see src/chan.c). A corrupt head reads as
+	 * "writable" so the caller wakes and reports it through loan. */
 	if (shmkit__ring_refresh_head(r, memory_order_seq_cst) < 0)
 		return true;
 	return r->pos + pad + need - r->other <= r->cap;
 }
 
-/* --- consumer ------------------------------------------------------------------------ */
-
 bool shmkit__ring_readable(struct shmkit__ring *r)
 {
 	if (r->peek_need || r->other != r->pos)
 		return true;
-	/* seq_cst: the sleeper's re-check (see src/chan.c). A corrupt tail
-	 * reads as "readable" so the caller wakes and reports it through peek. */
+	/* seq_cst: the sleeper's re-check (see src/chan.c). A corrupt tail reads as
+	 * "readable" so the caller wakes and reports it through peek. */
 	if (shmkit__ring_refresh_tail(r, memory_order_seq_cst) < 0)
 		return true;
 	return r->other != r->pos;

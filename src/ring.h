@@ -3,6 +3,8 @@
 #ifndef SHMKIT_RING_H
 #define SHMKIT_RING_H
 
+#include <errno.h>
+
 #include "internal.h"
 
 #define SHMKIT__RING_MIN_CAP 4096u
@@ -66,7 +68,6 @@ bool shmkit__ring_writable(struct shmkit__ring *r, uint64_t len);
  * position if it moved and returns whether it did. Consumer. peek: 0, -EAGAIN (empty),
  * -EBADMSG; release: 0 or -EINVAL (nothing peeked); publish_head as publish_tail. */
 
-#include <errno.h>
 /* A position `later` read from shared memory is acceptable if it is 8-aligned and at most
  * `cap` ahead of `earlier` (unsigned arithmetic: "behind" reads as a huge distance). */
 static inline bool shmkit__ring_pos_ok(uint64_t earlier, uint64_t later, uint64_t cap)
@@ -114,7 +115,8 @@ static inline int shmkit__ring_loan(struct shmkit__ring *r, uint64_t len, void *
 			return -EAGAIN;
 	}
 	if (pad)
-		atomic_store_explicit(shmkit__rec_word(r, off), shmkit__rec_make(pad - SHMKIT__REC_HDR, SHMKIT__REC_PAD),
+		atomic_store_explicit(shmkit__rec_word(r, off),
+				      shmkit__rec_make(pad - SHMKIT__REC_HDR, SHMKIT__REC_PAD),
 				      memory_order_relaxed);
 	r->loan_at = r->pos + pad;
 	r->loan_len = len;
@@ -139,8 +141,8 @@ static inline bool shmkit__ring_publish_tail(struct shmkit__ring *r)
 {
 	if (r->pos == r->pub)
 		return false;
-	/* R1: publishes the records up to pos; pairs with A1 in shmkit__ring_refresh_tail(). Release, not
-	 * seq_cst: see the top of this file. */
+	/* R1: publishes the records up to pos; pairs with A1 in shmkit__ring_refresh_tail().
+	 * Release, not seq_cst: see the top of src/ring.c. */
 	atomic_store_explicit(r->tail, r->pos, memory_order_release);
 	r->pub = r->pos;
 	return true;
@@ -216,8 +218,8 @@ static inline bool shmkit__ring_publish_head(struct shmkit__ring *r)
 {
 	if (r->pos == r->pub)
 		return false;
-	/* R2: hands the released bytes back; pairs with A2 in shmkit__ring_refresh_head(). Release, not
-	 * seq_cst: see the top of this file. */
+	/* R2: hands the released bytes back; pairs with A2 in shmkit__ring_refresh_head().
+	 * Release, not seq_cst: see the top of src/ring.c. */
 	atomic_store_explicit(r->head, r->pos, memory_order_release);
 	r->pub = r->pos;
 	return true;
