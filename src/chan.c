@@ -9,7 +9,8 @@
  *       16    8  capacity (ring bytes)         creator
  *       24    8  max_msg                       creator
  *       32    8  ring_offset (1024)            creator
- *      128    8  tail                          producer — ring position (src/ring.c)
+ *      128    8  tail                          producer — ring position (src/ring.c); low
+ *                                                bit: SHMKIT__TAIL_CLEAN
  *      136    8  producer owner                producer — pid << 32 | start time (low 32 bits)
  *      144    4  closed                        producer — 1 after close (end of stream),
  *                                                2 after abort (stream cut short)
@@ -23,8 +24,9 @@
  *     1024  cap  the ring
  *
  * The producer's and the consumer's lines are 128 bytes apart (adjacent-line prefetch).
- * A spinning consumer polls the producer's line (tail and `closed`), so a busy stream moves
- * only the two position lines and the ring itself between the CPUs. Each side stores its counters
+ * A spinning consumer polls the next record's header (in band, src/ring.c) and the
+ * producer's line (tail and `closed`), so a busy stream moves only the two position lines
+ * and the ring itself between the CPUs. Each side stores its counters
  * before its position: stored after it, they would take the line away from the peer right
  * after it fetched the new position, costing it one more transfer.
  *
@@ -66,7 +68,7 @@
 #include "waitq_internal.h"
 
 #define CHAN_MAGIC 0x316e68636b6d6873ull /* "shmkchn1" */
-#define CHAN_VERSION 1u
+#define CHAN_VERSION 2u /* 2: in-band publication (record flags, the tail's clean bit) */
 #define CHAN_RING_OFFSET 1024u
 
 /* Values of the `closed` word. */
@@ -191,6 +193,8 @@ static int chan_alloc(struct shmkit_segment *seg, int role, const struct shmkit_
 	return 0;
 }
 
+static inline void producer_publish(struct shmkit_chan *ch);
+
 /* Validates the control block (copying the immutable part once) and attaches the role. */
 static int chan_attach(struct shmkit_chan *ch)
 {
@@ -219,8 +223,13 @@ static int chan_attach(struct shmkit_chan *ch)
 		err = shmkit__ring_attach_producer(&ch->ring);
 		/* A new producer starts a new stream session. Relaxed: ordered before our
 		 * first publish (a release store). */
-		if (!err)
+		if (!err) {
 			atomic_store_explicit(&c->closed, 0, memory_order_relaxed);
+			/* Publishes at once a record a dead predecessor committed in band
+			 * but did not publish (src/ring.c): the consumer may be waiting on
+			 * the tail for it. */
+			producer_publish(ch);
+		}
 	} else {
 		err = shmkit__ring_attach_consumer(&ch->ring);
 		/* A new reader: the producer may write again. Relaxed: ordered before our first
@@ -327,7 +336,7 @@ int shmkit_chan_open_fd(int fd, int role, const struct shmkit_chan_opts *opts,
 
 /* Publishes this side's counters next to its position. Relaxed: statistics; each counter
  * has a single writer (the role holder). */
-static void publish_stats(struct shmkit_chan *ch)
+static inline void publish_stats(struct shmkit_chan *ch)
 {
 	struct chan_ctl *c = ch->ctl;
 	if (ch->role == SHMKIT_CHAN_PRODUCER) {
@@ -340,8 +349,9 @@ static void publish_stats(struct shmkit_chan *ch)
 }
 
 /* Wakes the peer sleeping on `q`, if any. Called right after a position store (the
- * handshake at the top of this file: no system call while nobody sleeps). */
-static void wake(struct shmkit_chan *ch, struct shmkit__waitq *q)
+ * handshake at the top of this file: no system call while nobody sleeps). The check is
+ * inline, the wake-up out of line. */
+__attribute__((noinline)) static void wake_slow(struct shmkit_chan *ch, struct shmkit__waitq *q)
 {
 	if (!shmkit__waitq_wake(q, INT_MAX))
 		return;
@@ -351,10 +361,17 @@ static void wake(struct shmkit_chan *ch, struct shmkit__waitq *q)
 	atomic_store_explicit(ctr, ch->wakes, memory_order_relaxed); /* statistics */
 }
 
+static inline void wake(struct shmkit_chan *ch, struct shmkit__waitq *q)
+{
+	/* seq_cst: the load half of the handshake (shmkit__waitq_wake() loads it again). */
+	if (atomic_load_explicit(&q->sleepers, memory_order_seq_cst) != 0)
+		wake_slow(ch, q);
+}
+
 /* The statistics go first: the position must be the last store to the line the peer
  * polls. Stored after it, they take the line away again right after the peer fetched it
  * to see the new position, and the peer's next read of the position misses once more. */
-static void producer_publish(struct shmkit_chan *ch)
+static inline void producer_publish(struct shmkit_chan *ch)
 {
 	if (ch->ring.pos == ch->ring.pub)
 		return;
@@ -363,7 +380,7 @@ static void producer_publish(struct shmkit_chan *ch)
 	wake(ch, &ch->ctl->data_q);
 }
 
-static void consumer_publish(struct shmkit_chan *ch)
+static inline void consumer_publish(struct shmkit_chan *ch)
 {
 	if (ch->ring.pos == ch->ring.pub)
 		return;
@@ -392,9 +409,8 @@ static bool ready(struct wait_ctx *w, bool sc)
 		if (sc)
 			return shmkit__ring_readable(&ch->ring) ||
 			       atomic_load_explicit(&c->closed, mo);
-		/* Spinning: the tail first — the line that brings the news. */
-		return atomic_load_explicit(&c->tail, mo) != ch->ring.pos ||
-		       atomic_load_explicit(&c->closed, mo);
+		/* Spinning: the in-band header, then the tail (see ring.h). */
+		return shmkit__ring_has_data(&ch->ring) || atomic_load_explicit(&c->closed, mo);
 	case WAIT_SPACE:
 		if (atomic_load_explicit(&c->reader_closed, mo))
 			return true;
@@ -451,14 +467,13 @@ static int wait_for(struct shmkit_chan *ch, enum wait_what what, uint64_t len,
 
 /* --- producer ---------------------------------------------------------------------- */
 
-int shmkit_chan_loan(struct shmkit_chan *ch, size_t len, void **buf)
+/* The per-message operations come twice: an unchecked one (handle and role already
+ * checked by the caller) that the wait loops and send/recv call, and the public one that
+ * checks its arguments first. So a loop checks once, not at every turn. */
+static inline int loan_(struct shmkit_chan *ch, size_t len, void **buf)
 {
-	if (!ch || !buf)
-		return -EINVAL;
-	if (ch->role != SHMKIT_CHAN_PRODUCER)
-		return -EPERM;
 	int err = shmkit__ring_loan(&ch->ring, len, buf);
-	if (err == -EAGAIN) {
+	if (__builtin_expect(err == -EAGAIN, 0)) {
 		producer_publish(ch); /* a full ring must not hide unpublished MORE commits */
 		/* Full and nobody will ever read: like a pipe whose reader closed. Acquire:
 		 * pairs with the consumer's seq_cst store in close. */
@@ -468,11 +483,11 @@ int shmkit_chan_loan(struct shmkit_chan *ch, size_t len, void **buf)
 	return err;
 }
 
-int shmkit_chan_loan_wait(struct shmkit_chan *ch, size_t len, void **buf,
-			  const struct timespec *deadline)
+static inline int loan_wait_(struct shmkit_chan *ch, size_t len, void **buf,
+			     const struct timespec *deadline)
 {
 	for (;;) {
-		int err = shmkit_chan_loan(ch, len, buf);
+		int err = loan_(ch, len, buf);
 		if (err != -EAGAIN)
 			return err;
 		err = wait_for(ch, WAIT_SPACE, len, deadline);
@@ -481,17 +496,52 @@ int shmkit_chan_loan_wait(struct shmkit_chan *ch, size_t len, void **buf,
 	}
 }
 
-int shmkit_chan_commit(struct shmkit_chan *ch, size_t len, unsigned flags)
+static int check_role(const struct shmkit_chan *ch, int role)
 {
-	if (!ch || (flags & ~SHMKIT_CHAN_MORE))
+	if (!ch)
 		return -EINVAL;
-	if (ch->role != SHMKIT_CHAN_PRODUCER)
-		return -EPERM;
-	int err = shmkit__ring_commit(&ch->ring, len);
+	return ch->role == role ? 0 : -EPERM;
+}
+
+int shmkit_chan_loan(struct shmkit_chan *ch, size_t len, void **buf)
+{
+	int err = buf ? check_role(ch, SHMKIT_CHAN_PRODUCER) : -EINVAL;
+	return err ? err : loan_(ch, len, buf);
+}
+
+/* The waiting loops out of line: the common case (room, data) then needs no stack frame. */
+__attribute__((noinline)) static int loan_wait_slow(struct shmkit_chan *ch, size_t len,
+						    void **buf, const struct timespec *deadline)
+{
+	return loan_wait_(ch, len, buf, deadline);
+}
+
+int shmkit_chan_loan_wait(struct shmkit_chan *ch, size_t len, void **buf,
+			  const struct timespec *deadline)
+{
+	int err = buf ? check_role(ch, SHMKIT_CHAN_PRODUCER) : -EINVAL;
+	if (err)
+		return err;
+	err = shmkit__ring_loan(&ch->ring, len, buf);
+	return __builtin_expect(err != -EAGAIN, 1) ? err : loan_wait_slow(ch, len, buf, deadline);
+}
+
+static inline int commit_(struct shmkit_chan *ch, size_t len, unsigned flags)
+{
+	/* A MORE commit is not published in band: it becomes visible with the tail. */
+	int err = shmkit__ring_commit_ex(&ch->ring, len, !(flags & SHMKIT_CHAN_MORE));
 	/* Even a long MORE batch publishes every half ring, so the consumer gets to work. */
 	if (!err && (!(flags & SHMKIT_CHAN_MORE) || ch->ring.pos - ch->ring.pub >= ch->ring.cap / 2))
 		producer_publish(ch);
 	return err;
+}
+
+int shmkit_chan_commit(struct shmkit_chan *ch, size_t len, unsigned flags)
+{
+	if (flags & ~SHMKIT_CHAN_MORE)
+		return -EINVAL;
+	int err = check_role(ch, SHMKIT_CHAN_PRODUCER);
+	return err ? err : commit_(ch, len, flags);
 }
 
 int shmkit_chan_flush(struct shmkit_chan *ch)
@@ -512,7 +562,7 @@ int shmkit_chan_send(struct shmkit_chan *ch, const void *buf, size_t len)
 	if (err)
 		return err;
 	shmkit__copy(p, buf, len);
-	return shmkit_chan_commit(ch, len, 0);
+	return commit_(ch, len, 0);
 }
 
 int shmkit_chan_send_wait(struct shmkit_chan *ch, const void *buf, size_t len,
@@ -523,7 +573,7 @@ int shmkit_chan_send_wait(struct shmkit_chan *ch, const void *buf, size_t len,
 	if (err)
 		return err;
 	shmkit__copy(p, buf, len);
-	return shmkit_chan_commit(ch, len, 0);
+	return commit_(ch, len, 0);
 }
 
 int shmkit_chan_drain_wait(struct shmkit_chan *ch, const struct timespec *deadline)
@@ -549,15 +599,11 @@ int shmkit_chan_drain_wait(struct shmkit_chan *ch, const struct timespec *deadli
 
 /* --- consumer ---------------------------------------------------------------------- */
 
-int shmkit_chan_peek(struct shmkit_chan *ch, const void **buf, size_t *len)
+static inline int peek_(struct shmkit_chan *ch, const void **buf, size_t *len)
 {
-	if (!ch || !buf || !len)
-		return -EINVAL;
-	if (ch->role != SHMKIT_CHAN_CONSUMER)
-		return -EPERM;
 	uint64_t n;
 	int err = shmkit__ring_peek(&ch->ring, buf, &n);
-	if (err == -EAGAIN) {
+	if (__builtin_expect(err == -EAGAIN, 0)) {
 		/* Publish batched releases before reporting empty: the producer may wait. */
 		consumer_publish(ch);
 		/* A4: pairs with R4 in shmkit_chan_close(): everything published before the
@@ -574,11 +620,11 @@ int shmkit_chan_peek(struct shmkit_chan *ch, const void **buf, size_t *len)
 	return err;
 }
 
-int shmkit_chan_peek_wait(struct shmkit_chan *ch, const void **buf, size_t *len,
-			  const struct timespec *deadline)
+static inline int peek_wait_(struct shmkit_chan *ch, const void **buf, size_t *len,
+			     const struct timespec *deadline)
 {
 	for (;;) {
-		int err = shmkit_chan_peek(ch, buf, len);
+		int err = peek_(ch, buf, len);
 		if (err != -EAGAIN)
 			return err;
 		err = wait_for(ch, WAIT_DATA, 0, deadline);
@@ -587,17 +633,48 @@ int shmkit_chan_peek_wait(struct shmkit_chan *ch, const void **buf, size_t *len,
 	}
 }
 
-int shmkit_chan_release(struct shmkit_chan *ch, unsigned flags)
+static inline int release_(struct shmkit_chan *ch, unsigned flags)
 {
-	if (!ch || (flags & ~SHMKIT_CHAN_MORE))
-		return -EINVAL;
-	if (ch->role != SHMKIT_CHAN_CONSUMER)
-		return -EPERM;
 	int err = shmkit__ring_release(&ch->ring);
 	/* A long MORE batch still hands space back every half ring. */
 	if (!err && (!(flags & SHMKIT_CHAN_MORE) || ch->ring.pos - ch->ring.pub >= ch->ring.cap / 2))
 		consumer_publish(ch);
 	return err;
+}
+
+int shmkit_chan_peek(struct shmkit_chan *ch, const void **buf, size_t *len)
+{
+	int err = buf && len ? check_role(ch, SHMKIT_CHAN_CONSUMER) : -EINVAL;
+	return err ? err : peek_(ch, buf, len);
+}
+
+__attribute__((noinline)) static int peek_wait_slow(struct shmkit_chan *ch, const void **buf,
+						    size_t *len, const struct timespec *deadline)
+{
+	return peek_wait_(ch, buf, len, deadline);
+}
+
+int shmkit_chan_peek_wait(struct shmkit_chan *ch, const void **buf, size_t *len,
+			  const struct timespec *deadline)
+{
+	int err = buf && len ? check_role(ch, SHMKIT_CHAN_CONSUMER) : -EINVAL;
+	if (err)
+		return err;
+	uint64_t n;
+	err = shmkit__ring_peek(&ch->ring, buf, &n);
+	if (__builtin_expect(err == -EAGAIN, 0))
+		return peek_wait_slow(ch, buf, len, deadline);
+	if (!err)
+		*len = (size_t)n;
+	return err;
+}
+
+int shmkit_chan_release(struct shmkit_chan *ch, unsigned flags)
+{
+	if (flags & ~SHMKIT_CHAN_MORE)
+		return -EINVAL;
+	int err = check_role(ch, SHMKIT_CHAN_CONSUMER);
+	return err ? err : release_(ch, flags);
 }
 
 static ssize_t copy_out(struct shmkit_chan *ch, int err, const void *p, size_t n, void *buf,
@@ -608,7 +685,7 @@ static ssize_t copy_out(struct shmkit_chan *ch, int err, const void *p, size_t n
 	if (n > cap)
 		return -EMSGSIZE;
 	shmkit__copy(buf, p, n);
-	shmkit_chan_release(ch, 0);
+	release_(ch, 0);
 	return (ssize_t)n;
 }
 
@@ -701,7 +778,7 @@ int shmkit_chan_stats(const struct shmkit_chan *ch, struct shmkit_chan_stats *st
 	memset(st, 0, sizeof *st);
 	/* Relaxed throughout: a statistics snapshot, each value validated or merely shown. */
 #define LD(x) atomic_load_explicit(&((struct chan_ctl *)(uintptr_t)c)->x, memory_order_relaxed)
-	uint64_t t = LD(tail), h = LD(head);
+	uint64_t t = LD(tail) & ~(uint64_t)7, h = LD(head); /* the tail's low bits: ring.h */
 	st->capacity = ch->ring.cap;
 	st->max_msg = ch->ring.max_msg;
 	st->fill = t - h <= ch->ring.cap ? t - h : 0;
@@ -744,7 +821,7 @@ unsigned shmkit__chan_consumer_poll(const struct shmkit_chan *ch, bool sc)
 	/* Shared words only (see chan_internal.h). A1-like: pairs with R1 in ring.c; seq_cst
 	 * in the waitset's re-check after it registered on data_q (the Dekker handshake with
 	 * wake()). */
-	uint64_t t = atomic_load_explicit(&c->tail, mo);
+	uint64_t t = atomic_load_explicit(&c->tail, mo) & ~(uint64_t)7; /* low bits: ring.h */
 	uint64_t h = atomic_load_explicit(&c->head, mo);
 	/* Readable when the published tail is ahead of the published head. */
 	unsigned bits = t != h && t - h <= c->capacity ? SHMKIT_WAIT_READABLE : 0;

@@ -105,8 +105,10 @@ bool shmkit__spin_wait(struct shmkit__spin *s, bool (*ready)(void *), void *ctx)
 {
 	if (!s->cur)
 		return false;
-	uint64_t start = shmkit_now_ns();
-	s->started = start;
+	/* The clock is first read after 64 polls, not before the first: most waits of a busy
+	 * stream end within a few polls, and a clock read (tens of ns under a hypervisor's
+	 * clock) would be most of their cost. So the budget counts from the 64th poll. */
+	uint64_t start = 0;
 	for (unsigned i = 1;; i++) {
 		if (ready(ctx)) {
 			uint32_t up = s->cur * 2;
@@ -114,8 +116,13 @@ bool shmkit__spin_wait(struct shmkit__spin *s, bool (*ready)(void *), void *ctx)
 			return true;
 		}
 		shmkit__cpu_relax();
-		if ((i & 63) == 0 && shmkit_now_ns() - start >= s->cur)
-			break;
+		if ((i & 63) == 0) {
+			uint64_t now = shmkit_now_ns();
+			if (!start)
+				s->started = start = now;
+			else if (now - start >= s->cur)
+				break;
+		}
 		/* Now and then let another runnable process have this CPU: when there are more
 		 * runnable processes than CPUs, the one we wait for may be queued right here. A
 		 * sched_yield() with nobody else runnable returns at once. */

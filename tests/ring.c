@@ -32,6 +32,12 @@ static void rig_init(struct rig *g, uint64_t cap, uint64_t max_msg, uint64_t sta
 	ck_assert_int_eq(shmkit__ring_attach_consumer(&g->cons), 0);
 }
 
+/* The published tail's position (its low bits are flags: SHMKIT__TAIL_CLEAN). */
+static uint64_t tail_pos(struct rig *g)
+{
+	return atomic_load(&g->tail) & ~(uint64_t)7;
+}
+
 static void rig_free(struct rig *g)
 {
 	free(g->mem);
@@ -145,7 +151,7 @@ START_TEST(test_full_and_empty)
 	for (int i = 1; i < sent; i++)
 		recv1(&g, 16, (uint64_t)i);
 	ck_assert_int_eq(shmkit__ring_peek(&g.cons, &cp, &n), -EAGAIN);
-	ck_assert_uint_eq(atomic_load(&g.tail) - atomic_load(&g.head), 0);
+	ck_assert_uint_eq(tail_pos(&g) - atomic_load(&g.head), 0);
 	rig_free(&g);
 }
 END_TEST
@@ -206,7 +212,7 @@ START_TEST(test_batch)
 	ck_assert_uint_eq(g.cons.msgs, 20);
 	ck_assert_uint_eq(atomic_load(&g.head), 0); /* nothing published yet */
 	ck_assert(shmkit__ring_publish_head(&g.cons));
-	ck_assert_uint_eq(atomic_load(&g.head), atomic_load(&g.tail));
+	ck_assert_uint_eq(atomic_load(&g.head), tail_pos(&g));
 	rig_free(&g);
 }
 END_TEST
@@ -245,7 +251,9 @@ START_TEST(test_corrupt_positions_and_records)
 	atomic_store(&g.tail, 64);
 	put_hdr(&g, 0, MAXMSG + 1, 0);
 	ck_assert_int_eq(peek_rc(&g), -EBADMSG);
-	put_hdr(&g, 0, 8, 4);
+	put_hdr(&g, 0, 8, 8);
+	ck_assert_int_eq(peek_rc(&g), -EBADMSG);
+	put_hdr(&g, 0, 8, 0x100 | SHMKIT__REC_NOW);
 	ck_assert_int_eq(peek_rc(&g), -EBADMSG);
 	put_hdr(&g, 0, 100, 0);
 	ck_assert_int_eq(peek_rc(&g), -EBADMSG);
@@ -279,12 +287,206 @@ START_TEST(test_corrupt_positions_and_records)
 	ck_assert_int_eq(shmkit__ring_loan(&h.prod, 1000, &p), -EBADMSG);
 	atomic_store(&h.head, h.prod.pos + 8); /* ahead of the producer */
 	ck_assert_int_eq(shmkit__ring_loan(&h.prod, 1000, &p), -EBADMSG);
-	/* Attaching to corrupt positions fails. */
+	/* Attaching to corrupt positions fails: a head more than a ring ahead of the tail
+	 * (a head ahead by less is a consumer that took a record in band), a tail with low
+	 * bits other than SHMKIT__TAIL_CLEAN. */
 	atomic_store(&h.tail, 8);
-	atomic_store(&h.head, 16);
+	atomic_store(&h.head, 16 + CAP);
+	ck_assert_int_eq(shmkit__ring_attach_producer(&h.prod), -EBADMSG);
+	ck_assert_int_eq(shmkit__ring_attach_consumer(&h.cons), -EBADMSG);
+	atomic_store(&h.tail, 8 | 2);
+	atomic_store(&h.head, 8);
 	ck_assert_int_eq(shmkit__ring_attach_producer(&h.prod), -EBADMSG);
 	ck_assert_int_eq(shmkit__ring_attach_consumer(&h.cons), -EBADMSG);
 	rig_free(&h);
+	rig_free(&g);
+}
+END_TEST
+
+/* Commits without storing the tail: visible in band only. */
+static void send_inband(struct rig *g, uint64_t len, uint64_t seed, bool now)
+{
+	void *p;
+	ck_assert_int_eq(shmkit__ring_loan(&g->prod, len, &p), 0);
+	fill(p, len, seed);
+	ck_assert_int_eq(shmkit__ring_commit_ex(&g->prod, len, now), 0);
+}
+
+/* In-band publication: after a first record that came with the tail, the consumer takes
+ * REC_NOW records the producer has not published yet, across the wrap at every offset;
+ * a held (MORE) record waits for the tail. */
+START_TEST(test_inband)
+{
+	static const uint64_t sizes[] = {0, 1, 56, 64, 100, 1500, MAXMSG};
+	for (uint64_t start = 0; start < 2 * CAP; start += 8) {
+		struct rig g;
+		rig_init(&g, CAP, MAXMSG, start);
+		const void *cp;
+		uint64_t n;
+		/* Just attached: nothing in band until a record said its next slot is clean. */
+		send_inband(&g, 8, 1, true);
+		ck_assert_int_eq(peek_rc(&g), -EAGAIN);
+		ck_assert(shmkit__ring_publish_tail(&g.prod));
+		recv1(&g, 8, 1);
+		ck_assert(g.cons.inband);
+		for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+			send_inband(&g, sizes[i], start + i, true);
+			recv1(&g, sizes[i], start + i);
+			ck_assert_uint_lt(tail_pos(&g), g.cons.pos); /* ahead of the tail */
+			/* The tail catching up (behind us, ahead of what we saw) is fine. */
+			shmkit__ring_publish_tail(&g.prod);
+			ck_assert_int_eq(peek_rc(&g), -EAGAIN);
+		}
+		/* Held: not before the tail. */
+		send_inband(&g, 40, 7, false);
+		ck_assert_int_eq(shmkit__ring_peek(&g.cons, &cp, &n), -EAGAIN);
+		ck_assert(!shmkit__ring_has_data(&g.cons));
+		ck_assert(shmkit__ring_publish_tail(&g.prod));
+		ck_assert(shmkit__ring_has_data(&g.cons));
+		recv1(&g, 40, 7);
+		/* Two in band, then the tail: each exactly once. */
+		send_inband(&g, 1500, 8, true);
+		send_inband(&g, 1500, 9, true);
+		ck_assert(shmkit__ring_has_data(&g.cons));
+		recv1(&g, 1500, 8);
+		shmkit__ring_publish_tail(&g.prod);
+		recv1(&g, 1500, 9);
+		ck_assert_int_eq(peek_rc(&g), -EAGAIN);
+		rig_free(&g);
+	}
+}
+END_TEST
+
+/* The producer zeroes the next header slot only when it is free space; a record without
+ * REC_NEXT0 sends the consumer back to the tail. A tail behind the last one seen is
+ * corrupt. */
+START_TEST(test_inband_edges)
+{
+	struct rig g;
+	rig_init(&g, CAP, MAXMSG, 0);
+	send1(&g, 16, 0);
+	recv1(&g, 16, 0);
+	/* Fill: 24-byte records from position 24; the one that would start at offset 4088
+	 * pads (8 bytes) and goes to offset 0, and then the ring is exactly full. */
+	void *p;
+	int sent = 0;
+	while (shmkit__ring_loan(&g.prod, 16, &p) == 0) {
+		fill(p, 16, (uint64_t)sent + 1);
+		ck_assert_int_eq(shmkit__ring_commit(&g.prod, 16), 0);
+		ck_assert_int_eq(g.prod.clean, g.prod.pos + 8 - 24 <= CAP);
+		sent++;
+	}
+	ck_assert_uint_eq(g.prod.pos, 24 + CAP);
+	ck_assert_int_eq(shmkit__ring_loan(&g.prod, 0, &p), -EAGAIN);
+	uint64_t last = g.prod.pos - 24; /* the last record: no free slot after it */
+	uint64_t hdr = atomic_load((_Atomic uint64_t *)(void *)(g.mem + (last & (CAP - 1))));
+	ck_assert_uint_eq(hdr >> 32, SHMKIT__REC_NOW);
+	ck_assert(!g.prod.clean);
+	for (int i = 0; i < sent; i++)
+		recv1(&g, 16, (uint64_t)i + 1); /* all in band */
+	ck_assert(!g.cons.inband);
+	/* The next record is there in band, but its slot was not known clean: the tail. */
+	send_inband(&g, 16, 99, true);
+	ck_assert_int_eq(peek_rc(&g), -EAGAIN);
+	shmkit__ring_publish_tail(&g.prod);
+	recv1(&g, 16, 99);
+	ck_assert(g.cons.inband);
+
+	/* A tail behind the last one this consumer saw: -EBADMSG. */
+	uint64_t seen = g.cons.other;
+	atomic_store(&g.tail, seen - 8);
+	ck_assert_int_eq(peek_rc(&g), -EBADMSG);
+	/* Low bits other than the clean bit: -EBADMSG. */
+	atomic_store(&g.tail, seen | 2);
+	ck_assert_int_eq(peek_rc(&g), -EBADMSG);
+	atomic_store(&g.tail, seen | SHMKIT__TAIL_CLEAN);
+	ck_assert_int_eq(peek_rc(&g), -EAGAIN);
+	rig_free(&g);
+
+	/* A hostile ring of in-band records that chain forever: the consumer stops within a
+	 * ring of the last tail it saw. */
+	rig_init(&g, CAP, MAXMSG, 0);
+	for (uint64_t off = 0; off < CAP; off += 64)
+		put_hdr(&g, off, 56, SHMKIT__REC_NOW | SHMKIT__REC_NEXT0);
+	g.cons.inband = true;
+	int taken = 0, rc;
+	const void *cp;
+	uint64_t n;
+	while ((rc = shmkit__ring_peek(&g.cons, &cp, &n)) == 0 && taken < 1000) {
+		shmkit__ring_release(&g.cons);
+		taken++;
+	}
+	ck_assert_int_eq(rc, -EAGAIN);
+	ck_assert_int_le(taken, CAP / 64 + 1);
+	rig_free(&g);
+}
+END_TEST
+
+/* A producer that dies between a record's header (in band) and the tail: the next one
+ * goes on after that record, whether the consumer took it already or not; it does not
+ * adopt a held record or a header in a slot that was not clean. */
+START_TEST(test_inband_takeover)
+{
+	for (int taken = 0; taken < 2; taken++) {
+		for (uint64_t start = 0; start < CAP; start += 8) {
+			struct rig g;
+			rig_init(&g, CAP, MAXMSG, start);
+			send1(&g, 100, 1);
+			recv1(&g, 100, 1);
+			send_inband(&g, 1500, 2, true); /* ... and the producer dies */
+			if (taken)
+				recv1(&g, 1500, 2);
+			struct shmkit__ring np;
+			shmkit__ring_view(&np, g.mem, CAP, MAXMSG, &g.tail, &g.head);
+			ck_assert_int_eq(shmkit__ring_attach_producer(&np), 0);
+			ck_assert_uint_eq(np.pos, g.prod.pos);
+			ck_assert(shmkit__ring_publish_tail(&np));
+			g.prod = np;
+			if (!taken)
+				recv1(&g, 1500, 2);
+			send1(&g, 300, 3);
+			recv1(&g, 300, 3);
+			ck_assert_int_eq(peek_rc(&g), -EAGAIN);
+			rig_free(&g);
+		}
+	}
+	/* Held (MORE): dropped, as an unpublished commit always was. */
+	struct rig g;
+	rig_init(&g, CAP, MAXMSG, 0);
+	send1(&g, 100, 1);
+	recv1(&g, 100, 1);
+	uint64_t t = g.prod.pos;
+	send_inband(&g, 200, 2, false);
+	struct shmkit__ring np;
+	shmkit__ring_view(&np, g.mem, CAP, MAXMSG, &g.tail, &g.head);
+	ck_assert_int_eq(shmkit__ring_attach_producer(&np), 0);
+	ck_assert_uint_eq(np.pos, t);
+	g.prod = np;
+	send1(&g, 50, 3);
+	recv1(&g, 50, 3);
+	rig_free(&g);
+	/* Not clean (no SHMKIT__TAIL_CLEAN): a REC_NOW header there may be stale. */
+	rig_init(&g, CAP, MAXMSG, 0);
+	send1(&g, 100, 1);
+	recv1(&g, 100, 1);
+	t = g.prod.pos;
+	atomic_store(&g.tail, t); /* clear the clean bit */
+	put_hdr(&g, t, 16, SHMKIT__REC_NOW);
+	shmkit__ring_view(&np, g.mem, CAP, MAXMSG, &g.tail, &g.head);
+	ck_assert_int_eq(shmkit__ring_attach_producer(&np), 0);
+	ck_assert_uint_eq(np.pos, t);
+	/* With the bit, the same header is a committed record. */
+	atomic_store(&g.tail, t | SHMKIT__TAIL_CLEAN);
+	ck_assert_int_eq(shmkit__ring_attach_producer(&np), 0);
+	ck_assert_uint_eq(np.pos, t + 24);
+	/* A consumer ahead of the tail: both sides attach there. */
+	atomic_store(&g.tail, t);
+	atomic_store(&g.head, t + 24);
+	ck_assert_int_eq(shmkit__ring_attach_producer(&np), 0);
+	ck_assert_uint_eq(np.pos, t + 24);
+	ck_assert_int_eq(shmkit__ring_attach_consumer(&g.cons), 0);
+	ck_assert_uint_eq(g.cons.pos, t + 24);
+	ck_assert_int_eq(peek_rc(&g), -EAGAIN);
 	rig_free(&g);
 }
 END_TEST
@@ -303,9 +505,12 @@ START_TEST(test_random_garbage)
 				((uint64_t *)g.mem)[t_rand(&rng) % (CAP / 8)] =
 					t_rand(&rng) % 3 == 0 ? t_rand(&rng)
 							      : (t_rand(&rng) % CAP) |
-									(t_rand(&rng) % 3 == 0 ? (uint64_t)SHMKIT__REC_PAD << 32 : 0);
+									(uint64_t)(t_rand(&rng) % 8) << 32;
 		uint64_t pos = (t_rand(&rng) % (4 * CAP)) & ~(uint64_t)7;
-		g.cons.pos = g.cons.pub = g.cons.other = pos;
+		g.cons.pos = g.cons.pub = pos;
+		/* The last tail seen: usually ours, sometimes behind (after in-band takes). */
+		g.cons.other = t_rand(&rng) % 4 ? pos : pos - (t_rand(&rng) % (2 * CAP) & ~(uint64_t)7);
+		g.cons.inband = t_rand(&rng) % 2;
 		g.cons.peek_need = 0;
 		atomic_store(&g.tail, t_rand(&rng) % 2 ? pos + (t_rand(&rng) % (CAP + 16)) : t_rand(&rng));
 		const void *p;
@@ -419,6 +624,9 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_limits_and_misuse);
 	tcase_add_test(tc, test_batch);
 	tcase_add_test(tc, test_corrupt_positions_and_records);
+	tcase_add_test(tc, test_inband);
+	tcase_add_test(tc, test_inband_edges);
+	tcase_add_test(tc, test_inband_takeover);
 	tcase_add_test(tc, test_random_garbage);
 	tcase_add_test(tc, test_threads_spsc);
 	return s;

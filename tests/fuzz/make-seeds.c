@@ -48,11 +48,14 @@ int main(int argc, char **argv)
 		}
 		shmkit__ring_publish_tail(&p);
 		emit(dir, idx++, start, atomic_load(&tail), 2040, 0x123, mem);
-		/* The same ring with its tail one byte off, and one record too far. */
-		emit(dir, idx++, start, atomic_load(&tail) + 1, 2040, 0, mem);
+		/* The same ring with a tail low bit that is not the clean bit, and one record
+		 * too far. */
+		emit(dir, idx++, start, atomic_load(&tail) + 2, 2040, 0, mem);
 		emit(dir, idx++, start, atomic_load(&tail) + 4096, 2040, 0, mem);
 		/* A smaller max_msg than the records use. */
 		emit(dir, idx++, start, atomic_load(&tail), 100, 0x7f1, mem);
+		/* Only the first record (8 bytes, empty) published: the rest comes in band. */
+		emit(dir, idx++, start, (start + 8) | SHMKIT__TAIL_CLEAN, 2040, 0x123, mem);
 	}
 	printf("%d seeds written to %s\n", idx, dir);
 	return 0;
