@@ -8,6 +8,8 @@
  *     futex         the same words with FUTEX_WAIT / FUTEX_WAKE on every message, the
  *                   payload in a shared slot (written and read in place, like shmkit's)
  *     ring          a minimal raw SPSC ring (same record layout as shmkit), spinning
+ *     ring-inband   the same ring publishing in band like shmkit (the consumer polls the
+ *                   next header): that protocol with nothing else on the critical path
  *     shmkit-spin   loan / memset payload / commit, peek / check / release; adaptive spin
  *     shmkit-block  the same with SHMKIT_CHAN_NO_SPIN (every wait sleeps on the futex)
  *   one-way throughput, 64 B, 4 KiB, 64 KiB, 1 MiB:
@@ -92,16 +94,17 @@ int main(int argc, char **argv)
 	}
 	if (quick)
 		budget = 4;
-	static const char *const names[] = {"futex", "ring", "ring-batch", "ring-copy",
-					    "shmkit-spin", "shmkit-block", "shmkit-spin-batch",
-					    "shmkit-spin-copy"};
-	const struct ipc_mech *mechs[8];
-	for (int i = 0; i < 8; i++)
+	static const char *const names[] = {"futex",        "ring",         "ring-inband",
+					    "ring-batch",   "ring-copy",    "shmkit-spin",
+					    "shmkit-block", "shmkit-spin-batch", "shmkit-spin-copy"};
+	enum { NMECH = sizeof names / sizeof names[0] };
+	const struct ipc_mech *mechs[NMECH];
+	for (int i = 0; i < NMECH; i++)
 		mechs[i] = ipc_find(NULL, names[i]);
 	static const size_t sizes[] = {64, 4096, 65536, 1048576};
 	struct ipc_plan plan = {
 		.mechs = mechs,
-		.nmech = 8,
+		.nmech = NMECH,
 		.sizes = sizes,
 		.nsize = 4,
 		.lat_max_size = 4096,
@@ -143,8 +146,12 @@ int main(int argc, char **argv)
 		 p50(res, n, "shmkit-spin", 4096), p50(res, n, "floor", 4096), 1, 0);
 	goal_row("spin round trip p50, 64 B: raw ring / floor", p50(res, n, "ring", 64),
 		 p50(res, n, "floor", 64), 1, 0);
+	goal_row("spin round trip p50, 64 B: raw in-band ring / floor", p50(res, n, "ring-inband", 64),
+		 p50(res, n, "floor", 64), 1, 0);
 	goal_row("spin round trip p50, 64 B: shmkit-spin / raw ring", p50(res, n, "shmkit-spin", 64),
 		 p50(res, n, "ring", 64), 1, 0);
+	goal_row("spin round trip p50, 64 B: shmkit-spin / raw in-band ring",
+		 p50(res, n, "shmkit-spin", 64), p50(res, n, "ring-inband", 64), 1, 0);
 	goal_row("spin round trip p50, 4 KiB: shmkit-spin / raw ring",
 		 p50(res, n, "shmkit-spin", 4096), p50(res, n, "ring", 4096), 1, 0);
 	goal_row("blocking round trip p50, 64 B: shmkit-block / futex",

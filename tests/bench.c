@@ -351,7 +351,7 @@ START_TEST(test_quick_json)
 
 	/* The many-party channels on the same drivers: pub/sub (one subscriber) and queue. */
 	RUN(&r, 90000, "bench", "--quick", "--duration", "1", "--sizes", "64,4K", "--mechanisms",
-	    "shmkit-pubsub,shmkit-queue", "--json");
+	    "shmkit-pubsub,shmkit-queue,ring-inband", "--json");
 	ck_assert_msg(r.status == 0, "exit %d, stderr: %s", r.status, r.err);
 	ck_assert_msg(jparse(r.out, &v, &err), "bad JSON (%s): %s", err, r.out);
 	check_shape(&v);
@@ -364,6 +364,14 @@ START_TEST(test_quick_json)
 			ck_assert_str_eq(jget(row, "mechanism")->str, many[i]);
 			ck_assert_msg(jnum(row, "msgs_per_s") > 0, "%s: no throughput", many[i]);
 		}
+	}
+	/* The in-band reference ring (bench/chan): it checks every byte it receives, so a
+	 * row means its records crossed the ring wrap (4 KiB in 1 MiB) intact. */
+	for (size_t size = 64; size <= 4096; size *= 64) {
+		const struct jval *row = jrow(&v, "ring-inband", size);
+		ck_assert_msg(row, "no row for ring-inband at %zu B", size);
+		check_rtt(row);
+		ck_assert_msg(jnum(row, "msgs_per_s") > 0, "ring-inband: no throughput");
 	}
 	jfree(&v);
 	t_run_free(&r);
