@@ -778,7 +778,7 @@ int shmkit_chan_stats(const struct shmkit_chan *ch, struct shmkit_chan_stats *st
 	memset(st, 0, sizeof *st);
 	/* Relaxed throughout: a statistics snapshot, each value validated or merely shown. */
 #define LD(x) atomic_load_explicit(&((struct chan_ctl *)(uintptr_t)c)->x, memory_order_relaxed)
-	uint64_t t = LD(tail) & ~(uint64_t)7, h = LD(head); /* the tail's low bits: ring.h */
+	uint64_t t = shmkit__ring_tail_pos(LD(tail)), h = LD(head);
 	st->capacity = ch->ring.cap;
 	st->max_msg = ch->ring.max_msg;
 	st->fill = t - h <= ch->ring.cap ? t - h : 0;
@@ -821,7 +821,7 @@ unsigned shmkit__chan_consumer_poll(const struct shmkit_chan *ch, bool sc)
 	/* Shared words only (see chan_internal.h). A1-like: pairs with R1 in ring.c; seq_cst
 	 * in the waitset's re-check after it registered on data_q (the Dekker handshake with
 	 * wake()). */
-	uint64_t t = atomic_load_explicit(&c->tail, mo) & ~(uint64_t)7; /* low bits: ring.h */
+	uint64_t t = shmkit__ring_tail_pos(atomic_load_explicit(&c->tail, mo));
 	uint64_t h = atomic_load_explicit(&c->head, mo);
 	/* Readable when the published tail is ahead of the published head. */
 	unsigned bits = t != h && t - h <= c->capacity ? SHMKIT_WAIT_READABLE : 0;

@@ -113,21 +113,13 @@ static uint64_t committed_in_band(const struct shmkit__ring *r, uint64_t t)
 		uint64_t off = pos & r->mask;
 		/* Acquire: pairs with R0; the payload is complete. */
 		uint64_t hdr = atomic_load_explicit(shmkit__rec_word(r, off), memory_order_acquire);
-		uint64_t len = (uint32_t)hdr;
-		uint32_t flags = (uint32_t)(hdr >> 32);
-		if (!(flags & SHMKIT__REC_NOW) || (flags & ~SHMKIT__REC_FLAGS))
+		uint64_t need = shmkit__rec_extent(r, hdr, off, r->cap - off, pads > 0);
+		if (!((hdr >> 32) & SHMKIT__REC_NOW) || !need)
 			return t;
-		if (flags & SHMKIT__REC_PAD) {
-			/* Stored after the record at offset 0, which is checked next. */
-			if (pads > 0 || off == 0 || len != r->cap - off - SHMKIT__REC_HDR)
-				return t;
-			pos += r->cap - off;
-			continue;
-		}
-		uint64_t need = shmkit__ring_need(len);
-		if (len > r->max_msg || off + need > r->cap)
-			return t;
-		return pos + need;
+		pos += need;
+		/* A PAD is stored after the record at offset 0, which is checked next. */
+		if (!((hdr >> 32) & SHMKIT__REC_PAD))
+			return pos;
 	}
 	return t;
 }
@@ -139,7 +131,7 @@ static int attach(struct shmkit__ring *r, bool producer)
 	uint64_t h = atomic_load_explicit(r->head, memory_order_acquire);
 	if ((traw & 7) & ~SHMKIT__TAIL_CLEAN)
 		return -EBADMSG;
-	uint64_t t = traw & ~(uint64_t)7, start = t;
+	uint64_t t = shmkit__ring_tail_pos(traw), start = t;
 	if (!shmkit__ring_pos_ok(h, t, r->cap)) {
 		/* The consumer may be ahead of the tail: it took a record in band and the
 		 * producer died before storing the tail. A new producer goes on from there. */

@@ -194,6 +194,12 @@ static inline bool shmkit__ring_publish_tail(struct shmkit__ring *r)
 	return true;
 }
 
+/* The position in a stored tail word (its low bits are flags: SHMKIT__TAIL_CLEAN). */
+static inline uint64_t shmkit__ring_tail_pos(uint64_t word)
+{
+	return word & ~(uint64_t)7;
+}
+
 /* Re-reads the producer position. The tail never moves back, and the consumer may be ahead
  * of it after in-band takes, so a tail is acceptable from the last one seen up to a ring
  * ahead of our position. 0 or -EBADMSG. */
@@ -201,11 +207,9 @@ static inline int shmkit__ring_refresh_tail(struct shmkit__ring *r, memory_order
 {
 	/* A1: pairs with R1 in shmkit__ring_publish_tail(): the record headers and payloads
 	 * below tail are visible. */
-	uint64_t t = atomic_load_explicit(r->tail, mo);
-	if ((t & 7) & ~SHMKIT__TAIL_CLEAN)
-		return -EBADMSG;
-	t &= ~(uint64_t)7;
-	if (t - r->other > r->pos + r->cap - r->other)
+	uint64_t w = atomic_load_explicit(r->tail, mo);
+	uint64_t t = shmkit__ring_tail_pos(w);
+	if ((w & 7) & ~SHMKIT__TAIL_CLEAN || t - r->other > r->pos + r->cap - r->other)
 		return -EBADMSG;
 	r->other = t;
 	return 0;
@@ -217,39 +221,66 @@ static inline bool shmkit__ring_covered(const struct shmkit__ring *r)
 	return r->other - r->pos - 1 < r->cap;
 }
 
-/* Reads the record header at pos if it may be taken in band: returns the header, or 0 when
- * there is nothing published there yet. Loaded with acquire (A0, pairs with R0). At most a
- * ring ahead of the last tail seen: an honest producer is never more than one record ahead
- * of its tail, and a hostile ring of records that chain in band runs out after one lap. */
-static inline uint64_t shmkit__ring_inband(const struct shmkit__ring *r, memory_order mo)
+/* The header word at pos when it may be read in band (UINT64_MAX when it may not): only
+ * where the slot is known to hold zero or a real header, and at most a ring ahead of the
+ * last tail seen — an honest producer is never more than one record ahead of its tail, and
+ * a hostile ring of records that chain in band runs out after one lap. Loaded with acquire
+ * (A0, pairs with R0). */
+static inline uint64_t shmkit__ring_inband_word(const struct shmkit__ring *r, memory_order mo)
 {
 	if (!r->inband || r->pos - r->other > r->cap)
-		return 0;
-	uint64_t hdr = atomic_load_explicit(shmkit__rec_word(r, r->pos & r->mask), mo);
-	return (hdr >> 32) & SHMKIT__REC_NOW ? hdr : 0;
+		return UINT64_MAX;
+	return atomic_load_explicit(shmkit__rec_word(r, r->pos & r->mask), mo);
+}
+
+/* The record header at pos if it is published in band, else 0. */
+static inline uint64_t shmkit__ring_inband(const struct shmkit__ring *r, memory_order mo)
+{
+	uint64_t hdr = shmkit__ring_inband_word(r, mo);
+	return hdr != UINT64_MAX && (hdr >> 32) & SHMKIT__REC_NOW ? hdr : 0;
 }
 
 /* Cheap test for the spin loop: the in-band header first (the line that brings the news
- * first), then the tail. No validation: peek does it. While nothing is there, the line after
- * the header's is prefetched: a message of more than 56 bytes continues there, and reading
+ * first), then the tail. No validation: peek does it. While the slot is still empty, the
+ * line after it is prefetched: a message of more than 56 bytes continues there, and reading
  * it only after the header arrived would be a second transfer in series (measured on the
- * 2-vCPU EPYC VM: 64 B round trip about 735 ns without, 620 ns with). */
+ * 2-vCPU EPYC VM: 64 B round trip about 735 ns without, 620 ns with). Not while a held
+ * (MORE) header is there: the producer is writing a batch and would only have its line
+ * taken away. */
 static inline bool shmkit__ring_has_data(const struct shmkit__ring *r)
 {
 	if (r->peek_need || shmkit__ring_covered(r))
 		return true;
-	if (r->inband && r->pos - r->other <= r->cap) {
-		uint64_t hdr = atomic_load_explicit(shmkit__rec_word(r, r->pos & r->mask),
-						    memory_order_acquire);
-		if ((hdr >> 32) & SHMKIT__REC_NOW)
-			return true;
-		/* Not while a held (MORE) record is there: the producer is writing a batch
-		 * and would only have the line taken away. */
-		if (!hdr)
-			__builtin_prefetch(r->data + ((r->pos + 64) & r->mask & ~(uint64_t)63));
-	}
-	uint64_t t = atomic_load_explicit(r->tail, memory_order_acquire) & ~(uint64_t)7;
+	uint64_t hdr = shmkit__ring_inband_word(r, memory_order_acquire);
+	if (hdr != UINT64_MAX && (hdr >> 32) & SHMKIT__REC_NOW)
+		return true;
+	if (!hdr)
+		__builtin_prefetch(r->data + ((r->pos + 64) & r->mask & ~(uint64_t)63));
+	uint64_t t = shmkit__ring_tail_pos(atomic_load_explicit(r->tail, memory_order_acquire));
 	return t - r->pos - 1 < r->cap;
+}
+
+/* Validates a record header `hdr` (read once) found at offset `off`, with `avail` bytes
+ * known to be published from there; `after_pad`: a PAD was just skipped. Returns the
+ * record's size in bytes (a PAD's: the rest of the ring), or 0 when the header is corrupt:
+ * unknown flags, longer than max_msg, past the end of the ring or of `avail`, or a PAD that
+ * is not exactly the rest of the ring, at offset 0 or right after another. Shared by peek
+ * and a taking-over producer (src/ring.c), so both apply the same rules. */
+static inline uint64_t shmkit__rec_extent(const struct shmkit__ring *r, uint64_t hdr,
+					  uint64_t off, uint64_t avail, bool after_pad)
+{
+	uint64_t len = (uint32_t)hdr;
+	uint32_t flags = (uint32_t)(hdr >> 32);
+	if (flags & ~SHMKIT__REC_FLAGS)
+		return 0;
+	uint64_t need = flags & SHMKIT__REC_PAD ? r->cap - off : shmkit__ring_need(len);
+	if (flags & SHMKIT__REC_PAD) {
+		if (off == 0 || after_pad || len != need - SHMKIT__REC_HDR)
+			return 0;
+	} else if (len > r->max_msg || off + need > r->cap) {
+		return 0;
+	}
+	return need <= avail ? need : 0;
 }
 
 /* Always inline: the consumer's whole per-message path is this and release. */
@@ -284,25 +315,18 @@ __attribute__((always_inline)) static inline int shmkit__ring_peek(struct shmkit
 			/* One read of the header; everything below uses the local copy. */
 			hdr = atomic_load_explicit(shmkit__rec_word(r, off), memory_order_relaxed);
 		}
-		uint64_t rlen = (uint32_t)hdr;
-		uint32_t flags = (uint32_t)(hdr >> 32);
-		if (flags & ~SHMKIT__REC_FLAGS)
+		uint64_t need = shmkit__rec_extent(r, hdr, off, avail, pads > 0);
+		if (!need)
 			return -EBADMSG;
+		uint32_t flags = (uint32_t)(hdr >> 32);
 		if (flags & SHMKIT__REC_PAD) {
-			uint64_t need = r->cap - off;
-			/* A pad fills exactly the rest of the ring; never at offset 0, never two
-			 * in a row: so this loop runs at most twice. The record at offset 0 was
-			 * written before an in-band pad, so in-band stays valid past it. */
-			if (off == 0 || pads > 0 || rlen != need - SHMKIT__REC_HDR || need > avail)
-				return -EBADMSG;
+			/* At most one pad per call (shmkit__rec_extent), so this loop runs at
+			 * most twice. The record at offset 0 was written before an in-band pad,
+			 * so in band stays valid past it. */
 			r->pos += need;
 			continue;
 		}
-		if (rlen > r->max_msg)
-			return -EBADMSG;
-		uint64_t need = shmkit__ring_need(rlen);
-		if (off + need > r->cap || need > avail)
-			return -EBADMSG;
+		uint64_t rlen = (uint32_t)hdr;
 		r->peek_ptr = r->data + off + SHMKIT__REC_HDR;
 		r->peek_len = rlen;
 		r->peek_need = need;
