@@ -21,6 +21,9 @@
  *      304    4  reader_closed                 consumer — 1 after close: the reader is gone
  *      384    8  data queue: gen, sleepers     consumer sleeps here, producer wakes it
  *      512    8  space queue: gen, sleepers    producer sleeps here, consumer wakes it
+ *      960   64  notes[8]                      producer — the application's own words
+ *                                                (shmkit_chan_note_store); the library
+ *                                                never reads them
  *     1024  cap  the ring
  *
  * The producer's and the consumer's lines are 128 bytes apart (adjacent-line prefetch).
@@ -101,7 +104,11 @@ struct chan_ctl {
 	uint8_t pad4[120];
 	struct shmkit__waitq space_q;
 	uint8_t pad5[120];
-	uint8_t reserved[384];
+	uint8_t reserved[320];
+	/* The producer's notes, at the end of the reserved area: zero in a new channel, and
+	 * zero in channels made before they existed (the reserved bytes were), so no layout
+	 * version change. */
+	_Atomic uint64_t notes[SHMKIT_CHAN_NOTES];
 };
 
 static_assert(offsetof(struct chan_ctl, tail) == 128, "producer line");
@@ -112,7 +119,9 @@ static_assert(offsetof(struct chan_ctl, msgs_recv) == 272, "layout");
 static_assert(offsetof(struct chan_ctl, reader_closed) == 304, "layout");
 static_assert(offsetof(struct chan_ctl, data_q) == 384, "data queue");
 static_assert(offsetof(struct chan_ctl, space_q) == 512, "space queue");
+static_assert(offsetof(struct chan_ctl, notes) == 960, "notes");
 static_assert(sizeof(struct chan_ctl) == CHAN_RING_OFFSET, "ring offset");
+static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "notes and positions are lock-free");
 
 struct shmkit_chan {
 	struct shmkit_segment *seg;
@@ -799,6 +808,44 @@ int shmkit_chan_stats(const struct shmkit_chan *ch, struct shmkit_chan_stats *st
 	st->closed = closed == CLOSED_EOF ? 1 : closed == CLOSED_ABORTED ? 2 : 0;
 	st->reader_closed = LD(reader_closed) != 0;
 #undef LD
+	return 0;
+}
+
+/* --- the producer's notes and the stream position ------------------------------------- */
+
+int shmkit_chan_note_store(struct shmkit_chan *ch, unsigned idx, uint64_t val)
+{
+	int err = check_role(ch, SHMKIT_CHAN_PRODUCER);
+	if (err)
+		return err;
+	if (idx >= SHMKIT_CHAN_NOTES)
+		return -EINVAL;
+	/* CHAN-R5: release, so a note stored before a commit is visible to whoever sees the
+	 * commit; pairs with CHAN-A5 in shmkit_chan_note_load(). (A producer killed after the
+	 * store leaves it in shared memory all the same: the store is complete or absent.) */
+	atomic_store_explicit(&ch->ctl->notes[idx], val, memory_order_release);
+	return 0;
+}
+
+int shmkit_chan_note_load(const struct shmkit_chan *ch, unsigned idx, uint64_t *val)
+{
+	if (!ch || !val || idx >= SHMKIT_CHAN_NOTES)
+		return -EINVAL;
+	/* CHAN-A5: pairs with CHAN-R5 in shmkit_chan_note_store(). */
+	*val = atomic_load_explicit(&ch->ctl->notes[idx], memory_order_acquire);
+	return 0;
+}
+
+int shmkit_chan_position(const struct shmkit_chan *ch, uint64_t *pos)
+{
+	if (!ch || !pos)
+		return -EINVAL;
+	if (ch->role == SHMKIT_CHAN_PRODUCER)
+		*pos = ch->ring.pos; /* past the last commit, published or not (a loan is not) */
+	else if (ch->role == SHMKIT_CHAN_CONSUMER)
+		*pos = ch->ring.pos + ch->ring.peek_need; /* past the peeked message, if any */
+	else
+		return -EPERM;
 	return 0;
 }
 

@@ -201,6 +201,42 @@ SHMKIT_API int shmkit_chan_stats(const struct shmkit_chan *ch, struct shmkit_cha
 /* Whether the other side is attached and alive (1) or not (0). */
 SHMKIT_API int shmkit_chan_peer_alive(const struct shmkit_chan *ch);
 
+/* --- bookkeeping that survives the producer ----------------------------------------------
+ * A producer that forwards messages from elsewhere (shmkit bridge) must know after a crash
+ * which of them reached the channel. The channel's stream position and a few words the
+ * producer keeps in the control block let it decide without a file of its own:
+ *
+ *   shmkit_chan_position(ch, &p);            store the message's id and p in two notes
+ *   loan, write, commit                      (the id last: it marks the pair as current)
+ *   after a crash: reopen as producer; the message landed iff the position is now > p.
+ *
+ * Positions count ring bytes from the channel's creation (64 bits: they never wrap) and
+ * survive takeover: a new producer starts where the dead one's last commit ended, a commit
+ * it made but did not publish included (src/chan.c). */
+
+/* Words of notes a channel keeps for its producer. */
+#define SHMKIT_CHAN_NOTES 8u
+
+/* Producer: stores `val` as note `idx` (< SHMKIT_CHAN_NOTES). The library never reads or
+ * clears notes: they are zero in a new channel and keep their value across producers
+ * (close, takeover, reopen). The store is ordered before the producer's later commits
+ * (release): a consumer or a later producer that sees a commit sees the notes stored
+ * before it. Returns 0, -EINVAL (idx out of range, ch NULL), -EPERM (not the producer).
+ * Trust: any process that maps the channel writable can change the notes; treat them as
+ * input like the messages. */
+SHMKIT_API int shmkit_chan_note_store(struct shmkit_chan *ch, unsigned idx, uint64_t val);
+
+/* Any role: reads note `idx` into *val (acquire). 0 or -EINVAL. */
+SHMKIT_API int shmkit_chan_note_load(const struct shmkit_chan *ch, unsigned idx, uint64_t *val);
+
+/* This side's stream position in *pos: for the producer, the end of its last commit
+ * (MORE commits included; a loan is not a commit); for the consumer, the end of the
+ * message it has peeked, or of its last release when none is peeked. Right after
+ * attaching, the position is where the previous holder of the role left the stream.
+ * Returns 0, -EINVAL, -EPERM (an observer has no position). Thread safety: like the other
+ * calls on the handle. */
+SHMKIT_API int shmkit_chan_position(const struct shmkit_chan *ch, uint64_t *pos);
+
 #ifdef __cplusplus
 }
 #endif
