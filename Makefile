@@ -58,6 +58,11 @@ SHLIB    := $(O)/libshmkit.so.$(VERSION)
 STATICLIB := $(O)/libshmkit.a
 CLI      := $(O)/shmkit
 
+# The bridge (cli/bridge.c) talks NATS through libnats when pkg-config finds it; without it
+# the command is a stub that says how to get it.
+NATS_LIBS  := $(shell pkg-config --libs libnats 2>/dev/null)
+NATS_FLAGS := $(if $(NATS_LIBS),-DSHMKIT_HAVE_NATS $(shell pkg-config --cflags libnats))
+
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
@@ -95,8 +100,12 @@ $(O)/cli/%.o: cli/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
 
+$(O)/cli/bridge.o: cli/bridge.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) -Icli $(NATS_FLAGS) $(CFLAGS_ALL) -c $< -o $@
+
 $(CLI): $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB)
-	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB) $(LDLIBS_ALL) -lm
+	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm
 
 $(O)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -128,7 +137,8 @@ $(O)/examples/%: examples/%.c $(STATICLIB)
 
 # --- packages ---------------------------------------------------------------------------
 BUILD_PKGS := gcc make libc6-dev pkg-config
-CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev
+# nats-server and libnats-dev: the bridge and its tests (optional for a plain build).
+CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev nats-server libnats-dev
 
 deps-build:
 	@tools/deps.sh $(BUILD_PKGS)

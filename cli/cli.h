@@ -59,6 +59,11 @@ extern const char cli_usage_table[];
 struct cli_kv;
 void cli_table_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv);
 
+/* cli/bridge.c (a stub that says so when built without libnats) */
+int cli_cmd_bridge(const struct cli_cmd *cmd, int argc, char **argv);
+extern const char cli_usage_bridge[];
+void cli_bridge_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv);
+
 /* cli/bench.c */
 int cli_cmd_bench(const struct cli_cmd *cmd, int argc, char **argv);
 extern const char cli_usage_bench[];

@@ -92,6 +92,7 @@ const struct cli_cmd cli_commands[] = {
 	{"table", cli_cmd_table, "create and use shared lookup tables", cli_usage_table},
 	{"pub", cli_cmd_pub, "send standard input over a stream channel", cli_usage_pub},
 	{"sub", cli_cmd_sub, "write a stream channel's messages to standard output", cli_usage_sub},
+	{"bridge", cli_cmd_bridge, "carry a stream channel between machines over NATS", cli_usage_bridge},
 	{NULL, NULL, NULL, NULL},
 };
 
