@@ -62,6 +62,8 @@ CLI      := $(O)/shmkit
 # the command is a stub that says how to get it.
 NATS_LIBS  := $(shell pkg-config --libs libnats 2>/dev/null)
 NATS_FLAGS := $(if $(NATS_LIBS),-DSHMKIT_HAVE_NATS $(shell pkg-config --cflags libnats))
+# bench/bridge (shmkit bridge against plain libnats) only with libnats.
+BENCH_BINS := $(if $(NATS_LIBS),$(BENCH_BINS),$(filter-out $(O)/bench/bridge,$(BENCH_BINS)))
 
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
@@ -127,6 +129,9 @@ $(O)/fuzz/make-seeds: $(O)/fuzz/make-seeds.o $(STATICLIB)
 $(O)/bench/%.o: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) -Ibench $(CFLAGS_ALL) -c $< -o $@
+
+$(O)/bench/bridge: $(O)/bench/bridge.o $(BENCH_COMMON_OBJS) $(STATICLIB)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm
 
 $(O)/bench/%: $(O)/bench/%.o $(BENCH_COMMON_OBJS) $(STATICLIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BENCH_COMMON_OBJS) $(STATICLIB) $(LDLIBS_ALL) -lm

@@ -291,7 +291,7 @@ static int ensure_stream(struct bridge *b)
 
 struct frame {
 	uint64_t src, prev, id;
-	int end; /* 0 message, 1 eof, 2 abort */
+	int end; /* 0 message, 1 eof, 2 abort, 3 batch (core: several messages) */
 };
 
 /* Parses the frame header; false when `m` is not a bridge frame. */
@@ -309,10 +309,12 @@ static bool frame_parse(natsMsg *m, struct frame *f)
 	const char *rest = v + n;
 	if (*rest == ' ' && sscanf(rest + 1, "%7s", end) != 1)
 		return false;
-	f->end = !*end ? 0 : !strcmp(end, "eof") ? 1 : !strcmp(end, "abort") ? 2 : -1;
+	f->end = !*end ? 0 : !strcmp(end, "eof") ? 1 : !strcmp(end, "abort") ? 2
+		 : !strcmp(end, "batch") ? 3 : -1;
 	if (f->end < 0 || f->id <= f->prev)
 		return false;
-	if (f->end && (f->id != f->prev + 1 || natsMsg_GetDataLength(m) != 0))
+	if ((f->end == 1 || f->end == 2) &&
+	    (f->id != f->prev + 1 || natsMsg_GetDataLength(m) != 0))
 		return false;
 	return true;
 }
@@ -322,7 +324,7 @@ static natsStatus frame_make(struct bridge *b, natsMsg **mp, const struct frame 
 {
 	char v[96];
 	snprintf(v, sizeof v, "1 %" PRIx64 " %" PRIu64 " %" PRIu64 "%s", f->src, f->prev, f->id,
-		 f->end == 1 ? " eof" : f->end == 2 ? " abort" : "");
+		 f->end == 1 ? " eof" : f->end == 2 ? " abort" : f->end == 3 ? " batch" : "");
 	natsStatus s = natsMsg_Create(mp, b->subject, NULL, data, (int)len);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(*mp, FRAME_HDR, v);
@@ -408,6 +410,36 @@ static uint64_t source_id(struct shmkit_chan *ch)
 	return inf.created_ns;
 }
 
+#define BATCH_MAX (256u << 10)
+
+/* Core mode: sends the peeked message p[0..n) together with those right behind it that
+ * are already in the channel (up to `cap` bytes of [4-byte length][bytes] records) as one
+ * frame, releasing each once copied: at most once anyway, and a small message costs a
+ * NATS message no more. A lone message goes as a plain frame. f->id is set to the
+ * position after the last one. */
+static int send_batch(struct bridge *b, struct frame *f, const void *p, size_t n,
+		      uint8_t *batch, size_t cap)
+{
+	size_t used = 0, count = 0;
+	for (;;) {
+		uint32_t len = (uint32_t)n;
+		memcpy(batch + used, &len, 4);
+		memcpy(batch + used + 4, p, n);
+		used += 4 + n;
+		count++;
+		shmkit_chan_release(b->ch, 0);
+		(void)shmkit_chan_position(b->ch, &f->id);
+		b->msgs++;
+		b->bytes += n;
+		if (count >= 4096 || shmkit_chan_peek(b->ch, &p, &n) != 0 || used + 4 + n > cap)
+			break;
+	}
+	f->end = count > 1 ? 3 : 0;
+	int rc = count > 1 ? frame_send(b, f, batch, used) : frame_send(b, f, batch + 4, used - 4);
+	f->end = 0;
+	return rc;
+}
+
 static int run_out(struct bridge *b)
 {
 	int err = open_wait(b, SHMKIT_CHAN_CONSUMER);
@@ -419,6 +451,13 @@ static int run_out(struct bridge *b)
 	if (rc != CLI_OK)
 		goto out; /* detached below: a later bridge carries on where this one stopped */
 	uint64_t maxpay = (uint64_t)natsConnection_GetMaxPayload(b->nc);
+	/* Core mode gathers the small messages that are already there into one frame. */
+	size_t batch_cap = maxpay > FRAME_OVERHEAD + 4096 ? (size_t)(maxpay - FRAME_OVERHEAD) : 0;
+	if (batch_cap > BATCH_MAX)
+		batch_cap = BATCH_MAX;
+	uint8_t *batch = batch_cap ? malloc(batch_cap) : NULL;
+	if (!batch)
+		batch_cap = 0;
 	struct frame f = {.src = source_id(b->ch)};
 	if (shmkit_chan_position(b->ch, &f.prev) != 0)
 		f.prev = 0;
@@ -473,14 +512,21 @@ static int run_out(struct bridge *b)
 			rc = cli_errorf(b->cmd, "%s: stream position did not advance", b->name);
 			break;
 		}
-		rc = frame_send(b, &f, p, n);
+		if (!b->reliable && n + 4 <= batch_cap / 2) {
+			rc = send_batch(b, &f, p, n, batch, batch_cap);
+		} else {
+			rc = frame_send(b, &f, p, n);
+			if (rc == CLI_OK) {
+				shmkit_chan_release(b->ch, 0);
+				b->msgs++;
+				b->bytes += n;
+			}
+		}
 		if (rc != CLI_OK)
 			break;
-		shmkit_chan_release(b->ch, 0);
 		f.prev = f.id;
-		b->msgs++;
-		b->bytes += n;
 	}
+	free(batch);
 out:
 	/* A consumer that leaves without reaching the end detaches: the messages it did not
 	 * release stay for the next bridge (reliable: re-sent, de-duplicated). */
@@ -557,12 +603,10 @@ static int js_consumer(struct bridge *b)
 	}
 }
 
-/* Commits one frame's payload into the channel (exactly-once bookkeeping around it).
- * Waits for room without bound, telling JetStream the message is in progress. */
-static int commit_frame(struct bridge *b, natsMsg *m, const struct frame *f, uint64_t sseq)
+/* Loans room for `n` bytes, waiting without bound (telling JetStream the message is in
+ * progress meanwhile), and copies `data` in. CLI_OK or CLI_ERR after reporting. */
+static int loan_copy(struct bridge *b, natsMsg *m, const void *data, size_t n)
 {
-	const char *data = natsMsg_GetData(m);
-	size_t n = (size_t)natsMsg_GetDataLength(m);
 	void *buf;
 	int err;
 	for (;;) {
@@ -584,19 +628,62 @@ static int commit_frame(struct bridge *b, natsMsg *m, const struct frame *f, uin
 	if (err)
 		return cli_error(b->cmd, b->name, err);
 	memcpy(buf, data, n);
+	return CLI_OK;
+}
+
+/* Reads the length of the next message of a batch payload at p[0..avail): the length, or
+ * SIZE_MAX when the 4 bytes or the message do not fit. */
+static size_t batch_len(const uint8_t *p, size_t avail)
+{
+	uint32_t len;
+	if (avail < 4)
+		return SIZE_MAX;
+	memcpy(&len, p, 4);
+	return len <= avail - 4 ? len : SIZE_MAX;
+}
+
+/* Commits a frame's messages into the channel with the exactly-once bookkeeping around
+ * them: one message, or (core mode) a batch of [4-byte length][bytes] records, checked
+ * whole before anything is written. */
+static int commit_frame(struct bridge *b, natsMsg *m, const struct frame *f, uint64_t sseq)
+{
+	const uint8_t *data = (const uint8_t *)natsMsg_GetData(m);
+	size_t n = (size_t)natsMsg_GetDataLength(m), count = 1;
+	if (f->end == 3) {
+		count = 0;
+		for (size_t off = 0; off < n; count++) {
+			size_t len = batch_len(data + off, n - off);
+			if (len == SIZE_MAX)
+				return cli_errorf(b->cmd, "a batch frame on %s is malformed; nothing "
+						  "of it was written into %s", b->subject, b->name);
+			off += 4 + len;
+		}
+	}
 	uint64_t pos = 0;
 	(void)shmkit_chan_position(b->ch, &pos);
 	/* Pending first, its ID last: the ID marks the pair as current (see the top). */
 	note_set(b, NOTE_PPOS, pos);
 	note_set(b, NOTE_PSSEQ, sseq);
 	note_set(b, NOTE_PID, f->id);
-	err = shmkit_chan_commit(b->ch, n, 0);
-	if (err)
-		return cli_error(b->cmd, b->name, err);
+	for (size_t i = 0, off = 0; i < count; i++) {
+		const uint8_t *p = data;
+		size_t len = n;
+		if (f->end == 3) {
+			len = batch_len(data + off, n - off);
+			p = data + off + 4;
+			off += 4 + len;
+		}
+		int rc = loan_copy(b, m, p, len);
+		if (rc != CLI_OK)
+			return rc;
+		int err = shmkit_chan_commit(b->ch, len, 0);
+		if (err)
+			return cli_error(b->cmd, b->name, err);
+		b->msgs++;
+		b->bytes += len;
+	}
 	note_set(b, NOTE_SSEQ, sseq);
 	note_set(b, NOTE_ID, f->id);
-	b->msgs++;
-	b->bytes += n;
 	return CLI_OK;
 }
 
@@ -640,7 +727,7 @@ static int handle(struct bridge *b, natsMsg *m, int *rc)
 		b->gaps++;
 		note_set(b, NOTE_GAPS, note(b, NOTE_GAPS) + 1);
 	}
-	if (f.end) {
+	if (f.end == 1 || f.end == 2) {
 		note_set(b, NOTE_SSEQ, sseq);
 		note_set(b, NOTE_ID, f.id);
 		if (f.end == 1) {

@@ -117,14 +117,21 @@ static void server_fini(struct server *sv)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
-/* Publishes a raw NATS message (not a bridge frame) with the text protocol. */
-static void raw_publish(int port, const char *subj, const char *payload)
+/* Publishes a raw NATS message with the text protocol: without headers (not a bridge
+ * frame), or with the header line `hdr` ("Key: value"). */
+static void raw_publish(int port, const char *subj, const char *payload, const char *hdr)
 {
 	int s = dial(port);
 	ck_assert_int_ge(s, 0);
-	char buf[512];
-	int n = snprintf(buf, sizeof buf, "CONNECT {\"verbose\":false}\r\nPUB %s %zu\r\n%s\r\nPING\r\n",
-			 subj, strlen(payload), payload);
+	char buf[512], h[200] = "";
+	if (hdr)
+		snprintf(h, sizeof h, "NATS/1.0\r\n%s\r\n\r\n", hdr);
+	int n = hdr ? snprintf(buf, sizeof buf,
+			       "CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB %s %zu %zu\r\n"
+			       "%s%s\r\nPING\r\n", subj, strlen(h), strlen(h) + strlen(payload), h,
+			       payload)
+		    : snprintf(buf, sizeof buf, "CONNECT {\"verbose\":false}\r\nPUB %s %zu\r\n%s\r\nPING\r\n",
+			       subj, strlen(payload), payload);
 	ck_assert_int_eq(write(s, buf, (size_t)n), n);
 	/* INFO first, then PONG once the server processed the PUB. */
 	size_t got = 0;
@@ -620,10 +627,24 @@ START_TEST(test_bad_input)
 			    NULL};
 	t_spawn_cli(&in, -1, -1, a3);
 	wait_channel(dst);
-	raw_publish(sv.port, "t.raw", "hello");
+	raw_publish(sv.port, "t.raw", "hello", NULL);
 	expect_exit(&in, "bridge in", 1, 30000);
 	ck_assert_msg(strstr(in.e.data, "not a bridge frame"), "%s", in.e.data);
 	ck_assert_uint_eq(chan_stat(dst, true), 0);
+	t_proc_free(&in);
+
+	/* A batch frame whose second record claims more bytes than there are. */
+	char bdst[64];
+	t_name_tracked(bdst, sizeof bdst, "bad", SHMKIT_BACKEND_POSIX);
+	const char *a6[] = {"bridge", "in", "--from", sv.url, "--subject", "t.batch", bdst,
+			    "--create", NULL};
+	t_spawn_cli(&in, -1, -1, a6);
+	wait_channel(bdst);
+	raw_publish(sv.port, "t.batch", "\x01" "\x00\x00\x00" "A" "\x09\x00\x00\x00" "BC",
+		    "Shmkit-Frame: 1 5 0 24 batch");
+	expect_exit(&in, "bridge in", 1, 30000);
+	ck_assert_msg(strstr(in.e.data, "malformed"), "%s", in.e.data);
+	ck_assert_uint_eq(chan_stat(bdst, true), 0);
 	t_proc_free(&in);
 
 	/* A message over max_payload (8 MB here): out names both limits; the far channel gets
