@@ -17,8 +17,11 @@
  * is sent again after a crash); PREV is the ID of the message before it (the position
  * before it), so the in side sees a lost message as PREV != the last ID it received. An
  * end marker has no payload, PREV = the last message's ID and ID = PREV + 1 (positions are
- * multiples of 8, so it never collides with a message). Anything else on the subject is
- * not a bridge frame: an error, and nothing of it is written into the channel.
+ * multiples of 8, so it never collides with a message). Core mode may send a batch
+ * (header ending in " batch"): the messages that were already waiting, as [4-byte length]
+ * [bytes] records, PREV before the first and ID after the last; in checks the whole batch
+ * before it writes any of it. Anything else on the subject is not a bridge frame: an
+ * error, and nothing of it is written into the channel.
  *
  * Modes (shmkit(1) documents both):
  *   core (default) — at most once. out releases a message once libnats took it; a message
