@@ -445,14 +445,16 @@ static int send_batch(struct bridge *b, struct frame *f, const void *p, size_t n
 
 static int run_out(struct bridge *b)
 {
-	int err = open_wait(b, SHMKIT_CHAN_CONSUMER);
-	if (err)
-		return cli_error(b->cmd, b->name, err);
+	/* The server first: a wrong URL or credentials are reported at once, not after the
+	 * channel appeared. */
 	int rc = nats_connect(b);
 	if (rc == CLI_OK && b->reliable)
 		rc = ensure_stream(b);
 	if (rc != CLI_OK)
-		goto out; /* detached below: a later bridge carries on where this one stopped */
+		return rc;
+	int err = open_wait(b, SHMKIT_CHAN_CONSUMER);
+	if (err)
+		return cli_error(b->cmd, b->name, err);
 	uint64_t maxpay = (uint64_t)natsConnection_GetMaxPayload(b->nc);
 	/* Core mode gathers the small messages that are already there into one frame. */
 	size_t batch_cap = maxpay > FRAME_OVERHEAD + 4096 ? (size_t)(maxpay - FRAME_OVERHEAD) : 0;
@@ -530,7 +532,6 @@ static int run_out(struct bridge *b)
 		f.prev = f.id;
 	}
 	free(batch);
-out:
 	/* A consumer that leaves without reaching the end detaches: the messages it did not
 	 * release stay for the next bridge (reliable: re-sent, de-duplicated). */
 	if (b->ch)

@@ -611,6 +611,19 @@ START_TEST(test_bad_input)
 	ck_assert_int_eq(r.status, 1);
 	ck_assert_msg(strstr(r.err, "cannot connect to"), "%s", r.err);
 	ck_assert_int_eq(shmkit_segment_stat(dst, NULL, &(struct shmkit_segment_info){0}), -ENOENT);
+	/* out reports it before looking for its channel (which does not exist here). */
+	const char *a1o[] = {"bridge", "out", src, "--to", url, "--subject", "x", "--timeout", "0.5",
+			     NULL};
+	t_run_cli(&r, 30000, a1o);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.err, "cannot connect to"), "%s", r.err);
+	/* TLS trust that cannot be loaded is libnats' error, passed on. */
+	const char *a1t[] = {"bridge", "in", "--from", sv.url, "--subject", "x", dst, "--create",
+			     "--tls-ca", "/nonexistent/ca.pem", NULL};
+	t_run_cli(&r, 30000, a1t);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.err, "certificates"), "%s", r.err);
+	ck_assert_int_eq(shmkit_segment_stat(dst, NULL, &(struct shmkit_segment_info){0}), -ENOENT);
 
 	/* Wrong subjects: usage errors. */
 	const char *bad[] = {"a b", "a.*", "a..b", ">", ""};
