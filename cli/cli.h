@@ -77,6 +77,11 @@ int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
  * returns CLI_ERR. */
 int cli_error(const struct cli_cmd *cmd, const char *what, int err);
 
+/* cli_error() for the failed creation of a segment of `backend`: a limit the kernel
+ * enforces is named with its value ("larger than kernel.shmmax (N bytes)", "no space left
+ * on /dev/shm (N of M bytes free)", the System V shmall/shmmni limits). */
+int cli_create_error(const struct cli_cmd *cmd, const char *what, int err, uint32_t backend);
+
 /* Prints "shmkit: CMD: <message>" to stderr; returns CLI_ERR. */
 int cli_errorf(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -503,7 +503,7 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 			return cli_errorf(cmd, "%s: timed out waiting for the channel to appear", name);
 	}
 	if (err)
-		return cli_error(cmd, name, err);
+		return create ? cli_create_error(cmd, name, err, backend) : cli_error(cmd, name, err);
 	p.max_msg = shmkit_chan_max_msg(p.ch);
 	grow_pipe(STDIN_FILENO);
 

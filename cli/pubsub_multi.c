@@ -197,7 +197,8 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 		err = open_wait(a.name, SHMKIT_PUBSUB_PUBLISHER, &o, &a.wait, &ps);
 	}
 	if (err)
-		return cli_error(cmd, a.name, err);
+		return a.create ? cli_create_error(cmd, a.name, err, a.backend)
+				: cli_error(cmd, a.name, err);
 	/* --wait-subscribers: poll the live subscriber count (joins are rare events). */
 	for (uint64_t start = shmkit_now_ns(); a.wait_subs;) {
 		int live = shmkit_pubsub_peer_alive(ps);

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "cli.h"
@@ -33,6 +34,48 @@ int cli_error(const struct cli_cmd *cmd, const char *what, int err)
 {
 	fprintf(stderr, "shmkit: %s: %s: %s\n", cmd->name, what, shmkit_strerror(err));
 	return CLI_ERR;
+}
+
+/* Reads one unsigned number from a /proc/sys file; false when it cannot. */
+static bool read_sysctl(const char *path, unsigned long long *v)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	bool ok = fscanf(f, "%llu", v) == 1;
+	fclose(f);
+	return ok;
+}
+
+int cli_create_error(const struct cli_cmd *cmd, const char *what, int err, uint32_t backend)
+{
+	unsigned long long a, b;
+	struct statvfs vfs;
+	char h1[32], h2[32];
+	if (err == -EFBIG && read_sysctl("/proc/sys/kernel/shmmax", &a))
+		return cli_errorf(cmd,
+				  "%s: larger than the System V limit kernel.shmmax (%llu bytes, "
+				  "%s; see /proc/sys/kernel/shmmax)",
+				  what, a, cli_human_size(h1, sizeof h1, a));
+	if (err != -ENOSPC)
+		return cli_error(cmd, what, err);
+	if (backend == SHMKIT_BACKEND_SYSV) {
+		if (!read_sysctl("/proc/sys/kernel/shmall", &a) ||
+		    !read_sysctl("/proc/sys/kernel/shmmni", &b))
+			return cli_errorf(cmd, "%s: System V limit reached (kernel.shmall or "
+					  "kernel.shmmni)", what);
+		return cli_errorf(cmd,
+				  "%s: System V limit reached: kernel.shmall (%llu pages in all) "
+				  "or kernel.shmmni (%llu segments)",
+				  what, a, b);
+	}
+	if (backend == SHMKIT_BACKEND_MEMFD)
+		return cli_errorf(cmd, "%s: no space left for shared memory (memfd)", what);
+	if (statvfs("/dev/shm", &vfs) < 0)
+		return cli_errorf(cmd, "%s: no space left on /dev/shm", what);
+	return cli_errorf(cmd, "%s: no space left on /dev/shm (size %s, %s free)", what,
+			  cli_human_size(h1, sizeof h1, (uint64_t)vfs.f_blocks * vfs.f_frsize),
+			  cli_human_size(h2, sizeof h2, (uint64_t)vfs.f_bavail * vfs.f_frsize));
 }
 
 int cli_errorf(const struct cli_cmd *cmd, const char *fmt, ...)
@@ -558,6 +601,17 @@ void cli_info_kv(struct cli_kv *kv, const struct shmkit_segment_info *inf)
 	cli_kv_u64(kv, "uid", inf->uid);
 	cli_kv_u64(kv, "gid", inf->gid);
 	cli_kv_str(kv, "owner", cli_user_name(buf, sizeof buf, inf->uid));
+	/* System V keeps a second identity, the creator's, that the owner field can hide:
+	 * the creator may hand the owner field to anyone (IPC_SET). Both are shown. */
+	if (sysv) {
+		cli_kv_u64(kv, "sysv_cuid", inf->cuid);
+		cli_kv_u64(kv, "sysv_cgid", inf->cgid);
+		cli_kv_str(kv, "sysv_creator", cli_user_name(buf, sizeof buf, inf->cuid));
+	} else {
+		cli_kv_null(kv, "sysv_cuid");
+		cli_kv_null(kv, "sysv_cgid");
+		cli_kv_null(kv, "sysv_creator");
+	}
 	if (trusted && inf->creator_pid > 0)
 		cli_kv_i64(kv, "creator_pid", inf->creator_pid);
 	else

@@ -103,6 +103,9 @@ struct shmkit_segment_info {
 	uint16_t ver_major;             /* layout version in the header */
 	uint16_t ver_minor;
 	int32_t status;                 /* 0 valid; else the negative errno open would return */
+	uint32_t cuid;                  /* System V: the creator's uid the kernel keeps (cuid),
+					 * which no IPC_SET changes; POSIX: = uid */
+	uint32_t cgid;                  /* System V: the creator's gid (cgid); POSIX: = gid */
 };
 
 struct shmkit_segment;
