@@ -180,10 +180,15 @@ static int collect(struct shmkit_waitset *ws, struct wstate *st, struct member *
 	return k;
 }
 
-/* Refreshes the DEAD marks of channel members that have nothing to read. */
+/* Refreshes the DEAD marks of channel members that have nothing to read, and repairs the
+ * slots dead processes hold in queue members that have nothing to read (a queue has no
+ * single peer to report DEAD; a message behind a dead producer's loan, or a dead
+ * consumer's take, becomes READABLE instead). */
 static void check_liveness(struct shmkit_waitset *ws, struct member *m, unsigned n, bool locked)
 {
 	for (unsigned i = 0; i < n; i++) {
+		if (m[i].type == M_QUEUE && !(m[i].w.poll(m[i].w.src, false) & SHMKIT_WAIT_READABLE))
+			m[i].w.repair(m[i].w.src);
 		if (m[i].type == M_EVENT || m[i].type == M_QUEUE)
 			continue;
 		bool dead = !(m[i].w.poll(m[i].w.src, false) & SHMKIT_WAIT_READABLE) &&
@@ -552,7 +557,7 @@ int shmkit_waitset_add_pubsub(struct shmkit_waitset *ws, struct shmkit_pubsub *p
 {
 	if (!ws || !ps)
 		return -EINVAL;
-	struct shmkit__watch w;
+	struct shmkit__watch w = {0};
 	int err = shmkit__pubsub_watch(ps, &w);
 	return err ? err : add(ws, M_PUBSUB, ps, &w, cookie);
 }
@@ -561,7 +566,7 @@ int shmkit_waitset_add_queue(struct shmkit_waitset *ws, struct shmkit_queue *q, 
 {
 	if (!ws || !q)
 		return -EINVAL;
-	struct shmkit__watch w;
+	struct shmkit__watch w = {0};
 	int err = shmkit__queue_watch(q, &w);
 	return err ? err : add(ws, M_QUEUE, q, &w, cookie);
 }

@@ -412,6 +412,63 @@ START_TEST(test_dead_never_hidden)
 }
 END_TEST
 
+/* A queue member whose next message sits behind a slot a dead process holds (a producer
+ * killed mid-loan, a consumer killed mid-take): nobody else waits on the queue, so the
+ * waitset's own liveness check must repair it, and the message is reported READABLE. */
+static int queue_holder_dies(void *arg)
+{
+	struct rig *r = arg;
+	struct shmkit_queue *q;
+	if (shmkit_queue_open_fd(r->q_fd, NULL, &q))
+		return 10;
+	void *p;
+	const void *cp;
+	size_t n;
+	/* A message is already there: take it; else loan a slot. */
+	if (shmkit_queue_peek(q, &cp, &n) != 0 && shmkit_queue_loan(q, &p) != 0)
+		return 11;
+	raise(SIGKILL);
+	return 12;
+}
+
+START_TEST(test_queue_dead_holder)
+{
+	int fallback = _i & 1, consumer_dies = _i & 2;
+	struct rig r;
+	rig_make(&r);
+	struct shmkit_waitset *ws = ws_new(fallback, 0);
+	ck_assert_int_eq(shmkit_waitset_add_queue(ws, r.q, C_QUEUE), 0);
+	struct shmkit_waitset_ready out[4];
+	if (consumer_dies)
+		ck_assert_int_eq(shmkit_queue_send(r.q, "taken", 5), 0);
+	/* A first wait, so that the repair comes from the liveness schedule, not from the
+	 * check every waitset makes at its first wait. */
+	ck_assert_int_eq(shmkit_waitset_wait(ws, &poll_now, out, 4), consumer_dies ? 1 : -ETIMEDOUT);
+	pid_t pid = t_fork(queue_holder_dies, &r);
+	ck_assert_int_eq(t_wait(pid, 10000), 128 + SIGKILL);
+	if (!consumer_dies)
+		ck_assert_int_eq(shmkit_queue_send(r.q, "behind", 6), 0);
+	char buf[16];
+	ck_assert_int_eq(shmkit_queue_recv(r.q, buf, sizeof buf), -EAGAIN); /* held */
+	uint64_t t0 = shmkit_now_ns();
+	expect(ws, C_QUEUE, SHMKIT_WAIT_READABLE);
+	fprintf(stderr, "waitset, %s, queue behind a dead %s: READABLE after %.1f ms\n",
+		fallback ? "fallback" : "futex_waitv", consumer_dies ? "consumer" : "producer",
+		(double)(shmkit_now_ns() - t0) / 1e6);
+	ck_assert_uint_lt(shmkit_now_ns() - t0, 2000000000ull);
+	if (consumer_dies) {
+		ck_assert_int_eq(shmkit_queue_recv(r.q, buf, sizeof buf), 5);
+		ck_assert_int_eq(memcmp(buf, "taken", 5), 0); /* re-delivered */
+	} else {
+		ck_assert_int_eq(shmkit_queue_recv(r.q, buf, sizeof buf), 6);
+		ck_assert_int_eq(memcmp(buf, "behind", 6), 0);
+	}
+	ck_assert_int_eq(shmkit_waitset_wait(ws, &poll_now, out, 4), -ETIMEDOUT);
+	shmkit_waitset_destroy(ws);
+	rig_free(&r);
+}
+END_TEST
+
 /* --- many members, from another process ------------------------------------------------------ */
 
 struct many {
@@ -572,6 +629,7 @@ static Suite *wait_suite(void)
 	tcase_add_loop_test(tc, test_wakeups_and_timeouts, 0, 2);
 	tcase_add_loop_test(tc, test_dead_peers, 0, 2);
 	tcase_add_loop_test(tc, test_dead_never_hidden, 0, 4);
+	tcase_add_loop_test(tc, test_queue_dead_holder, 0, 4);
 	tcase_add_loop_test(tc, test_many_members, 0, 2);
 	tcase_add_loop_test(tc, test_epoll_fd, 0, 2);
 	tcase_add_test(tc, test_errors);
