@@ -89,9 +89,10 @@
  *
  *   Joining. A joiner starts at tail, expecting message next_seq; with history K the
  *   publisher keeps the positions of its last K records privately and publishes the first
- *   of them as hist_pos, and the joiner starts at max(hist_pos, oldest), expecting the
- *   number in the header it finds there (read, then validated like any overwrite-mode
- *   read).
+ *   of them as hist_pos, and the joiner starts at max(hist_pos, oldest) — at `oldest`
+ *   also when hist_pos lies more than a ring behind tail (fewer than K still there) —
+ *   expecting the number in the header it finds there (read, then validated like any
+ *   overwrite-mode read).
  *
  *   Waiting: spin (adaptive), then futex sleep with a sleeper count, in slices of 100 ms.
  *   Subscribers sleep on the data queue; a block-mode publisher sleeps on the space queue,
@@ -416,9 +417,13 @@ static int attach_subscriber(struct shmkit_pubsub *ps)
 		}
 		if (!pos_ge(t, o) || t - o > ps->cap)
 			continue; /* `oldest` moved past the tail we read: read again */
+		/* History: the last K records still in the ring, so start at the K-th newest
+		 * (hist_pos) or, when fewer than K are left (it was reclaimed, or lies more
+		 * than a ring behind), at the oldest one still valid. Both are then validated
+		 * like any start: the handshake below (block), the header read (overwrite). */
 		uint64_t start = t;
-		if (history && !(h & 15) && pos_ge(t, h) && t - h <= ps->cap)
-			start = pos_ge(h, o) ? h : o;
+		if (history && !(h & 15) && pos_ge(t, h))
+			start = t - h <= ps->cap && pos_ge(h, o) ? h : o;
 		/* Relaxed: statistics (lag) until our first release. */
 		atomic_store_explicit(&ps->my->seq, s, memory_order_relaxed);
 		/* seq_cst: the join handshake — position, then generation, then re-check. */

@@ -28,7 +28,8 @@
  *
  * Joining and leaving: subscribers attach and detach at any time. A new subscriber starts
  * with the next message published, or — when the channel keeps history (opts.history = K)
- * — with the last K messages still in the ring.
+ * — with the last K messages still in the ring (every one still there when fewer than K
+ * are left).
  *
  * End of stream and death, as in the stream channel (chan.h): after the publisher closes,
  * subscribers receive everything published before, then -EPIPE; a publisher killed with
