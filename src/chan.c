@@ -54,6 +54,16 @@
  * peer killed with SIGKILL is reported (-EOWNERDEAD) within 100 ms, after everything it
  * published was delivered. A sleeper killed while counted leaves `sleepers` too high, which
  * only costs the peer a spurious FUTEX_WAKE per message until the next sleeper leaves.
+ *
+ * Batching (SHMKIT_CHAN_MORE): the producer's held commits may be published early (half a
+ * ring, a full ring): a committed message is whole. The consumer's held releases never
+ * are: the consumer publishes them (flush, plain release, close, detach) once it has handed
+ * the messages on, so a consumer that dies holding them has them delivered again to the
+ * next one. A consumer may hold the whole ring; it must publish before it waits, which
+ * the _wait calls enforce (-EDEADLK), so the producer never waits on space that a
+ * waiting consumer holds. Closing, each end stores its mark and then loads the other's
+ * (both seq_cst, CHAN-L1/L2), so of two ends leaving at once at least one learns it was
+ * last (shmkit_chan_close() returns 1) and can remove the channel.
  */
 #include <errno.h>
 #include <limits.h>
