@@ -66,6 +66,17 @@ static uint64_t msgs_sent(const char *name)
 	return st.msgs_sent;
 }
 
+/* Maps stream channel `name` (as an observer) once it exists, so that nobody's `shmkit gc`
+ * running meanwhile takes it for leaked between its two ends (its creator dead, nobody
+ * attached). Removing the name is not hindered: the test still sees who unlinks it. */
+static struct shmkit_chan *hold_chan(const char *name)
+{
+	struct shmkit_chan *ch = NULL;
+	T_WAIT_FOR(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) == 0);
+	ck_assert_msg(ch != NULL, "%s never appeared", name);
+	return ch;
+}
+
 /* "1\n2\n...N\n" */
 static char *numbered_lines(uint64_t n, size_t *len)
 {
@@ -270,6 +281,7 @@ static void stream_round(const char *cap, uint64_t n, const char *data, size_t l
 	struct t_proc pub;
 	start_cli(&pub, in, -1, "pub", name, "--create", "--framing", "lines", "--capacity", cap);
 	close(in);
+	struct shmkit_chan *held = hold_chan(name);
 	int outs[16];
 	bool killed[16];
 	int count = 0;
@@ -325,6 +337,7 @@ static void stream_round(const char *cap, uint64_t n, const char *data, size_t l
 	t_proc_free(&last);
 	/* The last end removed the channel. */
 	T_CHECK(!chan_exists(name), "%s: %s remains", what, name);
+	shmkit_chan_close(held);
 }
 
 /* One pub/sub round (block policy): a steady subscriber that must get every line exactly
@@ -341,6 +354,11 @@ static void pubsub_round(const char *cap, uint64_t n, const char *data, size_t l
 		  "--subscribers", "4", "--wait-subscribers", "2", "--framing", "lines",
 		  "--capacity", cap);
 	close(in);
+	/* Held mapped here so that nobody's `shmkit gc` takes the channel for leaked once pub
+	 * and the subs are gone (its creator dead, nobody attached) before we look. */
+	struct shmkit_pubsub *obs = NULL;
+	T_WAIT_FOR(shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, NULL, &obs) == 0);
+	ck_assert_ptr_nonnull(obs);
 	int steady_out = t_tmp_fd();
 	start_cli(&steady, -1, steady_out, "sub", name, "--framing", "lines");
 	uint64_t prev_last = 0;
@@ -385,6 +403,7 @@ static void pubsub_round(const char *cap, uint64_t n, const char *data, size_t l
 	/* A pub/sub channel has no last reader: it stays (shmkit(1)), `shmkit rm` removes it. */
 	T_CHECK(chan_exists(name), "%s: %s was removed", what, name);
 	ck_assert_int_ge(shmkit_segment_remove(name, NULL), 1);
+	shmkit_pubsub_close(obs);
 }
 
 /* _i: ring size index * 2 + (0 stream, 1 pub/sub). */
@@ -434,6 +453,7 @@ START_TEST(test_issue_repro)
 		start_cli(&pub, in, -1, "pub", name, "--create", "--framing", "lines", "--capacity",
 			  "64K");
 		close(in);
+		struct shmkit_chan *held = hold_chan(name);
 		int outs[2] = {t_tmp_fd(), t_tmp_fd()};
 		start_cli(&s1, -1, outs[0], "sub", name, "--framing", "lines", "--keep");
 		t_sleep_ms(30);
@@ -453,6 +473,7 @@ START_TEST(test_issue_repro)
 		t_proc_free(&s1);
 		t_proc_free(&s2);
 		T_CHECK(!chan_exists(name), "%s remains", name);
+		shmkit_chan_close(held);
 	}
 	free(data);
 	fprintf(stderr, "issue repro: %d rounds, pub saw the dead consumer %d times\n", rounds,
@@ -547,6 +568,7 @@ START_TEST(test_stream_cleanup)
 		start_cli(&pub, fds[0], -1, "pub", name, "--create", "--framing", "lines");
 		close(fds[0]);
 		write(fds[1], data, 700); /* lines 1..202, whole */
+		struct shmkit_chan *held = hold_chan(name);
 		T_WAIT_FOR(msgs_sent(name) == 202);
 		kill(pub.pid, SIGTERM);
 		ck_assert_int_eq(t_finish(&pub, 20000), 128 + SIGTERM);
@@ -558,6 +580,7 @@ START_TEST(test_stream_cleanup)
 		ck_assert_msg(ss == 1 && strstr(sub.e.data, "aborted"), "sub exit %d: %s", ss,
 			      sub.e.data);
 		ck_assert_int_eq((int)fd_size(out), 700);
+		shmkit_chan_close(held);
 		t_proc_free(&sub);
 		break;
 	}
