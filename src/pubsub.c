@@ -1065,8 +1065,8 @@ int shmkit_pubsub_peek(struct shmkit_pubsub *ps, const void **buf, size_t *len)
 	uint64_t n = 0;
 	int err = peek_once(ps, buf, &n);
 	if (err == -EAGAIN) {
-		sub_publish(ps); /* batched releases: the publisher may be waiting for them */
-		/* A4: pairs with R4' in shmkit_pubsub_close(): everything published before the
+		/* Held (MORE) releases stay held: only the subscriber knows whether it has
+		 * handed those messages on yet (see shmkit_pubsub_release()). A4: pairs with R4' in shmkit_pubsub_close(): everything published before the
 		 * close is visible, so one more peek decides between data and end of stream. */
 		if (atomic_load_explicit(&ps->ctl->closed, memory_order_seq_cst)) {
 			err = peek_once(ps, buf, &n);
@@ -1178,6 +1178,11 @@ int shmkit_pubsub_peek_wait(struct shmkit_pubsub *ps, const void **buf, size_t *
 		int err = shmkit_pubsub_peek(ps, buf, len);
 		if (err != -EAGAIN)
 			return err;
+		/* Waiting while holding releases could wait forever (block policy: the
+		 * publisher may be waiting for that space); publishing them would hand back
+		 * what the caller may not have passed on yet. Refuse (shmkit_pubsub(3)). */
+		if (ps->pos != ps->spub)
+			return -EDEADLK;
 		err = wait_data(ps, deadline);
 		if (err)
 			return err;
@@ -1391,8 +1396,8 @@ static unsigned watch_poll(const void *src, bool sc)
 	const struct shmkit_pubsub *ps = src;
 	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
 	/* Shared words only (the owning thread may be changing the handle): the published
-	 * tail against our slot's published position. A release batched with MORE can make
-	 * this say "readable" once too often; a peek then publishes it. */
+	 * tail against our slot's published position. Releases held with MORE make this say
+	 * "readable" until the subscriber flushes them (shmkit_wait(3): flush before waiting). */
 	uint64_t t = atomic_load_explicit(&ps->ctl->tail, mo);
 	uint64_t p = atomic_load_explicit(&ps->my->pos, mo);
 	unsigned bits = t != p && p != SUB_NONE ? SHMKIT_WAIT_READABLE : 0;
