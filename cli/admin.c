@@ -30,7 +30,9 @@ const struct cli_stat_kind_hook cli_stat_kind_hooks[] = {
 
 static void stat_kind_detail(const struct shmkit_segment_info *inf, struct cli_kv *kv)
 {
-	if (inf->status != 0)
+	/* A valid segment that is not ours (-EPERM) is still described: the hooks open it
+	 * read-only as an observer with SHMKIT_SEG_FOREIGN_UID and validate what they read. */
+	if (inf->status != 0 && inf->status != -EPERM)
 		return;
 	for (const struct cli_stat_kind_hook *h = cli_stat_kind_hooks; h->kind; h++)
 		if (h->kind == inf->kind && h->describe)

@@ -11,9 +11,11 @@
 #ifndef SHMKIT_CLI_H
 #define SHMKIT_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/uio.h>
 
 #include <shmkit.h>
 
@@ -81,6 +83,11 @@ int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
 /* Prints the one-line runtime error "shmkit: CMD: WHAT: <shmkit_strerror(err)>" to stderr;
  * returns CLI_ERR. */
 int cli_error(const struct cli_cmd *cmd, const char *what, int err);
+
+/* cli_error() for the failed creation of a segment of `backend`: a limit the kernel
+ * enforces is named with its value ("larger than kernel.shmmax (N bytes)", "no space left
+ * on /dev/shm (N of M bytes free)", the System V shmall/shmmni limits). */
+int cli_create_error(const struct cli_cmd *cmd, const char *what, int err, uint32_t backend);
 
 /* Prints "shmkit: CMD: <message>" to stderr; returns CLI_ERR. */
 int cli_errorf(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -236,6 +243,28 @@ void cli_nap(uint64_t ns);
  * with growing pauses up to 50 ms. Returns that result, or -ETIMEDOUT once the --timeout
  * passed (with timeout 0: the -ENOENT / -EAGAIN itself). */
 int cli_open_wait(int (*try_open)(void *ctx), void *ctx, const struct cli_waiting *w);
+
+/* --- writing records and stopping cleanly (pub, sub; cli/util.c) ------------------------ */
+
+/* The pieces of one record in `f`: [4-byte length], the message, [newline]. Fills iov
+ * (3 entries; hdr holds the length prefix) and returns how many are used. */
+int cli_record_iov(enum cli_framing f, const void *msg, size_t len, uint8_t hdr[4],
+		   struct iovec iov[3]);
+
+/* Writes the iovecs completely: retries EINTR, resumes partial writes, waits out EAGAIN
+ * (a non-blocking descriptor). 0 or a negative errno (-EPIPE: the reader went away). */
+int cli_writev_all(int fd, struct iovec *iov, int cnt);
+
+/* SIGINT, SIGTERM and SIGHUP, once caught by cli_catch_stop(): the signal's number, else
+ * 0. The handler only records it; waits return -EINTR (no SA_RESTART) and the command
+ * checks this at its next record boundary. A second signal of the same kind kills at once
+ * (SA_RESETHAND). */
+extern volatile sig_atomic_t cli_stop_sig;
+void cli_catch_stop(void);
+
+/* After a caught stop signal: ends the process by that signal, as if it had not been
+ * caught (the shell sees "killed by SIGINT" and stops a loop). Returns `rc` otherwise. */
+int cli_stop_exit(int rc);
 
 /* --- kind-specific stat detail (cli/admin.c) ------------------------------------------------
  * `shmkit stat` prints the generic fields, then calls the hook registered for the segment's

@@ -197,7 +197,8 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 		err = open_wait(a.name, SHMKIT_PUBSUB_PUBLISHER, &o, &a.wait, &ps);
 	}
 	if (err)
-		return cli_error(cmd, a.name, err);
+		return a.create ? cli_create_error(cmd, a.name, err, a.backend)
+				: cli_error(cmd, a.name, err);
 	/* --wait-subscribers: poll the live subscriber count (joins are rare events). */
 	for (uint64_t start = shmkit_now_ns(); a.wait_subs;) {
 		int live = shmkit_pubsub_peer_alive(ps);
@@ -286,35 +287,14 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 
 /* --- sub ---------------------------------------------------------------------------------- */
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
+/* Writes one record whole: one writev(2) of its pieces (resumed if the kernel takes only
+ * part), so a record is never split across calls by us. 0 or a negative errno. */
 static int out_message(enum cli_framing f, const void *msg, size_t len)
 {
-	int err = 0;
-	if (f == CLI_FRAMING_LEN) {
-		uint8_t hdr[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
-				  (uint8_t)(len >> 24)};
-		err = write_all(STDOUT_FILENO, hdr, 4);
-	}
-	if (!err)
-		err = write_all(STDOUT_FILENO, msg, len);
-	if (!err && f == CLI_FRAMING_LINES)
-		err = write_all(STDOUT_FILENO, "\n", 1);
-	return err;
+	uint8_t hdr[4];
+	struct iovec iov[3];
+	int cnt = cli_record_iov(f, msg, len, hdr, iov);
+	return cli_writev_all(STDOUT_FILENO, iov, cnt);
 }
 
 int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)

@@ -248,7 +248,7 @@ static int t_create(const struct cli_cmd *cmd, int argc, char **argv)
 	struct shmkit_table *t;
 	int err = shmkit_table_create(a.pos[0], &a.topts, &t);
 	if (err)
-		return cli_error(cmd, a.pos[0], err);
+		return cli_create_error(cmd, a.pos[0], err, a.backend);
 	shmkit_table_close(t);
 	return CLI_OK;
 }

@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "cli.h"
@@ -33,6 +35,48 @@ int cli_error(const struct cli_cmd *cmd, const char *what, int err)
 {
 	fprintf(stderr, "shmkit: %s: %s: %s\n", cmd->name, what, shmkit_strerror(err));
 	return CLI_ERR;
+}
+
+/* Reads one unsigned number from a /proc/sys file; false when it cannot. */
+static bool read_sysctl(const char *path, unsigned long long *v)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	bool ok = fscanf(f, "%llu", v) == 1;
+	fclose(f);
+	return ok;
+}
+
+int cli_create_error(const struct cli_cmd *cmd, const char *what, int err, uint32_t backend)
+{
+	unsigned long long a, b;
+	struct statvfs vfs;
+	char h1[32], h2[32];
+	if (err == -EFBIG && read_sysctl("/proc/sys/kernel/shmmax", &a))
+		return cli_errorf(cmd,
+				  "%s: larger than the System V limit kernel.shmmax (%llu bytes, "
+				  "%s; see /proc/sys/kernel/shmmax)",
+				  what, a, cli_human_size(h1, sizeof h1, a));
+	if (err != -ENOSPC)
+		return cli_error(cmd, what, err);
+	if (backend == SHMKIT_BACKEND_SYSV) {
+		if (!read_sysctl("/proc/sys/kernel/shmall", &a) ||
+		    !read_sysctl("/proc/sys/kernel/shmmni", &b))
+			return cli_errorf(cmd, "%s: System V limit reached (kernel.shmall or "
+					  "kernel.shmmni)", what);
+		return cli_errorf(cmd,
+				  "%s: System V limit reached: kernel.shmall (%llu pages in all) "
+				  "or kernel.shmmni (%llu segments)",
+				  what, a, b);
+	}
+	if (backend == SHMKIT_BACKEND_MEMFD)
+		return cli_errorf(cmd, "%s: no space left for shared memory (memfd)", what);
+	if (statvfs("/dev/shm", &vfs) < 0)
+		return cli_errorf(cmd, "%s: no space left on /dev/shm", what);
+	return cli_errorf(cmd, "%s: no space left on /dev/shm (size %s, %s free)", what,
+			  cli_human_size(h1, sizeof h1, (uint64_t)vfs.f_blocks * vfs.f_frsize),
+			  cli_human_size(h2, sizeof h2, (uint64_t)vfs.f_bavail * vfs.f_frsize));
 }
 
 int cli_errorf(const struct cli_cmd *cmd, const char *fmt, ...)
@@ -558,6 +602,17 @@ void cli_info_kv(struct cli_kv *kv, const struct shmkit_segment_info *inf)
 	cli_kv_u64(kv, "uid", inf->uid);
 	cli_kv_u64(kv, "gid", inf->gid);
 	cli_kv_str(kv, "owner", cli_user_name(buf, sizeof buf, inf->uid));
+	/* System V keeps a second identity, the creator's, that the owner field can hide:
+	 * the creator may hand the owner field to anyone (IPC_SET). Both are shown. */
+	if (sysv) {
+		cli_kv_u64(kv, "sysv_cuid", inf->cuid);
+		cli_kv_u64(kv, "sysv_cgid", inf->cgid);
+		cli_kv_str(kv, "sysv_creator", cli_user_name(buf, sizeof buf, inf->cuid));
+	} else {
+		cli_kv_null(kv, "sysv_cuid");
+		cli_kv_null(kv, "sysv_cgid");
+		cli_kv_null(kv, "sysv_creator");
+	}
 	if (trusted && inf->creator_pid > 0)
 		cli_kv_i64(kv, "creator_pid", inf->creator_pid);
 	else
@@ -697,4 +752,77 @@ int cli_open_wait(int (*try_open)(void *ctx), void *ctx, const struct cli_waitin
 		cli_nap(ns);
 		pause = pause * 2 > OPEN_POLL_MAX_NS ? OPEN_POLL_MAX_NS : pause * 2;
 	}
+}
+
+/* --- writing records and stopping cleanly ---------------------------------------------------- */
+
+int cli_record_iov(enum cli_framing f, const void *msg, size_t len, uint8_t hdr[4],
+		   struct iovec iov[3])
+{
+	int cnt = 0;
+	if (f == CLI_FRAMING_LEN) {
+		hdr[0] = (uint8_t)len;
+		hdr[1] = (uint8_t)(len >> 8);
+		hdr[2] = (uint8_t)(len >> 16);
+		hdr[3] = (uint8_t)(len >> 24);
+		iov[cnt++] = (struct iovec){.iov_base = hdr, .iov_len = 4};
+	}
+	iov[cnt++] = (struct iovec){.iov_base = (void *)(uintptr_t)msg, .iov_len = len};
+	if (f == CLI_FRAMING_LINES)
+		iov[cnt++] = (struct iovec){.iov_base = "\n", .iov_len = 1};
+	return cnt;
+}
+
+int cli_writev_all(int fd, struct iovec *iov, int cnt)
+{
+	while (cnt > 0) {
+		ssize_t n = writev(fd, iov, cnt);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+				(void)poll(&pfd, 1, -1);
+				continue;
+			}
+			if (errno == EINTR)
+				continue; /* a stop signal too: the record is finished first */
+			return -errno;
+		}
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+volatile sig_atomic_t cli_stop_sig;
+
+static void on_stop(int sig)
+{
+	cli_stop_sig = sig;
+}
+
+void cli_catch_stop(void)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	struct sigaction sa = {.sa_handler = on_stop, .sa_flags = SA_RESETHAND};
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		(void)sigaction(sigs[i], &sa, NULL);
+}
+
+int cli_stop_exit(int rc)
+{
+	int sig = cli_stop_sig;
+	if (!sig)
+		return rc;
+	fflush(NULL);
+	signal(sig, SIG_DFL);
+	raise(sig);
+	return 128 + sig; /* not reached: the signal's default action ends the process */
 }

@@ -57,6 +57,16 @@
  * peer killed with SIGKILL is reported (-EOWNERDEAD) within 100 ms, after everything it
  * published was delivered. A sleeper killed while counted leaves `sleepers` too high, which
  * only costs the peer a spurious FUTEX_WAKE per message until the next sleeper leaves.
+ *
+ * Batching (SHMKIT_CHAN_MORE): the producer's held commits may be published early (half a
+ * ring, a full ring): a committed message is whole. The consumer's held releases never
+ * are: the consumer publishes them (flush, plain release, close, detach) once it has handed
+ * the messages on, so a consumer that dies holding them has them delivered again to the
+ * next one. A consumer may hold the whole ring; it must publish before it waits, which
+ * the _wait calls enforce (-EDEADLK), so the producer never waits on space that a
+ * waiting consumer holds. Closing, each end stores its mark and then loads the other's
+ * (both seq_cst, CHAN-L1/L2), so of two ends leaving at once at least one learns it was
+ * last (shmkit_chan_close() returns 1) and can remove the channel.
  */
 #include <errno.h>
 #include <limits.h>
@@ -613,9 +623,8 @@ static inline int peek_(struct shmkit_chan *ch, const void **buf, size_t *len)
 	uint64_t n;
 	int err = shmkit__ring_peek(&ch->ring, buf, &n);
 	if (__builtin_expect(err == -EAGAIN, 0)) {
-		/* Publish batched releases before reporting empty: the producer may wait. */
-		consumer_publish(ch);
-		/* A4: pairs with R4 in shmkit_chan_close(): everything published before the
+		/* Held (MORE) releases stay held: only the consumer knows whether it has handed
+		 * those messages on yet (see release_()). A4: pairs with R4 in shmkit_chan_close(): everything published before the
 		 * close is visible, so one more peek decides between data and end of stream. */
 		uint32_t closed = atomic_load_explicit(&ch->ctl->closed, memory_order_seq_cst);
 		if (closed) {
@@ -636,6 +645,11 @@ static inline int peek_wait_(struct shmkit_chan *ch, const void **buf, size_t *l
 		int err = peek_(ch, buf, len);
 		if (err != -EAGAIN)
 			return err;
+		/* Waiting for data while holding releases could wait forever: the producer may
+		 * be waiting for exactly that space. Publishing them here would hand back what
+		 * the caller may not have passed on yet, so refuse instead (shmkit_chan(3)). */
+		if (ch->ring.pos != ch->ring.pub)
+			return -EDEADLK;
 		err = wait_for(ch, WAIT_DATA, 0, deadline);
 		if (err)
 			return err;
@@ -645,8 +659,13 @@ static inline int peek_wait_(struct shmkit_chan *ch, const void **buf, size_t *l
 static inline int release_(struct shmkit_chan *ch, unsigned flags)
 {
 	int err = shmkit__ring_release(&ch->ring);
-	/* A long MORE batch still hands space back every half ring. */
-	if (!err && (!(flags & SHMKIT_CHAN_MORE) || ch->ring.pos - ch->ring.pub >= ch->ring.cap / 2))
+	/* A MORE release stays private to this handle until the consumer publishes it
+	 * (flush, a release without MORE, close, detach): nothing publishes it on the
+	 * consumer's behalf — not a long batch, not an empty channel — because a release
+	 * made public is gone for good, and only the consumer knows when the message has
+	 * reached its destination. A crash before that delivers the held messages again
+	 * to the next consumer (at least once). */
+	if (!err && !(flags & SHMKIT_CHAN_MORE))
 		consumer_publish(ch);
 	return err;
 }
@@ -723,6 +742,7 @@ static int chan_leave(struct shmkit_chan *ch, uint32_t how)
 {
 	if (!ch)
 		return 0;
+	int last = 0;
 	if (ch->role == SHMKIT_CHAN_PRODUCER) {
 		producer_publish(ch);
 		if (how) {
@@ -731,14 +751,23 @@ static int chan_leave(struct shmkit_chan *ch, uint32_t how)
 			 * consumer. */
 			atomic_store_explicit(&ch->ctl->closed, how, memory_order_seq_cst);
 			wake(ch, &ch->ctl->data_q);
+			/* CHAN-L1: seq_cst store then seq_cst load of the other end's mark, as
+			 * the consumer does in the other order (CHAN-L2): when both ends close
+			 * at once, at least one of them sees the other and is "last". */
+			last = atomic_load_explicit(&ch->ctl->reader_closed, memory_order_seq_cst) != 0;
 		}
 		drop_role(ch);
 	} else if (ch->role == SHMKIT_CHAN_CONSUMER) {
-		consumer_publish(ch);
+		/* Abort: what the consumer holds was not handed on (its output failed), so its
+		 * held MORE releases are dropped, for a next consumer to receive again. */
+		if (how != CLOSED_ABORTED)
+			consumer_publish(ch);
 		if (how) {
 			/* The reader is gone: a producer waiting for room gets -EPIPE. seq_cst:
 			 * the store half of the handshake with a sleeping producer. */
 			atomic_store_explicit(&ch->ctl->reader_closed, 1, memory_order_seq_cst);
+			/* CHAN-L2: pairs with CHAN-L1. */
+			last = atomic_load_explicit(&ch->ctl->closed, memory_order_seq_cst) != 0;
 		}
 		drop_role(ch);
 		if (how)
@@ -746,7 +775,7 @@ static int chan_leave(struct shmkit_chan *ch, uint32_t how)
 	}
 	shmkit_segment_close(ch->seg);
 	free(ch);
-	return 0;
+	return last;
 }
 
 int shmkit_chan_close(struct shmkit_chan *ch)

@@ -89,9 +89,10 @@
  *
  *   Joining. A joiner starts at tail, expecting message next_seq; with history K the
  *   publisher keeps the positions of its last K records privately and publishes the first
- *   of them as hist_pos, and the joiner starts at max(hist_pos, oldest), expecting the
- *   number in the header it finds there (read, then validated like any overwrite-mode
- *   read).
+ *   of them as hist_pos, and the joiner starts at max(hist_pos, oldest) — at `oldest`
+ *   also when hist_pos lies more than a ring behind tail (fewer than K still there) —
+ *   expecting the number in the header it finds there (read, then validated like any
+ *   overwrite-mode read).
  *
  *   Waiting: spin (adaptive), then futex sleep with a sleeper count, in slices of 100 ms.
  *   Subscribers sleep on the data queue; a block-mode publisher sleeps on the space queue,
@@ -416,9 +417,13 @@ static int attach_subscriber(struct shmkit_pubsub *ps)
 		}
 		if (!pos_ge(t, o) || t - o > ps->cap)
 			continue; /* `oldest` moved past the tail we read: read again */
+		/* History: the last K records still in the ring, so start at the K-th newest
+		 * (hist_pos) or, when fewer than K are left (it was reclaimed, or lies more
+		 * than a ring behind), at the oldest one still valid. Both are then validated
+		 * like any start: the handshake below (block), the header read (overwrite). */
 		uint64_t start = t;
-		if (history && !(h & 15) && pos_ge(t, h) && t - h <= ps->cap)
-			start = pos_ge(h, o) ? h : o;
+		if (history && !(h & 15) && pos_ge(t, h))
+			start = t - h <= ps->cap && pos_ge(h, o) ? h : o;
 		/* Relaxed: statistics (lag) until our first release. */
 		atomic_store_explicit(&ps->my->seq, s, memory_order_relaxed);
 		/* seq_cst: the join handshake — position, then generation, then re-check. */
@@ -1060,8 +1065,8 @@ int shmkit_pubsub_peek(struct shmkit_pubsub *ps, const void **buf, size_t *len)
 	uint64_t n = 0;
 	int err = peek_once(ps, buf, &n);
 	if (err == -EAGAIN) {
-		sub_publish(ps); /* batched releases: the publisher may be waiting for them */
-		/* A4: pairs with R4' in shmkit_pubsub_close(): everything published before the
+		/* Held (MORE) releases stay held: only the subscriber knows whether it has
+		 * handed those messages on yet (see shmkit_pubsub_release()). A4: pairs with R4' in shmkit_pubsub_close(): everything published before the
 		 * close is visible, so one more peek decides between data and end of stream. */
 		if (atomic_load_explicit(&ps->ctl->closed, memory_order_seq_cst)) {
 			err = peek_once(ps, buf, &n);
@@ -1173,6 +1178,11 @@ int shmkit_pubsub_peek_wait(struct shmkit_pubsub *ps, const void **buf, size_t *
 		int err = shmkit_pubsub_peek(ps, buf, len);
 		if (err != -EAGAIN)
 			return err;
+		/* Waiting while holding releases could wait forever (block policy: the
+		 * publisher may be waiting for that space); publishing them would hand back
+		 * what the caller may not have passed on yet. Refuse (shmkit_pubsub(3)). */
+		if (ps->pos != ps->spub)
+			return -EDEADLK;
 		err = wait_data(ps, deadline);
 		if (err)
 			return err;
@@ -1386,8 +1396,8 @@ static unsigned watch_poll(const void *src, bool sc)
 	const struct shmkit_pubsub *ps = src;
 	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
 	/* Shared words only (the owning thread may be changing the handle): the published
-	 * tail against our slot's published position. A release batched with MORE can make
-	 * this say "readable" once too often; a peek then publishes it. */
+	 * tail against our slot's published position. Releases held with MORE make this say
+	 * "readable" until the subscriber flushes them (shmkit_wait(3): flush before waiting). */
 	uint64_t t = atomic_load_explicit(&ps->ctl->tail, mo);
 	uint64_t p = atomic_load_explicit(&ps->my->pos, mo);
 	unsigned bits = t != p && p != SUB_NONE ? SHMKIT_WAIT_READABLE : 0;

@@ -62,9 +62,11 @@
  *                 (counted as redelivered). In place, the repair needs no free slot: it
  *                 works even when the queue is full and this very slot is what blocks the
  *                 producers.
- * Repairs happen after a waiter's 100 ms sleep slice, in shmkit_queue_recover(), and when
- * a process takes over a dead process's member entry (it adopts any claim still tagged
- * with that index and repairs it; its own counters are folded into the totals). A live
+ * Repairs happen in a blocked call every 100 ms of its wait — woken or not: a waiter stuck
+ * behind a dead holder is still woken by the traffic around that slot — in a waitset's
+ * liveness check (src/wait.c), in shmkit_queue_recover(), and when a process takes over a
+ * dead process's member entry (it adopts any claim still tagged with that index and
+ * repairs it; its own counters are folded into the totals). A live
  * handle's claims are never touched: liveness is pid + start time, so a recycled pid does
  * not pass for the dead holder. A sleeper killed while counted costs wakers a needless
  * FUTEX_WAKE, nothing more.
@@ -407,8 +409,9 @@ static void lower(_Atomic uint64_t *hint, uint64_t to)
 }
 
 /* Repairs the slot at index i whose word was `w` (held by a dead member, or adopted from
- * one). Returns 1 when repaired, 0 when someone else changed it first. */
-static int repair_slot(struct shmkit_queue *q, uint64_t i, uint64_t w)
+ * one). Returns 1 when repaired, 0 when someone else changed it first. Wakes nobody: the
+ * sweep wakes consumers once for all its repairs. */
+static int repair_slot(const struct shmkit_queue *q, uint64_t i, uint64_t w)
 {
 	struct q_ctl *c = q->ctl;
 	struct q_slot *s = (struct q_slot *)(void *)(q->slots + i * q->stride);
@@ -433,7 +436,6 @@ static int repair_slot(struct shmkit_queue *q, uint64_t i, uint64_t w)
 		lower(&c->dequeue_pos, h + (uint64_t)qw_diff(qw(p, 0, 0), h));
 		total_add(&c->totals.redelivered, 1);
 	}
-	wake_consumers(q, 1);
 	return 1;
 }
 
@@ -448,7 +450,13 @@ static bool own_claim(const struct shmkit_queue *q, uint64_t w)
 	return q->peeked && QW_STATE(w) == S_READING && p == (q->peek_pos & pmask);
 }
 
-static int sweep(struct shmkit_queue *q, bool own_only)
+/* What a sweep repairs: the claims tagged with our own index that are not our pending
+ * loan or peek (adopted from a dead predecessor), those of dead members, or both; OTHERS
+ * reads no private state of the handle (own_claim() does), so any thread may run it. */
+enum { SWEEP_OWN, SWEEP_ALL, SWEEP_OTHERS };
+
+/* Repairs what `which` says; returns how many slots, or -ENOMEM. */
+static int sweep_slots(const struct shmkit_queue *q, int which)
 {
 	int8_t *state = calloc(q->max_members, 1); /* 0 unknown, 1 alive, -1 dead */
 	if (!state)
@@ -462,11 +470,11 @@ static int sweep(struct shmkit_queue *q, bool own_only)
 		if ((st != S_WRITING && st != S_READING) || m >= q->max_members)
 			continue;
 		if (m == q->idx) {
-			if (!own_claim(q, w))
+			if (which != SWEEP_OTHERS && !own_claim(q, w))
 				repaired += repair_slot(q, i, w);
 			continue;
 		}
-		if (own_only)
+		if (which == SWEEP_OWN)
 			continue;
 		if (state[m] == 0) {
 			/* Relaxed: a liveness probe; a free entry (0) holds no live claim. */
@@ -478,6 +486,14 @@ static int sweep(struct shmkit_queue *q, bool own_only)
 	}
 	free(state);
 	return repaired;
+}
+
+static int sweep(struct shmkit_queue *q, bool own_only)
+{
+	int n = sweep_slots(q, own_only ? SWEEP_OWN : SWEEP_ALL);
+	if (n > 0)
+		wake_consumers(q, n); /* after the seq_cst repairs: the handshake's store half */
+	return n;
 }
 
 int shmkit_queue_recover(struct shmkit_queue *q)
@@ -695,19 +711,40 @@ static bool q_ready(void *arg)
 	return probe(x->q, x->data, x->sc);
 }
 
-static int q_wait(struct shmkit_queue *q, bool data, const struct timespec *deadline)
+/* One wait of a blocking call's loop, after its claim failed. *since: 0 at the loop's
+ * start, then when this call last checked for dead holders (or began waiting).
+ *
+ * The check (a sweep) runs once SHMKIT__SLICE_NS passed since then, whether or not the
+ * sleeps in between were woken: a waiter blocked by a dead process's slot is still woken
+ * by every commit behind that slot (or every release around it), and a check made only
+ * after a sleep that nobody interrupted would wait for the traffic to stop — the queue to
+ * fill up, or to drain — before repairing (2.4 s with a 256-slot queue and a peer moving a
+ * message every 10 ms, without bound for a larger queue). */
+static int q_wait(struct shmkit_queue *q, bool data, const struct timespec *deadline,
+		  uint64_t *since)
 {
+	uint64_t now = shmkit_now_ns();
 	/* The caller's claim just failed: never try again past the deadline, whatever the
 	 * readiness probe says (a peer rewriting words could make it say "ready" forever). */
-	if (shmkit__deadline_passed(deadline, shmkit_now_ns()))
+	if (shmkit__deadline_passed(deadline, now))
 		return -ETIMEDOUT;
+	if (*since == 0) {
+		*since = now;
+	} else if (now - *since >= SHMKIT__SLICE_NS) {
+		*since = now;
+		if (sweep(q, false) > 0)
+			return 0; /* a dead holder's slot repaired: claim again */
+	}
 	struct wctx x = {q, false, data};
 	if (shmkit__spin_wait(&q->spin, q_ready, &x))
 		return 0;
 	x.sc = true;
 	bool slept;
 	struct shmkit__waitq *wq = data ? &q->ctl->data_q : &q->ctl->space_q;
-	int r = shmkit__waitq_sleep(wq, q_ready, &x, deadline, SHMKIT__SLICE_NS, false, &slept);
+	/* Sleep no longer than until the next check is due. */
+	uint64_t left = *since + SHMKIT__SLICE_NS - shmkit_now_ns();
+	left = left > SHMKIT__SLICE_NS ? 0 : left; /* wrapped: due already */
+	int r = shmkit__waitq_sleep(wq, q_ready, &x, deadline, left, false, &slept);
 	if (r == 0)
 		shmkit__spin_learn(&q->spin); /* woken soon: spin that long next time */
 	if (slept) {
@@ -717,7 +754,8 @@ static int q_wait(struct shmkit_queue *q, bool data, const struct timespec *dead
 			pub_stat(&q->mine->psleeps, ++q->psleeps);
 	}
 	if (r == 1 || r == -ETIMEDOUT) {
-		/* A slice without progress: is a dead process holding the way? */
+		/* The check is due (or the deadline came): is a dead process holding the way? */
+		*since = shmkit_now_ns();
 		if (sweep(q, false) > 0)
 			return 0;
 	}
@@ -746,11 +784,12 @@ int shmkit_queue_loan(struct shmkit_queue *q, void **buf)
 
 int shmkit_queue_loan_wait(struct shmkit_queue *q, void **buf, const struct timespec *deadline)
 {
+	uint64_t since = 0; /* q_wait(): when dead holders were last looked for */
 	for (;;) {
 		int err = shmkit_queue_loan(q, buf);
 		if (err != -EAGAIN)
 			return err;
-		err = q_wait(q, false, deadline);
+		err = q_wait(q, false, deadline, &since);
 		if (err)
 			return err;
 	}
@@ -848,11 +887,12 @@ int shmkit_queue_send_many(struct shmkit_queue *q, const void *buf, size_t strid
 int shmkit_queue_send_many_wait(struct shmkit_queue *q, const void *buf, size_t stride,
 				const size_t *lens, size_t n, const struct timespec *deadline)
 {
+	uint64_t since = 0; /* q_wait(): when dead holders were last looked for */
 	for (;;) {
 		int r = shmkit_queue_send_many(q, buf, stride, lens, n);
 		if (r != -EAGAIN)
 			return r;
-		r = q_wait(q, false, deadline);
+		r = q_wait(q, false, deadline, &since);
 		if (r)
 			return r;
 	}
@@ -889,11 +929,12 @@ int shmkit_queue_peek(struct shmkit_queue *q, const void **buf, size_t *len)
 int shmkit_queue_peek_wait(struct shmkit_queue *q, const void **buf, size_t *len,
 			   const struct timespec *deadline)
 {
+	uint64_t since = 0; /* q_wait(): when dead holders were last looked for */
 	for (;;) {
 		int err = shmkit_queue_peek(q, buf, len);
 		if (err != -EAGAIN)
 			return err;
-		err = q_wait(q, true, deadline);
+		err = q_wait(q, true, deadline, &since);
 		if (err)
 			return err;
 	}
@@ -989,11 +1030,12 @@ int shmkit_queue_recv_many(struct shmkit_queue *q, void *buf, size_t stride, siz
 int shmkit_queue_recv_many_wait(struct shmkit_queue *q, void *buf, size_t stride, size_t *lens,
 				size_t n, const struct timespec *deadline)
 {
+	uint64_t since = 0; /* q_wait(): when dead holders were last looked for */
 	for (;;) {
 		int r = shmkit_queue_recv_many(q, buf, stride, lens, n);
 		if (r != -EAGAIN)
 			return r;
-		r = q_wait(q, true, deadline);
+		r = q_wait(q, true, deadline, &since);
 		if (r)
 			return r;
 	}
@@ -1089,7 +1131,20 @@ static unsigned watch_poll(const void *src, bool sc)
 static int watch_peer_dead(const void *src)
 {
 	(void)src;
-	return 0; /* a queue has no single peer; dead holders are repaired by the waits */
+	return 0; /* a queue has no single peer to report dead */
+}
+
+/* The waitset's liveness check, from any thread: a waitset member blocked behind a dead
+ * holder's slot would otherwise wait for some other handle's blocked call to repair it.
+ * Never our own claims (their state belongs to the handle's thread), and the wake is not
+ * counted (the counters are the handle's too). */
+static int watch_repair(const void *src)
+{
+	const struct shmkit_queue *q = src;
+	int n = sweep_slots(q, SWEEP_OTHERS);
+	if (n > 0)
+		shmkit__waitq_wake(&q->ctl->data_q, n);
+	return n;
 }
 
 int shmkit__queue_watch(const struct shmkit_queue *q, struct shmkit__watch *w)
@@ -1100,6 +1155,7 @@ int shmkit__queue_watch(const struct shmkit_queue *q, struct shmkit__watch *w)
 	w->sleepers = &q->ctl->data_q.sleepers;
 	w->poll = watch_poll;
 	w->peer_dead = watch_peer_dead;
+	w->repair = watch_repair;
 	w->src = q;
 	return 0;
 }

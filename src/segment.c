@@ -434,6 +434,21 @@ static int create_memfd(struct shmkit_segment *seg, uint64_t total, const struct
 
 static int probe_sysv_key(int32_t key, const char *name);
 
+/* The largest System V segment this IPC namespace allows (kernel.shmmax). */
+static int sysv_shmmax(uint64_t *out)
+{
+	char buf[64];
+	if (shmkit__read_file("/proc/sys/kernel/shmmax", buf, sizeof buf) <= 0)
+		return -EIO;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(buf, &end, 10);
+	if (errno || end == buf)
+		return -EIO;
+	*out = v;
+	return 0;
+}
+
 static int create_sysv(struct shmkit_segment *seg, uint64_t total, const struct nopts *o)
 {
 	bool huge = o->flags & SHMKIT_SEG_HUGEPAGES;
@@ -443,6 +458,11 @@ static int create_sysv(struct shmkit_segment *seg, uint64_t total, const struct 
 		int err = -errno;
 		if (err == -EEXIST)
 			return probe_sysv_key(seg->sysv_key, seg->name);
+		/* shmget says EINVAL for a size beyond the kernel.shmmax limit of this IPC
+		 * namespace, as for any bad argument: name the real cause. */
+		uint64_t shmmax;
+		if (err == -EINVAL && sysv_shmmax(&shmmax) == 0 && total > shmmax)
+			return -EFBIG;
 		return huge ? huge_error(err) : err;
 	}
 	void *p = shmat(id, NULL, 0);
@@ -536,14 +556,17 @@ static int seg_adopt(struct shmkit_segment *seg, uint64_t os_size, const struct 
 		return name_mismatch_err;
 	if (err)
 		return err;
-	if (c->backend != seg->backend &&
-	    !(seg->backend == SHMKIT_BACKEND_MEMFD && c->backend == SHMKIT_BACKEND_POSIX))
+	/* What the object is was decided from the kernel's view (the namespace it was found
+	 * in, or what the descriptor is); a header claiming another backend lies. */
+	if (c->backend != seg->backend)
 		return -EBADMSG;
+	/* The last identity of the trust rule: the creator the header names. */
+	if (c->creator_uid != (uint32_t)geteuid() && !(o->flags & SHMKIT_SEG_FOREIGN_UID))
+		return -EPERM;
 	if (o->kind && c->kind != o->kind)
 		return -EMEDIUMTYPE;
 	if (c->data_size < o->min_size)
 		return -ERANGE;
-	seg->backend = c->backend;
 	seg->kind = c->kind;
 	seg->sysv_key = c->sysv_key;
 	seg->data = seg->base + c->data_offset;
@@ -553,21 +576,69 @@ static int seg_adopt(struct shmkit_segment *seg, uint64_t os_size, const struct 
 	return 0;
 }
 
-static int check_owner(uid_t uid, const struct nopts *o)
+/* --- trust ---------------------------------------------------------------------------- */
+
+/* The trust rule (docs/design.md, "Trust model"; shmkit_segment(3), TRUST): an object is
+ * ours only when every identity the kernel keeps for it is our effective uid — the owner,
+ * and for System V also the creator (cuid), which the owner cannot change but the creator
+ * can hand the owner to anyone with IPC_SET — and its mode lets nobody else write to it.
+ * The header's creator uid must agree as well (checked in seg_adopt()). Anything else is
+ * foreign: -EPERM unless the caller passed SHMKIT_SEG_FOREIGN_UID. */
+static bool ids_ours(uint32_t uid, uint32_t cuid, uint32_t mode)
 {
-	if (uid != geteuid() && !(o->flags & SHMKIT_SEG_FOREIGN_UID))
+	uint32_t me = (uint32_t)geteuid();
+	return uid == me && cuid == me && (mode & 022) == 0;
+}
+
+static int check_trust(uint32_t uid, uint32_t cuid, uint32_t mode, const struct nopts *o)
+{
+	if (!ids_ours(uid, cuid, mode) && !(o->flags & SHMKIT_SEG_FOREIGN_UID))
 		return -EPERM;
 	return 0;
 }
 
+/* Opens the POSIX object of `name` with access `acc` (O_RDONLY / O_RDWR) without ever
+ * blocking on what another user may have put at that path: a FIFO would block open(2)
+ * until a writer comes, a device could do anything. The path is looked at first without
+ * opening it, then opened O_NONBLOCK | O_NOFOLLOW, and the descriptor is checked again
+ * (the path may have been replaced in between). Returns the descriptor with O_NONBLOCK
+ * cleared and *st filled, or -ENOTUNIQ with *st filled when something other than a
+ * regular file is there, or another -errno (-ENOENT: nothing there; *st is zeroed). */
+static int posix_open_nb(const char *name, int acc, struct stat *st)
+{
+	char path[SHMKIT_NAME_MAX + 32];
+	memset(st, 0, sizeof *st);
+	snprintf(path, sizeof path, "/dev/shm/shmkit.%s", name);
+	if (fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISREG(st->st_mode))
+		return -ENOTUNIQ;
+	posix_path(path, sizeof path, name);
+	int fd = shm_open(path, acc | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0) {
+		int err = errno;
+		/* ELOOP: a symlink, ENXIO: a socket, EISDIR: a directory — swapped in since. */
+		return err == ELOOP || err == ENXIO || err == EISDIR ? -ENOTUNIQ : -err;
+	}
+	int err = fstat(fd, st) < 0 ? -errno : 0;
+	if (!err && !S_ISREG(st->st_mode))
+		err = -ENOTUNIQ;
+	if (!err && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		err = -errno;
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 static int open_posix(const char *name, const struct nopts *o, struct shmkit_segment **segp)
 {
-	char path[SHMKIT_NAME_MAX + 16];
-	posix_path(path, sizeof path, name);
 	bool ro = o->flags & SHMKIT_SEG_RDONLY;
-	int fd = shm_open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+	struct stat st;
+	int fd = posix_open_nb(name, ro ? O_RDONLY : O_RDWR, &st);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	struct shmkit_segment *seg = seg_alloc(SHMKIT_BACKEND_POSIX, name);
 	if (!seg) {
 		close(fd);
@@ -575,12 +646,7 @@ static int open_posix(const char *name, const struct nopts *o, struct shmkit_seg
 	}
 	seg->fd = fd;
 	seg->readonly = ro;
-	struct stat st;
-	int err = fstat(fd, &st) < 0 ? -errno : 0;
-	if (!err && !S_ISREG(st.st_mode))
-		err = -ENOTUNIQ;
-	if (!err)
-		err = check_owner(st.st_uid, o);
+	int err = check_trust(st.st_uid, st.st_uid, st.st_mode, o);
 	if (!err && st.st_size == 0)
 		err = -EAGAIN;
 	if (!err && (uint64_t)st.st_size < SHMKIT__HDR_SIZE)
@@ -605,7 +671,7 @@ static int open_sysv_id(int id, const char *want_name, const struct nopts *o,
 	struct shmid_ds ds;
 	if (shmctl(id, IPC_STAT, &ds) < 0)
 		return errno == EINVAL || errno == EIDRM ? -ENOENT : -errno;
-	int err = check_owner(ds.shm_perm.uid, o);
+	int err = check_trust(ds.shm_perm.uid, ds.shm_perm.cuid, ds.shm_perm.mode, o);
 	if (err)
 		return err;
 	if (ds.shm_segsz < SHMKIT__HDR_SIZE)
@@ -650,6 +716,7 @@ struct sysv_row {
 	uint64_t size;
 	int64_t nattch;
 	uint32_t uid, gid;
+	uint32_t cuid, cgid; /* the creator's, which only the kernel writes */
 };
 
 /* Reads /proc/sysvipc/shm; returns the number of rows (malloc'ed *rowsp) or -errno. */
@@ -670,9 +737,9 @@ static int sysv_rows(struct sysv_row **rowsp)
 		struct sysv_row r;
 		int key, id, cpid, lpid;
 		unsigned long long size, nattch;
-		unsigned uid, gid;
-		if (sscanf(line, "%d %d %o %llu %d %d %llu %u %u", &key, &id, &r.perms, &size,
-			   &cpid, &lpid, &nattch, &uid, &gid) != 9)
+		unsigned uid, gid, cuid, cgid;
+		if (sscanf(line, "%d %d %o %llu %d %d %llu %u %u %u %u", &key, &id, &r.perms,
+			   &size, &cpid, &lpid, &nattch, &uid, &gid, &cuid, &cgid) != 11)
 			continue;
 		/* SHM_DEST: already removed, waiting for its last detach; it has no key. */
 		if (r.perms & 01000)
@@ -683,6 +750,8 @@ static int sysv_rows(struct sysv_row **rowsp)
 		r.nattch = (int64_t)nattch;
 		r.uid = uid;
 		r.gid = gid;
+		r.cuid = cuid;
+		r.cgid = cgid;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
 			struct sysv_row *nr = realloc(rows, (size_t)cap * sizeof *rows);
@@ -795,6 +864,52 @@ int shmkit_segment_open(const char *name, const struct shmkit_segment_opts *opts
 	}
 }
 
+/* The seals that make a descriptor's size immutable for every holder: nobody can shrink
+ * it under our mapping (SIGBUS) or grow it. Seals can never be removed once added, so
+ * F_SEAL_SEAL is not needed for this; shmkit's own memfds carry it too. */
+#define FD_SIZE_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
+
+/* Decides what descriptor `fd` (fstat'ed into *st) is, from the kernel's view alone —
+ * never from the bytes in it, which whoever sent it wrote:
+ *   - sealed against shrinking and growing (a memfd as shmkit seals it): backend memfd;
+ *   - unsealed: whoever else holds it could truncate it and kill us with SIGBUS, so it
+ *     is accepted only when it is the very object a by-name open would find, a file
+ *     linked in /dev/shm under a shmkit name (backend POSIX, the name into name[cap]):
+ *     then the descriptor gives nobody a power the name did not already give;
+ *   - anything else (an unsealed or partly sealed memfd, a file elsewhere, an unlinked
+ *     one): -EPERM. Not a regular file at all: -EINVAL. */
+static int fd_classify(int fd, const struct stat *st, char *name, size_t cap, uint32_t *backend)
+{
+	if (!S_ISREG(st->st_mode))
+		return -EINVAL;
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (seals >= 0 && (seals & FD_SIZE_SEALS) == FD_SIZE_SEALS) {
+		*backend = SHMKIT_BACKEND_MEMFD;
+		return 0;
+	}
+	static const char prefix[] = "/dev/shm/shmkit.";
+	char link[64], target[SHMKIT_NAME_MAX + 64];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, target, sizeof target);
+	if (n <= 0 || (size_t)n >= sizeof target)
+		return -EPERM;
+	target[n] = '\0';
+	/* An unlinked file reads "... (deleted)": not a valid name, refused here. */
+	if (strncmp(target, prefix, sizeof prefix - 1) != 0 ||
+	    shmkit_name_valid(target + sizeof prefix - 1) < 0)
+		return -EPERM;
+	struct stat by_name;
+	if (fstatat(AT_FDCWD, target, &by_name, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    by_name.st_dev != st->st_dev || by_name.st_ino != st->st_ino)
+		return -EPERM;
+	size_t len = strlen(target + sizeof prefix - 1); /* <= SHMKIT_NAME_MAX: checked */
+	if (len >= cap)
+		return -EPERM;
+	memcpy(name, target + sizeof prefix - 1, len + 1);
+	*backend = SHMKIT_BACKEND_POSIX;
+	return 0;
+}
+
 /* Takes ownership of `fd`. */
 static int open_fd_owned(int fd, const struct nopts *o, struct shmkit_segment **segp)
 {
@@ -811,9 +926,10 @@ static int open_fd_owned(int fd, const struct nopts *o, struct shmkit_segment **
 	}
 	seg->fd = fd;
 	seg->readonly = o->flags & SHMKIT_SEG_RDONLY;
-	int err = S_ISREG(st.st_mode) ? 0 : -EINVAL;
+	/* Everything about what the descriptor is comes before the first byte is mapped. */
+	int err = fd_classify(fd, &st, seg->name, sizeof seg->name, &seg->backend);
 	if (!err)
-		err = check_owner(st.st_uid, o);
+		err = check_trust(st.st_uid, st.st_uid, st.st_mode, o);
 	if (!err && st.st_size == 0)
 		err = -EAGAIN;
 	if (!err && (uint64_t)st.st_size < SHMKIT__HDR_SIZE)
@@ -821,15 +937,8 @@ static int open_fd_owned(int fd, const struct nopts *o, struct shmkit_segment **
 	if (!err)
 		err = map_fd(seg, (uint64_t)st.st_size, seg->readonly);
 	if (!err)
-		err = seg_adopt(seg, (uint64_t)st.st_size, o, NULL, 0);
-	if (!err && seg->backend == SHMKIT_BACKEND_MEMFD) {
-		/* An unsealed memfd could be shrunk by whoever else holds it: every access past
-		 * the new end would raise SIGBUS. Refuse it. */
-		int seals = fcntl(fd, F_GET_SEALS);
-		if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) !=
-					 (F_SEAL_SHRINK | F_SEAL_GROW))
-			err = -EPERM;
-	}
+		err = seg_adopt(seg, (uint64_t)st.st_size, o,
+				seg->backend == SHMKIT_BACKEND_POSIX ? seg->name : NULL, -EBADMSG);
 	if (err) {
 		seg_unmap(seg);
 		free(seg);
@@ -1160,31 +1269,39 @@ static void info_init(struct shmkit_segment_info *inf, uint32_t backend)
 	inf->nattach = -1;
 }
 
-/* Describes the POSIX object "/shmkit.<name>"; 0, or -errno when it cannot be opened. */
+/* The status a default open would give a valid object, once the identities are checked:
+ * -EPERM when it is not ours by the trust rule (see check_trust()). Other statuses stay:
+ * they say more about what is there. */
+static int trust_status(int status, uint32_t uid, uint32_t cuid, uint32_t mode,
+			const struct hdr_view *v)
+{
+	if (status == 0 && (!ids_ours(uid, cuid, mode) || v->copy.creator_uid != geteuid()))
+		return -EPERM;
+	return status;
+}
+
+/* Describes the POSIX object "/shmkit.<name>"; 0, or -errno when it cannot be opened.
+ * Something that is not a regular file (a FIFO, socket, directory, symlink, device) is
+ * described from its directory entry as foreign, and never opened. */
 static int describe_posix(const char *name, struct shmkit_segment_info *inf, uint64_t *inode)
 {
 	info_init(inf, SHMKIT_BACKEND_POSIX);
-	char path[SHMKIT_NAME_MAX + 16];
-	posix_path(path, sizeof path, name);
-	int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
 	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
+	int fd = posix_open_nb(name, O_RDONLY, &st);
+	if (fd < 0 && fd != -ENOTUNIQ)
+		return fd;
 	snprintf(inf->name, sizeof inf->name, "%s", name);
-	inf->total_size = (uint64_t)st.st_size;
+	inf->total_size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
 	inf->mode = st.st_mode & 07777;
 	inf->uid = st.st_uid;
 	inf->gid = st.st_gid;
+	inf->cuid = st.st_uid;
+	inf->cgid = st.st_gid;
 	*inode = st.st_ino;
 	struct hdr_view v;
 	memset(&v, 0, sizeof v);
 	int status;
-	if (!S_ISREG(st.st_mode)) {
+	if (fd < 0) {
 		status = -ENOTUNIQ;
 	} else if ((uint64_t)st.st_size < SHMKIT__HDR_SIZE) {
 		status = st.st_size == 0 ? -EAGAIN : -ERANGE;
@@ -1199,11 +1316,14 @@ static int describe_posix(const char *name, struct shmkit_segment_info *inf, uin
 		} else {
 			status = hdr_validate(hdr, (uint64_t)st.st_size, SHMKIT__HDR_SIZE, &v);
 			/* As open reports it: a trustworthy header naming another segment. */
-			if (v.trusted && strcmp(v.copy.name, name) != 0)
+			if (v.trusted && (strcmp(v.copy.name, name) != 0 ||
+					  v.copy.backend != SHMKIT_BACKEND_POSIX))
 				status = -EBADMSG;
+			status = trust_status(status, st.st_uid, st.st_uid, st.st_mode, &v);
 		}
 	}
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	info_from_view(inf, status, &v);
 	/* The file name is what identifies a POSIX object, whatever its header claims. */
 	snprintf(inf->name, sizeof inf->name, "%s", name);
@@ -1225,7 +1345,12 @@ static void describe_sysv(const struct sysv_row *r, int status, const struct hdr
 	inf->mode = r->perms & 0777;
 	inf->uid = r->uid;
 	inf->gid = r->gid;
+	inf->cuid = r->cuid;
+	inf->cgid = r->cgid;
 	inf->nattach = r->nattch;
+	if (status == 0 && v->copy.backend != SHMKIT_BACKEND_SYSV)
+		status = -EBADMSG;
+	status = trust_status(status, r->uid, r->cuid, r->perms, v);
 	info_from_view(inf, status, v);
 }
 
@@ -1266,6 +1391,8 @@ int shmkit_segment_info(const struct shmkit_segment *seg, struct shmkit_segment_
 			r.nattch = (int64_t)ds.shm_nattch;
 			r.uid = ds.shm_perm.uid;
 			r.gid = ds.shm_perm.gid;
+			r.cuid = ds.shm_perm.cuid;
+			r.cgid = ds.shm_perm.cgid;
 		}
 		int status = hdr_validate(seg->base, r.size, seg->map_size, &v);
 		describe_sysv(&r, status, &v, info);
@@ -1279,7 +1406,10 @@ int shmkit_segment_info(const struct shmkit_segment *seg, struct shmkit_segment_
 	info->mode = st.st_mode & 07777;
 	info->uid = st.st_uid;
 	info->gid = st.st_gid;
+	info->cuid = st.st_uid;
+	info->cgid = st.st_gid;
 	int status = hdr_validate(seg->base, (uint64_t)st.st_size, seg->map_size, &v);
+	status = trust_status(status, st.st_uid, st.st_uid, st.st_mode, &v);
 	info_from_view(info, status, &v);
 	if (seg->backend == SHMKIT_BACKEND_POSIX) {
 		uint64_t ino = st.st_ino;
@@ -1462,6 +1592,24 @@ static int rmid(int id)
 	return 0;
 }
 
+/* The kernel refuses to remove another user's object with EPERM (IPC_RMID by someone
+ * else than the owner or creator; unlink in the sticky /dev/shm). shmkit's -EPERM means
+ * "not ours, refused", which would mislead here: the caller lacks the permission. */
+static int remove_error(int err)
+{
+	return err == -EPERM ? -EACCES : err;
+}
+
+/* Whether a System V segment sits at the key derived from `name` and we may not read it. */
+static bool sysv_key_unreadable(const char *name)
+{
+	int32_t key;
+	shmkit_sysv_key_for_name(name, &key);
+	int id = shmget((key_t)key, 0, 0);
+	struct shmid_ds ds;
+	return id >= 0 && shmctl(id, IPC_STAT, &ds) < 0 && (errno == EACCES || errno == EPERM);
+}
+
 int shmkit_segment_remove(const char *name, const struct shmkit_segment_opts *opts)
 {
 	struct nopts o;
@@ -1481,7 +1629,7 @@ int shmkit_segment_remove(const char *name, const struct shmkit_segment_opts *op
 		if (shm_unlink(path) == 0)
 			removed++;
 		else if (errno != ENOENT)
-			first_err = -errno;
+			first_err = remove_error(-errno);
 	}
 	if (want(&o, SHMKIT_BACKEND_SYSV)) {
 		if (o.key) {
@@ -1500,7 +1648,7 @@ int shmkit_segment_remove(const char *name, const struct shmkit_segment_opts *op
 								   strcmp(v.copy.name, name) == 0)))
 					err = -ENOTUNIQ;
 				else
-					err = rmid(id);
+					err = remove_error(rmid(id));
 				if (err == 0)
 					removed++;
 				else if (!first_err)
@@ -1512,12 +1660,17 @@ int shmkit_segment_remove(const char *name, const struct shmkit_segment_opts *op
 			int ids[64];
 			int found = sysv_find_by_name(name, ids, 64);
 			for (int i = 0; i < found; i++) {
-				err = rmid(ids[i]);
+				err = remove_error(rmid(ids[i]));
 				if (err == 0)
 					removed++;
 				else if (!first_err)
 					first_err = err;
 			}
+			/* Nothing found by the headers we could read: a segment at the name's key
+			 * that we may not read is most likely it, another user's. Say so rather
+			 * than "no such segment". */
+			if (found == 0 && !first_err && sysv_key_unreadable(name))
+				first_err = -EACCES;
 		}
 	}
 	if (removed)

@@ -17,8 +17,10 @@
  * woken. Stream channels publish with release stores, not seq_cst, so when one is among
  * the words, step 4 repeats for SHMKIT__SETTLE_NS and the first sleep of step 5 lasts at
  * most SHMKIT__SETTLE_NET_NS, then re-checks (src/waitq_internal.h explains the race these
- * close). Every 100 ms while waiting, the peers of channel members are checked for
- * liveness (DEAD).
+ * close). The peers of channel members are checked for liveness (DEAD) every 100 ms, on
+ * a schedule of their own: at the start of any wait (a poll included) once 100 ms passed
+ * since the last check, whatever else is ready, and a sleep never lasts past the next
+ * check. So a member that is always ready (CLOSED, busy) cannot hide a dead one.
  *
  * Fallback (ENOSYS, or SHMKIT_WAITSET_FALLBACK): step 3 registers on one member only (the
  * "primary", rotating between waits) and step 5 is a FUTEX_WAIT on that member's word for
@@ -178,10 +180,15 @@ static int collect(struct shmkit_waitset *ws, struct wstate *st, struct member *
 	return k;
 }
 
-/* Refreshes the DEAD marks of channel members that have nothing to read. */
+/* Refreshes the DEAD marks of channel members that have nothing to read, and repairs the
+ * slots dead processes hold in queue members that have nothing to read (a queue has no
+ * single peer to report DEAD; a message behind a dead producer's loan, or a dead
+ * consumer's take, becomes READABLE instead). */
 static void check_liveness(struct shmkit_waitset *ws, struct member *m, unsigned n, bool locked)
 {
 	for (unsigned i = 0; i < n; i++) {
+		if (m[i].type == M_QUEUE && !(m[i].w.poll(m[i].w.src, false) & SHMKIT_WAIT_READABLE))
+			m[i].w.repair(m[i].w.src);
 		if (m[i].type == M_EVENT || m[i].type == M_QUEUE)
 			continue;
 		bool dead = !(m[i].w.poll(m[i].w.src, false) & SHMKIT_WAIT_READABLE) &&
@@ -252,6 +259,15 @@ static bool recheck(void *arg)
 	return ready;
 }
 
+/* A sleep's slice: at most slice_ns, and never past the next liveness check, so that a
+ * wake-up that changed nothing for us (a notify of a word we share, a spurious one) cannot
+ * push the check a whole slice later. */
+static uint64_t live_slice(const struct wstate *st, uint64_t slice_ns)
+{
+	uint64_t left = st->live_ns + SHMKIT__SLICE_NS - shmkit_now_ns();
+	return left > SHMKIT__SLICE_NS ? 0 : left < slice_ns ? left : slice_ns; /* > : passed */
+}
+
 /* One registration + sleep round. Returns 0 (woken, or something may be ready: poll
  * again), -EINTR, or -ETIMEDOUT when the deadline passed. */
 static int sleep_round(struct shmkit_waitset *ws, struct wstate *st, struct any_ctx *x,
@@ -290,7 +306,8 @@ static int sleep_round(struct shmkit_waitset *ws, struct wstate *st, struct any_
 	if (!(settle ? shmkit__settle(recheck, x) : recheck(x))) {
 		struct timespec until;
 		bool at_deadline = shmkit__slice_until(&until, deadline,
-						       waitv ? SHMKIT__SLICE_NS : ws->poll_ns);
+						       live_slice(st, waitv ? SHMKIT__SLICE_NS
+									    : ws->poll_ns));
 		if (x->kick && (waitv || k == 0)) {
 			memset(&v[k], 0, sizeof v[k]);
 			v[k].uaddr = (uint64_t)(uintptr_t)x->kick;
@@ -333,19 +350,20 @@ static int wait_members(struct shmkit_waitset *ws, struct wstate *st, struct mem
 	struct any_ctx x = {m, n, kick, kick_val};
 	bool spun = false;
 	for (;;) {
+		/* Liveness runs on its own schedule, before looking at what is ready: a member
+		 * that is always ready (CLOSED, or a busy stream) returns every wait at once,
+		 * and a check made only when nothing is ready would then never run, hiding a
+		 * dead peer forever. One clock read per wait buys that. */
+		uint64_t now = shmkit_now_ns();
+		if (now - st->live_ns >= SHMKIT__SLICE_NS) {
+			st->live_ns = now;
+			check_liveness(ws, m, n, locked);
+		}
 		int k = collect(ws, st, m, n, false, out, cap, out != NULL);
 		if (k)
 			return k;
 		if (kicked(&x))
 			return 0;
-		uint64_t now = shmkit_now_ns();
-		if (now - st->live_ns >= SHMKIT__SLICE_NS) {
-			st->live_ns = now;
-			check_liveness(ws, m, n, locked);
-			k = collect(ws, st, m, n, false, out, cap, out != NULL);
-			if (k)
-				return k;
-		}
 		if (shmkit__deadline_passed(deadline, now))
 			return -ETIMEDOUT;
 		if (!spun) {
@@ -539,7 +557,7 @@ int shmkit_waitset_add_pubsub(struct shmkit_waitset *ws, struct shmkit_pubsub *p
 {
 	if (!ws || !ps)
 		return -EINVAL;
-	struct shmkit__watch w;
+	struct shmkit__watch w = {0};
 	int err = shmkit__pubsub_watch(ps, &w);
 	return err ? err : add(ws, M_PUBSUB, ps, &w, cookie);
 }
@@ -548,7 +566,7 @@ int shmkit_waitset_add_queue(struct shmkit_waitset *ws, struct shmkit_queue *q, 
 {
 	if (!ws || !q)
 		return -EINVAL;
-	struct shmkit__watch w;
+	struct shmkit__watch w = {0};
 	int err = shmkit__queue_watch(q, &w);
 	return err ? err : add(ws, M_QUEUE, q, &w, cookie);
 }

@@ -180,6 +180,9 @@ struct shmkit__watch {
 	unsigned (*poll)(const void *src, bool sc);
 	/* 1 when the peer whose messages we wait for is known dead (reads /proc: slow). */
 	int (*peer_dead)(const void *src);
+	/* NULL, or (a work queue) repairs the slots dead processes hold, from any thread;
+	 * returns how many (reads /proc: slow). */
+	int (*repair)(const void *src);
 	const void *src;
 };
 

@@ -174,6 +174,18 @@ START_TEST(test_basics)
 	ck_assert_uint_eq(ss[0].lag, 1);
 	ck_assert_uint_eq(ss[2].lag, 0);
 	ck_assert_int_eq(ss[1].alive, 1);
+	/* Held releases (MORE) stay held: an empty peek does not publish them, a wait refuses
+	 * to wait on them, and only the subscriber's flush hands the space back. */
+	ck_assert_int_eq(shmkit_pubsub_peek(s[0], &cp, &n), 0);
+	ck_assert_int_eq(shmkit_pubsub_release(s[0], SHMKIT_PUBSUB_MORE), 0);
+	ck_assert_int_eq(shmkit_pubsub_peek(s[0], &cp, &n), -EAGAIN);
+	ck_assert_int_eq(shmkit_pubsub_peek_wait(s[0], &cp, &n, t_in_ms(&ts, 10)), -EDEADLK);
+	ck_assert_int_eq(shmkit_pubsub_subscribers(obs, ss, 4), 3);
+	ck_assert_uint_eq(ss[0].lag, 1);
+	ck_assert_int_eq(shmkit_pubsub_flush(s[0]), 0);
+	ck_assert_int_eq(shmkit_pubsub_subscribers(obs, ss, 4), 3);
+	ck_assert_uint_eq(ss[0].lag, 0);
+	ck_assert_int_eq(shmkit_pubsub_peek_wait(s[0], &cp, &n, t_in_ms(&ts, 10)), -ETIMEDOUT);
 	ck_assert_int_eq(shmkit_pubsub_close(obs), 0);
 	/* Wrong kind. */
 	char raw[64];
@@ -183,7 +195,6 @@ START_TEST(test_basics)
 	shmkit_segment_close(seg);
 	/* Close: what was published is still delivered, then end of stream. */
 	ck_assert_int_eq(shmkit_pubsub_close(p), 0);
-	ck_assert_int_eq(shmkit_pubsub_recv(s[0], buf, sizeof buf), 512);
 	ck_assert_int_eq(shmkit_pubsub_recv(s[0], buf, sizeof buf), -EPIPE);
 	ck_assert_int_eq(shmkit_pubsub_peek_wait(s[2], &cp, &n, t_in_ms(&ts, 10)), -EPIPE);
 	/* A new publisher continues the numbering. */
@@ -279,7 +290,12 @@ static int block_subscriber(void *arg)
 			n = r < 0 ? 0 : (size_t)r;
 			p = tmp;
 		} else {
-			err = shmkit_pubsub_peek_wait(ps, &p, &n, NULL);
+			/* Held releases go back before waiting (the wait refuses, -EDEADLK). */
+			err = shmkit_pubsub_peek(ps, &p, &n);
+			if (err == -EAGAIN) {
+				shmkit_pubsub_flush(ps);
+				err = shmkit_pubsub_peek_wait(ps, &p, &n, NULL);
+			}
 		}
 		if (err == -EPIPE && seq == a->count)
 			break;
@@ -826,7 +842,11 @@ static int churner(void *arg)
 			const void *p;
 			size_t n;
 			struct timespec ts;
-			err = shmkit_pubsub_peek_wait(ps, &p, &n, t_in_ms(&ts, 200));
+			err = shmkit_pubsub_peek(ps, &p, &n);
+			if (err == -EAGAIN) {
+				shmkit_pubsub_flush(ps); /* held releases go back first */
+				err = shmkit_pubsub_peek_wait(ps, &p, &n, t_in_ms(&ts, 200));
+			}
 			if (err == -EPIPE || err == -ETIMEDOUT)
 				break;
 			if (err || t_msg_check(p, n, t_msg_seq(p)) ||
@@ -937,6 +957,201 @@ START_TEST(test_history)
 	shmkit_pubsub_close(s);
 	shmkit_pubsub_close(none);
 	shmkit_pubsub_close(p);
+}
+END_TEST
+
+/* --- history when fewer than K still fit ------------------------------------------------------------ */
+
+/* The oracle: how many messages lie in [oldest, tail) — "still in the ring" — read from the
+ * layout of src/pubsub.c (tail at 128, oldest at 256, ring_offset at 40) and its records
+ * (len, flags = 1 for padding, 16-byte aligned), independently of the library's reader. */
+static uint64_t in_ring(struct shmkit_pubsub *ps, uint64_t cap)
+{
+	const uint8_t *d = shmkit_segment_data(shmkit_pubsub_segment(ps));
+	uint64_t tail, oldest, ring_off;
+	memcpy(&tail, d + 128, 8);
+	memcpy(&oldest, d + 256, 8);
+	memcpy(&ring_off, d + 40, 8);
+	uint64_t n = 0;
+	for (uint64_t pos = oldest; pos != tail;) {
+		uint64_t off = pos & (cap - 1);
+		uint32_t len, flags;
+		memcpy(&len, d + ring_off + off, 4);
+		memcpy(&flags, d + ring_off + off + 4, 4);
+		ck_assert_uint_le(tail - pos, cap);
+		if (flags == 1) {
+			pos += cap - off;
+		} else {
+			pos += 16 + ((len + 15) & ~15u);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Publishes messages 0..count-1 of `len` bytes into a fresh channel with history K (no
+ * subscriber), then checks what a late joiner gets: min(K, still in ring) messages, the
+ * newest, in order, intact. Returns how many were still in the ring. */
+static uint64_t history_case(uint32_t policy, uint64_t cap, uint64_t len, uint64_t count,
+			     uint32_t k)
+{
+	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, cap,
+					 cap / 4, 2, policy, k);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	uint8_t *buf = malloc(cap / 4);
+	ck_assert_ptr_nonnull(buf);
+	for (uint64_t seq = 0; seq < count; seq++) {
+		t_msg_fill(buf, len, seq);
+		ck_assert_int_eq(shmkit_pubsub_send(p, buf, len), 0);
+	}
+	uint64_t there = in_ring(p, cap);
+	uint64_t want = k < there ? k : there;
+	struct shmkit_pubsub *s;
+	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	for (uint64_t seq = count - want; seq < count; seq++) {
+		ssize_t r = shmkit_pubsub_recv(s, buf, cap / 4);
+		ck_assert_msg(r == (ssize_t)len, "policy %u cap %llu len %llu K %u: %llu still in "
+			      "ring, message %llu: %zd", policy, (unsigned long long)cap,
+			      (unsigned long long)len, k, (unsigned long long)there,
+			      (unsigned long long)seq, r);
+		ck_assert_int_eq(t_msg_check(buf, len, seq), 0);
+	}
+	ck_assert_int_eq(shmkit_pubsub_recv(s, buf, cap / 4), -EAGAIN);
+	ck_assert_uint_eq(shmkit_pubsub_lost(s, NULL), 0);
+	shmkit_pubsub_close(s);
+	shmkit_pubsub_close(p);
+	free(buf);
+	return there;
+}
+
+START_TEST(test_history_fewer_than_k)
+{
+	uint32_t policy = _i;
+	const uint64_t cap = 16384;
+	const uint64_t lens[] = {16, 240, 1000, 3000, cap / 4};
+	for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+		uint64_t rec = 16 + ((lens[i] + 15) & ~15ull);
+		uint64_t count = 3 * cap / rec + 7; /* wrapped more than twice */
+		uint64_t there = history_case(policy, cap, lens[i], count, 1);
+		ck_assert_uint_ge(there, 2);
+		/* Below, at and above what is still there, up to the largest K. */
+		const uint64_t ks[] = {there - 1, there, there + 1, 2 * there + 3, 100,
+				       SHMKIT_PUBSUB_MAX_HISTORY};
+		for (size_t j = 0; j < sizeof ks / sizeof ks[0]; j++)
+			ck_assert_uint_eq(history_case(policy, cap, lens[i], count, (uint32_t)ks[j]),
+					  there);
+	}
+	/* The report's cases: 3000-byte messages in 16 KiB (5 still there), and K = 65536
+	 * with 16-byte messages in a 1 MiB ring. */
+	ck_assert_uint_eq(history_case(policy, cap, 3000, 100, 6), 5);
+	uint64_t there = history_case(policy, 1 << 20, 16, 100000, SHMKIT_PUBSUB_MAX_HISTORY);
+	ck_assert_uint_gt(there, 20000);
+}
+END_TEST
+
+/* A joiner asking for more history than fits, racing a publisher that overwrites without
+ * pause (overwrite) or one blocked by a subscriber that does not read (block). */
+static int history_publisher(void *arg)
+{
+	struct sub_arg *a = arg;
+	struct shmkit_pubsub *p;
+	int err = open_role(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &p);
+	if (err) {
+		T_CHILD_FAIL(a->sh, "publisher open: %s", shmkit_strerror(err));
+		return 1;
+	}
+	uint8_t *buf = malloc(a->max);
+	for (uint64_t seq = 0; !atomic_load(&a->sh->stop); seq++) {
+		uint64_t len = rnd_len(seq, a->max);
+		t_msg_fill(buf, len, seq);
+		struct timespec ts;
+		do
+			err = shmkit_pubsub_send_wait(p, buf, len, t_in_ms(&ts, 10));
+		while (err == -ETIMEDOUT && !atomic_load(&a->sh->stop));
+		if (err && err != -ETIMEDOUT) {
+			T_CHILD_FAIL(a->sh, "publish %llu: %s", (unsigned long long)seq,
+				     shmkit_strerror(err));
+			return 1;
+		}
+		atomic_store(&a->sh->sent, seq + 1);
+		/* Bursts of 8, then a pause: a reader at the overwrite edge (a joiner starting
+		 * at the oldest message) can catch up between them, as it cannot with a
+		 * publisher that never stops. */
+		if (seq % 8 == 7)
+			usleep(20);
+	}
+	free(buf);
+	shmkit_pubsub_close(p);
+	return 0;
+}
+
+START_TEST(test_history_join_races)
+{
+	uint32_t policy = _i;
+	const uint64_t cap = 16384;
+	/* Block: this subscriber, reading little, holds the publisher once the ring is full. */
+	struct shmkit_pubsub *stuck = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_SUBSCRIBER,
+					     cap, cap / 4, 4, policy, SHMKIT_PUBSUB_MAX_HISTORY);
+	struct shared *sh = t_shm_alloc(sizeof *sh);
+	struct sub_arg a = {.w = where_of(NULL, SHMKIT_BACKEND_MEMFD, stuck), .sh = sh,
+			    .max = cap / 4};
+	pid_t pid = t_fork(history_publisher, &a);
+	T_WAIT_FOR(atomic_load(&sh->sent) > 200 || atomic_load(&sh->failed));
+	uint8_t *buf = malloc(cap / 4);
+	uint64_t joins = t_stress() ? 2000 : 200, got = 0, lost = 0;
+	for (uint64_t j = 0; j < joins && !atomic_load(&sh->failed); j++) {
+		struct shmkit_pubsub *s;
+		ck_assert_int_eq(open_role(&a.w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+		/* Everything it gets is intact and in order; under the block policy nothing is
+		 * lost, and it starts with what is in the ring (the publisher is stuck). */
+		uint64_t last = 0, n = 0;
+		int n_again = 0, n_stale = 0;
+		for (int i = 0; i < 400 && n < 40; i++) {
+			ssize_t r = shmkit_pubsub_recv(s, buf, cap / 4);
+			/* Overwrite: -EAGAIN also means "lapped over and over, try again". */
+			if (r == -EAGAIN && (policy == SHMKIT_PUBSUB_BLOCK || n))
+				break;
+			n_again += r == -EAGAIN;
+			n_stale += r == -ESTALE;
+			if (r == -EAGAIN)
+				continue;
+			if (r == -ESTALE) {
+				ck_assert_uint_eq(policy, SHMKIT_PUBSUB_OVERWRITE);
+				continue;
+			}
+			ck_assert_int_ge(r, 8);
+			uint64_t seq = t_msg_seq(buf);
+			ck_assert_int_eq(t_msg_check(buf, (uint64_t)r, seq), 0);
+			ck_assert_uint_eq((uint64_t)r, rnd_len(seq, cap / 4));
+			if (n)
+				ck_assert_uint_gt(seq, last);
+			if (n && policy == SHMKIT_PUBSUB_BLOCK)
+				ck_assert_uint_eq(seq, last + 1);
+			last = seq;
+			n++;
+		}
+		ck_assert_msg(n >= 1, "join %llu: nothing (%d -EAGAIN, %d -ESTALE)",
+			      (unsigned long long)j, n_again, n_stale);
+		got += n;
+		lost += shmkit_pubsub_lost(s, NULL);
+		ck_assert_int_eq(shmkit_pubsub_close(s), 0);
+		/* Block: let the publisher move a little, so joins meet it blocked and not. */
+		if (policy == SHMKIT_PUBSUB_BLOCK && j % 4 == 0) {
+			for (int i = 0; i < 3; i++)
+				shmkit_pubsub_recv(stuck, buf, cap / 4);
+		}
+	}
+	atomic_store(&sh->stop, 1);
+	ck_assert_int_eq(t_wait(pid, 10000), 0);
+	ck_assert_msg(!atomic_load(&sh->failed), "%s", sh->why);
+	fprintf(stderr, "history joins (%s): %llu joins, %llu messages, %llu lost\n",
+		policy ? "overwrite" : "block", (unsigned long long)joins,
+		(unsigned long long)got, (unsigned long long)lost);
+	if (policy == SHMKIT_PUBSUB_BLOCK)
+		ck_assert_uint_eq(lost, 0);
+	free(buf);
+	cleanup(&a.w, sh);
+	shmkit_pubsub_close(stuck);
 }
 END_TEST
 
@@ -1167,6 +1382,8 @@ static Suite *pubsub_suite(void)
 	tcase_add_test(tc, test_overwrite_lapped_exact);
 	tcase_add_test(tc, test_overwrite_validate_after_use);
 	tcase_add_loop_test(tc, test_history, 0, 2);
+	tcase_add_loop_test(tc, test_history_fewer_than_k, 0, 2);
+	tcase_add_loop_test(tc, test_history_join_races, 0, 2);
 	tcase_add_test(tc, test_timeouts_and_wakeups);
 	tcase_add_test(tc, test_cli_stat);
 	tc = t_tcase(s, "streams", t_stress() ? 3600 : 300);

@@ -501,6 +501,173 @@ START_TEST(test_producer_killed_mid_loan)
 }
 END_TEST
 
+/* --- a dead holder is not a hostage for longer than the liveness budget ------------------------
+ * A process stopped (SIGSTOP) holding a slot, then killed (SIGKILL) while the other side
+ * waits for that very slot and a live peer keeps waking it every few milliseconds (a
+ * trickle of commits behind a dead producer's loan, of releases around a dead consumer's
+ * take). The waiter must repair the slot within the 100 ms budget however often it is
+ * woken: asserted loosely (2 s, a loaded CI machine), the latency printed. */
+
+struct hostage {
+	struct t_where w;
+	_Atomic int stage;      /* the holder: 1 once it holds its slot */
+	_Atomic int stop;
+	_Atomic int failed;
+	_Atomic pid_t victim;
+	_Atomic uint64_t t_kill; /* shmkit_now_ns() when the killer sent SIGKILL */
+	_Atomic uint64_t moved;  /* messages the trickle moved */
+	_Atomic uint64_t taken[8]; /* consumer case: a bit per message taken, by anyone */
+	uint64_t nslots;
+	char why[256];
+};
+
+/* The holder: takes a slot (a loan, or a peek of the oldest message) and stops there. */
+static int hostage_holder(void *arg)
+{
+	struct hostage *h = arg;
+	struct shmkit_queue *q;
+	if (q_open(&h->w, 0, &q))
+		return 10;
+	void *p;
+	const void *cp;
+	size_t n;
+	if (h->nslots == 0 ? shmkit_queue_loan(q, &p) : shmkit_queue_peek(q, &cp, &n))
+		return 11;
+	atomic_store(&h->stage, 1);
+	raise(SIGSTOP); /* frozen holding the slot; SIGKILL ends it */
+	return 12;
+}
+
+/* Marks message v taken; -1 when it was taken before (or is out of range). */
+static int take_once(struct hostage *h, uint64_t v)
+{
+	if (v >= 64 * 8)
+		return -1;
+	uint64_t bit = 1ull << (v % 64);
+	return atomic_fetch_or(&h->taken[v / 64], bit) & bit ? -1 : 0;
+}
+
+/* The trickle: one commit (producer case) or one take (consumer case) every 10 ms. */
+static int hostage_trickle(void *arg)
+{
+	struct hostage *h = arg;
+	struct shmkit_queue *q;
+	if (q_open(&h->w, 0, &q))
+		return 10;
+	for (uint64_t seq = 0; !atomic_load(&h->stop); seq++) {
+		struct timespec ts;
+		uint64_t v = seq;
+		int err = h->nslots == 0 ? shmkit_queue_send_wait(q, &v, 8, t_in_ms(&ts, 100))
+					 : (int)shmkit_queue_recv_wait(q, &v, 8, t_in_ms(&ts, 100));
+		if (err == -ETIMEDOUT) {
+			seq--;
+			continue;
+		}
+		if (err < 0) {
+			T_CHILD_FAIL(h, "trickle: %s", shmkit_strerror(err));
+			return 1;
+		}
+		if (h->nslots && take_once(h, v)) {
+			T_CHILD_FAIL(h, "trickle: message %llu twice or out of range",
+				     (unsigned long long)v);
+			return 1;
+		}
+		atomic_fetch_add(&h->moved, 1);
+		t_sleep_ms(10);
+	}
+	shmkit_queue_close(q);
+	return 0;
+}
+
+/* The killer: lets the waiter settle into its wait, then kills the frozen holder. */
+static int hostage_killer(void *arg)
+{
+	struct hostage *h = arg;
+	t_sleep_ms(250);
+	atomic_store(&h->t_kill, shmkit_now_ns());
+	kill(atomic_load(&h->victim), SIGKILL);
+	return 0;
+}
+
+START_TEST(test_dead_holder_budget)
+{
+	int consumer_dies = _i;
+	char name[64];
+	t_name(name, sizeof name, "qhost");
+	/* Room for 2.5 s of trickle: the time a waiter that only checks after a quiet 100 ms
+	 * would stay stuck. */
+	uint32_t slots = 256;
+	struct shmkit_queue *q = q_new(name, SHMKIT_BACKEND_POSIX, slots, 8, 8);
+	struct hostage *h = t_shm_alloc(sizeof *h);
+	h->w = where_of(name, SHMKIT_BACKEND_POSIX, q);
+	h->nslots = consumer_dies ? slots : 0;
+	uint64_t v;
+	if (consumer_dies) /* a full queue: the producer waits for the dead consumer's slot */
+		for (v = 0; v < slots; v++)
+			ck_assert_int_eq(shmkit_queue_send(q, &v, 8), 0);
+	pid_t holder = t_fork(hostage_holder, h);
+	T_WAIT_FOR(atomic_load(&h->stage) == 1);
+	ck_assert_int_eq(atomic_load(&h->stage), 1);
+	atomic_store(&h->victim, holder);
+	pid_t trickle = t_fork(hostage_trickle, h);
+	pid_t killer = t_fork(hostage_killer, h);
+	struct timespec ts;
+	uint64_t done;
+	if (consumer_dies) {
+		/* The trickle takes the messages after the held one; our send waits for the
+		 * slot the dead consumer holds. */
+		v = slots;
+		ck_assert_int_eq(shmkit_queue_send_wait(q, &v, 8, t_in_ms(&ts, 30000)), 0);
+		done = shmkit_now_ns();
+	} else {
+		/* The trickle commits behind the dead loan; our receive waits at it. */
+		ck_assert_int_eq(shmkit_queue_recv_wait(q, &v, 8, t_in_ms(&ts, 30000)), 8);
+		done = shmkit_now_ns();
+		ck_assert_uint_eq(v, 0);
+	}
+	ck_assert_int_eq(t_wait(killer, 10000), 0);
+	ck_assert_int_eq(t_wait(holder, 10000), 128 + SIGKILL);
+	uint64_t t_kill = atomic_load(&h->t_kill);
+	ck_assert_uint_ne(t_kill, 0);
+	double ms = (double)(int64_t)(done - t_kill) / 1e6;
+	fprintf(stderr, "queue: dead %s holding a slot, a peer waking the waiter every 10 ms: "
+			"the waiter went on %.1f ms after the kill (%llu trickle moves)\n",
+		consumer_dies ? "consumer" : "producer", ms,
+		(unsigned long long)atomic_load(&h->moved));
+	ck_assert_msg(ms < 2000, "held hostage for %.1f ms", ms);
+	atomic_store(&h->stop, 1);
+	ck_assert_int_eq(t_wait(trickle, 10000), 0);
+	ck_assert_msg(!atomic_load(&h->failed), "%s", h->why);
+	/* Every message still delivered, exactly once: the dead consumer's one re-delivered
+	 * (to the trickle or to us), the dead producer's slot skipped. */
+	uint64_t next = 1, left = 0;
+	while (shmkit_queue_recv(q, &v, 8) == 8) {
+		if (consumer_dies) {
+			ck_assert_int_eq(take_once(h, v), 0);
+		} else {
+			ck_assert_uint_eq(v, next); /* one producer: in order */
+			next++;
+		}
+		left++;
+	}
+	ck_assert_uint_gt(left, 0);
+	struct shmkit_queue_stats st;
+	shmkit_queue_stats(q, &st);
+	if (consumer_dies) {
+		for (v = 0; v <= slots; v++) /* 0..slots-1 queued first, then ours */
+			ck_assert_msg(atomic_load(&h->taken[v / 64]) & 1ull << (v % 64),
+				      "message %llu lost", (unsigned long long)v);
+		ck_assert_uint_eq(st.redelivered, 1);
+	} else {
+		ck_assert_uint_eq(next, atomic_load(&h->moved)); /* seq 0 was ours */
+		ck_assert_uint_eq(st.skipped, 1);
+	}
+	shmkit_queue_unlink(q);
+	shmkit_queue_close(q);
+	munmap(h, sizeof *h);
+}
+END_TEST
+
 /* Members of dead processes are reused once the table is full. */
 static int attach_and_die(void *arg)
 {
@@ -757,6 +924,7 @@ static Suite *queue_suite(void)
 	tc = t_tcase(s, "death", 120);
 	tcase_add_loop_test(tc, test_consumer_killed_mid_take, 0, 3);
 	tcase_add_loop_test(tc, test_producer_killed_mid_loan, 0, 3);
+	tcase_add_loop_test(tc, test_dead_holder_budget, 0, 2);
 	tcase_add_test(tc, test_member_takeover);
 	tcase_add_test(tc, test_hostile_scribbler);
 	return s;

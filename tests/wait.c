@@ -202,6 +202,273 @@ START_TEST(test_dead_peers)
 }
 END_TEST
 
+/* --- liveness on its own schedule --------------------------------------------------------------
+ * Members in every combination of CLOSED (its producer closed), READABLE (a message that
+ * stays unread), BUSY (a producer sending without pause) next to two members whose peers
+ * are killed (a stream channel and a pub/sub subscriber, each with one message to deliver
+ * first): every DEAD is reported within the 100 ms liveness budget (asserted loosely, the
+ * latency printed), and every other event is still delivered. Modes: bit 0 = fallback,
+ * bit 1 = through the epoll'ed eventfd. */
+
+enum { L_DEAD_CHAN = 1, L_DEAD_SUB, L_CLOSED, L_READABLE, L_BUSY, L_N };
+
+struct live {
+	int fd[L_N];          /* the members' memfd descriptors, by cookie */
+	_Atomic int ready;
+	_Atomic int stop;
+};
+
+struct live_child {
+	struct live *l;
+	int which;
+};
+
+/* The producer side of one member, in its own process. */
+static int live_producer(void *arg)
+{
+	struct live_child *a = arg;
+	struct live *l = a->l;
+	struct timespec ts;
+	if (a->which == L_DEAD_SUB) {
+		struct shmkit_pubsub *pub;
+		if (shmkit_pubsub_open_fd(l->fd[a->which], SHMKIT_PUBSUB_PUBLISHER, NULL, &pub) ||
+		    shmkit_pubsub_send(pub, "last", 4))
+			return 10;
+		atomic_fetch_add(&l->ready, 1);
+		pause(); /* killed by the test */
+		return 11;
+	}
+	struct shmkit_chan *p;
+	if (shmkit_chan_open_fd(l->fd[a->which], SHMKIT_CHAN_PRODUCER, NULL, &p))
+		return 10;
+	if (a->which == L_CLOSED) {
+		shmkit_chan_close(p);
+		atomic_fetch_add(&l->ready, 1);
+		return 0;
+	}
+	if (a->which == L_BUSY) {
+		atomic_fetch_add(&l->ready, 1);
+		for (uint64_t seq = 0; !atomic_load(&l->stop); seq++)
+			if (shmkit_chan_send_wait(p, &seq, sizeof seq, t_in_ms(&ts, 20)) < 0)
+				seq--; /* full for a while: send it again */
+		shmkit_chan_close(p);
+		return 0;
+	}
+	if (shmkit_chan_send(p, "last", 4))
+		return 12;
+	atomic_fetch_add(&l->ready, 1);
+	if (a->which == L_DEAD_CHAN) {
+		pause(); /* killed by the test */
+		return 11;
+	}
+	while (!atomic_load(&l->stop)) /* L_READABLE: alive, its message never read */
+		usleep(1000);
+	shmkit_chan_close(p);
+	return 0;
+}
+
+START_TEST(test_dead_never_hidden)
+{
+	int mode = _i;
+	int fallback = mode & 1, epolled = mode & 2;
+	for (unsigned combo = 0; combo < 8; combo++) {
+		struct live *l = t_shm_alloc(sizeof *l);
+		struct shmkit_chan *ch[L_N] = {0};
+		struct shmkit_pubsub *sub;
+		struct shmkit_waitset *ws = ws_new(fallback, 0);
+		struct live_child args[L_N];
+		pid_t pid[L_N] = {0};
+		int members = 0;
+		for (int c = 1; c < L_N; c++) {
+			if (c >= L_CLOSED && !(combo & 1u << (c - L_CLOSED)))
+				continue;
+			if (c == L_DEAD_SUB) {
+				struct shmkit_pubsub_opts po = {.capacity = 4096, .max_subscribers = 2};
+				po.seg.backend = SHMKIT_BACKEND_MEMFD;
+				ck_assert_int_eq(shmkit_pubsub_create(NULL, SHMKIT_PUBSUB_SUBSCRIBER, &po,
+								      &sub), 0);
+				l->fd[c] = shmkit_segment_fd(shmkit_pubsub_segment(sub));
+				ck_assert_int_eq(shmkit_waitset_add_pubsub(ws, sub, (uint64_t)c), 0);
+			} else {
+				struct shmkit_chan_opts co = {.capacity = 4096};
+				co.seg.backend = SHMKIT_BACKEND_MEMFD;
+				ck_assert_int_eq(shmkit_chan_create(NULL, SHMKIT_CHAN_CONSUMER, &co,
+								    &ch[c]), 0);
+				l->fd[c] = shmkit_segment_fd(shmkit_chan_segment(ch[c]));
+				ck_assert_int_eq(shmkit_waitset_add_chan(ws, ch[c], (uint64_t)c), 0);
+			}
+			args[c] = (struct live_child){l, c};
+			pid[c] = t_fork(live_producer, &args[c]);
+			members++;
+		}
+		T_WAIT_FOR(atomic_load(&l->ready) == members);
+		ck_assert_int_eq(atomic_load(&l->ready), members);
+		int ep = -1;
+		if (epolled) {
+			ep = epoll_create1(EPOLL_CLOEXEC);
+			struct epoll_event ee = {.events = EPOLLIN};
+			ck_assert_int_eq(epoll_ctl(ep, EPOLL_CTL_ADD, shmkit_waitset_fd(ws), &ee), 0);
+		}
+		uint64_t t_kill = 0, dead_ns[L_N] = {0}, busy_next = 0;
+		unsigned seen = 0; /* cookies reported with the events they should have */
+		bool got_last[L_N] = {0};
+		int64_t t_end = t_now_ms() + 10000;
+		for (int rounds = 0;; rounds++) {
+			bool dead_all = dead_ns[L_DEAD_CHAN] && dead_ns[L_DEAD_SUB];
+			bool busy_ok = !(combo & 4) || busy_next >= 20;
+			unsigned want = 1u << L_DEAD_CHAN | 1u << L_DEAD_SUB |
+					(combo & 1 ? 1u << L_CLOSED : 0) |
+					(combo & 2 ? 1u << L_READABLE : 0) | (combo & 4 ? 1u << L_BUSY : 0);
+			if (dead_all && busy_ok && (seen & want) == want)
+				break;
+			ck_assert_msg(t_now_ms() < t_end, "mode %d combo %u: seen %#x, dead %d %d, busy %llu",
+				      mode, combo, seen, dead_ns[L_DEAD_CHAN] != 0,
+				      dead_ns[L_DEAD_SUB] != 0, (unsigned long long)busy_next);
+			if (rounds == 3) {
+				/* The caller is in its loop: kill the two peers now. */
+				kill(pid[L_DEAD_CHAN], SIGKILL);
+				kill(pid[L_DEAD_SUB], SIGKILL);
+				ck_assert_int_eq(t_wait(pid[L_DEAD_CHAN], 5000), 128 + SIGKILL);
+				ck_assert_int_eq(t_wait(pid[L_DEAD_SUB], 5000), 128 + SIGKILL);
+				pid[L_DEAD_CHAN] = pid[L_DEAD_SUB] = 0;
+				t_kill = shmkit_now_ns();
+			}
+			struct shmkit_waitset_ready out[8];
+			struct timespec ts;
+			int n;
+			if (epolled) {
+				struct epoll_event got;
+				int e = epoll_wait(ep, &got, 1, 200);
+				ck_assert_int_ge(e, 0);
+				n = shmkit_waitset_wait(ws, &poll_now, out, 8);
+			} else {
+				n = shmkit_waitset_wait(ws, t_in_ms(&ts, 200), out, 8);
+			}
+			if (n == -ETIMEDOUT)
+				continue;
+			ck_assert_int_ge(n, 1);
+			for (int i = 0; i < n; i++) {
+				int c = (int)out[i].cookie;
+				uint32_t ev = out[i].events;
+				char buf[16];
+				ck_assert(c >= 1 && c < L_N);
+				switch (c) {
+				case L_CLOSED:
+					ck_assert_uint_eq(ev, SHMKIT_WAIT_CLOSED);
+					break;
+				case L_READABLE:
+					ck_assert_uint_eq(ev, SHMKIT_WAIT_READABLE);
+					break;
+				case L_BUSY: {
+					ck_assert_uint_eq(ev, SHMKIT_WAIT_READABLE);
+					uint64_t v;
+					ck_assert_int_eq(shmkit_chan_recv(ch[c], &v, sizeof v), 8);
+					ck_assert_uint_eq(v, busy_next);
+					busy_next++;
+					break;
+				}
+				default: /* the two that die */
+					if (ev == SHMKIT_WAIT_READABLE) {
+						ck_assert(!got_last[c]);
+						ssize_t r = c == L_DEAD_SUB
+								    ? shmkit_pubsub_recv(sub, buf, sizeof buf)
+								    : shmkit_chan_recv(ch[c], buf, sizeof buf);
+						ck_assert_int_eq(r, 4);
+						ck_assert_int_eq(memcmp(buf, "last", 4), 0);
+						got_last[c] = true;
+						break;
+					}
+					/* DEAD only after the kill, and after its message. */
+					ck_assert_uint_eq(ev, SHMKIT_WAIT_DEAD);
+					ck_assert_uint_ne(t_kill, 0);
+					ck_assert(got_last[c]);
+					dead_ns[c] = shmkit_now_ns() - t_kill;
+					ck_assert_int_eq(shmkit_waitset_remove(ws, (uint64_t)c), 1);
+					break;
+				}
+				seen |= 1u << c;
+			}
+		}
+		/* The budget is 100 ms; asserted loosely (a loaded 2-CPU CI machine), printed. */
+		fprintf(stderr, "waitset liveness, %s%s, closed %d readable %d busy %d: DEAD after "
+				"%.1f ms (chan), %.1f ms (pub/sub)\n",
+			fallback ? "fallback" : "futex_waitv", epolled ? " + eventfd" : "", combo & 1,
+			(combo >> 1) & 1, (combo >> 2) & 1, dead_ns[L_DEAD_CHAN] / 1e6,
+			dead_ns[L_DEAD_SUB] / 1e6);
+		ck_assert_uint_lt(dead_ns[L_DEAD_CHAN], 2000000000ull);
+		ck_assert_uint_lt(dead_ns[L_DEAD_SUB], 2000000000ull);
+		atomic_store(&l->stop, 1);
+		for (int c = 1; c < L_N; c++)
+			if (pid[c])
+				ck_assert_int_eq(t_wait(pid[c], 10000), 0);
+		if (ep >= 0)
+			close(ep);
+		shmkit_waitset_destroy(ws);
+		for (int c = 1; c < L_N; c++)
+			shmkit_chan_close(ch[c]);
+		shmkit_pubsub_close(sub);
+		munmap(l, sizeof *l);
+	}
+}
+END_TEST
+
+/* A queue member whose next message sits behind a slot a dead process holds (a producer
+ * killed mid-loan, a consumer killed mid-take): nobody else waits on the queue, so the
+ * waitset's own liveness check must repair it, and the message is reported READABLE. */
+static int queue_holder_dies(void *arg)
+{
+	struct rig *r = arg;
+	struct shmkit_queue *q;
+	if (shmkit_queue_open_fd(r->q_fd, NULL, &q))
+		return 10;
+	void *p;
+	const void *cp;
+	size_t n;
+	/* A message is already there: take it; else loan a slot. */
+	if (shmkit_queue_peek(q, &cp, &n) != 0 && shmkit_queue_loan(q, &p) != 0)
+		return 11;
+	raise(SIGKILL);
+	return 12;
+}
+
+START_TEST(test_queue_dead_holder)
+{
+	int fallback = _i & 1, consumer_dies = _i & 2;
+	struct rig r;
+	rig_make(&r);
+	struct shmkit_waitset *ws = ws_new(fallback, 0);
+	ck_assert_int_eq(shmkit_waitset_add_queue(ws, r.q, C_QUEUE), 0);
+	struct shmkit_waitset_ready out[4];
+	if (consumer_dies)
+		ck_assert_int_eq(shmkit_queue_send(r.q, "taken", 5), 0);
+	/* A first wait, so that the repair comes from the liveness schedule, not from the
+	 * check every waitset makes at its first wait. */
+	ck_assert_int_eq(shmkit_waitset_wait(ws, &poll_now, out, 4), consumer_dies ? 1 : -ETIMEDOUT);
+	pid_t pid = t_fork(queue_holder_dies, &r);
+	ck_assert_int_eq(t_wait(pid, 10000), 128 + SIGKILL);
+	if (!consumer_dies)
+		ck_assert_int_eq(shmkit_queue_send(r.q, "behind", 6), 0);
+	char buf[16];
+	ck_assert_int_eq(shmkit_queue_recv(r.q, buf, sizeof buf), -EAGAIN); /* held */
+	uint64_t t0 = shmkit_now_ns();
+	expect(ws, C_QUEUE, SHMKIT_WAIT_READABLE);
+	fprintf(stderr, "waitset, %s, queue behind a dead %s: READABLE after %.1f ms\n",
+		fallback ? "fallback" : "futex_waitv", consumer_dies ? "consumer" : "producer",
+		(double)(shmkit_now_ns() - t0) / 1e6);
+	ck_assert_uint_lt(shmkit_now_ns() - t0, 2000000000ull);
+	if (consumer_dies) {
+		ck_assert_int_eq(shmkit_queue_recv(r.q, buf, sizeof buf), 5);
+		ck_assert_int_eq(memcmp(buf, "taken", 5), 0); /* re-delivered */
+	} else {
+		ck_assert_int_eq(shmkit_queue_recv(r.q, buf, sizeof buf), 6);
+		ck_assert_int_eq(memcmp(buf, "behind", 6), 0);
+	}
+	ck_assert_int_eq(shmkit_waitset_wait(ws, &poll_now, out, 4), -ETIMEDOUT);
+	shmkit_waitset_destroy(ws);
+	rig_free(&r);
+}
+END_TEST
+
 /* --- many members, from another process ------------------------------------------------------ */
 
 struct many {
@@ -361,6 +628,8 @@ static Suite *wait_suite(void)
 	TCase *tc = t_tcase(s, "waitset", 60);
 	tcase_add_loop_test(tc, test_wakeups_and_timeouts, 0, 2);
 	tcase_add_loop_test(tc, test_dead_peers, 0, 2);
+	tcase_add_loop_test(tc, test_dead_never_hidden, 0, 4);
+	tcase_add_loop_test(tc, test_queue_dead_holder, 0, 4);
 	tcase_add_loop_test(tc, test_many_members, 0, 2);
 	tcase_add_loop_test(tc, test_epoll_fd, 0, 2);
 	tcase_add_test(tc, test_errors);

@@ -715,7 +715,11 @@ static int chan_recv(struct ipc_link *l, unsigned flags)
 	struct chan_priv *p = l->priv;
 	const void *src;
 	size_t len;
-	int err = shmkit_chan_peek_wait(p->in, &src, &len, NULL);
+	int err = shmkit_chan_peek(p->in, &src, &len);
+	if (err == -EAGAIN) {
+		shmkit_chan_flush(p->in); /* held releases go back before waiting */
+		err = shmkit_chan_peek_wait(p->in, &src, &len, NULL);
+	}
 	if (err)
 		return err;
 	err = ipc_check_all(src, len, l->size, ++l->rx);
@@ -836,7 +840,11 @@ static int ps_recv(struct ipc_link *l, unsigned flags)
 	struct ps_priv *p = l->priv;
 	const void *src;
 	size_t len;
-	int err = shmkit_pubsub_peek_wait(p->sub, &src, &len, NULL);
+	int err = shmkit_pubsub_peek(p->sub, &src, &len);
+	if (err == -EAGAIN) {
+		shmkit_pubsub_flush(p->sub); /* held releases go back before waiting */
+		err = shmkit_pubsub_peek_wait(p->sub, &src, &len, NULL);
+	}
 	if (err)
 		return err;
 	err = ipc_check_all(src, len, l->size, ++l->rx);

@@ -127,7 +127,11 @@ static int ps_role(struct ctl *c, int i, void *arg)
 	for (;;) {
 		const void *p;
 		size_t len;
-		err = shmkit_pubsub_peek_wait(ps, &p, &len, NULL);
+		err = shmkit_pubsub_peek(ps, &p, &len);
+		if (err == -EAGAIN) {
+			shmkit_pubsub_flush(ps); /* held releases go back before waiting */
+			err = shmkit_pubsub_peek_wait(ps, &p, &len, NULL);
+		}
 		if (err == -EPIPE)
 			break;
 		uint64_t seq;

@@ -25,7 +25,8 @@ extern "C" {
 	X(EBADMSG, "corrupt shared data (bad header, index or length)")                        \
 	X(EMEDIUMTYPE, "segment holds another kind of object")                                 \
 	X(ERANGE, "segment truncated or smaller than required")                                \
-	X(ENOTUNIQ, "name or System V key held by a foreign segment")                          \
+	X(ENOTUNIQ, "name or System V key held by something foreign (another program's "       \
+		    "segment, or not a regular file)")                                        \
 	X(EOWNERDEAD, "the owner or peer died")                                                \
 	X(ENOTRECOVERABLE, "state not recoverable: a dead owner's lock was not repaired")      \
 	X(EPIPE, "peer closed the channel (end of stream, or the reader is gone)")              \
@@ -34,11 +35,13 @@ extern "C" {
 	X(EBUSY, "already in use (another process holds that role)")                           \
 	X(EEXIST, "segment already exists")                                                    \
 	X(ENOENT, "no such segment (or key)")                                                  \
-	X(EPERM, "segment owned by another user (or operation not permitted)")                \
+	X(EPERM, "not ours: owned, created or writable by another user, or not sealed "       \
+		 "(or operation not permitted)")                                              \
 	X(EACCES, "permission denied")                                                         \
 	X(EINVAL, "invalid argument (bad name, size or option)")                               \
 	X(ENOMEM, "out of memory")                                                             \
-	X(ENOSPC, "no space left (table full or system limit reached)")                        \
+	X(ENOSPC, "no space left (table full, shared memory full, or a system limit)")         \
+	X(EFBIG, "larger than the system allows (System V: the kernel.shmmax limit)")           \
 	X(ENOTSUP, "not supported on this system (e.g. no huge pages configured)")             \
 	X(EOVERFLOW, "counter overflow")                                                       \
 	X(EINTR, "interrupted by a signal")                                                    \

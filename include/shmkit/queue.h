@@ -34,8 +34,9 @@
  *     exactly-once otherwise. Repairing in place needs no free slot, so it also unblocks
  *     a full queue whose oldest slot the dead consumer held.
  * The repair is made by whichever process finds the slot in its way — a producer waiting
- * for space, a consumer waiting for data, after each 100 ms sleep slice — or by anyone at
- * shmkit_queue_recover(), and when a process attaches in place of a dead one.
+ * for space, a consumer waiting for data, every 100 ms of its wait however often it is
+ * woken meanwhile; a waitset (wait.h) the queue is a member of, every 100 ms — or by
+ * anyone at shmkit_queue_recover(), and when a process attaches in place of a dead one.
  *
  * Trust: slot words, lengths and positions read from shared memory are validated before
  * use; garbage yields -EBADMSG or a wait until the deadline, never an out-of-bounds access

@@ -10,9 +10,17 @@
  *
  * Creation is exclusive (O_EXCL / IPC_EXCL) with owner-only permissions (0600) unless the
  * caller asks otherwise. Opening validates the header against what the operating system
- * reports, and refuses a segment owned by another user unless SHMKIT_SEG_FOREIGN_UID is
- * given. Names are 1..SHMKIT_NAME_MAX characters of [A-Za-z0-9._-]; anything else is
+ * reports. Names are 1..SHMKIT_NAME_MAX characters of [A-Za-z0-9._-]; anything else is
  * -EINVAL, never a path.
+ *
+ * Trust (docs/design.md, "Trust model"; shmkit_segment(3)): an object is ours only when
+ * every identity the kernel keeps is our euid (System V: owner uid AND creator cuid;
+ * POSIX and memfd: the file's owner), its mode grants no group/other write, and the
+ * header's creator uid is ours too. Anything else is refused with -EPERM unless
+ * SHMKIT_SEG_FOREIGN_UID is given. Whatever is at a POSIX name that is not a regular file
+ * (FIFO, socket, directory, symlink) is foreign (-ENOTUNIQ) and never blocks a call. A
+ * descriptor is judged by what it is: sealed against shrinking and growing (memfd), or
+ * the file linked in /dev/shm under its shmkit name (POSIX); anything else is -EPERM.
  *
  * Errors from open (all negative errno):
  *   -ENOENT       no such segment
@@ -21,8 +29,10 @@
  *   -EBADMSG      corrupt header (bad checksum, impossible sizes, wrong name)
  *   -EMEDIUMTYPE  holds another kind of object than opts.kind asks for
  *   -ERANGE       truncated: smaller than its header says, or than opts.min_size
- *   -ENOTUNIQ     not a shmkit segment (foreign data at that System V key / name)
- *   -EPERM        owned by another user and SHMKIT_SEG_FOREIGN_UID not given
+ *   -ENOTUNIQ     not a shmkit segment (foreign data at that System V key / name, or not a
+ *                 regular file at the POSIX name)
+ *   -EPERM        not ours (see Trust) and SHMKIT_SEG_FOREIGN_UID not given; open_fd: a
+ *                 descriptor neither sealed nor the POSIX file linked under its name
  *
  * Thread safety: the functions taking a `struct shmkit_segment *` may be called from several
  * threads for the same handle except shmkit_segment_close(), which must be the last call.
@@ -67,7 +77,7 @@ enum shmkit_segment_state {
 
 /* Flags for shmkit_segment_opts.flags. */
 #define SHMKIT_SEG_HUGEPAGES 0x1u   /* create: back with huge pages (-ENOTSUP if none) */
-#define SHMKIT_SEG_FOREIGN_UID 0x2u /* open: accept a segment owned by another user */
+#define SHMKIT_SEG_FOREIGN_UID 0x2u /* open: accept a segment that is not ours (Trust) */
 #define SHMKIT_SEG_DEFER_READY 0x4u /* create: stay INITIALIZING until shmkit_segment_publish() */
 #define SHMKIT_SEG_RDONLY 0x8u      /* open: map read-only */
 
@@ -102,7 +112,11 @@ struct shmkit_segment_info {
 	uint64_t created_ns;            /* creation time, CLOCK_REALTIME nanoseconds */
 	uint16_t ver_major;             /* layout version in the header */
 	uint16_t ver_minor;
-	int32_t status;                 /* 0 valid; else the negative errno open would return */
+	int32_t status;                 /* 0 valid; else the negative errno open would return
+					 * (-EPERM: valid but not ours) */
+	uint32_t cuid;                  /* System V: the creator's uid the kernel keeps (cuid),
+					 * which no IPC_SET changes; POSIX: = uid */
+	uint32_t cgid;                  /* System V: the creator's gid (cgid); POSIX: = gid */
 };
 
 struct shmkit_segment;
@@ -113,7 +127,8 @@ struct shmkit_segment;
  * The segment is READY on return unless SHMKIT_SEG_DEFER_READY is given.
  * Returns 0 and *segp, or -EINVAL (bad name/size/option), -EEXIST (same name exists),
  * -ENOTUNIQ (System V key taken by a foreign segment or another name), -ENOTSUP (huge
- * pages requested but none configured), -EACCES, -ENOMEM, -ENOSPC (system limit). */
+ * pages requested but none configured), -EFBIG (System V: larger than kernel.shmmax),
+ * -EACCES, -ENOMEM, -ENOSPC (/dev/shm full, System V shmall/shmmni reached). */
 SHMKIT_API int shmkit_segment_create(const char *name, size_t size,
 				     const struct shmkit_segment_opts *opts,
 				     struct shmkit_segment **segp);
@@ -124,8 +139,12 @@ SHMKIT_API int shmkit_segment_open(const char *name, const struct shmkit_segment
 				   struct shmkit_segment **segp);
 
 /* Opens a segment from a descriptor (memfd or POSIX shm) this process holds. The
- * descriptor is duplicated: the caller keeps ownership of `fd`. memfd segments must carry
- * the shrink and grow seals, else -EPERM. */
+ * descriptor is duplicated: the caller keeps ownership of `fd`. Decided by what the
+ * descriptor is, never by its header: sealed with F_SEAL_SHRINK and F_SEAL_GROW (a memfd
+ * segment), or unsealed but the very file linked at /dev/shm/shmkit.<its header's name>
+ * (a POSIX segment); anything else, which its sender could truncate under us (SIGBUS), is
+ * -EPERM even with SHMKIT_SEG_FOREIGN_UID. Not a regular file: -EINVAL. A header claiming
+ * another backend: -EBADMSG. The trust rule applies as for names. */
 SHMKIT_API int shmkit_segment_open_fd(int fd, const struct shmkit_segment_opts *opts,
 				      struct shmkit_segment **segp);
 
@@ -172,7 +191,8 @@ SHMKIT_API int shmkit_segment_close(struct shmkit_segment *seg);
 /* Removes a named segment without opening it for use. opts->backend narrows the search;
  * for System V the segment must be a shmkit segment of that name (or, with name NULL, at
  * opts->sysv_key), a foreign one is refused with -ENOTUNIQ. Returns the number of
- * segments removed (>= 1) or -ENOENT / another negative errno. */
+ * segments removed (>= 1) or -ENOENT / another negative errno: -EACCES for another user's
+ * segment (one the caller may not remove, or, System V, not even read at the name's key). */
 SHMKIT_API int shmkit_segment_remove(const char *name, const struct shmkit_segment_opts *opts);
 
 /* Describes a named segment (or, with name NULL, the System V segment at opts->sysv_key)
