@@ -1385,18 +1385,18 @@ END_TEST
 
 /* --- ls ----------------------------------------------------------------------------------- */
 
-/* The ls line whose NAME column is `name` and BACKEND column `backend`, split in 11 columns. */
-static bool ls_line(const char *out, const char *name, const char *backend, char col[11][64])
+/* The ls line whose NAME column is `name` and BACKEND column `backend`, split in 12 columns. */
+static bool ls_line(const char *out, const char *name, const char *backend, char col[12][64])
 {
 	for (const char *line = out; *line;) {
 		const char *nl = strchr(line, '\n');
 		size_t len = nl ? (size_t)(nl - line) : strlen(line);
 		char copy[1024];
 		snprintf(copy, sizeof copy, "%.*s", (int)len, line);
-		int n = sscanf(copy, "%63s %63s %63s %63s %63s %63s %63s %63s %63s %63s %63s", col[0],
-			       col[1], col[2], col[3], col[4], col[5], col[6], col[7], col[8], col[9],
-			       col[10]);
-		if (n == 11 && strcmp(col[0], name) == 0 && strcmp(col[1], backend) == 0)
+		int n = sscanf(copy, "%63s %63s %63s %63s %63s %63s %63s %63s %63s %63s %63s %63s",
+			       col[0], col[1], col[2], col[3], col[4], col[5], col[6], col[7], col[8],
+			       col[9], col[10], col[11]);
+		if (n == 12 && strcmp(col[0], name) == 0 && strcmp(col[1], backend) == 0)
 			return true;
 		line += len + (nl != NULL);
 	}
@@ -1408,10 +1408,10 @@ static struct t_run *run_ls_until(const char *pname, const char *sname, const ch
 {
 	struct t_run *r = NULL;
 	for (int i = 0; i < SETTLE_TRIES; i++) {
-		char col[11][64];
+		char col[12][64];
 		r = run_cli("ls");
-		if (ls_line(r->out, pname, "posix", col) && strcmp(col[9], attached) == 0 &&
-		    ls_line(r->out, sname, "sysv", col) && strcmp(col[9], attached) == 0)
+		if (ls_line(r->out, pname, "posix", col) && strcmp(col[10], attached) == 0 &&
+		    ls_line(r->out, sname, "sysv", col) && strcmp(col[10], attached) == 0)
 			break;
 		usleep(SETTLE_US);
 	}
@@ -1435,39 +1435,40 @@ START_TEST(test_ls)
 	ck_assert_int_eq(r->status, 0);
 	ck_assert_str_eq(r->err, "");
 	ck_assert_msg(strncmp(r->out, "NAME ", 5) == 0, "%s", r->out);
-	const char *titles[] = {"BACKEND", "KEY", "KIND", "SIZE", "MODE", "OWNER", "PID",
+	const char *titles[] = {"BACKEND", "KEY", "KIND", "LIFETIME", "SIZE", "MODE", "OWNER", "PID",
 				"ALIVE", "ATTACHED", "STATUS"};
 	for (size_t i = 0; i < sizeof titles / sizeof *titles; i++)
 		ck_assert_msg(strstr(r->out, titles[i]), "no column %s", titles[i]);
 
-	char col[11][64];
+	char col[12][64];
 	ck_assert_msg(ls_line(r->out, pname, "posix", col), "%s not in:\n%s", pname, r->out);
 	ck_assert_str_eq(col[2], "-");
 	ck_assert_str_eq(col[3], "raw");
-	ck_assert_str_eq(col[4], "4.0K");
-	ck_assert_str_eq(col[5], "0640");
-	ck_assert_str_eq(col[7], pid);
-	ck_assert_str_eq(col[8], "yes");
-	ck_assert_str_eq(col[9], "1"); /* this process maps it */
-	ck_assert_str_eq(col[10], "ok");
+	ck_assert_str_eq(col[4], "ephemeral"); /* the library's default */
+	ck_assert_str_eq(col[5], "4.0K");
+	ck_assert_str_eq(col[6], "0640");
+	ck_assert_str_eq(col[8], pid);
+	ck_assert_str_eq(col[9], "yes");
+	ck_assert_str_eq(col[10], "1"); /* this process maps it */
+	ck_assert_str_eq(col[11], "ok");
 
 	ck_assert_msg(ls_line(r->out, sname, "sysv", col), "%s not in:\n%s", sname, r->out);
 	ck_assert_str_eq(col[2], keystr);
 	ck_assert_str_eq(col[3], "raw");
-	ck_assert_str_eq(col[5], "0600");
-	ck_assert_str_eq(col[7], pid);
-	ck_assert_str_eq(col[8], "yes");
-	ck_assert_str_eq(col[9], "1");
-	ck_assert_str_eq(col[10], "ok");
+	ck_assert_str_eq(col[6], "0600");
+	ck_assert_str_eq(col[8], pid);
+	ck_assert_str_eq(col[9], "yes");
+	ck_assert_str_eq(col[10], "1");
+	ck_assert_str_eq(col[11], "ok");
 
 	/* Detached: the count follows. */
 	shmkit_segment_close(ps);
 	shmkit_segment_close(ss);
 	r = run_ls_until(pname, sname, "0");
 	ck_assert(ls_line(r->out, pname, "posix", col));
-	ck_assert_str_eq(col[9], "0");
+	ck_assert_str_eq(col[10], "0");
 	ck_assert(ls_line(r->out, sname, "sysv", col));
-	ck_assert_str_eq(col[9], "0");
+	ck_assert_str_eq(col[10], "0");
 }
 END_TEST
 
@@ -1514,7 +1515,8 @@ START_TEST(test_ls_json)
 	assert_member(o, "creator_alive", "true");
 	assert_member(o, "nattach", "1");
 	assert_member(o, "state", "\"ready\"");
-	assert_member(o, "version", "\"1.0\"");
+	assert_member(o, "version", "\"2.0\"");
+	assert_member(o, "lifetime", "\"ephemeral\"");
 	assert_member(o, "status", "\"ok\"");
 	assert_member(o, "error", "null");
 	char v[128];
@@ -1632,10 +1634,11 @@ START_TEST(test_stat_corrupt)
 	/* ls shows them, gc keeps the ones whose creator it cannot know. */
 	r = run_cli("ls");
 	ck_assert_int_eq(r->status, 0);
-	char col[11][64];
+	char col[12][64];
 	ck_assert_msg(ls_line(r->out, name, "posix", col), "%s", r->out);
-	ck_assert_str_eq(col[10], "corrupt");
-	ck_assert_str_eq(col[8], "?");
+	ck_assert_str_eq(col[11], "corrupt");
+	ck_assert_str_eq(col[9], "?");
+	ck_assert_str_eq(col[4], "?"); /* lifetime: the header is not readable */
 	r = run_cli("ls", "--json");
 	ck_assert_int_eq(r->status, 0);
 	ck_assert(json_valid(r->out));
@@ -1650,7 +1653,7 @@ START_TEST(test_stat_corrupt)
 	char want[160];
 	snprintf(want, sizeof want, "kept %s (posix, creator unknown, corrupt)\n", name);
 	ck_assert_msg(strstr(r->out, want), "%s", r->out);
-	snprintf(want, sizeof want, "kept %s (posix, creator unknown, foreign)\n", fname);
+	snprintf(want, sizeof want, "kept %s (posix, foreign: not a shmkit segment)\n", fname);
 	ck_assert_msg(strstr(r->out, want), "%s", r->out);
 	ck_assert(access(path, F_OK) == 0);
 }
@@ -1717,13 +1720,25 @@ START_TEST(test_rm)
 	shmkit_segment_close(make_seg(a, SHMKIT_BACKEND_POSIX, 0, 0600));
 	shmkit_segment_close(make_seg(b, SHMKIT_BACKEND_SYSV, 0, 0600));
 
-	/* Every name is tried; the missing one is the only error line. */
+	/* Every name is checked first; the missing one is the only error line, and nothing at
+	 * all is removed (issue 13: `rm nosuch cfg` used to remove cfg). */
 	struct t_run *r = run_cli("rm", a, missing, b);
 	assert_runtime_error(r);
 	char want[160];
 	snprintf(want, sizeof want, "shmkit: rm: %s: %s\n", missing, shmkit_strerror(-ENOENT));
 	ck_assert_str_eq(r->err, want);
-	ck_assert_str_eq(r->out, ""); /* quiet unless -v */
+	ck_assert_str_eq(r->out, "");
+	ck_assert(seg_exists(a, SHMKIT_BACKEND_POSIX, 0));
+	ck_assert(seg_exists(b, SHMKIT_BACKEND_SYSV, 0));
+	r = run_cli("rm", missing, a, b);
+	assert_runtime_error(r);
+	ck_assert(seg_exists(a, SHMKIT_BACKEND_POSIX, 0));
+	ck_assert(seg_exists(b, SHMKIT_BACKEND_SYSV, 0));
+
+	/* All good: all removed, quietly unless -v. */
+	r = run_cli("rm", a, b);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert_str_eq(r->out, "");
 	ck_assert(!seg_exists(a, SHMKIT_BACKEND_ANY, 0));
 	ck_assert(!seg_exists(b, SHMKIT_BACKEND_ANY, 0));
 
@@ -1825,13 +1840,15 @@ START_TEST(test_gc)
 		struct t_run *r = run_gc_until(want, "--dry-run", NULL);
 		ck_assert_msg(r->status == 0, "%s", r->err);
 		ck_assert_msg(strstr(r->out, want), "%s: no '%s' in:\n%s", bn, want, r->out);
-		ck_assert_msg(!strstr(r->out, alive), "%s", r->out);
+		/* It says why for every segment, the ordinary ones too. */
+		snprintf(want, sizeof want, "kept %s (%s, ", alive, bn);
+		const char *line = strstr(r->out, want);
+		ck_assert_msg(line && strstr(line, " alive)\n"), "%s", r->out);
 		snprintf(want, sizeof want, "kept %s (", att);
 		ck_assert_msg(strstr(r->out, want), "%s", r->out);
-		/* "1 attached", or more while somebody else is looking at it. */
-		snprintf(want, sizeof want, "creator %d dead, ", (int)att_pid);
-		const char *kept = strstr(r->out, want);
-		ck_assert_msg(kept && strstr(kept, " attached)\n"), "%s", r->out);
+		/* "attached by 1", or more while somebody else is looking at it. */
+		snprintf(want, sizeof want, "creator %d dead, attached by ", (int)att_pid);
+		ck_assert_msg(strstr(r->out, want), "%s", r->out);
 		ck_assert_msg(strstr(r->out, "\ngc: ") || strncmp(r->out, "gc: ", 4) == 0, "%s", r->out);
 		ck_assert(seg_exists(dead, be, 0));
 
@@ -1841,7 +1858,7 @@ START_TEST(test_gc)
 		ck_assert(strstr(r->out, "\"dry_run\":true"));
 		ck_assert(seg_exists(dead, be, 0));
 
-		/* -v also reports the segment kept for its live creator. */
+		/* -v reports the ordinary reasons too. */
 		r = run_cli("gc", "--dry-run", "-v");
 		snprintf(want, sizeof want, "kept %s (%s, ", alive, bn);
 		ck_assert_msg(strstr(r->out, want), "%s", r->out);
@@ -1851,6 +1868,7 @@ START_TEST(test_gc)
 		ck_assert_msg(r->status == 0, "%s", r->err);
 		ck_assert_msg(strstr(r->out, want), "%s: no '%s' in:\n%s", bn, want, r->out);
 		ck_assert(strstr(r->out, "gc: "));
+		ck_assert_msg(!strstr(r->out, alive), "ordinary reason without -v: %s", r->out);
 		ck_assert(!seg_exists(dead, be, 0));
 		ck_assert(seg_exists(alive, be, 0));
 		ck_assert(seg_exists(att, be, 0));
