@@ -1766,10 +1766,21 @@ static int remove_exact_sysv(const struct shmkit_segment_info *seen, uint32_t fl
 	struct shmid_ds ds;
 	if (seen->sysv_id < 0)
 		return -EINVAL;
-	if (shmctl(seen->sysv_id, IPC_STAT, &ds) < 0)
-		return errno == EINVAL || errno == EIDRM ? -ENOENT : remove_error(-errno);
-	if (ds.shm_perm.mode & SHM_DEST)
-		return -ENOENT;
+	bool gone = false;
+	if (shmctl(seen->sysv_id, IPC_STAT, &ds) < 0) {
+		if (errno != EINVAL && errno != EIDRM)
+			return remove_error(-errno);
+		gone = true;
+	} else {
+		gone = ds.shm_perm.mode & SHM_DEST;
+	}
+	if (gone) {
+		/* The segment looked at is gone. Another at its key took its place (the shmid
+		 * differs, so it is not the one seen): say so, as for a POSIX name. */
+		return seen->sysv_key != IPC_PRIVATE && shmget((key_t)seen->sysv_key, 0, 0) >= 0
+			       ? -ESTALE
+			       : -ENOENT;
+	}
 	if ((int32_t)ds.shm_perm.__key != seen->sysv_key)
 		return -ESTALE;
 	struct hdr_view v;
