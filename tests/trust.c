@@ -623,8 +623,16 @@ START_TEST(test_file_types)
 	t_run_collect(&r, &p, WAIT_MS);
 	close(devnull);
 	ck_assert_int_eq(r.status, 1);
-	/* rm removes the name, whatever is there (a directory excepted: not unlinkable). */
-	t_run_cli(&r, WAIT_MS, (const char *const[]){"rm", name, NULL});
+	/* rm removes the name, whatever is there (a directory excepted: not unlinkable) —
+	 * something that is not a shmkit segment only with --force, as for System V. */
+	bool foreign = t == F_FIFO || t == F_SOCKET || t == F_DIR || t == F_SYMLINK;
+	if (foreign) {
+		t_run_cli(&r, WAIT_MS, (const char *const[]){"rm", name, NULL});
+		ck_assert_int_eq(r.status, 1);
+		ck_assert_msg(strstr(r.err, "not a shmkit segment") && strstr(r.err, "--force"), "%s",
+			      r.err);
+	}
+	t_run_cli(&r, WAIT_MS, (const char *const[]){"rm", "--force", name, NULL});
 	ck_assert_int_eq(r.status, t == F_DIR ? 1 : 0);
 	t_run_free(&r);
 	alarm(0);
