@@ -523,8 +523,8 @@ out:
 enum gc_action { GC_REMOVE, GC_KEEP, GC_KEEP_QUIET };
 
 /* Decides one segment's fate; writes the reason (without the backend/key prefix). Only an
- * ephemeral segment of ours, with a dead creator and a known zero attachment count, is
- * removed: anything unknown keeps. Kept for a reason a human should look at: GC_KEEP
+ * ephemeral (or never published) segment of ours, with a dead creator and a known zero
+ * attachment count, is removed: anything unknown keeps. Kept for a reason a human should look at: GC_KEEP
  * (always reported); for an ordinary one: GC_KEEP_QUIET (reported with -v or --dry-run). */
 static enum gc_action gc_decide(const struct shmkit_segment_info *inf, char *why, size_t cap)
 {
@@ -541,7 +541,10 @@ static enum gc_action gc_decide(const struct shmkit_segment_info *inf, char *why
 		snprintf(why, cap, "creator unknown, %s", cli_status_word(inf->status));
 		return GC_KEEP;
 	}
-	if (inf->lifetime != SHMKIT_LIFETIME_EPHEMERAL) {
+	/* Never published (INITIALIZING): nobody can use it, whatever its lifetime, and once
+	 * its creator is dead nobody ever will. */
+	bool unpublished = inf->status == -EAGAIN;
+	if (inf->lifetime != SHMKIT_LIFETIME_EPHEMERAL && !unpublished) {
 		snprintf(why, cap, "%s", inf->lifetime == SHMKIT_LIFETIME_PERSISTENT
 						 ? "persistent"
 						 : "lifetime unknown");
@@ -565,7 +568,8 @@ static enum gc_action gc_decide(const struct shmkit_segment_info *inf, char *why
 			 inf->creator_pid);
 		return GC_KEEP;
 	}
-	snprintf(why, cap, "creator %" PRId32 " dead", inf->creator_pid);
+	snprintf(why, cap, "creator %" PRId32 " dead%s", inf->creator_pid,
+		 unpublished ? " before publishing it" : "");
 	return GC_REMOVE;
 }
 

@@ -1985,6 +1985,31 @@ START_TEST(test_table_persistent_gc)
 }
 END_TEST
 
+static int create_unpublished_and_exit(void *arg)
+{
+	const char *name = arg;
+	struct shmkit_segment_opts o = {.flags = SHMKIT_SEG_PERSISTENT | SHMKIT_SEG_DEFER_READY};
+	struct shmkit_segment *seg;
+	return shmkit_segment_create(name, 4096, &o, &seg) == 0 ? 0 : 1;
+}
+
+START_TEST(test_gc_unpublished_persistent)
+{
+	/* A persistent segment whose creator died before publishing it is of no use to anyone:
+	 * gc removes it like an ephemeral one. */
+	char name[64], want[256];
+	t_name_tracked(name, sizeof name, "unpub", SHMKIT_BACKEND_POSIX);
+	pid_t pid = t_fork(create_unpublished_and_exit, name);
+	ck_assert_int_eq(t_wait(pid, 10000), 0);
+	ck_assert_str_eq(lifetime_of(name, SHMKIT_BACKEND_POSIX), "persistent");
+	snprintf(want, sizeof want, "removed %s (posix, creator %d dead before publishing it)\n",
+		 name, (int)pid);
+	struct t_run *r = run_gc_until(want, NULL, NULL);
+	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+}
+END_TEST
+
 /* Starts `shmkit pub NAME --create [extra]` reading from a pipe this test holds open, and
  * waits for the channel to exist. Returns the pid; *wfd is the pipe's write end. */
 static pid_t start_pub_creator(struct t_proc *p, const char *name, const char *extra, int *wfd)
@@ -2396,6 +2421,7 @@ static Suite *cli_suite(void)
 
 	tc = t_tcase(s, "lifetime", 120);
 	tcase_add_test(tc, test_table_persistent_gc);
+	tcase_add_test(tc, test_gc_unpublished_persistent);
 	tcase_add_test(tc, test_chan_killed_creator);
 	tcase_add_test(tc, test_pubsub_persistent);
 	tcase_add_test(tc, test_rm_foreign_alike);

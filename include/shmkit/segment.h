@@ -88,8 +88,8 @@ enum shmkit_segment_state {
  *   - ephemeral: garbage once its creator is dead and nobody has it attached or mapped;
  *     `shmkit gc` removes it then. Right for a channel between two running programs.
  *   - persistent: data meant to outlive its creator (a table, a pub/sub channel with
- *     history); `shmkit gc` never removes it, only shmkit_segment_unlink(), _remove(),
- *     _remove_exact() or `shmkit rm` do.
+ *     history); once published, `shmkit gc` never removes it, only
+ *     shmkit_segment_unlink(), _remove(), _remove_exact() or `shmkit rm` do.
  * The lifetime is advice to whoever collects garbage; the kernel keeps either kind until
  * it is removed (System V, POSIX) or its last descriptor and mapping go (memfd, whose
  * lifetime is shown but never acted on). */
