@@ -1,10 +1,13 @@
 /* shmkit CLI — segment administration: ls, stat, rm, gc.
  *
  * Everything here goes through the public discovery API (shmkit_segment_list(),
- * shmkit_segment_stat(), shmkit_segment_remove()); nothing is opened for use. Corrupt and
- * foreign segments are described, never trusted: a field the library could not validate
- * (kind 0 in the info) is shown as unknown, and gc never removes a segment whose creator or
- * attachments it cannot establish.
+ * shmkit_segment_stat(), shmkit_segment_remove_exact()); nothing is opened for use. Corrupt
+ * and foreign segments are described, never trusted: a field the library could not
+ * validate (kind 0 in the info) is shown as unknown, and gc never removes a segment whose
+ * creator or attachments it cannot establish, a persistent one, or a foreign one.
+ *
+ * rm and gc look first and remove after, and remove only what they looked at
+ * (docs/design.md, "Lifetimes and removal"): an object recreated in between is left alone.
  */
 #include <errno.h>
 #include <getopt.h>
