@@ -151,6 +151,18 @@ const char *cli_target_label(char *buf, size_t cap, const char *name, int32_t sy
  * "truncated", "foreign", "wrong-kind", "other-user", "no-access", "error". */
 const char *cli_status_word(int status);
 
+/* "ephemeral", "persistent", or NULL when unknown (enum shmkit_lifetime). */
+const char *cli_lifetime_word(uint32_t lifetime);
+
+/* --persistent (`persistent` true) or --ephemeral on a creating command: records the
+ * choice in *lifetime (enum shmkit_lifetime, 0 until one is given); the other one given as
+ * well is a usage error. Returns CLI_OK or CLI_USAGE after reporting. */
+int cli_lifetime_option(const struct cli_cmd *cmd, uint32_t *lifetime, bool persistent);
+
+/* The segment flag for the lifetime chosen (0: none given, take the command's `dflt`):
+ * SHMKIT_SEG_PERSISTENT or 0. */
+uint32_t cli_lifetime_flags(uint32_t lifetime, uint32_t dflt);
+
 /* "ready", "initializing" or "unknown". */
 const char *cli_state_word(uint32_t state);
 

@@ -69,6 +69,7 @@
 const char cli_usage_pub[] =
 	"Usage: shmkit pub NAME [--create] [--capacity BYTES] [--max-msg BYTES]\n"
 	"                  [--framing raw|lines|len] [--backend posix|sysv] [--timeout SEC]\n"
+	"                  [--persistent|--ephemeral] [--foreign]\n"
 	"\n"
 	"Sends standard input over the stream channel NAME, as messages: raw chunks (the\n"
 	"default), lines (without their newline), or length-prefixed records (a 4-byte\n"
@@ -85,6 +86,13 @@ const char cli_usage_pub[] =
 	"                          only --capacity is given; at most capacity/2 - 8)\n"
 	"  -f, --framing FRAMING   raw, lines or len (default raw)\n"
 	"  -b, --backend BACKEND   posix (default) or sysv\n"
+	"      --ephemeral         with --create: removed by `shmkit gc` once its creator\n"
+	"                          is dead and nobody has it mapped (the default for a\n"
+	"                          stream channel)\n"
+	"      --persistent        with --create: never removed by `shmkit gc` (the default\n"
+	"                          with --pubsub); only `shmkit rm` removes it\n"
+	"      --foreign           open a channel that is not ours (another user's, or\n"
+	"                          writable by group or others)\n"
 	"  -t, --timeout SEC       give up after SEC seconds waiting for the channel to\n"
 	"                          appear, or for room in it (default: wait as long as it\n"
 	"                          takes; 0: do not wait; fractions allowed, e.g. 0.5)\n"
@@ -100,7 +108,7 @@ const char cli_usage_pub[] =
 	"       shmkit pub NAME --pubsub [--create] [--subscribers N] [--policy block|overwrite]\n"
 	"                  [--history K] [--wait-subscribers N] [--capacity BYTES]\n"
 	"                  [--max-msg BYTES] [--framing raw|lines|len] [--backend posix|sysv]\n"
-	"                  [--timeout SEC]\n"
+	"                  [--timeout SEC] [--persistent|--ephemeral] [--foreign]\n"
 	"  -P, --pubsub            a publish/subscribe channel instead of a stream\n"
 	"  -n, --subscribers N     with --create: subscribers at once (1..1024, default 16)\n"
 	"  -p, --policy POLICY     with --create: block (lossless: wait for the slowest\n"
@@ -111,10 +119,11 @@ const char cli_usage_pub[] =
 	"  -w, --wait-subscribers N  publish nothing until N subscribers have joined (a\n"
 	"                          subscriber gets only what is published after it joins,\n"
 	"                          plus the history); --timeout bounds this wait too\n"
-	"At end of input the stream is closed; the channel stays (remove it with shmkit rm).\n";
+	"At end of input the stream is closed; the channel stays (remove it with shmkit rm):\n"
+	"it is persistent unless --ephemeral.\n";
 
 const char cli_usage_sub[] =
-	"Usage: shmkit sub NAME [--framing raw|lines|len] [--timeout SEC] [--keep]\n"
+	"Usage: shmkit sub NAME [--framing raw|lines|len] [--timeout SEC] [--keep] [--foreign]\n"
 	"\n"
 	"Receives the messages of the stream channel NAME and writes them to standard\n"
 	"output: raw bytes as they are (the default), lines with a newline after each, or\n"
@@ -128,6 +137,8 @@ const char cli_usage_sub[] =
 	"                          it takes; 0: do not wait; fractions allowed, e.g. 0.5)\n"
 	"  -k, --keep              do not remove the channel at the end of the stream or\n"
 	"                          on a stop signal (a later sub continues where it stopped)\n"
+	"      --foreign           open a channel that is not ours (another user's, or\n"
+	"                          writable by group or others)\n"
 	"  -h, --help              show this help\n"
 	"\n"
 	"Exit status: 0 at the end of the stream, or when the reader of standard output went\n"
@@ -471,9 +482,12 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	if (wants_pubsub(argc, argv, "--pubsub", "-P"))
 		return cli_pub_multi(cmd, argc, argv);
-	enum { OPT_CAPACITY = 256, OPT_MAX_MSG };
+	enum { OPT_CAPACITY = 256, OPT_MAX_MSG, OPT_PERSISTENT, OPT_EPHEMERAL, OPT_FOREIGN };
 	static const struct option opts[] = {
 		{"create", no_argument, NULL, 'c'},
+		{"persistent", no_argument, NULL, OPT_PERSISTENT},
+		{"ephemeral", no_argument, NULL, OPT_EPHEMERAL},
+		{"foreign", no_argument, NULL, OPT_FOREIGN},
 		{"capacity", required_argument, NULL, OPT_CAPACITY},
 		{"max-msg", required_argument, NULL, OPT_MAX_MSG},
 		{"framing", required_argument, NULL, 'f'},
@@ -482,7 +496,8 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	bool create = false, have_cap = false, have_max = false;
+	bool create = false, have_cap = false, have_max = false, foreign = false;
+	uint32_t lifetime = 0;
 	uint64_t cap = 0, max = 0;
 	enum cli_framing framing = CLI_FRAMING_RAW;
 	uint32_t backend = SHMKIT_BACKEND_ANY;
@@ -493,6 +508,14 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 		switch (c) {
 		case 'c':
 			create = true;
+			break;
+		case OPT_PERSISTENT:
+		case OPT_EPHEMERAL:
+			if (cli_lifetime_option(cmd, &lifetime, c == OPT_PERSISTENT) != CLI_OK)
+				return CLI_USAGE;
+			break;
+		case OPT_FOREIGN:
+			foreign = true;
 			break;
 		case OPT_CAPACITY:
 			if (cli_parse_bytes(optarg, MAX_CAPACITY, &cap) < 0 || cap == 0)
@@ -537,8 +560,9 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 	const char *name;
 	if (cli_name_arg(cmd, argc, argv, "channel", &name) != CLI_OK)
 		return CLI_USAGE;
-	if (!create && (have_cap || have_max))
-		return cli_usage_error(cmd, "--capacity and --max-msg need --create");
+	if (!create && (have_cap || have_max || lifetime))
+		return cli_usage_error(cmd, "--capacity, --max-msg, --persistent and --ephemeral "
+					    "need --create");
 	if (create && pub_geometry(cmd, framing, have_cap, &cap, have_max, &max) != CLI_OK)
 		return CLI_USAGE;
 
@@ -547,8 +571,12 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 	struct pub p = {.cmd = cmd, .name = name, .wait = w};
 	int err;
 	if (create) {
+		/* A stream is between two running programs: garbage once they are gone. */
+		co.seg.flags |= cli_lifetime_flags(lifetime, SHMKIT_LIFETIME_EPHEMERAL);
 		err = shmkit_chan_create(name, SHMKIT_CHAN_PRODUCER, &co, &p.ch);
 	} else {
+		if (foreign)
+			co.seg.flags |= SHMKIT_SEG_FOREIGN_UID;
 		err = open_wait(name, SHMKIT_CHAN_PRODUCER, &co, &w, &p.ch);
 		if (err == -ETIMEDOUT)
 			return cli_errorf(cmd, "%s: timed out waiting for the channel to appear", name);
@@ -714,15 +742,17 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	if (wants_pubsub(argc, argv, "--from-now", NULL))
 		return cli_sub_multi(cmd, argc, argv);
+	enum { OPT_FOREIGN = 256 };
 	static const struct option opts[] = {
 		{"framing", required_argument, NULL, 'f'},
 		{"timeout", required_argument, NULL, 't'},
 		{"keep", no_argument, NULL, 'k'},
+		{"foreign", no_argument, NULL, OPT_FOREIGN},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct sub s = {.cmd = cmd, .framing = CLI_FRAMING_RAW};
-	bool keep = false;
+	bool keep = false, foreign = false;
 	int c;
 	cli_getopt_reset();
 	while ((c = getopt_long(argc, argv, ":f:t:kh", opts, NULL)) != -1) {
@@ -744,20 +774,25 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'k':
 			keep = true;
 			break;
+		case OPT_FOREIGN:
+			foreign = true;
+			break;
 		default: /* -h, --help and errors */
 			return cli_default_option(cmd, c, argv);
 		}
 	}
 	if (cli_name_arg(cmd, argc, argv, "channel", &s.name) != CLI_OK)
 		return CLI_USAGE;
+	struct shmkit_chan_opts co = {.seg = {.flags = foreign ? SHMKIT_SEG_FOREIGN_UID : 0}};
 
 	/* A publish/subscribe channel: one subscriber among many (cli/pubsub_multi.c). */
 	struct shmkit_segment_info inf;
-	if (shmkit_segment_stat(s.name, NULL, &inf) == 0 && inf.status == 0 &&
+	if (shmkit_segment_stat(s.name, NULL, &inf) == 0 &&
+	    (inf.status == 0 || (foreign && inf.status == -EPERM)) &&
 	    inf.kind == SHMKIT_KIND_PUBSUB)
 		return cli_sub_multi(cmd, argc, argv);
 	signal(SIGPIPE, SIG_IGN);
-	int err = open_wait(s.name, SHMKIT_CHAN_CONSUMER, NULL, &s.wait, &s.ch);
+	int err = open_wait(s.name, SHMKIT_CHAN_CONSUMER, &co, &s.wait, &s.ch);
 	if (err == -EMEDIUMTYPE) /* it appeared while we waited, as a pub/sub channel */
 		return cli_sub_multi(cmd, argc, argv);
 	if (err == -ETIMEDOUT)

@@ -317,6 +317,34 @@ const char *cli_status_word(int status)
 	}
 }
 
+const char *cli_lifetime_word(uint32_t lifetime)
+{
+	switch (lifetime) {
+	case SHMKIT_LIFETIME_EPHEMERAL:
+		return "ephemeral";
+	case SHMKIT_LIFETIME_PERSISTENT:
+		return "persistent";
+	default:
+		return NULL;
+	}
+}
+
+int cli_lifetime_option(const struct cli_cmd *cmd, uint32_t *lifetime, bool persistent)
+{
+	uint32_t want = persistent ? SHMKIT_LIFETIME_PERSISTENT : SHMKIT_LIFETIME_EPHEMERAL;
+	if (*lifetime && *lifetime != want)
+		return cli_usage_error(cmd, "--persistent and --ephemeral contradict each other");
+	*lifetime = want;
+	return CLI_OK;
+}
+
+uint32_t cli_lifetime_flags(uint32_t lifetime, uint32_t dflt)
+{
+	if (lifetime == 0)
+		lifetime = dflt;
+	return lifetime == SHMKIT_LIFETIME_PERSISTENT ? SHMKIT_SEG_PERSISTENT : 0;
+}
+
 const char *cli_state_word(uint32_t state)
 {
 	switch (state) {
@@ -593,6 +621,7 @@ void cli_info_kv(struct cli_kv *kv, const struct shmkit_segment_info *inf)
 		cli_kv_null(kv, "sysv_id");
 	}
 	cli_kv_str(kv, "kind", trusted ? shmkit_kind_name(inf->kind) : NULL);
+	cli_kv_str(kv, "lifetime", cli_lifetime_word(inf->lifetime));
 	cli_kv_size(kv, "total_size", inf->total_size);
 	if (trusted)
 		cli_kv_size(kv, "data_size", inf->data_size);

@@ -51,7 +51,8 @@ static inline void shmkit__cpu_relax(void)
  *       56    8  creator_start    creator: start time in clock ticks (/proc/PID/stat #22)
  *       64    8  created_ns       creator: CLOCK_REALTIME
  *       72    4  sysv_key         creator (0 unless System V)
- *       76    4  flags            creator (SHMKIT_SEG_HUGEPAGES)
+ *       76    4  flags            creator (SHMKIT_SEG_HUGEPAGES, SHMKIT_SEG_PERSISTENT:
+ *                                   the object's lifetime, docs/design.md "Lifetimes")
  *       80    4  name_len         creator
  *       84    4  reserved0        0
  *       88  208  name             creator, NUL-padded
@@ -60,11 +61,16 @@ static inline void shmkit__cpu_relax(void)
  *      456    4  state            creator: INITIALIZING, then READY (release store, last)
  *      460   52  reserved         0
  *
+ * flags bits other than the two above are written 0 and ignored by openers.
+ *
  * Bytes [0, 448) never change after creation, which is what lets an opener copy them once,
  * check the copy, and trust nothing else about the shared original.
  */
 #define SHMKIT__HDR_SIZE 512u
-#define SHMKIT__LAYOUT_MAJOR 1u
+/* Major 2: the lifetime bit in `flags`. A layout-1 peer reads a version-2 header as
+ * -EPROTO, so an older `shmkit gc` keeps a persistent object it cannot understand ("creator
+ * unknown, incompatible") instead of removing it as garbage. */
+#define SHMKIT__LAYOUT_MAJOR 2u
 #define SHMKIT__LAYOUT_MINOR 0u
 #define SHMKIT__CHECKSUM_SPAN 448u
 
