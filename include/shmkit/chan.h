@@ -59,8 +59,8 @@ enum shmkit_chan_role {
 			       * batch reaching half the ring) */
 
 /* Flags for shmkit_chan_opts.flags. */
-#define SHMKIT_CHAN_NO_SPIN 0x1u /* no adaptive spin before sleeping (the 1 µs settling
-				  * re-check of the sleep handshake still runs) */
+#define SHMKIT_CHAN_NO_SPIN 0x1u /* no adaptive spin before sleeping: every wait that finds
+				  * nothing sleeps */
 
 /* Default ring size and the default spin budget. */
 #define SHMKIT_CHAN_DEFAULT_CAPACITY (1u << 20)
