@@ -32,12 +32,34 @@ const struct cli_stat_kind_hook cli_stat_kind_hooks[] = {
 	{0, NULL},
 };
 
+/* The sleep/wake handshake's state (every kind that sleeps: stream, pub/sub, queue).
+ * "wake_mode": "membarrier" or "fenced"; "wake_missed": wake-ups found only when a liveness
+ * slice ended (0 expected). Read through a read-only mapping; skipped when it fails. */
+static void stat_wait_detail(const struct shmkit_segment_info *inf, struct cli_kv *kv)
+{
+	if (inf->kind != SHMKIT_KIND_STREAM && inf->kind != SHMKIT_KIND_PUBSUB &&
+	    inf->kind != SHMKIT_KIND_QUEUE)
+		return;
+	struct shmkit_segment_opts o = cli_info_opts(inf, SHMKIT_SEG_RDONLY);
+	struct shmkit_segment *seg;
+	if (shmkit_segment_open(inf->backend == SHMKIT_BACKEND_SYSV ? NULL : inf->name, &o,
+				&seg) < 0)
+		return;
+	struct shmkit_wait_stats st;
+	if (shmkit_segment_wait_stats(seg, &st) == 0) {
+		cli_kv_str(kv, "wake_mode", st.fenced ? "fenced" : "membarrier");
+		cli_kv_u64(kv, "wake_missed", st.missed);
+	}
+	shmkit_segment_close(seg);
+}
+
 static void stat_kind_detail(const struct shmkit_segment_info *inf, struct cli_kv *kv)
 {
 	/* A valid segment that is not ours (-EPERM) is still described: the hooks open it
 	 * read-only as an observer with SHMKIT_SEG_FOREIGN_UID and validate what they read. */
 	if (inf->status != 0 && inf->status != -EPERM)
 		return;
+	stat_wait_detail(inf, kv);
 	for (const struct cli_stat_kind_hook *h = cli_stat_kind_hooks; h->kind; h++)
 		if (h->kind == inf->kind && h->describe)
 			h->describe(inf, kv);

@@ -19,8 +19,9 @@
  *      264    8  consumer owner                consumer
  *      272   32  msgs_recv, bytes_recv, consumer_sleeps, consumer_wakes     consumer
  *      304    4  reader_closed                 consumer — 1 after close: the reader is gone
- *      384    8  data queue: gen, sleepers     consumer sleeps here, producer wakes it
- *      512    8  space queue: gen, sleepers    producer sleeps here, consumer wakes it
+ *      384   16  data queue: gen, sleepers,    consumer sleeps here, producer wakes it
+ *                fenced (src/waitq_internal.h)
+ *      512   16  space queue (same fields)     producer sleeps here, consumer wakes it
  *      960   64  notes[8]                      producer — the application's own words
  *                                                (shmkit_chan_note_store); the library
  *                                                never reads them
@@ -38,20 +39,14 @@
  * can never both hold the role. The identity includes the start time so a recycled pid does
  * not pass for the dead owner.
  *
- * Waiting (DESIGN.md §4): a side that must wait spins for a bounded, adaptive time, then
- * sleeps on its queue's futex word `gen`:
- *     gen0 = gen (A-wq);  sleepers += 1 (seq_cst);  re-check the condition with a seq_cst
- *     load of the peer's position, repeated for a microsecond (settling);  if still not
- *     ready: FUTEX_WAIT(gen, gen0, slice)
- * and the peer, after storing its position (release, R1/R2 in src/ring.c), loads sleepers
- * and only when it is non-zero bumps gen (R-wq) and calls FUTEX_WAKE. (The queue, the
- * spin and the owner words are src/waitq.c's, shared with pub/sub and queues.) Either the
- * sleeper's re-check sees the new position, or the waker sees the sleeper (and the bump
- * makes a FUTEX_WAIT that has not started yet return at once) — or, because the position
- * store is not seq_cst, both missed each other inside the store's drain time, and the
- * settling re-checks see the position (SHMKIT__SETTLE_NS in src/waitq_internal.h: why
- * the positions are not seq_cst, and the safety net that bounds a miss).
- * No hang, and no system call and no fence per message while nobody sleeps.
+ * Waiting: a side that must wait spins for a bounded, adaptive time, then sleeps on its
+ * queue's futex word `gen` with the sleep/wake handshake of src/waitq_internal.h (shared by
+ * every kind): it counts itself in `sleepers`, executes the handshake's barrier (WQ-B1:
+ * membarrier, or a fence in fenced mode), re-checks the peer's position, and sleeps. The
+ * peer, after storing its position (release, R1/R2 in src/ring.c), loads `sleepers` and
+ * only when it is non-zero bumps gen (WQ-R1) and calls FUTEX_WAKE. Either the re-check
+ * sees the new position or the waker sees the sleeper — by construction, not by timing —
+ * with no system call and no fence per message while nobody sleeps.
  *
  * Sleeps last at most 100 ms; after each, the sleeper checks that its peer is alive, so a
  * peer killed with SIGKILL is reported (-EOWNERDEAD) within 100 ms, after everything it
@@ -81,7 +76,7 @@
 #include "waitq_internal.h"
 
 #define CHAN_MAGIC 0x316e68636b6d6873ull /* "shmkchn1" */
-#define CHAN_VERSION 2u /* 2: in-band publication (record flags, the tail's clean bit) */
+#define CHAN_VERSION 3u /* 2: in-band publication; 3: membarrier handshake (16-byte queues) */
 #define CHAN_RING_OFFSET 1024u
 
 /* Values of the `closed` word. */
@@ -111,13 +106,12 @@ struct chan_ctl {
 	_Atomic uint32_t reader_closed;
 	uint8_t pad3[76];
 	struct shmkit__waitq data_q;
-	uint8_t pad4[120];
+	uint8_t pad4[112];
 	struct shmkit__waitq space_q;
-	uint8_t pad5[120];
+	uint8_t pad5[112];
 	uint8_t reserved[320];
-	/* The producer's notes, at the end of the reserved area: zero in a new channel, and
-	 * zero in channels made before they existed (the reserved bytes were), so no layout
-	 * version change. */
+	/* The producer's notes, at the end of the reserved area: zero in a new channel (the
+	 * reserved bytes were), so they need no layout version of their own. */
 	_Atomic uint64_t notes[SHMKIT_CHAN_NOTES];
 };
 
@@ -140,6 +134,7 @@ struct shmkit_chan {
 	int role;
 	uint64_t me;         /* our owner word */
 	struct shmkit__spin spin;
+	struct shmkit__wq wq;   /* the handshake's mode and the segment's missed counter */
 	uint64_t sleeps, wakes; /* private counters, published with the position */
 };
 
@@ -235,6 +230,9 @@ static int chan_attach(struct shmkit_chan *ch)
 	shmkit__ring_view(&ch->ring, (uint8_t *)c + off, cap, max_msg, &c->tail, &c->head);
 	if (ch->role == SHMKIT_CHAN_OBSERVER)
 		return 0;
+	/* Before our first wake (the taking-over producer's publish below) or sleep. */
+	shmkit__wq_attach(&ch->wq, ch->seg, (struct shmkit__waitq *const[]){&c->data_q, &c->space_q},
+			  2);
 	int err = claim_role(ch);
 	if (err)
 		return err;
@@ -372,8 +370,7 @@ static inline void publish_stats(struct shmkit_chan *ch)
  * inline, the wake-up out of line. */
 __attribute__((noinline)) static void wake_slow(struct shmkit_chan *ch, struct shmkit__waitq *q)
 {
-	if (!shmkit__waitq_wake(q, INT_MAX))
-		return;
+	shmkit__waitq_wake_now(q, INT_MAX);
 	ch->wakes++;
 	_Atomic uint64_t *ctr = ch->role == SHMKIT_CHAN_PRODUCER ? &ch->ctl->prod_wakes
 								  : &ch->ctl->cons_wakes;
@@ -382,8 +379,8 @@ __attribute__((noinline)) static void wake_slow(struct shmkit_chan *ch, struct s
 
 static inline void wake(struct shmkit_chan *ch, struct shmkit__waitq *q)
 {
-	/* seq_cst: the load half of the handshake (shmkit__waitq_wake() loads it again). */
-	if (atomic_load_explicit(&q->sleepers, memory_order_seq_cst) != 0)
+	/* The load half of the handshake (src/waitq_internal.h): no fence unless fenced. */
+	if (shmkit__waitq_pending(q))
 		wake_slow(ch, q);
 }
 
@@ -416,8 +413,9 @@ struct wait_ctx {
 	uint64_t len;
 };
 
-/* Whether what we wait for is there. `sc` selects the seq_cst re-check of the sleep
- * protocol; the spin loop uses cheap acquire loads of lines that rarely change. */
+/* Whether what we wait for is there. `sc` selects the full re-check after the handshake's
+ * barrier (WQ-B1 orders it; seq_cst loads cost what acquire loads cost here); the spin loop
+ * uses cheap acquire loads of lines that rarely change. */
 static bool ready(struct wait_ctx *w, bool sc)
 {
 	struct shmkit_chan *ch = w->ch;
@@ -464,7 +462,7 @@ static int wait_for(struct shmkit_chan *ch, enum wait_what what, uint64_t len,
 		return 0;
 	struct shmkit__waitq *q = what == WAIT_DATA ? &ch->ctl->data_q : &ch->ctl->space_q;
 	bool slept;
-	int err = shmkit__waitq_sleep(q, ready_sc, &w, deadline, SHMKIT__SLICE_NS, true, &slept);
+	int err = shmkit__waitq_sleep(q, &ch->wq, ready_sc, &w, deadline, SHMKIT__SLICE_NS, &slept);
 	if (err == 0)
 		shmkit__spin_learn(&ch->spin);
 	if (slept) {
@@ -881,10 +879,11 @@ int shmkit_chan_position(const struct shmkit_chan *ch, uint64_t *pos)
 /* --- waitset hooks (src/chan_internal.h) ----------------------------------------------- */
 
 int shmkit__chan_consumer_waitq(const struct shmkit_chan *ch, _Atomic uint32_t **gen,
-				_Atomic uint32_t **sleepers)
+				_Atomic uint32_t **sleepers, const struct shmkit__wq **wq)
 {
 	if (ch->role != SHMKIT_CHAN_CONSUMER)
 		return -EPERM;
+	*wq = &ch->wq;
 	*gen = &ch->ctl->data_q.gen;
 	*sleepers = &ch->ctl->data_q.sleepers;
 	return 0;
@@ -894,9 +893,8 @@ unsigned shmkit__chan_consumer_poll(const struct shmkit_chan *ch, bool sc)
 {
 	struct chan_ctl *c = ch->ctl;
 	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
-	/* Shared words only (see chan_internal.h). A1-like: pairs with R1 in ring.c; seq_cst
-	 * in the waitset's re-check after it registered on data_q (the Dekker handshake with
-	 * wake()). */
+	/* Shared words only (see chan_internal.h). A1-like: pairs with R1 in ring.c; also the
+	 * waitset's re-check after it registered on data_q and executed WQ-B1. */
 	uint64_t t = shmkit__ring_tail_pos(atomic_load_explicit(&c->tail, mo));
 	uint64_t h = atomic_load_explicit(&c->head, mo);
 	/* Readable when the published tail is ahead of the published head. */

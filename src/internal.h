@@ -59,7 +59,11 @@ static inline void shmkit__cpu_relax(void)
  *      296  152  reserved         0
  *      448    8  checksum         creator: FNV-1a 64 over bytes [0, 448)
  *      456    4  state            creator: INITIALIZING, then READY (release store, last)
- *      460   52  reserved         0
+ *      460    4  wq_flags         any attacher: SHMKIT__WQ_FENCED when one joined the
+ *                                   sleep/wake handshake in fenced mode (src/waitq_internal.h)
+ *      464    8  wq_missed        any sleeper: liveness slices that found the condition
+ *                                   true with no wake-up (should stay 0; statistics)
+ *      472   40  reserved         0
  *
  * flags bits other than the two above are written 0 and ignored by openers.
  *
@@ -96,7 +100,9 @@ struct shmkit__seg_hdr {
 	uint8_t reserved1[152];
 	uint64_t checksum;
 	_Atomic uint32_t state;
-	uint8_t reserved2[52];
+	_Atomic uint32_t wq_flags;
+	_Atomic uint64_t wq_missed;
+	uint8_t reserved2[40];
 };
 
 static_assert(sizeof(struct shmkit__seg_hdr) == SHMKIT__HDR_SIZE, "header is 512 bytes");
@@ -106,6 +112,14 @@ static_assert(offsetof(struct shmkit__seg_hdr, creator_start) == 56, "layout");
 static_assert(offsetof(struct shmkit__seg_hdr, name) == 88, "layout");
 static_assert(offsetof(struct shmkit__seg_hdr, checksum) == SHMKIT__CHECKSUM_SPAN, "layout");
 static_assert(offsetof(struct shmkit__seg_hdr, state) == 456, "layout");
+static_assert(offsetof(struct shmkit__seg_hdr, wq_flags) == 460, "layout");
+static_assert(offsetof(struct shmkit__seg_hdr, wq_missed) == 464, "layout");
+
+/* wq_flags bits. */
+#define SHMKIT__WQ_FENCED 1u
+
+/* The segment's shared header (the mapping's start: never the private copy). */
+struct shmkit__seg_hdr *shmkit__segment_hdr(const struct shmkit_segment *seg);
 static_assert(sizeof(((struct shmkit__seg_hdr *)0)->name) > SHMKIT_NAME_MAX, "name fits");
 
 extern const uint8_t shmkit__magic[8];

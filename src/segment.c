@@ -1089,6 +1089,25 @@ void *shmkit_segment_data(const struct shmkit_segment *seg)
 	return seg ? seg->data : NULL;
 }
 
+struct shmkit__seg_hdr *shmkit__segment_hdr(const struct shmkit_segment *seg)
+{
+	return (struct shmkit__seg_hdr *)(void *)seg->base;
+}
+
+int shmkit_segment_wait_stats(const struct shmkit_segment *seg, struct shmkit_wait_stats *st)
+{
+	if (!seg || !st)
+		return -EINVAL;
+	const struct shmkit__seg_hdr *h = shmkit__segment_hdr(seg);
+	/* Relaxed: statistics snapshots, written by any attached process. */
+	uint32_t f = atomic_load_explicit(&h->wq_flags, memory_order_relaxed);
+	*st = (struct shmkit_wait_stats){
+		.fenced = (f & SHMKIT__WQ_FENCED) != 0,
+		.missed = atomic_load_explicit(&h->wq_missed, memory_order_relaxed),
+	};
+	return 0;
+}
+
 size_t shmkit_segment_size(const struct shmkit_segment *seg)
 {
 	return seg ? seg->data_size : 0;

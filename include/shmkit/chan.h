@@ -60,8 +60,8 @@ enum shmkit_chan_role {
 			       * Release: never published earlier — see shmkit_chan_release() */
 
 /* Flags for shmkit_chan_opts.flags. */
-#define SHMKIT_CHAN_NO_SPIN 0x1u /* no adaptive spin before sleeping (the 1 µs settling
-				  * re-check of the sleep handshake still runs) */
+#define SHMKIT_CHAN_NO_SPIN 0x1u /* no adaptive spin before sleeping: every wait that finds
+				  * nothing sleeps */
 
 /* Default ring size and the default spin budget. */
 #define SHMKIT_CHAN_DEFAULT_CAPACITY (1u << 20)

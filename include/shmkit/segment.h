@@ -207,6 +207,20 @@ SHMKIT_API int shmkit_segment_info(const struct shmkit_segment *seg,
  * is a no-op. Returns 0 or a negative errno (-ENOENT if already removed). */
 SHMKIT_API int shmkit_segment_unlink(struct shmkit_segment *seg);
 
+/* The sleep/wake handshake's state of a segment used by a channel, pub/sub, queue or
+ * waitset (docs/design.md, "Sleep/wake handshake"). Shared by every kind. */
+struct shmkit_wait_stats {
+	uint32_t fenced;   /* 1: a process joined without membarrier; wakers use a fence */
+	uint32_t reserved;
+	uint64_t missed;   /* wake-ups found only when a 100 ms liveness slice ended; 0 is
+			    * the expected value (anything else is a bug worth reporting) */
+};
+
+/* Fills *st from the segment's header. Any process may call it at any time (also on a
+ * read-only mapping). Returns 0 or -EINVAL (NULL argument). */
+SHMKIT_API int shmkit_segment_wait_stats(const struct shmkit_segment *seg,
+					 struct shmkit_wait_stats *st);
+
 /* Unmaps/detaches and frees the handle. Does not remove the segment. NULL is accepted. */
 SHMKIT_API int shmkit_segment_close(struct shmkit_segment *seg);
 
