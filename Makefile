@@ -58,6 +58,11 @@ SHLIB    := $(O)/libshmkit.so.$(VERSION)
 STATICLIB := $(O)/libshmkit.a
 CLI      := $(O)/shmkit
 
+# `shmkit top` is full-screen with ncurses when its headers are installed (libncurses-dev,
+# installed by `make deps` when run as root), plain text otherwise.
+CURSES_LIBS := $(shell pkg-config --libs ncurses 2>/dev/null)
+CURSES_DEF  := $(if $(CURSES_LIBS),-DSHMKIT_HAVE_CURSES)
+
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
@@ -95,8 +100,13 @@ $(O)/cli/%.o: cli/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
 
+$(O)/cli/top.o: cli/top.c Makefile
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) $(CURSES_DEF) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
+
 $(CLI): $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB)
-	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB) $(LDLIBS_ALL) -lm
+	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB) $(LDLIBS_ALL) -lm \
+	  $(CURSES_LIBS)
 
 $(O)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -129,11 +139,16 @@ $(O)/examples/%: examples/%.c $(STATICLIB)
 # --- packages ---------------------------------------------------------------------------
 BUILD_PKGS := gcc make libc6-dev pkg-config
 CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev
+# Optional: full-screen `shmkit top` (ncurses) and its terminal test (tmux). Installed when
+# run as root; without them top prints plain text and the tmux test is skipped.
+OPT_PKGS   := libncurses-dev tmux
 
 deps-build:
 	@tools/deps.sh $(BUILD_PKGS)
+	@tools/deps.sh --optional $(OPT_PKGS)
 deps:
 	@tools/deps.sh $(CHECK_PKGS)
+	@tools/deps.sh --optional $(OPT_PKGS)
 
 # --- the two commands -------------------------------------------------------------------
 demo: deps-build

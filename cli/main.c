@@ -92,6 +92,11 @@ const struct cli_cmd cli_commands[] = {
 	{"table", cli_cmd_table, "create and use shared lookup tables", cli_usage_table},
 	{"pub", cli_cmd_pub, "send standard input over a stream channel", cli_usage_pub},
 	{"sub", cli_cmd_sub, "write a stream channel's messages to standard output", cli_usage_sub},
+	{"top", cli_cmd_top, "live view of every object: rates, fill, parties", cli_usage_top},
+	{"hz", cli_cmd_hz, "message rate and inter-arrival times of a channel", cli_usage_hz},
+	{"record", cli_cmd_record, "capture a channel's messages with timestamps to a file",
+	 cli_usage_record},
+	{"replay", cli_cmd_replay, "play a recording back into a channel", cli_usage_replay},
 	{NULL, NULL, NULL, NULL},
 };
 
