@@ -9,6 +9,7 @@ BINDIR     ?= $(PREFIX)/bin
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 DESTDIR    ?=
 
 # SAN selects an instrumented build in its own directory: asan (ASan+UBSan) or tsan.
@@ -243,11 +244,14 @@ install: lib cli $(O)/shmkit.pc
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
 	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(MANDIR)/man1/
 	$(if $(wildcard man/man3/*.3),install -m 644 $(wildcard man/man3/*.3) $(DESTDIR)$(MANDIR)/man3/)
+	install -d $(DESTDIR)$(BASHCOMPDIR)
+	install -m 644 completion/shmkit.bash $(DESTDIR)$(BASHCOMPDIR)/shmkit
 
 uninstall:
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(INCLUDEDIR)/shmkit.h
 	rm -f $(DESTDIR)$(LIBDIR)/libshmkit.* $(DESTDIR)$(LIBDIR)/pkgconfig/shmkit.pc
 	rm -f $(DESTDIR)$(BINDIR)/shmkit $(DESTDIR)$(MANDIR)/man1/shmkit*.1 $(DESTDIR)$(MANDIR)/man3/shmkit*.3
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/shmkit
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -73,6 +73,10 @@ extern const char cli_usage_hz[];
 extern const char cli_usage_record[];
 extern const char cli_usage_replay[];
 
+/* cli/suggest.c: the candidate (NULL-terminated list) that `word` is most likely a typo
+ * of, or NULL when none is near. */
+const char *cli_suggest(const char *word, const char *const *candidates);
+
 /* --- diagnostics (cli/util.c) ------------------------------------------------------------ */
 
 /* Prints the command's usage text to `out`. */

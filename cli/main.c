@@ -195,13 +195,28 @@ int main(int argc, char **argv)
 		}
 		}
 	}
-	if (optind >= argc)
-		return main_usage_error("missing command");
+	if (optind >= argc) {
+		/* Plain `shmkit`: what it can do, on stderr since nothing was done (status 2). */
+		fputs("shmkit: missing command\n\n", stderr);
+		main_usage(stderr);
+		fputs("Try 'shmkit help COMMAND'.\n", stderr);
+		return CLI_USAGE;
+	}
 	const char *name = argv[optind];
 	if (strcmp(name, "help") == 0)
 		return finish(help(argc - optind, argv + optind));
 	const struct cli_cmd *cmd = find_cmd(name);
-	if (!cmd)
+	if (!cmd) {
+		const char *names[sizeof cli_commands / sizeof cli_commands[0] + 1];
+		size_t n = 0;
+		for (const struct cli_cmd *c2 = cli_commands; c2->name; c2++)
+			names[n++] = c2->name;
+		names[n++] = "help";
+		names[n] = NULL;
+		const char *guess = cli_suggest(name, names);
+		if (guess)
+			return main_usage_error("unknown command '%s'; did you mean '%s'?", name, guess);
 		return main_usage_error("unknown command '%s'", name);
+	}
 	return finish(cmd->run(cmd, argc - optind, argv + optind));
 }

@@ -10,7 +10,7 @@
  *        0    8  magic "SHMKREC\0"
  *        8    2  format version, 1
  *       10    2  header size, 32 (a reader skips what it does not know)
- *       12    4  kind of the recorded channel (enum shmkit_kind: 3 stream, ...)
+ *       12    4  kind of the recorded channel (enum shmkit_kind: 2 stream, 3 pubsub, 4 queue)
  *       16    8  start of the recording, CLOCK_REALTIME nanoseconds
  *       24    4  reserved, 0
  *       28    4  CRC-32 of bytes 0..27

@@ -620,6 +620,93 @@ START_TEST(test_replay_corrupt)
 }
 END_TEST
 
+/* --- usage, suggestions, completion --------------------------------------------------------- */
+
+START_TEST(test_usage_and_suggestions)
+{
+	struct t_run r = {0};
+	/* Plain `shmkit`: the usage (with every command) on stderr, status 2. */
+	run_cli(&r, NULL);
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_msg(strstr(r.err, "Usage: shmkit COMMAND") && strstr(r.err, "  top ") &&
+			      strstr(r.err, "  replay "),
+		      "%s", r.err);
+	static const char *const typo[][2] = {
+		{"sta", "stat"}, {"stats", "stat"}, {"tpo", "top"}, {"recrod", "record"}, {"hlep", "help"},
+	};
+	for (size_t i = 0; i < sizeof typo / sizeof typo[0]; i++) {
+		char want[96];
+		run_cli(&r, typo[i][0]);
+		ck_assert_int_eq(r.status, 2);
+		snprintf(want, sizeof want, "unknown command '%s'; did you mean '%s'?", typo[i][0], typo[i][1]);
+		ck_assert_msg(strstr(r.err, want), "want '%s', got: %s", want, r.err);
+	}
+	run_cli(&r, "frobnicate");
+	ck_assert_msg(r.status == 2 && !strstr(r.err, "did you mean"), "%s", r.err);
+	t_run_free(&r);
+}
+END_TEST
+
+/* Runs `script` in bash with the completion sourced and the CLI first on PATH; returns
+ * what it printed (malloc'ed). */
+static char *bash_completion(const char *script)
+{
+	char dir[512], cmd[4096];
+	snprintf(dir, sizeof dir, "%s", t_cli_path());
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof dir, ".");
+	snprintf(cmd, sizeof cmd,
+		 "PATH='%s':\"$PATH\" ASAN_OPTIONS=detect_leaks=0 bash --norc -c '"
+		 "source %s/../completion/shmkit.bash || exit 9; %s' 2>&1",
+		 dir, t_build_dir(), script);
+	FILE *f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	char *out = calloc(1, 65536);
+	ck_assert_ptr_nonnull(out);
+	size_t n = fread(out, 1, 65535, f);
+	out[n] = '\0';
+	ck_assert_int_eq(pclose(f), 0);
+	return out;
+}
+
+START_TEST(test_bash_completion)
+{
+	if (sh("command -v bash >/dev/null 2>&1") != 0) {
+		fprintf(stderr, "test_bash_completion: bash is not installed; not tested\n");
+		return;
+	}
+	char *out = bash_completion("complete -p shmkit");
+	ck_assert_msg(strstr(out, "complete -F _shmkit shmkit"), "%s", out);
+	free(out);
+	/* Commands, options, object names. */
+	out = bash_completion("COMP_WORDS=(shmkit re); COMP_CWORD=1; _shmkit; echo \"${COMPREPLY[*]}\"");
+	ck_assert_msg(strcmp(out, "record replay\n") == 0, "'%s'", out);
+	free(out);
+	out = bash_completion("COMP_WORDS=(shmkit top --int); COMP_CWORD=2; _shmkit; echo \"${COMPREPLY[*]}\"");
+	ck_assert_msg(strcmp(out, "--interval\n") == 0, "'%s'", out);
+	free(out);
+	char name[64], script[512];
+	struct shmkit_chan *ch;
+	t_name_tracked(name, sizeof name, "compl", SHMKIT_BACKEND_POSIX);
+	ck_assert_int_eq(shmkit_chan_create(name, SHMKIT_CHAN_PRODUCER, NULL, &ch), 0);
+	/* The name cut after its unique run-and-process prefix. */
+	char prefix[64];
+	snprintf(prefix, sizeof prefix, "%.*s", (int)(strstr(name, "compl") - name + 3), name);
+	snprintf(script, sizeof script,
+		 "COMP_WORDS=(shmkit hz %s); COMP_CWORD=2; _shmkit; echo \"${COMPREPLY[*]}\"", prefix);
+	out = bash_completion(script);
+	char want[80];
+	snprintf(want, sizeof want, "%s\n", name);
+	ck_assert_msg(strcmp(out, want) == 0, "'%s', want '%s'", out, name);
+	free(out);
+	shmkit_chan_unlink(ch);
+	shmkit_chan_close(ch);
+}
+END_TEST
+
 /* --- suite ------------------------------------------------------------------------------------ */
 
 static Suite *obs_suite(void)
@@ -636,6 +723,9 @@ static Suite *obs_suite(void)
 	tc = t_tcase(s, "record", 120);
 	tcase_add_test(tc, test_record_replay);
 	tcase_add_test(tc, test_replay_corrupt);
+	tc = t_tcase(s, "usage", 60);
+	tcase_add_test(tc, test_usage_and_suggestions);
+	tcase_add_test(tc, test_bash_completion);
 	return s;
 }
 
