@@ -63,6 +63,12 @@ CLI      := $(O)/shmkit
 # installed by `make deps` when run as root), plain text otherwise.
 CURSES_LIBS := $(shell pkg-config --libs ncurses 2>/dev/null)
 CURSES_DEF  := $(if $(CURSES_LIBS),-DSHMKIT_HAVE_CURSES)
+# The bridge (cli/bridge.c) talks NATS through libnats when pkg-config finds it; without it
+# the command is a stub that says how to get it.
+NATS_LIBS  := $(shell pkg-config --libs libnats 2>/dev/null)
+NATS_FLAGS := $(if $(NATS_LIBS),-DSHMKIT_HAVE_NATS $(shell pkg-config --cflags libnats))
+# bench/bridge (shmkit bridge against plain libnats) only with libnats.
+BENCH_BINS := $(if $(NATS_LIBS),$(BENCH_BINS),$(filter-out $(O)/bench/bridge,$(BENCH_BINS)))
 
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
@@ -105,8 +111,12 @@ $(O)/cli/top.o: cli/top.c Makefile
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) $(CURSES_DEF) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
 
+$(O)/cli/bridge.o: cli/bridge.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) -Icli $(NATS_FLAGS) $(CFLAGS_ALL) -c $< -o $@
+
 $(CLI): $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB)
-	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB) $(LDLIBS_ALL) -lm \
+	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm \
 	  $(CURSES_LIBS)
 
 $(O)/tests/%.o: tests/%.c
@@ -130,6 +140,9 @@ $(O)/bench/%.o: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) -Ibench $(CFLAGS_ALL) -c $< -o $@
 
+$(O)/bench/bridge: $(O)/bench/bridge.o $(BENCH_COMMON_OBJS) $(STATICLIB)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm
+
 $(O)/bench/%: $(O)/bench/%.o $(BENCH_COMMON_OBJS) $(STATICLIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BENCH_COMMON_OBJS) $(STATICLIB) $(LDLIBS_ALL) -lm
 
@@ -139,7 +152,8 @@ $(O)/examples/%: examples/%.c $(STATICLIB)
 
 # --- packages ---------------------------------------------------------------------------
 BUILD_PKGS := gcc make libc6-dev pkg-config
-CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev
+# nats-server and libnats-dev: the bridge and its tests (optional for a plain build).
+CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev nats-server libnats-dev
 # Optional: full-screen `shmkit top` (ncurses) and its terminal test (tmux). Installed when
 # run as root; without them top prints plain text and the tmux test is skipped.
 OPT_PKGS   := libncurses-dev tmux

@@ -77,6 +77,22 @@ uint64_t bench_percentile(const uint64_t *sorted, size_t n, double p)
 	return sorted[k == 0 ? 0 : k - 1];
 }
 
+bool bench_pct_ok(size_t n, double p)
+{
+	/* n × (100 - p) / 100 >= 1, with a little slack for 99.9's binary rounding. */
+	return (double)n * (100.0 - p) >= 100.0 - 1e-6;
+}
+
+char *bench_fmt_pct(char *buf, size_t cap, size_t n, double p, uint64_t v)
+{
+	if (!bench_pct_ok(n, p)) {
+		snprintf(buf, cap, "–");
+		return buf;
+	}
+	bench_fmt_ns(buf, cap, (double)v);
+	return buf;
+}
+
 void bench_stats_compute(uint64_t *samples, size_t n, struct bench_stats *st)
 {
 	memset(st, 0, sizeof *st);

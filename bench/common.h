@@ -7,6 +7,7 @@
 #define SHMKIT_BENCH_COMMON_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -36,6 +37,15 @@ struct bench_stats {
 
 /* Sorts samples[0..n) ascending in place and fills *st (all zero when n is 0). */
 void bench_stats_compute(uint64_t *samples, size_t n, struct bench_stats *st);
+
+/* Whether n samples support the p-th percentile: at least one sample beyond it (p99 needs
+ * 100 samples, p99.9 1 000). With fewer, "p99.9" is just the maximum again, and printing
+ * it as a percentile would claim a tail that was never measured. */
+bool bench_pct_ok(size_t n, double p);
+
+/* Formats the percentile `v` of n samples like bench_fmt_ns(), or "–" when n samples do
+ * not support the p-th percentile. Returns buf. */
+char *bench_fmt_pct(char *buf, size_t cap, size_t n, double p, uint64_t v);
 
 /* The p-th percentile (0 <= p <= 100, nearest rank) of an ascending array; 0 when n is 0. */
 uint64_t bench_percentile(const uint64_t *sorted, size_t n, double p);

@@ -194,8 +194,8 @@ static void print_rt_row(const char *name, const struct bench_stats *st)
 {
 	char c[5][32];
 	bench_fmt_ns(c[0], sizeof c[0], (double)st->p50);
-	bench_fmt_ns(c[1], sizeof c[1], (double)st->p99);
-	bench_fmt_ns(c[2], sizeof c[2], (double)st->p999);
+	bench_fmt_pct(c[1], sizeof c[1], st->n, 99, st->p99);
+	bench_fmt_pct(c[2], sizeof c[2], st->n, 99.9, st->p999);
 	bench_fmt_ns(c[3], sizeof c[3], (double)st->max);
 	bench_fmt_ns(c[4], sizeof c[4], st->mean);
 	char n[32];

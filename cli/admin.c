@@ -1,16 +1,20 @@
 /* shmkit CLI — segment administration: ls, stat, rm, gc.
  *
  * Everything here goes through the public discovery API (shmkit_segment_list(),
- * shmkit_segment_stat(), shmkit_segment_remove()); nothing is opened for use. Corrupt and
- * foreign segments are described, never trusted: a field the library could not validate
- * (kind 0 in the info) is shown as unknown, and gc never removes a segment whose creator or
- * attachments it cannot establish.
+ * shmkit_segment_stat(), shmkit_segment_remove_exact()); nothing is opened for use. Corrupt
+ * and foreign segments are described, never trusted: a field the library could not
+ * validate (kind 0 in the info) is shown as unknown, and gc never removes a segment whose
+ * creator or attachments it cannot establish, a persistent one, or a foreign one.
+ *
+ * rm and gc look first and remove after, and remove only what they looked at
+ * (docs/design.md, "Lifetimes and removal"): an object recreated in between is left alone.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "pubsub_multi.h"
@@ -21,11 +25,33 @@
  * segments have nothing to add. Keep the { 0, NULL } terminator last. */
 const struct cli_stat_kind_hook cli_stat_kind_hooks[] = {
 	{SHMKIT_KIND_STREAM, cli_chan_describe},
+	{SHMKIT_KIND_STREAM, cli_bridge_describe},
 	{SHMKIT_KIND_TABLE, cli_table_describe},
 	{SHMKIT_KIND_PUBSUB, cli_pubsub_describe},
 	{SHMKIT_KIND_QUEUE, cli_queue_describe},
 	{0, NULL},
 };
+
+/* The sleep/wake handshake's state (every kind that sleeps: stream, pub/sub, queue).
+ * "wake_mode": "membarrier" or "fenced"; "wake_missed": wake-ups found only when a liveness
+ * slice ended (0 expected). Read through a read-only mapping; skipped when it fails. */
+static void stat_wait_detail(const struct shmkit_segment_info *inf, struct cli_kv *kv)
+{
+	if (inf->kind != SHMKIT_KIND_STREAM && inf->kind != SHMKIT_KIND_PUBSUB &&
+	    inf->kind != SHMKIT_KIND_QUEUE)
+		return;
+	struct shmkit_segment_opts o = cli_info_opts(inf, SHMKIT_SEG_RDONLY);
+	struct shmkit_segment *seg;
+	if (shmkit_segment_open(inf->backend == SHMKIT_BACKEND_SYSV ? NULL : inf->name, &o,
+				&seg) < 0)
+		return;
+	struct shmkit_wait_stats st;
+	if (shmkit_segment_wait_stats(seg, &st) == 0) {
+		cli_kv_str(kv, "wake_mode", st.fenced ? "fenced" : "membarrier");
+		cli_kv_u64(kv, "wake_missed", st.missed);
+	}
+	shmkit_segment_close(seg);
+}
 
 static void stat_kind_detail(const struct shmkit_segment_info *inf, struct cli_kv *kv)
 {
@@ -33,6 +59,7 @@ static void stat_kind_detail(const struct shmkit_segment_info *inf, struct cli_k
 	 * read-only as an observer with SHMKIT_SEG_FOREIGN_UID and validate what they read. */
 	if (inf->status != 0 && inf->status != -EPERM)
 		return;
+	stat_wait_detail(inf, kv);
 	for (const struct cli_stat_kind_hook *h = cli_stat_kind_hooks; h->kind; h++)
 		if (h->kind == inf->kind && h->describe)
 			h->describe(inf, kv);
@@ -70,15 +97,15 @@ static const char *display_name(const struct shmkit_segment_info *inf)
 
 /* --- ls -------------------------------------------------------------------------------------- */
 
-enum { LS_COLS = 11 };
+enum { LS_COLS = 12 };
 
 static const struct {
 	const char *title;
 	bool right; /* numbers read better right-aligned */
 } ls_cols[LS_COLS] = {
-	{"NAME", false},  {"BACKEND", false}, {"KEY", true},   {"KIND", false},
-	{"SIZE", true},   {"MODE", false},    {"OWNER", false}, {"PID", true},
-	{"ALIVE", false}, {"ATTACHED", true}, {"STATUS", false},
+	{"NAME", false},  {"BACKEND", false}, {"KEY", true},      {"KIND", false},
+	{"LIFETIME", false}, {"SIZE", true},  {"MODE", false},    {"OWNER", false},
+	{"PID", true},    {"ALIVE", false},   {"ATTACHED", true}, {"STATUS", false},
 };
 
 struct ls_row {
@@ -95,23 +122,25 @@ static void ls_fill(struct ls_row *r, const struct shmkit_segment_info *inf)
 	else
 		snprintf(r->cell[2], sizeof r->cell[2], "-");
 	snprintf(r->cell[3], sizeof r->cell[3], "%s", trusted ? shmkit_kind_name(inf->kind) : "?");
+	const char *life = trusted ? cli_lifetime_word(inf->lifetime) : NULL;
+	snprintf(r->cell[4], sizeof r->cell[4], "%s", life ? life : "?");
 	if (trusted)
-		cli_human_size(r->cell[4], sizeof r->cell[4], inf->data_size);
+		cli_human_size(r->cell[5], sizeof r->cell[5], inf->data_size);
 	else
-		snprintf(r->cell[4], sizeof r->cell[4], "?");
-	snprintf(r->cell[5], sizeof r->cell[5], "%04" PRIo32, inf->mode);
-	cli_user_name(r->cell[6], sizeof r->cell[6], inf->uid);
+		snprintf(r->cell[5], sizeof r->cell[5], "?");
+	snprintf(r->cell[6], sizeof r->cell[6], "%04" PRIo32, inf->mode);
+	cli_user_name(r->cell[7], sizeof r->cell[7], inf->uid);
 	if (trusted && inf->creator_pid > 0)
-		snprintf(r->cell[7], sizeof r->cell[7], "%" PRId32, inf->creator_pid);
+		snprintf(r->cell[8], sizeof r->cell[8], "%" PRId32, inf->creator_pid);
 	else
-		snprintf(r->cell[7], sizeof r->cell[7], "?");
+		snprintf(r->cell[8], sizeof r->cell[8], "?");
 	int alive = trusted ? inf->creator_alive : -1;
-	snprintf(r->cell[8], sizeof r->cell[8], "%s", alive > 0 ? "yes" : alive == 0 ? "no" : "?");
+	snprintf(r->cell[9], sizeof r->cell[9], "%s", alive > 0 ? "yes" : alive == 0 ? "no" : "?");
 	if (inf->nattach >= 0)
-		snprintf(r->cell[9], sizeof r->cell[9], "%" PRId64, inf->nattach);
+		snprintf(r->cell[10], sizeof r->cell[10], "%" PRId64, inf->nattach);
 	else
-		snprintf(r->cell[9], sizeof r->cell[9], "?");
-	snprintf(r->cell[10], sizeof r->cell[10], "%s", cli_status_word(inf->status));
+		snprintf(r->cell[10], sizeof r->cell[10], "?");
+	snprintf(r->cell[11], sizeof r->cell[11], "%s", cli_status_word(inf->status));
 }
 
 static void ls_print_row(const char *const cells[LS_COLS], const size_t width[LS_COLS])
@@ -209,29 +238,36 @@ int cli_cmd_ls(const struct cli_cmd *cmd, int argc, char **argv)
 /* --- stat ------------------------------------------------------------------------------------ */
 
 /* What stat and rm are given: the segment(s), by NAME operands and/or --backend and
- * --sysv-key, and the command's own switch. */
+ * --sysv-key, and the command's own switches. */
 struct target_args {
 	struct cli_target t;
 	bool flag;   /* stat --json, rm --verbose */
+	bool force;  /* rm --force */
 	int nnames;
 	char **names;
 };
 
 /* Parses stat's or rm's command line into *a; the command's own switch is --`flag_name` /
- * -`flag_opt`. At least a NAME or a --sysv-key is required. Returns -1 when the command goes
- * on, else its exit code (CLI_OK after --help, CLI_USAGE after an error). */
+ * -`flag_opt`, and rm also takes -f/--force (`force`). At least a NAME or a --sysv-key is
+ * required. Returns -1 when the command goes on, else its exit code (CLI_OK after --help,
+ * CLI_USAGE after an error). */
 static int target_parse(const struct cli_cmd *cmd, int argc, char **argv, const char *flag_name,
-			char flag_opt, struct target_args *a)
+			char flag_opt, bool force, struct target_args *a)
 {
 	memset(a, 0, sizeof *a);
-	const struct option opts[] = {
+	struct option opts[] = {
 		{flag_name, no_argument, NULL, flag_opt},
 		{"backend", required_argument, NULL, 'b'},
 		{"sysv-key", required_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
+		{"force", no_argument, NULL, 'f'}, /* rm only: cut off below for stat */
 		{NULL, 0, NULL, 0},
 	};
-	char optstring[] = {':', flag_opt, 'b', ':', 'k', ':', 'h', '\0'};
+	char optstring[] = {':', flag_opt, 'b', ':', 'k', ':', 'h', 'f', '\0'};
+	if (!force) {
+		opts[4] = (struct option){NULL, 0, NULL, 0};
+		optstring[7] = '\0';
+	}
 	int c;
 	cli_getopt_reset();
 	while ((c = getopt_long(argc, argv, optstring, opts, NULL)) != -1) {
@@ -240,6 +276,9 @@ static int target_parse(const struct cli_cmd *cmd, int argc, char **argv, const 
 			continue;
 		}
 		switch (c) {
+		case 'f':
+			a->force = true;
+			break;
 		case 'b':
 		case 'k':
 			if (cli_target_option(cmd, &a->t, c, optarg) != CLI_OK)
@@ -261,7 +300,7 @@ static int target_parse(const struct cli_cmd *cmd, int argc, char **argv, const 
 int cli_cmd_stat(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	struct target_args a;
-	int rc = target_parse(cmd, argc, argv, "json", 'j', &a);
+	int rc = target_parse(cmd, argc, argv, "json", 'j', false, &a);
 	if (rc >= 0)
 		return rc;
 	if (a.nnames > 1)
@@ -288,12 +327,166 @@ int cli_cmd_stat(const struct cli_cmd *cmd, int argc, char **argv)
 	return CLI_OK;
 }
 
+
+/* --- identity-checked removal, shared by rm and gc ------------------------------------------- */
+
+/* Test hook (tests/cli.c): with SHMKIT_TEST_REMOVE_SYNC_FD=N in the environment, rm and gc
+ * write one byte to descriptor N once they have looked at everything, and wait for one byte
+ * back before they remove anything, so that a test can remove and recreate an object in
+ * between, deterministically. Read by the CLI only; the library knows nothing of it. */
+static void test_sync_point(void)
+{
+	const char *env = getenv("SHMKIT_TEST_REMOVE_SYNC_FD");
+	int fd;
+	if (!env || cli_parse_int(env, 0, 1 << 20, &fd) < 0)
+		return;
+	char b = 'L';
+	if (write(fd, &b, 1) == 1)
+		(void)!read(fd, &b, 1);
+}
+
+/* Why an object is not ours to remove without --force, or NULL when it is: not a shmkit
+ * segment, or not ours by the trust rule (shmkit_segment(3)) — judged from the kernel's
+ * identities too, so that another user's damaged segment counts as foreign as well. */
+static const char *foreign_reason(const struct shmkit_segment_info *inf)
+{
+	uint32_t me = (uint32_t)geteuid();
+	if (inf->status == -ENOTUNIQ)
+		return "not a shmkit segment";
+	if (inf->status == -EPERM || inf->uid != me || inf->cuid != me || (inf->mode & 022))
+		return "not ours";
+	return NULL;
+}
+
+/* The system tool that removes an object whatever it is, for messages. */
+static const char *system_remover(char *buf, size_t cap, const struct shmkit_segment_info *inf)
+{
+	if (inf->backend == SHMKIT_BACKEND_SYSV)
+		snprintf(buf, cap, "ipcrm -m %" PRId32, inf->sysv_id);
+	else
+		snprintf(buf, cap, "rm /dev/shm/shmkit.%s", inf->name);
+	return buf;
+}
+
+/* "NAME", "NAME (key K)" or "key K" for one object in messages. */
+static const char *object_label(char *buf, size_t cap, const struct shmkit_segment_info *inf)
+{
+	return cli_target_label(buf, cap, inf->name[0] ? inf->name : NULL,
+				inf->backend == SHMKIT_BACKEND_SYSV ? inf->sysv_key : 0);
+}
+
 /* --- rm ---------------------------------------------------------------------------------------- */
+
+/* One object rm will remove, and the operand (index into the names, 0 with --sysv-key alone)
+ * that named it. */
+struct rm_target {
+	struct shmkit_segment_info inf;
+	int arg;
+};
+
+struct rm_plan {
+	struct rm_target *t;
+	int n, cap;
+	struct shmkit_segment_info *all; /* shmkit_segment_list(), for System V by name */
+	int nall;                        /* -1 until listed */
+	bool failed;
+};
+
+static int plan_add(struct rm_plan *p, const struct shmkit_segment_info *inf, int arg)
+{
+	if (p->n == p->cap) {
+		int cap = p->cap ? 2 * p->cap : 8;
+		struct rm_target *t = realloc(p->t, (size_t)cap * sizeof *t);
+		if (!t)
+			return -ENOMEM;
+		p->t = t;
+		p->cap = cap;
+	}
+	p->t[p->n].inf = *inf;
+	p->t[p->n].arg = arg;
+	p->n++;
+	return 0;
+}
+
+/* Finds what one operand names; every object found must be removable (ours, or --force).
+ * Reports what is wrong and marks the plan failed; returns the objects found. */
+static int rm_find(const struct cli_cmd *cmd, const struct target_args *a, int arg,
+		   struct rm_plan *p)
+{
+	const char *name = a->nnames ? a->names[arg] : NULL;
+	char label[SHMKIT_NAME_MAX + 32];
+	cli_target_label(label, sizeof label, name, a->t.sysv_key);
+	int first = p->n, err = 0;
+	struct shmkit_segment_info inf;
+	if (a->t.have_key) {
+		struct shmkit_segment_opts o = {.backend = SHMKIT_BACKEND_SYSV,
+						.sysv_key = a->t.sysv_key};
+		err = shmkit_segment_stat(NULL, &o, &inf);
+		/* With a name, the key must hold that very shmkit segment. */
+		if (!err && name && (inf.kind == 0 || strcmp(inf.name, name) != 0))
+			err = inf.status == -EACCES ? -EACCES : -ENOTUNIQ;
+		if (!err && inf.status == -EACCES)
+			err = -EACCES;
+		if (!err)
+			err = plan_add(p, &inf, arg);
+	} else {
+		bool any = a->t.backend == SHMKIT_BACKEND_ANY;
+		if (any || a->t.backend == SHMKIT_BACKEND_POSIX) {
+			struct shmkit_segment_opts o = {.backend = SHMKIT_BACKEND_POSIX};
+			err = shmkit_segment_stat(name, &o, &inf);
+			if (err == -ENOENT)
+				err = 0;
+			else if (!err)
+				err = plan_add(p, &inf, arg);
+		}
+		if (!err && (any || a->t.backend == SHMKIT_BACKEND_SYSV)) {
+			/* Every System V shmkit segment of that name (derived or explicit key). */
+			if (p->nall < 0) {
+				p->nall = shmkit_segment_list(&p->all);
+				if (p->nall < 0) {
+					err = p->nall;
+					p->nall = -1;
+				}
+			}
+			for (int i = 0; !err && i < p->nall; i++)
+				if (p->all[i].backend == SHMKIT_BACKEND_SYSV && p->all[i].kind != 0 &&
+				    strcmp(p->all[i].name, name) == 0)
+					err = plan_add(p, &p->all[i], arg);
+			/* None we could read: one at the name's key that we may not read is most
+			 * likely it, another user's — "permission denied", not "no such segment". */
+			struct shmkit_segment_opts o = {.backend = SHMKIT_BACKEND_SYSV};
+			if (!err && p->n == first && shmkit_segment_stat(name, &o, &inf) == 0 &&
+			    inf.status == -EACCES)
+				err = -EACCES;
+		}
+		if (!err && p->n == first)
+			err = -ENOENT;
+	}
+	if (err) {
+		p->n = first;
+		p->failed = true;
+		cli_error(cmd, label, err);
+		return 0;
+	}
+	for (int i = first; i < p->n && !a->force; i++) {
+		const struct shmkit_segment_info *f = &p->t[i].inf;
+		const char *why = foreign_reason(f);
+		if (!why)
+			continue;
+		char tool[SHMKIT_NAME_MAX + 32], olabel[SHMKIT_NAME_MAX + 32];
+		cli_errorf(cmd, "%s: %s (%s, %s): not removed without --force; or remove it with: %s",
+			   object_label(olabel, sizeof olabel, f), why,
+			   shmkit_backend_name(f->backend), cli_status_word(f->status),
+			   system_remover(tool, sizeof tool, f));
+		p->failed = true;
+	}
+	return p->n - first;
+}
 
 int cli_cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	struct target_args a;
-	int rc = target_parse(cmd, argc, argv, "verbose", 'v', &a);
+	int rc = target_parse(cmd, argc, argv, "verbose", 'v', true, &a);
 	if (rc >= 0)
 		return rc;
 	if (a.t.have_key && a.nnames > 1)
@@ -303,23 +496,51 @@ int cli_cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
 		if (cli_check_name(cmd, a.names[i]) != CLI_OK)
 			return CLI_USAGE;
 
-	struct shmkit_segment_opts o = {.backend = a.t.backend, .sysv_key = a.t.sysv_key};
+	/* First every operand, then the removals: one that fails (missing, foreign, not
+	 * permitted) removes nothing at all. */
+	struct rm_plan p = {.nall = -1};
+	int nops = a.nnames ? a.nnames : 1;
+	for (int i = 0; i < nops; i++)
+		rm_find(cmd, &a, i, &p);
 	rc = CLI_OK;
-	/* With --sysv-key alone, one pass with name NULL: the segment at that key. */
-	for (int i = 0; i < (a.nnames ? a.nnames : 1); i++) {
-		const char *name = a.nnames ? a.names[i] : NULL;
+	if (p.failed) {
+		rc = CLI_ERR;
+		goto out;
+	}
+	test_sync_point();
+	/* Each object only if it is still the one looked at (shmkit_segment_remove_exact()). */
+	int *count = calloc((size_t)nops, sizeof *count);
+	if (!count) {
+		rc = cli_error(cmd, "removing", -ENOMEM);
+		goto out;
+	}
+	for (int i = 0; i < p.n; i++) {
+		const struct shmkit_segment_info *f = &p.t[i].inf;
+		int err = shmkit_segment_remove_exact(f, a.force ? SHMKIT_SEG_FOREIGN_UID : 0);
 		char label[SHMKIT_NAME_MAX + 32];
-		cli_target_label(label, sizeof label, name, a.t.sysv_key);
-		int n = shmkit_segment_remove(name, &o);
-		if (n < 0) {
-			rc = cli_error(cmd, label, n);
-		} else if (a.flag) {
-			if (n > 1)
-				printf("removed %s (%d segments)\n", label, n);
-			else
-				printf("removed %s\n", label);
+		object_label(label, sizeof label, f);
+		if (err == 0 || err == -ENOENT) {
+			count[p.t[i].arg]++; /* gone, as wanted, even if someone beat us to it */
+		} else if (err == -ESTALE) {
+			rc = cli_errorf(cmd, "%s: replaced by another object since it was checked; "
+					     "not removed", label);
+		} else {
+			rc = cli_error(cmd, label, err);
 		}
 	}
+	for (int i = 0; i < nops && a.flag; i++) {
+		char label[SHMKIT_NAME_MAX + 32];
+		cli_target_label(label, sizeof label, a.nnames ? a.names[i] : NULL, a.t.sysv_key);
+		if (count[i] > 1)
+			printf("removed %s (%d segments)\n", label, count[i]);
+		else if (count[i] == 1)
+			printf("removed %s\n", label);
+	}
+	free(count);
+out:
+	free(p.t);
+	if (p.nall >= 0)
+		shmkit_segment_list_free(p.all);
 	return rc;
 }
 
@@ -327,14 +548,33 @@ int cli_cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
 
 enum gc_action { GC_REMOVE, GC_KEEP, GC_KEEP_QUIET };
 
-/* Decides one segment's fate; writes the reason (without the backend/key prefix). Only a
- * dead creator plus a known zero attachment count removes: anything unknown keeps. */
+/* Decides one segment's fate; writes the reason (without the backend/key prefix). Only an
+ * ephemeral (or never published) segment of ours, with a dead creator and a known zero
+ * attachment count, is removed: anything unknown keeps. Kept for a reason a human should look at: GC_KEEP
+ * (always reported); for an ordinary one: GC_KEEP_QUIET (reported with -v or --dry-run). */
 static enum gc_action gc_decide(const struct shmkit_segment_info *inf, char *why, size_t cap)
 {
-	bool trusted = cli_info_trusted(inf);
-	if (!trusted || inf->creator_pid <= 0 || inf->creator_alive < 0) {
+	const char *foreign = foreign_reason(inf);
+	if (foreign && inf->status == -ENOTUNIQ) {
+		snprintf(why, cap, "foreign: %s", foreign);
+		return GC_KEEP;
+	}
+	if (foreign) {
+		snprintf(why, cap, "%s", foreign);
+		return GC_KEEP_QUIET; /* another user's business */
+	}
+	if (!cli_info_trusted(inf) || inf->creator_pid <= 0 || inf->creator_alive < 0) {
 		snprintf(why, cap, "creator unknown, %s", cli_status_word(inf->status));
 		return GC_KEEP;
+	}
+	/* Never published (INITIALIZING): nobody can use it, whatever its lifetime, and once
+	 * its creator is dead nobody ever will. */
+	bool unpublished = inf->status == -EAGAIN;
+	if (inf->lifetime != SHMKIT_LIFETIME_EPHEMERAL && !unpublished) {
+		snprintf(why, cap, "%s", inf->lifetime == SHMKIT_LIFETIME_PERSISTENT
+						 ? "persistent"
+						 : "lifetime unknown");
+		return GC_KEEP_QUIET;
 	}
 	if (inf->creator_alive > 0) {
 		snprintf(why, cap, "creator %" PRId32 " alive", inf->creator_pid);
@@ -345,13 +585,8 @@ static enum gc_action gc_decide(const struct shmkit_segment_info *inf, char *why
 		return GC_KEEP;
 	}
 	if (inf->nattach > 0) {
-		snprintf(why, cap, "creator %" PRId32 " dead, %" PRId64 " attached", inf->creator_pid,
-			 inf->nattach);
-		return GC_KEEP;
-	}
-	if (inf->backend == SHMKIT_BACKEND_SYSV && inf->sysv_key == 0) {
-		snprintf(why, cap, "creator %" PRId32 " dead, but no System V key to remove it by",
-			 inf->creator_pid);
+		snprintf(why, cap, "creator %" PRId32 " dead, attached by %" PRId64,
+			 inf->creator_pid, inf->nattach);
 		return GC_KEEP;
 	}
 	if (inf->backend != SHMKIT_BACKEND_SYSV && inf->backend != SHMKIT_BACKEND_POSIX) {
@@ -359,16 +594,9 @@ static enum gc_action gc_decide(const struct shmkit_segment_info *inf, char *why
 			 inf->creator_pid);
 		return GC_KEEP;
 	}
-	snprintf(why, cap, "creator %" PRId32 " dead", inf->creator_pid);
+	snprintf(why, cap, "creator %" PRId32 " dead%s", inf->creator_pid,
+		 unpublished ? " before publishing it" : "");
 	return GC_REMOVE;
-}
-
-/* Removes exactly the segment described: POSIX by name, System V by its key — a name may be
- * held by two System V segments (derived and explicit key), and only this one is garbage. */
-static int gc_remove(const struct shmkit_segment_info *inf)
-{
-	struct shmkit_segment_opts o = cli_info_opts(inf, 0);
-	return shmkit_segment_remove(inf->backend == SHMKIT_BACKEND_SYSV ? NULL : inf->name, &o);
 }
 
 /* "NAME (backend, key K, " — the common start of a report line. */
@@ -398,6 +626,7 @@ static void gc_json_entry(bool *first, const struct shmkit_segment_info *inf, co
 		cli_kv_i64(&kv, "creator_pid", inf->creator_pid);
 	else
 		cli_kv_null(&kv, "creator_pid");
+	cli_kv_str(&kv, "lifetime", cli_lifetime_word(inf->lifetime));
 	cli_kv_str(&kv, "status", cli_status_word(inf->status));
 	cli_kv_str(&kv, "action", action);
 	cli_kv_str(&kv, "reason", reason);
@@ -438,19 +667,33 @@ int cli_cmd_gc(const struct cli_cmd *cmd, int argc, char **argv)
 	int n = list_sorted(&inf);
 	if (n < 0)
 		return cli_error(cmd, "listing segments", n);
+	if (!dry)
+		test_sync_point();
 	int removed = 0, kept = 0, failed = 0;
 	bool first = true;
 	if (json)
 		printf("{\"dry_run\":%s,\"segments\":[", dry ? "true" : "false");
 	for (int i = 0; i < n; i++) {
-		char why[128], prefix[SHMKIT_NAME_MAX + 64];
+		char why[160], prefix[SHMKIT_NAME_MAX + 64];
 		enum gc_action act = gc_decide(&inf[i], why, sizeof why);
 		gc_prefix(prefix, sizeof prefix, &inf[i]);
+		int err = 0;
+		if (act == GC_REMOVE && !dry) {
+			/* Only the very object listed: one removed and recreated since is kept. */
+			err = shmkit_segment_remove_exact(&inf[i], 0);
+			if (err == -ENOENT)
+				continue; /* removed by someone else since the listing: gone, as wanted */
+			if (err == -ESTALE) {
+				snprintf(why, sizeof why, "replaced since it was listed");
+				act = GC_KEEP;
+				err = 0;
+			}
+		}
 		if (act != GC_REMOVE) {
 			kept++;
 			if (json)
 				gc_json_entry(&first, &inf[i], "kept", why);
-			else if (act == GC_KEEP || verbose)
+			else if (act == GC_KEEP || verbose || dry)
 				printf("kept %s%s)\n", prefix, why);
 			continue;
 		}
@@ -462,17 +705,10 @@ int cli_cmd_gc(const struct cli_cmd *cmd, int argc, char **argv)
 				printf("would remove %s%s)\n", prefix, why);
 			continue;
 		}
-		int err = gc_remove(&inf[i]);
-		if (err == -ENOENT) {
-			/* Removed by someone else between the listing and now: gone, as wanted. */
-			continue;
-		}
 		if (err < 0) {
 			failed++;
 			char label[SHMKIT_NAME_MAX + 32];
-			cli_target_label(label, sizeof label, inf[i].name[0] ? inf[i].name : NULL,
-					 inf[i].backend == SHMKIT_BACKEND_SYSV ? inf[i].sysv_key : 0);
-			cli_error(cmd, label, err);
+			cli_error(cmd, object_label(label, sizeof label, &inf[i]), err);
 			if (json) {
 				char msg[256];
 				snprintf(msg, sizeof msg, "%s: %s", why, shmkit_strerror(err));

@@ -11,9 +11,11 @@
 #ifndef SHMKIT_CLI_H
 #define SHMKIT_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/uio.h>
 
 #include <shmkit.h>
 
@@ -58,6 +60,11 @@ int cli_cmd_table(const struct cli_cmd *cmd, int argc, char **argv);
 extern const char cli_usage_table[];
 struct cli_kv;
 void cli_table_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv);
+
+/* cli/bridge.c (a stub that says so when built without libnats) */
+int cli_cmd_bridge(const struct cli_cmd *cmd, int argc, char **argv);
+extern const char cli_usage_bridge[];
+void cli_bridge_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv);
 
 /* cli/bench.c */
 int cli_cmd_bench(const struct cli_cmd *cmd, int argc, char **argv);
@@ -158,6 +165,18 @@ const char *cli_target_label(char *buf, size_t cap, const char *name, int32_t sy
  * "truncated", "foreign", "wrong-kind", "other-user", "no-access", "error". */
 const char *cli_status_word(int status);
 
+/* "ephemeral", "persistent", or NULL when unknown (enum shmkit_lifetime). */
+const char *cli_lifetime_word(uint32_t lifetime);
+
+/* --persistent (`persistent` true) or --ephemeral on a creating command: records the
+ * choice in *lifetime (enum shmkit_lifetime, 0 until one is given); the other one given as
+ * well is a usage error. Returns CLI_OK or CLI_USAGE after reporting. */
+int cli_lifetime_option(const struct cli_cmd *cmd, uint32_t *lifetime, bool persistent);
+
+/* The segment flag for the lifetime chosen (0: none given, take the command's `dflt`):
+ * SHMKIT_SEG_PERSISTENT or 0. */
+uint32_t cli_lifetime_flags(uint32_t lifetime, uint32_t dflt);
+
 /* "ready", "initializing" or "unknown". */
 const char *cli_state_word(uint32_t state);
 
@@ -250,6 +269,28 @@ void cli_nap(uint64_t ns);
  * with growing pauses up to 50 ms. Returns that result, or -ETIMEDOUT once the --timeout
  * passed (with timeout 0: the -ENOENT / -EAGAIN itself). */
 int cli_open_wait(int (*try_open)(void *ctx), void *ctx, const struct cli_waiting *w);
+
+/* --- writing records and stopping cleanly (pub, sub; cli/util.c) ------------------------ */
+
+/* The pieces of one record in `f`: [4-byte length], the message, [newline]. Fills iov
+ * (3 entries; hdr holds the length prefix) and returns how many are used. */
+int cli_record_iov(enum cli_framing f, const void *msg, size_t len, uint8_t hdr[4],
+		   struct iovec iov[3]);
+
+/* Writes the iovecs completely: retries EINTR, resumes partial writes, waits out EAGAIN
+ * (a non-blocking descriptor). 0 or a negative errno (-EPIPE: the reader went away). */
+int cli_writev_all(int fd, struct iovec *iov, int cnt);
+
+/* SIGINT, SIGTERM and SIGHUP, once caught by cli_catch_stop(): the signal's number, else
+ * 0. The handler only records it; waits return -EINTR (no SA_RESTART) and the command
+ * checks this at its next record boundary. A second signal of the same kind kills at once
+ * (SA_RESETHAND). */
+extern volatile sig_atomic_t cli_stop_sig;
+void cli_catch_stop(void);
+
+/* After a caught stop signal: ends the process by that signal, as if it had not been
+ * caught (the shell sees "killed by SIGINT" and stops a loop). Returns `rc` otherwise. */
+int cli_stop_exit(int rc);
 
 /* --- kind-specific stat detail (cli/admin.c) ------------------------------------------------
  * `shmkit stat` prints the generic fields, then calls the hook registered for the segment's

@@ -56,30 +56,43 @@ static const char usage_stat[] =
 	"  -h, --help             show this help\n";
 
 static const char usage_rm[] =
-	"Usage: shmkit rm NAME... [-v] [--backend posix|sysv]\n"
-	"       shmkit rm --sysv-key KEY [NAME] [-v]\n"
+	"Usage: shmkit rm NAME... [-v] [--force] [--backend posix|sysv]\n"
+	"       shmkit rm --sysv-key KEY [NAME] [-v] [--force]\n"
 	"\n"
 	"Removes segments by name (both backends unless --backend narrows it), or the System V\n"
-	"segment at KEY. A segment that is not a shmkit segment is never removed. Every name is\n"
-	"tried; each failure is reported on its own line and the exit status is 1.\n"
+	"segment at KEY, whatever their lifetime. Every name is checked first: when one is\n"
+	"missing, not permitted, or foreign, each such name is reported on its own line, the\n"
+	"exit status is 1, and nothing at all is removed. Then each segment is removed only\n"
+	"if it is still the one checked (one recreated in between is left alone and\n"
+	"reported).\n"
+	"\n"
+	"Foreign objects (another user's, writable by group or others, or not a shmkit\n"
+	"segment at all) are removed only with --force; the message names the system tool\n"
+	"that removes them too (ipcrm -m ID, rm /dev/shm/shmkit.NAME).\n"
 	"\n"
 	"Options:\n"
 	"  -b, --backend BACKEND  remove only posix or only sysv segments\n"
 	"  -k, --sysv-key KEY     the System V segment at KEY (decimal or 0x hex)\n"
-	"  -v, --verbose          print a line for each segment removed\n"
+	"  -f, --force            also remove foreign objects\n"
+	"  -v, --verbose          print a line for each name removed\n"
 	"  -h, --help             show this help\n";
 
 static const char usage_gc[] =
 	"Usage: shmkit gc [--dry-run] [--json] [-v]\n"
 	"\n"
-	"Removes every segment whose creator is dead and that no process has attached or\n"
-	"mapped. Segments whose creator or attachments cannot be determined (e.g. a corrupt\n"
-	"header) are kept and reported with the reason.\n"
+	"Removes every ephemeral segment of ours whose creator is dead and that no process\n"
+	"has attached or mapped. Never removed: persistent segments (tables and pub/sub\n"
+	"channels made by the CLI, by default), foreign ones (another user's, writable by\n"
+	"others, not a shmkit segment), and those whose creator or attachments cannot be\n"
+	"determined (e.g. a corrupt header), which are reported with the reason. A segment\n"
+	"removed and recreated since the listing is left alone.\n"
 	"\n"
 	"Options:\n"
-	"  -n, --dry-run   only report what would be removed\n"
+	"  -n, --dry-run   remove nothing; say for every segment why it would or would not\n"
+	"                  be removed\n"
 	"  -j, --json      print a JSON object (summary and one entry per segment)\n"
-	"  -v, --verbose   also report segments kept because their creator is alive\n"
+	"  -v, --verbose   also report the segments kept for ordinary reasons (persistent,\n"
+	"                  creator alive, another user's)\n"
 	"  -h, --help      show this help\n";
 
 const struct cli_cmd cli_commands[] = {
@@ -92,6 +105,7 @@ const struct cli_cmd cli_commands[] = {
 	{"table", cli_cmd_table, "create and use shared lookup tables", cli_usage_table},
 	{"pub", cli_cmd_pub, "send standard input over a stream channel", cli_usage_pub},
 	{"sub", cli_cmd_sub, "write a stream channel's messages to standard output", cli_usage_sub},
+	{"bridge", cli_cmd_bridge, "carry a stream channel between machines over NATS", cli_usage_bridge},
 	{"top", cli_cmd_top, "live view of every object: rates, fill, parties", cli_usage_top},
 	{"hz", cli_cmd_hz, "message rate and inter-arrival times of a channel", cli_usage_hz},
 	{"record", cli_cmd_record, "capture a channel's messages with timestamps to a file",

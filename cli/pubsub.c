@@ -36,8 +36,19 @@
  *     exits quietly with status 0, like a pipeline stage whose reader had enough.
  *   - A sub that times out detaches (shmkit_chan_detach) and keeps the channel: a later
  *     sub continues where it stopped (e.g. `shmkit sub NAME --timeout 0 --keep` drains what is there).
- *   - Nothing else removes channels: one left by a crash is removed by `shmkit rm`, or by
- *     `shmkit gc` once its creator is dead and nobody has it mapped.
+ *   - Crashes: sub releases a message for good only after the write(2) carrying its whole
+ *     record returned (sub_loop()), so a killed sub loses nothing and the next one
+ *     re-writes at most one output buffer (at least once). pub commits only whole lines
+ *     and records.
+ *   - Signals: SIGINT, SIGTERM and SIGHUP are caught once the channel is open; both
+ *     commands stop at a record boundary (pub aborts the stream, sub writes and releases
+ *     what it took), leave the channel as below, and end by the same signal.
+ *   - Removal: a stream channel is ephemeral, the last end to leave removes it. sub at the
+ *     end of the stream (unless --keep); sub stopped or failing on its output when the
+ *     producer has already left; pub when the consumer has already closed its side
+ *     (shmkit_chan_close() returns 1 to the last end, chan_leave()). A killed end, or a
+ *     sub that timed out or was stopped with --keep, leaves it for the other end or the
+ *     next sub; `shmkit gc` removes it once its creator is dead and nobody has it mapped.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +69,7 @@
 const char cli_usage_pub[] =
 	"Usage: shmkit pub NAME [--create] [--capacity BYTES] [--max-msg BYTES]\n"
 	"                  [--framing raw|lines|len] [--backend posix|sysv] [--timeout SEC]\n"
+	"                  [--persistent|--ephemeral] [--foreign]\n"
 	"\n"
 	"Sends standard input over the stream channel NAME, as messages: raw chunks (the\n"
 	"default), lines (without their newline), or length-prefixed records (a 4-byte\n"
@@ -74,6 +86,13 @@ const char cli_usage_pub[] =
 	"                          only --capacity is given; at most capacity/2 - 8)\n"
 	"  -f, --framing FRAMING   raw, lines or len (default raw)\n"
 	"  -b, --backend BACKEND   posix (default) or sysv\n"
+	"      --ephemeral         with --create: removed by `shmkit gc` once its creator\n"
+	"                          is dead and nobody has it mapped (the default for a\n"
+	"                          stream channel)\n"
+	"      --persistent        with --create: never removed by `shmkit gc` (the default\n"
+	"                          with --pubsub); only `shmkit rm` removes it\n"
+	"      --foreign           open a channel that is not ours (another user's, or\n"
+	"                          writable by group or others)\n"
 	"  -t, --timeout SEC       give up after SEC seconds waiting for the channel to\n"
 	"                          appear, or for room in it (default: wait as long as it\n"
 	"                          takes; 0: do not wait; fractions allowed, e.g. 0.5)\n"
@@ -82,12 +101,14 @@ const char cli_usage_pub[] =
 	"BYTES: a number with an optional suffix K, M or G (powers of 1024).\n"
 	"Exit status: 0 at end of input, 1 when the consumer died, a line was longer than\n"
 	"the largest message, a record was truncated, or a wait timed out.\n"
+	"SIGINT, SIGTERM, SIGHUP: the stream is aborted after the last whole message. When\n"
+	"the consumer has closed its side already, pub removes the channel as it leaves.\n"
 	"\n"
 	"Publish/subscribe (one publisher, many subscribers, each gets every message):\n"
 	"       shmkit pub NAME --pubsub [--create] [--subscribers N] [--policy block|overwrite]\n"
 	"                  [--history K] [--wait-subscribers N] [--capacity BYTES]\n"
 	"                  [--max-msg BYTES] [--framing raw|lines|len] [--backend posix|sysv]\n"
-	"                  [--timeout SEC]\n"
+	"                  [--timeout SEC] [--persistent|--ephemeral] [--foreign]\n"
 	"  -P, --pubsub            a publish/subscribe channel instead of a stream\n"
 	"  -n, --subscribers N     with --create: subscribers at once (1..1024, default 16)\n"
 	"  -p, --policy POLICY     with --create: block (lossless: wait for the slowest\n"
@@ -98,10 +119,11 @@ const char cli_usage_pub[] =
 	"  -w, --wait-subscribers N  publish nothing until N subscribers have joined (a\n"
 	"                          subscriber gets only what is published after it joins,\n"
 	"                          plus the history); --timeout bounds this wait too\n"
-	"At end of input the stream is closed; the channel stays (remove it with shmkit rm).\n";
+	"At end of input the stream is closed; the channel stays (remove it with shmkit rm):\n"
+	"it is persistent unless --ephemeral.\n";
 
 const char cli_usage_sub[] =
-	"Usage: shmkit sub NAME [--framing raw|lines|len] [--timeout SEC] [--keep]\n"
+	"Usage: shmkit sub NAME [--framing raw|lines|len] [--timeout SEC] [--keep] [--foreign]\n"
 	"\n"
 	"Receives the messages of the stream channel NAME and writes them to standard\n"
 	"output: raw bytes as they are (the default), lines with a newline after each, or\n"
@@ -113,11 +135,18 @@ const char cli_usage_sub[] =
 	"  -t, --timeout SEC       give up after SEC seconds waiting for the channel to\n"
 	"                          appear, or for the next message (default: wait as long as\n"
 	"                          it takes; 0: do not wait; fractions allowed, e.g. 0.5)\n"
-	"  -k, --keep              do not remove the channel at the end of the stream\n"
+	"  -k, --keep              do not remove the channel at the end of the stream or\n"
+	"                          on a stop signal (a later sub continues where it stopped)\n"
+	"      --foreign           open a channel that is not ours (another user's, or\n"
+	"                          writable by group or others)\n"
 	"  -h, --help              show this help\n"
 	"\n"
 	"Exit status: 0 at the end of the stream, or when the reader of standard output went\n"
 	"away; 1 when the producer died before the end, a wait timed out, or writing failed.\n"
+	"A message leaves the channel only once its whole record was written: a killed sub\n"
+	"loses nothing, and the next sub may write its last records again (at most 128K).\n"
+	"SIGINT, SIGTERM, SIGHUP: sub stops after the last whole record, closes its side\n"
+	"and removes the channel if the producer has left already (--keep: neither).\n"
 	"\n"
 	"On a publish/subscribe channel, sub is one subscriber among many: it gets every\n"
 	"message published after it joined (and the channel's history, unless --from-now),\n"
@@ -168,6 +197,28 @@ static void grow_pipe(int fd)
 		(void)fcntl(fd, F_SETPIPE_SZ, (int)PIPE_GROW);
 }
 
+/* Leaves the channel: closes it (end of stream / reader gone), or aborts it, and when the
+ * library says this was the last end to leave (the other end closed its side before),
+ * removes it unless `remove` is false (sub --keep). 0, or the removal's negative errno. */
+static int chan_leave(struct shmkit_chan *ch, const char *name, bool abort, bool remove)
+{
+	struct shmkit_segment_opts so = {.backend = shmkit_segment_backend(shmkit_chan_segment(ch))};
+	int last = abort ? shmkit_chan_abort(ch) : shmkit_chan_close(ch);
+	if (last != 1 || !remove)
+		return 0;
+	int err = shmkit_segment_remove(name, &so);
+	/* -ENOENT: the other end removed it too, which is just as good. */
+	return err == -ENOENT || err > 0 ? 0 : err;
+}
+
+/* Reports a failed removal of the channel; returns CLI_ERR. */
+static int leave_error(const struct cli_cmd *cmd, const char *name, int err)
+{
+	char what[SHMKIT_NAME_MAX + 32];
+	snprintf(what, sizeof what, "%s: removing the channel", name);
+	return cli_error(cmd, what, err);
+}
+
 /* --- pub ---------------------------------------------------------------------------------- */
 
 /* Buffered standard input for the lines and len framings. */
@@ -184,6 +235,8 @@ struct input {
 static ssize_t read_some(int fd, void *p, size_t n)
 {
 	for (;;) {
+		if (cli_stop_sig)
+			return -EINTR; /* SIGINT, SIGTERM, SIGHUP: stop before reading more */
 		ssize_t r = read(fd, p, n);
 		if (r >= 0)
 			return r;
@@ -224,10 +277,19 @@ struct pub {
 	uint64_t max_msg;
 };
 
+/* Reports a failed read of standard input; returns CLI_ERR. A stop signal is no error to
+ * report: pub ends the stream as cut short and goes. */
+static int pub_input_error(struct pub *p, int err)
+{
+	return err == -EINTR ? CLI_ERR : cli_error(p->cmd, "standard input", err);
+}
+
 /* Reports a failed channel operation; returns CLI_ERR. */
 static int pub_chan_error(struct pub *p, int err)
 {
 	switch (err) {
+	case -EINTR: /* a stop signal, as in pub_input_error() */
+		return CLI_ERR;
 	case -EOWNERDEAD:
 		return cli_errorf(p->cmd, "%s: consumer died before the end of the stream", p->name);
 	case -EPIPE:
@@ -245,7 +307,7 @@ static int pub_loan(struct pub *p, size_t len, void **buf)
 	for (;;) {
 		struct timespec ts;
 		int err = shmkit_chan_loan_wait(p->ch, len, buf, cli_deadline(&p->wait, &ts));
-		if (err != -EINTR)
+		if (err != -EINTR || cli_stop_sig)
 			return err;
 	}
 }
@@ -260,7 +322,7 @@ static int pub_raw(struct pub *p)
 			return pub_chan_error(p, err);
 		ssize_t n = read_some(STDIN_FILENO, buf, p->max_msg);
 		if (n < 0)
-			return cli_error(p->cmd, "standard input", (int)n);
+			return pub_input_error(p, (int)n);
 		if (n == 0)
 			return CLI_OK; /* the loan is dropped; close ends the stream */
 		err = shmkit_chan_commit(p->ch, (size_t)n, 0);
@@ -287,7 +349,7 @@ static int pub_refill(struct pub *p, struct input *in)
 	shmkit_chan_flush(p->ch);
 	int err = input_fill(in);
 	if (err)
-		return cli_error(p->cmd, "standard input", err);
+		return pub_input_error(p, err);
 	return CLI_OK;
 }
 
@@ -361,7 +423,7 @@ static int pub_len(struct pub *p, struct input *in)
 			shmkit_chan_flush(p->ch); /* about to block: publish what is committed */
 			ssize_t n = read_some(in->fd, buf + have, (size_t)len - have);
 			if (n < 0)
-				return cli_error(p->cmd, "standard input", (int)n);
+				return pub_input_error(p, (int)n);
 			if (n == 0)
 				return cli_errorf(p->cmd,
 						  "%s: record %" PRIu64 " is truncated (%zu of its "
@@ -420,9 +482,12 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	if (wants_pubsub(argc, argv, "--pubsub", "-P"))
 		return cli_pub_multi(cmd, argc, argv);
-	enum { OPT_CAPACITY = 256, OPT_MAX_MSG };
+	enum { OPT_CAPACITY = 256, OPT_MAX_MSG, OPT_PERSISTENT, OPT_EPHEMERAL, OPT_FOREIGN };
 	static const struct option opts[] = {
 		{"create", no_argument, NULL, 'c'},
+		{"persistent", no_argument, NULL, OPT_PERSISTENT},
+		{"ephemeral", no_argument, NULL, OPT_EPHEMERAL},
+		{"foreign", no_argument, NULL, OPT_FOREIGN},
 		{"capacity", required_argument, NULL, OPT_CAPACITY},
 		{"max-msg", required_argument, NULL, OPT_MAX_MSG},
 		{"framing", required_argument, NULL, 'f'},
@@ -431,7 +496,8 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	bool create = false, have_cap = false, have_max = false;
+	bool create = false, have_cap = false, have_max = false, foreign = false;
+	uint32_t lifetime = 0;
 	uint64_t cap = 0, max = 0;
 	enum cli_framing framing = CLI_FRAMING_RAW;
 	uint32_t backend = SHMKIT_BACKEND_ANY;
@@ -442,6 +508,14 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 		switch (c) {
 		case 'c':
 			create = true;
+			break;
+		case OPT_PERSISTENT:
+		case OPT_EPHEMERAL:
+			if (cli_lifetime_option(cmd, &lifetime, c == OPT_PERSISTENT) != CLI_OK)
+				return CLI_USAGE;
+			break;
+		case OPT_FOREIGN:
+			foreign = true;
 			break;
 		case OPT_CAPACITY:
 			if (cli_parse_bytes(optarg, MAX_CAPACITY, &cap) < 0 || cap == 0)
@@ -486,8 +560,9 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 	const char *name;
 	if (cli_name_arg(cmd, argc, argv, "channel", &name) != CLI_OK)
 		return CLI_USAGE;
-	if (!create && (have_cap || have_max))
-		return cli_usage_error(cmd, "--capacity and --max-msg need --create");
+	if (!create && (have_cap || have_max || lifetime))
+		return cli_usage_error(cmd, "--capacity, --max-msg, --persistent and --ephemeral "
+					    "need --create");
 	if (create && pub_geometry(cmd, framing, have_cap, &cap, have_max, &max) != CLI_OK)
 		return CLI_USAGE;
 
@@ -496,8 +571,12 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 	struct pub p = {.cmd = cmd, .name = name, .wait = w};
 	int err;
 	if (create) {
+		/* A stream is between two running programs: garbage once they are gone. */
+		co.seg.flags |= cli_lifetime_flags(lifetime, SHMKIT_LIFETIME_EPHEMERAL);
 		err = shmkit_chan_create(name, SHMKIT_CHAN_PRODUCER, &co, &p.ch);
 	} else {
+		if (foreign)
+			co.seg.flags |= SHMKIT_SEG_FOREIGN_UID;
 		err = open_wait(name, SHMKIT_CHAN_PRODUCER, &co, &w, &p.ch);
 		if (err == -ETIMEDOUT)
 			return cli_errorf(cmd, "%s: timed out waiting for the channel to appear", name);
@@ -506,6 +585,7 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 		return create ? cli_create_error(cmd, name, err, backend) : cli_error(cmd, name, err);
 	p.max_msg = shmkit_chan_max_msg(p.ch);
 	grow_pipe(STDIN_FILENO);
+	cli_catch_stop(); /* from now on a stop signal ends the stream as cut short */
 
 	int rc;
 	if (framing == CLI_FRAMING_RAW) {
@@ -523,13 +603,14 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 			free(in.buf);
 		}
 	}
-	if (rc != CLI_OK) {
-		/* Deliver what was sent, but as a stream cut short, not a complete one. */
-		shmkit_chan_abort(p.ch);
-		return rc;
-	}
-	shmkit_chan_close(p.ch); /* end of stream */
-	return CLI_OK;
+	/* End of stream; after a failure or a stop signal, deliver what was sent but as a
+	 * stream cut short, not a complete one. The channel is removed when the consumer has
+	 * closed its side already (nobody will read it); else the consumer removes it once it
+	 * has read the end (sub_finish), or a sub that was killed left it for the next sub. */
+	err = chan_leave(p.ch, name, rc != CLI_OK, true);
+	if (err && rc == CLI_OK)
+		rc = leave_error(cmd, name, err);
+	return cli_stop_exit(rc);
 }
 
 /* --- sub ---------------------------------------------------------------------------------- */
@@ -544,63 +625,26 @@ struct output {
 	size_t len;
 };
 
-/* Writes the iovecs completely: retries EINTR, resumes partial writes, waits out EAGAIN
- * (a non-blocking stdout). 0 or a negative errno (-EPIPE: the reader went away). */
-static int writev_all(int fd, struct iovec *iov, int cnt)
-{
-	while (cnt > 0) {
-		ssize_t n = writev(fd, iov, cnt);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-				(void)poll(&pfd, 1, -1);
-				continue;
-			}
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		while (cnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
+/* Writes out the gathered records: whole records only, in one write(2) when the kernel
+ * takes it all. 0 or a negative errno. */
 static int out_flush(struct output *o)
 {
 	if (o->len == 0)
 		return 0;
 	struct iovec iov = {.iov_base = o->buf, .iov_len = o->len};
 	o->len = 0;
-	return writev_all(o->fd, &iov, 1);
+	return cli_writev_all(o->fd, &iov, 1);
 }
 
 /* Writes one message in the framing: a small one is copied into the buffer (which always
  * has room for one, see sub_loop()), a larger one is written straight from the channel
- * after what the buffer holds. Returns 1 when the message was copied, 0 when it was
- * written, or a negative errno. */
+ * after what the buffer holds, as one writev(2) of the whole record. Returns 1 when the
+ * message was copied, 0 when it was written, or a negative errno. */
 static int out_message(struct output *o, enum cli_framing framing, const void *msg, size_t len)
 {
 	uint8_t hdr[4];
 	struct iovec iov[3];
-	int cnt = 0;
-	if (framing == CLI_FRAMING_LEN) {
-		hdr[0] = (uint8_t)len;
-		hdr[1] = (uint8_t)(len >> 8);
-		hdr[2] = (uint8_t)(len >> 16);
-		hdr[3] = (uint8_t)(len >> 24);
-		iov[cnt++] = (struct iovec){.iov_base = hdr, .iov_len = 4};
-	}
-	iov[cnt++] = (struct iovec){.iov_base = (void *)(uintptr_t)msg, .iov_len = len};
-	if (framing == CLI_FRAMING_LINES)
-		iov[cnt++] = (struct iovec){.iov_base = "\n", .iov_len = 1};
+	int cnt = cli_record_iov(framing, msg, len, hdr, iov);
 	if (len <= OUT_SMALL) {
 		for (int i = 0; i < cnt; i++) {
 			memcpy(o->buf + o->len, iov[i].iov_base, iov[i].iov_len);
@@ -611,7 +655,7 @@ static int out_message(struct output *o, enum cli_framing framing, const void *m
 	int err = out_flush(o);
 	if (err)
 		return err;
-	return writev_all(o->fd, iov, cnt);
+	return cli_writev_all(o->fd, iov, cnt);
 }
 
 struct sub {
@@ -622,24 +666,37 @@ struct sub {
 	enum cli_framing framing;
 };
 
-/* Copies messages to standard output until the stream ends or something fails. Returns
- * the channel's verdict (-EPIPE end of stream, -EOWNERDEAD, -ETIMEDOUT, -EBADMSG, ...)
- * in *chan_err, or a write error in *out_err. */
+/* Copies messages to standard output until the stream ends, something fails or a stop
+ * signal arrives. Returns the channel's verdict (-EPIPE end of stream, -EOWNERDEAD,
+ * -ETIMEDOUT, -EBADMSG, ...; -EINTR for a stop signal) in *chan_err, or a write error in
+ * *out_err.
+ *
+ * The rule (issue: a killed sub must not lose what it released): a message is released
+ * for good — shmkit_chan_flush(), or a release without MORE — only after the write(2)
+ * that carries its whole record has returned. Small messages are copied into the buffer
+ * and released with SHMKIT_CHAN_MORE, which the library never publishes on its own; the
+ * buffer is written, then flushed, when it is full and before every wait (a wait holding
+ * releases would refuse with -EDEADLK: the producer may be waiting for that space). So a
+ * sub killed at any moment leaves every message it did not write in the channel for the
+ * next sub, and re-delivers at most the records of one buffer (OUT_CAP) or one large
+ * message it wrote but had not released yet (at least once). */
 static void sub_loop(struct sub *s, struct output *o, int *chan_err, int *out_err)
 {
 	for (;;) {
 		const void *msg;
 		size_t len;
-		int err = shmkit_chan_peek(s->ch, &msg, &len);
-		if (err == -EAGAIN) {
-			/* Nothing is ready: write out what was gathered before waiting. */
+		int err = cli_stop_sig ? -EINTR : shmkit_chan_peek(s->ch, &msg, &len);
+		if (err == -EAGAIN || err == -EINTR) {
+			/* Nothing is ready, or we stop: hand on what was gathered, then give its
+			 * space back, then (not stopping) wait. */
 			*out_err = out_flush(o);
 			if (*out_err)
 				return;
-			do {
+			shmkit_chan_flush(s->ch);
+			while (err == -EAGAIN || (err == -EINTR && !cli_stop_sig)) {
 				struct timespec ts;
 				err = shmkit_chan_peek_wait(s->ch, &msg, &len, cli_deadline(&s->wait, &ts));
-			} while (err == -EINTR);
+			}
 		}
 		if (!err && s->framing == CLI_FRAMING_LEN && len > UINT32_MAX)
 			err = -EMSGSIZE; /* its length does not fit the 4-byte prefix */
@@ -654,12 +711,11 @@ static void sub_loop(struct sub *s, struct output *o, int *chan_err, int *out_er
 			return;
 		}
 		if (!copied) {
-			/* Written: release it, and publish the batch gathered before it. */
+			/* Written (after the buffer before it): release it and the gathered batch. */
 			shmkit_chan_release(s->ch, 0);
 			continue;
 		}
-		/* Copied: release it in a batch, published when the buffer is written out or
-		 * when the channel runs empty (peek publishes then). */
+		/* Copied: held until the buffer is written out. */
 		shmkit_chan_release(s->ch, SHMKIT_CHAN_MORE);
 		if (o->len > OUT_CAP - OUT_FRAMED_MAX) {
 			*out_err = out_flush(o);
@@ -677,11 +733,8 @@ static int sub_finish(struct sub *s, bool keep, int rc)
 	int err = keep ? 0 : shmkit_chan_unlink(s->ch);
 	shmkit_chan_close(s->ch);
 	/* -ENOENT: somebody removed it already, which is just as good. */
-	if (err && err != -ENOENT && rc == CLI_OK) {
-		char what[SHMKIT_NAME_MAX + 32];
-		snprintf(what, sizeof what, "%s: removing the channel", s->name);
-		return cli_error(s->cmd, what, err);
-	}
+	if (err && err != -ENOENT && rc == CLI_OK)
+		return leave_error(s->cmd, s->name, err);
 	return rc;
 }
 
@@ -689,15 +742,17 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	if (wants_pubsub(argc, argv, "--from-now", NULL))
 		return cli_sub_multi(cmd, argc, argv);
+	enum { OPT_FOREIGN = 256 };
 	static const struct option opts[] = {
 		{"framing", required_argument, NULL, 'f'},
 		{"timeout", required_argument, NULL, 't'},
 		{"keep", no_argument, NULL, 'k'},
+		{"foreign", no_argument, NULL, OPT_FOREIGN},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct sub s = {.cmd = cmd, .framing = CLI_FRAMING_RAW};
-	bool keep = false;
+	bool keep = false, foreign = false;
 	int c;
 	cli_getopt_reset();
 	while ((c = getopt_long(argc, argv, ":f:t:kh", opts, NULL)) != -1) {
@@ -719,20 +774,25 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'k':
 			keep = true;
 			break;
+		case OPT_FOREIGN:
+			foreign = true;
+			break;
 		default: /* -h, --help and errors */
 			return cli_default_option(cmd, c, argv);
 		}
 	}
 	if (cli_name_arg(cmd, argc, argv, "channel", &s.name) != CLI_OK)
 		return CLI_USAGE;
+	struct shmkit_chan_opts co = {.seg = {.flags = foreign ? SHMKIT_SEG_FOREIGN_UID : 0}};
 
 	/* A publish/subscribe channel: one subscriber among many (cli/pubsub_multi.c). */
 	struct shmkit_segment_info inf;
-	if (shmkit_segment_stat(s.name, NULL, &inf) == 0 && inf.status == 0 &&
+	if (shmkit_segment_stat(s.name, NULL, &inf) == 0 &&
+	    (inf.status == 0 || (foreign && inf.status == -EPERM)) &&
 	    inf.kind == SHMKIT_KIND_PUBSUB)
 		return cli_sub_multi(cmd, argc, argv);
 	signal(SIGPIPE, SIG_IGN);
-	int err = open_wait(s.name, SHMKIT_CHAN_CONSUMER, NULL, &s.wait, &s.ch);
+	int err = open_wait(s.name, SHMKIT_CHAN_CONSUMER, &co, &s.wait, &s.ch);
 	if (err == -EMEDIUMTYPE) /* it appeared while we waited, as a pub/sub channel */
 		return cli_sub_multi(cmd, argc, argv);
 	if (err == -ETIMEDOUT)
@@ -740,6 +800,7 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 	if (err)
 		return cli_error(cmd, s.name, err);
 	grow_pipe(STDOUT_FILENO);
+	cli_catch_stop(); /* from now on a stop signal ends sub at a record boundary */
 	struct output o = {.fd = STDOUT_FILENO, .buf = malloc(OUT_CAP)};
 	if (!o.buf) {
 		shmkit_chan_close(s.ch);
@@ -750,13 +811,23 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 	free(o.buf);
 
 	if (out_err) {
-		/* Close our side: the producer learns that its reader is gone. */
-		shmkit_chan_close(s.ch);
+		/* Close our side: the producer learns that its reader is gone. Aborted: what
+		 * we held but could not write stays in the channel (released, not lost). */
+		chan_leave(s.ch, s.name, true, !keep);
 		if (out_err == -EPIPE)
-			return CLI_OK;
-		return cli_error(cmd, "standard output", out_err);
+			return cli_stop_exit(CLI_OK);
+		return cli_stop_exit(cli_error(cmd, "standard output", out_err));
 	}
 	switch (chan_err) {
+	case -EINTR:
+		/* A stop signal: everything taken was written and released (sub_loop). --keep:
+		 * leave without a mark, a later sub carries on. Else close our side like a
+		 * pipe's reader; the producer, or we if it is gone already, removes it. */
+		if (keep)
+			shmkit_chan_detach(s.ch);
+		else if ((err = chan_leave(s.ch, s.name, false, true)) != 0)
+			return cli_stop_exit(leave_error(cmd, s.name, err));
+		return cli_stop_exit(CLI_OK);
 	case -EPIPE:
 		return sub_finish(&s, keep, CLI_OK);
 	case -EOWNERDEAD:

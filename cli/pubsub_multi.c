@@ -62,15 +62,20 @@ struct pub_args {
 	bool create, have_cap, have_max;
 	uint64_t capacity, max_msg;
 	uint32_t subs, policy, history, backend, wait_subs;
+	uint32_t lifetime; /* enum shmkit_lifetime; 0: the default (persistent) */
+	bool foreign;
 	enum cli_framing framing;
 	struct cli_waiting wait;
 };
 
 static int pub_parse(const struct cli_cmd *cmd, int argc, char **argv, struct pub_args *a)
 {
-	enum { O_CAP = 256, O_MAX };
+	enum { O_CAP = 256, O_MAX, O_PERSISTENT, O_EPHEMERAL, O_FOREIGN };
 	static const struct option opts[] = {
 		{"pubsub", no_argument, NULL, 'P'},
+		{"persistent", no_argument, NULL, O_PERSISTENT},
+		{"ephemeral", no_argument, NULL, O_EPHEMERAL},
+		{"foreign", no_argument, NULL, O_FOREIGN},
 		{"create", no_argument, NULL, 'c'},
 		{"subscribers", required_argument, NULL, 'n'},
 		{"policy", required_argument, NULL, 'p'},
@@ -96,6 +101,15 @@ static int pub_parse(const struct cli_cmd *cmd, int argc, char **argv, struct pu
 			break;
 		case 'c':
 			a->create = true;
+			break;
+		case O_PERSISTENT:
+		case O_EPHEMERAL:
+			if (cli_lifetime_option(cmd, &a->lifetime, c == O_PERSISTENT) != CLI_OK)
+				return CLI_USAGE;
+			create_only = true;
+			break;
+		case O_FOREIGN:
+			a->foreign = true;
 			break;
 		case 'n':
 			if (cli_parse_u64(optarg, 10, SHMKIT_PUBSUB_MAX_SUBSCRIBERS, &v) || v == 0)
@@ -161,8 +175,8 @@ static int pub_parse(const struct cli_cmd *cmd, int argc, char **argv, struct pu
 	if (cli_name_arg(cmd, argc, argv, "channel", &a->name) != CLI_OK)
 		return CLI_USAGE;
 	if (create_only && !a->create)
-		return cli_usage_error(cmd, "--subscribers, --policy, --history, --capacity and "
-					    "--max-msg need --create");
+		return cli_usage_error(cmd, "--subscribers, --policy, --history, --capacity, "
+					    "--max-msg, --persistent and --ephemeral need --create");
 	return CLI_OK;
 }
 
@@ -192,8 +206,13 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 		o.max_subscribers = a.subs;
 		o.policy = a.policy;
 		o.history = a.history;
+		/* A pub/sub channel may keep a history for subscribers yet to come: it outlives
+		 * its publisher unless asked otherwise. */
+		o.seg.flags |= cli_lifetime_flags(a.lifetime, SHMKIT_LIFETIME_PERSISTENT);
 		err = shmkit_pubsub_create(a.name, SHMKIT_PUBSUB_PUBLISHER, &o, &ps);
 	} else {
+		if (a.foreign)
+			o.seg.flags |= SHMKIT_SEG_FOREIGN_UID;
 		err = open_wait(a.name, SHMKIT_PUBSUB_PUBLISHER, &o, &a.wait, &ps);
 	}
 	if (err)
@@ -287,51 +306,31 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 
 /* --- sub ---------------------------------------------------------------------------------- */
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
+/* Writes one record whole: one writev(2) of its pieces (resumed if the kernel takes only
+ * part), so a record is never split across calls by us. 0 or a negative errno. */
 static int out_message(enum cli_framing f, const void *msg, size_t len)
 {
-	int err = 0;
-	if (f == CLI_FRAMING_LEN) {
-		uint8_t hdr[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
-				  (uint8_t)(len >> 24)};
-		err = write_all(STDOUT_FILENO, hdr, 4);
-	}
-	if (!err)
-		err = write_all(STDOUT_FILENO, msg, len);
-	if (!err && f == CLI_FRAMING_LINES)
-		err = write_all(STDOUT_FILENO, "\n", 1);
-	return err;
+	uint8_t hdr[4];
+	struct iovec iov[3];
+	int cnt = cli_record_iov(f, msg, len, hdr, iov);
+	return cli_writev_all(STDOUT_FILENO, iov, cnt);
 }
 
 int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 {
-	enum { O_FROM_NOW = 256 };
+	enum { O_FROM_NOW = 256, O_FOREIGN };
 	static const struct option opts[] = {
 		{"framing", required_argument, NULL, 'f'},
 		{"timeout", required_argument, NULL, 't'},
 		{"keep", no_argument, NULL, 'k'},
 		{"from-now", no_argument, NULL, O_FROM_NOW},
+		{"foreign", no_argument, NULL, O_FOREIGN},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	enum cli_framing framing = CLI_FRAMING_RAW;
 	struct cli_waiting wait = {0};
-	uint32_t flags = 0;
+	uint32_t flags = 0, seg_flags = 0;
 	int c;
 	cli_getopt_reset();
 	while ((c = getopt_long(argc, argv, ":f:t:kh", opts, NULL)) != -1) {
@@ -351,6 +350,9 @@ int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 		case O_FROM_NOW:
 			flags |= SHMKIT_PUBSUB_NO_HISTORY;
 			break;
+		case O_FOREIGN:
+			seg_flags |= SHMKIT_SEG_FOREIGN_UID;
+			break;
 		default: /* -h, --help and errors */
 			return cli_default_option(cmd, c, argv);
 		}
@@ -359,7 +361,7 @@ int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 	if (cli_name_arg(cmd, argc, argv, "channel", &name) != CLI_OK)
 		return CLI_USAGE;
 	signal(SIGPIPE, SIG_IGN);
-	struct shmkit_pubsub_opts o = {.flags = flags};
+	struct shmkit_pubsub_opts o = {.flags = flags, .seg = {.flags = seg_flags}};
 	struct shmkit_pubsub *ps;
 	int err = open_wait(name, SHMKIT_PUBSUB_SUBSCRIBER, &o, &wait, &ps);
 	if (err)

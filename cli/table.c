@@ -17,6 +17,7 @@ const char cli_usage_table[] =
 	"Usage: shmkit table create NAME [--capacity N] [--key-max K] [--value-max V]\n"
 	"                           [--cache] [--ttl SEC] [--stripes N]\n"
 	"                           [--backend posix|sysv] [--mode MODE]\n"
+	"                           [--persistent|--ephemeral]\n"
 	"       shmkit table put NAME KEY VALUE|- [--ttl SEC]\n"
 	"       shmkit table get NAME KEY [--raw]\n"
 	"       shmkit table del NAME KEY\n"
@@ -31,7 +32,9 @@ const char cli_usage_table[] =
 	"  create   make a table: N entries (default 1024) of keys up to K bytes (default 64)\n"
 	"           and values up to V bytes (default 256). --cache evicts the least recently\n"
 	"           used entries (CLOCK) instead of failing when full; --ttl gives entries a\n"
-	"           default time-to-live in seconds. Permissions default to 0600.\n"
+	"           default time-to-live in seconds. Permissions default to 0600. The table\n"
+	"           is persistent: `shmkit gc` never removes it (only `shmkit rm` does)\n"
+	"           unless --ephemeral makes it garbage once its creator is gone.\n"
 	"  put      insert or replace KEY; VALUE '-' reads the value from stdin. --ttl SEC sets\n"
 	"           this entry's time-to-live (0 = never), instead of the table's default.\n"
 	"  get      print KEY's value and a newline (--raw: exactly the value's bytes)\n"
@@ -52,6 +55,11 @@ const char cli_usage_table[] =
 	"  -s, --stripes N      writer lock stripes, a power of two (default capacity/16, <= 64)\n"
 	"  -b, --backend B      posix (default) or sysv\n"
 	"  -m, --mode MODE      permission bits in octal (default 0600)\n"
+	"      --persistent     create: kept by `shmkit gc` (the default)\n"
+	"      --ephemeral      create: removed by `shmkit gc` once its creator is dead and\n"
+	"                       nobody has it mapped\n"
+	"      --foreign        open a table that is not ours (another user's, or writable\n"
+	"                       by group or others, e.g. created with --mode 0660)\n"
 	"  -r, --raw            get: write the value exactly, without a newline\n"
 	"  -j, --json           dump: JSON output\n"
 	"  -h, --help           show this help\n"
@@ -63,12 +71,16 @@ struct tbl_args {
 	struct shmkit_table_opts topts;
 	uint32_t backend;
 	uint32_t ttl_ms;
-	bool have_ttl, raw, json;
+	uint32_t lifetime; /* enum shmkit_lifetime; 0: the default (persistent) */
+	bool have_ttl, raw, json, foreign;
 	int npos;
 	char **pos;
 };
 
-enum { OPT_CREATE = 1, OPT_PUT = 2, OPT_GET = 4, OPT_DUMP = 8, OPT_NAME = 16 };
+/* Which subcommands an option applies to. OPT_OPEN: every subcommand that opens a table. */
+enum { OPT_CREATE = 1, OPT_PUT = 2, OPT_GET = 4, OPT_DUMP = 8, OPT_NAME = 16, OPT_OPEN = 32 };
+/* Long-only options. */
+enum { OPT_PERSISTENT = 256, OPT_EPHEMERAL, OPT_FOREIGN };
 
 static int parse_ttl(const char *s, uint32_t *ms)
 {
@@ -93,6 +105,9 @@ static int parse_args(const struct cli_cmd *cmd, const char *sub, unsigned allow
 		{"mode", required_argument, NULL, 'm'},
 		{"raw", no_argument, NULL, 'r'},
 		{"json", no_argument, NULL, 'j'},
+		{"persistent", no_argument, NULL, OPT_PERSISTENT},
+		{"ephemeral", no_argument, NULL, OPT_EPHEMERAL},
+		{"foreign", no_argument, NULL, OPT_FOREIGN},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -109,7 +124,12 @@ static int parse_args(const struct cli_cmd *cmd, const char *sub, unsigned allow
 		case 'C':
 		case 's':
 		case 'm':
+		case OPT_PERSISTENT:
+		case OPT_EPHEMERAL:
 			need = OPT_CREATE;
+			break;
+		case OPT_FOREIGN:
+			need = OPT_OPEN;
 			break;
 		case 't':
 			need = OPT_CREATE | OPT_PUT;
@@ -191,6 +211,14 @@ static int parse_args(const struct cli_cmd *cmd, const char *sub, unsigned allow
 		case 'j':
 			a->json = true;
 			break;
+		case OPT_PERSISTENT:
+		case OPT_EPHEMERAL:
+			if (cli_lifetime_option(cmd, &a->lifetime, c == OPT_PERSISTENT) != CLI_OK)
+				return CLI_USAGE;
+			break;
+		case OPT_FOREIGN:
+			a->foreign = true;
+			break;
 		}
 	}
 	a->npos = argc - optind;
@@ -214,7 +242,8 @@ static int open_table(const struct cli_cmd *cmd, const struct tbl_args *a, bool 
 		      struct shmkit_table **tp)
 {
 	struct shmkit_segment_opts o = {.backend = a->backend,
-					.flags = rdonly ? SHMKIT_SEG_RDONLY : 0};
+					.flags = (rdonly ? SHMKIT_SEG_RDONLY : 0) |
+						 (a->foreign ? SHMKIT_SEG_FOREIGN_UID : 0)};
 	int err = shmkit_table_open(a->pos[0], &o, tp);
 	if (err)
 		return cli_error(cmd, a->pos[0], err);
@@ -243,6 +272,8 @@ static int t_create(const struct cli_cmd *cmd, int argc, char **argv)
 		return rc;
 	a.topts.ttl_ms = a.ttl_ms;
 	a.topts.seg.backend = a.backend;
+	/* A table made from the shell holds data meant to outlive the command that made it. */
+	a.topts.seg.flags |= cli_lifetime_flags(a.lifetime, SHMKIT_LIFETIME_PERSISTENT);
 	if (a.topts.stripes && a.topts.stripes > (a.topts.capacity ? a.topts.capacity : 1024))
 		return cli_usage_error(cmd, "--stripes %u exceeds the capacity", a.topts.stripes);
 	struct shmkit_table *t;
@@ -270,7 +301,7 @@ static long read_stdin(unsigned char *buf, size_t max)
 static int t_put(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	struct tbl_args a;
-	int rc = parse_args(cmd, "put", OPT_PUT | OPT_NAME, argc, argv, &a);
+	int rc = parse_args(cmd, "put", OPT_PUT | OPT_NAME | OPT_OPEN, argc, argv, &a);
 	if (rc)
 		return rc < 0 ? CLI_OK : rc;
 	if ((rc = want_args(cmd, "put", &a, 3, "table NAME, KEY or VALUE")) != CLI_OK)
@@ -306,7 +337,7 @@ static int t_put(const struct cli_cmd *cmd, int argc, char **argv)
 static int t_get(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	struct tbl_args a;
-	int rc = parse_args(cmd, "get", OPT_GET | OPT_NAME, argc, argv, &a);
+	int rc = parse_args(cmd, "get", OPT_GET | OPT_NAME | OPT_OPEN, argc, argv, &a);
 	if (rc)
 		return rc < 0 ? CLI_OK : rc;
 	if ((rc = want_args(cmd, "get", &a, 2, "table NAME or KEY")) != CLI_OK)
@@ -334,7 +365,7 @@ static int t_get(const struct cli_cmd *cmd, int argc, char **argv)
 static int t_del(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	struct tbl_args a;
-	int rc = parse_args(cmd, "del", OPT_NAME, argc, argv, &a);
+	int rc = parse_args(cmd, "del", OPT_NAME | OPT_OPEN, argc, argv, &a);
 	if (rc)
 		return rc < 0 ? CLI_OK : rc;
 	if ((rc = want_args(cmd, "del", &a, 2, "table NAME or KEY")) != CLI_OK)
@@ -421,7 +452,7 @@ static int dump_one(const struct shmkit_table_item *it, void *arg)
 static int t_dump(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	struct tbl_args a;
-	int rc = parse_args(cmd, "dump", OPT_DUMP | OPT_NAME, argc, argv, &a);
+	int rc = parse_args(cmd, "dump", OPT_DUMP | OPT_NAME | OPT_OPEN, argc, argv, &a);
 	if (rc)
 		return rc < 0 ? CLI_OK : rc;
 	if ((rc = want_args(cmd, "dump", &a, 1, "table NAME")) != CLI_OK)
@@ -442,7 +473,7 @@ static int t_dump(const struct cli_cmd *cmd, int argc, char **argv)
 static int t_expire(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	struct tbl_args a;
-	int rc = parse_args(cmd, "expire", OPT_NAME, argc, argv, &a);
+	int rc = parse_args(cmd, "expire", OPT_NAME | OPT_OPEN, argc, argv, &a);
 	if (rc)
 		return rc < 0 ? CLI_OK : rc;
 	if ((rc = want_args(cmd, "expire", &a, 1, "table NAME")) != CLI_OK)
@@ -461,7 +492,7 @@ static int t_expire(const struct cli_cmd *cmd, int argc, char **argv)
 static int t_verify(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	struct tbl_args a;
-	int rc = parse_args(cmd, "verify", OPT_NAME, argc, argv, &a);
+	int rc = parse_args(cmd, "verify", OPT_NAME | OPT_OPEN, argc, argv, &a);
 	if (rc)
 		return rc < 0 ? CLI_OK : rc;
 	if ((rc = want_args(cmd, "verify", &a, 1, "table NAME")) != CLI_OK)

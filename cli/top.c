@@ -30,9 +30,10 @@ const char cli_usage_top[] =
 	"                  [--once] [--json] [--count N] [--plain]\n"
 	"\n"
 	"Shows every shmkit object with its rates over the last interval: NAME KIND BACKEND\n"
-	"SIZE FILL% MSG/S BYTES/S SLEEP/S WAKE/S and the attached parties (pid and liveness),\n"
-	"with one line per pub/sub subscriber (lag and lost messages). Objects are read as an\n"
-	"observer: top never attaches as a producer or consumer and takes no message.\n"
+	"LIFETIME SIZE FILL% MSG/S BYTES/S SLEEP/S WAKE/S and the attached parties (pid and\n"
+	"liveness), with one line per pub/sub subscriber (lag and lost messages). Objects are\n"
+	"read as an observer: top never attaches as a producer or consumer and takes no\n"
+	"message.\n"
 	"On a terminal the view is full-screen (keys: q quit, r sort by rate, n sort by name);\n"
 	"otherwise the table is printed again after every interval.\n"
 	"\n"
@@ -148,8 +149,8 @@ static void emit_rows(const struct top_opts *t, const struct row *rows, int n, e
 		 tbuf, n, n == 1 ? "" : "s", (double)t->interval_ns / 1e9,
 		 t->sort == SORT_NAME ? "name" : "rate");
 	emit(ctx, hdr);
-	snprintf(line, sizeof line, "%-24s %-6s %-6s %6s %6s %8s %8s %7s %7s  %s", "NAME", "KIND",
-		 "BACKEND", "SIZE", "FILL%", "MSG/S", "BYTES/S", "SLEEP/S", "WAKE/S", "PARTIES");
+	snprintf(line, sizeof line, "%-24s %-6s %-7s %-10s %6s %6s %8s %8s %7s %7s  %s", "NAME",
+		 "KIND", "BACKEND", "LIFETIME", "SIZE", "FILL%", "MSG/S", "BYTES/S", "SLEEP/S", "WAKE/S", "PARTIES");
 	emit(ctx, line);
 	for (int i = 0; i < n; i++) {
 		const struct row *r = &rows[i];
@@ -177,10 +178,11 @@ static void emit_rows(const struct top_opts *t, const struct row *rows, int n, e
 			off += (size_t)snprintf(parties + off, sizeof parties - off, "%s%s %" PRId32 " %s",
 						off ? ", " : "", p->role, p->pid, alive_word(p->alive));
 		}
-		snprintf(line, sizeof line, "%-24s %-6s %-6s %6s %6s %8s %8s %7s %7s  %s",
+		const char *life = trusted ? cli_lifetime_word(o->info.lifetime) : NULL;
+		snprintf(line, sizeof line, "%-24s %-6s %-7s %-10s %6s %6s %8s %8s %7s %7s  %s",
 			 o->info.name[0] ? o->info.name : "-",
 			 trusted ? shmkit_kind_name(o->info.kind) : "?",
-			 shmkit_backend_name(o->info.backend), size, fill,
+			 shmkit_backend_name(o->info.backend), life ? life : "?", size, fill,
 			 rate_str(m, sizeof m, r->msg_s, o->counted),
 			 rate_str(b, sizeof b, r->byte_s, o->counted),
 			 rate_str(s, sizeof s, r->sleep_s, o->counted),
@@ -243,6 +245,8 @@ static void print_json(const struct top_opts *t, const struct row *rows, int n)
 			printf(",\"sysv_key\":%" PRId32, o->info.sysv_key);
 		else
 			printf(",\"sysv_key\":null");
+		printf(",\"lifetime\":");
+		json_str(trusted ? cli_lifetime_word(o->info.lifetime) : NULL);
 		printf(",\"size\":%" PRIu64 ",\"status\":\"%s\"", o->info.data_size,
 		       cli_status_word(o->info.status));
 		printf(",\"error\":");

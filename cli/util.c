@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -316,6 +317,34 @@ const char *cli_status_word(int status)
 	}
 }
 
+const char *cli_lifetime_word(uint32_t lifetime)
+{
+	switch (lifetime) {
+	case SHMKIT_LIFETIME_EPHEMERAL:
+		return "ephemeral";
+	case SHMKIT_LIFETIME_PERSISTENT:
+		return "persistent";
+	default:
+		return NULL;
+	}
+}
+
+int cli_lifetime_option(const struct cli_cmd *cmd, uint32_t *lifetime, bool persistent)
+{
+	uint32_t want = persistent ? SHMKIT_LIFETIME_PERSISTENT : SHMKIT_LIFETIME_EPHEMERAL;
+	if (*lifetime && *lifetime != want)
+		return cli_usage_error(cmd, "--persistent and --ephemeral contradict each other");
+	*lifetime = want;
+	return CLI_OK;
+}
+
+uint32_t cli_lifetime_flags(uint32_t lifetime, uint32_t dflt)
+{
+	if (lifetime == 0)
+		lifetime = dflt;
+	return lifetime == SHMKIT_LIFETIME_PERSISTENT ? SHMKIT_SEG_PERSISTENT : 0;
+}
+
 const char *cli_state_word(uint32_t state)
 {
 	switch (state) {
@@ -592,6 +621,7 @@ void cli_info_kv(struct cli_kv *kv, const struct shmkit_segment_info *inf)
 		cli_kv_null(kv, "sysv_id");
 	}
 	cli_kv_str(kv, "kind", trusted ? shmkit_kind_name(inf->kind) : NULL);
+	cli_kv_str(kv, "lifetime", cli_lifetime_word(inf->lifetime));
 	cli_kv_size(kv, "total_size", inf->total_size);
 	if (trusted)
 		cli_kv_size(kv, "data_size", inf->data_size);
@@ -751,4 +781,77 @@ int cli_open_wait(int (*try_open)(void *ctx), void *ctx, const struct cli_waitin
 		cli_nap(ns);
 		pause = pause * 2 > OPEN_POLL_MAX_NS ? OPEN_POLL_MAX_NS : pause * 2;
 	}
+}
+
+/* --- writing records and stopping cleanly ---------------------------------------------------- */
+
+int cli_record_iov(enum cli_framing f, const void *msg, size_t len, uint8_t hdr[4],
+		   struct iovec iov[3])
+{
+	int cnt = 0;
+	if (f == CLI_FRAMING_LEN) {
+		hdr[0] = (uint8_t)len;
+		hdr[1] = (uint8_t)(len >> 8);
+		hdr[2] = (uint8_t)(len >> 16);
+		hdr[3] = (uint8_t)(len >> 24);
+		iov[cnt++] = (struct iovec){.iov_base = hdr, .iov_len = 4};
+	}
+	iov[cnt++] = (struct iovec){.iov_base = (void *)(uintptr_t)msg, .iov_len = len};
+	if (f == CLI_FRAMING_LINES)
+		iov[cnt++] = (struct iovec){.iov_base = "\n", .iov_len = 1};
+	return cnt;
+}
+
+int cli_writev_all(int fd, struct iovec *iov, int cnt)
+{
+	while (cnt > 0) {
+		ssize_t n = writev(fd, iov, cnt);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+				(void)poll(&pfd, 1, -1);
+				continue;
+			}
+			if (errno == EINTR)
+				continue; /* a stop signal too: the record is finished first */
+			return -errno;
+		}
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+volatile sig_atomic_t cli_stop_sig;
+
+static void on_stop(int sig)
+{
+	cli_stop_sig = sig;
+}
+
+void cli_catch_stop(void)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	struct sigaction sa = {.sa_handler = on_stop, .sa_flags = SA_RESETHAND};
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		(void)sigaction(sigs[i], &sa, NULL);
+}
+
+int cli_stop_exit(int rc)
+{
+	int sig = cli_stop_sig;
+	if (!sig)
+		return rc;
+	fflush(NULL);
+	signal(sig, SIG_DFL);
+	raise(sig);
+	return 128 + sig; /* not reached: the signal's default action ends the process */
 }

@@ -19,8 +19,12 @@
  *      264    8  consumer owner                consumer
  *      272   32  msgs_recv, bytes_recv, consumer_sleeps, consumer_wakes     consumer
  *      304    4  reader_closed                 consumer — 1 after close: the reader is gone
- *      384    8  data queue: gen, sleepers     consumer sleeps here, producer wakes it
- *      512    8  space queue: gen, sleepers    producer sleeps here, consumer wakes it
+ *      384   16  data queue: gen, sleepers,    consumer sleeps here, producer wakes it
+ *                fenced (src/waitq_internal.h)
+ *      512   16  space queue (same fields)     producer sleeps here, consumer wakes it
+ *      960   64  notes[8]                      producer — the application's own words
+ *                                                (shmkit_chan_note_store); the library
+ *                                                never reads them
  *     1024  cap  the ring
  *
  * The producer's and the consumer's lines are 128 bytes apart (adjacent-line prefetch).
@@ -35,25 +39,29 @@
  * can never both hold the role. The identity includes the start time so a recycled pid does
  * not pass for the dead owner.
  *
- * Waiting (DESIGN.md §4): a side that must wait spins for a bounded, adaptive time, then
- * sleeps on its queue's futex word `gen`:
- *     gen0 = gen (A-wq);  sleepers += 1 (seq_cst);  re-check the condition with a seq_cst
- *     load of the peer's position, repeated for a microsecond (settling);  if still not
- *     ready: FUTEX_WAIT(gen, gen0, slice)
- * and the peer, after storing its position (release, R1/R2 in src/ring.c), loads sleepers
- * and only when it is non-zero bumps gen (R-wq) and calls FUTEX_WAKE. (The queue, the
- * spin and the owner words are src/waitq.c's, shared with pub/sub and queues.) Either the
- * sleeper's re-check sees the new position, or the waker sees the sleeper (and the bump
- * makes a FUTEX_WAIT that has not started yet return at once) — or, because the position
- * store is not seq_cst, both missed each other inside the store's drain time, and the
- * settling re-checks see the position (SHMKIT__SETTLE_NS in src/waitq_internal.h: why
- * the positions are not seq_cst, and the safety net that bounds a miss).
- * No hang, and no system call and no fence per message while nobody sleeps.
+ * Waiting: a side that must wait spins for a bounded, adaptive time, then sleeps on its
+ * queue's futex word `gen` with the sleep/wake handshake of src/waitq_internal.h (shared by
+ * every kind): it counts itself in `sleepers`, executes the handshake's barrier (WQ-B1:
+ * membarrier, or a fence in fenced mode), re-checks the peer's position, and sleeps. The
+ * peer, after storing its position (release, R1/R2 in src/ring.c), loads `sleepers` and
+ * only when it is non-zero bumps gen (WQ-R1) and calls FUTEX_WAKE. Either the re-check
+ * sees the new position or the waker sees the sleeper — by construction, not by timing —
+ * with no system call and no fence per message while nobody sleeps.
  *
  * Sleeps last at most 100 ms; after each, the sleeper checks that its peer is alive, so a
  * peer killed with SIGKILL is reported (-EOWNERDEAD) within 100 ms, after everything it
  * published was delivered. A sleeper killed while counted leaves `sleepers` too high, which
  * only costs the peer a spurious FUTEX_WAKE per message until the next sleeper leaves.
+ *
+ * Batching (SHMKIT_CHAN_MORE): the producer's held commits may be published early (half a
+ * ring, a full ring): a committed message is whole. The consumer's held releases never
+ * are: the consumer publishes them (flush, plain release, close, detach) once it has handed
+ * the messages on, so a consumer that dies holding them has them delivered again to the
+ * next one. A consumer may hold the whole ring; it must publish before it waits, which
+ * the _wait calls enforce (-EDEADLK), so the producer never waits on space that a
+ * waiting consumer holds. Closing, each end stores its mark and then loads the other's
+ * (both seq_cst, CHAN-L1/L2), so of two ends leaving at once at least one learns it was
+ * last (shmkit_chan_close() returns 1) and can remove the channel.
  */
 #include <errno.h>
 #include <limits.h>
@@ -68,7 +76,7 @@
 #include "waitq_internal.h"
 
 #define CHAN_MAGIC 0x316e68636b6d6873ull /* "shmkchn1" */
-#define CHAN_VERSION 2u /* 2: in-band publication (record flags, the tail's clean bit) */
+#define CHAN_VERSION 3u /* 2: in-band publication; 3: membarrier handshake (16-byte queues) */
 #define CHAN_RING_OFFSET 1024u
 
 /* Values of the `closed` word. */
@@ -98,10 +106,13 @@ struct chan_ctl {
 	_Atomic uint32_t reader_closed;
 	uint8_t pad3[76];
 	struct shmkit__waitq data_q;
-	uint8_t pad4[120];
+	uint8_t pad4[112];
 	struct shmkit__waitq space_q;
-	uint8_t pad5[120];
-	uint8_t reserved[384];
+	uint8_t pad5[112];
+	uint8_t reserved[320];
+	/* The producer's notes, at the end of the reserved area: zero in a new channel (the
+	 * reserved bytes were), so they need no layout version of their own. */
+	_Atomic uint64_t notes[SHMKIT_CHAN_NOTES];
 };
 
 static_assert(offsetof(struct chan_ctl, tail) == 128, "producer line");
@@ -112,7 +123,9 @@ static_assert(offsetof(struct chan_ctl, msgs_recv) == 272, "layout");
 static_assert(offsetof(struct chan_ctl, reader_closed) == 304, "layout");
 static_assert(offsetof(struct chan_ctl, data_q) == 384, "data queue");
 static_assert(offsetof(struct chan_ctl, space_q) == 512, "space queue");
+static_assert(offsetof(struct chan_ctl, notes) == 960, "notes");
 static_assert(sizeof(struct chan_ctl) == CHAN_RING_OFFSET, "ring offset");
+static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "notes and positions are lock-free");
 
 struct shmkit_chan {
 	struct shmkit_segment *seg;
@@ -121,6 +134,7 @@ struct shmkit_chan {
 	int role;
 	uint64_t me;         /* our owner word */
 	struct shmkit__spin spin;
+	struct shmkit__wq wq;   /* the handshake's mode and the segment's missed counter */
 	uint64_t sleeps, wakes; /* private counters, published with the position */
 };
 
@@ -216,6 +230,9 @@ static int chan_attach(struct shmkit_chan *ch)
 	shmkit__ring_view(&ch->ring, (uint8_t *)c + off, cap, max_msg, &c->tail, &c->head);
 	if (ch->role == SHMKIT_CHAN_OBSERVER)
 		return 0;
+	/* Before our first wake (the taking-over producer's publish below) or sleep. */
+	shmkit__wq_attach(&ch->wq, ch->seg, (struct shmkit__waitq *const[]){&c->data_q, &c->space_q},
+			  2);
 	int err = claim_role(ch);
 	if (err)
 		return err;
@@ -353,8 +370,7 @@ static inline void publish_stats(struct shmkit_chan *ch)
  * inline, the wake-up out of line. */
 __attribute__((noinline)) static void wake_slow(struct shmkit_chan *ch, struct shmkit__waitq *q)
 {
-	if (!shmkit__waitq_wake(q, INT_MAX))
-		return;
+	shmkit__waitq_wake_now(q, INT_MAX);
 	ch->wakes++;
 	_Atomic uint64_t *ctr = ch->role == SHMKIT_CHAN_PRODUCER ? &ch->ctl->prod_wakes
 								  : &ch->ctl->cons_wakes;
@@ -363,8 +379,8 @@ __attribute__((noinline)) static void wake_slow(struct shmkit_chan *ch, struct s
 
 static inline void wake(struct shmkit_chan *ch, struct shmkit__waitq *q)
 {
-	/* seq_cst: the load half of the handshake (shmkit__waitq_wake() loads it again). */
-	if (atomic_load_explicit(&q->sleepers, memory_order_seq_cst) != 0)
+	/* The load half of the handshake (src/waitq_internal.h): no fence unless fenced. */
+	if (shmkit__waitq_pending(q))
 		wake_slow(ch, q);
 }
 
@@ -397,8 +413,9 @@ struct wait_ctx {
 	uint64_t len;
 };
 
-/* Whether what we wait for is there. `sc` selects the seq_cst re-check of the sleep
- * protocol; the spin loop uses cheap acquire loads of lines that rarely change. */
+/* Whether what we wait for is there. `sc` selects the full re-check after the handshake's
+ * barrier (WQ-B1 orders it; seq_cst loads cost what acquire loads cost here); the spin loop
+ * uses cheap acquire loads of lines that rarely change. */
 static bool ready(struct wait_ctx *w, bool sc)
 {
 	struct shmkit_chan *ch = w->ch;
@@ -445,7 +462,7 @@ static int wait_for(struct shmkit_chan *ch, enum wait_what what, uint64_t len,
 		return 0;
 	struct shmkit__waitq *q = what == WAIT_DATA ? &ch->ctl->data_q : &ch->ctl->space_q;
 	bool slept;
-	int err = shmkit__waitq_sleep(q, ready_sc, &w, deadline, SHMKIT__SLICE_NS, true, &slept);
+	int err = shmkit__waitq_sleep(q, &ch->wq, ready_sc, &w, deadline, SHMKIT__SLICE_NS, &slept);
 	if (err == 0)
 		shmkit__spin_learn(&ch->spin);
 	if (slept) {
@@ -604,9 +621,8 @@ static inline int peek_(struct shmkit_chan *ch, const void **buf, size_t *len)
 	uint64_t n;
 	int err = shmkit__ring_peek(&ch->ring, buf, &n);
 	if (__builtin_expect(err == -EAGAIN, 0)) {
-		/* Publish batched releases before reporting empty: the producer may wait. */
-		consumer_publish(ch);
-		/* A4: pairs with R4 in shmkit_chan_close(): everything published before the
+		/* Held (MORE) releases stay held: only the consumer knows whether it has handed
+		 * those messages on yet (see release_()). A4: pairs with R4 in shmkit_chan_close(): everything published before the
 		 * close is visible, so one more peek decides between data and end of stream. */
 		uint32_t closed = atomic_load_explicit(&ch->ctl->closed, memory_order_seq_cst);
 		if (closed) {
@@ -627,6 +643,11 @@ static inline int peek_wait_(struct shmkit_chan *ch, const void **buf, size_t *l
 		int err = peek_(ch, buf, len);
 		if (err != -EAGAIN)
 			return err;
+		/* Waiting for data while holding releases could wait forever: the producer may
+		 * be waiting for exactly that space. Publishing them here would hand back what
+		 * the caller may not have passed on yet, so refuse instead (shmkit_chan(3)). */
+		if (ch->ring.pos != ch->ring.pub)
+			return -EDEADLK;
 		err = wait_for(ch, WAIT_DATA, 0, deadline);
 		if (err)
 			return err;
@@ -636,8 +657,13 @@ static inline int peek_wait_(struct shmkit_chan *ch, const void **buf, size_t *l
 static inline int release_(struct shmkit_chan *ch, unsigned flags)
 {
 	int err = shmkit__ring_release(&ch->ring);
-	/* A long MORE batch still hands space back every half ring. */
-	if (!err && (!(flags & SHMKIT_CHAN_MORE) || ch->ring.pos - ch->ring.pub >= ch->ring.cap / 2))
+	/* A MORE release stays private to this handle until the consumer publishes it
+	 * (flush, a release without MORE, close, detach): nothing publishes it on the
+	 * consumer's behalf — not a long batch, not an empty channel — because a release
+	 * made public is gone for good, and only the consumer knows when the message has
+	 * reached its destination. A crash before that delivers the held messages again
+	 * to the next consumer (at least once). */
+	if (!err && !(flags & SHMKIT_CHAN_MORE))
 		consumer_publish(ch);
 	return err;
 }
@@ -714,6 +740,7 @@ static int chan_leave(struct shmkit_chan *ch, uint32_t how)
 {
 	if (!ch)
 		return 0;
+	int last = 0;
 	if (ch->role == SHMKIT_CHAN_PRODUCER) {
 		producer_publish(ch);
 		if (how) {
@@ -722,14 +749,23 @@ static int chan_leave(struct shmkit_chan *ch, uint32_t how)
 			 * consumer. */
 			atomic_store_explicit(&ch->ctl->closed, how, memory_order_seq_cst);
 			wake(ch, &ch->ctl->data_q);
+			/* CHAN-L1: seq_cst store then seq_cst load of the other end's mark, as
+			 * the consumer does in the other order (CHAN-L2): when both ends close
+			 * at once, at least one of them sees the other and is "last". */
+			last = atomic_load_explicit(&ch->ctl->reader_closed, memory_order_seq_cst) != 0;
 		}
 		drop_role(ch);
 	} else if (ch->role == SHMKIT_CHAN_CONSUMER) {
-		consumer_publish(ch);
+		/* Abort: what the consumer holds was not handed on (its output failed), so its
+		 * held MORE releases are dropped, for a next consumer to receive again. */
+		if (how != CLOSED_ABORTED)
+			consumer_publish(ch);
 		if (how) {
 			/* The reader is gone: a producer waiting for room gets -EPIPE. seq_cst:
 			 * the store half of the handshake with a sleeping producer. */
 			atomic_store_explicit(&ch->ctl->reader_closed, 1, memory_order_seq_cst);
+			/* CHAN-L2: pairs with CHAN-L1. */
+			last = atomic_load_explicit(&ch->ctl->closed, memory_order_seq_cst) != 0;
 		}
 		drop_role(ch);
 		if (how)
@@ -737,7 +773,7 @@ static int chan_leave(struct shmkit_chan *ch, uint32_t how)
 	}
 	shmkit_segment_close(ch->seg);
 	free(ch);
-	return 0;
+	return last;
 }
 
 int shmkit_chan_close(struct shmkit_chan *ch)
@@ -802,13 +838,52 @@ int shmkit_chan_stats(const struct shmkit_chan *ch, struct shmkit_chan_stats *st
 	return 0;
 }
 
+/* --- the producer's notes and the stream position ------------------------------------- */
+
+int shmkit_chan_note_store(struct shmkit_chan *ch, unsigned idx, uint64_t val)
+{
+	int err = check_role(ch, SHMKIT_CHAN_PRODUCER);
+	if (err)
+		return err;
+	if (idx >= SHMKIT_CHAN_NOTES)
+		return -EINVAL;
+	/* CHAN-R5: release, so a note stored before a commit is visible to whoever sees the
+	 * commit; pairs with CHAN-A5 in shmkit_chan_note_load(). (A producer killed after the
+	 * store leaves it in shared memory all the same: the store is complete or absent.) */
+	atomic_store_explicit(&ch->ctl->notes[idx], val, memory_order_release);
+	return 0;
+}
+
+int shmkit_chan_note_load(const struct shmkit_chan *ch, unsigned idx, uint64_t *val)
+{
+	if (!ch || !val || idx >= SHMKIT_CHAN_NOTES)
+		return -EINVAL;
+	/* CHAN-A5: pairs with CHAN-R5 in shmkit_chan_note_store(). */
+	*val = atomic_load_explicit(&ch->ctl->notes[idx], memory_order_acquire);
+	return 0;
+}
+
+int shmkit_chan_position(const struct shmkit_chan *ch, uint64_t *pos)
+{
+	if (!ch || !pos)
+		return -EINVAL;
+	if (ch->role == SHMKIT_CHAN_PRODUCER)
+		*pos = ch->ring.pos; /* past the last commit, published or not (a loan is not) */
+	else if (ch->role == SHMKIT_CHAN_CONSUMER)
+		*pos = ch->ring.pos + ch->ring.peek_need; /* past the peeked message, if any */
+	else
+		return -EPERM;
+	return 0;
+}
+
 /* --- waitset hooks (src/chan_internal.h) ----------------------------------------------- */
 
 int shmkit__chan_consumer_waitq(const struct shmkit_chan *ch, _Atomic uint32_t **gen,
-				_Atomic uint32_t **sleepers)
+				_Atomic uint32_t **sleepers, const struct shmkit__wq **wq)
 {
 	if (ch->role != SHMKIT_CHAN_CONSUMER)
 		return -EPERM;
+	*wq = &ch->wq;
 	*gen = &ch->ctl->data_q.gen;
 	*sleepers = &ch->ctl->data_q.sleepers;
 	return 0;
@@ -818,9 +893,8 @@ unsigned shmkit__chan_consumer_poll(const struct shmkit_chan *ch, bool sc)
 {
 	struct chan_ctl *c = ch->ctl;
 	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
-	/* Shared words only (see chan_internal.h). A1-like: pairs with R1 in ring.c; seq_cst
-	 * in the waitset's re-check after it registered on data_q (the Dekker handshake with
-	 * wake()). */
+	/* Shared words only (see chan_internal.h). A1-like: pairs with R1 in ring.c; also the
+	 * waitset's re-check after it registered on data_q and executed WQ-B1. */
 	uint64_t t = shmkit__ring_tail_pos(atomic_load_explicit(&c->tail, mo));
 	uint64_t h = atomic_load_explicit(&c->head, mo);
 	/* Readable when the published tail is ahead of the published head. */

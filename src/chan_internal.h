@@ -15,15 +15,17 @@
 #include <stdint.h>
 
 struct shmkit_chan;
+struct shmkit__wq;
 
 /* The consumer's data queue: *gen is the futex word, *sleepers the count the producer
- * checks (src/chan.c: wait_for() and wake()). 0, or -EPERM when `ch` is not the consumer. */
+ * checks (src/chan.c: wait_for() and wake()), *wq the handle's handshake state
+ * (src/waitq_internal.h). 0, or -EPERM when `ch` is not the consumer. */
 int shmkit__chan_consumer_waitq(const struct shmkit_chan *ch, _Atomic uint32_t **gen,
-				_Atomic uint32_t **sleepers);
+				_Atomic uint32_t **sleepers, const struct shmkit__wq **wq);
 
-/* SHMKIT_WAIT_READABLE when the published tail differs from the published head (a release
- * batched with SHMKIT_CHAN_MORE can make this true once too often; the consumer's next
- * peek then publishes it), SHMKIT_WAIT_CLOSED after the producer closed. sc = seq_cst
+/* SHMKIT_WAIT_READABLE when the published tail differs from the published head (releases
+ * held with SHMKIT_CHAN_MORE keep this true until the consumer flushes them: it must flush
+ * before it waits), SHMKIT_WAIT_CLOSED after the producer closed. sc = seq_cst
  * loads (the re-check after registering as a sleeper), else acquire. */
 unsigned shmkit__chan_consumer_poll(const struct shmkit_chan *ch, bool sc);
 

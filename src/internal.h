@@ -51,20 +51,30 @@ static inline void shmkit__cpu_relax(void)
  *       56    8  creator_start    creator: start time in clock ticks (/proc/PID/stat #22)
  *       64    8  created_ns       creator: CLOCK_REALTIME
  *       72    4  sysv_key         creator (0 unless System V)
- *       76    4  flags            creator (SHMKIT_SEG_HUGEPAGES)
+ *       76    4  flags            creator (SHMKIT_SEG_HUGEPAGES, SHMKIT_SEG_PERSISTENT:
+ *                                   the object's lifetime, docs/design.md "Lifetimes")
  *       80    4  name_len         creator
  *       84    4  reserved0        0
  *       88  208  name             creator, NUL-padded
  *      296  152  reserved         0
  *      448    8  checksum         creator: FNV-1a 64 over bytes [0, 448)
  *      456    4  state            creator: INITIALIZING, then READY (release store, last)
- *      460   52  reserved         0
+ *      460    4  wq_flags         any attacher: SHMKIT__WQ_FENCED when one joined the
+ *                                   sleep/wake handshake in fenced mode (src/waitq_internal.h)
+ *      464    8  wq_missed        any sleeper: liveness slices that found the condition
+ *                                   true with no wake-up (should stay 0; statistics)
+ *      472   40  reserved         0
+ *
+ * flags bits other than the two above are written 0 and ignored by openers.
  *
  * Bytes [0, 448) never change after creation, which is what lets an opener copy them once,
  * check the copy, and trust nothing else about the shared original.
  */
 #define SHMKIT__HDR_SIZE 512u
-#define SHMKIT__LAYOUT_MAJOR 1u
+/* Major 2: the lifetime bit in `flags`. A layout-1 peer reads a version-2 header as
+ * -EPROTO, so an older `shmkit gc` keeps a persistent object it cannot understand ("creator
+ * unknown, incompatible") instead of removing it as garbage. */
+#define SHMKIT__LAYOUT_MAJOR 2u
 #define SHMKIT__LAYOUT_MINOR 0u
 #define SHMKIT__CHECKSUM_SPAN 448u
 
@@ -90,7 +100,9 @@ struct shmkit__seg_hdr {
 	uint8_t reserved1[152];
 	uint64_t checksum;
 	_Atomic uint32_t state;
-	uint8_t reserved2[52];
+	_Atomic uint32_t wq_flags;
+	_Atomic uint64_t wq_missed;
+	uint8_t reserved2[40];
 };
 
 static_assert(sizeof(struct shmkit__seg_hdr) == SHMKIT__HDR_SIZE, "header is 512 bytes");
@@ -100,6 +112,14 @@ static_assert(offsetof(struct shmkit__seg_hdr, creator_start) == 56, "layout");
 static_assert(offsetof(struct shmkit__seg_hdr, name) == 88, "layout");
 static_assert(offsetof(struct shmkit__seg_hdr, checksum) == SHMKIT__CHECKSUM_SPAN, "layout");
 static_assert(offsetof(struct shmkit__seg_hdr, state) == 456, "layout");
+static_assert(offsetof(struct shmkit__seg_hdr, wq_flags) == 460, "layout");
+static_assert(offsetof(struct shmkit__seg_hdr, wq_missed) == 464, "layout");
+
+/* wq_flags bits. */
+#define SHMKIT__WQ_FENCED 1u
+
+/* The segment's shared header (the mapping's start: never the private copy). */
+struct shmkit__seg_hdr *shmkit__segment_hdr(const struct shmkit_segment *seg);
 static_assert(sizeof(((struct shmkit__seg_hdr *)0)->name) > SHMKIT_NAME_MAX, "name fits");
 
 extern const uint8_t shmkit__magic[8];

@@ -22,8 +22,9 @@
  *      168   40  msgs, bytes, sleeps, wakes, dropped subscribers        publisher
  *      256    8  oldest                         publisher — records below may be overwritten
  *      264    4  members_gen                    joining subscribers (fetch_add)
- *      384    8  data queue: gen, sleepers      subscribers sleep, publisher wakes
- *      512    8  space queue: gen, sleepers     publisher sleeps, subscribers wake
+ *      384   16  data queue: gen, sleepers,     subscribers sleep, publisher wakes
+ *                fenced (src/waitq_internal.h)
+ *      512   16  space queue (same fields)      publisher sleeps, subscribers wake
  *     1024  128  subscriber slot 0, 1, ... max_subs-1, one per 128 bytes:
  *                   0  8  owner   pid << 32 | start, 0 = free        (CAS: joiner, leaver,
  *                                                                      publisher drops dead)
@@ -52,7 +53,7 @@
  * Protocol
  *
  *   Publishing. The publisher writes records past `tail`, then makes pub_gen odd, stores
- *   next_seq, `tail` (R1, seq_cst) and hist_pos, makes pub_gen even again (R5), and wakes
+ *   next_seq, `tail` (R1, release) and hist_pos, makes pub_gen even again (R5), and wakes
  *   sleeping subscribers (the wait queue protocol of src/waitq_internal.h). Subscribers
  *   keep a private copy of `tail` and re-read the shared one (A1) only when they have
  *   consumed everything up to their copy: one shared read per batch, whatever the number
@@ -64,16 +65,18 @@
  *   sure nobody still needs the bytes it overwrites, those below L = e - cap. It keeps
  *   `oldest`, a record boundary at or below tail, at or above L: it advances it in steps of
  *   at least cap/16 bytes, walking the record headers it wrote itself (validated as it
- *   reads them back; a bad one moves `oldest` to tail), stores it (R3, seq_cst), then
+ *   reads them back; a bad one moves `oldest` to tail), stores it (R3, release), then
  *   issues a release fence before writing over the reclaimed bytes.
  *   - Block policy: it also needs every live subscriber at or above L. It caches the
  *     minimum of the subscribers' positions and rescans the slots (O(N), acquire loads A2
  *     pairing with the subscribers' releases R2) only when the cache says "full", or after
- *     a subscriber joined (members_gen changed). A joiner stores its position (seq_cst),
- *     bumps members_gen (seq_cst), then re-reads `oldest` (seq_cst) and moves up if it was
- *     passed. The publisher stores `oldest` then loads members_gen. In the single seq_cst
- *     order either the joiner sees the new `oldest` (and moves above it) or the publisher
- *     sees the new generation (and rescans, finding the joiner's position). So a settled
+ *     a subscriber joined (members_gen changed). A joiner stores its position, bumps
+ *     members_gen, executes the handshake's barrier (WQ-B1 of src/waitq_internal.h:
+ *     membarrier, or a fence in fenced mode), then re-reads `oldest` and moves up if it
+ *     was passed. The publisher stores `oldest` (release; WQ-F2 in fenced mode) then loads
+ *     members_gen. This is the sleep/wake handshake with the joiner as the sleeper: either
+ *     the joiner sees the new `oldest` (and moves above it) or the publisher sees the new
+ *     generation (and rescans, finding the joiner's position). So a settled
  *     subscriber's bytes are never overwritten. Subscribers never read `oldest` after they
  *     settle: the block-mode read path has no validation cost. A publisher that finds the
  *     ring full waits until the slowest subscriber has freed cap/16 bytes more than it
@@ -129,7 +132,7 @@
 #include "waitq_internal.h"
 
 #define PS_MAGIC 0x313073706b6d6873ull /* "shmkps01" */
-#define PS_VERSION 1u
+#define PS_VERSION 2u /* 2: membarrier handshake (16-byte wait queues) */
 #define PS_SLOTS_OFF 1024u
 #define PS_SLOT_SIZE 128u
 #define PS_MIN_CAP 4096u
@@ -165,9 +168,9 @@ struct ps_ctl {
 	_Atomic uint32_t members_gen;
 	uint8_t pad3[116];
 	struct shmkit__waitq data_q;
-	uint8_t pad4[120];
+	uint8_t pad4[112];
 	struct shmkit__waitq space_q;
-	uint8_t pad5[120];
+	uint8_t pad5[112];
 	uint8_t reserved[384];
 };
 
@@ -211,6 +214,7 @@ struct shmkit_pubsub {
 	uint32_t flags;
 	uint64_t me;
 	struct shmkit__spin spin;
+	struct shmkit__wq wq; /* the handshake's mode and the segment's missed counter */
 
 	/* publisher */
 	uint64_t pos;          /* own position, including unpublished commits */
@@ -283,7 +287,7 @@ static int claim_publisher(struct shmkit_pubsub *ps)
 {
 	_Atomic uint64_t *w = &ps->ctl->pub_owner;
 	/* Relaxed: the CAS decides; acquire on success orders our attach reads after the
-	 * previous owner's last publish (seq_cst stores). */
+	 * previous owner's last publish (release stores). */
 	uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
 	for (int tries = 0; tries < PS_TRIES; tries++) {
 		if (cur != 0 && shmkit__owner_state(cur) > 0)
@@ -313,9 +317,10 @@ static int attach_publisher(struct shmkit_pubsub *ps)
 	}
 	if ((o & 15) || !pos_ge(t, o) || t - o > ps->cap) {
 		/* A bad `oldest` (only a scribbler writes one) is reset to tail: everything
-		 * before is given up, which is always a safe record boundary. seq_cst: as R3. */
+		 * before is given up, which is always a safe record boundary. Release: as R3;
+		 * the join handshake is not needed here (rescan at the first full ring). */
 		o = t;
-		atomic_store_explicit(&c->oldest, o, memory_order_seq_cst);
+		atomic_store_explicit(&c->oldest, o, memory_order_release);
 	}
 	ps->pos = ps->pub = t;
 	ps->seq = s;
@@ -326,7 +331,7 @@ static int attach_publisher(struct shmkit_pubsub *ps)
 	ps->min_valid = false;
 	ps->min_slot = -1;
 	ps->hist_n = 0;
-	/* Relaxed: a new session; ordered before our first publish (seq_cst). */
+	/* Relaxed: a new session; ordered before our first publish (release). */
 	atomic_store_explicit(&c->closed, 0, memory_order_relaxed);
 	ps->msgs = atomic_load_explicit(&c->msgs, memory_order_relaxed);
 	ps->bytes = atomic_load_explicit(&c->bytes, memory_order_relaxed);
@@ -360,9 +365,9 @@ static int claim_slot(struct shmkit_pubsub *ps)
 static void free_slot(struct shmkit_pubsub *ps)
 {
 	/* R4: "not positioned" before giving the slot up, so a publisher that still sees our
-	 * owner word ignores the stale position; pairs with A2 in rescan(). seq_cst: the store
+	 * owner word ignores the stale position; pairs with A2 in rescan(). Also the store
 	 * half of the handshake with a publisher sleeping on us (see close). */
-	atomic_store_explicit(&ps->my->pos, SUB_NONE, memory_order_seq_cst);
+	atomic_store_explicit(&ps->my->pos, SUB_NONE, memory_order_release);
 	uint64_t mine = ps->me;
 	atomic_compare_exchange_strong_explicit(&ps->my->owner, &mine, 0, memory_order_release,
 						memory_order_relaxed);
@@ -398,7 +403,7 @@ static int attach_subscriber(struct shmkit_pubsub *ps)
 	if (slot < 0)
 		return slot;
 	ps->my = &ps->slots[slot];
-	/* Relaxed: ordered before the seq_cst position store below. */
+	/* Relaxed: ordered before the position store below (release, then WQ-B1). */
 	atomic_store_explicit(&ps->my->pos, SUB_NONE, memory_order_relaxed);
 	atomic_store_explicit(&ps->my->msgs, 0, memory_order_relaxed);
 	atomic_store_explicit(&ps->my->bytes, 0, memory_order_relaxed);
@@ -409,8 +414,8 @@ static int attach_subscriber(struct shmkit_pubsub *ps)
 	for (int tries = 0; tries < PS_TRIES; tries++) {
 		uint64_t s, t, h;
 		bool exact = read_triple(c, &s, &t, &h);
-		/* seq_cst: part of the join handshake (top of file). */
-		uint64_t o = atomic_load_explicit(&c->oldest, memory_order_seq_cst);
+		/* Acquire: a first look; the join handshake re-reads it after WQ-B1 below. */
+		uint64_t o = atomic_load_explicit(&c->oldest, memory_order_acquire);
 		if ((t & 15) || (o & 15)) {
 			free_slot(ps);
 			return -EBADMSG;
@@ -426,10 +431,12 @@ static int attach_subscriber(struct shmkit_pubsub *ps)
 			start = t - h <= ps->cap && pos_ge(h, o) ? h : o;
 		/* Relaxed: statistics (lag) until our first release. */
 		atomic_store_explicit(&ps->my->seq, s, memory_order_relaxed);
-		/* seq_cst: the join handshake — position, then generation, then re-check. */
-		atomic_store_explicit(&ps->my->pos, start, memory_order_seq_cst);
-		atomic_fetch_add_explicit(&c->members_gen, 1, memory_order_seq_cst);
-		uint64_t o2 = atomic_load_explicit(&c->oldest, memory_order_seq_cst);
+		/* The join handshake (top of file) — position, then generation, then WQ-B1, then
+		 * the re-check. Release: the publisher's rescan (A2) acquires the position. */
+		atomic_store_explicit(&ps->my->pos, start, memory_order_release);
+		atomic_fetch_add_explicit(&c->members_gen, 1, memory_order_release);
+		shmkit__wq_barrier(&ps->wq);
+		uint64_t o2 = atomic_load_explicit(&c->oldest, memory_order_acquire);
 		if (!ow && !pos_ge(start, o2))
 			continue; /* the publisher reclaimed past us meanwhile: move up */
 		/* The number of the first message we must get: next_seq when we start at tail,
@@ -514,6 +521,9 @@ static int ps_attach(struct shmkit_pubsub *ps)
 	ps->ring = (uint8_t *)c + off;
 	ps->min_slot = -1;
 	ps->loan_len = NO_LOAN;
+	if (ps->role != SHMKIT_PUBSUB_OBSERVER) /* before our first sleep, wake or join */
+		shmkit__wq_attach(&ps->wq, ps->seg,
+				  (struct shmkit__waitq *const[]){&c->data_q, &c->space_q}, 2);
 	if (ps->role == SHMKIT_PUBSUB_PUBLISHER) {
 		if (hist) {
 			ps->hist = calloc(hist, sizeof *ps->hist);
@@ -643,9 +653,10 @@ static void publish(struct shmkit_pubsub *ps)
 	shmkit__fence_release();
 	/* Relaxed: ordered before the tail store (R1), which subscribers acquire. */
 	atomic_store_explicit(&c->next_seq, ps->seq, memory_order_relaxed);
-	/* R1: publishes the records up to pos; pairs with A1 in peek() and attach. seq_cst:
-	 * also the store half of the Dekker handshake with sleeping subscribers. */
-	atomic_store_explicit(&c->tail, ps->pos, memory_order_seq_cst);
+	/* R1: publishes the records up to pos; pairs with A1 in peek() and attach. Also the
+	 * store of the sleep/wake handshake with sleeping subscribers (src/waitq_internal.h):
+	 * release, no fence. */
+	atomic_store_explicit(&c->tail, ps->pos, memory_order_release);
 	ps->pub = ps->pos;
 	if (ps->history && ps->hist_n) {
 		uint64_t first = ps->hist_n >= ps->history ? ps->hist[ps->hist_n % ps->history]
@@ -671,9 +682,9 @@ static void publish(struct shmkit_pubsub *ps)
 static void rescan(struct shmkit_pubsub *ps, bool check_dead)
 {
 	struct ps_ctl *c = ps->ctl;
-	/* seq_cst: the publisher's half of the join handshake — read before the positions,
-	 * so a joiner we miss below has changed the generation we cache. */
-	uint32_t g = atomic_load_explicit(&c->members_gen, memory_order_seq_cst);
+	/* Acquire: read before the positions, so a joiner we miss below has changed the
+	 * generation we cache (the join handshake's load is in advance_oldest()). */
+	uint32_t g = atomic_load_explicit(&c->members_gen, memory_order_acquire);
 	uint64_t min = UINT64_MAX;
 	int min_slot = -1;
 	for (uint32_t i = 0; i < ps->max_subs; i++) {
@@ -695,9 +706,9 @@ static void rescan(struct shmkit_pubsub *ps, bool check_dead)
 			continue;
 		}
 		/* A2: pairs with R2 in sub_publish() and R4 in free_slot(): what the subscriber
-		 * read below its position is done before we overwrite it. seq_cst: the load
-		 * half of the Dekker handshake when we are about to sleep. */
-		uint64_t p = atomic_load_explicit(&s->pos, memory_order_seq_cst);
+		 * read below its position is done before we overwrite it. Also the re-check of
+		 * the sleep/wake handshake (after WQ-B1) when we are about to sleep. */
+		uint64_t p = atomic_load_explicit(&s->pos, memory_order_acquire);
 		if (p == SUB_NONE)
 			continue;
 		/* A position outside [pub - cap, pub] cannot come from a subscriber that follows
@@ -756,14 +767,18 @@ static void advance_oldest(struct shmkit_pubsub *ps, uint64_t L)
 	if (bad)
 		cur = limit; /* give up everything published: always a boundary */
 	ps->oldest = cur;
-	/* R3: seq_cst — the publisher's store in the join handshake (block) — followed by a
-	 * release fence so that no write into the reclaimed bytes becomes visible before the
-	 * new `oldest`; pairs with A3 in the subscribers' validation (overwrite). */
-	atomic_store_explicit(&c->oldest, cur, memory_order_seq_cst);
+	/* R3: the publisher's store in the join handshake (block) — followed by a release
+	 * fence so that no write into the reclaimed bytes becomes visible before the new
+	 * `oldest`; pairs with A3 in the subscribers' validation (overwrite). */
+	atomic_store_explicit(&c->oldest, cur, memory_order_release);
 	shmkit__fence_release();
-	if (ps->policy == SHMKIT_PUBSUB_BLOCK &&
-	    atomic_load_explicit(&c->members_gen, memory_order_seq_cst) != ps->gen_cache)
-		ps->min_valid = false; /* somebody joined: rescan before overwriting */
+	if (ps->policy == SHMKIT_PUBSUB_BLOCK) {
+		/* The join handshake's load (top of file): WQ-F2 in fenced mode, else ordered by
+		 * the joiner's WQ-B1. Relaxed: only compared with our cache. */
+		shmkit__wq_waker_barrier(&c->data_q.fenced);
+		if (atomic_load_explicit(&c->members_gen, memory_order_relaxed) != ps->gen_cache)
+			ps->min_valid = false; /* somebody joined: rescan before overwriting */
+	}
 }
 
 int shmkit_pubsub_loan(struct shmkit_pubsub *ps, size_t len, void **buf)
@@ -853,7 +868,7 @@ static bool space_ready(void *arg)
 		return (p != SUB_NONE && pos_ge(p, ps->want_L)) ||
 		       atomic_load_explicit(&s->owner, memory_order_relaxed) == 0;
 	}
-	rescan(ps, false); /* seq_cst position loads: the Dekker re-check */
+	rescan(ps, false); /* the re-check after WQ-B1 */
 	return ps->min_slot < 0 || pos_ge(ps->min_cache, ps->want_L);
 }
 
@@ -867,8 +882,8 @@ static int wait_space(struct shmkit_pubsub *ps, const struct timespec *deadline)
 		return 0;
 	x.sc = true;
 	bool slept;
-	int r = shmkit__waitq_sleep(&ps->ctl->space_q, space_ready, &x, deadline,
-				    SHMKIT__SLICE_NS, false, &slept);
+	int r = shmkit__waitq_sleep(&ps->ctl->space_q, &ps->wq, space_ready, &x, deadline,
+				    SHMKIT__SLICE_NS, &slept);
 	if (r == 0)
 		shmkit__spin_learn(&ps->spin); /* woken soon: spin that long next time */
 	if (slept) {
@@ -939,8 +954,8 @@ static void sub_publish(struct shmkit_pubsub *ps)
 		return;
 	}
 	/* R2: hands the bytes below pos back to the publisher; pairs with A2 in rescan().
-	 * seq_cst: the store half of the Dekker handshake with a sleeping publisher. */
-	atomic_store_explicit(&s->pos, ps->pos, memory_order_seq_cst);
+	 * Also the store of the sleep/wake handshake with a sleeping publisher. */
+	atomic_store_explicit(&s->pos, ps->pos, memory_order_release);
 	shmkit__waitq_wake(&ps->ctl->space_q, 1);
 }
 
@@ -1065,8 +1080,8 @@ int shmkit_pubsub_peek(struct shmkit_pubsub *ps, const void **buf, size_t *len)
 	uint64_t n = 0;
 	int err = peek_once(ps, buf, &n);
 	if (err == -EAGAIN) {
-		sub_publish(ps); /* batched releases: the publisher may be waiting for them */
-		/* A4: pairs with R4' in shmkit_pubsub_close(): everything published before the
+		/* Held (MORE) releases stay held: only the subscriber knows whether it has
+		 * handed those messages on yet (see shmkit_pubsub_release()). A4: pairs with R4' in shmkit_pubsub_close(): everything published before the
 		 * close is visible, so one more peek decides between data and end of stream. */
 		if (atomic_load_explicit(&ps->ctl->closed, memory_order_seq_cst)) {
 			err = peek_once(ps, buf, &n);
@@ -1135,7 +1150,7 @@ static bool data_ready(void *arg)
 	struct data_ctx *x = arg;
 	struct ps_ctl *c = x->ps->ctl;
 	memory_order mo = x->sc ? memory_order_seq_cst : memory_order_acquire;
-	/* A1 (as in refresh_tail), seq_cst in the sleep protocol's re-check. */
+	/* A1 (as in refresh_tail), also the sleep protocol's re-check after WQ-B1. */
 	return atomic_load_explicit(&c->tail, mo) != x->ps->pos ||
 	       atomic_load_explicit(&c->closed, mo) != 0;
 }
@@ -1154,8 +1169,8 @@ static int wait_data(struct shmkit_pubsub *ps, const struct timespec *deadline)
 		return 0;
 	x.sc = true;
 	bool slept;
-	int r = shmkit__waitq_sleep(&ps->ctl->data_q, data_ready, &x, deadline, SHMKIT__SLICE_NS,
-				    false, &slept);
+	int r = shmkit__waitq_sleep(&ps->ctl->data_q, &ps->wq, data_ready, &x, deadline,
+				    SHMKIT__SLICE_NS, &slept);
 	if (r == 0)
 		shmkit__spin_learn(&ps->spin); /* woken soon: spin that long next time */
 	if (slept) {
@@ -1178,6 +1193,11 @@ int shmkit_pubsub_peek_wait(struct shmkit_pubsub *ps, const void **buf, size_t *
 		int err = shmkit_pubsub_peek(ps, buf, len);
 		if (err != -EAGAIN)
 			return err;
+		/* Waiting while holding releases could wait forever (block policy: the
+		 * publisher may be waiting for that space); publishing them would hand back
+		 * what the caller may not have passed on yet. Refuse (shmkit_pubsub(3)). */
+		if (ps->pos != ps->spub)
+			return -EDEADLK;
 		err = wait_data(ps, deadline);
 		if (err)
 			return err;
@@ -1255,9 +1275,9 @@ int shmkit_pubsub_close(struct shmkit_pubsub *ps)
 	struct ps_ctl *c = ps->ctl;
 	if (ps->role == SHMKIT_PUBSUB_PUBLISHER) {
 		publish(ps);
-		/* R4': end of stream after the last publish; pairs with A4 in peek. seq_cst:
-		 * also the store half of the handshake with sleeping subscribers. */
-		atomic_store_explicit(&c->closed, 1, memory_order_seq_cst);
+		/* R4': end of stream after the last publish; pairs with A4 in peek. Also the
+		 * store of the handshake with sleeping subscribers. */
+		atomic_store_explicit(&c->closed, 1, memory_order_release);
 		shmkit__waitq_wake(&c->data_q, INT_MAX);
 		uint64_t mine = ps->me;
 		/* Release: whoever claims the role next sees our last positions. */
@@ -1266,8 +1286,8 @@ int shmkit_pubsub_close(struct shmkit_pubsub *ps)
 	} else if (ps->role == SHMKIT_PUBSUB_SUBSCRIBER) {
 		sub_publish(ps);
 		free_slot(ps);
-		/* A block-mode publisher may be waiting for exactly us: free_slot's seq_cst
-		 * position store, then the waker's seq_cst load of the sleeper count. */
+		/* A block-mode publisher may be waiting for exactly us: free_slot's position
+		 * store, then the handshake's load of the sleeper count. */
 		shmkit__waitq_wake(&c->space_q, 1);
 	}
 	shmkit_segment_close(ps->seg);
@@ -1391,8 +1411,8 @@ static unsigned watch_poll(const void *src, bool sc)
 	const struct shmkit_pubsub *ps = src;
 	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
 	/* Shared words only (the owning thread may be changing the handle): the published
-	 * tail against our slot's published position. A release batched with MORE can make
-	 * this say "readable" once too often; a peek then publishes it. */
+	 * tail against our slot's published position. Releases held with MORE make this say
+	 * "readable" until the subscriber flushes them (shmkit_wait(3): flush before waiting). */
 	uint64_t t = atomic_load_explicit(&ps->ctl->tail, mo);
 	uint64_t p = atomic_load_explicit(&ps->my->pos, mo);
 	unsigned bits = t != p && p != SUB_NONE ? SHMKIT_WAIT_READABLE : 0;
@@ -1418,5 +1438,6 @@ int shmkit__pubsub_watch(const struct shmkit_pubsub *ps, struct shmkit__watch *w
 	w->poll = watch_poll;
 	w->peer_dead = watch_peer_dead;
 	w->src = ps;
+	w->wq = &ps->wq;
 	return 0;
 }

@@ -13,8 +13,9 @@
  *       48    8  slots_offset                   creator: 1024 + 128 × max_members
  *      128    8  enqueue_pos                    producers (CAS) — a hint, see below
  *      256    8  dequeue_pos                    consumers (CAS) — a hint
- *      384    8  data queue: gen, sleepers      consumers sleep, producers wake
- *      512    8  space queue: gen, sleepers     producers sleep, consumers wake
+ *      384   16  data queue: gen, sleepers,     consumers sleep, producers wake
+ *                fenced (src/waitq_internal.h)
+ *      512   16  space queue (same fields)      producers sleep, consumers wake
  *      640   72  totals: sent, bytes_sent, recv, bytes_recv, producer sleeps, consumer
  *                sleeps, redelivered, skipped, recovered members         (fetch_add, rare)
  *     1024  128  member entry 0, 1, ... max_members-1:
@@ -44,14 +45,15 @@
  * with a plain store; claimed by someone else at that position, or already at a later one
  * → probe the next position privately (a loser costs a read, not a locked operation on
  * the hint's hot line); an earlier position (the previous lap not consumed yet) → full.
- * It writes the payload and len, then stores FULL (R1, seq_cst). Consumers mirror this
+ * It writes the payload and len, then stores FULL (R1, release). Consumers mirror this
  * with dequeue_pos, FULL → READING (A2, pairing with R1), and release with EMPTY at
- * position + nslots (R2, seq_cst). The positions are only hints — racing stores may even
+ * position + nslots (R2, release). The positions are only hints — racing stores may even
  * move them back a little — that make the common case one probe: correctness rests on the
  * slot words alone. Batches claim adjacent slots one CAS each and move the hint once.
  *
- * Waiting: the wait queue protocol of src/waitq_internal.h. The seq_cst stores R1/R2 are
- * the store half of the Dekker handshake; sleepers re-check with seq_cst loads.
+ * Waiting: the sleep/wake handshake of src/waitq_internal.h. The release stores R1/R2 are
+ * its stores; the barrier is on the sleeper's side (membarrier), so publishing needs no
+ * fence.
  *
  * When a process dies. Its member entry keeps its owner word, which now names a dead
  * process, and every slot it held still carries its member index:
@@ -85,7 +87,7 @@
 #include "waitq_internal.h"
 
 #define Q_MAGIC 0x316575716b6d6873ull /* "shmkque1" */
-#define Q_VERSION 1u
+#define Q_VERSION 2u /* 2: membarrier handshake (16-byte wait queues) */
 #define Q_MEMBERS_OFF 1024u
 #define Q_MEMBER_SIZE 128u
 #define Q_SLOT_HDR 16u
@@ -119,9 +121,9 @@ struct q_ctl {
 	_Atomic uint64_t dequeue_pos;
 	uint8_t pad2[120];
 	struct shmkit__waitq data_q;
-	uint8_t pad3[120];
+	uint8_t pad3[112];
 	struct shmkit__waitq space_q;
-	uint8_t pad4[120];
+	uint8_t pad4[112];
 	struct q_totals totals;
 	uint8_t pad5[312];
 };
@@ -165,6 +167,7 @@ struct shmkit_queue {
 	struct q_member *mine;
 	uint64_t me;
 	struct shmkit__spin spin;
+	struct shmkit__wq wq; /* the handshake's mode and the segment's missed counter */
 	bool loaned;
 	uint64_t loan_pos;
 	bool peeked;
@@ -292,16 +295,15 @@ static bool claim_write_at(struct shmkit_queue *q, uint64_t pos)
 						       memory_order_acquire, memory_order_relaxed);
 }
 
-/* Publishes a written slot (R1). seq_cst for the last of a batch: also the store half of
- * the handshake with sleeping consumers; the others need only release. */
-static void commit_slot(struct shmkit_queue *q, uint64_t pos, uint32_t len, bool last)
+/* Publishes a written slot (R1); also the store of the sleep/wake handshake with sleeping
+ * consumers (src/waitq_internal.h: release suffices). */
+static void commit_slot(struct shmkit_queue *q, uint64_t pos, uint32_t len)
 {
 	struct q_slot *s = slot_at(q, pos);
-	/* Relaxed: ordered before the word store below (release or seq_cst). */
+	/* Relaxed: ordered before the word store below (release). */
 	atomic_store_explicit(&s->len, len, memory_order_relaxed);
 	/* R1: publishes the payload and len; pairs with A2 in claim_read(). */
-	atomic_store_explicit(&s->word, qw(pos, 0, S_FULL),
-			      last ? memory_order_seq_cst : memory_order_release);
+	atomic_store_explicit(&s->word, qw(pos, 0, S_FULL), memory_order_release);
 }
 
 /* Claims one slot for reading: 0 and *posp, -EAGAIN (empty), skipping SKIP slots. Probes
@@ -333,7 +335,7 @@ static int claim_read(struct shmkit_queue *q, uint64_t *posp)
 			/* R2 for a skipped slot: hands it to the next lap's producer. */
 			if (atomic_compare_exchange_strong_explicit(&s->word, &w,
 								    qw(p + q->nslots, 0, S_EMPTY),
-								    memory_order_seq_cst,
+								    memory_order_release,
 								    memory_order_relaxed)) {
 				advance_own(&c->dequeue_pos, p);
 				if (shmkit__waitq_wake(&c->space_q, 1))
@@ -359,13 +361,13 @@ static bool claim_read_at(struct shmkit_queue *q, uint64_t pos)
 						       memory_order_acquire, memory_order_relaxed);
 }
 
-/* Frees a slot for the next lap (R2). seq_cst on the last of a batch: the store half of
- * the handshake with sleeping producers. */
-static void free_slot(struct shmkit_queue *q, uint64_t pos, bool last)
+/* Frees a slot for the next lap (R2); also the store of the handshake with sleeping
+ * producers (release suffices, src/waitq_internal.h). */
+static void free_slot(struct shmkit_queue *q, uint64_t pos)
 {
 	/* R2: the reads of the payload are done; pairs with A1 in claim_write(). */
 	atomic_store_explicit(&slot_at(q, pos)->word, qw(pos + q->nslots, 0, S_EMPTY),
-			      last ? memory_order_seq_cst : memory_order_release);
+			      memory_order_release);
 }
 
 static void wake_consumers(struct shmkit_queue *q, int n)
@@ -560,7 +562,12 @@ static int q_attach(struct shmkit_queue *q)
 	q->max_members = members;
 	q->members = (struct q_member *)(void *)((uint8_t *)c + moff);
 	q->slots = (uint8_t *)c + soff;
-	return q->observer ? 0 : attach_member(q);
+	if (q->observer)
+		return 0;
+	/* Before our first sleep or wake. */
+	shmkit__wq_attach(&q->wq, q->seg,
+			  (struct shmkit__waitq *const[]){&q->ctl->data_q, &q->ctl->space_q}, 2);
+	return attach_member(q);
 }
 
 static int q_alloc(struct shmkit_segment *seg, const struct shmkit_queue_opts *o,
@@ -680,7 +687,8 @@ struct wctx {
 /* Whether a claim may now succeed: the same forward probe from the shared hint as
  * claim_write() / claim_read(), without the CAS, so that "ready" and "claim failed" can
  * never disagree for long. Reads shared words only (the waitset calls it from any thread).
- * sc: seq_cst loads for the sleep protocol's re-check; else acquire (as A1/A2). */
+ * sc: the sleep protocol's re-check after WQ-B1 (seq_cst loads, as cheap as acquire
+ * here); else acquire (as A1/A2). */
 static bool probe(const struct shmkit_queue *q, bool data, bool sc)
 {
 	struct q_ctl *c = q->ctl;
@@ -744,7 +752,7 @@ static int q_wait(struct shmkit_queue *q, bool data, const struct timespec *dead
 	/* Sleep no longer than until the next check is due. */
 	uint64_t left = *since + SHMKIT__SLICE_NS - shmkit_now_ns();
 	left = left > SHMKIT__SLICE_NS ? 0 : left; /* wrapped: due already */
-	int r = shmkit__waitq_sleep(wq, q_ready, &x, deadline, left, false, &slept);
+	int r = shmkit__waitq_sleep(wq, &q->wq, q_ready, &x, deadline, left, &slept);
 	if (r == 0)
 		shmkit__spin_learn(&q->spin); /* woken soon: spin that long next time */
 	if (slept) {
@@ -799,7 +807,7 @@ int shmkit_queue_commit(struct shmkit_queue *q, size_t len)
 {
 	if (!q || !q->loaned || len > q->max_msg)
 		return -EINVAL;
-	commit_slot(q, q->loan_pos, (uint32_t)len, true);
+	commit_slot(q, q->loan_pos, (uint32_t)len);
 	q->loaned = false;
 	q->sent++;
 	q->bsent += len;
@@ -813,9 +821,9 @@ int shmkit_queue_cancel(struct shmkit_queue *q)
 {
 	if (!q || !q->loaned)
 		return -EINVAL;
-	/* seq_cst: as R1 — consumers may be sleeping on this very slot. */
+	/* Release: as R1 — consumers may be sleeping on this very slot (the wake below). */
 	atomic_store_explicit(&slot_at(q, q->loan_pos)->word, qw(q->loan_pos, 0, S_SKIP),
-			      memory_order_seq_cst);
+			      memory_order_release);
 	q->loaned = false;
 	total_add(&q->ctl->totals.skipped, 1);
 	wake_consumers(q, 1);
@@ -875,7 +883,7 @@ int shmkit_queue_send_many(struct shmkit_queue *q, const void *buf, size_t strid
 		bytes += lens[i];
 	}
 	for (size_t i = 0; i < k; i++)
-		commit_slot(q, p + i, (uint32_t)lens[i], i + 1 == k);
+		commit_slot(q, p + i, (uint32_t)lens[i]);
 	q->sent += k;
 	q->bsent += bytes;
 	pub_stat(&q->mine->sent, q->sent);
@@ -913,7 +921,7 @@ int shmkit_queue_peek(struct shmkit_queue *q, const void **buf, size_t *len)
 			return err;
 		uint32_t n;
 		if (slot_len(q, p, &n) < 0) {
-			free_slot(q, p, true); /* drop the corrupt slot */
+			free_slot(q, p); /* drop the corrupt slot */
 			wake_producers(q, 1);
 			return -EBADMSG;
 		}
@@ -944,7 +952,7 @@ int shmkit_queue_release(struct shmkit_queue *q)
 {
 	if (!q || !q->peeked)
 		return -EINVAL;
-	free_slot(q, q->peek_pos, true);
+	free_slot(q, q->peek_pos);
 	q->peeked = false;
 	q->recvd++;
 	q->brecv += q->peek_len;
@@ -1016,7 +1024,7 @@ int shmkit_queue_recv_many(struct shmkit_queue *q, void *buf, size_t stride, siz
 		bytes += len;
 	}
 	for (size_t i = 0; i < k; i++)
-		free_slot(q, p + i, i + 1 == k);
+		free_slot(q, p + i);
 	q->recvd += got;
 	q->brecv += bytes;
 	pub_stat(&q->mine->recv, q->recvd);
@@ -1157,5 +1165,6 @@ int shmkit__queue_watch(const struct shmkit_queue *q, struct shmkit__watch *w)
 	w->peer_dead = watch_peer_dead;
 	w->repair = watch_repair;
 	w->src = q;
+	w->wq = &q->wq;
 	return 0;
 }

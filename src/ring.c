@@ -53,8 +53,8 @@
  *             in band (A0), then the shared tail (A1); read the header once, validate,
  *             hand out the payload in place; release — advance; publish — store `head` (R2).
  * The positions are stored with release only, not seq_cst: a seq_cst store is a full
- * fence, and the channel's handshake with a sleeping peer tolerates its absence (src/chan.c,
- * SHMKIT__SETTLE_NS in src/waitq_internal.h).
+ * fence, and the sleep/wake handshake puts its barrier on the sleeper's side instead
+ * (membarrier, src/waitq_internal.h).
  *
  * Validation: the producer trusts only its own position; the consumer only its own. Every
  * value read from the other side — its position, a record header — is read once into a
@@ -175,7 +175,7 @@ bool shmkit__ring_writable(struct shmkit__ring *r, uint64_t len)
 	uint64_t need = shmkit__ring_need(len);
 	uint64_t off = r->pos & r->mask;
 	uint64_t pad = off + need > r->cap ? r->cap - off : 0;
-	/* seq_cst: the sleeper's re-check (see src/chan.c). A corrupt head reads as
+	/* seq_cst: the sleeper's re-check after WQ-B1 (src/waitq_internal.h). A corrupt head reads as
 	 * "writable" so the caller wakes and reports it through loan. */
 	if (shmkit__ring_refresh_head(r, memory_order_seq_cst) < 0)
 		return true;
@@ -186,7 +186,7 @@ bool shmkit__ring_readable(struct shmkit__ring *r)
 {
 	if (r->peek_need || shmkit__ring_covered(r))
 		return true;
-	/* seq_cst: the sleeper's re-check (see src/chan.c). A corrupt tail reads as
+	/* seq_cst: the sleeper's re-check after WQ-B1 (src/waitq_internal.h). A corrupt tail reads as
 	 * "readable" so the caller wakes and reports it through peek. */
 	if (shmkit__ring_refresh_tail(r, memory_order_seq_cst) < 0)
 		return true;

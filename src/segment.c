@@ -77,7 +77,7 @@ static int norm_opts(const struct shmkit_segment_opts *o, struct nopts *n)
 		o = &defaults;
 	if (o->reserved != 0 || o->backend > SHMKIT_BACKEND_MEMFD || (o->mode & ~0777u) ||
 	    (o->flags & ~(SHMKIT_SEG_HUGEPAGES | SHMKIT_SEG_FOREIGN_UID | SHMKIT_SEG_DEFER_READY |
-			  SHMKIT_SEG_RDONLY)) ||
+			  SHMKIT_SEG_RDONLY | SHMKIT_SEG_PERSISTENT)) ||
 	    o->kind > 255)
 		return -EINVAL;
 	n->backend = o->backend;
@@ -197,7 +197,7 @@ static void hdr_write(struct shmkit_segment *seg, uint64_t total, uint32_t kind,
 	clock_gettime(CLOCK_REALTIME, &now);
 	t.created_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 	t.sysv_key = seg->sysv_key;
-	t.flags = flags & SHMKIT_SEG_HUGEPAGES;
+	t.flags = flags & (SHMKIT_SEG_HUGEPAGES | SHMKIT_SEG_PERSISTENT);
 	t.name_len = (uint32_t)strlen(seg->name);
 	memcpy(t.name, seg->name, t.name_len);
 	t.checksum = shmkit__hdr_checksum(&t);
@@ -839,7 +839,7 @@ int shmkit_segment_open(const char *name, const struct shmkit_segment_opts *opts
 	int err = norm_opts(opts, &o);
 	if (err)
 		return err;
-	if (o.flags & (SHMKIT_SEG_HUGEPAGES | SHMKIT_SEG_DEFER_READY))
+	if (o.flags & (SHMKIT_SEG_HUGEPAGES | SHMKIT_SEG_DEFER_READY | SHMKIT_SEG_PERSISTENT))
 		return -EINVAL; /* create-only flags */
 	if (!name) {
 		if (o.key == 0 || (o.backend && o.backend != SHMKIT_BACKEND_SYSV))
@@ -1089,6 +1089,25 @@ void *shmkit_segment_data(const struct shmkit_segment *seg)
 	return seg ? seg->data : NULL;
 }
 
+struct shmkit__seg_hdr *shmkit__segment_hdr(const struct shmkit_segment *seg)
+{
+	return (struct shmkit__seg_hdr *)(void *)seg->base;
+}
+
+int shmkit_segment_wait_stats(const struct shmkit_segment *seg, struct shmkit_wait_stats *st)
+{
+	if (!seg || !st)
+		return -EINVAL;
+	const struct shmkit__seg_hdr *h = shmkit__segment_hdr(seg);
+	/* Relaxed: statistics snapshots, written by any attached process. */
+	uint32_t f = atomic_load_explicit(&h->wq_flags, memory_order_relaxed);
+	*st = (struct shmkit_wait_stats){
+		.fenced = (f & SHMKIT__WQ_FENCED) != 0,
+		.missed = atomic_load_explicit(&h->wq_missed, memory_order_relaxed),
+	};
+	return 0;
+}
+
 size_t shmkit_segment_size(const struct shmkit_segment *seg)
 {
 	return seg ? seg->data_size : 0;
@@ -1256,6 +1275,8 @@ static void info_from_view(struct shmkit_segment_info *inf, int status, const st
 	inf->creator_pid = c->creator_pid;
 	inf->creator_alive = shmkit_pid_alive(c->creator_pid, c->creator_start);
 	inf->created_ns = c->created_ns;
+	inf->lifetime = (c->flags & SHMKIT_SEG_PERSISTENT) ? SHMKIT_LIFETIME_PERSISTENT
+							   : SHMKIT_LIFETIME_EPHEMERAL;
 	inf->ver_major = c->ver_major;
 	inf->ver_minor = c->ver_minor;
 }
@@ -1297,6 +1318,8 @@ static int describe_posix(const char *name, struct shmkit_segment_info *inf, uin
 	inf->gid = st.st_gid;
 	inf->cuid = st.st_uid;
 	inf->cgid = st.st_gid;
+	inf->dev = st.st_dev;
+	inf->ino = st.st_ino;
 	*inode = st.st_ino;
 	struct hdr_view v;
 	memset(&v, 0, sizeof v);
@@ -1408,6 +1431,8 @@ int shmkit_segment_info(const struct shmkit_segment *seg, struct shmkit_segment_
 	info->gid = st.st_gid;
 	info->cuid = st.st_uid;
 	info->cgid = st.st_gid;
+	info->dev = st.st_dev;
+	info->ino = st.st_ino;
 	int status = hdr_validate(seg->base, (uint64_t)st.st_size, seg->map_size, &v);
 	status = trust_status(status, st.st_uid, st.st_uid, st.st_mode, &v);
 	info_from_view(info, status, &v);
@@ -1676,4 +1701,133 @@ int shmkit_segment_remove(const char *name, const struct shmkit_segment_opts *op
 	if (removed)
 		return removed;
 	return first_err ? first_err : -ENOENT;
+}
+
+/* --- removal that checks identity ------------------------------------------------------
+ *
+ * shmkit_segment_remove_exact() removes what a caller looked at (a `shmkit rm` that checked
+ * every name first, a `shmkit gc` that listed everything first), never what took its place
+ * since: docs/design.md, "Lifetimes and removal". */
+
+/* Whether the header now in `v` (status `status`) is the one `seen` was made from: when
+ * `seen` had a readable header, the same creation stamp; when it had none, none now. */
+static bool same_stamp(const struct shmkit_segment_info *seen, const struct hdr_view *v)
+{
+	if (seen->kind == 0)
+		return !v->trusted;
+	return v->trusted && v->copy.created_ns == seen->created_ns &&
+	       v->copy.creator_pid == seen->creator_pid && v->copy.kind == seen->kind;
+}
+
+/* The trust rule for removal: 0 when the object may be removed, -ENOTUNIQ when it is not a
+ * shmkit segment, -EPERM when it is not ours; SHMKIT_SEG_FOREIGN_UID accepts both. */
+static int remove_trust(int status, const struct hdr_view *v, uint32_t uid, uint32_t cuid,
+			uint32_t mode, uint32_t flags)
+{
+	if (flags & SHMKIT_SEG_FOREIGN_UID)
+		return 0;
+	if (status == -ENOTUNIQ)
+		return -ENOTUNIQ;
+	if (!ids_ours(uid, cuid, mode) || (v->trusted && v->copy.creator_uid != geteuid()))
+		return -EPERM;
+	return 0;
+}
+
+static int remove_exact_posix(const struct shmkit_segment_info *seen, uint32_t flags)
+{
+	char path[SHMKIT_NAME_MAX + 32];
+	snprintf(path, sizeof path, "/dev/shm/shmkit.%s", seen->name);
+	struct stat st;
+	int fd = posix_open_nb(seen->name, O_RDONLY, &st);
+	if (fd == -ENOENT)
+		return -ENOENT;
+	if (fd < 0 && fd != -ENOTUNIQ)
+		return fd == -EPERM ? -EACCES : fd;
+	/* While fd is open the inode cannot be freed, so its number cannot name another file:
+	 * the comparison below and the one before the unlink are exact. */
+	int err = 0;
+	struct hdr_view v;
+	memset(&v, 0, sizeof v);
+	int status = -ENOTUNIQ;
+	if ((uint64_t)st.st_dev != seen->dev || (uint64_t)st.st_ino != seen->ino) {
+		err = -ESTALE;
+	} else if (fd >= 0) {
+		_Alignas(8) uint8_t hdr[SHMKIT__HDR_SIZE];
+		ssize_t got = pread(fd, hdr, sizeof hdr, 0);
+		if (st.st_size == 0)
+			status = -EAGAIN;
+		else if (got != (ssize_t)sizeof hdr)
+			status = got < 0 ? -errno : -ERANGE;
+		else
+			status = hdr_validate(hdr, (uint64_t)st.st_size, SHMKIT__HDR_SIZE, &v);
+		if (!same_stamp(seen, &v))
+			err = -ESTALE;
+	}
+	if (!err)
+		err = remove_trust(status, &v, st.st_uid, st.st_uid, st.st_mode, flags);
+	if (!err) {
+		/* The last look at the name, right before unlink(2): still the file we hold? */
+		struct stat now;
+		if (fstatat(AT_FDCWD, path, &now, AT_SYMLINK_NOFOLLOW) < 0)
+			err = -errno;
+		else if (now.st_dev != st.st_dev || now.st_ino != st.st_ino)
+			err = -ESTALE;
+	}
+	if (!err && unlink(path) < 0)
+		err = remove_error(-errno);
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+static int remove_exact_sysv(const struct shmkit_segment_info *seen, uint32_t flags)
+{
+	struct shmid_ds ds;
+	if (seen->sysv_id < 0)
+		return -EINVAL;
+	bool gone = false;
+	if (shmctl(seen->sysv_id, IPC_STAT, &ds) < 0) {
+		if (errno != EINVAL && errno != EIDRM)
+			return remove_error(-errno);
+		gone = true;
+	} else {
+		gone = ds.shm_perm.mode & SHM_DEST;
+	}
+	if (gone) {
+		/* The segment looked at is gone. Another at its key took its place (the shmid
+		 * differs, so it is not the one seen): say so, as for a POSIX name. */
+		return seen->sysv_key != IPC_PRIVATE && shmget((key_t)seen->sysv_key, 0, 0) >= 0
+			       ? -ESTALE
+			       : -ENOENT;
+	}
+	if ((int32_t)ds.shm_perm.__key != seen->sysv_key)
+		return -ESTALE;
+	struct hdr_view v;
+	int status = sysv_peek(seen->sysv_id, ds.shm_segsz, &v);
+	if (status == -EACCES || status == -EPERM)
+		return -EACCES;
+	if (!v.magic_ok && status == -EAGAIN)
+		status = -ENOTUNIQ; /* as describe_sysv() sees it */
+	if (!same_stamp(seen, &v))
+		return -ESTALE;
+	int err = remove_trust(status, &v, ds.shm_perm.uid, ds.shm_perm.cuid, ds.shm_perm.mode,
+			       flags);
+	/* By shmid: the very segment looked at, whoever holds its key now. */
+	return err ? err : remove_error(rmid(seen->sysv_id));
+}
+
+int shmkit_segment_remove_exact(const struct shmkit_segment_info *seen, uint32_t flags)
+{
+	if (!seen || (flags & ~SHMKIT_SEG_FOREIGN_UID))
+		return -EINVAL;
+	switch (seen->backend) {
+	case SHMKIT_BACKEND_POSIX:
+		if (shmkit_name_valid(seen->name) < 0)
+			return -EINVAL;
+		return remove_exact_posix(seen, flags);
+	case SHMKIT_BACKEND_SYSV:
+		return remove_exact_sysv(seen, flags);
+	default:
+		return -EINVAL;
+	}
 }

@@ -7,17 +7,20 @@
  * Waiting, with futex_waitv (Linux >= 5.16):
  *   1. poll every member (acquire loads); report what is ready;
  *   2. spin for a short adaptive time, polling;
- *   3. for each distinct futex word: read its value (acquire, A-wq), then add 1 to its
- *      sleeper count (seq_cst) — the store half of each member's Dekker handshake;
- *   4. poll every member again with seq_cst loads; if one is ready, unregister and report;
+ *   3. for each distinct futex word: read its value (acquire, WQ-A1), then add 1 to its
+ *      sleeper count — the sleeper's store in each member's sleep/wake handshake;
+ *   4. one barrier for all of them (WQ-B1 of src/waitq_internal.h: membarrier, or a fence
+ *      in fenced mode), then poll every member again; if one is ready, unregister and
+ *      report;
  *   5. futex_waitv() on all the words with the values read in 3, until the deadline or a
  *      100 ms slice; unregister; go to 1.
- * A producer that made a member ready after 4 saw our sleeper registration (seq_cst order)
- * and bumped its word, so the futex_waitv either does not start (value changed) or is
- * woken. Stream channels publish with release stores, not seq_cst, so when one is among
- * the words, step 4 repeats for SHMKIT__SETTLE_NS and the first sleep of step 5 lasts at
- * most SHMKIT__SETTLE_NET_NS, then re-checks (src/waitq_internal.h explains the race these
- * close). The peers of channel members are checked for liveness (DEAD) every 100 ms, on
+ * A producer that made a member ready without the re-check of 4 seeing it saw our sleeper
+ * registration (the handshake's argument, per member) and bumped its word, so the
+ * futex_waitv either does not start (value changed) or is woken. Events (src/sync.c)
+ * notify with a seq_cst fence of their own, which pairs with the barrier of 4 like any
+ * fenced-mode waker. A slice that ends with a member ready and its word unchanged is a
+ * missed wake-up and is counted in that member's segment (wq_missed). The peers of channel
+ * members are checked for liveness (DEAD) every 100 ms, on
  * a schedule of their own: at the start of any wait (a poll included) once 100 ms passed
  * since the last check, whatever else is ready, and a sleep never lasts past the next
  * check. So a member that is always ready (CLOSED, busy) cannot hide a dead one.
@@ -249,7 +252,7 @@ static int wait_words(struct futex_waitv *v, unsigned nv, bool waitv, const stru
 	return e == -EINTR || e == -ETIMEDOUT ? e : 0;
 }
 
-/* The seq_cst re-check after registering: is anything ready, or were we kicked? */
+/* The re-check after registering and WQ-B1: is anything ready, or were we kicked? */
 static bool recheck(void *arg)
 {
 	struct any_ctx *x = arg;
@@ -274,9 +277,12 @@ static int sleep_round(struct shmkit_waitset *ws, struct wstate *st, struct any_
 		       const struct timespec *deadline)
 {
 	struct futex_waitv v[SHMKIT_WAITSET_MAX + 1];
-	_Atomic uint32_t *sl[SHMKIT_WAITSET_MAX];
+	struct member *mk[SHMKIT_WAITSET_MAX];
 	unsigned k = 0;
-	bool waitv = use_waitv(ws), settle = false;
+	bool waitv = use_waitv(ws);
+	/* WQ-B1 with membarrier only when every member's handle joined in asymmetric mode
+	 * (the process is registered then); events are notified with a fence either way. */
+	struct shmkit__wq bar = {.asym = shmkit__wq_registered()};
 	unsigned base = waitv || !x->n ? 0 : st->prim++ % x->n;
 	for (unsigned i = 0; i < x->n; i++) {
 		struct member *mb = &x->m[(base + i) % x->n];
@@ -287,23 +293,24 @@ static int sleep_round(struct shmkit_waitset *ws, struct wstate *st, struct any_
 			continue;
 		memset(&v[k], 0, sizeof v[k]);
 		v[k].uaddr = (uint64_t)(uintptr_t)mb->w.gen;
-		/* A-wq: the value the futex compares against; pairs with each waker's R-wq. */
+		/* WQ-A1: the value the futex compares against; pairs with each waker's WQ-R1. */
 		v[k].val = atomic_load_explicit(mb->w.gen, memory_order_acquire);
 		v[k].flags = FUTEX_32; /* shared: no FUTEX_PRIVATE_FLAG */
-		sl[k] = mb->w.sleepers;
-		/* A stream channel's producer publishes with a release store, not seq_cst. */
-		settle |= mb->type == M_CHAN;
+		mk[k] = mb;
+		if (mb->w.wq && !mb->w.wq->asym)
+			bar.asym = false;
 		k++;
 		if (!waitv)
 			break; /* fallback: register on the primary only */
 	}
 	for (unsigned j = 0; j < k; j++) {
-		/* seq_cst: the store half of each member's handshake. */
-		atomic_fetch_add_explicit(sl[j], 1, memory_order_seq_cst);
+		/* Relaxed: the sleeper's store of each member's handshake; WQ-B1 orders it. */
+		atomic_fetch_add_explicit(mk[j]->w.sleepers, 1, memory_order_relaxed);
 	}
+	if (k)
+		shmkit__wq_barrier(&bar);
 	int r = 0;
-	/* With a stream channel registered: settle (SHMKIT__SETTLE_NS, src/waitq_internal.h). */
-	if (!(settle ? shmkit__settle(recheck, x) : recheck(x))) {
+	if (!recheck(x)) {
 		struct timespec until;
 		bool at_deadline = shmkit__slice_until(&until, deadline,
 						       live_slice(st, waitv ? SHMKIT__SLICE_NS
@@ -321,13 +328,13 @@ static int sleep_round(struct shmkit_waitset *ws, struct wstate *st, struct any_
 			e = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL);
 			e = e == EINTR ? -EINTR : -ETIMEDOUT;
 		} else {
-			/* With a stream channel registered: the safety net of SHMKIT__SETTLE_NS,
-			 * one more re-check a while later. */
-			struct timespec first;
-			settle = settle && !shmkit__slice_until(&first, &until, SHMKIT__SETTLE_NET_NS);
-			e = wait_words(v, nv, waitv, settle ? &first : &until);
-			if (e == -ETIMEDOUT && settle)
-				e = recheck(x) ? 0 : wait_words(v, nv, waitv, &until);
+			e = wait_words(v, nv, waitv, &until);
+			/* A slice ended: did a wake-up get lost? (src/waitq_internal.h) */
+			for (unsigned j = 0; e == -ETIMEDOUT && !at_deadline && j < k; j++)
+				if (mk[j]->w.wq)
+					shmkit__wq_count_missed(mk[j]->w.wq, mk[j]->w.gen,
+								(uint32_t)v[j].val,
+								member_poll(mk[j], true) != 0);
 		}
 		if (e == -EINTR)
 			r = -EINTR;
@@ -336,7 +343,7 @@ static int sleep_round(struct shmkit_waitset *ws, struct wstate *st, struct any_
 	}
 	for (unsigned j = 0; j < k; j++) {
 		/* Relaxed: leaving needs no ordering; at worst one needless wake. */
-		atomic_fetch_sub_explicit(sl[j], 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(mk[j]->w.sleepers, 1, memory_order_relaxed);
 	}
 	return r;
 }
@@ -544,7 +551,7 @@ int shmkit_waitset_add_chan(struct shmkit_waitset *ws, struct shmkit_chan *ch, u
 	if (!ws || !ch)
 		return -EINVAL;
 	struct shmkit__watch w = {0};
-	int err = shmkit__chan_consumer_waitq(ch, &w.gen, &w.sleepers);
+	int err = shmkit__chan_consumer_waitq(ch, &w.gen, &w.sleepers, &w.wq);
 	if (err)
 		return err;
 	w.poll = chan_poll;

@@ -1,22 +1,70 @@
-/* shmkit — pieces shared by the multi-party channels (src/pubsub.c, src/queue.c) and the
- * waitset (src/wait.c): process identity words, futex wait queues with a sleeper count,
- * adaptive spinning, deadlines, and fences that gcc's ThreadSanitizer accepts. Never
- * installed.
+/* shmkit — pieces shared by every kind that sleeps on shared memory (src/chan.c,
+ * src/pubsub.c, src/queue.c, the waitset src/wait.c, the event count src/sync.c): process
+ * identity words, the sleep/wake handshake, futex wait queues with a sleeper count, adaptive
+ * spinning, deadlines, and fences that gcc's ThreadSanitizer accepts. Never installed.
  *
- * The wait queue is the protocol of src/chan.c (see its top comment), factored out so the
- * new channels and the waitset speak exactly the same one:
+ * The sleep/wake handshake (docs/design.md, "Sleep/wake handshake", has the long form).
+ * A waker makes a condition true with a store X (a position, a slot state: release, so the
+ * publish path needs no fence), then loads the sleeper count S. A sleeper adds itself to S,
+ * then re-checks X, and only then sleeps. This is Dekker's pattern: store, then load the
+ * other's word, on both sides. Without a full barrier between each side's store and load,
+ * both loads can run before the other side's store is visible (a store buffer does exactly
+ * that), the waker sees no sleeper and the sleeper sees no change: a lost wake-up.
  *
- *     sleeper                                   waker
- *     gen0 = gen (acquire, A-wq)                store what the sleeper waits for (seq_cst)
- *     sleepers += 1 (seq_cst)                   load sleepers (seq_cst); 0: done
- *     re-check the condition (seq_cst loads)    gen += 1 (release, R-wq)
- *     FUTEX_WAIT(gen, gen0, slice)              FUTEX_WAKE(gen, n)
- *     sleepers -= 1
+ *     sleeper                                     waker
+ *     gen0 = gen (acquire, WQ-A1)                 X = v (release: the kind's R-label)
+ *     S += 1                                      [WQ-F2: fence seq_cst, fenced mode only]
+ *     WQ-B1: membarrier(GLOBAL_EXPEDITED)         if (S == 0) done   (relaxed load)
+ *            (fenced mode: fence seq_cst)         gen += 1 (release, WQ-R1)
+ *     re-check X (acquire)                        FUTEX_WAKE(gen)
+ *     FUTEX_WAIT(gen, gen0, liveness slice)
+ *     S -= 1
  *
- * Both sides store then load in the single seq_cst order, so either the sleeper's re-check
- * sees the change or the waker sees the sleeper; the gen bump makes a FUTEX_WAIT that has
- * not started yet return at once. A sleeper killed while counted leaves `sleepers` one too
- * high: the waker then makes one needless system call per wake, never a wrong decision.
+ * Asymmetric mode (every attached process registered with MEMBARRIER_CMD_REGISTER_GLOBAL_
+ * EXPEDITED): WQ-B1 runs a full memory barrier on every CPU that runs a thread of a
+ * registered process, and on the caller, before it returns; a registered thread that is not
+ * running passes a barrier (the context switch) before it runs again. Take the point where
+ * the waker's CPU executes that barrier. If it comes after the waker's store X, X is
+ * globally visible before WQ-B1 returns, so the re-check (after WQ-B1) sees X. If it comes
+ * before the store X, the waker's later load of S is ordered after that barrier, which is
+ * ordered after the sleeper's S += 1 (sequenced before the system call): the waker sees the
+ * sleeper, bumps gen (so a FUTEX_WAIT that has not started yet returns at once, the kernel
+ * compares gen under its lock) and wakes it. No fence on the publish path; the 1.5 µs
+ * system call is paid only by a process that is about to sleep anyway.
+ *
+ * Fenced mode (membarrier missing or refused, SHMKIT_NO_MEMBARRIER=1, or a peer that did
+ * not register): both sides execute a seq_cst fence (WQ-F2 and WQ-B1). In C11's total order
+ * of seq_cst fences one comes first; the side after it sees the other's store. Which mode a
+ * waker uses is read from the wait queue's `fenced` word on every wake (same line as S, so
+ * no extra cache miss): any process that attaches without taking part in the asymmetric
+ * protocol sets it (shmkit__wq_attach) before it can sleep or wake. A waker that is itself
+ * unregistered therefore always fences (it reads its own store).
+ *
+ * The late attacher. A registered waker may have loaded `fenced` = 0 just before an
+ * unregistered process set it. That attacher therefore issues one MEMBARRIER_CMD_GLOBAL_
+ * EXPEDITED after setting the flag when the system call is available to it (the flag is
+ * the unregistered attacher's store, the waker's load of it the load): every waker's load
+ * of `fenced` after that barrier sees 1 and fences; a wake whose load of `fenced` ran
+ * before it had its store X ordered before the barrier too, so X is visible to every
+ * re-check the attacher makes later. When the call is not available to the attacher
+ * (seccomp refusing membarrier in one process while its peers use it) that window stays
+ * open for wakes racing the attach itself; the attacher's first sleeps are then bounded by
+ * the 100 ms liveness slice like any other, and a slice that ends with the condition true
+ * and the generation unchanged is counted (below) — a count of zero is the proof.
+ *
+ * No timing is part of the argument. Sleeps are cut into liveness slices (100 ms: is the
+ * peer still alive?). A slice that ends, finds the condition true and the generation
+ * unchanged is a wake-up the handshake should have delivered: it is counted in the
+ * segment's `wq_missed` (src/internal.h), shown by `shmkit stat`, and every test and
+ * benchmark asserts it stays 0.
+ *
+ * ThreadSanitizer does not model membarrier (nor the store buffer: it executes the
+ * handshake sequentially consistently), so it can neither confirm nor refute it; what it
+ * checks — that payload bytes are ordered by the kinds' release/acquire pairs — does not
+ * depend on it. The TSan build uses the asymmetric mode like the others.
+ *
+ * A sleeper killed while counted leaves S one too high: the waker then makes one needless
+ * system call per wake, never a wrong decision.
  */
 #ifndef SHMKIT_WAITQ_INTERNAL_H
 #define SHMKIT_WAITQ_INTERNAL_H
@@ -46,6 +94,11 @@ static inline void shmkit__fence_acquire(void)
 static inline void shmkit__fence_release(void)
 {
 	atomic_thread_fence(memory_order_release);
+}
+
+static inline void shmkit__fence_seq_cst(void)
+{
+	atomic_thread_fence(memory_order_seq_cst);
 }
 
 #ifdef SHMKIT__WQ_TSAN_PRAGMAS
@@ -89,63 +142,93 @@ static inline bool shmkit__deadline_passed(const struct timespec *deadline, uint
 bool shmkit__slice_until(struct timespec *until, const struct timespec *deadline,
 			 uint64_t slice_ns);
 
+/* --- the handshake's per-process and per-segment state ------------------------------------ */
+
+struct shmkit_segment;
+
+/* What a handle needs to take part in the handshake, filled by shmkit__wq_attach(). */
+struct shmkit__wq {
+	bool asym;                 /* this handle's sleeps use membarrier (WQ-B1) */
+	_Atomic uint64_t *missed;  /* the segment's wq_missed counter (src/internal.h) */
+};
+
+/* Whether this process registered for MEMBARRIER_CMD_GLOBAL_EXPEDITED (tried once, on
+ * first use; never when SHMKIT_NO_MEMBARRIER=1 is set then). */
+bool shmkit__wq_registered(void);
+
+/* Joins the handshake of a segment whose wait queues are qs[0..n-1]: called by every
+ * handle that sleeps or wakes on them, before its first sleep or wake. When this process
+ * does not take part in the asymmetric mode (not registered, or SHMKIT_NO_MEMBARRIER=1 in
+ * its environment now), sets each queue's `fenced` word and the segment's WQ_FENCED flag,
+ * then closes the late-attacher window (top of file). Fills *w. */
+struct shmkit__waitq;
+void shmkit__wq_attach(struct shmkit__wq *w, struct shmkit_segment *seg,
+		       struct shmkit__waitq *const *qs, unsigned n);
+
+/* The sleeper's barrier WQ-B1 (and the joiner's in pub/sub). */
+void shmkit__wq_barrier(const struct shmkit__wq *w);
+
+/* The waker's side of the barrier: WQ-F2 when the queue is in fenced mode. */
+static inline void shmkit__wq_waker_barrier(const _Atomic uint32_t *fenced)
+{
+	/* Relaxed: the flag only selects the mode; the late-attacher argument (top of file)
+	 * covers a stale 0. */
+	if (SHMKIT__UNLIKELY(atomic_load_explicit(fenced, memory_order_relaxed)))
+		shmkit__fence_seq_cst(); /* WQ-F2: pairs with WQ-B1 in fenced mode */
+}
+
 /* --- wait queues --------------------------------------------------------------------------- */
 
-/* 8 bytes in shared memory, given its own cache line by the layouts that embed it. */
+/* 16 bytes in shared memory, given its own cache line by the layouts that embed it. */
 struct shmkit__waitq {
 	_Atomic uint32_t gen;      /* futex word */
 	_Atomic uint32_t sleepers; /* a hint: zero means nobody needs a FUTEX_WAKE */
+	_Atomic uint32_t fenced;   /* nonzero: wakers fence (WQ-F2); set by shmkit__wq_attach */
+	uint32_t reserved;
 };
-static_assert(sizeof(struct shmkit__waitq) == 8, "wait queue layout");
+static_assert(sizeof(struct shmkit__waitq) == 16, "wait queue layout");
 static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "futex word is a plain u32");
 
-/* Waker side: call right after the seq_cst store that made the condition true. Wakes up
- * to `n` sleepers when somebody sleeps; returns whether it made the system call. */
-static inline bool shmkit__waitq_wake(struct shmkit__waitq *q, int n)
+/* Waker side, part 1 (inline): call right after the store that made the condition true.
+ * Returns whether somebody sleeps. */
+static inline bool shmkit__waitq_pending(struct shmkit__waitq *q)
 {
-	/* seq_cst: the load half of the Dekker handshake (top of this file). */
-	if (atomic_load_explicit(&q->sleepers, memory_order_seq_cst) == 0)
-		return false;
-	/* R-wq: pairs with A-wq in shmkit__waitq_sleep(); a FUTEX_WAIT on the old value now
+	shmkit__wq_waker_barrier(&q->fenced);
+	/* Relaxed: the load half of the handshake; WQ-B1 (or WQ-F2) orders it. */
+	return atomic_load_explicit(&q->sleepers, memory_order_relaxed) != 0;
+}
+
+/* Waker side, part 2: bumps the generation and wakes up to `n` sleepers. */
+static inline void shmkit__waitq_wake_now(struct shmkit__waitq *q, int n)
+{
+	/* WQ-R1: pairs with WQ-A1 in shmkit__waitq_sleep(); a FUTEX_WAIT on the old value now
 	 * fails at once. */
 	atomic_fetch_add_explicit(&q->gen, 1, memory_order_release);
 	shmkit_futex_wake((uint32_t *)(void *)&q->gen, n);
+}
+
+/* Both parts: returns whether it made the system call. */
+static inline bool shmkit__waitq_wake(struct shmkit__waitq *q, int n)
+{
+	if (!shmkit__waitq_pending(q))
+		return false;
+	shmkit__waitq_wake_now(q, n);
 	return true;
 }
 
-/* Settling, for wait queues whose wakers publish with a plain release store instead of a
- * seq_cst one (the stream channel's positions, src/chan.c). A seq_cst store is a full
- * fence: on x86 it stalls the publisher until every record line it wrote has been fetched
- * for writing, which cost a third of the stream's per-message throughput.
- *
- * Without the store-load order the handshake above can miss once: the waker's store still
- * sits in its store buffer when the sleeper re-checks, and the waker's load of `sleepers`
- * ran before the sleeper's registration became visible. (Measured on the 2-CPU test VM,
- * blocking ping-pong, re-check then sleep: about 3 misses in 10,000 sleeps.) Such a
- * waker made its store before the registration was visible, and a store drains from the
- * store buffer within a fraction of a microsecond; so after registering, the sleeper keeps
- * re-checking for SHMKIT__SETTLE_NS before it sleeps (the same test: no miss in 94,000
- * sleeps with half that time), and any later waker sees the registration. As a safety net
- * the first FUTEX_WAIT lasts at most SHMKIT__SETTLE_NET_NS and is followed by one more
- * re-check: C11 only promises that a store becomes visible "within a reasonable amount of
- * time", so a miss costs at most that long, never a hang. (A much shorter net is not
- * free: on the test VM a timer due within a millisecond made every futex wake-up slower,
- * doubling the blocking round trip at 50 µs.) */
-#define SHMKIT__SETTLE_NS 1000u
-#define SHMKIT__SETTLE_NET_NS 10000000ull
+/* Counts a wake-up the handshake did not deliver: a liveness slice ended with the condition
+ * true and the futex word `gen` still at gen0 (nobody bumped it: no waker saw us). */
+void shmkit__wq_count_missed(const struct shmkit__wq *w, const _Atomic uint32_t *gen,
+			     uint32_t gen0, bool ready);
 
-/* Re-checks ready(ctx) for SHMKIT__SETTLE_NS; returns whether it became true. */
-bool shmkit__settle(bool (*ready)(void *), void *ctx);
-
-/* Sleeper side. `ready(ctx)` is the seq_cst re-check. Sleeps at most until the earlier of
- * `deadline` and slice_ns from now; `settle`: the waker publishes with a release store,
- * so settle first and cap the first sleep (SHMKIT__SETTLE_NS). Returns 0 (ready or woken:
+/* Sleeper side. `ready(ctx)` is the re-check (acquire loads suffice after WQ-B1). Sleeps at
+ * most until the earlier of `deadline` and slice_ns from now. Returns 0 (ready or woken:
  * re-try the operation), 1 (the slice ended: check peer liveness, then re-try),
  * -ETIMEDOUT (the deadline passed), -EINTR. *slept is set when a FUTEX_WAIT was really
  * made. */
-int shmkit__waitq_sleep(struct shmkit__waitq *q, bool (*ready)(void *), void *ctx,
-			const struct timespec *deadline, uint64_t slice_ns, bool settle,
-			bool *slept);
+int shmkit__waitq_sleep(struct shmkit__waitq *q, const struct shmkit__wq *w,
+			bool (*ready)(void *), void *ctx, const struct timespec *deadline,
+			uint64_t slice_ns, bool *slept);
 
 /* --- adaptive spinning ------------------------------------------------------------------ */
 
@@ -175,8 +258,8 @@ void shmkit__spin_learn(struct shmkit__spin *s);
 struct shmkit__watch {
 	_Atomic uint32_t *gen;
 	_Atomic uint32_t *sleepers;
-	/* SHMKIT_WAIT_* bits of what is ready now; sc = seq_cst loads (the re-check after
-	 * registering as a sleeper). */
+	/* SHMKIT_WAIT_* bits of what is ready now; sc = the re-check after registering as a
+	 * sleeper and WQ-B1 (seq_cst loads, as cheap as acquire on the machines we run on). */
 	unsigned (*poll)(const void *src, bool sc);
 	/* 1 when the peer whose messages we wait for is known dead (reads /proc: slow). */
 	int (*peer_dead)(const void *src);
@@ -184,6 +267,7 @@ struct shmkit__watch {
 	 * returns how many (reads /proc: slow). */
 	int (*repair)(const void *src);
 	const void *src;
+	const struct shmkit__wq *wq; /* the handle's handshake state; NULL for an event */
 };
 
 struct shmkit_pubsub;

@@ -236,8 +236,8 @@ static const struct jval *jrow(const struct jval *arr, const char *name, double 
 }
 
 static const char *const row_keys[] = {"mechanism", "mode", "size", "rtt_p50_ns", "rtt_p99_ns",
-				       "rtt_p999_ns", "rtt_max_ns", "msgs_per_s", "bytes_per_s",
-				       "ratio_to_floor"};
+				       "rtt_p999_ns", "rtt_max_ns", "rtt_samples", "msgs_per_s",
+				       "bytes_per_s", "ratio_to_floor"};
 
 /* Every row has every documented key with the right type (number or null). */
 static void check_shape(const struct jval *arr)
@@ -261,12 +261,19 @@ static void check_shape(const struct jval *arr)
 	}
 }
 
-/* p50 <= p99 <= p99.9 <= max, all positive. */
+/* p50 <= p99 <= p99.9 <= max, all positive; a percentile is there exactly when the sample
+ * count supports it (p99: 100 samples, p99.9: 1 000), else null. */
 static void check_rtt(const struct jval *row)
 {
-	double p50 = jnum(row, "rtt_p50_ns"), p99 = jnum(row, "rtt_p99_ns");
-	double p999 = jnum(row, "rtt_p999_ns"), max = jnum(row, "rtt_max_ns");
-	ck_assert_msg(p50 > 0 && p50 <= p99 && p99 <= p999 && p999 <= max,
+	double n = jnum(row, "rtt_samples");
+	double p50 = jnum(row, "rtt_p50_ns"), max = jnum(row, "rtt_max_ns");
+	const struct jval *v99 = jget(row, "rtt_p99_ns"), *v999 = jget(row, "rtt_p999_ns");
+	ck_assert_msg(v99 && v999, "percentile keys");
+	ck_assert_msg((v99->type == J_NUM) == (n >= 100), "p99 with %g samples", n);
+	ck_assert_msg((v999->type == J_NUM) == (n >= 1000), "p99.9 with %g samples", n);
+	double p99 = v99->type == J_NUM ? v99->num : p50;
+	double p999 = v999->type == J_NUM ? v999->num : p99;
+	ck_assert_msg(n > 0 && p50 > 0 && p50 <= p99 && p99 <= p999 && p999 <= max,
 		      "percentiles: %g %g %g %g", p50, p99, p999, max);
 	ck_assert_msg(jnum(row, "ratio_to_floor") > 0, "ratio_to_floor");
 	const struct jval *e = jget(row, "error");

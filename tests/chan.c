@@ -181,6 +181,47 @@ START_TEST(test_bad_options)
 }
 END_TEST
 
+/* The consumer's side of the MORE contract at the end: abort drops held releases (the
+ * messages were not handed on, a next consumer gets them), close publishes them; and
+ * close says which end left last. */
+START_TEST(test_leave_held_and_last)
+{
+	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 1 << 16, 0);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct shmkit_chan *o; /* opened now: the memfd goes with the producer's handle */
+	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_OBSERVER, 0, &o), 0);
+	for (uint64_t i = 0; i < 4; i++)
+		ck_assert_int_eq(shmkit_chan_send(p, &i, sizeof i), 0);
+	struct shmkit_chan *c;
+	const void *cp;
+	size_t n;
+	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
+		ck_assert_int_eq(shmkit_chan_release(c, SHMKIT_CHAN_MORE), 0);
+	}
+	ck_assert_int_eq(shmkit_chan_abort(c), 0); /* the producer is still there */
+	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	uint64_t v;
+	ck_assert_int_eq(shmkit_chan_recv(c, &v, sizeof v), 8);
+	ck_assert_uint_eq(v, 0); /* the aborted consumer's held releases were dropped */
+	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
+	ck_assert_int_eq(shmkit_chan_release(c, SHMKIT_CHAN_MORE), 0);
+	ck_assert_int_eq(shmkit_chan_detach(c), 0); /* publishes the held release */
+	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	ck_assert_int_eq(shmkit_chan_recv(c, &v, sizeof v), 8);
+	ck_assert_uint_eq(v, 2);
+	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
+	ck_assert_int_eq(shmkit_chan_release(c, SHMKIT_CHAN_MORE), 0);
+	ck_assert_int_eq(shmkit_chan_close(p), 0); /* the reader is still there */
+	ck_assert_int_eq(shmkit_chan_close(c), 1); /* the stream was closed: last to leave */
+	struct shmkit_chan_stats st;
+	ck_assert_int_eq(shmkit_chan_stats(o, &st), 0);
+	ck_assert_uint_eq(st.fill, 0); /* close published the held release */
+	ck_assert_int_eq(shmkit_chan_close(o), 0);
+}
+END_TEST
+
 START_TEST(test_batch_and_zero_copy)
 {
 	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 1 << 16, 0);
@@ -210,14 +251,25 @@ START_TEST(test_batch_and_zero_copy)
 	}
 	shmkit_chan_stats(c, &st);
 	ck_assert_uint_eq(st.msgs_recv, 0); /* batched: not published */
-	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), -EAGAIN); /* publishes on empty */
+	/* Held releases stay held: an empty peek does not publish them, and a wait refuses
+	 * to wait on them (the producer may need that space). Only the consumer publishes. */
+	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), -EAGAIN);
+	struct timespec now0;
+	shmkit_deadline_after(&now0, 0);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, &now0), -EDEADLK);
+	char tiny[8];
+	ck_assert_int_eq(shmkit_chan_recv_wait(c, tiny, sizeof tiny, NULL), -EDEADLK);
+	shmkit_chan_stats(c, &st);
+	ck_assert_uint_eq(st.msgs_recv, 0);
+	ck_assert_int_eq(shmkit_chan_flush(c), 0);
 	shmkit_chan_stats(c, &st);
 	ck_assert_uint_eq(st.msgs_recv, 50);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, &now0), -ETIMEDOUT);
 	ck_assert_uint_eq(st.fill, 0);
 	ck_assert_int_eq(shmkit_chan_release(c, 0), -EINVAL);
 	ck_assert_int_eq(shmkit_chan_commit(p, 0, 0), -EINVAL);
 	/* A MORE batch longer than half the ring is published anyway. */
-	for (uint64_t i = 0; i < 400; i++) {
+	for (uint64_t i = 0; i < 500; i++) {
 		void *buf;
 		ck_assert_int_eq(shmkit_chan_loan(p, 100, &buf), 0);
 		shmkit_chan_commit(p, 100, SHMKIT_CHAN_MORE);
@@ -225,10 +277,17 @@ START_TEST(test_batch_and_zero_copy)
 			ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
 	}
 	ck_assert_int_eq(shmkit_chan_flush(p), 0);
-	for (int i = 0; i < 400; i++) {
+	/* A MORE release batch is never published on the consumer's behalf, however long:
+	 * the producer sees the whole ring taken until the consumer flushes. */
+	for (int i = 0; i < 500; i++) {
 		T_CHECK(shmkit_chan_peek(c, &cp, &n) == 0 && n == 100, "message %d", i);
-		shmkit_chan_release(c, 0);
+		shmkit_chan_release(c, SHMKIT_CHAN_MORE);
 	}
+	shmkit_chan_stats(c, &st);
+	ck_assert_uint_eq(st.fill, 500 * 112); /* 8-byte header + 100 bytes, 8-aligned */
+	void *lb; /* 16 KiB (the largest message) does not fit beside 56000 held bytes */
+	ck_assert_int_eq(shmkit_chan_loan(p, 16000, &lb), -EAGAIN);
+	ck_assert_int_eq(shmkit_chan_flush(c), 0);
 	ck_assert_int_eq(shmkit_chan_drain_wait(p, NULL), 0);
 	shmkit_chan_close(c);
 	shmkit_chan_close(p);
@@ -302,7 +361,13 @@ static int consumer_main(void *arg)
 			n = r < 0 ? 0 : (size_t)r;
 			p = tmp;
 		} else {
-			err = shmkit_chan_peek_wait(ch, &p, &n, NULL);
+			/* Held releases are published before waiting, as shmkit_chan_release(3)
+			 * asks (the wait would refuse with -EDEADLK). */
+			err = shmkit_chan_peek(ch, &p, &n);
+			if (err == -EAGAIN) {
+				shmkit_chan_flush(ch);
+				err = shmkit_chan_peek_wait(ch, &p, &n, NULL);
+			}
 		}
 		if (err == -EPIPE && seq == a->count)
 			break;
@@ -937,6 +1002,7 @@ static Suite *chan_suite(void)
 	tcase_add_test(tc, test_roles_and_basics);
 	tcase_add_test(tc, test_bad_options);
 	tcase_add_test(tc, test_batch_and_zero_copy);
+	tcase_add_test(tc, test_leave_held_and_last);
 	tcase_add_test(tc, test_close_abort_detach);
 	tcase_add_test(tc, test_timeouts);
 	tcase_add_test(tc, test_blocking_wakeup_and_idle);

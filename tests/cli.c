@@ -17,6 +17,7 @@
 #include <sys/ipc.h>
 #include <sys/prctl.h>
 #include <sys/shm.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -735,16 +736,6 @@ END_TEST
 
 /* --- pub / sub ------------------------------------------------------------------------------ */
 
-/* A temporary file, already unlinked: the descriptor is all there is. */
-static int tmp_fd(void)
-{
-	char path[] = "/tmp/shmkit-cli-test.XXXXXX";
-	int fd = mkostemp(path, O_CLOEXEC);
-	ck_assert_msg(fd >= 0, "mkostemp: %s", strerror(errno));
-	unlink(path);
-	return fd;
-}
-
 static void write_full(int fd, const void *data, size_t len)
 {
 	for (size_t off = 0; off < len;) {
@@ -753,23 +744,6 @@ static void write_full(int fd, const void *data, size_t len)
 		if (n > 0)
 			off += (size_t)n;
 	}
-}
-
-/* The whole content of the file behind fd, malloc'ed, in *len bytes. */
-static uint8_t *fd_slurp(int fd, size_t *len)
-{
-	struct stat st;
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	uint8_t *p = malloc((size_t)st.st_size + 1);
-	ck_assert_ptr_nonnull(p);
-	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = pread(fd, p + got, (size_t)st.st_size - got, (off_t)got);
-		ck_assert_int_gt(n, 0);
-		got += (size_t)n;
-	}
-	*len = got;
-	return p;
 }
 
 static uint8_t *rand_bytes(size_t len, uint64_t seed)
@@ -861,7 +835,7 @@ static void round_trip(const char *name, const void *in, size_t inlen, size_t ma
 	for (; *sub_args; sub_args++)
 		args[n++] = *sub_args;
 	args[n] = NULL;
-	int out = tmp_fd();
+	int out = t_tmp_fd();
 	struct t_proc sub, pub;
 	t_spawn_cli(&sub, -1, out, args);
 
@@ -878,7 +852,7 @@ static void round_trip(const char *name, const void *in, size_t inlen, size_t ma
 		in_fd = feed(in, inlen, max_chunk, &feeder);
 	} else {
 		/* Straight from a regular file. */
-		in_fd = tmp_fd();
+		in_fd = t_tmp_fd();
 		write_full(in_fd, in, inlen);
 		ck_assert_int_eq(lseek(in_fd, 0, SEEK_SET), 0);
 	}
@@ -894,7 +868,7 @@ static void round_trip(const char *name, const void *in, size_t inlen, size_t ma
 	if (feeder)
 		ck_assert_int_eq(t_wait(feeder, 10000), 0);
 	size_t got;
-	uint8_t *o = fd_slurp(out, &got);
+	uint8_t *o = t_fd_slurp(out, &got);
 	size_t same = 0;
 	while (same < got && same < wantlen && o[same] == ((const uint8_t *)want)[same])
 		same++;
@@ -1175,7 +1149,9 @@ START_TEST(test_sub_reader_gone)
 	ck_assert_str_eq(pub.e.data, want);
 	t_proc_free(&pub);
 	t_proc_free(&sub);
-	ck_assert_int_eq(run_cli("rm", name)->status, 0);
+	/* The reader closed its side first, so pub was the last end to leave: it removed
+	 * the channel. */
+	ck_assert_msg(!seg_exists(name, SHMKIT_BACKEND_ANY, 0), "%s remains", name);
 }
 END_TEST
 
@@ -1346,7 +1322,7 @@ START_TEST(test_stat_stream)
 
 	/* A consumer takes one message and leaves; then the producer closes. */
 	ck_assert_int_eq(t_wait(t_fork(consume_one, name), 10000), 0);
-	ck_assert_int_eq(shmkit_chan_close(ch), 0);
+	ck_assert_int_eq(shmkit_chan_close(ch), 1); /* the reader closed first: we are last */
 	r = run_cli("stat", name, "--json");
 	ck_assert_int_eq(r->status, 0);
 	ck_assert_msg(json_valid(r->out), "not JSON: %s", r->out);
@@ -1385,18 +1361,18 @@ END_TEST
 
 /* --- ls ----------------------------------------------------------------------------------- */
 
-/* The ls line whose NAME column is `name` and BACKEND column `backend`, split in 11 columns. */
-static bool ls_line(const char *out, const char *name, const char *backend, char col[11][64])
+/* The ls line whose NAME column is `name` and BACKEND column `backend`, split in 12 columns. */
+static bool ls_line(const char *out, const char *name, const char *backend, char col[12][64])
 {
 	for (const char *line = out; *line;) {
 		const char *nl = strchr(line, '\n');
 		size_t len = nl ? (size_t)(nl - line) : strlen(line);
 		char copy[1024];
 		snprintf(copy, sizeof copy, "%.*s", (int)len, line);
-		int n = sscanf(copy, "%63s %63s %63s %63s %63s %63s %63s %63s %63s %63s %63s", col[0],
-			       col[1], col[2], col[3], col[4], col[5], col[6], col[7], col[8], col[9],
-			       col[10]);
-		if (n == 11 && strcmp(col[0], name) == 0 && strcmp(col[1], backend) == 0)
+		int n = sscanf(copy, "%63s %63s %63s %63s %63s %63s %63s %63s %63s %63s %63s %63s",
+			       col[0], col[1], col[2], col[3], col[4], col[5], col[6], col[7], col[8],
+			       col[9], col[10], col[11]);
+		if (n == 12 && strcmp(col[0], name) == 0 && strcmp(col[1], backend) == 0)
 			return true;
 		line += len + (nl != NULL);
 	}
@@ -1408,10 +1384,10 @@ static struct t_run *run_ls_until(const char *pname, const char *sname, const ch
 {
 	struct t_run *r = NULL;
 	for (int i = 0; i < SETTLE_TRIES; i++) {
-		char col[11][64];
+		char col[12][64];
 		r = run_cli("ls");
-		if (ls_line(r->out, pname, "posix", col) && strcmp(col[9], attached) == 0 &&
-		    ls_line(r->out, sname, "sysv", col) && strcmp(col[9], attached) == 0)
+		if (ls_line(r->out, pname, "posix", col) && strcmp(col[10], attached) == 0 &&
+		    ls_line(r->out, sname, "sysv", col) && strcmp(col[10], attached) == 0)
 			break;
 		usleep(SETTLE_US);
 	}
@@ -1435,39 +1411,40 @@ START_TEST(test_ls)
 	ck_assert_int_eq(r->status, 0);
 	ck_assert_str_eq(r->err, "");
 	ck_assert_msg(strncmp(r->out, "NAME ", 5) == 0, "%s", r->out);
-	const char *titles[] = {"BACKEND", "KEY", "KIND", "SIZE", "MODE", "OWNER", "PID",
+	const char *titles[] = {"BACKEND", "KEY", "KIND", "LIFETIME", "SIZE", "MODE", "OWNER", "PID",
 				"ALIVE", "ATTACHED", "STATUS"};
 	for (size_t i = 0; i < sizeof titles / sizeof *titles; i++)
 		ck_assert_msg(strstr(r->out, titles[i]), "no column %s", titles[i]);
 
-	char col[11][64];
+	char col[12][64];
 	ck_assert_msg(ls_line(r->out, pname, "posix", col), "%s not in:\n%s", pname, r->out);
 	ck_assert_str_eq(col[2], "-");
 	ck_assert_str_eq(col[3], "raw");
-	ck_assert_str_eq(col[4], "4.0K");
-	ck_assert_str_eq(col[5], "0640");
-	ck_assert_str_eq(col[7], pid);
-	ck_assert_str_eq(col[8], "yes");
-	ck_assert_str_eq(col[9], "1"); /* this process maps it */
-	ck_assert_str_eq(col[10], "ok");
+	ck_assert_str_eq(col[4], "ephemeral"); /* the library's default */
+	ck_assert_str_eq(col[5], "4.0K");
+	ck_assert_str_eq(col[6], "0640");
+	ck_assert_str_eq(col[8], pid);
+	ck_assert_str_eq(col[9], "yes");
+	ck_assert_str_eq(col[10], "1"); /* this process maps it */
+	ck_assert_str_eq(col[11], "ok");
 
 	ck_assert_msg(ls_line(r->out, sname, "sysv", col), "%s not in:\n%s", sname, r->out);
 	ck_assert_str_eq(col[2], keystr);
 	ck_assert_str_eq(col[3], "raw");
-	ck_assert_str_eq(col[5], "0600");
-	ck_assert_str_eq(col[7], pid);
-	ck_assert_str_eq(col[8], "yes");
-	ck_assert_str_eq(col[9], "1");
-	ck_assert_str_eq(col[10], "ok");
+	ck_assert_str_eq(col[6], "0600");
+	ck_assert_str_eq(col[8], pid);
+	ck_assert_str_eq(col[9], "yes");
+	ck_assert_str_eq(col[10], "1");
+	ck_assert_str_eq(col[11], "ok");
 
 	/* Detached: the count follows. */
 	shmkit_segment_close(ps);
 	shmkit_segment_close(ss);
 	r = run_ls_until(pname, sname, "0");
 	ck_assert(ls_line(r->out, pname, "posix", col));
-	ck_assert_str_eq(col[9], "0");
+	ck_assert_str_eq(col[10], "0");
 	ck_assert(ls_line(r->out, sname, "sysv", col));
-	ck_assert_str_eq(col[9], "0");
+	ck_assert_str_eq(col[10], "0");
 }
 END_TEST
 
@@ -1514,7 +1491,8 @@ START_TEST(test_ls_json)
 	assert_member(o, "creator_alive", "true");
 	assert_member(o, "nattach", "1");
 	assert_member(o, "state", "\"ready\"");
-	assert_member(o, "version", "\"1.0\"");
+	assert_member(o, "version", "\"2.0\"");
+	assert_member(o, "lifetime", "\"ephemeral\"");
 	assert_member(o, "status", "\"ok\"");
 	assert_member(o, "error", "null");
 	char v[128];
@@ -1632,10 +1610,11 @@ START_TEST(test_stat_corrupt)
 	/* ls shows them, gc keeps the ones whose creator it cannot know. */
 	r = run_cli("ls");
 	ck_assert_int_eq(r->status, 0);
-	char col[11][64];
+	char col[12][64];
 	ck_assert_msg(ls_line(r->out, name, "posix", col), "%s", r->out);
-	ck_assert_str_eq(col[10], "corrupt");
-	ck_assert_str_eq(col[8], "?");
+	ck_assert_str_eq(col[11], "corrupt");
+	ck_assert_str_eq(col[9], "?");
+	ck_assert_str_eq(col[4], "?"); /* lifetime: the header is not readable */
 	r = run_cli("ls", "--json");
 	ck_assert_int_eq(r->status, 0);
 	ck_assert(json_valid(r->out));
@@ -1650,7 +1629,7 @@ START_TEST(test_stat_corrupt)
 	char want[160];
 	snprintf(want, sizeof want, "kept %s (posix, creator unknown, corrupt)\n", name);
 	ck_assert_msg(strstr(r->out, want), "%s", r->out);
-	snprintf(want, sizeof want, "kept %s (posix, creator unknown, foreign)\n", fname);
+	snprintf(want, sizeof want, "kept %s (posix, foreign: not a shmkit segment)\n", fname);
 	ck_assert_msg(strstr(r->out, want), "%s", r->out);
 	ck_assert(access(path, F_OK) == 0);
 }
@@ -1717,13 +1696,25 @@ START_TEST(test_rm)
 	shmkit_segment_close(make_seg(a, SHMKIT_BACKEND_POSIX, 0, 0600));
 	shmkit_segment_close(make_seg(b, SHMKIT_BACKEND_SYSV, 0, 0600));
 
-	/* Every name is tried; the missing one is the only error line. */
+	/* Every name is checked first; the missing one is the only error line, and nothing at
+	 * all is removed (issue 13: `rm nosuch cfg` used to remove cfg). */
 	struct t_run *r = run_cli("rm", a, missing, b);
 	assert_runtime_error(r);
 	char want[160];
 	snprintf(want, sizeof want, "shmkit: rm: %s: %s\n", missing, shmkit_strerror(-ENOENT));
 	ck_assert_str_eq(r->err, want);
-	ck_assert_str_eq(r->out, ""); /* quiet unless -v */
+	ck_assert_str_eq(r->out, "");
+	ck_assert(seg_exists(a, SHMKIT_BACKEND_POSIX, 0));
+	ck_assert(seg_exists(b, SHMKIT_BACKEND_SYSV, 0));
+	r = run_cli("rm", missing, a, b);
+	assert_runtime_error(r);
+	ck_assert(seg_exists(a, SHMKIT_BACKEND_POSIX, 0));
+	ck_assert(seg_exists(b, SHMKIT_BACKEND_SYSV, 0));
+
+	/* All good: all removed, quietly unless -v. */
+	r = run_cli("rm", a, b);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert_str_eq(r->out, "");
 	ck_assert(!seg_exists(a, SHMKIT_BACKEND_ANY, 0));
 	ck_assert(!seg_exists(b, SHMKIT_BACKEND_ANY, 0));
 
@@ -1825,13 +1816,15 @@ START_TEST(test_gc)
 		struct t_run *r = run_gc_until(want, "--dry-run", NULL);
 		ck_assert_msg(r->status == 0, "%s", r->err);
 		ck_assert_msg(strstr(r->out, want), "%s: no '%s' in:\n%s", bn, want, r->out);
-		ck_assert_msg(!strstr(r->out, alive), "%s", r->out);
+		/* It says why for every segment, the ordinary ones too. */
+		snprintf(want, sizeof want, "kept %s (%s, ", alive, bn);
+		const char *line = strstr(r->out, want);
+		ck_assert_msg(line && strstr(line, " alive)\n"), "%s", r->out);
 		snprintf(want, sizeof want, "kept %s (", att);
 		ck_assert_msg(strstr(r->out, want), "%s", r->out);
-		/* "1 attached", or more while somebody else is looking at it. */
-		snprintf(want, sizeof want, "creator %d dead, ", (int)att_pid);
-		const char *kept = strstr(r->out, want);
-		ck_assert_msg(kept && strstr(kept, " attached)\n"), "%s", r->out);
+		/* "attached by 1", or more while somebody else is looking at it. */
+		snprintf(want, sizeof want, "creator %d dead, attached by ", (int)att_pid);
+		ck_assert_msg(strstr(r->out, want), "%s", r->out);
 		ck_assert_msg(strstr(r->out, "\ngc: ") || strncmp(r->out, "gc: ", 4) == 0, "%s", r->out);
 		ck_assert(seg_exists(dead, be, 0));
 
@@ -1841,7 +1834,7 @@ START_TEST(test_gc)
 		ck_assert(strstr(r->out, "\"dry_run\":true"));
 		ck_assert(seg_exists(dead, be, 0));
 
-		/* -v also reports the segment kept for its live creator. */
+		/* -v reports the ordinary reasons too. */
 		r = run_cli("gc", "--dry-run", "-v");
 		snprintf(want, sizeof want, "kept %s (%s, ", alive, bn);
 		ck_assert_msg(strstr(r->out, want), "%s", r->out);
@@ -1851,6 +1844,7 @@ START_TEST(test_gc)
 		ck_assert_msg(r->status == 0, "%s", r->err);
 		ck_assert_msg(strstr(r->out, want), "%s: no '%s' in:\n%s", bn, want, r->out);
 		ck_assert(strstr(r->out, "gc: "));
+		ck_assert_msg(!strstr(r->out, alive), "ordinary reason without -v: %s", r->out);
 		ck_assert(!seg_exists(dead, be, 0));
 		ck_assert(seg_exists(alive, be, 0));
 		ck_assert(seg_exists(att, be, 0));
@@ -1896,6 +1890,378 @@ START_TEST(test_gc_sysv_shared_name)
 	ck_assert_int_eq(shmkit_segment_info(live, &inf), 0);
 	ck_assert_int_eq(inf.status, 0);
 	shmkit_segment_close(live);
+}
+END_TEST
+
+/* --- lifetimes and identity-checked removal (issue 13) ------------------------------------ */
+
+/* The lifetime stat reports for `name`: "persistent", "ephemeral" or "" when not found. */
+static const char *lifetime_of(const char *name, uint32_t backend)
+{
+	struct shmkit_segment_opts o = {.backend = backend};
+	struct shmkit_segment_info inf;
+	if (shmkit_segment_stat(name, &o, &inf) < 0)
+		return "";
+	return cli_lifetime_word(inf.lifetime) ? cli_lifetime_word(inf.lifetime) : "?";
+}
+
+START_TEST(test_table_persistent_gc)
+{
+	/* The issue's session: a table made from the shell, its creator long gone, survives
+	 * gc with its data. */
+	char name[64], eph[64], want[256];
+	t_name_tracked(name, sizeof name, "cfg", SHMKIT_BACKEND_POSIX);
+	t_name_tracked(eph, sizeof eph, "cfgeph", SHMKIT_BACKEND_POSIX);
+	struct t_run *r = run_cli("table", "create", name, "--capacity", "64", "--key-max", "32",
+				  "--value-max", "256");
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	r = run_cli("table", "put", name, "a", "1");
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert_str_eq(lifetime_of(name, SHMKIT_BACKEND_POSIX), "persistent");
+	r = run_cli("table", "create", eph, "--capacity", "64", "--ephemeral");
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert_str_eq(lifetime_of(eph, SHMKIT_BACKEND_POSIX), "ephemeral");
+
+	/* --dry-run says why, for both. */
+	snprintf(want, sizeof want, "would remove %s (posix, creator ", eph);
+	r = run_gc_until(want, "--dry-run", NULL);
+	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
+	snprintf(want, sizeof want, "kept %s (posix, persistent)\n", name);
+	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
+
+	snprintf(want, sizeof want, "removed %s (posix, creator ", eph);
+	r = run_gc_until(want, NULL, NULL);
+	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
+	ck_assert_msg(!strstr(r->out, name), "a persistent table reported without -v:\n%s", r->out);
+	ck_assert(!seg_exists(eph, SHMKIT_BACKEND_ANY, 0));
+	r = run_cli("table", "get", name, "a");
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert_str_eq(r->out, "1\n");
+
+	/* ls and stat --json show it. */
+	r = run_cli("stat", "--json", name);
+	ck_assert_int_eq(r->status, 0);
+	assert_member(r->out, "lifetime", "\"persistent\"");
+	r = run_cli("ls");
+	char col[12][64];
+	ck_assert_msg(ls_line(r->out, name, "posix", col), "%s", r->out);
+	ck_assert_str_eq(col[4], "persistent");
+
+	/* Only rm removes it. */
+	r = run_cli("rm", name);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+
+	/* The two contradict; neither applies to opening. */
+	assert_usage_error(run_cli("table", "create", name, "--persistent", "--ephemeral"));
+	assert_usage_error(run_cli("table", "get", name, "a", "--persistent"));
+	assert_usage_error(run_cli("pub", name, "--ephemeral"));
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+}
+END_TEST
+
+static int create_unpublished_and_exit(void *arg)
+{
+	const char *name = arg;
+	struct shmkit_segment_opts o = {.flags = SHMKIT_SEG_PERSISTENT | SHMKIT_SEG_DEFER_READY};
+	struct shmkit_segment *seg;
+	return shmkit_segment_create(name, 4096, &o, &seg) == 0 ? 0 : 1;
+}
+
+START_TEST(test_gc_unpublished_persistent)
+{
+	/* A persistent segment whose creator died before publishing it is of no use to anyone:
+	 * gc removes it like an ephemeral one. */
+	char name[64], want[256];
+	t_name_tracked(name, sizeof name, "unpub", SHMKIT_BACKEND_POSIX);
+	pid_t pid = t_fork(create_unpublished_and_exit, name);
+	ck_assert_int_eq(t_wait(pid, 10000), 0);
+	ck_assert_str_eq(lifetime_of(name, SHMKIT_BACKEND_POSIX), "persistent");
+	snprintf(want, sizeof want, "removed %s (posix, creator %d dead before publishing it)\n",
+		 name, (int)pid);
+	struct t_run *r = run_gc_until(want, NULL, NULL);
+	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+}
+END_TEST
+
+/* Starts `shmkit pub NAME --create [extra]` reading from a pipe this test holds open, and
+ * waits for the channel to exist. Returns the pid; *wfd is the pipe's write end. */
+static pid_t start_pub_creator(struct t_proc *p, const char *name, const char *extra, int *wfd)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	start_cli(p, fds[0], -1, "pub", name, "--create", extra);
+	close(fds[0]);
+	*wfd = fds[1];
+	T_WAIT_FOR(seg_exists(name, SHMKIT_BACKEND_POSIX, 0));
+	ck_assert_msg(seg_exists(name, SHMKIT_BACKEND_POSIX, 0), "pub never created %s", name);
+	return p->pid;
+}
+
+START_TEST(test_chan_killed_creator)
+{
+	/* A stream channel is ephemeral: once its creator is killed (and nobody maps it), gc
+	 * removes it. With --persistent it stays. */
+	char eph[64], per[64], want[256];
+	t_name_tracked(eph, sizeof eph, "killed", SHMKIT_BACKEND_POSIX);
+	t_name_tracked(per, sizeof per, "killedp", SHMKIT_BACKEND_POSIX);
+	struct t_proc pe, pp;
+	int we, wp;
+	pid_t eph_pid = start_pub_creator(&pe, eph, NULL, &we);
+	start_pub_creator(&pp, per, "--persistent", &wp);
+	ck_assert_str_eq(lifetime_of(eph, SHMKIT_BACKEND_POSIX), "ephemeral");
+	ck_assert_str_eq(lifetime_of(per, SHMKIT_BACKEND_POSIX), "persistent");
+
+	/* Alive: kept, and --dry-run says so. */
+	snprintf(want, sizeof want, "kept %s (posix, creator %d alive)\n", eph, (int)eph_pid);
+	struct t_run *r = run_gc_until(want, "--dry-run", NULL);
+	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
+
+	ck_assert_int_eq(kill(pe.pid, SIGKILL), 0);
+	ck_assert_int_eq(kill(pp.pid, SIGKILL), 0);
+	ck_assert_int_eq(t_finish(&pe, 10000), 128 + SIGKILL);
+	ck_assert_int_eq(t_finish(&pp, 10000), 128 + SIGKILL);
+	t_proc_free(&pe);
+	t_proc_free(&pp);
+	close(we);
+	close(wp);
+
+	snprintf(want, sizeof want, "removed %s (posix, creator %d dead)\n", eph, (int)eph_pid);
+	r = run_gc_until(want, NULL, NULL);
+	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
+	ck_assert(!seg_exists(eph, SHMKIT_BACKEND_ANY, 0));
+	ck_assert(seg_exists(per, SHMKIT_BACKEND_POSIX, 0));
+	r = run_cli("gc", "--dry-run", "--json");
+	ck_assert(json_valid(r->out));
+	char q[80];
+	snprintf(q, sizeof q, "\"%s\"", per);
+	const char *segs = strstr(r->out, "\"segments\":[");
+	ck_assert_msg(segs, "%s", r->out);
+	const char *o = json_find(segs + strlen("\"segments\":"), "name", q, NULL, NULL);
+	ck_assert_msg(o, "%s", r->out);
+	assert_member(o, "action", "\"kept\"");
+	assert_member(o, "reason", "\"persistent\"");
+	assert_member(o, "lifetime", "\"persistent\"");
+	r = run_cli("rm", per);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+}
+END_TEST
+
+START_TEST(test_pubsub_persistent)
+{
+	/* pub --pubsub --create keeps its channel after the end of its input, persistent by
+	 * default; --ephemeral makes it garbage once the publisher is gone. */
+	char per[64], eph[64], want[256];
+	t_name_tracked(per, sizeof per, "psper", SHMKIT_BACKEND_POSIX);
+	t_name_tracked(eph, sizeof eph, "pseph", SHMKIT_BACKEND_POSIX);
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(null, 0);
+	struct t_proc p;
+	start_cli(&p, null, -1, "pub", per, "--pubsub", "--create");
+	ck_assert_int_eq(t_finish(&p, 20000), 0);
+	t_proc_free(&p);
+	start_cli(&p, null, -1, "pub", eph, "--pubsub", "--create", "--ephemeral");
+	ck_assert_int_eq(t_finish(&p, 20000), 0);
+	t_proc_free(&p);
+	close(null);
+	ck_assert_str_eq(lifetime_of(per, SHMKIT_BACKEND_POSIX), "persistent");
+	ck_assert_str_eq(lifetime_of(eph, SHMKIT_BACKEND_POSIX), "ephemeral");
+
+	snprintf(want, sizeof want, "removed %s (posix, creator ", eph);
+	struct t_run *r = run_gc_until(want, NULL, NULL);
+	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
+	ck_assert(!seg_exists(eph, SHMKIT_BACKEND_ANY, 0));
+	ck_assert(seg_exists(per, SHMKIT_BACKEND_POSIX, 0));
+	r = run_cli("rm", "-v", per);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+}
+END_TEST
+
+/* Creates a regular file at /dev/shm/shmkit.<name> holding no shmkit header (another
+ * program's object at a shmkit name). */
+static void make_foreign_posix(const char *name)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/dev/shm/shmkit.%s", name);
+	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	char junk[4096];
+	memset(junk, 0x42, sizeof junk);
+	ck_assert_int_eq(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+	close(fd);
+}
+
+START_TEST(test_rm_foreign_alike)
+{
+	/* Not shmkit segments, one at a POSIX name and one at a System V key: rm refuses both
+	 * alike without --force, naming the system tool, and removes nothing else given with
+	 * them; gc keeps both, saying why. */
+	char fname[64], good[64], keystr[16], want[256];
+	t_name_tracked(fname, sizeof fname, "frn", SHMKIT_BACKEND_POSIX);
+	t_name(good, sizeof good, "good");
+	make_foreign_posix(fname);
+	shmkit_segment_close(make_seg(good, SHMKIT_BACKEND_POSIX, 0, 0600));
+	int id;
+	int32_t key = make_foreign_sysv(0, &id);
+	snprintf(keystr, sizeof keystr, "%d", (int)key);
+
+	struct t_run *r = run_cli("rm", good, fname);
+	assert_runtime_error(r);
+	snprintf(want, sizeof want, "shmkit: rm: %s: not a shmkit segment (posix, foreign): not "
+		 "removed without --force; or remove it with: rm /dev/shm/shmkit.%s\n", fname, fname);
+	ck_assert_str_eq(r->err, want);
+	ck_assert(seg_exists(good, SHMKIT_BACKEND_POSIX, 0));
+	r = run_cli("rm", "--sysv-key", keystr);
+	assert_runtime_error(r);
+	snprintf(want, sizeof want, "shmkit: rm: key %d: not a shmkit segment (sysv, foreign): not "
+		 "removed without --force; or remove it with: ipcrm -m %d\n", (int)key, id);
+	ck_assert_str_eq(r->err, want);
+
+	r = run_cli("gc", "--dry-run");
+	snprintf(want, sizeof want, "kept %s (posix, foreign: not a shmkit segment)\n", fname);
+	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
+
+	/* --force removes them, each the same way. */
+	r = run_cli("rm", "--force", "-v", good, fname);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert(!seg_exists(good, SHMKIT_BACKEND_ANY, 0));
+	char path[128];
+	snprintf(path, sizeof path, "/dev/shm/shmkit.%s", fname);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	r = run_cli("rm", "-f", "--sysv-key", keystr);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	struct shmid_ds ds;
+	ck_assert_int_lt(shmctl(id, IPC_STAT, &ds), 0);
+}
+END_TEST
+
+START_TEST(test_group_writable_foreign)
+{
+	/* A table made group-writable is not ours any more, even to its owner: the opening
+	 * commands refuse it unless --foreign, gc keeps it, rm wants --force. */
+	char name[64], want[256];
+	t_name_tracked(name, sizeof name, "grp", SHMKIT_BACKEND_POSIX);
+	struct t_run *r = run_cli("table", "create", name, "--capacity", "16", "--mode", "0660",
+				  "--ephemeral");
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	r = run_cli("table", "put", name, "k", "v");
+	assert_runtime_error(r);
+	ck_assert_msg(strstr(r->err, "not ours"), "%s", r->err);
+	r = run_cli("table", "put", "--foreign", name, "k", "v");
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	r = run_cli("table", "get", name, "k", "--foreign");
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert_str_eq(r->out, "v\n");
+	assert_usage_error(run_cli("table", "create", "x", "--foreign"));
+
+	r = run_cli("gc", "--dry-run");
+	snprintf(want, sizeof want, "kept %s (posix, not ours)\n", name);
+	ck_assert_msg(strstr(r->out, want), "no '%s' in:\n%s", want, r->out);
+	r = run_cli("rm", name);
+	assert_runtime_error(r);
+	ck_assert_msg(strstr(r->err, "not ours") && strstr(r->err, "--force"), "%s", r->err);
+	ck_assert(seg_exists(name, SHMKIT_BACKEND_POSIX, 0));
+	r = run_cli("rm", "--force", name);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert(!seg_exists(name, SHMKIT_BACKEND_ANY, 0));
+}
+END_TEST
+
+/* Runs the CLI with its removal test hook (SHMKIT_TEST_REMOVE_SYNC_FD, cli/admin.c):
+ * between(arg) runs once the command has looked at everything and before it removes
+ * anything. */
+static struct t_run *run_cli_synced(void (*between)(void *), void *arg,
+				    const char *const *args)
+{
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0); /* inherited: no CLOEXEC */
+	fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+	char fdstr[16];
+	snprintf(fdstr, sizeof fdstr, "%d", sv[1]);
+	setenv("SHMKIT_TEST_REMOVE_SYNC_FD", fdstr, 1);
+	struct t_proc p;
+	t_spawn_cli(&p, -1, -1, args);
+	unsetenv("SHMKIT_TEST_REMOVE_SYNC_FD");
+	close(sv[1]);
+	char b;
+	ck_assert_msg(read(sv[0], &b, 1) == 1, "the CLI never reached its removals");
+	between(arg);
+	ck_assert_int_eq(write(sv[0], "G", 1), 1);
+	static struct t_run r;
+	t_run_collect(&r, &p, 20000);
+	close(sv[0]);
+	return &r;
+}
+
+struct recreate_arg {
+	const char *name;
+	uint32_t backend;
+	pid_t new_pid;
+};
+
+/* Removes the object at a name and creates another there from a dead child: one gc would
+ * remove too, if it went by the name. */
+static void recreate(void *p)
+{
+	struct recreate_arg *a = p;
+	struct shmkit_segment_opts o = {.backend = a->backend};
+	ck_assert_int_ge(shmkit_segment_remove(a->name, &o), 1);
+	a->new_pid = create_from_dead_child(a->name, a->backend, 0);
+}
+
+START_TEST(test_gc_recreated)
+{
+	static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV};
+	uint32_t be = backends[_i];
+	char name[64], want[256];
+	t_name(name, sizeof name, "gcrace");
+	pid_t old_pid = create_from_dead_child(name, be, 0);
+	struct recreate_arg a = {name, be, 0};
+	/* Wait until gc would remove it (nobody else looking at it), then race it. */
+	snprintf(want, sizeof want, "would remove %s (", name);
+	struct t_run *r = run_gc_until(want, "--dry-run", NULL);
+	ck_assert_msg(strstr(r->out, want), "%s", r->out);
+	r = run_cli_synced(recreate, &a, (const char *const[]){"gc", NULL});
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	snprintf(want, sizeof want, "kept %s (%s, ", name, shmkit_backend_name(be));
+	const char *line = strstr(r->out, want);
+	ck_assert_msg(line && strstr(line, "replaced since it was listed)\n"), "%s", r->out);
+	ck_assert_int_ne(a.new_pid, old_pid);
+	struct shmkit_segment_opts o = {.backend = be};
+	struct shmkit_segment_info inf;
+	ck_assert_int_eq(shmkit_segment_stat(name, &o, &inf), 0);
+	ck_assert_int_eq(inf.creator_pid, a.new_pid); /* the new one, untouched */
+	/* A gc of its own removes the new one, which is garbage too. */
+	snprintf(want, sizeof want, "creator %d dead)\n", (int)a.new_pid);
+	r = run_gc_until(want, NULL, NULL);
+	ck_assert_msg(strstr(r->out, want), "%s", r->out);
+	ck_assert(!seg_exists(name, be, 0));
+}
+END_TEST
+
+START_TEST(test_rm_recreated)
+{
+	static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV};
+	uint32_t be = backends[_i];
+	char name[64], want[256];
+	t_name(name, sizeof name, "rmrace");
+	create_from_dead_child(name, be, 0);
+	struct recreate_arg a = {name, be, 0};
+	const char *bk = shmkit_backend_name(be);
+	struct t_run *r =
+		run_cli_synced(recreate, &a, (const char *const[]){"rm", "--backend", bk, name, NULL});
+	assert_runtime_error(r);
+	snprintf(want, sizeof want, ": replaced by another object since it was checked; not "
+				    "removed\n");
+	ck_assert_msg(strstr(r->err, want), "%s", r->err);
+	struct shmkit_segment_opts o = {.backend = be};
+	struct shmkit_segment_info inf;
+	ck_assert_int_eq(shmkit_segment_stat(name, &o, &inf), 0);
+	ck_assert_int_eq(inf.creator_pid, a.new_pid);
+	r = run_cli("rm", name);
+	ck_assert_msg(r->status == 0, "%s", r->err);
+	ck_assert(!seg_exists(name, be, 0));
 }
 END_TEST
 
@@ -2027,6 +2393,17 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, test_rm_sysv_key);
 	tcase_add_test(tc, test_gc);
 	tcase_add_test(tc, test_gc_sysv_shared_name);
+
+	tc = t_tcase(s, "lifetime", 120);
+	tcase_add_test(tc, test_table_persistent_gc);
+	tcase_add_test(tc, test_gc_unpublished_persistent);
+	tcase_add_test(tc, test_chan_killed_creator);
+	tcase_add_test(tc, test_pubsub_persistent);
+	tcase_add_test(tc, test_rm_foreign_alike);
+	tcase_add_test(tc, test_group_writable_foreign);
+	/* _i: 0 POSIX, 1 System V */
+	tcase_add_loop_test(tc, test_gc_recreated, 0, 2);
+	tcase_add_loop_test(tc, test_rm_recreated, 0, 2);
 	return s;
 }
 

@@ -145,6 +145,8 @@ START_TEST(test_top_once_json)
 		ck_assert_msg(!strstr(r.out, "\"consumer\"") && !strstr(r.out, "\"subscriber\""),
 			      "top attached: %s", r.out);
 	}
+	/* The producers create with the library's default lifetime. */
+	ck_assert_msg(strstr(r.out, "\"lifetime\":\"ephemeral\""), "%s", r.out);
 	/* Only the filtered object is shown. */
 	ck_assert_msg(strstr(r.out, "\"objects\":[\n{") && !strstr(r.out, "},\n{"), "%s", r.out);
 	stop_producer(pid);

@@ -174,6 +174,18 @@ START_TEST(test_basics)
 	ck_assert_uint_eq(ss[0].lag, 1);
 	ck_assert_uint_eq(ss[2].lag, 0);
 	ck_assert_int_eq(ss[1].alive, 1);
+	/* Held releases (MORE) stay held: an empty peek does not publish them, a wait refuses
+	 * to wait on them, and only the subscriber's flush hands the space back. */
+	ck_assert_int_eq(shmkit_pubsub_peek(s[0], &cp, &n), 0);
+	ck_assert_int_eq(shmkit_pubsub_release(s[0], SHMKIT_PUBSUB_MORE), 0);
+	ck_assert_int_eq(shmkit_pubsub_peek(s[0], &cp, &n), -EAGAIN);
+	ck_assert_int_eq(shmkit_pubsub_peek_wait(s[0], &cp, &n, t_in_ms(&ts, 10)), -EDEADLK);
+	ck_assert_int_eq(shmkit_pubsub_subscribers(obs, ss, 4), 3);
+	ck_assert_uint_eq(ss[0].lag, 1);
+	ck_assert_int_eq(shmkit_pubsub_flush(s[0]), 0);
+	ck_assert_int_eq(shmkit_pubsub_subscribers(obs, ss, 4), 3);
+	ck_assert_uint_eq(ss[0].lag, 0);
+	ck_assert_int_eq(shmkit_pubsub_peek_wait(s[0], &cp, &n, t_in_ms(&ts, 10)), -ETIMEDOUT);
 	ck_assert_int_eq(shmkit_pubsub_close(obs), 0);
 	/* Wrong kind. */
 	char raw[64];
@@ -183,7 +195,6 @@ START_TEST(test_basics)
 	shmkit_segment_close(seg);
 	/* Close: what was published is still delivered, then end of stream. */
 	ck_assert_int_eq(shmkit_pubsub_close(p), 0);
-	ck_assert_int_eq(shmkit_pubsub_recv(s[0], buf, sizeof buf), 512);
 	ck_assert_int_eq(shmkit_pubsub_recv(s[0], buf, sizeof buf), -EPIPE);
 	ck_assert_int_eq(shmkit_pubsub_peek_wait(s[2], &cp, &n, t_in_ms(&ts, 10)), -EPIPE);
 	/* A new publisher continues the numbering. */
@@ -279,7 +290,12 @@ static int block_subscriber(void *arg)
 			n = r < 0 ? 0 : (size_t)r;
 			p = tmp;
 		} else {
-			err = shmkit_pubsub_peek_wait(ps, &p, &n, NULL);
+			/* Held releases go back before waiting (the wait refuses, -EDEADLK). */
+			err = shmkit_pubsub_peek(ps, &p, &n);
+			if (err == -EAGAIN) {
+				shmkit_pubsub_flush(ps);
+				err = shmkit_pubsub_peek_wait(ps, &p, &n, NULL);
+			}
 		}
 		if (err == -EPIPE && seq == a->count)
 			break;
@@ -826,7 +842,11 @@ static int churner(void *arg)
 			const void *p;
 			size_t n;
 			struct timespec ts;
-			err = shmkit_pubsub_peek_wait(ps, &p, &n, t_in_ms(&ts, 200));
+			err = shmkit_pubsub_peek(ps, &p, &n);
+			if (err == -EAGAIN) {
+				shmkit_pubsub_flush(ps); /* held releases go back first */
+				err = shmkit_pubsub_peek_wait(ps, &p, &n, t_in_ms(&ts, 200));
+			}
 			if (err == -EPIPE || err == -ETIMEDOUT)
 				break;
 			if (err || t_msg_check(p, n, t_msg_seq(p)) ||

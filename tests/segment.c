@@ -858,6 +858,107 @@ START_TEST(test_pid_alive)
 }
 END_TEST
 
+/* --- lifetimes and identity-checked removal ---------------------------------------------- */
+
+START_TEST(test_lifetime_round_trip)
+{
+	/* Every backend records the lifetime in the header and reports it: through the handle
+	 * (all three), by name (POSIX, System V) and in the listing. */
+	static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV,
+					    SHMKIT_BACKEND_MEMFD};
+	uint32_t backend = backends[_i];
+	for (int persistent = 0; persistent < 2; persistent++) {
+		uint32_t want = persistent ? SHMKIT_LIFETIME_PERSISTENT : SHMKIT_LIFETIME_EPHEMERAL;
+		char name[64];
+		t_name(name, sizeof name, "life");
+		struct shmkit_segment *seg =
+			make_seg(name, 100, backend, 0, persistent ? SHMKIT_SEG_PERSISTENT : 0);
+		struct shmkit_segment_info inf;
+		ck_assert_int_eq(shmkit_segment_info(seg, &inf), 0);
+		ck_assert_int_eq(inf.status, 0);
+		ck_assert_uint_eq(inf.lifetime, want);
+		if (backend == SHMKIT_BACKEND_MEMFD) {
+			/* A second handle from the descriptor sees the same header. */
+			struct shmkit_segment *again;
+			ck_assert_int_eq(shmkit_segment_open_fd(shmkit_segment_fd(seg), NULL, &again), 0);
+			ck_assert_int_eq(shmkit_segment_info(again, &inf), 0);
+			ck_assert_uint_eq(inf.lifetime, want);
+			shmkit_segment_close(again);
+			shmkit_segment_close(seg);
+			continue;
+		}
+		struct shmkit_segment_opts o = {.backend = backend};
+		ck_assert_int_eq(shmkit_segment_stat(name, &o, &inf), 0);
+		ck_assert_uint_eq(inf.lifetime, want);
+		struct shmkit_segment_info *all;
+		int n = shmkit_segment_list(&all);
+		ck_assert_int_ge(n, 1);
+		bool seen = false;
+		for (int i = 0; i < n; i++)
+			if (strcmp(all[i].name, name) == 0 && all[i].backend == backend) {
+				ck_assert_uint_eq(all[i].lifetime, want);
+				seen = true;
+			}
+		shmkit_segment_list_free(all);
+		ck_assert(seen);
+		/* Create-only: an open that asks for a lifetime is a mistake. */
+		struct shmkit_segment *other;
+		ck_assert_int_eq(open_named(name, backend, 0, SHMKIT_SEG_PERSISTENT, &other), -EINVAL);
+		ck_assert_int_eq(shmkit_segment_unlink(seg), 0);
+		shmkit_segment_close(seg);
+	}
+}
+END_TEST
+
+START_TEST(test_remove_exact)
+{
+	uint32_t backend = named_backends[_i];
+	char name[64];
+	t_name(name, sizeof name, "exact");
+	struct shmkit_segment_opts o = {.backend = backend};
+	shmkit_segment_close(make_seg(name, 100, backend, 0, 0));
+	struct shmkit_segment_info old, now;
+	ck_assert_int_eq(shmkit_segment_stat(name, &o, &old), 0);
+	if (backend == SHMKIT_BACKEND_POSIX)
+		ck_assert_uint_ne(old.ino, 0);
+
+	/* Removed and recreated under the same name: the old description hits nothing. */
+	ck_assert_int_eq(shmkit_segment_remove(name, &o), 1);
+	shmkit_segment_close(make_seg(name, 100, backend, 0, 0));
+	ck_assert_int_eq(shmkit_segment_remove_exact(&old, 0), -ESTALE);
+	ck_assert_int_eq(shmkit_segment_stat(name, &o, &now), 0);
+	ck_assert_uint_ne(now.created_ns, 0);
+	ck_assert(now.created_ns != old.created_ns ||
+		  (backend == SHMKIT_BACKEND_POSIX ? now.ino != old.ino : now.sysv_id != old.sysv_id));
+
+	/* Not ours (group-writable): refused unless SHMKIT_SEG_FOREIGN_UID. */
+	struct shmkit_segment *seg;
+	ck_assert_int_eq(open_named(name, backend, 0, 0, &seg), 0);
+	if (backend == SHMKIT_BACKEND_SYSV) {
+		struct shmid_ds ds;
+		ck_assert_int_eq(shmctl(now.sysv_id, IPC_STAT, &ds), 0);
+		ds.shm_perm.mode = 0660;
+		ck_assert_int_eq(shmctl(now.sysv_id, IPC_SET, &ds), 0);
+	} else {
+		ck_assert_int_eq(fchmod(shmkit_segment_fd(seg), 0660), 0);
+	}
+	shmkit_segment_close(seg);
+	ck_assert_int_eq(shmkit_segment_stat(name, &o, &now), 0);
+	ck_assert_int_eq(shmkit_segment_remove_exact(&now, 0), -EPERM);
+	ck_assert_int_eq(shmkit_segment_remove_exact(&now, SHMKIT_SEG_RDONLY), -EINVAL);
+	ck_assert_int_eq(shmkit_segment_remove_exact(&now, SHMKIT_SEG_FOREIGN_UID), 0);
+	ck_assert_int_eq(shmkit_segment_stat(name, &o, &now), -ENOENT);
+	ck_assert_int_eq(shmkit_segment_remove_exact(&old, 0), -ENOENT);
+	ck_assert_int_eq(shmkit_segment_remove_exact(NULL, 0), -EINVAL);
+
+	/* And the plain case: still the one looked at, ours. */
+	shmkit_segment_close(make_seg(name, 100, backend, 0, SHMKIT_SEG_PERSISTENT));
+	ck_assert_int_eq(shmkit_segment_stat(name, &o, &now), 0);
+	ck_assert_int_eq(shmkit_segment_remove_exact(&now, 0), 0);
+	ck_assert_int_eq(shmkit_segment_stat(name, &o, &now), -ENOENT);
+}
+END_TEST
+
 static Suite *segment_suite(void)
 {
 	Suite *s = suite_create("segment");
@@ -880,6 +981,8 @@ static Suite *segment_suite(void)
 	tcase_add_loop_test(tc, test_header_fuzz, 0, 2);
 	tcase_add_test(tc, test_strerror);
 	tcase_add_test(tc, test_pid_alive);
+	tcase_add_loop_test(tc, test_lifetime_round_trip, 0, 3);
+	tcase_add_loop_test(tc, test_remove_exact, 0, 2);
 	return s;
 }
 

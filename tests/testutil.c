@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -484,4 +485,30 @@ void t_run_free(struct t_run *r)
 	free(r->out);
 	free(r->err);
 	r->out = r->err = NULL;
+}
+
+int t_tmp_fd(void)
+{
+	char path[] = "/tmp/shmkit-test.XXXXXX";
+	int fd = mkostemp(path, O_CLOEXEC);
+	ck_assert_msg(fd >= 0, "mkostemp: %s", strerror(errno));
+	unlink(path);
+	return fd;
+}
+
+void *t_fd_slurp(int fd, size_t *len)
+{
+	struct stat st;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	char *p = malloc((size_t)st.st_size + 1);
+	ck_assert_ptr_nonnull(p);
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = pread(fd, p + got, (size_t)st.st_size - got, (off_t)got);
+		ck_assert_int_gt(n, 0);
+		got += (size_t)n;
+	}
+	p[got] = '\0';
+	*len = got;
+	return p;
 }

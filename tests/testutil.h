@@ -186,4 +186,11 @@ void t_run_cli(struct t_run *r, int timeout_ms, const char *const *args);
 /* Frees a run's output (and leaves *r reusable). */
 void t_run_free(struct t_run *r);
 
+/* A temporary file, already unlinked: the descriptor is all there is (O_CLOEXEC). */
+int t_tmp_fd(void);
+
+/* The whole content of the file behind fd, malloc'ed and NUL-terminated (not counted in
+ * *len). */
+void *t_fd_slurp(int fd, size_t *len);
+
 #endif

@@ -379,6 +379,70 @@ START_TEST(test_peer_opens_root_segment)
 }
 END_TEST
 
+/* Another user's shmkit segments, POSIX and System V, ephemeral and with their creator
+ * gone: garbage by every rule but one — they are not ours. rm and gc treat both backends
+ * alike (issue 13): rm refuses without --force and names the system tool, gc keeps them
+ * and says why, rm --force removes them. */
+static int peer_creates(void *p)
+{
+	struct peer_open_arg *a = p;
+	struct shmkit_segment_opts o = {.backend = a->backend, .mode = 0644};
+	struct shmkit_segment *seg;
+	if (shmkit_segment_create(a->name, 4096, &o, &seg) != 0)
+		return 10;
+	shmkit_segment_close(seg);
+	return 0;
+}
+
+START_TEST(test_peer_segments_rm_gc)
+{
+	if (!peer_ready("test_peer_segments_rm_gc"))
+		return;
+	char pname[64], sname[64], want[320];
+	t_name_tracked(pname, sizeof pname, "peerp", SHMKIT_BACKEND_POSIX);
+	t_name_tracked(sname, sizeof sname, "peers", SHMKIT_BACKEND_SYSV);
+	struct peer_open_arg pa = {pname, SHMKIT_BACKEND_POSIX, 0};
+	struct peer_open_arg sa = {sname, SHMKIT_BACKEND_SYSV, 0};
+	ck_assert_int_eq(run_as_peer(peer_creates, &pa), 0);
+	ck_assert_int_eq(run_as_peer(peer_creates, &sa), 0);
+	struct shmkit_segment_opts so = {.backend = SHMKIT_BACKEND_SYSV};
+	struct shmkit_segment_info inf;
+	ck_assert_int_eq(shmkit_segment_stat(sname, &so, &inf), 0);
+	ck_assert_int_eq(inf.status, -EPERM);
+
+	struct t_run r = {0};
+	t_run_cli(&r, WAIT_MS, (const char *const[]){"rm", pname, NULL});
+	ck_assert_int_eq(r.status, 1);
+	snprintf(want, sizeof want, "shmkit: rm: %s: not ours (posix, other-user): not removed "
+		 "without --force; or remove it with: rm /dev/shm/shmkit.%s\n", pname, pname);
+	ck_assert_str_eq(r.err, want);
+	t_run_cli(&r, WAIT_MS, (const char *const[]){"rm", sname, NULL});
+	ck_assert_int_eq(r.status, 1);
+	snprintf(want, sizeof want, "shmkit: rm: %s (key %d): not ours (sysv, other-user): not "
+		 "removed without --force; or remove it with: ipcrm -m %d\n", sname,
+		 (int)inf.sysv_key, (int)inf.sysv_id);
+	ck_assert_str_eq(r.err, want);
+
+	t_run_cli(&r, WAIT_MS, (const char *const[]){"gc", "--dry-run", NULL});
+	ck_assert_int_eq(r.status, 0);
+	snprintf(want, sizeof want, "kept %s (posix, not ours)\n", pname);
+	ck_assert_msg(strstr(r.out, want), "no '%s' in:\n%s", want, r.out);
+	snprintf(want, sizeof want, "kept %s (sysv, key %d, not ours)\n", sname, (int)inf.sysv_key);
+	ck_assert_msg(strstr(r.out, want), "no '%s' in:\n%s", want, r.out);
+	t_run_cli(&r, WAIT_MS, (const char *const[]){"gc", NULL});
+	ck_assert_int_eq(r.status, 0);
+	struct shmkit_segment_opts po = {.backend = SHMKIT_BACKEND_POSIX};
+	ck_assert_int_eq(shmkit_segment_stat(pname, &po, &inf), 0);
+	ck_assert_int_eq(shmkit_segment_stat(sname, &so, &inf), 0);
+
+	t_run_cli(&r, WAIT_MS, (const char *const[]){"rm", "--force", pname, sname, NULL});
+	ck_assert_msg(r.status == 0, "%s", r.err);
+	ck_assert_int_eq(shmkit_segment_stat(pname, &po, &inf), -ENOENT);
+	ck_assert_int_eq(shmkit_segment_stat(sname, &so, &inf), -ENOENT);
+	t_run_free(&r);
+}
+END_TEST
+
 /* --- what lies at a POSIX name ---------------------------------------------------------- */
 
 enum ftype { F_FIFO, F_SOCKET, F_DIR, F_SYMLINK, F_EMPTY, F_SHORT, F_TRUNCATED, F_COUNT };
@@ -559,8 +623,16 @@ START_TEST(test_file_types)
 	t_run_collect(&r, &p, WAIT_MS);
 	close(devnull);
 	ck_assert_int_eq(r.status, 1);
-	/* rm removes the name, whatever is there (a directory excepted: not unlinkable). */
-	t_run_cli(&r, WAIT_MS, (const char *const[]){"rm", name, NULL});
+	/* rm removes the name, whatever is there (a directory excepted: not unlinkable) —
+	 * something that is not a shmkit segment only with --force, as for System V. */
+	bool foreign = t == F_FIFO || t == F_SOCKET || t == F_DIR || t == F_SYMLINK;
+	if (foreign) {
+		t_run_cli(&r, WAIT_MS, (const char *const[]){"rm", name, NULL});
+		ck_assert_int_eq(r.status, 1);
+		ck_assert_msg(strstr(r.err, "not a shmkit segment") && strstr(r.err, "--force"), "%s",
+			      r.err);
+	}
+	t_run_cli(&r, WAIT_MS, (const char *const[]){"rm", "--force", name, NULL});
 	ck_assert_int_eq(r.status, t == F_DIR ? 1 : 0);
 	t_run_free(&r);
 	alarm(0);
@@ -956,6 +1028,7 @@ static Suite *trust_suite(void)
 	tcase_add_loop_test(tc, test_loosened_identities, 0, 3);
 	tcase_add_loop_test(tc, test_forged_by_peer, 0, 3);
 	tcase_add_loop_test(tc, test_peer_opens_root_segment, 0, 2);
+	tcase_add_test(tc, test_peer_segments_rm_gc);
 	tc = t_tcase(s, "file-types", 180);
 	tcase_add_unchecked_fixture(tc, NULL, file_types_teardown);
 	tcase_add_loop_test(tc, test_file_types, 0, F_COUNT);

@@ -541,6 +541,11 @@ out:;
 		struct ipc_link *l = &r->links[m];
 		if (!l->mech)
 			continue;
+		if (l->side == IPC_SIDE_A && !err && !r->failed[m] && l->mech->verify) {
+			int v = l->mech->verify(l);
+			if (v)
+				r->failed[m] = v;
+		}
 		if (l->side == IPC_SIDE_A)
 			l->mech->detach(l);
 		l->mech->teardown(l);

@@ -17,12 +17,13 @@
  *   parent: teardown()         removes what setup() created; also after any failure, so
  *                              nothing (segments, queues, sockets) outlives the run
  *
- * A message is `size` bytes. send() writes it — the zero-copy mechanisms by writing the
- * payload in place (memset with a byte derived from the message count), the copying ones by
- * copying a private buffer whose first and last bytes carry that byte — and recv() checks
- * what arrived (-EBADMSG otherwise), so a benchmark that loses or reorders messages fails
- * instead of printing numbers: a zero-copy receiver reads every byte in place, a copying one
- * copies the message out and checks its first and last bytes. Either way every byte crosses
+ * A message is `size` bytes. send() writes it — the zero-copy mechanisms by one memcpy of a
+ * prepared private frame into the loan (ipc_fill()), the copying ones by copying a private
+ * buffer; either way the first and last bytes carry a byte derived from the message count —
+ * and recv() checks what arrived (-EBADMSG otherwise), so a benchmark that loses or
+ * reorders messages fails instead of printing numbers: a zero-copy receiver compares every
+ * byte in place with one memcmp (ipc_check_all()), a copying one copies the message out and
+ * checks its first and last bytes. Either way every byte crosses
  * from one CPU to the other. The cache-line floor carries no payload and ignores
  * the size.
  *
@@ -85,6 +86,10 @@ struct ipc_mech {
 	int (*recv)(struct ipc_link *l, unsigned flags);
 	void (*detach)(struct ipc_link *l);
 	void (*teardown)(struct ipc_link *l); /* must accept a failed or partial setup */
+	/* Optional, side A after a run that went through, before detach: 0, or an error (with
+	 * l->err) that fails the row — shmkit's kinds check that no wake-up was found only by
+	 * a liveness slice (shmkit_segment_wait_stats()). */
+	int (*verify)(struct ipc_link *l);
 };
 
 /* Set (to a nonzero value) to make every wait give up with -EINTR. */
@@ -110,8 +115,14 @@ static inline uint8_t ipc_byte(uint64_t n)
 int ipc_check(const void *p, size_t len, size_t want, uint64_t n);
 
 /* Same, reading every byte: for messages read in place (zero copy), so that a zero-copy
- * receiver reads the payload it is given, as a real one would, instead of two bytes. */
+ * receiver reads the payload it is given, as a real one would, instead of two bytes. One
+ * memcmp against the expected frame, as an application checks or checksums what it got,
+ * so loan vs copy compares the mechanism, not the driver's loop. */
 int ipc_check_all(const void *p, size_t len, size_t want, uint64_t n);
+
+/* Writes message n's payload of `size` bytes at dst as an application fills a loan: one
+ * memcpy from a prepared private frame (whose first and last byte carry ipc_byte(n)). */
+void ipc_fill(void *dst, size_t size, uint64_t n);
 
 /* Spin helper: call once per fruitless poll with a counter starting at 0. Executes `pause`,
  * yields the CPU now and then after a long spin, and returns -EINTR once ipc_abort is set. */

@@ -127,7 +127,11 @@ static int ps_role(struct ctl *c, int i, void *arg)
 	for (;;) {
 		const void *p;
 		size_t len;
-		err = shmkit_pubsub_peek_wait(ps, &p, &len, NULL);
+		err = shmkit_pubsub_peek(ps, &p, &len);
+		if (err == -EAGAIN) {
+			shmkit_pubsub_flush(ps); /* held releases go back before waiting */
+			err = shmkit_pubsub_peek_wait(ps, &p, &len, NULL);
+		}
 		if (err == -EPIPE)
 			break;
 		uint64_t seq;
@@ -145,6 +149,18 @@ static int ps_role(struct ctl *c, int i, void *arg)
 	atomic_store(&c->role[i].t_end, bench_now_ns());
 	shmkit_pubsub_close(ps);
 	return n == a->msgs ? 0 : 1;
+}
+
+/* The sleep/wake handshake must never have needed a liveness slice to deliver a wake-up
+ * (docs/design.md): -EPROTO with a reason when the segment counted one. */
+static int check_missed(const struct shmkit_segment *seg, char *why, size_t cap)
+{
+	struct shmkit_wait_stats st;
+	if (!seg || shmkit_segment_wait_stats(seg, &st) != 0 || st.missed == 0)
+		return 0;
+	snprintf(why, cap, "%llu wake-ups found only by the liveness slice",
+		 (unsigned long long)st.missed);
+	return -EPROTO;
 }
 
 /* Returns messages per second delivered to every subscriber, or a negative errno. */
@@ -169,6 +185,15 @@ static double run_pubsub(unsigned subs, uint64_t msgs, size_t size, char *why, s
 		return -ENOMEM;
 	}
 	err = run_children(c, (int)subs + 1, ps_role, &a);
+	if (!err) {
+		struct shmkit_segment_opts so = {.backend = SHMKIT_BACKEND_MEMFD,
+						 .flags = SHMKIT_SEG_RDONLY};
+		struct shmkit_segment *seg;
+		if (shmkit_segment_open_fd(fd, &so, &seg) == 0) {
+			err = check_missed(seg, c->why, sizeof c->why);
+			shmkit_segment_close(seg);
+		}
+	}
 	double rate = err;
 	if (!err) {
 		uint64_t end = 0;
@@ -413,6 +438,8 @@ static double run_queue(int kind, unsigned pc, uint64_t msgs, size_t size, char 
 		return -ENOMEM;
 	}
 	int err = run_children(c, (int)(2 * pc), q_role, &a);
+	if (!err && own)
+		err = check_missed(shmkit_queue_segment(own), c->why, sizeof c->why);
 	double rate = err;
 	if (!err) {
 		uint64_t end = 0, got = 0;

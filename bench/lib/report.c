@@ -2,6 +2,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -97,8 +98,8 @@ void report_markdown(FILE *f, const struct ipc_result *res, int n)
 		const struct ipc_result *ref = ref_of(res, n, r->size);
 		if (r->have_rtt) {
 			bench_fmt_ns(c[2], sizeof c[2], (double)r->rtt.p50);
-			bench_fmt_ns(c[3], sizeof c[3], (double)r->rtt.p99);
-			bench_fmt_ns(c[4], sizeof c[4], (double)r->rtt.p999);
+			bench_fmt_pct(c[3], sizeof c[3], r->rtt.n, 99, r->rtt.p99);
+			bench_fmt_pct(c[4], sizeof c[4], r->rtt.n, 99.9, r->rtt.p999);
 			bench_fmt_ns(c[5], sizeof c[5], (double)r->rtt.max);
 			fmt_ratio(c[6], sizeof c[6], (double)r->rtt.p50, (double)r->floor_p50);
 			if (ref && ref->have_rtt)
@@ -157,9 +158,12 @@ void report_json(FILE *f, const struct ipc_result *res, int n)
 		json_str(f, r->mech->name);
 		fprintf(f, ", \"size\": %zu", r->size);
 		json_num(f, "rtt_p50_ns", rtt, (double)r->rtt.p50, 1);
-		json_num(f, "rtt_p99_ns", rtt, (double)r->rtt.p99, 1);
-		json_num(f, "rtt_p999_ns", rtt, (double)r->rtt.p999, 1);
+		/* A percentile the sample count does not support is null (bench_pct_ok()). */
+		json_num(f, "rtt_p99_ns", rtt && bench_pct_ok(r->rtt.n, 99), (double)r->rtt.p99, 1);
+		json_num(f, "rtt_p999_ns", rtt && bench_pct_ok(r->rtt.n, 99.9), (double)r->rtt.p999,
+			 1);
 		json_num(f, "rtt_max_ns", rtt, (double)r->rtt.max, 1);
+		json_num(f, "rtt_samples", rtt, (double)r->rtt.n, 1);
 		json_num(f, "msgs_per_s", tp, r->msgs_per_s, 0);
 		json_num(f, "bytes_per_s", tp, r->bytes_per_s, 0);
 		json_num(f, "ratio_to_floor", rtt && r->floor_p50, (double)r->rtt.p50 / (double)(r->floor_p50 ? r->floor_p50 : 1), 0);
@@ -274,8 +278,10 @@ int report_chart(const char *path, int png, const char *title, const struct ipc_
 		if (r->size != smallest || r->err || !r->have_rtt)
 			continue;
 		gp_quote(fl, r->mech->name);
-		fprintf(fl, " %.4f %.4f %.4f %.4f\n", r->rtt.p50 / 1e3, r->rtt.p99 / 1e3,
-			r->rtt.p999 / 1e3, r->rtt.max / 1e3);
+		/* NaN: gnuplot leaves out a percentile the samples do not support. */
+		fprintf(fl, " %.4f %.4f %.4f %.4f\n", r->rtt.p50 / 1e3,
+			bench_pct_ok(r->rtt.n, 99) ? r->rtt.p99 / 1e3 : NAN,
+			bench_pct_ok(r->rtt.n, 99.9) ? r->rtt.p999 / 1e3 : NAN, r->rtt.max / 1e3);
 		nlat++;
 	}
 	/* Throughput: one block per mechanism, GB/s against size. */

@@ -574,7 +574,7 @@ static void print_row(FILE *out, const struct row *r)
 	else
 		snprintf(ops, sizeof ops, "%.1f k", r->a->rate / 1e3);
 	bench_fmt_ns(p50, sizeof p50, (double)st.p50);
-	bench_fmt_ns(p99, sizeof p99, (double)st.p99);
+	bench_fmt_pct(p99, sizeof p99, st.n, 99, st.p99);
 	fmt_ratio(xc, sizeof xc, r->a, r->ceiling);
 	fmt_ratio(xr, sizeof xr, r->a, r->redis);
 	bench_md_row(out, cells, 7);

@@ -55,12 +55,13 @@ enum shmkit_chan_role {
 
 /* Flags for shmkit_chan_commit() / shmkit_chan_release(). */
 #define SHMKIT_CHAN_MORE 0x1u /* batch: do not publish yet; shmkit_chan_flush() or the next
-			       * call without MORE publishes everything at once (so does a
-			       * batch reaching half the ring) */
+			       * call without MORE publishes everything at once. Commit: may
+			       * also be published earlier (half a ring batched, ring full).
+			       * Release: never published earlier — see shmkit_chan_release() */
 
 /* Flags for shmkit_chan_opts.flags. */
-#define SHMKIT_CHAN_NO_SPIN 0x1u /* no adaptive spin before sleeping (the 1 µs settling
-				  * re-check of the sleep handshake still runs) */
+#define SHMKIT_CHAN_NO_SPIN 0x1u /* no adaptive spin before sleeping: every wait that finds
+				  * nothing sleeps */
 
 /* Default ring size and the default spin budget. */
 #define SHMKIT_CHAN_DEFAULT_CAPACITY (1u << 20)
@@ -113,19 +114,28 @@ SHMKIT_API int shmkit_chan_open_fd(int fd, int role, const struct shmkit_chan_op
 
 /* Producer: publishes what is pending, marks the end of the stream (the consumer gets
  * -EPIPE once it has received everything), wakes the consumer, gives the role up.
- * Consumer: publishes its releases and marks the reader as gone, like closing the read end
- * of a pipe: a producer that must wait for room (or drain_wait) gets -EPIPE, until a new
- * consumer attaches. Frees the handle (NULL accepted). The segment stays: see
- * shmkit_chan_unlink(). Always returns 0. */
+ * Consumer: publishes its releases (held MORE releases included) and marks the reader as
+ * gone, like closing the read end of a pipe: a producer that must wait for room (or
+ * drain_wait) gets -EPIPE, until a new consumer attaches. Frees the handle (NULL
+ * accepted). The segment stays: see shmkit_chan_unlink().
+ * Returns 1 when the other end had closed its side already (producer: the reader closed;
+ * consumer: the stream was closed or aborted), so this was the last end to leave and
+ * nobody will use the stream again: a program that treats the channel as ephemeral
+ * removes it then (shmkit_segment_remove() by name, the handle is gone). When both ends
+ * close at the same time at least one of them gets 1 (both may). Returns 0 otherwise. */
 SHMKIT_API int shmkit_chan_close(struct shmkit_chan *ch);
 
 /* Producer: like close, but marks the stream as cut short: the consumer receives
  * everything committed, then -ECONNABORTED instead of -EPIPE (so a truncated stream is
- * never taken for a complete one). Consumer: same as close. Frees the handle. */
+ * never taken for a complete one). Consumer: like close, but held MORE releases are
+ * dropped, not published: for a consumer whose output failed, so the messages it had not
+ * handed on stay in the channel for a next consumer. Frees the handle. Returns 1 or 0 as
+ * shmkit_chan_close() does. */
 SHMKIT_API int shmkit_chan_abort(struct shmkit_chan *ch);
 
 /* Gives the role up without marking anything: the peer keeps waiting, and a new producer
- * (or consumer) may attach and carry on. Frees the handle. */
+ * (or consumer) may attach and carry on. Publishes what is pending first (a consumer's
+ * held MORE releases included). Frees the handle. Returns 0. */
 SHMKIT_API int shmkit_chan_detach(struct shmkit_chan *ch);
 
 /* Removes the channel's name (mapped memory stays valid for whoever has it). */
@@ -155,7 +165,9 @@ SHMKIT_API int shmkit_chan_loan_wait(struct shmkit_chan *ch, size_t len, void **
  * is never delivered. 0 or -EINVAL. */
 SHMKIT_API int shmkit_chan_commit(struct shmkit_chan *ch, size_t len, unsigned flags);
 
-/* Publishes commits made with SHMKIT_CHAN_MORE. */
+/* Producer: publishes commits made with SHMKIT_CHAN_MORE. Consumer: publishes releases
+ * made with SHMKIT_CHAN_MORE (the space goes back to the producer for good). 0 or
+ * -EINVAL. */
 SHMKIT_API int shmkit_chan_flush(struct shmkit_chan *ch);
 
 /* Copies `len` bytes in as one message (loan + copy + commit). Large copies go in pieces
@@ -177,14 +189,27 @@ SHMKIT_API int shmkit_chan_drain_wait(struct shmkit_chan *ch, const struct times
  * -ECONNABORTED (producer aborted, everything it committed was received), -EBADMSG
  * (corrupt record or position), -EPERM (not the consumer). The _wait form also returns
  * -ETIMEDOUT, -EOWNERDEAD (producer died; all it committed was delivered), -EINTR, -EINVAL
- * (malformed deadline). */
+ * (malformed deadline), and -EDEADLK when it would have to wait while this handle holds
+ * MORE releases it has not published: the producer may be waiting for that very space.
+ * Hand the held messages on, shmkit_chan_flush(), then wait. Neither form publishes held
+ * releases. */
 SHMKIT_API int shmkit_chan_peek(struct shmkit_chan *ch, const void **buf, size_t *len);
 SHMKIT_API int shmkit_chan_peek_wait(struct shmkit_chan *ch, const void **buf, size_t *len,
 				     const struct timespec *deadline);
 
 /* Releases the peeked message; unless flags has SHMKIT_CHAN_MORE, publishes the release
  * (and earlier MORE releases) so the producer can reuse the space. 0 or -EINVAL (nothing
- * peeked). */
+ * peeked).
+ * With SHMKIT_CHAN_MORE the release stays private to this handle until the consumer
+ * publishes it — shmkit_chan_flush(), a later release without MORE, close or detach —
+ * and nothing else publishes it (not a long batch, not an empty channel, not a wait).
+ * So a consumer that copies messages out to somewhere else (a buffered file, a socket)
+ * releases each with MORE as it copies it and calls shmkit_chan_flush() only after the
+ * copies reached their destination (write(2) returned): if it dies before, the next
+ * consumer gets those messages again (at least once), never loses them. Before waiting
+ * for more (peek_wait, recv_wait, a waitset) it must hand on and flush: the _wait calls
+ * return -EDEADLK rather than wait while releases are held, since the producer may be
+ * waiting for that space. */
 SHMKIT_API int shmkit_chan_release(struct shmkit_chan *ch, unsigned flags);
 
 /* Copies the next message into buf and releases it. Returns its length, or the errors of
@@ -200,6 +225,42 @@ SHMKIT_API int shmkit_chan_stats(const struct shmkit_chan *ch, struct shmkit_cha
 
 /* Whether the other side is attached and alive (1) or not (0). */
 SHMKIT_API int shmkit_chan_peer_alive(const struct shmkit_chan *ch);
+
+/* --- bookkeeping that survives the producer ----------------------------------------------
+ * A producer that forwards messages from elsewhere (shmkit bridge) must know after a crash
+ * which of them reached the channel. The channel's stream position and a few words the
+ * producer keeps in the control block let it decide without a file of its own:
+ *
+ *   shmkit_chan_position(ch, &p);            store the message's id and p in two notes
+ *   loan, write, commit                      (the id last: it marks the pair as current)
+ *   after a crash: reopen as producer; the message landed iff the position is now > p.
+ *
+ * Positions count ring bytes from the channel's creation (64 bits: they never wrap) and
+ * survive takeover: a new producer starts where the dead one's last commit ended, a commit
+ * it made but did not publish included (src/chan.c). */
+
+/* Words of notes a channel keeps for its producer. */
+#define SHMKIT_CHAN_NOTES 8u
+
+/* Producer: stores `val` as note `idx` (< SHMKIT_CHAN_NOTES). The library never reads or
+ * clears notes: they are zero in a new channel and keep their value across producers
+ * (close, takeover, reopen). The store is ordered before the producer's later commits
+ * (release): a consumer or a later producer that sees a commit sees the notes stored
+ * before it. Returns 0, -EINVAL (idx out of range, ch NULL), -EPERM (not the producer).
+ * Trust: any process that maps the channel writable can change the notes; treat them as
+ * input like the messages. */
+SHMKIT_API int shmkit_chan_note_store(struct shmkit_chan *ch, unsigned idx, uint64_t val);
+
+/* Any role: reads note `idx` into *val (acquire). 0 or -EINVAL. */
+SHMKIT_API int shmkit_chan_note_load(const struct shmkit_chan *ch, unsigned idx, uint64_t *val);
+
+/* This side's stream position in *pos: for the producer, the end of its last commit
+ * (MORE commits included; a loan is not a commit); for the consumer, the end of the
+ * message it has peeked, or of its last release when none is peeked. Right after
+ * attaching, the position is where the previous holder of the role left the stream.
+ * Returns 0, -EINVAL, -EPERM (an observer has no position). Thread safety: like the other
+ * calls on the handle. */
+SHMKIT_API int shmkit_chan_position(const struct shmkit_chan *ch, uint64_t *pos);
 
 #ifdef __cplusplus
 }

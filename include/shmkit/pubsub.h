@@ -74,7 +74,8 @@ enum shmkit_pubsub_policy {
 };
 
 /* Flags for shmkit_pubsub_commit() / shmkit_pubsub_release(). */
-#define SHMKIT_PUBSUB_MORE 0x1u /* batch: publish later (flush, or the next call without it) */
+#define SHMKIT_PUBSUB_MORE 0x1u /* batch: publish later (flush, or the next call without it;
+				 * a release: nothing else publishes it) */
 
 /* Flags for shmkit_pubsub_opts.flags. */
 #define SHMKIT_PUBSUB_NO_SPIN 0x1u    /* never spin before sleeping */
@@ -200,7 +201,9 @@ SHMKIT_API int shmkit_pubsub_send_wait(struct shmkit_pubsub *ps, const void *buf
  * -ESTALE (messages were lost before this one — overwrite mode; shmkit_pubsub_lost() says
  * how many; nothing is returned, peek again); -EBADMSG; -EPERM (not a subscriber). The
  * _wait form also returns -ETIMEDOUT, -EOWNERDEAD (the publisher died; all it published
- * was delivered), -EINTR. */
+ * was delivered), -EINTR, and -EDEADLK when it would have to wait while this subscriber
+ * holds MORE releases it has not published (hand them on, shmkit_pubsub_flush(), then
+ * wait). Neither form publishes held releases. */
 SHMKIT_API int shmkit_pubsub_peek(struct shmkit_pubsub *ps, const void **buf, size_t *len);
 SHMKIT_API int shmkit_pubsub_peek_wait(struct shmkit_pubsub *ps, const void **buf, size_t *len,
 				       const struct timespec *deadline);
@@ -214,7 +217,9 @@ SHMKIT_API int shmkit_pubsub_validate(struct shmkit_pubsub *ps);
 /* Releases the peeked message after validating it (above): 0, or -ESTALE (what was read is
  * garbage; it counts as lost). Unless flags has SHMKIT_PUBSUB_MORE, publishes the new
  * position (block mode: the publisher may reuse the space). -EINVAL when nothing is
- * peeked. */
+ * peeked. A MORE release stays private to this handle until shmkit_pubsub_flush(), a
+ * release without MORE, or close publishes it — nothing else does — so release with MORE
+ * as you copy a message out and flush once the copies reached their destination. */
 SHMKIT_API int shmkit_pubsub_release(struct shmkit_pubsub *ps, unsigned flags);
 
 /* Copies the next message into buf, validates and releases it. Returns its length, the

@@ -80,6 +80,24 @@ enum shmkit_segment_state {
 #define SHMKIT_SEG_FOREIGN_UID 0x2u /* open: accept a segment that is not ours (Trust) */
 #define SHMKIT_SEG_DEFER_READY 0x4u /* create: stay INITIALIZING until shmkit_segment_publish() */
 #define SHMKIT_SEG_RDONLY 0x8u      /* open: map read-only */
+#define SHMKIT_SEG_PERSISTENT 0x10u /* create: persistent lifetime (see Lifetimes below) */
+
+/* Lifetimes (docs/design.md, "Lifetimes and removal"). Every object records one in its
+ * header at creation, chosen with SHMKIT_SEG_PERSISTENT (the library's default is
+ * ephemeral; every kind passes its opts.seg.flags through):
+ *   - ephemeral: garbage once its creator is dead and nobody has it attached or mapped;
+ *     `shmkit gc` removes it then. Right for a channel between two running programs.
+ *   - persistent: data meant to outlive its creator (a table, a pub/sub channel with
+ *     history); once published, `shmkit gc` never removes it, only
+ *     shmkit_segment_unlink(), _remove(), _remove_exact() or `shmkit rm` do.
+ * The lifetime is advice to whoever collects garbage; the kernel keeps either kind until
+ * it is removed (System V, POSIX) or its last descriptor and mapping go (memfd, whose
+ * lifetime is shown but never acted on). */
+enum shmkit_lifetime {
+	SHMKIT_LIFETIME_UNKNOWN = 0,   /* header unreadable */
+	SHMKIT_LIFETIME_EPHEMERAL = 1,
+	SHMKIT_LIFETIME_PERSISTENT = 2,
+};
 
 /* Options; pass NULL for all defaults. Zero in any field means "the default". */
 struct shmkit_segment_opts {
@@ -117,6 +135,10 @@ struct shmkit_segment_info {
 	uint32_t cuid;                  /* System V: the creator's uid the kernel keeps (cuid),
 					 * which no IPC_SET changes; POSIX: = uid */
 	uint32_t cgid;                  /* System V: the creator's gid (cgid); POSIX: = gid */
+	uint32_t lifetime;              /* enum shmkit_lifetime, from the header */
+	uint32_t reserved;              /* 0 */
+	uint64_t dev;                   /* POSIX, memfd: the file's device and inode, which */
+	uint64_t ino;                   /* with created_ns identify it; 0 for System V */
 };
 
 struct shmkit_segment;
@@ -185,15 +207,52 @@ SHMKIT_API int shmkit_segment_info(const struct shmkit_segment *seg,
  * is a no-op. Returns 0 or a negative errno (-ENOENT if already removed). */
 SHMKIT_API int shmkit_segment_unlink(struct shmkit_segment *seg);
 
+/* The sleep/wake handshake's state of a segment used by a channel, pub/sub, queue or
+ * waitset (docs/design.md, "Sleep/wake handshake"). Shared by every kind. */
+struct shmkit_wait_stats {
+	uint32_t fenced;   /* 1: a process joined without membarrier; wakers use a fence */
+	uint32_t reserved;
+	uint64_t missed;   /* wake-ups found only when a 100 ms liveness slice ended; 0 is
+			    * the expected value (anything else is a bug worth reporting) */
+};
+
+/* Fills *st from the segment's header. Any process may call it at any time (also on a
+ * read-only mapping). Returns 0 or -EINVAL (NULL argument). */
+SHMKIT_API int shmkit_segment_wait_stats(const struct shmkit_segment *seg,
+					 struct shmkit_wait_stats *st);
+
 /* Unmaps/detaches and frees the handle. Does not remove the segment. NULL is accepted. */
 SHMKIT_API int shmkit_segment_close(struct shmkit_segment *seg);
 
-/* Removes a named segment without opening it for use. opts->backend narrows the search;
+/* Removes a named segment without opening it for use, whatever lies at the name now (see
+ * shmkit_segment_remove_exact() to remove only an object looked at before, and only one of
+ * ours). opts->backend narrows the search;
  * for System V the segment must be a shmkit segment of that name (or, with name NULL, at
  * opts->sysv_key), a foreign one is refused with -ENOTUNIQ. Returns the number of
  * segments removed (>= 1) or -ENOENT / another negative errno: -EACCES for another user's
  * segment (one the caller may not remove, or, System V, not even read at the name's key). */
 SHMKIT_API int shmkit_segment_remove(const char *name, const struct shmkit_segment_opts *opts);
+
+/* Removes the object `seen` describes (filled by shmkit_segment_stat() or _list()) only if
+ * it is still that very object and it is ours:
+ *   - POSIX: the file at the name must have seen->dev and seen->ino, and, when the header
+ *     was readable then, the same creation stamp (created_ns, creator_pid); the file is
+ *     checked through a descriptor, then the name is looked at again right before
+ *     shm_unlink(). Linux has no "unlink if this inode" call: an object removed and
+ *     recreated under the same name in the microseconds between that last look and the
+ *     unlink is the one residual window (docs/design.md, "Lifetimes and removal").
+ *   - System V: the segment seen->sysv_id, with the same key and creation stamp, removed
+ *     with IPC_RMID on that shmid: no window, as the kernel does not reuse a shmid until
+ *     its slot's sequence number wraps.
+ * `flags`: 0 or SHMKIT_SEG_FOREIGN_UID, which also removes an object that is not ours by
+ * the trust rule (Trust, above) or not a shmkit segment at all.
+ * Returns 0 when removed, or -ENOENT (gone already), -ESTALE (the name or key now holds
+ * another object: recreated since it was seen; nothing removed), -EPERM (not ours),
+ * -ENOTUNIQ (not a shmkit segment: no shmkit header, or not a regular file), -EACCES (the
+ * kernel refuses: another user's object), -EINVAL (memfd, a bad name or flag). The
+ * lifetime is not looked at: deciding what is garbage is the caller's business. */
+SHMKIT_API int shmkit_segment_remove_exact(const struct shmkit_segment_info *seen,
+					   uint32_t flags);
 
 /* Describes a named segment (or, with name NULL, the System V segment at opts->sysv_key)
  * without keeping it mapped. Corrupt and foreign segments are described too: the call

@@ -28,8 +28,10 @@
  * single peer to report DEAD: the same check repairs the slots dead processes hold in it
  * (shmkit_queue_recover()), so a message behind them becomes READABLE. An event is reported once per change of its
  * generation (EVENT): the waitset remembers the generation it last reported. A readable
- * report is a hint that the next peek/recv will not return -EAGAIN — except once after the
- * consumer batched releases (…_MORE): that peek publishes them.
+ * report is a hint that the next peek/recv will not return -EAGAIN — except while the
+ * consumer holds releases batched with …_MORE: nothing but the consumer publishes those
+ * (shmkit_chan_release(3)), and until it does the member reads as ready. Hand the held
+ * messages on and flush (shmkit_chan_flush, shmkit_pubsub_flush) before waiting.
  *
  * epoll: shmkit_waitset_fd() returns an eventfd that becomes readable when a member is
  * ready, for programs built around epoll/poll/select. A helper thread (started by the

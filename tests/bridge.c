@@ -1,0 +1,744 @@
+/* Tests of `shmkit bridge` (cli/bridge.c) against a real nats-server that the tests start on
+ * 127.0.0.1 with a free port and a temporary JetStream store, and stop at the end.
+ *
+ * The data path is the whole pipeline: a file of length-prefixed records of random sizes
+ * → `shmkit pub --framing len` → local channel → `bridge out` → NATS → `bridge in` →
+ * local channel → `shmkit sub --framing len` → a file, which must equal the input byte for
+ * byte (so boundaries, order and content all hold). Volumes: make check carries 24 MiB
+ * per mode; the stress tier (SHMKIT_STRESS=1) carries 1 GiB per mode and runs 60 kill
+ * rounds instead of 20.
+ *
+ * Sanitizer builds: libnats is not instrumented, so under TSan its threads would be
+ * reported falsely; the TSan build runs only the usage checks. The ASan build runs one
+ * short round trip and the bad-input cases.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define NATS_SERVER "/usr/sbin/nats-server"
+
+/* --- the server -------------------------------------------------------------------------- */
+
+struct server {
+	char dir[128];  /* conf, log and JetStream store */
+	char url[64];
+	int port;
+	struct t_proc proc;
+	bool running;
+};
+
+static int free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(s, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+	socklen_t n = sizeof a;
+	ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &n), 0);
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+/* A connected socket to the server, or -1. */
+static int dial(int port)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (s >= 0 && connect(s, (struct sockaddr *)&a, sizeof a) == 0)
+		return s;
+	if (s >= 0)
+		close(s);
+	return -1;
+}
+
+static void server_start(struct server *sv)
+{
+	char *const argv[] = {NATS_SERVER, "-c", NULL, NULL};
+	char conf[200];
+	snprintf(conf, sizeof conf, "%s/ns.conf", sv->dir);
+	((char **)argv)[2] = conf;
+	t_spawn(&sv->proc, argv, -1, -1);
+	sv->running = true;
+	int s = -1;
+	for (int i = 0; i < 400 && s < 0; i++) {
+		s = dial(sv->port);
+		if (s < 0)
+			t_sleep_ms(25);
+	}
+	ck_assert_msg(s >= 0, "nats-server did not come up on port %d", sv->port);
+	close(s);
+}
+
+/* Sets up a store directory and a config with an 8 MB max_payload, and starts the server. */
+static void server_init(struct server *sv)
+{
+	ck_assert_msg(access(NATS_SERVER, X_OK) == 0, "nats-server is not installed (make deps)");
+	snprintf(sv->dir, sizeof sv->dir, "/tmp/shmkit-bridge-test.%d.XXXXXX", (int)getpid());
+	ck_assert_ptr_nonnull(mkdtemp(sv->dir));
+	sv->port = free_port();
+	snprintf(sv->url, sizeof sv->url, "nats://127.0.0.1:%d", sv->port);
+	char path[200];
+	snprintf(path, sizeof path, "%s/ns.conf", sv->dir);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "listen: 127.0.0.1:%d\nmax_payload: 8MB\nlog_file: \"%s/ns.log\"\n"
+		   "jetstream { store_dir: \"%s/js\" }\n", sv->port, sv->dir, sv->dir);
+	fclose(f);
+	server_start(sv);
+}
+
+static void server_kill(struct server *sv, int sig)
+{
+	if (!sv->running)
+		return;
+	kill(sv->proc.pid, sig);
+	t_finish(&sv->proc, 10000);
+	t_proc_free(&sv->proc);
+	sv->running = false;
+}
+
+static void server_fini(struct server *sv)
+{
+	server_kill(sv, SIGTERM);
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", sv->dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Publishes a raw NATS message with the text protocol: without headers (not a bridge
+ * frame), or with the header line `hdr` ("Key: value"). */
+static void raw_publish(int port, const char *subj, const char *payload, const char *hdr)
+{
+	int s = dial(port);
+	ck_assert_int_ge(s, 0);
+	char buf[512], h[200] = "";
+	if (hdr)
+		snprintf(h, sizeof h, "NATS/1.0\r\n%s\r\n\r\n", hdr);
+	int n = hdr ? snprintf(buf, sizeof buf,
+			       "CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB %s %zu %zu\r\n"
+			       "%s%s\r\nPING\r\n", subj, strlen(h), strlen(h) + strlen(payload), h,
+			       payload)
+		    : snprintf(buf, sizeof buf, "CONNECT {\"verbose\":false}\r\nPUB %s %zu\r\n%s\r\nPING\r\n",
+			       subj, strlen(payload), payload);
+	ck_assert_int_eq(write(s, buf, (size_t)n), n);
+	/* INFO first, then PONG once the server processed the PUB. */
+	size_t got = 0;
+	while (got < sizeof buf - 1 && !strstr(buf, "PONG")) {
+		ssize_t r = read(s, buf + got, sizeof buf - 1 - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		buf[got] = 0;
+	}
+	close(s);
+}
+
+static uint64_t chan_stat(const char *name, bool sent);
+
+/* --- the pipeline ------------------------------------------------------------------------ */
+
+/* Writes `total` bytes worth of length-prefixed records of random sizes (1 byte .. 64 KiB,
+ * one in 64 up to 1 MiB) to a new file; returns its descriptor (at offset 0). */
+static int make_input(const char *path, uint64_t total, uint64_t seed, uint64_t *nrec)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	static uint8_t rec[(1 << 20) + 4];
+	uint64_t st = seed | 1, done = 0;
+	*nrec = 0;
+	while (done < total) {
+		uint64_t r = t_rand(&st);
+		uint32_t len = (r & 63) == 0 ? 1 + (uint32_t)((r >> 8) % (1 << 20))
+					     : 1 + (uint32_t)((r >> 8) % (64 << 10));
+		memcpy(rec, &len, 4); /* little endian: the framing's byte order on x86 and arm */
+		t_msg_fill(rec + 4, len, *nrec);
+		ck_assert_int_eq(write(fd, rec, len + 4), (ssize_t)len + 4);
+		done += len;
+		(*nrec)++;
+	}
+	ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+	return fd;
+}
+
+static bool same_files(const char *a, const char *b)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+	return system(cmd) == 0;
+}
+
+struct pipeline {
+	struct server *sv;
+	char src[64], dst[64], subj[80];
+	char in_path[200], out_path[200];
+	bool reliable;
+	struct t_proc pub, out, in, sub;
+	pid_t writer; /* own producer instead of pub, with the reader */
+	pid_t reader; /* own consumer instead of sub (pipeline_start with sub_extra "-") */
+};
+
+static void pipe_names(struct pipeline *pl, struct server *sv, const char *tag, bool reliable)
+{
+	memset(pl, 0, sizeof *pl);
+	pl->sv = sv;
+	pl->reliable = reliable;
+	t_name_tracked(pl->src, sizeof pl->src, tag, SHMKIT_BACKEND_POSIX);
+	t_name_tracked(pl->dst, sizeof pl->dst, tag, SHMKIT_BACKEND_POSIX);
+	snprintf(pl->subj, sizeof pl->subj, "t.%s", pl->src);
+	for (char *p = pl->subj + 2; *p; p++)
+		if (*p == '.')
+			*p = '_';
+	snprintf(pl->in_path, sizeof pl->in_path, "%s/%s.in", sv->dir, tag);
+	snprintf(pl->out_path, sizeof pl->out_path, "%s/%s.out", sv->dir, tag);
+}
+
+static void start_in(struct pipeline *pl, bool create)
+{
+	const char *args[] = {"bridge", "in", "--from", pl->sv->url, "--subject", pl->subj,
+			      pl->dst, "--stats", "--timeout", "60",
+			      pl->reliable ? "--reliable" : "--stats",
+			      create ? "--create" : "--stats", create ? "--max-msg" : NULL,
+			      "2M", NULL};
+	t_spawn_cli(&pl->in, -1, -1, args);
+}
+
+static void start_out(struct pipeline *pl)
+{
+	const char *args[] = {"bridge", "out", pl->src, "--to", pl->sv->url, "--subject", pl->subj,
+			      "--stats", "--timeout", "60", "--progress", pl->reliable ? "--reliable" : NULL,
+			      NULL};
+	t_spawn_cli(&pl->out, -1, -1, args);
+}
+
+/* Waits until the channel exists (its creator published it). */
+static void wait_channel(const char *name)
+{
+	struct shmkit_chan *ch = NULL;
+	T_WAIT_FOR(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) == 0);
+	ck_assert_msg(ch != NULL, "channel %s did not appear", name);
+	shmkit_chan_close(ch);
+}
+
+/* A consumer with the ordinary API that, unlike `shmkit sub`, waits out a producer that
+ * died (the in bridge killed and restarted): it writes every message as a len record to
+ * the output file until the end of the stream. Exit 0 at the end, 1 on anything else. */
+struct reader_ctx {
+	const char *name;
+	int fd;
+};
+
+/* The test's end of pub's input pipe, which the forked reader must not keep open (pub
+ * would never see the end of its input). */
+static int feed_fd = -1;
+
+static int reader(void *arg)
+{
+	struct reader_ctx *r = arg;
+	if (feed_fd >= 0)
+		close(feed_fd);
+	struct shmkit_chan *ch;
+	if (shmkit_chan_open(r->name, SHMKIT_CHAN_CONSUMER, NULL, &ch))
+		return 1;
+	for (;;) {
+		const void *m;
+		size_t n;
+		struct timespec ts;
+		int err = shmkit_chan_peek_wait(ch, &m, &n, t_in_ms(&ts, 1000));
+		if (err == -ETIMEDOUT || err == -EOWNERDEAD) {
+			t_sleep_ms(5); /* the producer is away: a new one takes over */
+			continue;
+		}
+		if (err == -EPIPE)
+			break;
+		if (err)
+			return 2;
+		uint32_t len = (uint32_t)n;
+		if (write(r->fd, &len, 4) != 4 || write(r->fd, m, n) != (ssize_t)n)
+			return 3;
+		shmkit_chan_release(ch, 0);
+	}
+	shmkit_chan_unlink(ch);
+	shmkit_chan_close(ch);
+	return 0;
+}
+
+/* A producer with the ordinary API that, unlike `shmkit pub`, waits out a consumer that
+ * died (the out bridge killed and restarted): reads len records from `fd` and sends each;
+ * at the end of its input closes the stream. */
+struct writer_ctx {
+	const char *name;
+	int fd;
+};
+
+static bool read_full(int fd, void *p, size_t n)
+{
+	for (size_t got = 0; got < n;) {
+		ssize_t r = read(fd, (char *)p + got, n - got);
+		if (r <= 0)
+			return false;
+		got += (size_t)r;
+	}
+	return true;
+}
+
+static int writer(void *arg)
+{
+	struct writer_ctx *w = arg;
+	if (feed_fd >= 0)
+		close(feed_fd);
+	struct shmkit_chan *ch;
+	struct shmkit_chan_opts co = {.max_msg = 1 << 20};
+	if (shmkit_chan_create(w->name, SHMKIT_CHAN_PRODUCER, &co, &ch))
+		return 1;
+	static uint8_t rec[1 << 20];
+	uint32_t len;
+	while (read_full(w->fd, &len, 4)) {
+		if (len > sizeof rec || !read_full(w->fd, rec, len))
+			return 2;
+		for (;;) {
+			struct timespec ts;
+			int err = shmkit_chan_send_wait(ch, rec, len, t_in_ms(&ts, 1000));
+			if (!err)
+				break;
+			if (err != -ETIMEDOUT && err != -EOWNERDEAD)
+				return 3;
+			t_sleep_ms(5); /* the consumer is away: a new one takes over */
+		}
+	}
+	shmkit_chan_close(ch);
+	return 0;
+}
+
+/* Starts in (creating dst), sub, pub (creating src, reading in_fd) and out. */
+static void pipeline_start(struct pipeline *pl, int in_fd, const char *sub_extra)
+{
+	start_in(pl, true);
+	wait_channel(pl->dst);
+	int ofd = open(pl->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(ofd, 0);
+	if (sub_extra && !strcmp(sub_extra, "-")) {
+		struct reader_ctx rc = {pl->dst, ofd};
+		pl->reader = t_fork(reader, &rc);
+	} else {
+		const char *sargs[] = {"sub", pl->dst, "--framing", "len", sub_extra, NULL};
+		t_spawn_cli(&pl->sub, -1, ofd, sargs);
+	}
+	close(ofd);
+	if (pl->reader) {
+		struct writer_ctx wc = {pl->src, in_fd};
+		pl->writer = t_fork(writer, &wc);
+	} else {
+		const char *pargs[] = {"pub", pl->src, "--create", "--framing", "len", "--max-msg",
+				       "1M", NULL};
+		t_spawn_cli(&pl->pub, in_fd, -1, pargs);
+	}
+	wait_channel(pl->src);
+	start_out(pl);
+}
+
+/* Finishes a process and asserts its exit status. */
+static void expect_exit(struct t_proc *p, const char *what, int status, int timeout_ms)
+{
+	int st = t_finish(p, timeout_ms);
+	ck_assert_msg(st == status, "%s: status %d (expected %d); stderr: %s", what, st, status,
+		      p->e.data);
+}
+
+static void roundtrip(bool reliable, uint64_t total)
+{
+	struct server sv;
+	server_init(&sv);
+	struct pipeline pl;
+	pipe_names(&pl, &sv, reliable ? "rel" : "core", reliable);
+	uint64_t nrec;
+	int fd = make_input(pl.in_path, total, t_seed(), &nrec);
+	pipeline_start(&pl, fd, NULL);
+	close(fd);
+	int limit = t_stress() ? 3600000 : 240000;
+	expect_exit(&pl.pub, "pub", 0, limit);
+	expect_exit(&pl.out, "bridge out", 0, limit);
+	expect_exit(&pl.in, "bridge in", 0, limit);
+	expect_exit(&pl.sub, "sub", 0, limit);
+	ck_assert_msg(strstr(pl.in.e.data, " gaps 0 "), "in: %s", pl.in.e.data);
+	ck_assert_msg(same_files(pl.in_path, pl.out_path), "%s and %s differ (%llu records)",
+		      pl.in_path, pl.out_path, (unsigned long long)nrec);
+	t_proc_free(&pl.pub);
+	t_proc_free(&pl.out);
+	t_proc_free(&pl.in);
+	t_proc_free(&pl.sub);
+	server_fini(&sv);
+}
+
+static uint64_t volume(void)
+{
+	return t_stress() ? 1ull << 30 : 24ull << 20;
+}
+
+START_TEST(test_roundtrip_core)
+{
+	roundtrip(false, volume());
+}
+END_TEST
+
+START_TEST(test_roundtrip_reliable)
+{
+	roundtrip(true, volume());
+}
+END_TEST
+
+START_TEST(test_roundtrip_short)
+{
+	roundtrip(_i == 1, 2ull << 20);
+}
+END_TEST
+
+/* Reliable mode under kill -9: each round feeds a slice of the input into pub, then kills
+ * the out bridge, the in bridge or nats-server at a random moment and restarts it (the
+ * server on the same store). At the end the consumer's output equals the input: every
+ * message exactly once, in order. */
+START_TEST(test_reliable_kills)
+{
+	struct server sv;
+	server_init(&sv);
+	struct pipeline pl;
+	pipe_names(&pl, &sv, "kill", true);
+	int rounds = t_stress() ? 60 : 20;
+	uint64_t nrec, seed = t_seed();
+	int file = make_input(pl.in_path, (uint64_t)rounds << 19, seed, &nrec);
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	feed_fd = p[1];
+	pipeline_start(&pl, p[0], "-");
+	close(p[0]);
+	struct stat stt;
+	ck_assert_int_eq(fstat(file, &stt), 0);
+	uint64_t st = seed, fed = 0, size = (uint64_t)stt.st_size;
+	static uint8_t chunk[1 << 16];
+	int kills[3] = {0, 0, 0};
+	for (int r = 0; r < rounds; r++) {
+		/* Feed this round's share (whole bytes of the file; pub reassembles records). */
+		uint64_t goal = size * (uint64_t)(r + 1) / (uint64_t)rounds;
+		while (fed < goal) {
+			size_t n = goal - fed < sizeof chunk ? (size_t)(goal - fed) : sizeof chunk;
+			ck_assert_int_eq(pread(file, chunk, n, (off_t)fed), (ssize_t)n);
+			ck_assert_int_eq(write(p[1], chunk, n), (ssize_t)n);
+			fed += n;
+		}
+		t_sleep_ms(20 + t_rand(&st) % 300);
+		int victim = (int)(t_rand(&st) % 3);
+		kills[victim]++;
+		if (victim == 0) {
+			kill(pl.out.pid, SIGKILL);
+			t_finish(&pl.out, 10000);
+			t_proc_free(&pl.out);
+			start_out(&pl);
+		} else if (victim == 1) {
+			kill(pl.in.pid, SIGKILL);
+			t_finish(&pl.in, 10000);
+			t_proc_free(&pl.in);
+			start_in(&pl, false);
+		} else {
+			server_kill(&sv, SIGKILL);
+			t_sleep_ms(t_rand(&st) % 200);
+			server_start(&sv);
+		}
+	}
+	close(p[1]); /* end of input: pub closes the stream */
+	close(file);
+	int pst = t_wait(pl.writer, 120000);
+	if (pst != 0) {
+		t_pump(&pl.out, NULL, 100, 0);
+		t_pump(&pl.in, NULL, 100, 0);
+		size_t lo = pl.out.e.len > 1500 ? pl.out.e.len - 1500 : 0;
+		size_t li = pl.in.e.len > 1500 ? pl.in.e.len - 1500 : 0;
+		fprintf(stderr, "out: %s\nin: %s\n", pl.out.e.data + lo, pl.in.e.data + li);
+		ck_abort_msg("writer: %d; kills out %d in %d server %d; src sent %llu "
+			     "recv %llu, dst sent %llu recv %llu", pst,
+			     kills[0], kills[1], kills[2],
+			     (unsigned long long)chan_stat(pl.src, true),
+			     (unsigned long long)chan_stat(pl.src, false),
+			     (unsigned long long)chan_stat(pl.dst, true),
+			     (unsigned long long)chan_stat(pl.dst, false));
+	}
+	expect_exit(&pl.out, "bridge out", 0, 180000);
+	expect_exit(&pl.in, "bridge in", 0, 180000);
+	ck_assert_int_eq(t_wait(pl.reader, 60000), 0);
+	ck_assert_msg(same_files(pl.in_path, pl.out_path),
+		      "%s and %s differ (%llu records; kills out %d in %d server %d)", pl.in_path,
+		      pl.out_path, (unsigned long long)nrec, kills[0], kills[1], kills[2]);
+	t_proc_free(&pl.out);
+	t_proc_free(&pl.in);
+	server_fini(&sv);
+}
+END_TEST
+
+/* Writes `n` len-framed records of 100 bytes with sequence numbers from `first`. */
+static void feed(int fd, uint64_t first, int n)
+{
+	uint8_t rec[104];
+	uint32_t len = 100;
+	memcpy(rec, &len, 4);
+	for (int i = 0; i < n; i++) {
+		t_msg_fill(rec + 4, len, first + (uint64_t)i);
+		ck_assert_int_eq(write(fd, rec, sizeof rec), (ssize_t)sizeof rec);
+	}
+}
+
+static uint64_t chan_stat(const char *name, bool sent)
+{
+	struct shmkit_chan *ch;
+	struct shmkit_chan_stats st = {0};
+	if (shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) == 0) {
+		shmkit_chan_stats(ch, &st);
+		shmkit_chan_close(ch);
+	}
+	return sent ? st.msgs_sent : st.msgs_recv;
+}
+
+/* Core mode: messages sent while no in bridge listens are lost, and the next one shows
+ * the gap (counted in the channel's notes and in --stats); end of stream arrives. */
+START_TEST(test_core_gap_counted)
+{
+	struct server sv;
+	server_init(&sv);
+	struct pipeline pl;
+	pipe_names(&pl, &sv, "gap", false);
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	pipeline_start(&pl, p[0], "--keep");
+	close(p[0]);
+	t_sleep_ms(300); /* out is connected */
+	feed(p[1], 0, 10);
+	T_WAIT_FOR(chan_stat(pl.dst, true) == 10);
+	ck_assert_uint_eq(chan_stat(pl.dst, true), 10);
+	kill(pl.in.pid, SIGKILL);
+	t_finish(&pl.in, 10000);
+	t_proc_free(&pl.in);
+	feed(p[1], 10, 5); /* nobody subscribed: lost */
+	T_WAIT_FOR(chan_stat(pl.src, false) == 15);
+	ck_assert_uint_eq(chan_stat(pl.src, false), 15);
+	start_in(&pl, false);
+	t_sleep_ms(500); /* subscribed */
+	feed(p[1], 15, 5);
+	close(p[1]);
+	expect_exit(&pl.pub, "pub", 0, 60000);
+	expect_exit(&pl.out, "bridge out", 0, 60000);
+	expect_exit(&pl.in, "bridge in", 0, 60000);
+	expect_exit(&pl.sub, "sub", 0, 60000);
+	ck_assert_msg(strstr(pl.in.e.data, " gaps 1 "), "in: %s", pl.in.e.data);
+	struct t_run r = {0};
+	const char *sargs[] = {"stat", pl.dst, NULL};
+	t_run_cli(&r, 10000, sargs);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(strstr(r.out, "bridge_gaps: 1"), "stat: %s", r.out);
+	t_run_free(&r);
+	/* 15 of the 20 messages arrived: 10, then the 5 after the gap. */
+	struct stat stt;
+	ck_assert_int_eq(stat(pl.out_path, &stt), 0);
+	ck_assert_int_eq(stt.st_size, 15 * 104);
+	const char *rargs[] = {"rm", pl.dst, NULL};
+	t_run_cli(&r, 10000, rargs);
+	t_run_free(&r);
+	t_proc_free(&pl.pub);
+	t_proc_free(&pl.out);
+	t_proc_free(&pl.in);
+	t_proc_free(&pl.sub);
+	server_fini(&sv);
+}
+END_TEST
+
+/* A local producer killed mid-stream: out sends an abort, in aborts the far channel, and
+ * `shmkit sub` there reports it (exit 1) after everything sent before. */
+START_TEST(test_abort_propagates)
+{
+	struct server sv;
+	server_init(&sv);
+	struct pipeline pl;
+	pipe_names(&pl, &sv, "abort", _i == 1);
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	pipeline_start(&pl, p[0], NULL);
+	close(p[0]);
+	feed(p[1], 0, 7);
+	T_WAIT_FOR(chan_stat(pl.dst, true) == 7 || chan_stat(pl.dst, false) == 7);
+	kill(pl.pub.pid, SIGKILL);
+	t_finish(&pl.pub, 10000);
+	close(p[1]);
+	expect_exit(&pl.out, "bridge out", 1, 60000);
+	ck_assert_msg(strstr(pl.out.e.data, "producer died"), "out: %s", pl.out.e.data);
+	expect_exit(&pl.in, "bridge in", 1, 60000);
+	ck_assert_msg(strstr(pl.in.e.data, "aborted"), "in: %s", pl.in.e.data);
+	expect_exit(&pl.sub, "sub", 1, 60000);
+	ck_assert_msg(strstr(pl.sub.e.data, "abort"), "sub: %s", pl.sub.e.data);
+	struct stat stt;
+	ck_assert_int_eq(stat(pl.out_path, &stt), 0);
+	ck_assert_int_eq(stt.st_size, 7 * 104);
+	t_proc_free(&pl.pub);
+	t_proc_free(&pl.out);
+	t_proc_free(&pl.in);
+	t_proc_free(&pl.sub);
+	server_fini(&sv);
+}
+END_TEST
+
+/* Bad input: a clear error, a non-zero exit, nothing written into the local channel. */
+START_TEST(test_bad_input)
+{
+	struct server sv;
+	server_init(&sv);
+	struct t_run r = {0};
+	char dst[64], src[64], url[64];
+	t_name_tracked(dst, sizeof dst, "bad", SHMKIT_BACKEND_POSIX);
+	t_name_tracked(src, sizeof src, "bad", SHMKIT_BACKEND_POSIX);
+
+	/* Unreachable server: nothing listens on a fresh port. */
+	snprintf(url, sizeof url, "nats://127.0.0.1:%d", free_port());
+	const char *a1[] = {"bridge", "in", "--from", url, "--subject", "x", dst, "--create",
+			    "--timeout", "0.5", NULL};
+	t_run_cli(&r, 30000, a1);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.err, "cannot connect to"), "%s", r.err);
+	ck_assert_int_eq(shmkit_segment_stat(dst, NULL, &(struct shmkit_segment_info){0}), -ENOENT);
+	/* out reports it before looking for its channel (which does not exist here). */
+	const char *a1o[] = {"bridge", "out", src, "--to", url, "--subject", "x", "--timeout", "0.5",
+			     NULL};
+	t_run_cli(&r, 30000, a1o);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.err, "cannot connect to"), "%s", r.err);
+	/* TLS trust that cannot be loaded is libnats' error, passed on. */
+	const char *a1t[] = {"bridge", "in", "--from", sv.url, "--subject", "x", dst, "--create",
+			     "--tls-ca", "/nonexistent/ca.pem", NULL};
+	t_run_cli(&r, 30000, a1t);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.err, "certificates"), "%s", r.err);
+	ck_assert_int_eq(shmkit_segment_stat(dst, NULL, &(struct shmkit_segment_info){0}), -ENOENT);
+
+	/* Wrong subjects: usage errors. */
+	const char *bad[] = {"a b", "a.*", "a..b", ">", ""};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		const char *a2[] = {"bridge", "out", src, "--to", sv.url, "--subject", bad[i], NULL};
+		t_run_cli(&r, 10000, a2);
+		ck_assert_int_eq(r.status, 2);
+		ck_assert_msg(strstr(r.err, "subject"), "%s", r.err);
+	}
+
+	/* A message on the subject that is not a bridge frame. */
+	struct t_proc in;
+	const char *a3[] = {"bridge", "in", "--from", sv.url, "--subject", "t.raw", dst, "--create",
+			    NULL};
+	t_spawn_cli(&in, -1, -1, a3);
+	wait_channel(dst);
+	raw_publish(sv.port, "t.raw", "hello", NULL);
+	expect_exit(&in, "bridge in", 1, 30000);
+	ck_assert_msg(strstr(in.e.data, "not a bridge frame"), "%s", in.e.data);
+	ck_assert_uint_eq(chan_stat(dst, true), 0);
+	t_proc_free(&in);
+
+	/* A batch frame whose second record claims more bytes than there are. */
+	char bdst[64];
+	t_name_tracked(bdst, sizeof bdst, "bad", SHMKIT_BACKEND_POSIX);
+	const char *a6[] = {"bridge", "in", "--from", sv.url, "--subject", "t.batch", bdst,
+			    "--create", NULL};
+	t_spawn_cli(&in, -1, -1, a6);
+	wait_channel(bdst);
+	raw_publish(sv.port, "t.batch", "\x01" "\x00\x00\x00" "A" "\x09\x00\x00\x00" "BC",
+		    "Shmkit-Frame: 1 5 0 24 batch");
+	expect_exit(&in, "bridge in", 1, 30000);
+	ck_assert_msg(strstr(in.e.data, "malformed"), "%s", in.e.data);
+	ck_assert_uint_eq(chan_stat(bdst, true), 0);
+	t_proc_free(&in);
+
+	/* A message over max_payload (8 MB here): out names both limits; the far channel gets
+	 * the abort and no message. */
+	struct shmkit_chan *p;
+	struct shmkit_chan_opts co = {.capacity = 32 << 20, .max_msg = 9 << 20};
+	ck_assert_int_eq(shmkit_chan_create(src, SHMKIT_CHAN_PRODUCER, &co, &p), 0);
+	char big_dst[64];
+	t_name_tracked(big_dst, sizeof big_dst, "bad", SHMKIT_BACKEND_POSIX);
+	const char *a4[] = {"bridge", "in", "--from", sv.url, "--subject", "t.big", big_dst,
+			    "--create", "--max-msg", "9M", NULL};
+	t_spawn_cli(&in, -1, -1, a4);
+	wait_channel(big_dst);
+	void *buf;
+	ck_assert_int_eq(shmkit_chan_loan(p, 9 << 20, &buf), 0);
+	memset(buf, 7, 9 << 20);
+	ck_assert_int_eq(shmkit_chan_commit(p, 9 << 20, 0), 0);
+	const char *a5[] = {"bridge", "out", src, "--to", sv.url, "--subject", "t.big", NULL};
+	t_run_cli(&r, 30000, a5);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.err, "max_payload of 8388608") && strstr(r.err, "max_msg is 9437184"),
+		      "%s", r.err);
+	expect_exit(&in, "bridge in", 1, 30000);
+	ck_assert_uint_eq(chan_stat(big_dst, true), 0);
+	t_proc_free(&in);
+	shmkit_chan_close(p);
+	t_run_free(&r);
+	server_fini(&sv);
+}
+END_TEST
+
+START_TEST(test_usage)
+{
+	struct t_run r = {0};
+	const char *a1[] = {"bridge", NULL};
+	t_run_cli(&r, 10000, a1);
+	ck_assert_int_eq(r.status, 2);
+	const char *a2[] = {"bridge", "sideways", NULL};
+	t_run_cli(&r, 10000, a2);
+	ck_assert_int_eq(r.status, 2);
+	const char *a3[] = {"bridge", "out", "x", "--subject", "s", NULL};
+	t_run_cli(&r, 10000, a3);
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_msg(strstr(r.err, "--to"), "%s", r.err);
+	const char *a4[] = {"bridge", "in", "--to", "nats://127.0.0.1:1", "--subject", "s", "x", NULL};
+	t_run_cli(&r, 10000, a4);
+	ck_assert_int_eq(r.status, 2);
+	const char *a5[] = {"bridge", "--help", NULL};
+	t_run_cli(&r, 10000, a5);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(strstr(r.out, "--reliable"), "%s", r.out);
+	t_run_free(&r);
+}
+END_TEST
+
+static Suite *bridge_suite(void)
+{
+	Suite *s = suite_create("bridge");
+	const char *dir = t_build_dir();
+	bool tsan = strstr(dir, "tsan") != NULL, asan = strstr(dir, "asan") != NULL;
+	TCase *tc = t_tcase(s, "usage", 30);
+	tcase_add_test(tc, test_usage);
+	if (tsan)
+		return s;
+	tc = t_tcase(s, "basics", 120);
+	tcase_add_loop_test(tc, test_roundtrip_short, 0, 2);
+	tcase_add_test(tc, test_bad_input);
+	if (asan)
+		return s;
+	tc = t_tcase(s, "streams", t_stress() ? 7200 : 300);
+	tcase_add_test(tc, test_roundtrip_core);
+	tcase_add_test(tc, test_roundtrip_reliable);
+	tcase_add_test(tc, test_core_gap_counted);
+	tcase_add_loop_test(tc, test_abort_propagates, 0, 2);
+	tc = t_tcase(s, "kills", t_stress() ? 3600 : 300);
+	tcase_add_test(tc, test_reliable_kills);
+	return s;
+}
+
+int main(void)
+{
+	Suite *(*const makers[])(void) = {bridge_suite};
+	return t_main(makers, 1);
+}
