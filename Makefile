@@ -9,6 +9,7 @@ BINDIR     ?= $(PREFIX)/bin
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 DESTDIR    ?=
 
 # SAN selects an instrumented build in its own directory: asan (ASan+UBSan) or tsan.
@@ -58,6 +59,10 @@ SHLIB    := $(O)/libshmkit.so.$(VERSION)
 STATICLIB := $(O)/libshmkit.a
 CLI      := $(O)/shmkit
 
+# `shmkit top` is full-screen with ncurses when its headers are installed (libncurses-dev,
+# installed by `make deps` when run as root), plain text otherwise.
+CURSES_LIBS := $(shell pkg-config --libs ncurses 2>/dev/null)
+CURSES_DEF  := $(if $(CURSES_LIBS),-DSHMKIT_HAVE_CURSES)
 # The bridge (cli/bridge.c) talks NATS through libnats when pkg-config finds it; without it
 # the command is a stub that says how to get it.
 NATS_LIBS  := $(shell pkg-config --libs libnats 2>/dev/null)
@@ -102,12 +107,17 @@ $(O)/cli/%.o: cli/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
 
+$(O)/cli/top.o: cli/top.c Makefile
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) $(CURSES_DEF) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
+
 $(O)/cli/bridge.o: cli/bridge.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) -Icli $(NATS_FLAGS) $(CFLAGS_ALL) -c $< -o $@
 
 $(CLI): $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB)
-	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm
+	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm \
+	  $(CURSES_LIBS)
 
 $(O)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -144,11 +154,16 @@ $(O)/examples/%: examples/%.c $(STATICLIB)
 BUILD_PKGS := gcc make libc6-dev pkg-config
 # nats-server and libnats-dev: the bridge and its tests (optional for a plain build).
 CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev nats-server libnats-dev
+# Optional: full-screen `shmkit top` (ncurses) and its terminal test (tmux). Installed when
+# run as root; without them top prints plain text and the tmux test is skipped.
+OPT_PKGS   := libncurses-dev tmux
 
 deps-build:
 	@tools/deps.sh $(BUILD_PKGS)
+	@tools/deps.sh --optional $(OPT_PKGS)
 deps:
 	@tools/deps.sh $(CHECK_PKGS)
+	@tools/deps.sh --optional $(OPT_PKGS)
 
 # --- the two commands -------------------------------------------------------------------
 demo: deps-build
@@ -243,11 +258,14 @@ install: lib cli $(O)/shmkit.pc
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
 	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(MANDIR)/man1/
 	$(if $(wildcard man/man3/*.3),install -m 644 $(wildcard man/man3/*.3) $(DESTDIR)$(MANDIR)/man3/)
+	install -d $(DESTDIR)$(BASHCOMPDIR)
+	install -m 644 completion/shmkit.bash $(DESTDIR)$(BASHCOMPDIR)/shmkit
 
 uninstall:
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(INCLUDEDIR)/shmkit.h
 	rm -f $(DESTDIR)$(LIBDIR)/libshmkit.* $(DESTDIR)$(LIBDIR)/pkgconfig/shmkit.pc
 	rm -f $(DESTDIR)$(BINDIR)/shmkit $(DESTDIR)$(MANDIR)/man1/shmkit*.1 $(DESTDIR)$(MANDIR)/man3/shmkit*.3
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/shmkit
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

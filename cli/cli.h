@@ -70,6 +70,20 @@ void cli_bridge_describe(const struct shmkit_segment_info *inf, struct cli_kv *k
 int cli_cmd_bench(const struct cli_cmd *cmd, int argc, char **argv);
 extern const char cli_usage_bench[];
 
+/* cli/top.c, cli/hz.c, cli/record.c: watching channels (issue 16) */
+int cli_cmd_top(const struct cli_cmd *cmd, int argc, char **argv);
+int cli_cmd_hz(const struct cli_cmd *cmd, int argc, char **argv);
+int cli_cmd_record(const struct cli_cmd *cmd, int argc, char **argv);
+int cli_cmd_replay(const struct cli_cmd *cmd, int argc, char **argv);
+extern const char cli_usage_top[];
+extern const char cli_usage_hz[];
+extern const char cli_usage_record[];
+extern const char cli_usage_replay[];
+
+/* cli/suggest.c: the candidate (NULL-terminated list) that `word` is most likely a typo
+ * of, or NULL when none is near. */
+const char *cli_suggest(const char *word, const char *const *candidates);
+
 /* --- diagnostics (cli/util.c) ------------------------------------------------------------ */
 
 /* Prints the command's usage text to `out`. */

@@ -106,6 +106,11 @@ const struct cli_cmd cli_commands[] = {
 	{"pub", cli_cmd_pub, "send standard input over a stream channel", cli_usage_pub},
 	{"sub", cli_cmd_sub, "write a stream channel's messages to standard output", cli_usage_sub},
 	{"bridge", cli_cmd_bridge, "carry a stream channel between machines over NATS", cli_usage_bridge},
+	{"top", cli_cmd_top, "live view of every object: rates, fill, parties", cli_usage_top},
+	{"hz", cli_cmd_hz, "message rate and inter-arrival times of a channel", cli_usage_hz},
+	{"record", cli_cmd_record, "capture a channel's messages with timestamps to a file",
+	 cli_usage_record},
+	{"replay", cli_cmd_replay, "play a recording back into a channel", cli_usage_replay},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -204,13 +209,28 @@ int main(int argc, char **argv)
 		}
 		}
 	}
-	if (optind >= argc)
-		return main_usage_error("missing command");
+	if (optind >= argc) {
+		/* Plain `shmkit`: what it can do, on stderr since nothing was done (status 2). */
+		fputs("shmkit: missing command\n\n", stderr);
+		main_usage(stderr);
+		fputs("Try 'shmkit help COMMAND'.\n", stderr);
+		return CLI_USAGE;
+	}
 	const char *name = argv[optind];
 	if (strcmp(name, "help") == 0)
 		return finish(help(argc - optind, argv + optind));
 	const struct cli_cmd *cmd = find_cmd(name);
-	if (!cmd)
+	if (!cmd) {
+		const char *names[sizeof cli_commands / sizeof cli_commands[0] + 1];
+		size_t n = 0;
+		for (const struct cli_cmd *c2 = cli_commands; c2->name; c2++)
+			names[n++] = c2->name;
+		names[n++] = "help";
+		names[n] = NULL;
+		const char *guess = cli_suggest(name, names);
+		if (guess)
+			return main_usage_error("unknown command '%s'; did you mean '%s'?", name, guess);
 		return main_usage_error("unknown command '%s'", name);
+	}
 	return finish(cmd->run(cmd, argc - optind, argv + optind));
 }
