@@ -63,7 +63,7 @@ CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsub
 
 .PHONY: bench-peers
 .PHONY: all lib cli tests benches examples check test-run stress demo bench install uninstall \
-        check-install deps deps-build clean fuzz fuzz-merge fuzz-seeds
+        check-install deps deps-build clean fuzz fuzz-merge fuzz-seeds man-stubs
 
 all: lib cli examples
 
@@ -128,7 +128,7 @@ $(O)/examples/%: examples/%.c $(STATICLIB)
 
 # --- packages ---------------------------------------------------------------------------
 BUILD_PKGS := gcc make libc6-dev pkg-config
-CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev
+CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev groff-base binutils
 
 deps-build:
 	@tools/deps.sh $(BUILD_PKGS)
@@ -209,7 +209,18 @@ fuzz-merge:
 fuzz-seeds: $(O)/fuzz/make-seeds
 	$(O)/fuzz/make-seeds tests/fuzz/corpus/ring
 
+# --- man pages --------------------------------------------------------------------------
+# make man-stubs: a one-line page (.so to its family page) for every exported function that
+# has none yet; tests/manpages.c fails until every function has a page its family names.
+man-stubs: lib
+	@tools/man-stubs.sh $(O)/libshmkit.so
+
+# The man page test reads the exported names from the shared library.
+$(O)/tests/manpages: | $(SHLIB)
+
 # --- install ----------------------------------------------------------------------------
+# Rewritten on every install: it holds PREFIX, which may differ from the last build's.
+.PHONY: $(O)/shmkit.pc
 $(O)/shmkit.pc: shmkit.pc.in Makefile
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
@@ -228,6 +239,16 @@ install: lib cli $(O)/shmkit.pc
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
 	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(MANDIR)/man1/
 	$(if $(wildcard man/man3/*.3),install -m 644 $(wildcard man/man3/*.3) $(DESTDIR)$(MANDIR)/man3/)
+	@# The stubs say `.so man/man3/X.3` so that man -l resolves them from the source tree;
+	@# installed, a .so path is relative to the man directory.
+	sed -i '1s|^\.so man/man3/|.so man3/|' $(DESTDIR)$(MANDIR)/man3/shmkit*.3
+	@# A real install as root: refresh the dynamic linker's cache, and say so when LIBDIR is
+	@# not among the directories it searches (see README, "Using the installed library").
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  ldconfig; \
+	  ldconfig -p | grep -q '$(LIBDIR)/$(SONAME)' || \
+	    echo "shmkit: $(LIBDIR) is not searched by the dynamic linker: add it to /etc/ld.so.conf.d/ and run ldconfig, or set LD_LIBRARY_PATH"; \
+	fi
 
 uninstall:
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(INCLUDEDIR)/shmkit.h
