@@ -42,8 +42,10 @@ TEST_COMMON_SRCS := tests/testutil.c
 TEST_SRCS  := $(filter-out $(TEST_COMMON_SRCS),$(wildcard tests/*.c))
 TEST_BINS  := $(TEST_SRCS:tests/%.c=$(O)/tests/%)
 TEST_COMMON_OBJS := $(TEST_COMMON_SRCS:tests/%.c=$(O)/tests/%.o)
-# The fuzz target replayed over its committed corpus runs with the test suites.
-TEST_BINS  += $(O)/fuzz/ring_replay
+# The fuzz targets (tests/fuzz/X_fuzz.c), replayed over their committed corpora
+# (tests/fuzz/corpus/X), run with the test suites.
+FUZZ_TARGETS := ring segment table queue pubsub
+TEST_BINS  += $(FUZZ_TARGETS:%=$(O)/fuzz/%_replay)
 # bench/common.c and bench/lib/*.c hold the measuring code (no main): they are linked into
 # every bench/X driver and into the CLI, so `shmkit bench` and `make bench` share it.
 BENCH_COMMON_SRCS := $(wildcard bench/common.c bench/lib/*.c)
@@ -109,7 +111,8 @@ $(O)/fuzz/%.o: tests/fuzz/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -c $< -o $@
 
-$(O)/fuzz/ring_replay: $(O)/fuzz/ring_fuzz.o $(O)/fuzz/replay.o $(STATICLIB)
+.PRECIOUS: $(O)/fuzz/%.o
+$(O)/fuzz/%_replay: $(O)/fuzz/%_fuzz.o $(O)/fuzz/replay.o $(O)/fuzz/image.o $(STATICLIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(O)/fuzz/make-seeds: $(O)/fuzz/make-seeds.o $(STATICLIB)
@@ -191,23 +194,40 @@ bench-peers: deps-build
 	@bench/peers/run.sh $(O) $(PEERS_ARGS)
 
 # --- fuzzing ----------------------------------------------------------------------------
-# make fuzz: libFuzzer (clang) on the ring's record parser for FUZZ_SECONDS, starting from
-# the committed corpus; new inputs land in build-fuzz/new (merge the interesting ones into
-# tests/fuzz/corpus/ring with make fuzz-merge). make fuzz-seeds rewrites the seed inputs.
+# make fuzz: libFuzzer (clang, ASan+UBSan) on every parser of shared memory for
+# FUZZ_SECONDS each (FUZZ_TARGETS=table for one), starting from the committed corpus:
+#   ring     the ring's record parser (src/ring.c)
+#   segment  the segment header, opened from a scribbled memfd
+#   table    the table's control block, chains and entries: open, get, iterate, verify
+#   queue    the work queue's slots: open, recv/peek, send, recover
+#   pubsub   the pub/sub ring: a subscriber reading it all, then a publisher
+# New inputs land in build-fuzz/new/X (make fuzz-merge folds the interesting ones into
+# tests/fuzz/corpus/X). make fuzz-seeds rewrites the seed inputs from real objects.
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
+# SHMKIT__TABLE_WAIT_DIV: the table's reader budget (20 ms) and lock timeout (2 s) / 1000.
+FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+              -DSHMKIT__TABLE_WAIT_DIV=1000
 fuzz:
 	@tools/deps.sh clang libclang-rt-14-dev
-	@mkdir -p build-fuzz/new
-	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc \
-	  -fsanitize=fuzzer,address,undefined -o build-fuzz/ring_fuzz tests/fuzz/ring_fuzz.c src/ring.c
-	build-fuzz/ring_fuzz -max_total_time=$(FUZZ_SECONDS) build-fuzz/new tests/fuzz/corpus/ring
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/new/$$t && \
+	  if [ $$t = ring ]; then srcs="src/ring.c"; else srcs="tests/fuzz/image.c $(LIB_SRCS)"; fi && \
+	  echo "== fuzz $$t" && \
+	  $(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/$${t}_fuzz tests/fuzz/$${t}_fuzz.c $$srcs -lpthread && \
+	  build-fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=4096 \
+	    build-fuzz/new/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
 
 fuzz-merge:
-	build-fuzz/ring_fuzz -merge=1 tests/fuzz/corpus/ring build-fuzz/new
+	@for t in $(FUZZ_TARGETS); do \
+	  build-fuzz/$${t}_fuzz -merge=1 tests/fuzz/corpus/$$t build-fuzz/new/$$t || exit 1; done
 
-fuzz-seeds: $(O)/fuzz/make-seeds
+fuzz-seeds: $(FUZZ_TARGETS:%=$(O)/fuzz/%_replay) $(O)/fuzz/make-seeds
+	@mkdir -p $(FUZZ_TARGETS:%=tests/fuzz/corpus/%)
 	$(O)/fuzz/make-seeds tests/fuzz/corpus/ring
+	@for t in $(filter-out ring,$(FUZZ_TARGETS)); do \
+	  $(O)/fuzz/$${t}_replay --seeds tests/fuzz/corpus/$$t || exit 1; done
 
 # --- man pages --------------------------------------------------------------------------
 # make man-stubs: a one-line page (.so to its family page) for every exported function that
