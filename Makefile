@@ -43,8 +43,10 @@ TEST_COMMON_SRCS := tests/testutil.c
 TEST_SRCS  := $(filter-out $(TEST_COMMON_SRCS),$(wildcard tests/*.c))
 TEST_BINS  := $(TEST_SRCS:tests/%.c=$(O)/tests/%)
 TEST_COMMON_OBJS := $(TEST_COMMON_SRCS:tests/%.c=$(O)/tests/%.o)
-# The fuzz target replayed over its committed corpus runs with the test suites.
-TEST_BINS  += $(O)/fuzz/ring_replay
+# The fuzz targets (tests/fuzz/X_fuzz.c), replayed over their committed corpora
+# (tests/fuzz/corpus/X), run with the test suites.
+FUZZ_TARGETS := ring segment table queue pubsub
+TEST_BINS  += $(FUZZ_TARGETS:%=$(O)/fuzz/%_replay)
 # bench/common.c and bench/lib/*.c hold the measuring code (no main): they are linked into
 # every bench/X driver and into the CLI, so `shmkit bench` and `make bench` share it.
 BENCH_COMMON_SRCS := $(wildcard bench/common.c bench/lib/*.c)
@@ -75,7 +77,7 @@ CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsub
 
 .PHONY: bench-peers
 .PHONY: all lib cli tests benches examples check test-run stress demo bench install uninstall \
-        check-install deps deps-build clean fuzz fuzz-merge fuzz-seeds
+        check-install deps deps-build clean fuzz fuzz-merge fuzz-seeds man-stubs
 
 all: lib cli examples
 
@@ -130,7 +132,8 @@ $(O)/fuzz/%.o: tests/fuzz/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -c $< -o $@
 
-$(O)/fuzz/ring_replay: $(O)/fuzz/ring_fuzz.o $(O)/fuzz/replay.o $(STATICLIB)
+.PRECIOUS: $(O)/fuzz/%.o
+$(O)/fuzz/%_replay: $(O)/fuzz/%_fuzz.o $(O)/fuzz/replay.o $(O)/fuzz/image.o $(STATICLIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(O)/fuzz/make-seeds: $(O)/fuzz/make-seeds.o $(STATICLIB)
@@ -153,7 +156,7 @@ $(O)/examples/%: examples/%.c $(STATICLIB)
 # --- packages ---------------------------------------------------------------------------
 BUILD_PKGS := gcc make libc6-dev pkg-config
 # nats-server and libnats-dev: the bridge and its tests (optional for a plain build).
-CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev nats-server libnats-dev
+CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev nats-server libnats-dev groff-base binutils
 # Optional: full-screen `shmkit top` (ncurses) and its terminal test (tmux). Installed when
 # run as root; without them top prints plain text and the tmux test is skipped.
 OPT_PKGS   := libncurses-dev tmux
@@ -221,25 +224,53 @@ bench-peers: deps-build
 	@bench/peers/run.sh $(O) $(PEERS_ARGS)
 
 # --- fuzzing ----------------------------------------------------------------------------
-# make fuzz: libFuzzer (clang) on the ring's record parser for FUZZ_SECONDS, starting from
-# the committed corpus; new inputs land in build-fuzz/new (merge the interesting ones into
-# tests/fuzz/corpus/ring with make fuzz-merge). make fuzz-seeds rewrites the seed inputs.
+# make fuzz: libFuzzer (clang, ASan+UBSan) on every parser of shared memory for
+# FUZZ_SECONDS each (FUZZ_TARGETS=table for one), starting from the committed corpus:
+#   ring     the ring's record parser (src/ring.c)
+#   segment  the segment header, opened from a scribbled memfd
+#   table    the table's control block, chains and entries: open, get, iterate, verify
+#   queue    the work queue's slots: open, recv/peek, send, recover
+#   pubsub   the pub/sub ring: a subscriber reading it all, then a publisher
+# New inputs land in build-fuzz/new/X (make fuzz-merge folds the interesting ones into
+# tests/fuzz/corpus/X). make fuzz-seeds rewrites the seed inputs from real objects.
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
+# SHMKIT__TABLE_WAIT_DIV: the table's reader budget (20 ms) and lock timeout (2 s) / 1000.
+FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+              -DSHMKIT__TABLE_WAIT_DIV=1000
 fuzz:
 	@tools/deps.sh clang libclang-rt-14-dev
-	@mkdir -p build-fuzz/new
-	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc \
-	  -fsanitize=fuzzer,address,undefined -o build-fuzz/ring_fuzz tests/fuzz/ring_fuzz.c src/ring.c
-	build-fuzz/ring_fuzz -max_total_time=$(FUZZ_SECONDS) build-fuzz/new tests/fuzz/corpus/ring
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/new/$$t && \
+	  if [ $$t = ring ]; then srcs="src/ring.c"; else srcs="tests/fuzz/image.c $(LIB_SRCS)"; fi && \
+	  echo "== fuzz $$t" && \
+	  $(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/$${t}_fuzz tests/fuzz/$${t}_fuzz.c $$srcs -lpthread && \
+	  build-fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=4096 \
+	    build-fuzz/new/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
 
 fuzz-merge:
-	build-fuzz/ring_fuzz -merge=1 tests/fuzz/corpus/ring build-fuzz/new
+	@for t in $(FUZZ_TARGETS); do \
+	  build-fuzz/$${t}_fuzz -merge=1 tests/fuzz/corpus/$$t build-fuzz/new/$$t || exit 1; done
 
-fuzz-seeds: $(O)/fuzz/make-seeds
+fuzz-seeds: $(FUZZ_TARGETS:%=$(O)/fuzz/%_replay) $(O)/fuzz/make-seeds
+	@mkdir -p $(FUZZ_TARGETS:%=tests/fuzz/corpus/%)
 	$(O)/fuzz/make-seeds tests/fuzz/corpus/ring
+	@for t in $(filter-out ring,$(FUZZ_TARGETS)); do \
+	  $(O)/fuzz/$${t}_replay --seeds tests/fuzz/corpus/$$t || exit 1; done
+
+# --- man pages --------------------------------------------------------------------------
+# make man-stubs: a one-line page (.so to its family page) for every exported function that
+# has none yet; tests/manpages.c fails until every function has a page its family names.
+man-stubs: lib
+	@tools/man-stubs.sh $(O)/libshmkit.so
+
+# The man page test reads the exported names from the shared library.
+$(O)/tests/manpages: | $(SHLIB)
 
 # --- install ----------------------------------------------------------------------------
+# Rewritten on every install: it holds PREFIX, which may differ from the last build's.
+.PHONY: $(O)/shmkit.pc
 $(O)/shmkit.pc: shmkit.pc.in Makefile
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
@@ -260,6 +291,16 @@ install: lib cli $(O)/shmkit.pc
 	$(if $(wildcard man/man3/*.3),install -m 644 $(wildcard man/man3/*.3) $(DESTDIR)$(MANDIR)/man3/)
 	install -d $(DESTDIR)$(BASHCOMPDIR)
 	install -m 644 completion/shmkit.bash $(DESTDIR)$(BASHCOMPDIR)/shmkit
+	@# The stubs say `.so man/man3/X.3` so that man -l resolves them from the source tree;
+	@# installed, a .so path is relative to the man directory.
+	sed -i '1s|^\.so man/man3/|.so man3/|' $(DESTDIR)$(MANDIR)/man3/shmkit*.3
+	@# A real install as root: refresh the dynamic linker's cache, and say so when LIBDIR is
+	@# not among the directories it searches (see README, "Using the installed library").
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  ldconfig; \
+	  ldconfig -p | grep -q '$(LIBDIR)/$(SONAME)' || \
+	    echo "shmkit: $(LIBDIR) is not searched by the dynamic linker: add it to /etc/ld.so.conf.d/ and run ldconfig, or set LD_LIBRARY_PATH"; \
+	fi
 
 uninstall:
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(INCLUDEDIR)/shmkit.h

@@ -266,6 +266,31 @@ static inline bool pos_ge(uint64_t a, uint64_t b)
 	return (int64_t)(a - b) >= 0;
 }
 
+/* The one check of a record header read from the ring (untrusted: any peer may have
+ * written it). w0 is the header's first word, read once by the caller; off the record's
+ * ring offset; avail the bytes published from there on. Returns the bytes the record
+ * takes — for a PAD, everything to the ring's end — and sets *is_pad, or returns 0 when
+ * the header is corrupt: a PAD must start past offset 0 and say exactly the bytes to the
+ * end; a message must be flagged 0, at most max_msg long, and fit before the ring's end;
+ * either must lie within what is published. */
+static uint64_t rec_check(const struct shmkit_pubsub *ps, uint64_t off, uint64_t w0,
+			  uint64_t avail, bool *is_pad)
+{
+	uint32_t len = (uint32_t)w0, flags = (uint32_t)(w0 >> 32);
+	uint64_t need;
+	*is_pad = flags == REC_PAD;
+	if (*is_pad) {
+		need = ps->cap - off;
+		if (off == 0 || len != need - REC_HDR)
+			return 0;
+	} else {
+		need = rec_need(len);
+		if (flags != 0 || len > ps->max_msg || off + need > ps->cap)
+			return 0;
+	}
+	return need <= avail ? need : 0;
+}
+
 /* --- creation and attachment ------------------------------------------------------------- */
 
 static uint64_t next_pow2(uint64_t v)
@@ -452,13 +477,13 @@ static int attach_subscriber(struct shmkit_pubsub *ps)
 				have = false;
 				break;
 			}
-			uint32_t len = (uint32_t)w0, flags = (uint32_t)(w0 >> 32);
-			if (flags == REC_PAD && off != 0 && len == ps->cap - off - REC_HDR &&
-			    t - at >= ps->cap - off) {
-				at += ps->cap - off;
+			bool pad;
+			uint64_t n = rec_check(ps, off, w0, t - at, &pad);
+			if (n && pad) {
+				at += n;
 				continue;
 			}
-			have = flags == 0 && len <= ps->max_msg;
+			have = n != 0;
 			expect = w1;
 			break;
 		}
@@ -749,16 +774,9 @@ static void advance_oldest(struct shmkit_pubsub *ps, uint64_t L)
 		uint64_t off = cur & ps->mask;
 		/* Relaxed: our own header, read back; validated like a peer's. */
 		uint64_t w0 = atomic_load_explicit(rec_word(ps, off, 0), memory_order_relaxed);
-		uint32_t len = (uint32_t)w0, flags = (uint32_t)(w0 >> 32);
-		uint64_t n;
-		if (flags == REC_PAD) {
-			n = ps->cap - off;
-			bad = off == 0 || len != n - REC_HDR;
-		} else {
-			n = rec_need(len);
-			bad = flags != 0 || len > ps->max_msg || off + n > ps->cap;
-		}
-		if (bad || limit - cur < n || steps > ps->cap / REC_HDR) {
+		bool pad;
+		uint64_t n = rec_check(ps, off, w0, limit - cur, &pad);
+		if (n == 0 || steps > ps->cap / REC_HDR) {
 			bad = true;
 			break;
 		}
@@ -1026,19 +1044,15 @@ static int peek_once(struct shmkit_pubsub *ps, const void **buf, uint64_t *len)
 		uint64_t w1 = atomic_load_explicit(rec_word(ps, off, 1), memory_order_relaxed);
 		if (ow && overwritten(ps, ps->pos))
 			continue; /* lapped while reading the header: jump */
-		uint32_t rlen = (uint32_t)w0, flags = (uint32_t)(w0 >> 32);
-		if (flags == REC_PAD) {
-			uint64_t need = ps->cap - off;
-			if (off == 0 || rlen != need - REC_HDR || need > avail)
-				return -EBADMSG;
+		bool pad;
+		uint64_t need = rec_check(ps, off, w0, avail, &pad);
+		if (need == 0)
+			return -EBADMSG;
+		if (pad) {
 			ps->pos += need;
 			continue;
 		}
-		if (flags != 0 || rlen > ps->max_msg)
-			return -EBADMSG;
-		uint64_t need = rec_need(rlen);
-		if (off + need > ps->cap || need > avail)
-			return -EBADMSG;
+		uint32_t rlen = (uint32_t)w0;
 		if (!ps->have_expect) {
 			ps->expect = w1;
 			ps->have_expect = true;

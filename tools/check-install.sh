@@ -45,6 +45,11 @@ $out"
 out=$("$tmp/chan_producer_consumer") || fail "channel example exited non-zero"
 [ "$out" = "$expected" ] || fail "channel example output differs:
 $out"
+man="$tmp$prefix/share/man"
+for page in "$man"/man3/*.3; do
+	target=$(sed -n '1s|^\.so ||p' "$page")
+	[ -z "$target" ] || [ -f "$man/$target" ] || fail "installed $page: .so $target does not resolve"
+done
 [ -x "$tmp$prefix/bin/shmkit" ] || fail "CLI not installed"
 "$tmp$prefix/bin/shmkit" --version >/dev/null || fail "installed CLI"
 comp="$tmp$prefix/share/bash-completion/completions/shmkit"

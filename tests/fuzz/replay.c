@@ -1,5 +1,7 @@
 /* Replays a fuzz corpus without libFuzzer: `replay DIR_OR_FILE...` calls the target on
- * every file, so `make check` runs the committed corpus under ASan+UBSan with gcc. */
+ * every file, so `make check` runs the committed corpus under ASan+UBSan with gcc. With no
+ * argument it replays the target's committed corpus; `replay --seeds DIR` writes the
+ * target's seed inputs (targets built on tests/fuzz/image.c). */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +14,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #ifndef REPLAY_DEFAULT_CORPUS
 #define REPLAY_DEFAULT_CORPUS "tests/fuzz/corpus/ring"
 #endif
+
+/* A target may name its corpus and write its own seeds (`replay --seeds DIR`). */
+extern const char *const fuzz_corpus __attribute__((weak));
+int fuzz_write_seeds(const char *dir) __attribute__((weak));
 
 static int run_file(const char *path)
 {
@@ -31,6 +37,10 @@ int main(int argc, char **argv)
 {
 	/* With no argument: the committed corpus (the test runner starts us from the root). */
 	static char *dflt[] = {NULL, REPLAY_DEFAULT_CORPUS};
+	if (&fuzz_corpus && fuzz_corpus)
+		dflt[1] = (char *)fuzz_corpus;
+	if (argc == 3 && strcmp(argv[1], "--seeds") == 0 && fuzz_write_seeds)
+		return fuzz_write_seeds(argv[2]) == 0 ? 0 : 1;
 	if (argc < 2) {
 		argc = 2;
 		argv = dflt;
