@@ -1,10 +1,11 @@
-/* shmkit CLI — `shmkit bridge`: a stream channel carried between machines over NATS.
+/* shmkit CLI — `shmkit bridge`: a channel carried between machines over NATS.
  *
  *   host A: producer | shmkit pub cam --create      shmkit bridge out cam --to nats://S:4222 --subject cam
  *   host B: shmkit bridge in --from nats://S:4222 --subject cam cam --create      shmkit sub cam | consumer
  *
- * `out` is the consumer of a local stream channel and publishes each message to a NATS
- * subject; `in` subscribes to it and is the producer of a local stream channel. The local
+ * `out` is the consumer of a local stream channel (or a subscriber of a pub/sub channel)
+ * and publishes each message to a NATS subject; `in` subscribes to it and is the producer
+ * of a local stream channel (or the publisher of a pub/sub channel). The local
  * programs use the ordinary API or `shmkit pub`/`sub`; end of stream and an aborted or dead
  * producer travel too. libnats (Debian's libnats-dev) does the networking; without it the
  * command is built as a stub that says so (the Makefile decides, through pkg-config).
@@ -27,12 +28,13 @@
  *   core (default) — at most once. out releases a message once libnats took it; a message
  *     lost on the way (a slow subscriber, a reconnect) is a gap the in side counts, in the
  *     channel's notes (`shmkit stat` shows bridge_gaps) and in --stats.
- *   --reliable — JetStream. out publishes each message synchronously with its ID as
- *     Nats-Msg-Id (the stream's de-duplication window drops a re-send) and releases it only
- *     after the stream acknowledged it, so a killed out re-sends rather than loses. in
+ *   --reliable — JetStream. out publishes each message with its ID as Nats-Msg-Id (the
+ *     stream's de-duplication window drops a re-send), a window of them in flight, and
+ *     flushes their (MORE) releases only after the stream acknowledged all of them, so a
+ *     killed out re-sends rather than loses (see "reliable out" below). in
  *     reads through a durable pull consumer, commits each message into the channel, then
  *     acknowledges it. Exactly once into the channel: in keeps {SRC, ID, stream sequence}
- *     of its last commit in the channel's producer notes (shmkit_chan_note_store) and,
+ *     of its last commit in the channel's producer notes (shmkit_chan_note_store; pub/sub: shmkit_pubsub_note_store) and,
  *     before each commit, {ID, stream sequence, channel position} as pending; after a
  *     kill -9 the position tells whether the pending message landed (it did iff the
  *     position moved past the recorded one). A frame at or below the last ID is a
