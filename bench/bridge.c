@@ -443,7 +443,11 @@ int main(int argc, char **argv)
 			      "plain RTT p50/p99", "bridged RTT p50/p99"};
 	int right[] = {0, 1, 1, 1, 1, 1, 1};
 	bench_md_header(stdout, cols, right, 7);
+	/* SHMKIT_BENCH_BRIDGE=core or =reliable: only that mode's rows. */
+	const char *only = getenv("SHMKIT_BENCH_BRIDGE");
 	for (int rel = 0; rel < 2; rel++) {
+		if (only && strcmp(only, rel ? "reliable" : "core"))
+			continue;
 		for (int i = 0; i < 3; i++) {
 			size_t size = sizes[i];
 			int count = rel ? (size >= (1 << 20) ? 200 : 3000)

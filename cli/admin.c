@@ -28,6 +28,7 @@ const struct cli_stat_kind_hook cli_stat_kind_hooks[] = {
 	{SHMKIT_KIND_STREAM, cli_bridge_describe},
 	{SHMKIT_KIND_TABLE, cli_table_describe},
 	{SHMKIT_KIND_PUBSUB, cli_pubsub_describe},
+	{SHMKIT_KIND_PUBSUB, cli_bridge_describe},
 	{SHMKIT_KIND_QUEUE, cli_queue_describe},
 	{0, NULL},
 };

@@ -1,10 +1,11 @@
-/* shmkit CLI — `shmkit bridge`: a stream channel carried between machines over NATS.
+/* shmkit CLI — `shmkit bridge`: a channel carried between machines over NATS.
  *
  *   host A: producer | shmkit pub cam --create      shmkit bridge out cam --to nats://S:4222 --subject cam
  *   host B: shmkit bridge in --from nats://S:4222 --subject cam cam --create      shmkit sub cam | consumer
  *
- * `out` is the consumer of a local stream channel and publishes each message to a NATS
- * subject; `in` subscribes to it and is the producer of a local stream channel. The local
+ * `out` is the consumer of a local stream channel (or a subscriber of a pub/sub channel)
+ * and publishes each message to a NATS subject; `in` subscribes to it and is the producer
+ * of a local stream channel (or the publisher of a pub/sub channel). The local
  * programs use the ordinary API or `shmkit pub`/`sub`; end of stream and an aborted or dead
  * producer travel too. libnats (Debian's libnats-dev) does the networking; without it the
  * command is built as a stub that says so (the Makefile decides, through pkg-config).
@@ -27,12 +28,13 @@
  *   core (default) — at most once. out releases a message once libnats took it; a message
  *     lost on the way (a slow subscriber, a reconnect) is a gap the in side counts, in the
  *     channel's notes (`shmkit stat` shows bridge_gaps) and in --stats.
- *   --reliable — JetStream. out publishes each message synchronously with its ID as
- *     Nats-Msg-Id (the stream's de-duplication window drops a re-send) and releases it only
- *     after the stream acknowledged it, so a killed out re-sends rather than loses. in
+ *   --reliable — JetStream. out publishes each message with its ID as Nats-Msg-Id (the
+ *     stream's de-duplication window drops a re-send), a window of them in flight, and
+ *     flushes their (MORE) releases only after the stream acknowledged all of them, so a
+ *     killed out re-sends rather than loses (see "reliable out" below). in
  *     reads through a durable pull consumer, commits each message into the channel, then
  *     acknowledges it. Exactly once into the channel: in keeps {SRC, ID, stream sequence}
- *     of its last commit in the channel's producer notes (shmkit_chan_note_store) and,
+ *     of its last commit in the channel's producer notes (shmkit_chan_note_store; pub/sub: shmkit_pubsub_note_store) and,
  *     before each commit, {ID, stream sequence, channel position} as pending; after a
  *     kill -9 the position tells whether the pending message landed (it did iff the
  *     position moved past the recorded one). A frame at or below the last ID is a
@@ -50,7 +52,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <assert.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,9 +66,11 @@ const char cli_usage_bridge[] =
 	"Usage: shmkit bridge out NAME --to nats://HOST:PORT --subject SUBJ [OPTIONS]\n"
 	"       shmkit bridge in --from nats://HOST:PORT --subject SUBJ NAME [--create ...] [OPTIONS]\n"
 	"\n"
-	"Carries a stream channel over NATS. 'out' consumes the local channel NAME and publishes\n"
-	"each message to SUBJ; 'in' receives them and produces them into the local channel\n"
-	"NAME, for 'shmkit sub' or any consumer. End of stream and an aborted or dead producer\n"
+	"Carries a channel over NATS. 'out' consumes the local channel NAME (a stream channel,\n"
+	"or a pub/sub channel it subscribes to) and publishes each message to SUBJ; 'in'\n"
+	"receives them and produces them into the local channel NAME (stream or pub/sub, as it\n"
+	"is; --create --pubsub makes a pub/sub one), for 'shmkit sub' or any consumer. End of\n"
+	"stream and an aborted or dead producer\n"
 	"travel too. Default mode: core NATS, at most once, gaps counted. --reliable: JetStream,\n"
 	"nothing lost across restarts of either bridge or the server, no duplicate delivered.\n"
 	"\n"
@@ -78,6 +84,10 @@ const char cli_usage_bridge[] =
 	"      --tls-ca FILE       trust these CA certificates (TLS)\n"
 	"      --creds FILE        NATS credentials file (JWT and seed)\n"
 	"  -c, --create            in: create the channel (it must not exist)\n"
+	"  -P, --pubsub            in, with --create: a publish/subscribe channel\n"
+	"      --subscribers N     in, with --pubsub: subscribers at once (default 16)\n"
+	"      --policy P          in, with --pubsub: block (default) or overwrite\n"
+	"      --history K         in, with --pubsub: messages a late subscriber starts with\n"
 	"      --capacity BYTES    in, with --create: channel size\n"
 	"      --max-msg BYTES     in, with --create: largest message (default 1M)\n"
 	"  -b, --backend BACKEND   in, with --create: posix (default) or sysv\n"
@@ -136,9 +146,13 @@ struct bridge {
 	natsConnection *nc;
 	jsCtx *js;
 	natsSubscription *sub;
+	/* The local channel: a stream channel (ch) or a pub/sub channel (ps), never both. */
 	struct shmkit_chan *ch;
+	struct shmkit_pubsub *ps;
+	bool pubsub, overwrite;     /* in, --create: make a pub/sub channel; its policy */
+	uint32_t subs, history;     /* in, --create --pubsub */
 	/* counters */
-	uint64_t msgs, bytes, gaps, dups, resends, resyncs;
+	uint64_t msgs, bytes, gaps, dups, resends, resyncs, lost;
 	uint64_t t0, last_progress, last_msgs, last_bytes;
 };
 
@@ -179,8 +193,8 @@ static void print_stats(struct bridge *b)
 	double dt = (double)(now_ns() - b->t0) / 1e9;
 	fprintf(stderr, "shmkit bridge %s: msgs %" PRIu64 " bytes %" PRIu64 " gaps %" PRIu64
 			" duplicates %" PRIu64 " resends %" PRIu64 " resyncs %" PRIu64
-			" seconds %.3f\n", b->out ? "out" : "in", b->msgs, b->bytes, b->gaps,
-		b->dups, b->resends, b->resyncs, dt);
+			" lost %" PRIu64 " seconds %.3f\n", b->out ? "out" : "in", b->msgs, b->bytes,
+		b->gaps, b->dups, b->resends, b->resyncs, b->lost, dt);
 }
 
 /* --- NATS connection ---------------------------------------------------------------------- */
@@ -253,11 +267,18 @@ static bool subject_ok(const char *subj)
 	return true;
 }
 
+static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure);
+
 /* Creates the JetStream stream for the subject unless it exists; retries while the server
  * (re)starts, up to the connect timeout. */
 static int ensure_stream(struct bridge *b)
 {
-	natsStatus s = natsConnection_JetStream(&b->js, b->nc, NULL);
+	/* out: asynchronous publishes report to on_ack() (reliable out's window). */
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.PublishAsync.AckHandler = on_ack;
+	jo.PublishAsync.MaxPending = 1024; /* above the window: publishing never stalls */
+	natsStatus s = natsConnection_JetStream(&b->js, b->nc, b->out ? &jo : NULL);
 	if (s != NATS_OK)
 		return cli_errorf(b->cmd, "JetStream: %s", nerr(s));
 	uint64_t end = now_ns() + (b->have_timeout ? b->timeout_ns : 10000000000ull);
@@ -288,6 +309,68 @@ static int ensure_stream(struct bridge *b)
 					  b->stream, b->subject, nerr(s), (int)je);
 		cli_nap((uint64_t)reconnect_delay(NULL, attempt, NULL) * 1000000ull);
 	}
+}
+
+/* --- the local channel: a stream channel or a pub/sub channel --------------------------------
+ * The same few calls on either kind; out is the consumer or a subscriber, in the producer
+ * or the publisher. */
+
+static int l_position(const struct bridge *b, uint64_t *pos)
+{
+	return b->ps ? shmkit_pubsub_position(b->ps, pos) : shmkit_chan_position(b->ch, pos);
+}
+
+static int l_peek(struct bridge *b, const void **p, size_t *n)
+{
+	return b->ps ? shmkit_pubsub_peek(b->ps, p, n) : shmkit_chan_peek(b->ch, p, n);
+}
+
+static int l_peek_wait(struct bridge *b, const void **p, size_t *n, const struct timespec *dl)
+{
+	return b->ps ? shmkit_pubsub_peek_wait(b->ps, p, n, dl)
+		     : shmkit_chan_peek_wait(b->ch, p, n, dl);
+}
+
+/* Releases the peeked message; `more`: held until l_flush() (the channel's batching
+ * contract: nothing else publishes it). -ESTALE: a pub/sub message overwritten while it was
+ * read (what was read is garbage). */
+static int l_release(struct bridge *b, bool more)
+{
+	if (b->ps)
+		return shmkit_pubsub_release(b->ps, more ? SHMKIT_PUBSUB_MORE : 0);
+	return shmkit_chan_release(b->ch, more ? SHMKIT_CHAN_MORE : 0);
+}
+
+static void l_flush(struct bridge *b)
+{
+	if (b->ps)
+		(void)shmkit_pubsub_flush(b->ps);
+	else
+		(void)shmkit_chan_flush(b->ch);
+}
+
+static size_t l_max_msg(const struct bridge *b)
+{
+	return b->ps ? shmkit_pubsub_max_msg(b->ps) : shmkit_chan_max_msg(b->ch);
+}
+
+static struct shmkit_segment *l_segment(const struct bridge *b)
+{
+	return b->ps ? shmkit_pubsub_segment(b->ps) : shmkit_chan_segment(b->ch);
+}
+
+/* Leaves the channel without ending the stream: a consumer's unreleased messages stay for
+ * the next bridge, a producer's peer keeps waiting. A pub/sub publisher has no such exit:
+ * its handle is left to the process's end, and subscribers see a publisher that died
+ * (-EOWNERDEAD while they wait) until a restarted bridge takes the role over. */
+static void l_detach(struct bridge *b)
+{
+	if (b->ch)
+		shmkit_chan_detach(b->ch);
+	else if (b->ps && b->out)
+		shmkit_pubsub_close(b->ps);
+	b->ch = NULL;
+	b->ps = NULL;
 }
 
 /* --- frames -------------------------------------------------------------------------------- */
@@ -387,59 +470,304 @@ static int frame_send(struct bridge *b, const struct frame *f, const void *data,
 
 struct open_ctx {
 	struct bridge *b;
-	int role;
 };
 
+/* Opens NAME as whichever kind it is: a stream channel, or else (-EMEDIUMTYPE) a pub/sub
+ * channel, as out's consumer/subscriber or in's producer/publisher. */
 static int try_open(void *p)
 {
-	struct open_ctx *o = p;
-	return shmkit_chan_open(o->b->name, o->role, NULL, &o->b->ch);
+	struct bridge *b = ((struct open_ctx *)p)->b;
+	int err = shmkit_chan_open(b->name, b->out ? SHMKIT_CHAN_CONSUMER : SHMKIT_CHAN_PRODUCER,
+				   NULL, &b->ch);
+	if (err != -EMEDIUMTYPE)
+		return err;
+	b->ch = NULL;
+	return shmkit_pubsub_open(b->name, b->out ? SHMKIT_PUBSUB_SUBSCRIBER
+						  : SHMKIT_PUBSUB_PUBLISHER, NULL, &b->ps);
 }
 
-static int open_wait(struct bridge *b, int role)
+static int open_wait(struct bridge *b)
 {
-	struct open_ctx o = {b, role};
+	struct open_ctx o = {b};
 	struct cli_waiting w = {b->have_timeout, b->timeout_ns};
 	return cli_open_wait(try_open, &o, &w);
 }
 
 /* The source id: the channel's creation time, so a channel created anew under the same
  * name is a new source (its positions start again at 0). */
-static uint64_t source_id(struct shmkit_chan *ch)
+static uint64_t source_id(const struct bridge *b)
 {
 	struct shmkit_segment_info inf;
-	if (shmkit_segment_info(shmkit_chan_segment(ch), &inf) != 0 || inf.created_ns == 0)
+	if (shmkit_segment_info(l_segment(b), &inf) != 0 || inf.created_ns == 0)
 		return 1;
 	return inf.created_ns;
 }
 
 #define BATCH_MAX (256u << 10)
 
+/* A pub/sub subscriber lost messages (overwrite policy: lapped, or a message overwritten
+ * while it was read): count them and, in core mode, make the next frame show the gap
+ * (its PREV is then where the subscriber stands, not the last ID sent). Reliable mode
+ * keeps its chain unbroken (a break would only make the in side resynchronize) and says
+ * the loss in --stats. */
+static void local_loss(struct bridge *b, struct frame *f)
+{
+	uint64_t since = 0;
+	(void)shmkit_pubsub_lost(b->ps, &since);
+	b->lost += since ? since : 1;
+	uint64_t pos = 0;
+	if (!b->reliable && l_position(b, &pos) == 0 && pos > f->prev)
+		f->prev = pos;
+}
+
 /* Core mode: sends the peeked message p[0..n) together with those right behind it that
  * are already in the channel (up to `cap` bytes of [4-byte length][bytes] records) as one
  * frame, releasing each once copied: at most once anyway, and a small message costs a
  * NATS message no more. A lone message goes as a plain frame. f->id is set to the
- * position after the last one. */
+ * position after the last one. A pub/sub message overwritten during its copy is dropped
+ * from the batch and ends it. */
 static int send_batch(struct bridge *b, struct frame *f, const void *p, size_t n,
 		      uint8_t *batch, size_t cap)
 {
 	size_t used = 0, count = 0;
+	bool lost = false;
 	for (;;) {
 		uint32_t len = (uint32_t)n;
 		memcpy(batch + used, &len, 4);
 		memcpy(batch + used + 4, p, n);
+		uint64_t id = 0;
+		(void)l_position(b, &id);
+		if (l_release(b, false) == -ESTALE) {
+			lost = true;
+			break;
+		}
+		f->id = id;
 		used += 4 + n;
 		count++;
-		shmkit_chan_release(b->ch, 0);
-		(void)shmkit_chan_position(b->ch, &f->id);
 		b->msgs++;
 		b->bytes += n;
-		if (count >= 4096 || shmkit_chan_peek(b->ch, &p, &n) != 0 || used + 4 + n > cap)
+		if (count >= 4096 || l_peek(b, &p, &n) != 0 || used + 4 + n > cap)
 			break;
 	}
-	f->end = count > 1 ? 3 : 0;
-	int rc = count > 1 ? frame_send(b, f, batch, used) : frame_send(b, f, batch + 4, used - 4);
-	f->end = 0;
+	int rc = CLI_OK;
+	if (count > 0) {
+		f->end = count > 1 ? 3 : 0;
+		rc = count > 1 ? frame_send(b, f, batch, used)
+			       : frame_send(b, f, batch + 4, used - 4);
+		f->end = 0;
+		f->prev = f->id;
+	}
+	if (lost)
+		local_loss(b, f);
+	return rc;
+}
+
+/* --- reliable out: a window of JetStream publishes in flight ---------------------------------
+ * Up to WIN_MSGS messages (WIN_BYTES of payload) are published asynchronously; each is
+ * released from the channel with MORE as it is sent (the channel's batching contract: the
+ * release stays private to this process until flushed) and the window is flushed only
+ * once every message in it is acknowledged. A bridge killed meanwhile has flushed nothing,
+ * so the next one re-sends the whole window (de-duplicated by the stream).
+ *
+ * Order in the stream: message i of a window carries ExpectLastSeq = L + i, where L is
+ * the stream's last sequence when the window started. If one message is lost on the way
+ * (a server restart), every later one in the window is refused instead of being stored
+ * out of order; the window is then completed with synchronous publishes, in order, from
+ * the first message not acknowledged (those that did land are dropped as duplicates), and
+ * L is read again from the stream. The in side thus sees the stream in order. */
+#define WIN_MSGS 256
+#define WIN_BYTES (8u << 20)
+
+struct win {
+	pthread_mutex_t mu;
+	int count;
+	uint64_t id[WIN_MSGS];
+	uint64_t seq[WIN_MSGS]; /* the stream sequence in the acknowledgement */
+	int8_t state[WIN_MSGS]; /* 0 in flight, 1 acknowledged, 2 duplicate, -1 failed */
+	struct frame f[WIN_MSGS];
+	size_t off[WIN_MSGS], len[WIN_MSGS];
+	uint8_t *buf;
+	size_t cap;
+};
+
+/* Static: libnats may call on_ack() late, after the window it belonged to was given up
+ * (w->count is then 0 and the acknowledgement is ignored), until the connection is gone. */
+static struct win the_win = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* libnats's thread: records the outcome of one asynchronous publish. */
+static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+	(void)js;
+	(void)pae;
+	(void)closure;
+	struct win *w = &the_win;
+	struct frame f;
+	if (frame_parse(m, &f)) {
+		pthread_mutex_lock(&w->mu);
+		for (int i = 0; i < w->count; i++)
+			if (w->id[i] == f.id && w->state[i] == 0) {
+				w->state[i] = pa ? (pa->Duplicate ? 2 : 1) : -1;
+				w->seq[i] = pa ? pa->Sequence : 0;
+				break;
+			}
+		pthread_mutex_unlock(&w->mu);
+	}
+	natsMsg_Destroy(m);
+}
+
+/* The stream's last sequence, 0 when unknown (the next window then starts without an
+ * expectation for its first message). */
+static uint64_t stream_last_seq(struct bridge *b)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode je = 0;
+	uint64_t last = 0;
+	if (js_GetStreamInfo(&si, b->js, b->stream, NULL, &je) == NATS_OK && si)
+		last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	return last;
+}
+
+/* Publishes the window's message i asynchronously; false when libnats refused it now. */
+static bool win_publish(struct bridge *b, struct win *w, int i, uint64_t last)
+{
+	natsMsg *m = NULL;
+	char msgid[64];
+	snprintf(msgid, sizeof msgid, "%" PRIx64 "-%" PRIu64, w->f[i].src, w->f[i].id);
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MsgId = msgid;
+	po.ExpectLastSeq = last + (uint64_t)i; /* 0: no expectation */
+	natsStatus s = frame_make(b, &m, &w->f[i], w->buf + w->off[i], w->len[i]);
+	if (s == NATS_OK)
+		s = js_PublishMsgAsync(b->js, &m, &po);
+	natsMsg_Destroy(m); /* NULL when libnats took it */
+	return s == NATS_OK;
+}
+
+/* Waits for the window's acknowledgements and completes it in order (above). Returns
+ * CLI_OK once every message is in the stream, with *last its last sequence (0: unknown). */
+static int win_complete(struct bridge *b, struct win *w, uint64_t *last)
+{
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MaxWait = 10000;
+	if (js_PublishAsyncComplete(b->js, &po) != NATS_OK) {
+		/* Still in flight after 10 s (the server is away): take them back; the
+		 * synchronous path below sends them again. */
+		natsMsgList pend = {0};
+		if (js_PublishAsyncGetPendingList(&pend, b->js) == NATS_OK)
+			natsMsgList_Destroy(&pend);
+	}
+	pthread_mutex_lock(&w->mu);
+	int count = w->count, first = count;
+	bool dup = false;
+	for (int i = count - 1; i >= 0; i--) {
+		if (w->state[i] != 1 && w->state[i] != 2)
+			first = i;
+		dup |= w->state[i] == 2;
+	}
+	uint64_t seq = count ? w->seq[count - 1] : 0;
+	w->count = 0; /* late acknowledgements find no slot */
+	pthread_mutex_unlock(&w->mu);
+	for (int i = first; i < count; i++) {
+		int rc = frame_send(b, &w->f[i], w->buf + w->off[i], w->len[i]);
+		if (rc != CLI_OK)
+			return rc;
+		b->resends++;
+	}
+	*last = first == count && !dup ? seq : stream_last_seq(b);
+	return CLI_OK;
+}
+
+/* Reliable mode's loop: fills a window from the channel, publishes it, completes it,
+ * flushes the releases. Returns with *end_err set to the channel's end (-EPIPE,
+ * -EOWNERDEAD...) once everything before it is in the stream, or with rc != CLI_OK. */
+static int out_reliable(struct bridge *b, struct frame *f, uint64_t maxpay, int *end_err)
+{
+	struct win *w = &the_win;
+	size_t cap = WIN_BYTES > maxpay ? WIN_BYTES : (size_t)maxpay;
+	if (!(w->buf = malloc(cap)))
+		return cli_errorf(b->cmd, "out of memory");
+	w->cap = cap;
+	uint64_t last = stream_last_seq(b);
+	int rc = CLI_OK;
+	*end_err = 0;
+	while (rc == CLI_OK && !*end_err) {
+		progress(b, false);
+		if (stop_sig) {
+			rc = cli_errorf(b->cmd, "interrupted");
+			break;
+		}
+		int count = 0;
+		size_t used = 0;
+		for (;;) {
+			const void *p;
+			size_t n;
+			int err;
+			if (count == 0) {
+				/* Nothing held: waiting is allowed (-EDEADLK otherwise). */
+				struct timespec ts;
+				struct cli_waiting cw = {true, SLICE_NS};
+				err = l_peek_wait(b, &p, &n, cli_deadline(&cw, &ts));
+			} else {
+				err = l_peek(b, &p, &n);
+			}
+			if (err == -ETIMEDOUT || err == -EINTR || err == -EAGAIN)
+				break;
+			if (err == -ESTALE) {
+				local_loss(b, f);
+				continue;
+			}
+			if (err) {
+				*end_err = err;
+				break;
+			}
+			if (n + FRAME_OVERHEAD > maxpay) {
+				*end_err = -EMSGSIZE;
+				break;
+			}
+			if (count == WIN_MSGS || used + n > cap)
+				break; /* it stays peeked for the next window */
+			memcpy(w->buf + used, p, n);
+			uint64_t id = 0;
+			if (l_position(b, &id) != 0 || id <= f->prev) {
+				rc = cli_errorf(b->cmd, "%s: stream position did not advance", b->name);
+				break;
+			}
+			if (l_release(b, true) == -ESTALE) {
+				local_loss(b, f); /* overwritten while copied */
+				continue;
+			}
+			struct frame g = {f->src, f->prev, id, 0};
+			pthread_mutex_lock(&w->mu);
+			w->f[count] = g;
+			w->id[count] = id;
+			w->off[count] = used;
+			w->len[count] = n;
+			w->state[count] = 0;
+			w->count = ++count;
+			pthread_mutex_unlock(&w->mu);
+			if (!win_publish(b, w, count - 1, last)) {
+				pthread_mutex_lock(&w->mu);
+				w->state[count - 1] = -1; /* completed synchronously below */
+				pthread_mutex_unlock(&w->mu);
+			}
+			used += n;
+			f->prev = id;
+			b->msgs++;
+			b->bytes += n;
+		}
+		if (count > 0) {
+			int r2 = win_complete(b, w, &last);
+			if (r2 == CLI_OK)
+				l_flush(b); /* every message of the window is in the stream */
+			if (rc == CLI_OK)
+				rc = r2;
+		}
+	}
+	free(w->buf);
+	w->buf = NULL;
 	return rc;
 }
 
@@ -452,7 +780,7 @@ static int run_out(struct bridge *b)
 		rc = ensure_stream(b);
 	if (rc != CLI_OK)
 		return rc;
-	int err = open_wait(b, SHMKIT_CHAN_CONSUMER);
+	int err = open_wait(b);
 	if (err)
 		return cli_error(b->cmd, b->name, err);
 	uint64_t maxpay = (uint64_t)natsConnection_GetMaxPayload(b->nc);
@@ -463,22 +791,63 @@ static int run_out(struct bridge *b)
 	uint8_t *batch = batch_cap ? malloc(batch_cap) : NULL;
 	if (!batch)
 		batch_cap = 0;
-	struct frame f = {.src = source_id(b->ch)};
-	if (shmkit_chan_position(b->ch, &f.prev) != 0)
+	/* A pub/sub message is copied out and checked before it is sent (the overwrite
+	 * policy may change it under us). */
+	uint8_t *copy = b->ps ? malloc(l_max_msg(b) + 1) : NULL;
+	struct frame f = {.src = source_id(b)};
+	if (l_position(b, &f.prev) != 0)
 		f.prev = 0;
 	for (;;) {
-		progress(b, false);
-		if (stop_sig) {
-			rc = cli_errorf(b->cmd, "interrupted");
-			break;
+		if (b->reliable) {
+			rc = out_reliable(b, &f, maxpay, &err);
+			if (rc != CLI_OK)
+				break;
+		} else {
+			progress(b, false);
+			if (stop_sig) {
+				rc = cli_errorf(b->cmd, "interrupted");
+				break;
+			}
+			const void *p;
+			size_t n;
+			struct timespec ts;
+			struct cli_waiting w = {true, SLICE_NS};
+			err = l_peek_wait(b, &p, &n, cli_deadline(&w, &ts));
+			if (err == -ETIMEDOUT || err == -EINTR)
+				continue;
+			if (err == -ESTALE) {
+				local_loss(b, &f);
+				continue;
+			}
+			if (!err && n + FRAME_OVERHEAD > maxpay)
+				err = -EMSGSIZE;
+			if (!err) {
+				if (n + 4 <= batch_cap / 2) {
+					rc = send_batch(b, &f, p, n, batch, batch_cap);
+				} else {
+					/* A pub/sub message: copied and checked, then sent;
+					 * a stream message: sent from the ring, then released. */
+					if (copy) {
+						memcpy(copy, p, n);
+						p = copy;
+					}
+					(void)l_position(b, &f.id);
+					if (copy && l_release(b, false) == -ESTALE) {
+						local_loss(b, &f);
+						continue;
+					}
+					rc = frame_send(b, &f, p, n);
+					if (!copy)
+						(void)l_release(b, false);
+					f.prev = f.id;
+					b->msgs++;
+					b->bytes += n;
+				}
+				if (rc != CLI_OK)
+					break;
+				continue;
+			}
 		}
-		const void *p;
-		size_t n;
-		struct timespec ts;
-		struct cli_waiting w = {true, SLICE_NS};
-		err = shmkit_chan_peek_wait(b->ch, &p, &n, cli_deadline(&w, &ts));
-		if (err == -ETIMEDOUT || err == -EINTR)
-			continue;
 		if (err == -EPIPE || err == -ECONNABORTED || err == -EOWNERDEAD) {
 			/* The end of the local stream travels as an end marker. */
 			struct frame e = {f.src, f.prev, f.prev + 1, err == -EPIPE ? 1 : 2};
@@ -491,51 +860,39 @@ static int run_out(struct bridge *b)
 						err == -EOWNERDEAD ? "producer died"
 								   : "producer aborted the stream",
 						b->subject);
+			if ((rc == CLI_OK || err != -EPIPE) && !b->keep)
+				(void)(b->ps ? shmkit_pubsub_unlink(b->ps) : shmkit_chan_unlink(b->ch));
 			if (rc == CLI_OK || err != -EPIPE) {
-				if (!b->keep)
-					shmkit_chan_unlink(b->ch);
-				shmkit_chan_close(b->ch);
+				if (b->ps)
+					shmkit_pubsub_close(b->ps);
+				else
+					shmkit_chan_close(b->ch);
 				b->ch = NULL;
+				b->ps = NULL;
 			}
 			break;
 		}
-		if (err) {
-			rc = cli_error(b->cmd, b->name, err);
-			break;
-		}
-		if (n + FRAME_OVERHEAD > maxpay) {
+		if (err == -EMSGSIZE) {
+			const void *p;
+			size_t n = 0;
+			(void)l_peek(b, &p, &n);
 			rc = cli_errorf(b->cmd, "%s: a message of %zu bytes does not fit the server's "
 					"max_payload of %" PRIu64 " bytes (with %d bytes of frame "
 					"header; the channel's max_msg is %zu)", b->name, n, maxpay,
-					FRAME_OVERHEAD, shmkit_chan_max_msg(b->ch));
+					FRAME_OVERHEAD, l_max_msg(b));
 			struct frame e = {f.src, f.prev, f.prev + 1, 2};
 			(void)frame_send(b, &e, NULL, 0);
 			(void)natsConnection_FlushTimeout(b->nc, 5000);
 			break;
 		}
-		if (shmkit_chan_position(b->ch, &f.id) != 0 || f.id <= f.prev) {
-			rc = cli_errorf(b->cmd, "%s: stream position did not advance", b->name);
-			break;
-		}
-		if (!b->reliable && n + 4 <= batch_cap / 2) {
-			rc = send_batch(b, &f, p, n, batch, batch_cap);
-		} else {
-			rc = frame_send(b, &f, p, n);
-			if (rc == CLI_OK) {
-				shmkit_chan_release(b->ch, 0);
-				b->msgs++;
-				b->bytes += n;
-			}
-		}
-		if (rc != CLI_OK)
-			break;
-		f.prev = f.id;
+		rc = cli_error(b->cmd, b->name, err);
+		break;
 	}
 	free(batch);
+	free(copy);
 	/* A consumer that leaves without reaching the end detaches: the messages it did not
 	 * release stay for the next bridge (reliable: re-sent, de-duplicated). */
-	if (b->ch)
-		shmkit_chan_detach(b->ch);
+	l_detach(b);
 	return rc;
 }
 
@@ -544,13 +901,13 @@ static int run_out(struct bridge *b)
 static uint64_t note(struct bridge *b, unsigned i)
 {
 	uint64_t v = 0;
-	(void)shmkit_chan_note_load(b->ch, i, &v);
+	(void)(b->ps ? shmkit_pubsub_note_load(b->ps, i, &v) : shmkit_chan_note_load(b->ch, i, &v));
 	return v;
 }
 
 static void note_set(struct bridge *b, unsigned i, uint64_t v)
 {
-	(void)shmkit_chan_note_store(b->ch, i, v);
+	(void)(b->ps ? shmkit_pubsub_note_store(b->ps, i, v) : shmkit_chan_note_store(b->ch, i, v));
 }
 
 /* Settles the bookkeeping a killed predecessor left: its pending message landed iff the
@@ -564,7 +921,7 @@ static void notes_recover(struct bridge *b)
 		return;
 	}
 	uint64_t pos = 0, pid = note(b, NOTE_PID);
-	(void)shmkit_chan_position(b->ch, &pos);
+	(void)l_position(b, &pos);
 	if (pid > note(b, NOTE_ID) && pos > note(b, NOTE_PPOS)) {
 		note_set(b, NOTE_SSEQ, note(b, NOTE_PSSEQ));
 		note_set(b, NOTE_ID, pid);
@@ -616,7 +973,9 @@ static int loan_copy(struct bridge *b, natsMsg *m, const void *data, size_t n)
 	for (;;) {
 		struct timespec ts;
 		struct cli_waiting w = {true, 1000000000ull};
-		err = shmkit_chan_loan_wait(b->ch, n, &buf, cli_deadline(&w, &ts));
+		const struct timespec *dl = cli_deadline(&w, &ts);
+		err = b->ps ? shmkit_pubsub_loan_wait(b->ps, n, &buf, dl)
+			    : shmkit_chan_loan_wait(b->ch, n, &buf, dl);
 		if (err != -ETIMEDOUT && err != -EINTR)
 			break;
 		if (stop_sig)
@@ -626,7 +985,7 @@ static int loan_copy(struct bridge *b, natsMsg *m, const void *data, size_t n)
 	}
 	if (err == -EMSGSIZE)
 		return cli_errorf(b->cmd, "%s: a message of %zu bytes is larger than the channel's "
-				  "max_msg of %zu bytes", b->name, n, shmkit_chan_max_msg(b->ch));
+				  "max_msg of %zu bytes", b->name, n, l_max_msg(b));
 	if (err == -EPIPE)
 		return cli_errorf(b->cmd, "%s: consumer closed the channel", b->name);
 	if (err)
@@ -664,7 +1023,7 @@ static int commit_frame(struct bridge *b, natsMsg *m, const struct frame *f, uin
 		}
 	}
 	uint64_t pos = 0;
-	(void)shmkit_chan_position(b->ch, &pos);
+	(void)l_position(b, &pos);
 	/* Pending first, its ID last: the ID marks the pair as current (see the top). */
 	note_set(b, NOTE_PPOS, pos);
 	note_set(b, NOTE_PSSEQ, sseq);
@@ -680,7 +1039,9 @@ static int commit_frame(struct bridge *b, natsMsg *m, const struct frame *f, uin
 		int rc = loan_copy(b, m, p, len);
 		if (rc != CLI_OK)
 			return rc;
-		int err = shmkit_chan_commit(b->ch, len, 0);
+		/* Without MORE: the position test of notes_recover() needs each commit
+		 * published (a pub/sub publisher's unpublished commits die with it). */
+		int err = b->ps ? shmkit_pubsub_commit(b->ps, len, 0) : shmkit_chan_commit(b->ch, len, 0);
 		if (err)
 			return cli_error(b->cmd, b->name, err);
 		b->msgs++;
@@ -735,14 +1096,22 @@ static int handle(struct bridge *b, natsMsg *m, int *rc)
 		note_set(b, NOTE_SSEQ, sseq);
 		note_set(b, NOTE_ID, f.id);
 		if (f.end == 1) {
-			shmkit_chan_close(b->ch);
+			if (b->ps)
+				shmkit_pubsub_close(b->ps);
+			else
+				shmkit_chan_close(b->ch);
 			*rc = CLI_OK;
 		} else {
-			shmkit_chan_abort(b->ch);
+			/* A pub/sub channel has no abort: its publisher's handle is left to the
+			 * end of this process, which subscribers see as a dead publisher
+			 * (-EOWNERDEAD). */
+			if (b->ch)
+				shmkit_chan_abort(b->ch);
 			*rc = cli_errorf(b->cmd, "%s: the far producer aborted the stream (passed on)",
 					 b->name);
 		}
 		b->ch = NULL;
+		b->ps = NULL;
 		return FR_DONE;
 	}
 	*rc = commit_frame(b, m, &f, sseq);
@@ -767,13 +1136,22 @@ static int run_in(struct bridge *b)
 		return rc;
 	}
 	int err;
-	if (b->create) {
+	if (b->create && b->pubsub) {
+		struct shmkit_pubsub_opts po = {.capacity = b->capacity,
+						.max_msg = b->max_msg ? b->max_msg : 1u << 20,
+						.max_subscribers = b->subs,
+						.policy = b->overwrite ? SHMKIT_PUBSUB_OVERWRITE
+								       : SHMKIT_PUBSUB_BLOCK,
+						.history = b->history};
+		po.seg.backend = b->backend;
+		err = shmkit_pubsub_create(b->name, SHMKIT_PUBSUB_PUBLISHER, &po, &b->ps);
+	} else if (b->create) {
 		struct shmkit_chan_opts co = {.capacity = b->capacity,
 					      .max_msg = b->max_msg ? b->max_msg : 1u << 20};
 		co.seg.backend = b->backend;
 		err = shmkit_chan_create(b->name, SHMKIT_CHAN_PRODUCER, &co, &b->ch);
 	} else {
-		err = open_wait(b, SHMKIT_CHAN_PRODUCER);
+		err = open_wait(b);
 	}
 	if (err)
 		return cli_error(b->cmd, b->name, err);
@@ -838,8 +1216,7 @@ static int run_in(struct bridge *b)
 	if (b->nc)
 		(void)natsConnection_FlushTimeout(b->nc, 5000); /* the last acknowledgements */
 out:
-	if (b->ch)
-		shmkit_chan_detach(b->ch); /* not the end: the peer keeps waiting for more */
+	l_detach(b); /* not the end: the peer keeps waiting for more */
 	return rc;
 }
 
@@ -847,7 +1224,7 @@ out:
 
 enum {
 	OPT_TO = 256, OPT_FROM, OPT_STREAM, OPT_DURABLE, OPT_TLS_CA, OPT_CREDS, OPT_CAPACITY,
-	OPT_MAX_MSG, OPT_PROGRESS, OPT_STATS
+	OPT_MAX_MSG, OPT_PROGRESS, OPT_STATS, OPT_SUBS, OPT_POLICY, OPT_HISTORY
 };
 
 static int parse(struct bridge *b, int argc, char **argv)
@@ -862,6 +1239,10 @@ static int parse(struct bridge *b, int argc, char **argv)
 		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
 		{"creds", required_argument, NULL, OPT_CREDS},
 		{"create", no_argument, NULL, 'c'},
+		{"pubsub", no_argument, NULL, 'P'},
+		{"subscribers", required_argument, NULL, OPT_SUBS},
+		{"policy", required_argument, NULL, OPT_POLICY},
+		{"history", required_argument, NULL, OPT_HISTORY},
 		{"capacity", required_argument, NULL, OPT_CAPACITY},
 		{"max-msg", required_argument, NULL, OPT_MAX_MSG},
 		{"backend", required_argument, NULL, 'b'},
@@ -874,9 +1255,10 @@ static int parse(struct bridge *b, int argc, char **argv)
 	};
 	const struct cli_cmd *cmd = b->cmd;
 	int c;
-	bool have_backend = false, have_sizes = false;
+	bool have_backend = false, have_sizes = false, have_ps = false;
+	uint64_t v;
 	cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, ":s:rcb:kt:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":s:rcPb:kt:h", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_TO:
 		case OPT_FROM:
@@ -906,6 +1288,30 @@ static int parse(struct bridge *b, int argc, char **argv)
 			break;
 		case 'c':
 			b->create = true;
+			break;
+		case 'P':
+			b->pubsub = true;
+			break;
+		case OPT_SUBS:
+			if (cli_parse_u64(optarg, 10, SHMKIT_PUBSUB_MAX_SUBSCRIBERS, &v) || v == 0)
+				return cli_usage_error(cmd, "invalid --subscribers '%s' (1..%u)", optarg,
+						       SHMKIT_PUBSUB_MAX_SUBSCRIBERS);
+			b->subs = (uint32_t)v;
+			have_ps = true;
+			break;
+		case OPT_POLICY:
+			if (strcmp(optarg, "block") && strcmp(optarg, "overwrite"))
+				return cli_usage_error(cmd, "invalid --policy '%s' (block or overwrite)",
+						       optarg);
+			b->overwrite = !strcmp(optarg, "overwrite");
+			have_ps = true;
+			break;
+		case OPT_HISTORY:
+			if (cli_parse_u64(optarg, 10, SHMKIT_PUBSUB_MAX_HISTORY, &v))
+				return cli_usage_error(cmd, "invalid --history '%s' (0..%u)", optarg,
+						       SHMKIT_PUBSUB_MAX_HISTORY);
+			b->history = (uint32_t)v;
+			have_ps = true;
 			break;
 		case OPT_CAPACITY:
 		case OPT_MAX_MSG:
@@ -944,9 +1350,12 @@ static int parse(struct bridge *b, int argc, char **argv)
 	if (!subject_ok(b->subject))
 		return cli_usage_error(cmd, "invalid subject '%s' (tokens separated by single dots, "
 				       "no blanks, no wildcards * or >)", b->subject);
-	if ((have_sizes || have_backend) && !b->create)
-		return cli_usage_error(cmd, "--capacity, --max-msg and --backend need --create");
-	if (b->out && (b->create || b->durable))
+	if ((have_sizes || have_backend || b->pubsub) && !b->create)
+		return cli_usage_error(cmd, "--capacity, --max-msg, --backend and --pubsub need "
+				       "--create");
+	if (have_ps && !b->pubsub)
+		return cli_usage_error(cmd, "--subscribers, --policy and --history need --pubsub");
+	if (b->out && (b->create || b->durable || have_ps))
 		return cli_usage_error(cmd, "out: --create and --durable are for 'bridge in'");
 	if (!b->out && b->keep)
 		return cli_usage_error(cmd, "in: --keep is for 'bridge out'");
@@ -1010,17 +1419,29 @@ int cli_cmd_bridge(const struct cli_cmd *cmd, int argc, char **argv)
 
 #endif
 
-/* `shmkit stat` of a channel an in bridge produces into: its bookkeeping. */
+/* `shmkit stat` of a channel (stream or pub/sub) an in bridge produces into: its
+ * bookkeeping. */
 void cli_bridge_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv)
 {
-	struct shmkit_chan_opts co = {.seg = cli_info_opts(inf, SHMKIT_SEG_FOREIGN_UID)};
-	struct shmkit_chan *ch;
-	if (shmkit_chan_open(inf->name, SHMKIT_CHAN_OBSERVER, &co, &ch) != 0)
-		return;
-	uint64_t v[SHMKIT_CHAN_NOTES];
-	for (unsigned i = 0; i < SHMKIT_CHAN_NOTES; i++)
-		(void)shmkit_chan_note_load(ch, i, &v[i]);
-	shmkit_chan_close(ch);
+	uint64_t v[SHMKIT_CHAN_NOTES] = {0};
+	static_assert(SHMKIT_PUBSUB_NOTES == SHMKIT_CHAN_NOTES, "the same notes on either kind");
+	if (inf->kind == SHMKIT_KIND_PUBSUB) {
+		struct shmkit_pubsub_opts po = {.seg = cli_info_opts(inf, SHMKIT_SEG_FOREIGN_UID)};
+		struct shmkit_pubsub *ps;
+		if (shmkit_pubsub_open(inf->name, SHMKIT_PUBSUB_OBSERVER, &po, &ps) != 0)
+			return;
+		for (unsigned i = 0; i < SHMKIT_PUBSUB_NOTES; i++)
+			(void)shmkit_pubsub_note_load(ps, i, &v[i]);
+		shmkit_pubsub_close(ps);
+	} else {
+		struct shmkit_chan_opts co = {.seg = cli_info_opts(inf, SHMKIT_SEG_FOREIGN_UID)};
+		struct shmkit_chan *ch;
+		if (shmkit_chan_open(inf->name, SHMKIT_CHAN_OBSERVER, &co, &ch) != 0)
+			return;
+		for (unsigned i = 0; i < SHMKIT_CHAN_NOTES; i++)
+			(void)shmkit_chan_note_load(ch, i, &v[i]);
+		shmkit_chan_close(ch);
+	}
 	if (v[NOTE_MAGIC] != NOTES_MAGIC)
 		return;
 	cli_kv_u64(kv, "bridge_last_id", v[NOTE_ID]);

@@ -25,6 +25,9 @@
  *      384   16  data queue: gen, sleepers,     subscribers sleep, publisher wakes
  *                fenced (src/waitq_internal.h)
  *      512   16  space queue (same fields)      publisher sleeps, subscribers wake
+ *      960   64  notes[8]                       publisher — the application's own words
+ *                                                (shmkit_pubsub_note_store); the library
+ *                                                never reads them
  *     1024  128  subscriber slot 0, 1, ... max_subs-1, one per 128 bytes:
  *                   0  8  owner   pid << 32 | start, 0 = free        (CAS: joiner, leaver,
  *                                                                      publisher drops dead)
@@ -171,7 +174,10 @@ struct ps_ctl {
 	uint8_t pad4[112];
 	struct shmkit__waitq space_q;
 	uint8_t pad5[112];
-	uint8_t reserved[384];
+	uint8_t reserved[320];
+	/* The publisher's notes, at the end of the reserved area: zero in a new channel, and
+	 * never read or written by the library itself (shmkit_pubsub_note_store()). */
+	_Atomic uint64_t notes[SHMKIT_PUBSUB_NOTES];
 };
 
 struct ps_slot {
@@ -197,6 +203,8 @@ static_assert(offsetof(struct ps_ctl, oldest) == 256, "reclaim line");
 static_assert(offsetof(struct ps_ctl, members_gen) == 264, "layout");
 static_assert(offsetof(struct ps_ctl, data_q) == 384, "data queue");
 static_assert(offsetof(struct ps_ctl, space_q) == 512, "space queue");
+static_assert(offsetof(struct ps_ctl, notes) == 960, "notes");
+static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "notes are lock-free");
 static_assert(sizeof(struct ps_ctl) == PS_SLOTS_OFF, "slots offset");
 static_assert(sizeof(struct ps_slot) == PS_SLOT_SIZE, "slot size");
 static_assert(offsetof(struct ps_slot, pos) == 8 && offsetof(struct ps_slot, seq) == 16 &&
@@ -1266,6 +1274,44 @@ int shmkit_pubsub_seq(const struct shmkit_pubsub *ps, uint64_t *seq)
 	if (!ps || !seq || !ps->have_last)
 		return -EINVAL;
 	*seq = ps->last_seq;
+	return 0;
+}
+
+/* --- the publisher's notes and the stream position --------------------------------------- */
+
+int shmkit_pubsub_note_store(struct shmkit_pubsub *ps, unsigned idx, uint64_t val)
+{
+	if (!ps || idx >= SHMKIT_PUBSUB_NOTES)
+		return -EINVAL;
+	if (ps->role != SHMKIT_PUBSUB_PUBLISHER)
+		return -EPERM;
+	/* PS-R6: release, so a note stored before a commit is visible to whoever sees the
+	 * commit (the tail store R1 comes later in program order); pairs with PS-A6 in
+	 * shmkit_pubsub_note_load(). A publisher killed after the store leaves it in shared
+	 * memory all the same: the store is complete or absent. */
+	atomic_store_explicit(&ps->ctl->notes[idx], val, memory_order_release);
+	return 0;
+}
+
+int shmkit_pubsub_note_load(const struct shmkit_pubsub *ps, unsigned idx, uint64_t *val)
+{
+	if (!ps || !val || idx >= SHMKIT_PUBSUB_NOTES)
+		return -EINVAL;
+	/* PS-A6: pairs with PS-R6 in shmkit_pubsub_note_store(). */
+	*val = atomic_load_explicit(&ps->ctl->notes[idx], memory_order_acquire);
+	return 0;
+}
+
+int shmkit_pubsub_position(const struct shmkit_pubsub *ps, uint64_t *pos)
+{
+	if (!ps || !pos)
+		return -EINVAL;
+	if (ps->role == SHMKIT_PUBSUB_PUBLISHER)
+		*pos = ps->pos; /* past the last commit, published or not (a loan is not) */
+	else if (ps->role == SHMKIT_PUBSUB_SUBSCRIBER)
+		*pos = ps->peeked ? ps->peek_at + ps->peek_need : ps->pos;
+	else
+		return -EPERM;
 	return 0;
 }
 

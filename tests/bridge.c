@@ -184,6 +184,7 @@ struct pipeline {
 	char src[64], dst[64], subj[80];
 	char in_path[200], out_path[200];
 	bool reliable;
+	bool ps_src, ps_dst; /* pub/sub channels instead of stream channels */
 	struct t_proc pub, out, in, sub;
 	pid_t writer; /* own producer instead of pub, with the reader */
 	pid_t reader; /* own consumer instead of sub (pipeline_start with sub_extra "-") */
@@ -209,8 +210,9 @@ static void start_in(struct pipeline *pl, bool create)
 	const char *args[] = {"bridge", "in", "--from", pl->sv->url, "--subject", pl->subj,
 			      pl->dst, "--stats", "--timeout", "60",
 			      pl->reliable ? "--reliable" : "--stats",
-			      create ? "--create" : "--stats", create ? "--max-msg" : NULL,
-			      "2M", NULL};
+			      create ? "--create" : "--stats",
+			      create && pl->ps_dst ? "--pubsub" : "--stats",
+			      create ? "--max-msg" : NULL, "2M", NULL};
 	t_spawn_cli(&pl->in, -1, -1, args);
 }
 
@@ -222,13 +224,40 @@ static void start_out(struct pipeline *pl)
 	t_spawn_cli(&pl->out, -1, -1, args);
 }
 
-/* Waits until the channel exists (its creator published it). */
+/* Waits until the channel (stream or pub/sub) exists (its creator published it). */
 static void wait_channel(const char *name)
 {
 	struct shmkit_chan *ch = NULL;
-	T_WAIT_FOR(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) == 0);
-	ck_assert_msg(ch != NULL, "channel %s did not appear", name);
+	struct shmkit_pubsub *ps = NULL;
+	T_WAIT_FOR(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) == 0 ||
+		   shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, NULL, &ps) == 0);
+	ck_assert_msg(ch || ps, "channel %s did not appear", name);
 	shmkit_chan_close(ch);
+	shmkit_pubsub_close(ps);
+}
+
+/* Pub/sub: the live subscribers of `name` (0 when it is not there). */
+static uint32_t ps_subscribers(const char *name)
+{
+	struct shmkit_pubsub *ps;
+	struct shmkit_pubsub_stats st = {0};
+	if (shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, NULL, &ps) == 0) {
+		shmkit_pubsub_stats(ps, &st);
+		shmkit_pubsub_close(ps);
+	}
+	return st.subscribers;
+}
+
+/* Pub/sub: messages published into `name`. */
+static uint64_t ps_published(const char *name)
+{
+	struct shmkit_pubsub *ps;
+	struct shmkit_pubsub_stats st = {0};
+	if (shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, NULL, &ps) == 0) {
+		shmkit_pubsub_stats(ps, &st);
+		shmkit_pubsub_close(ps);
+	}
+	return st.next_seq;
 }
 
 /* A consumer with the ordinary API that, unlike `shmkit sub`, waits out a producer that
@@ -237,7 +266,37 @@ static void wait_channel(const char *name)
 struct reader_ctx {
 	const char *name;
 	int fd;
+	bool pubsub;
 };
+
+/* The same as a pub/sub subscriber: a publisher that died (-EOWNERDEAD) is waited out. */
+static int ps_reader(struct reader_ctx *r)
+{
+	struct shmkit_pubsub *ps;
+	if (shmkit_pubsub_open(r->name, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &ps))
+		return 1;
+	for (;;) {
+		const void *m;
+		size_t n;
+		struct timespec ts;
+		int err = shmkit_pubsub_peek_wait(ps, &m, &n, t_in_ms(&ts, 1000));
+		if (err == -ETIMEDOUT || err == -EOWNERDEAD) {
+			t_sleep_ms(5);
+			continue;
+		}
+		if (err == -EPIPE)
+			break;
+		if (err)
+			return 2; /* -ESTALE included: a block-mode channel loses nothing */
+		uint32_t len = (uint32_t)n;
+		if (write(r->fd, &len, 4) != 4 || write(r->fd, m, n) != (ssize_t)n)
+			return 3;
+		shmkit_pubsub_release(ps, 0);
+	}
+	shmkit_pubsub_unlink(ps);
+	shmkit_pubsub_close(ps);
+	return 0;
+}
 
 /* The test's end of pub's input pipe, which the forked reader must not keep open (pub
  * would never see the end of its input). */
@@ -248,6 +307,8 @@ static int reader(void *arg)
 	struct reader_ctx *r = arg;
 	if (feed_fd >= 0)
 		close(feed_fd);
+	if (r->pubsub)
+		return ps_reader(r);
 	struct shmkit_chan *ch;
 	if (shmkit_chan_open(r->name, SHMKIT_CHAN_CONSUMER, NULL, &ch))
 		return 1;
@@ -329,7 +390,7 @@ static void pipeline_start(struct pipeline *pl, int in_fd, const char *sub_extra
 	int ofd = open(pl->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	ck_assert_int_ge(ofd, 0);
 	if (sub_extra && !strcmp(sub_extra, "-")) {
-		struct reader_ctx rc = {pl->dst, ofd};
+		struct reader_ctx rc = {pl->dst, ofd, pl->ps_dst};
 		pl->reader = t_fork(reader, &rc);
 	} else {
 		const char *sargs[] = {"sub", pl->dst, "--framing", "len", sub_extra, NULL};
@@ -340,10 +401,15 @@ static void pipeline_start(struct pipeline *pl, int in_fd, const char *sub_extra
 		struct writer_ctx wc = {pl->src, in_fd};
 		pl->writer = t_fork(writer, &wc);
 	} else {
+		/* Pub/sub: nothing is published before out subscribed. */
 		const char *pargs[] = {"pub", pl->src, "--create", "--framing", "len", "--max-msg",
-				       "1M", NULL};
+				       "1M", pl->ps_src ? "--pubsub" : NULL, "--wait-subscribers", "1",
+				       NULL};
 		t_spawn_cli(&pl->pub, in_fd, -1, pargs);
 	}
+	/* A pub/sub destination: its subscriber is there before anything arrives. */
+	if (pl->ps_dst)
+		T_WAIT_FOR(ps_subscribers(pl->dst) >= 1);
 	wait_channel(pl->src);
 	start_out(pl);
 }
@@ -356,12 +422,14 @@ static void expect_exit(struct t_proc *p, const char *what, int status, int time
 		      p->e.data);
 }
 
-static void roundtrip(bool reliable, uint64_t total)
+static void roundtrip_kinds(bool reliable, uint64_t total, bool ps_src, bool ps_dst)
 {
 	struct server sv;
 	server_init(&sv);
 	struct pipeline pl;
 	pipe_names(&pl, &sv, reliable ? "rel" : "core", reliable);
+	pl.ps_src = ps_src;
+	pl.ps_dst = ps_dst;
 	uint64_t nrec;
 	int fd = make_input(pl.in_path, total, t_seed(), &nrec);
 	pipeline_start(&pl, fd, NULL);
@@ -379,6 +447,11 @@ static void roundtrip(bool reliable, uint64_t total)
 	t_proc_free(&pl.in);
 	t_proc_free(&pl.sub);
 	server_fini(&sv);
+}
+
+static void roundtrip(bool reliable, uint64_t total)
+{
+	roundtrip_kinds(reliable, total, false, false);
 }
 
 static uint64_t volume(void)
@@ -404,17 +477,28 @@ START_TEST(test_roundtrip_short)
 }
 END_TEST
 
+/* Pub/sub channels: on both sides in either mode, then mixed (stream → pub/sub, pub/sub →
+ * stream), byte for byte through `shmkit pub --pubsub` and `shmkit sub`. */
+START_TEST(test_roundtrip_pubsub)
+{
+	static const bool kinds[4][3] = {
+		{false, true, true}, {true, true, true}, {false, false, true}, {true, true, false},
+	};
+	roundtrip_kinds(kinds[_i][0], 2ull << 20, kinds[_i][1], kinds[_i][2]);
+}
+END_TEST
+
 /* Reliable mode under kill -9: each round feeds a slice of the input into pub, then kills
  * the out bridge, the in bridge or nats-server at a random moment and restarts it (the
  * server on the same store). At the end the consumer's output equals the input: every
  * message exactly once, in order. */
-START_TEST(test_reliable_kills)
+static void reliable_kills(bool ps_dst, int rounds)
 {
 	struct server sv;
 	server_init(&sv);
 	struct pipeline pl;
 	pipe_names(&pl, &sv, "kill", true);
-	int rounds = t_stress() ? 60 : 20;
+	pl.ps_dst = ps_dst;
 	uint64_t nrec, seed = t_seed();
 	int file = make_input(pl.in_path, (uint64_t)rounds << 19, seed, &nrec);
 	int p[2];
@@ -482,6 +566,18 @@ START_TEST(test_reliable_kills)
 	t_proc_free(&pl.in);
 	server_fini(&sv);
 }
+
+START_TEST(test_reliable_kills)
+{
+	reliable_kills(false, t_stress() ? 60 : 20);
+}
+END_TEST
+
+/* The same into a pub/sub channel: exactly once through the publisher's notes. */
+START_TEST(test_reliable_kills_pubsub)
+{
+	reliable_kills(true, t_stress() ? 60 : 8);
+}
 END_TEST
 
 /* Writes `n` len-framed records of 100 bytes with sequence numbers from `first`. */
@@ -507,6 +603,12 @@ static uint64_t chan_stat(const char *name, bool sent)
 	return sent ? st.msgs_sent : st.msgs_recv;
 }
 
+/* Messages the destination channel received (stream or pub/sub). */
+static uint64_t dst_sent(const struct pipeline *pl)
+{
+	return pl->ps_dst ? ps_published(pl->dst) : chan_stat(pl->dst, true);
+}
+
 /* Core mode: messages sent while no in bridge listens are lost, and the next one shows
  * the gap (counted in the channel's notes and in --stats); end of stream arrives. */
 START_TEST(test_core_gap_counted)
@@ -515,14 +617,15 @@ START_TEST(test_core_gap_counted)
 	server_init(&sv);
 	struct pipeline pl;
 	pipe_names(&pl, &sv, "gap", false);
+	pl.ps_dst = _i == 1;
 	int p[2];
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
 	pipeline_start(&pl, p[0], "--keep");
 	close(p[0]);
 	t_sleep_ms(300); /* out is connected */
 	feed(p[1], 0, 10);
-	T_WAIT_FOR(chan_stat(pl.dst, true) == 10);
-	ck_assert_uint_eq(chan_stat(pl.dst, true), 10);
+	T_WAIT_FOR(dst_sent(&pl) == 10);
+	ck_assert_uint_eq(dst_sent(&pl), 10);
 	kill(pl.in.pid, SIGKILL);
 	t_finish(&pl.in, 10000);
 	t_proc_free(&pl.in);
@@ -567,12 +670,13 @@ START_TEST(test_abort_propagates)
 	server_init(&sv);
 	struct pipeline pl;
 	pipe_names(&pl, &sv, "abort", _i == 1);
+	pl.ps_dst = _i == 2; /* a pub/sub channel has no abort: its publisher dies */
 	int p[2];
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
 	pipeline_start(&pl, p[0], NULL);
 	close(p[0]);
 	feed(p[1], 0, 7);
-	T_WAIT_FOR(chan_stat(pl.dst, true) == 7 || chan_stat(pl.dst, false) == 7);
+	T_WAIT_FOR(dst_sent(&pl) == 7 || chan_stat(pl.dst, false) == 7);
 	kill(pl.pub.pid, SIGKILL);
 	t_finish(&pl.pub, 10000);
 	close(p[1]);
@@ -581,7 +685,8 @@ START_TEST(test_abort_propagates)
 	expect_exit(&pl.in, "bridge in", 1, 60000);
 	ck_assert_msg(strstr(pl.in.e.data, "aborted"), "in: %s", pl.in.e.data);
 	expect_exit(&pl.sub, "sub", 1, 60000);
-	ck_assert_msg(strstr(pl.sub.e.data, "abort"), "sub: %s", pl.sub.e.data);
+	ck_assert_msg(strstr(pl.sub.e.data, pl.ps_dst ? "publisher died" : "abort"), "sub: %s",
+		      pl.sub.e.data);
 	struct stat stt;
 	ck_assert_int_eq(stat(pl.out_path, &stt), 0);
 	ck_assert_int_eq(stt.st_size, 7 * 104);
@@ -646,6 +751,19 @@ START_TEST(test_bad_input)
 	ck_assert_uint_eq(chan_stat(dst, true), 0);
 	t_proc_free(&in);
 
+	/* The same into a pub/sub channel: nothing is published. */
+	char psdst[64];
+	t_name_tracked(psdst, sizeof psdst, "bad", SHMKIT_BACKEND_POSIX);
+	const char *a3p[] = {"bridge", "in", "--from", sv.url, "--subject", "t.rawps", psdst,
+			     "--create", "--pubsub", NULL};
+	t_spawn_cli(&in, -1, -1, a3p);
+	wait_channel(psdst);
+	raw_publish(sv.port, "t.rawps", "hello", NULL);
+	expect_exit(&in, "bridge in", 1, 30000);
+	ck_assert_msg(strstr(in.e.data, "not a bridge frame"), "%s", in.e.data);
+	ck_assert_uint_eq(ps_published(psdst), 0);
+	t_proc_free(&in);
+
 	/* A batch frame whose second record claims more bytes than there are. */
 	char bdst[64];
 	t_name_tracked(bdst, sizeof bdst, "bad", SHMKIT_BACKEND_POSIX);
@@ -705,6 +823,20 @@ START_TEST(test_usage)
 	const char *a4[] = {"bridge", "in", "--to", "nats://127.0.0.1:1", "--subject", "s", "x", NULL};
 	t_run_cli(&r, 10000, a4);
 	ck_assert_int_eq(r.status, 2);
+	const char *a6[] = {"bridge", "in", "--from", "nats://127.0.0.1:1", "--subject", "s", "x",
+			    "--pubsub", NULL};
+	t_run_cli(&r, 10000, a6);
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_msg(strstr(r.err, "--create"), "%s", r.err);
+	const char *a7[] = {"bridge", "in", "--from", "nats://127.0.0.1:1", "--subject", "s", "x",
+			    "--create", "--policy", "overwrite", NULL};
+	t_run_cli(&r, 10000, a7);
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_msg(strstr(r.err, "--pubsub"), "%s", r.err);
+	const char *a8[] = {"bridge", "in", "--from", "nats://127.0.0.1:1", "--subject", "s", "x",
+			    "--create", "--pubsub", "--policy", "sideways", NULL};
+	t_run_cli(&r, 10000, a8);
+	ck_assert_int_eq(r.status, 2);
 	const char *a5[] = {"bridge", "--help", NULL};
 	t_run_cli(&r, 10000, a5);
 	ck_assert_int_eq(r.status, 0);
@@ -724,16 +856,18 @@ static Suite *bridge_suite(void)
 		return s;
 	tc = t_tcase(s, "basics", 120);
 	tcase_add_loop_test(tc, test_roundtrip_short, 0, 2);
+	tcase_add_loop_test(tc, test_roundtrip_pubsub, 0, 4);
 	tcase_add_test(tc, test_bad_input);
 	if (asan)
 		return s;
 	tc = t_tcase(s, "streams", t_stress() ? 7200 : 300);
 	tcase_add_test(tc, test_roundtrip_core);
 	tcase_add_test(tc, test_roundtrip_reliable);
-	tcase_add_test(tc, test_core_gap_counted);
-	tcase_add_loop_test(tc, test_abort_propagates, 0, 2);
+	tcase_add_loop_test(tc, test_core_gap_counted, 0, 2);
+	tcase_add_loop_test(tc, test_abort_propagates, 0, 3);
 	tc = t_tcase(s, "kills", t_stress() ? 3600 : 300);
 	tcase_add_test(tc, test_reliable_kills);
+	tcase_add_test(tc, test_reliable_kills_pubsub);
 	return s;
 }
 

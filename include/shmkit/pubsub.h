@@ -251,6 +251,45 @@ SHMKIT_API int shmkit_pubsub_subscribers(const struct shmkit_pubsub *ps,
  * number of live subscribers. */
 SHMKIT_API int shmkit_pubsub_peer_alive(const struct shmkit_pubsub *ps);
 
+/* --- bookkeeping that survives the publisher ----------------------------------------------
+ * A publisher that forwards messages from elsewhere (shmkit bridge) must know after a crash
+ * which of them reached the channel. As in the stream channel (shmkit_chan_note_store()),
+ * the channel's position and a few words the publisher keeps in the control block decide:
+ *
+ *   shmkit_pubsub_position(ps, &p);          store the message's id and p in two notes
+ *   loan, write, commit (without MORE)       (the id last: it marks the pair as current)
+ *   after a crash: reopen as publisher; the message landed iff the position is now > p.
+ *
+ * Positions count ring bytes from the channel's creation (64 bits: they never wrap). A new
+ * publisher starts at the end of what the previous one published: commits it made with
+ * SHMKIT_PUBSUB_MORE and never published are not in the stream (unlike the stream
+ * channel, where they are), so the test above holds for commits without MORE. */
+
+/* Words of notes a pub/sub channel keeps for its publisher. */
+#define SHMKIT_PUBSUB_NOTES 8u
+
+/* Publisher: stores `val` as note `idx` (< SHMKIT_PUBSUB_NOTES). The library never reads or
+ * clears notes: they are zero in a new channel and keep their value across publishers
+ * (close, takeover, reopen). The store is ordered before the publisher's later commits
+ * (release): a subscriber or a later publisher that sees a message sees the notes stored
+ * before it. Returns 0, -EINVAL (idx out of range, ps NULL), -EPERM (not the publisher).
+ * Trust: any process that maps the channel writable can change the notes; treat them as
+ * input like the messages. */
+SHMKIT_API int shmkit_pubsub_note_store(struct shmkit_pubsub *ps, unsigned idx, uint64_t val);
+
+/* Any role: reads note `idx` into *val (acquire). 0 or -EINVAL. */
+SHMKIT_API int shmkit_pubsub_note_load(const struct shmkit_pubsub *ps, unsigned idx,
+				       uint64_t *val);
+
+/* This side's position in *pos: for the publisher, the end of its last commit (MORE
+ * commits included; a loan is not a commit); for a subscriber, the end of the message it
+ * has peeked, or where it stands when none is peeked (after its last release, or where a
+ * lapped subscriber resumes). Positions only grow; each message has its own. Right after
+ * attaching, a publisher's position is the end of the published stream; a subscriber's is
+ * where it joined. Returns 0, -EINVAL, -EPERM (an observer has no position). Thread
+ * safety: like the other calls on the handle. */
+SHMKIT_API int shmkit_pubsub_position(const struct shmkit_pubsub *ps, uint64_t *pos);
+
 #ifdef __cplusplus
 }
 #endif
