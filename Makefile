@@ -155,8 +155,11 @@ $(O)/examples/%: examples/%.c $(STATICLIB)
 
 # --- packages ---------------------------------------------------------------------------
 BUILD_PKGS := gcc make libc6-dev pkg-config
-# nats-server and libnats-dev: the bridge and its tests (optional for a plain build).
-CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev nats-server libnats-dev groff-base binutils
+# nats-server and libnats-dev: the bridge and its tests (optional for a plain build);
+# groff-base and binutils: the man page check (groff -ww, nm -D); openssl and
+# python3-cryptography: the bridge test's TLS certificates and NATS credentials.
+CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev nats-server libnats-dev groff-base binutils \
+              openssl python3-cryptography
 # Optional: full-screen `shmkit top` (ncurses) and its terminal test (tmux). Installed when
 # run as root; without them top prints plain text and the tmux test is skipped.
 OPT_PKGS   := libncurses-dev tmux

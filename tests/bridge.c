@@ -81,22 +81,34 @@ static void server_start(struct server *sv)
 	close(s);
 }
 
-/* Sets up a store directory and a config with an 8 MB max_payload, and starts the server. */
-static void server_init(struct server *sv)
+/* A store directory and a free port, nothing started yet. */
+static void server_dir(struct server *sv)
 {
 	ck_assert_msg(access(NATS_SERVER, X_OK) == 0, "nats-server is not installed (make deps)");
 	snprintf(sv->dir, sizeof sv->dir, "/tmp/shmkit-bridge-test.%d.XXXXXX", (int)getpid());
 	ck_assert_ptr_nonnull(mkdtemp(sv->dir));
 	sv->port = free_port();
 	snprintf(sv->url, sizeof sv->url, "nats://127.0.0.1:%d", sv->port);
+}
+
+/* Writes a config with an 8 MB max_payload, JetStream, and `extra` (config lines, may be
+ * ""), and starts the server. */
+static void server_conf_start(struct server *sv, const char *extra)
+{
 	char path[200];
 	snprintf(path, sizeof path, "%s/ns.conf", sv->dir);
 	FILE *f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f, "listen: 127.0.0.1:%d\nmax_payload: 8MB\nlog_file: \"%s/ns.log\"\n"
-		   "jetstream { store_dir: \"%s/js\" }\n", sv->port, sv->dir, sv->dir);
+		   "jetstream { store_dir: \"%s/js\" }\n%s", sv->port, sv->dir, sv->dir, extra);
 	fclose(f);
 	server_start(sv);
+}
+
+static void server_init(struct server *sv)
+{
+	server_dir(sv);
+	server_conf_start(sv, "");
 }
 
 static void server_kill(struct server *sv, int sig)
@@ -188,7 +200,21 @@ struct pipeline {
 	struct t_proc pub, out, in, sub;
 	pid_t writer; /* own producer instead of pub, with the reader */
 	pid_t reader; /* own consumer instead of sub (pipeline_start with sub_extra "-") */
+	const char *auth[5]; /* extra arguments of both bridges (--tls-ca, --creds), NULL-ended */
 };
+
+/* args up to its first NULL, then the pipeline's auth arguments, into v (NULL-ended). */
+static void with_auth(const char **v, size_t cap, const char *const *args,
+		      const struct pipeline *pl)
+{
+	size_t n = 0;
+	for (; args[n]; n++)
+		v[n] = args[n];
+	for (size_t i = 0; pl->auth[i]; i++)
+		v[n++] = pl->auth[i];
+	ck_assert_uint_lt(n, cap);
+	v[n] = NULL;
+}
 
 static void pipe_names(struct pipeline *pl, struct server *sv, const char *tag, bool reliable)
 {
@@ -213,7 +239,9 @@ static void start_in(struct pipeline *pl, bool create)
 			      create ? "--create" : "--stats",
 			      create && pl->ps_dst ? "--pubsub" : "--stats",
 			      create ? "--max-msg" : NULL, "2M", NULL};
-	t_spawn_cli(&pl->in, -1, -1, args);
+	const char *v[24];
+	with_auth(v, sizeof v / sizeof *v, args, pl);
+	t_spawn_cli(&pl->in, -1, -1, v);
 }
 
 static void start_out(struct pipeline *pl)
@@ -221,7 +249,9 @@ static void start_out(struct pipeline *pl)
 	const char *args[] = {"bridge", "out", pl->src, "--to", pl->sv->url, "--subject", pl->subj,
 			      "--stats", "--timeout", "60", "--progress", pl->reliable ? "--reliable" : NULL,
 			      NULL};
-	t_spawn_cli(&pl->out, -1, -1, args);
+	const char *v[24];
+	with_auth(v, sizeof v / sizeof *v, args, pl);
+	t_spawn_cli(&pl->out, -1, -1, v);
 }
 
 /* Waits until the channel (stream or pub/sub) exists (its creator published it). */
@@ -422,6 +452,28 @@ static void expect_exit(struct t_proc *p, const char *what, int status, int time
 		      p->e.data);
 }
 
+static void pipeline_free(struct pipeline *pl)
+{
+	t_proc_free(&pl->pub);
+	t_proc_free(&pl->out);
+	t_proc_free(&pl->in);
+	t_proc_free(&pl->sub);
+}
+
+/* Every process of a pipeline started with pub and sub exits 0 within `limit_ms`, no gap
+ * was counted, and sub wrote exactly what pub read. */
+static void pipeline_finish(struct pipeline *pl, int limit_ms, uint64_t nrec)
+{
+	expect_exit(&pl->pub, "pub", 0, limit_ms);
+	expect_exit(&pl->out, "bridge out", 0, limit_ms);
+	expect_exit(&pl->in, "bridge in", 0, limit_ms);
+	expect_exit(&pl->sub, "sub", 0, limit_ms);
+	ck_assert_msg(strstr(pl->in.e.data, " gaps 0 "), "in: %s", pl->in.e.data);
+	ck_assert_msg(same_files(pl->in_path, pl->out_path), "%s and %s differ (%llu records)",
+		      pl->in_path, pl->out_path, (unsigned long long)nrec);
+	pipeline_free(pl);
+}
+
 static void roundtrip_kinds(bool reliable, uint64_t total, bool ps_src, bool ps_dst)
 {
 	struct server sv;
@@ -434,18 +486,7 @@ static void roundtrip_kinds(bool reliable, uint64_t total, bool ps_src, bool ps_
 	int fd = make_input(pl.in_path, total, t_seed(), &nrec);
 	pipeline_start(&pl, fd, NULL);
 	close(fd);
-	int limit = t_stress() ? 3600000 : 240000;
-	expect_exit(&pl.pub, "pub", 0, limit);
-	expect_exit(&pl.out, "bridge out", 0, limit);
-	expect_exit(&pl.in, "bridge in", 0, limit);
-	expect_exit(&pl.sub, "sub", 0, limit);
-	ck_assert_msg(strstr(pl.in.e.data, " gaps 0 "), "in: %s", pl.in.e.data);
-	ck_assert_msg(same_files(pl.in_path, pl.out_path), "%s and %s differ (%llu records)",
-		      pl.in_path, pl.out_path, (unsigned long long)nrec);
-	t_proc_free(&pl.pub);
-	t_proc_free(&pl.out);
-	t_proc_free(&pl.in);
-	t_proc_free(&pl.sub);
+	pipeline_finish(&pl, t_stress() ? 3600000 : 240000, nrec);
 	server_fini(&sv);
 }
 
@@ -654,10 +695,7 @@ START_TEST(test_core_gap_counted)
 	const char *rargs[] = {"rm", pl.dst, NULL};
 	t_run_cli(&r, 10000, rargs);
 	t_run_free(&r);
-	t_proc_free(&pl.pub);
-	t_proc_free(&pl.out);
-	t_proc_free(&pl.in);
-	t_proc_free(&pl.sub);
+	pipeline_free(&pl);
 	server_fini(&sv);
 }
 END_TEST
@@ -690,10 +728,7 @@ START_TEST(test_abort_propagates)
 	struct stat stt;
 	ck_assert_int_eq(stat(pl.out_path, &stt), 0);
 	ck_assert_int_eq(stt.st_size, 7 * 104);
-	t_proc_free(&pl.pub);
-	t_proc_free(&pl.out);
-	t_proc_free(&pl.in);
-	t_proc_free(&pl.sub);
+	pipeline_free(&pl);
 	server_fini(&sv);
 }
 END_TEST
@@ -807,6 +842,99 @@ START_TEST(test_bad_input)
 }
 END_TEST
 
+/* TLS and credentials are libnats's, passed through: a server that speaks only TLS, with a
+ * certificate from a CA of the test's own, and accepts only users with a JWT signed by its
+ * trusted operator's account (tests/nats_auth.py writes those, as NATS's own tooling would).
+ * Both modes carry the data with --tls-ca and --creds; without the credentials, or trusting
+ * another CA, each bridge exits 1 naming the cause, and nothing reaches a local channel. */
+static void make_tls_and_creds(const struct server *sv)
+{
+	char cmd[2048];
+	const char *ec = "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+	snprintf(cmd, sizeof cmd,
+		 "cd '%s' && { %s -x509 -days 2 -keyout ca.key -out ca.pem -subj /CN=shmkit-test-ca"
+		 " && %s -x509 -days 2 -keyout other.key -out other.pem -subj /CN=other"
+		 " && %s -keyout srv.key -out srv.csr -subj /CN=127.0.0.1"
+		 " && printf 'subjectAltName=IP:127.0.0.1\\n' > ext"
+		 " && openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
+		 " -days 2 -extfile ext -out srv.pem; } >openssl.log 2>&1", sv->dir, ec, ec, ec);
+	ck_assert_msg(system(cmd) == 0, "openssl failed: see %s/openssl.log", sv->dir);
+	/* The script sits beside this file; the tests run from the repository's root. */
+	char script[256];
+	snprintf(script, sizeof script, "%s", __FILE__);
+	char *slash = strrchr(script, '/');
+	snprintf(slash ? slash + 1 : script, sizeof script - (size_t)(slash ? slash + 1 - script : 0),
+		 "nats_auth.py");
+	snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s'", script, sv->dir);
+	ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+}
+
+START_TEST(test_tls_creds)
+{
+	struct server sv;
+	server_dir(&sv);
+	make_tls_and_creds(&sv);
+	char extra[600];
+	snprintf(extra, sizeof extra,
+		 "tls { cert_file: \"%s/srv.pem\", key_file: \"%s/srv.key\" }\n"
+		 "include \"auth.conf\"\n", sv.dir, sv.dir); /* relative to ns.conf */
+	server_conf_start(&sv, extra);
+	char ca[200], other[200], creds[200], tls_url[64];
+	snprintf(ca, sizeof ca, "%s/ca.pem", sv.dir);
+	snprintf(other, sizeof other, "%s/other.pem", sv.dir);
+	snprintf(creds, sizeof creds, "%s/user.creds", sv.dir);
+	snprintf(tls_url, sizeof tls_url, "tls://127.0.0.1:%d", sv.port);
+
+	struct t_run r = {0};
+	char dst[64];
+	t_name_tracked(dst, sizeof dst, "auth", SHMKIT_BACKEND_POSIX);
+	/* No credentials: the server's refusal, by name. */
+	const char *a1[] = {"bridge", "in", "--from", tls_url, "--subject", "t.auth", dst,
+			    "--create", "--tls-ca", ca, "--timeout", "5", NULL};
+	t_run_cli(&r, 30000, a1);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.err, "Authorization Violation"), "%s", r.err);
+	ck_assert_int_eq(shmkit_segment_stat(dst, NULL, &(struct shmkit_segment_info){0}), -ENOENT);
+	/* Credentials, but trusting another CA: the handshake fails, on either side. */
+	const char *a2[] = {"bridge", "in", "--from", tls_url, "--subject", "t.auth", dst,
+			    "--create", "--tls-ca", other, "--creds", creds, "--timeout", "5",
+			    NULL};
+	t_run_cli(&r, 30000, a2);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.err, "certificate"), "%s", r.err);
+	ck_assert_int_eq(shmkit_segment_stat(dst, NULL, &(struct shmkit_segment_info){0}), -ENOENT);
+	const char *a3[] = {"bridge", "out", dst, "--to", tls_url, "--subject", "t.auth",
+			    "--tls-ca", other, "--creds", creds, "--timeout", "5", NULL};
+	t_run_cli(&r, 30000, a3);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.err, "certificate"), "%s", r.err);
+	/* A plain nats:// connection to a TLS-only server is refused too. */
+	const char *a4[] = {"bridge", "out", dst, "--to", sv.url, "--subject", "t.auth",
+			    "--creds", creds, "--timeout", "5", NULL};
+	t_run_cli(&r, 30000, a4);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.err, "cannot connect"), "%s", r.err);
+	t_run_free(&r);
+
+	/* Both modes through TLS with credentials, byte for byte. */
+	for (int reliable = 0; reliable < 2; reliable++) {
+		/* The tls:// URL for both bridges (pipe_names takes the server's). */
+		struct server tsv = sv;
+		snprintf(tsv.url, sizeof tsv.url, "%s", tls_url);
+		struct pipeline pl;
+		pipe_names(&pl, &tsv, reliable ? "tlsrel" : "tlscore", reliable);
+		const char *auth[] = {"--tls-ca", ca, "--creds", creds, NULL};
+		memcpy(pl.auth, auth, sizeof auth);
+		uint64_t nrec;
+		int fd = make_input(pl.in_path, 1u << 20, t_seed(), &nrec);
+		pipeline_start(&pl, fd, NULL);
+		close(fd);
+		pipeline_finish(&pl, 120000, nrec);
+	}
+	server_fini(&sv);
+}
+END_TEST
+
 START_TEST(test_usage)
 {
 	struct t_run r = {0};
@@ -858,6 +986,7 @@ static Suite *bridge_suite(void)
 	tcase_add_loop_test(tc, test_roundtrip_short, 0, 2);
 	tcase_add_loop_test(tc, test_roundtrip_pubsub, 0, 4);
 	tcase_add_test(tc, test_bad_input);
+	tcase_add_test(tc, test_tls_creds);
 	if (asan)
 		return s;
 	tc = t_tcase(s, "streams", t_stress() ? 7200 : 300);
