@@ -445,11 +445,15 @@ int main(int argc, char **argv)
 	bench_md_header(stdout, cols, right, 7);
 	/* SHMKIT_BENCH_BRIDGE=core or =reliable: only that mode's rows. */
 	const char *only = getenv("SHMKIT_BENCH_BRIDGE");
+	/* SHMKIT_BENCH_BRIDGE_SIZE=64, 4096 or 1048576: only that size's rows. */
+	const char *only_size = getenv("SHMKIT_BENCH_BRIDGE_SIZE");
 	for (int rel = 0; rel < 2; rel++) {
 		if (only && strcmp(only, rel ? "reliable" : "core"))
 			continue;
 		for (int i = 0; i < 3; i++) {
 			size_t size = sizes[i];
+			if (only_size && strtoull(only_size, NULL, 10) != size)
+				continue;
 			int count = rel ? (size >= (1 << 20) ? 200 : 3000)
 					: (size >= (1 << 20) ? 1000 : size >= 4096 ? 50000 : 200000);
 			count /= q;
