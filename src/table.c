@@ -11,7 +11,7 @@
  *   offset           size              what
  *   0                128               control block, written once before publishing:
  *        0   8  magic "shmktbl1"        40   8  nbuckets (power of two >= capacity)
- *        8   4  layout version (1)      48   8  nentries = capacity + nstripes
+ *        8   4  layout version (2)      48   8  nentries = capacity + nstripes
  *       12   4  flags (CACHE)           56   4  default ttl_ms
  *       16   8  capacity                64   8  hash seed (random per table)
  *       24   4  key_max                 72  32  offsets of pool, stripes, buckets, entries
@@ -89,7 +89,10 @@
  * Hostile peers: the control block is copied and validated once at open; every ref,
  * length and chain read later is checked against the private geometry, and every loop is
  * bounded (chains by nentries), so scribbled memory yields -EBADMSG or wrong data, never
- * an out-of-bounds access or a hang. The robust mutexes are the exception (sync.h).
+ * an out-of-bounds access or a hang. That includes the locks: a shmkit mutex treats its
+ * words as untrusted too (src/sync.c); a scribbled lock word is at worst a dead owner
+ * (EOWNERDEAD: the stripe is repaired as after a crash), not recoverable (-ENOTRECOVERABLE,
+ * until the table is recreated) or a live process that never unlocks (-ETIMEDOUT).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -105,7 +108,10 @@
 
 /* --- shared layout --------------------------------------------------------------------- */
 
-#define TBL_LAYOUT 1u
+/* Layout 2: the locks became shmkit's own futex mutexes (src/sync.c) instead of glibc
+ * pthread mutexes. The 64 bytes mean different things to the two, so a layout-1 peer must
+ * get -EPROTO rather than take a lock the other side does not see. */
+#define TBL_LAYOUT 2u
 #define CTL_SIZE 128u
 #define CTL_SUMMED 112u
 #define POOL_OFF 128u

@@ -684,7 +684,9 @@ START_TEST(test_corrupt_ctl)
 		{CTL_CAPACITY, 1ull << 40, 8, 1, -EBADMSG},   /* resealed: impossible */
 		{CTL_NSTRIPES, 3, 4, 1, -EBADMSG},            /* not a power of two */
 		{CTL_OFF_ENTRIES, 4096, 8, 1, -EBADMSG},      /* offsets recomputed */
-		{CTL_VERSION, 2, 4, 1, -EPROTO},              /* a newer layout */
+		{CTL_VERSION, 3, 4, 1, -EPROTO},              /* a newer layout */
+		/* An older one: layout 1 kept glibc pthread mutexes in the same bytes. */
+		{CTL_VERSION, 1, 4, 1, -EPROTO},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		memcpy(ctl + cases[i].off, &cases[i].val, (size_t)cases[i].width);
