@@ -711,6 +711,17 @@ static int mx_try(struct mutex_impl *mi, uint64_t me, uint64_t *w, enum mx_check
 	return 1; /* the word keeps changing under us: busy */
 }
 
+/* The fast path of every lock call: one CAS from free to the caller's word. On failure *w
+ * holds the word found. */
+static inline bool mx_take_free(struct mutex_impl *mi, uint64_t me, uint64_t *w)
+{
+	*w = MX_FREE;
+	/* MX-A1 (the fast path): pairs with MX-R1 in shmkit_mutex_unlock(). Failure relaxed:
+	 * it only reports the word. */
+	return atomic_compare_exchange_strong_explicit(&mi->owner, w, me, memory_order_acquire,
+						       memory_order_relaxed);
+}
+
 static bool bad_deadline(const struct timespec *deadline)
 {
 	return deadline && (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L);
@@ -791,10 +802,8 @@ int shmkit_mutex_lock(struct shmkit_mutex *m)
 int shmkit_mutex_trylock(struct shmkit_mutex *m)
 {
 	struct mutex_impl *mi = mx_impl(m);
-	uint64_t me = mx_self(), w = MX_FREE;
-	/* MX-A1 (the fast path): pairs with MX-R1 in shmkit_mutex_unlock(). */
-	if (SHMKIT__LIKELY(atomic_compare_exchange_strong_explicit(
-		    &mi->owner, &w, me, memory_order_acquire, memory_order_relaxed)))
+	uint64_t me = mx_self(), w;
+	if (SHMKIT__LIKELY(mx_take_free(mi, me, &w)))
 		return 0;
 	int r = mx_try(mi, me, &w, MX_CHECK_CHEAP);
 	return r == 1 ? -EBUSY : r;
@@ -803,12 +812,20 @@ int shmkit_mutex_trylock(struct shmkit_mutex *m)
 int shmkit_mutex_timedlock(struct shmkit_mutex *m, const struct timespec *deadline)
 {
 	struct mutex_impl *mi = mx_impl(m);
-	uint64_t me = mx_self(), w = MX_FREE;
-	/* MX-A1 (the fast path): pairs with MX-R1 in shmkit_mutex_unlock(). */
-	if (SHMKIT__LIKELY(atomic_compare_exchange_strong_explicit(
-		    &mi->owner, &w, me, memory_order_acquire, memory_order_relaxed)))
+	uint64_t me = mx_self(), w;
+	if (SHMKIT__LIKELY(mx_take_free(mi, me, &w)))
 		return 0;
 	return mx_lock_slow(mi, me, w, deadline);
+}
+
+int shmkit__mutex_lock_for(struct shmkit_mutex *m, uint64_t timeout_ns)
+{
+	struct mutex_impl *mi = mx_impl(m);
+	uint64_t me = mx_self(), w;
+	if (SHMKIT__LIKELY(mx_take_free(mi, me, &w)))
+		return 0;
+	struct timespec deadline;
+	return mx_lock_slow(mi, me, w, shmkit_deadline_after(&deadline, timeout_ns));
 }
 
 int shmkit_mutex_consistent(struct shmkit_mutex *m)

@@ -661,16 +661,11 @@ static void handle_geometry(struct shmkit_table *t, const struct geom *g, uint32
 
 /* --- locks and repair --------------------------------------------------------------------- */
 
-/* Locks a robust mutex: trylock first (no clock read when uncontended), then wait up to
- * LOCK_TIMEOUT_NS. Returns 0, -EOWNERDEAD (held, needs repair), or an error. */
+/* Locks a robust mutex, waiting up to LOCK_TIMEOUT_NS (no clock read when uncontended).
+ * Returns 0, -EOWNERDEAD (held, needs repair), or an error. */
 static int lock_timed(struct shmkit_mutex *m)
 {
-	int r = shmkit_mutex_trylock(m);
-	if (r == -EBUSY) {
-		struct timespec dl;
-		r = shmkit_mutex_timedlock(m, shmkit_deadline_after(&dl, LOCK_TIMEOUT_NS));
-	}
-	return r;
+	return shmkit__mutex_lock_for(m, LOCK_TIMEOUT_NS);
 }
 
 static void pool_rebuild(struct shmkit_table *t);
@@ -681,8 +676,10 @@ static int pool_lock(struct shmkit_table *t)
 	if (r == -EOWNERDEAD) {
 		pool_rebuild(t);
 		r = shmkit_mutex_consistent(&t->pool->lock);
-		if (r) /* as in stripe_recover() */
+		if (r) { /* as in stripe_recover() */
 			(void)shmkit_mutex_unlock(&t->pool->lock);
+			r = -EBADMSG;
+		}
 	}
 	return r;
 }
@@ -945,14 +942,17 @@ static void stripe_repair(struct shmkit_table *t, uint32_t s)
 }
 
 /* Repairs stripe s after EOWNERDEAD and marks its mutex consistent. Returns 0 with the
- * lock held, or an error with it released (consistent cannot fail for the owner of an
- * owner-dead mutex; if it ever did, holding the lock forever would be worse). */
+ * lock held, or -EBADMSG with it released: consistent fails for the owner of an owner-dead
+ * mutex only when a peer rewrote the lock word meanwhile (corrupt shared memory; holding
+ * the lock forever would be worse). */
 static int stripe_recover(struct shmkit_table *t, uint32_t s)
 {
 	stripe_repair(t, s);
 	int r = shmkit_mutex_consistent(&stripe_at(t, s)->lock);
-	if (r)
+	if (r) {
 		(void)shmkit_mutex_unlock(&stripe_at(t, s)->lock);
+		r = -EBADMSG;
+	}
 	return r;
 }
 
@@ -2118,12 +2118,11 @@ int shmkit__table_scribble_ranges(const struct shmkit_table *t, struct shmkit__t
 				  int max)
 {
 	int n = 0;
-	size_t mtx = sizeof(struct shmkit_mutex);
 	if (n < max)
-		r[n++] = (struct shmkit__table_range){POOL_OFF + mtx, 128 - mtx};
+		r[n++] = (struct shmkit__table_range){POOL_OFF, 128};
 	for (uint32_t s = 0; s < t->nstripes && n < max; s++)
-		r[n++] = (struct shmkit__table_range){STRIPES_OFF + (size_t)s * STRIPE_SIZE + mtx,
-						      STRIPE_SIZE - mtx};
+		r[n++] = (struct shmkit__table_range){STRIPES_OFF + (size_t)s * STRIPE_SIZE,
+						      STRIPE_SIZE};
 	if (n < max) {
 		size_t off = (size_t)((unsigned char *)(void *)t->buckets - t->base);
 		r[n++] = (struct shmkit__table_range){off, t->size - off};
