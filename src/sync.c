@@ -84,9 +84,9 @@
  * mutual exclusion. Malformed words (bit 63, or T outside 1..PID_MAX_LIMIT) are dead
  * without a look. Who looks, how hard:
  *   trylock            the cheap check when it finds the lock held (one system call)
- *   lock, timedlock    the cheap check once before the first sleep; the /proc check at
- *                      the end of every 100 ms slice that finds it still held, and at
- *                      the deadline before -ETIMEDOUT
+ *   lock, timedlock    the cheap check once before the first sleep; the /proc check
+ *                      once per 100 ms slice of waiting (whatever wakes the waiter in
+ *                      between), and at the deadline before -ETIMEDOUT
  *   destroy            the /proc check
  * A dead holder's word is replaced by CAS with the taker's own | INCONS (MX-A2), which
  * returns -EOWNERDEAD. shmkit_mutex_consistent() clears INCONS; an unlock with INCONS set
@@ -748,9 +748,12 @@ static int mx_lock_slow(struct mutex_impl *mi, uint64_t me, uint64_t w,
 	if (bad_deadline(deadline))
 		return -EINVAL;
 
+	/* The /proc look at the holder comes once per slice whatever wakes us meanwhile (a
+	 * peer may spam FUTEX_WAKE on the word), and at the deadline. */
+	uint64_t look_at = shmkit_now_ns() + SHMKIT__SLICE_NS;
 	for (;;) {
 		struct timespec until;
-		bool at_deadline = shmkit__slice_until(&until, deadline, SHMKIT__SLICE_NS);
+		(void)shmkit__slice_until(&until, deadline, SHMKIT__SLICE_NS);
 		/* MX-W1: register before the re-check; pairs with MX-N3 in
 		 * shmkit_mutex_unlock() (both seq_cst: protocol at the top). */
 		atomic_fetch_add_explicit(&mi->sleepers, 1, memory_order_seq_cst);
@@ -764,16 +767,17 @@ static int mx_lock_slow(struct mutex_impl *mi, uint64_t me, uint64_t w,
 
 		/* Relaxed: a hint; mx_try()'s CAS does the acquiring. */
 		w = atomic_load_explicit(&mi->owner, memory_order_relaxed);
-		bool passed = deadline_passed(deadline);
-		/* A slice that ended with the lock still held, or the deadline: is the holder
-		 * alive? (A /proc read at most every 100 ms per waiter.) Always try to take
-		 * the lock before reporting a timeout: a wake-up meant for us must not be
-		 * lost to our deadline. */
-		r = mx_try(mi, me, &w,
-			   fr == -ETIMEDOUT || passed ? MX_CHECK_THOROUGH : MX_CHECK_NONE);
+		uint64_t now = shmkit_now_ns();
+		bool passed = shmkit__deadline_passed(deadline, now);
+		bool look = passed || now >= look_at;
+		if (look)
+			look_at = now + SHMKIT__SLICE_NS;
+		/* Always try to take the lock before reporting a timeout: a wake-up meant for us
+		 * must not be lost to our deadline. */
+		r = mx_try(mi, me, &w, look ? MX_CHECK_THOROUGH : MX_CHECK_NONE);
 		if (r != 1)
 			return r;
-		if (passed || (fr == -ETIMEDOUT && at_deadline))
+		if (passed)
 			return -ETIMEDOUT;
 		if (fr < 0 && fr != -ETIMEDOUT && fr != -EINTR)
 			return fr;
