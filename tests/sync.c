@@ -735,6 +735,8 @@ START_TEST(test_mutex_contended_errors)
 	ck_assert_int_eq(shmkit_mutex_timedlock(&msh->m, shmkit_deadline_after(&d, 50 * NS_PER_MS)),
 			 -ETIMEDOUT);
 	ck_assert_uint_ge(shmkit_now_ns() - t0, 50 * NS_PER_MS);
+	struct timespec bad = {.tv_sec = d.tv_sec, .tv_nsec = 1000000000L};
+	ck_assert_int_eq(shmkit_mutex_timedlock(&msh->m, &bad), -EINVAL); /* has to wait */
 	CHECK_EPERM_UNLOCK(&msh->m); /* someone else's lock */
 	ck_assert_int_eq(shmkit_mutex_destroy(&msh->m), -EBUSY);
 	ck_assert_int_eq(shmkit_sem_post(&msh->go), 0);
