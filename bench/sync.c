@@ -11,6 +11,10 @@
  *                   was created (the floor: every real user of a shared mutex has peers,
  *                   and a process-shared mutex can never take that shortcut)
  *     shmkit mutex  robust, error-checking, process-shared, in shared memory
+ *   contended lock + unlock (two processes, pinned as above, each incrementing a shared
+ *   counter under the lock; the counter is checked):
+ *     pthread mutex robust, process-shared (glibc's; what shmkit's mutex was up to 0.1)
+ *     shmkit mutex  as above
  *
  * The two round-trip kinds run interleaved in blocks so that both see the same vCPU
  * placement drift (DESIGN.md §6); each reports p50/p99/p99.9/max over per-iteration times.
@@ -46,6 +50,10 @@ struct shared {
 	_Alignas(128) _Atomic uint32_t child_ready;
 	_Atomic int32_t child_err;
 	_Alignas(128) struct shmkit_mutex mutex;
+	_Alignas(128) pthread_mutex_t pmutex; /* robust, process-shared: the contended reference */
+	_Alignas(128) uint64_t counter;       /* plain, under the lock being measured */
+	_Alignas(128) _Atomic uint32_t ready;
+	_Atomic uint32_t go;
 };
 
 static struct shared *sh;
@@ -166,6 +174,74 @@ static double time_shmkit_mutex(struct shmkit_mutex *m, uint64_t ops, int *err)
 		}
 	}
 	return (double)(bench_now_ns() - t0) / (double)ops;
+}
+
+/* --- contended: two processes --------------------------------------------------------- */
+
+/* One contender: `ops` increments of the shared counter under the lock (kind 0: pthread,
+ * 1: shmkit). Returns 0 or a nonzero exit code. */
+static int contend(int cpu, int kind, uint64_t ops, int pinned)
+{
+	if (pinned)
+		(void)bench_pin_cpu(cpu);
+	atomic_fetch_add(&sh->ready, 1);
+	while (!atomic_load_explicit(&sh->go, memory_order_acquire))
+		;
+	for (uint64_t i = 0; i < ops; i++) {
+		int r = kind ? shmkit_mutex_lock(&sh->mutex) : -pthread_mutex_lock(&sh->pmutex);
+		if (r != 0)
+			return 1;
+		sh->counter++;
+		r = kind ? shmkit_mutex_unlock(&sh->mutex) : -pthread_mutex_unlock(&sh->pmutex);
+		if (r != 0)
+			return 2;
+	}
+	return 0;
+}
+
+/* ns per lock + unlock with two processes contending; 0 on failure. */
+static double time_contended(int kind, uint64_t ops, int pinned)
+{
+	sh->counter = 0;
+	atomic_store(&sh->ready, 0);
+	atomic_store(&sh->go, 0);
+	fflush(NULL);
+	pid_t p[2];
+	for (int i = 0; i < 2; i++) {
+		p[i] = fork();
+		if (p[i] == 0) {
+			(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+			_exit(contend(i, kind, ops, pinned));
+		}
+		if (p[i] < 0)
+			return 0;
+	}
+	while (atomic_load(&sh->ready) < 2)
+		usleep(100);
+	uint64_t t0 = bench_now_ns();
+	atomic_store_explicit(&sh->go, 1, memory_order_release);
+	int ok = 1;
+	for (int i = 0; i < 2; i++) {
+		int st;
+		if (waitpid(p[i], &st, 0) != p[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			ok = 0;
+	}
+	double ns = (double)(bench_now_ns() - t0) / (double)(2 * ops);
+	return ok && sh->counter == 2 * ops ? ns : 0;
+}
+
+static int init_robust_pthread(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	int r = pthread_mutexattr_init(&a);
+	if (!r)
+		r = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (!r)
+		r = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (!r)
+		r = pthread_mutex_init(m, &a);
+	(void)pthread_mutexattr_destroy(&a);
+	return r;
 }
 
 static void *idle_thread(void *arg)
@@ -307,6 +383,24 @@ int main(int argc, char **argv)
 	qsort(ts, MUTEX_REPS, sizeof ts[0], cmp_double);
 	double m1 = t1[MUTEX_REPS / 2], mp = tp[MUTEX_REPS / 2], ms = ts[MUTEX_REPS / 2];
 
+	/* Contended, two processes, alternating kinds; median of 3. */
+	double cp[3], cs[3];
+	uint64_t cops = mutex_ops / 20;
+	if ((r = init_robust_pthread(&sh->pmutex)) != 0) {
+		fprintf(stderr, "bench/sync: robust pthread mutex: %s\n", strerror(r));
+		goto out;
+	}
+	for (int i = 0; i < 3; i++) {
+		cp[i] = time_contended(0, cops, pinned);
+		cs[i] = time_contended(1, cops, pinned);
+		if (cp[i] == 0 || cs[i] == 0) {
+			fprintf(stderr, "bench/sync: contended run failed (or lost increments)\n");
+			goto out;
+		}
+	}
+	qsort(cp, 3, sizeof cp[0], cmp_double);
+	qsort(cs, 3, sizeof cs[0], cmp_double);
+
 	struct bench_stats sf, se;
 	bench_stats_compute(t_futex, iters, &sf);
 	bench_stats_compute(t_event, iters, &se);
@@ -333,6 +427,18 @@ int main(int argc, char **argv)
 	bench_md_row(stdout, row0, 2);
 	bench_md_row(stdout, row1, 2);
 	bench_md_row(stdout, row2, 2);
+
+	printf("\n");
+	static const char *const cx_cols[] = {"lock + unlock, 2 processes contending",
+					      "ns/op (median of 3)"};
+	bench_md_header(stdout, cx_cols, mx_right, 2);
+	char d1[32], d2[32];
+	snprintf(d1, sizeof d1, "%.1f", cp[1]);
+	snprintf(d2, sizeof d2, "%.1f", cs[1]);
+	const char *crow1[] = {"pthread mutex, robust, process-shared", d1};
+	const char *crow2[] = {"shmkit robust shared mutex", d2};
+	bench_md_row(stdout, crow1, 2);
+	bench_md_row(stdout, crow2, 2);
 
 	printf("\n");
 	static const char *const ra_cols[] = {"ratio", "value", "goal"};

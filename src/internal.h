@@ -163,6 +163,12 @@ int shmkit__segment_abandon(struct shmkit_segment *seg, bool created, int err);
  * slower than cached copies of pieces (../shared/reference/limits.md, bench/chan.c). */
 void shmkit__copy(void *dst, const void *src, size_t n);
 
+/* --- locks --------------------------------------------------------------------------- */
+
+/* shmkit_mutex_timedlock() with a deadline timeout_ns from now, read from the clock only
+ * when the lock is not free at once (src/sync.c). */
+int shmkit__mutex_lock_for(struct shmkit_mutex *m, uint64_t timeout_ns);
+
 /* --- processes --------------------------------------------------------------------- */
 
 /* Reads the start time (clock ticks since boot) of `pid`; 0 when it does not exist. */

@@ -1,9 +1,9 @@
 /* shmkit — synchronization primitives that live inside shared memory.
  *
  * Every object here is a small block of words that any number of processes map, possibly at
- * different addresses: no pointers, only 32-bit atomics (which are lock-free, so the lock
- * state lives in the word itself and works across processes) and, for the mutex, a glibc
- * process-shared pthread_mutex_t.
+ * different addresses: no pointers, only 32- and 64-bit atomics (lock-free, so the lock
+ * state lives in the word itself and works across processes) and shared (non-private)
+ * FUTEX_WAIT / FUTEX_WAKE. Nothing here trusts a word it reads (see "Hostile peers").
  *
  * Layouts (offsets in bytes; every field is written by any process using the object):
  *
@@ -11,9 +11,18 @@
  *     0  4  gen       futex word         0  4  value     futex word, 0..INT32_MAX
  *     4  4  sleepers  hint, wraps        4  4  sleepers  hint, wraps
  *
- *   mutex (64 bytes, align 8)           seqlock (4 bytes, align 4)
- *     0 40  pthread_mutex_t (x86_64)     0  4  seq       odd while a write is in progress
- *    40 24  zero
+ *   mutex (64 bytes, align 8)                                   seqlock (4 bytes, align 4)
+ *     0  8  owner     written by the lockers (CAS) and holder:    0  4  seq  odd while a
+ *                       0                 free                              write is in
+ *                       T << 32 | S       held by thread T, whose           progress
+ *                                         start time is S (low 32 bits)
+ *                       ... | 1 << 62     held, taken from a dead holder,
+ *                                         not yet consistent (INCONS)
+ *                       all ones          not recoverable (NOTREC)
+ *                       anything else     malformed: a dead holder
+ *                     bytes 4..7 (the high half: T and INCONS) are the futex word
+ *     8  4  sleepers  hint, wraps (waiters)
+ *    12 52  zero      reserved, never read
  *
  * Waiting protocol (event and sem). A waiter must never sleep through the change it waits
  * for, yet a notifier should not pay a FUTEX_WAKE system call when nobody sleeps. The two
@@ -39,52 +48,109 @@
  * post adds one unit and one wake-up, and a woken sleeper that finds its unit taken lost
  * it to a taker that did not need a wake-up, so units and wake-ups stay balanced.
  *
+ * The mutex. Locking is one CAS of the owner word from 0 to the caller's own word (MX-A1),
+ * unlocking one CAS from its own word back to 0 (MX-R1): the word names the holder
+ * atomically with the acquisition, and it is the same encoding as the channels' process
+ * owner words (shmkit__owner_word) with the thread id for the pid and the thread's own
+ * start time (/proc/TID/stat) — so that a thread can be told from its siblings
+ * (-EDEADLK on relock, -EPERM on a foreign unlock) and a thread that exits holding the
+ * lock counts as dead even while its process lives on. A locker that finds the word held
+ * spins briefly, then sleeps on the futex word — the owner word's high half — with the
+ * same Dekker pair as above, the owner word playing `gen`:
+ *
+ *     waiter (mx_lock_slow)                    unlocker (shmkit_mutex_unlock)
+ *     W1 sleepers += 1          (seq_cst)      N1 CAS owner: mine -> 0  (seq_cst, MX-R1)
+ *     W3 load owner; if not the held value     N3 load sleepers (seq_cst); if 0: done
+ *        w it saw: undo W1, look again
+ *     W4 FUTEX_WAIT(high half, high(w))        N4 FUTEX_WAKE(high half, 1)
+ *     W5 sleepers -= 1
+ *
+ * Here the four accesses are seq_cst operations rather than relaxed ones around fences:
+ * they are in one total order, so if N3 precedes W1, W3 comes after N1 and sees it (or a
+ * later value), and otherwise N3 sees W1 and wakes. On x86 that costs the unlock nothing
+ * beyond its locked CAS (a seq_cst load is a plain load) — no fence, and no second RMW as a
+ * separate generation word would need. The kernel compares only the high half (thread id
+ * and INCONS): if the lock was released and re-taken by the same thread before the
+ * waiter's FUTEX_WAIT, the waiter sleeps on a held lock whose coming unlock is after its
+ * W1 and so wakes it — a release that is superseded by a new hold needs no wake-up of its
+ * own. Unlock wakes one sleeper; a woken sleeper always tries to take the lock before it
+ * reports a timeout, so a wake-up is never wasted on a waiter that gives up while the
+ * lock is free.
+ *
+ * Liveness. A held word names a thread T with start time S. T is dead when kill(T, 0)
+ * says ESRCH (cheap: one system call), or when /proc/T/stat shows a zombie or another
+ * start time (a recycled id; a /proc read of a few microseconds). Unreadable (hidepid,
+ * EPERM) counts as alive: the check errs only towards waiting, never towards breaking
+ * mutual exclusion. Malformed words (bit 63, or T outside 1..PID_MAX_LIMIT) are dead
+ * without a look. Who looks, how hard:
+ *   trylock            the cheap check when it finds the lock held (one system call)
+ *   lock, timedlock    the cheap check once before the first sleep; the /proc check
+ *                      once per 100 ms slice of waiting (whatever wakes the waiter in
+ *                      between), and at the deadline before -ETIMEDOUT
+ *   destroy            the /proc check
+ * A dead holder's word is replaced by CAS with the taker's own | INCONS (MX-A2), which
+ * returns -EOWNERDEAD. shmkit_mutex_consistent() clears INCONS; an unlock with INCONS set
+ * stores NOTREC instead of 0 and wakes every sleeper, which then return -ENOTRECOVERABLE,
+ * as every later lock does until shmkit_mutex_init(). destroy stores NOTREC too (by CAS,
+ * from a free or dead word), so a locker cannot slip in between its check and the end.
+ * The caller's own word is computed once per thread (a /proc read on its first lock) and
+ * cached in thread-local storage; a pthread_atfork() child handler invalidates the cache,
+ * so a fork()ed child (a new thread id) never passes for its parent.
+ *
  * When a process dies. A waiter killed between W1 and W5 leaves `sleepers` one too high
  * for good: a cost, not a fault (notifiers make a FUTEX_WAKE that wakes nobody). A notifier
  * killed between N1 and N4, or a semaphore waiter killed after a post woke it but before it
  * took the unit, takes a wake-up with it: the remaining sleepers wake at the next notify or
  * post, or at their deadline — which is why every shmkit wait has one, and why the higher
- * layers check peer liveness on timeout. A mutex owner's death is handled by glibc and the
- * kernel's robust list (the next locker gets EOWNERDEAD). A seqlock writer killed mid-write
- * leaves the sequence odd: readers get -EAGAIN (they never wait on it unboundedly) until
- * the next writer's write_begin/write_end repairs it.
+ * layers check peer liveness on timeout. A mutex holder that dies (kill -9, a crash, a
+ * thread that exits) leaves its word in place: a trylock or a lock about to sleep sees at
+ * once that T is gone (ESRCH), a waiter already asleep sees it at the end of its slice
+ * (100 ms), and a zombie holder (not reaped yet) is seen at the slice's /proc check; the
+ * first to CAS the word gets -EOWNERDEAD. An unlocker killed between N1 and N4 takes a
+ * wake-up with it: the lock is free and the sleepers find it so at the end of their
+ * slice. A taker killed after MX-A2 is itself a dead holder (INCONS set: the next taker
+ * gets -EOWNERDEAD too). What is not seen: a process that execve()s while it holds a lock
+ * (its threads' ids and start times live on in the new image, which cannot unlock), and
+ * holders in another pid namespace (thread ids are per namespace, as every owner word in
+ * shmkit). A seqlock writer killed mid-write leaves the sequence odd: readers get -EAGAIN
+ * (they never wait on it unboundedly) until the next writer's write_begin/write_end
+ * repairs it.
  *
  * Hostile peers. Any word here may be overwritten by another process at any time. The code
  * uses `sleepers` only as "zero or not" and updates it with wrapping unsigned arithmetic, so
  * garbage costs at most spurious system calls (or, if a peer zeroes it, a wake-up as late
- * as the deadline). Semaphore values above INT32_MAX cannot come from shmkit_sem_post();
+ * as the deadline — for the mutex, as late as the end of the slice). Semaphore values
+ * above INT32_MAX cannot come from shmkit_sem_post();
  * waits still treat them as positive (unsigned arithmetic, no UB) while posts refuse to go
  * higher (-EOVERFLOW), so the value never wraps to 0. Every wait loop over shared words is
  * bounded or checks the caller's deadline, so a peer that keeps rewriting a word can delay
  * a wait until its deadline but not past it (shmkit_sem_post() and shmkit_sem_trywait()
  * retry their CAS for as long as other processes keep changing the value: lock-free, like
- * any CAS loop, not wait-free). The glibc mutex is the exception to "garbage costs only
- * time": glibc trusts the pthread_mutex_t it is handed — its robust-list links are pointers
- * into the holder's address space that the holder's unlock writes through — so a peer that
- * can scribble over a mutex can corrupt the memory of the process holding it. Share shmkit
- * mutexes only between processes that trust each other; crashes are fine, malice is not.
+ * any CAS loop, not wait-free). The mutex's owner word is only ever compared, CASed and
+ * handed to FUTEX_WAIT as a value — never followed as a pointer, never used as an index —
+ * and every value has a defined meaning (table above), so a scribbled word is, to every
+ * caller, one of: free, held by a live thread (wait: until the deadline, or for ever
+ * without one — the one thing a peer can make block, as a peer that takes any lock and
+ * never releases it can), held by a dead one (-EOWNERDEAD: repair and go on), not
+ * recoverable (-ENOTRECOVERABLE), or the caller's own (-EDEADLK on lock, an unlock that
+ * succeeds). A peer can of course break mutual exclusion by writing 0 over a held word;
+ * what it cannot do is make the library crash, run anything but the plain atomics and
+ * futex calls above, or write outside the 12 bytes of the owner word and the sleeper
+ * count. The reserved bytes (where a glibc pthread_mutex_t kept its kind and its
+ * robust-list pointers) are never read.
  */
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define SYNC_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SYNC_TSAN 1
-#endif
-#endif
-#ifdef SYNC_TSAN
-#include <sanitizer/tsan_interface.h>
-#endif
+#include "waitq_internal.h"
 
 /* Bounded spin of semaphore waits before they sleep: long enough to catch a post that is
  * already on its way from the other core (~100 ns .. 1 us), short enough not to matter
@@ -141,7 +207,10 @@ struct sem_impl {
 };
 
 struct mutex_impl {
-	pthread_mutex_t m;
+	_Atomic uint64_t owner;    /* 0 free; holder's word; | MX_INCONS; MX_NOTREC */
+	_Atomic uint32_t sleepers; /* hint: nonzero = an unlock makes the FUTEX_WAKE */
+	uint32_t reserved0;        /* zero, never read */
+	uint64_t reserved[6];      /* zero, never read */
 };
 
 struct seqlock_impl {
@@ -163,9 +232,12 @@ static_assert(_Alignof(struct sem_impl) <= _Alignof(struct shmkit_sem), "sem ali
 static_assert(offsetof(struct sem_impl, value) == 0, "sem layout");
 static_assert(offsetof(struct sem_impl, sleepers) == 4, "sem layout");
 
-static_assert(sizeof(struct mutex_impl) <= sizeof(struct shmkit_mutex),
-	      "pthread_mutex_t fits the 64-byte public mutex");
+static_assert(sizeof(struct mutex_impl) == sizeof(struct shmkit_mutex), "mutex size is ABI");
 static_assert(_Alignof(struct mutex_impl) <= _Alignof(struct shmkit_mutex), "mutex align");
+static_assert(offsetof(struct mutex_impl, owner) == 0, "mutex layout");
+static_assert(offsetof(struct mutex_impl, sleepers) == 8, "mutex layout");
+static_assert(sizeof(_Atomic uint64_t) == 8 && _Alignof(_Atomic uint64_t) == 8,
+	      "the owner word is a plain, naturally aligned u64 (its high half is a futex word)");
 
 static_assert(sizeof(struct seqlock_impl) == sizeof(struct shmkit_seqlock), "seqlock size");
 static_assert(_Alignof(struct seqlock_impl) <= _Alignof(struct shmkit_seqlock), "seqlock align");
@@ -492,123 +564,329 @@ uint32_t shmkit_sem_value(const struct shmkit_sem *sem)
 
 /* --- robust process-shared mutex ------------------------------------------------------- */
 
+/* Owner word values (layout and protocol at the top of this file). */
+#define MX_FREE 0ull
+#define MX_NOTREC UINT64_MAX          /* not recoverable, until shmkit_mutex_init() */
+#define MX_INCONS (1ull << 62)        /* taken from a dead owner, not yet consistent */
+#define MX_TID_MASK 0x3fffffffull     /* bits 32..61: the holder's thread id */
+#define MX_TID_MAX (1 << 22)          /* the kernel's PID_MAX_LIMIT: no thread id is above */
+
+/* Bounded spin before a lock sleeps, as SEM_SPIN. */
+#define MX_SPIN 128u
+
+/* Attempts per look at the owner word before a lock re-checks its deadline or a trylock
+ * says -EBUSY: a peer that rewrites the word non-stop must not keep us in a CAS loop. */
+#define MX_CAS_TRIES 64u
+
+/* How hard to look at a holder before calling it alive. */
+enum mx_check {
+	MX_CHECK_NONE,     /* only malformed words count as dead */
+	MX_CHECK_CHEAP,    /* kill(tid, 0): no such thread (one system call) */
+	MX_CHECK_THOROUGH, /* and /proc/TID/stat: zombie, or another thread's start time */
+};
+
+/* The holder's thread id named by an owner word, or 0 for a word no live thread can have
+ * written (bit 63 set, thread id 0 or above PID_MAX_LIMIT): garbage counts as a dead
+ * owner. */
+static int32_t mx_tid(uint64_t w)
+{
+	if (w >> 63)
+		return 0;
+	uint64_t tid = (w >> 32) & MX_TID_MASK;
+	return tid == 0 || tid > MX_TID_MAX ? 0 : (int32_t)tid;
+}
+
+/* Whether the holder named by w is known to be gone. Only ever errs towards "alive" (the
+ * one error that costs time, not mutual exclusion): a thread we cannot see (another
+ * user's under hidepid, kill() -> EPERM) counts as alive. */
+static bool mx_holder_gone(uint64_t w, enum mx_check how)
+{
+	int32_t tid = mx_tid(w);
+	if (tid == 0)
+		return true;
+	if (how == MX_CHECK_NONE)
+		return false;
+	/* No task with this id at all, thread or process: the holder exited (a thread
+	 * exiting holding the lock counts as dead, whether or not its process lives on). */
+	if (kill((pid_t)tid, 0) < 0 && errno == ESRCH)
+		return true;
+	if (how == MX_CHECK_CHEAP)
+		return false;
+	/* /proc/TID/stat describes the thread itself (start time, state), also for a thread
+	 * that is not its process's leader. A zombie is gone: a killed process whose parent
+	 * has not reaped it yet, or a leader thread that exited while its process lives on. */
+	if (!shmkit_pid_alive(tid, 0))
+		return true;
+	uint64_t start = shmkit_pid_start_ticks(tid);
+	/* 0: unreadable (it just exited, or /proc hides it): alive for now, the next slice
+	 * looks again. Otherwise a different start time is a reused thread id. */
+	return start != 0 && (start & 0xffffffffu) != (w & 0xffffffffu);
+}
+
+/* The calling thread's owner word: thread id << 32 | the thread's own start time (low 32
+ * bits, clock ticks, /proc/TID/stat) — the same encoding as the process owner words of
+ * the channels (shmkit__owner_word), with a thread for the process. The start time keeps
+ * a recycled thread id from passing for a dead holder. Cached per thread; a fork()ed child
+ * (a new thread id) recomputes it: the atfork handler moves the epoch. */
+static _Atomic uint32_t mx_fork_epoch = 1;
+static _Thread_local uint64_t mx_self_word;
+static _Thread_local uint32_t mx_self_epoch; /* 0: not computed yet */
+static pthread_once_t mx_atfork_once = PTHREAD_ONCE_INIT;
+
+static void mx_on_fork_child(void)
+{
+	/* Relaxed: the child has one thread, the one running this. */
+	atomic_fetch_add_explicit(&mx_fork_epoch, 1, memory_order_relaxed);
+}
+
+static void mx_register_atfork(void)
+{
+	/* Cannot fail short of memory; then a forked child keeps its parent's word and its
+	 * locks say -EDEADLK / -EPERM rather than break exclusion. */
+	(void)pthread_atfork(NULL, NULL, mx_on_fork_child);
+}
+
+static uint64_t mx_self_slow(void)
+{
+	(void)pthread_once(&mx_atfork_once, mx_register_atfork);
+	/* Relaxed: only this thread (or the fork child handler, in a child with this thread
+	 * alone) looks at the epoch. */
+	uint32_t e = atomic_load_explicit(&mx_fork_epoch, memory_order_relaxed);
+	int32_t tid = (int32_t)gettid();
+	mx_self_word = shmkit__owner_word(tid, shmkit_pid_start_ticks(tid));
+	mx_self_epoch = e;
+	return mx_self_word;
+}
+
+static inline uint64_t mx_self(void)
+{
+	/* Relaxed: as in mx_self_slow(). */
+	if (SHMKIT__LIKELY(mx_self_epoch ==
+			   atomic_load_explicit(&mx_fork_epoch, memory_order_relaxed)))
+		return mx_self_word;
+	return mx_self_slow();
+}
+
+/* The futex word: the high half of the owner word (thread id and the INCONS bit). Never
+ * accessed as a C object of its own, only handed to the kernel. */
+static inline const _Atomic uint32_t *mx_futex(struct mutex_impl *mi)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return (const _Atomic uint32_t *)(const void *)((const char *)&mi->owner + 4);
+#else
+	return (const _Atomic uint32_t *)(const void *)&mi->owner;
+#endif
+}
+
+/* Looks at the owner word *w (already loaded) and acts on it: takes a free lock (0),
+ * takes a dead holder's lock (-EOWNERDEAD), or reports -ENOTRECOVERABLE or -EDEADLK.
+ * Returns 1 when a live holder (as far as `how` can tell) holds it, with *w its word. */
+static int mx_try(struct mutex_impl *mi, uint64_t me, uint64_t *w, enum mx_check how)
+{
+	for (unsigned i = 0; i < MX_CAS_TRIES; i++) {
+		uint64_t cur = *w;
+		if (cur == MX_FREE) {
+			/* MX-A1: sees what the previous holder wrote under the lock; pairs with
+			 * MX-R1 in shmkit_mutex_unlock(). Failure relaxed: it only reloads *w. */
+			if (atomic_compare_exchange_strong_explicit(&mi->owner, w, me,
+								    memory_order_acquire,
+								    memory_order_relaxed))
+				return 0;
+			continue;
+		}
+		if (cur == MX_NOTREC)
+			return -ENOTRECOVERABLE;
+		if ((cur & ~MX_INCONS) == me)
+			return -EDEADLK;
+		if (!mx_holder_gone(cur, how))
+			return 1;
+		/* MX-A2: the dead holder released nothing; acquire orders our reads of the
+		 * protected state after the CAS that names us (for the repair). Failure
+		 * relaxed: somebody else moved first (another waiter took it): look again. */
+		if (atomic_compare_exchange_strong_explicit(&mi->owner, w, me | MX_INCONS,
+							    memory_order_acquire,
+							    memory_order_relaxed))
+			return -EOWNERDEAD;
+	}
+	return 1; /* the word keeps changing under us: busy */
+}
+
+/* The fast path of every lock call: one CAS from free to the caller's word. On failure *w
+ * holds the word found. */
+static inline bool mx_take_free(struct mutex_impl *mi, uint64_t me, uint64_t *w)
+{
+	*w = MX_FREE;
+	/* MX-A1 (the fast path): pairs with MX-R1 in shmkit_mutex_unlock(). Failure relaxed:
+	 * it only reports the word. */
+	return atomic_compare_exchange_strong_explicit(&mi->owner, w, me, memory_order_acquire,
+						       memory_order_relaxed);
+}
+
+static bool bad_deadline(const struct timespec *deadline)
+{
+	return deadline && (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L);
+}
+
+static int mx_lock_slow(struct mutex_impl *mi, uint64_t me, uint64_t w,
+			const struct timespec *deadline)
+{
+	int r = mx_try(mi, me, &w, MX_CHECK_NONE);
+	for (unsigned i = 0; r == 1 && i < MX_SPIN; i++) {
+		shmkit__cpu_relax();
+		/* Relaxed: a hint; mx_try()'s CAS does the acquiring. */
+		uint64_t now = atomic_load_explicit(&mi->owner, memory_order_relaxed);
+		if (now != w) {
+			w = now;
+			r = mx_try(mi, me, &w, MX_CHECK_NONE);
+		}
+	}
+	/* About to sleep: a holder that exited is caught now, for one system call. */
+	if (r == 1)
+		r = mx_try(mi, me, &w, MX_CHECK_CHEAP);
+	if (r != 1)
+		return r;
+	if (bad_deadline(deadline))
+		return -EINVAL;
+
+	/* The /proc look at the holder comes once per slice whatever wakes us meanwhile (a
+	 * peer may spam FUTEX_WAKE on the word), and at the deadline. */
+	uint64_t look_at = shmkit_now_ns() + SHMKIT__SLICE_NS;
+	for (;;) {
+		struct timespec until;
+		(void)shmkit__slice_until(&until, deadline, SHMKIT__SLICE_NS);
+		/* MX-W1: register before the re-check; pairs with MX-N3 in
+		 * shmkit_mutex_unlock() (both seq_cst: protocol at the top). */
+		atomic_fetch_add_explicit(&mi->sleepers, 1, memory_order_seq_cst);
+		/* MX-W3: the re-check, ordered after MX-W1 by seq_cst; pairs with MX-R1. */
+		uint64_t cur = atomic_load_explicit(&mi->owner, memory_order_seq_cst);
+		int fr = 0;
+		if (cur == w)
+			fr = futex_wait_word(mx_futex(mi), (uint32_t)(w >> 32), &until);
+		/* Relaxed: the count is only a hint to unlockers. */
+		atomic_fetch_sub_explicit(&mi->sleepers, 1, memory_order_relaxed);
+
+		/* Relaxed: a hint; mx_try()'s CAS does the acquiring. */
+		w = atomic_load_explicit(&mi->owner, memory_order_relaxed);
+		uint64_t now = shmkit_now_ns();
+		bool passed = shmkit__deadline_passed(deadline, now);
+		bool look = passed || now >= look_at;
+		if (look)
+			look_at = now + SHMKIT__SLICE_NS;
+		/* Always try to take the lock before reporting a timeout: a wake-up meant for us
+		 * must not be lost to our deadline. */
+		r = mx_try(mi, me, &w, look ? MX_CHECK_THOROUGH : MX_CHECK_NONE);
+		if (r != 1)
+			return r;
+		if (passed)
+			return -ETIMEDOUT;
+		if (fr < 0 && fr != -ETIMEDOUT && fr != -EINTR)
+			return fr;
+	}
+}
+
 int shmkit_mutex_init(struct shmkit_mutex *m)
 {
-	pthread_mutexattr_t attr;
-	int r = pthread_mutexattr_init(&attr);
-	if (r != 0)
-		return -r;
-	if ((r = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED)) != 0 ||
-	    (r = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) != 0 ||
-	    (r = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK)) != 0) {
-		(void)pthread_mutexattr_destroy(&attr);
-		return -r;
-	}
-	/* Zero the padding too, so the 64 bytes are deterministic (and diff cleanly in a
-	 * segment dump). */
-	memset(m, 0, sizeof *m);
-	r = pthread_mutex_init(&mx_impl(m)->m, &attr);
-	(void)pthread_mutexattr_destroy(&attr);
-	return -r;
+	struct mutex_impl *mi = mx_impl(m);
+	/* Relaxed: init runs before the object is shared (or while nobody uses it);
+	 * publishing the segment orders it. */
+	atomic_store_explicit(&mi->owner, MX_FREE, memory_order_relaxed);
+	atomic_store_explicit(&mi->sleepers, 0, memory_order_relaxed);
+	/* The reserved words too, so the 64 bytes are deterministic (and diff cleanly in a
+	 * segment dump); nothing reads them. */
+	mi->reserved0 = 0;
+	memset(mi->reserved, 0, sizeof mi->reserved);
+	return 0;
 }
 
 int shmkit_mutex_lock(struct shmkit_mutex *m)
 {
-	return -pthread_mutex_lock(&mx_impl(m)->m);
+	return shmkit_mutex_timedlock(m, NULL);
 }
-
-/* glibc workaround (seen in 2.36; upstream's trylock still has the same code): on a robust
- * mutex made not-recoverable, pthread_mutex_trylock() takes the lock word with a CAS from 0,
- * sees the NOTRECOVERABLE owner mark, and then releases the word only `if (oldval == id)` —
- * but oldval is 0 after a successful CAS, so the word keeps the caller's TID. The caller's
- * next lock says -EDEADLK, every other process times out or blocks forever, and since the
- * mutex is not on the caller's robust list even its death does not free the word. So after
- * a trylock that returned ENOTRECOVERABLE, release the word if (and only if) it holds our
- * TID, exactly as glibc's robust unlock does. (A lock we legitimately held would have made
- * trylock return EDEADLK, never ENOTRECOVERABLE.) This reads glibc's lock word, which is
- * part of its process-shared ABI (bits/struct_mutex.h). */
-static void release_stuck_word(struct mutex_impl *mi)
-{
-	_Atomic int *lock = (_Atomic int *)(void *)&mi->m.__data.__lock;
-	int tid = (int)gettid();
-	/* Relaxed: only a word that already holds our own TID (written by our own trylock,
-	 * earlier in this thread) passes the test, so there is nothing to synchronize with. */
-	if ((atomic_load_explicit(lock, memory_order_relaxed) & FUTEX_TID_MASK) != tid)
-		return;
-	/* R5: releases the word as glibc's unlock does; pairs with the acquiring CAS in the
-	 * next locker's pthread_mutex_*lock() (glibc). */
-	int old = atomic_exchange_explicit(lock, 0, memory_order_release);
-	if (old & FUTEX_WAITERS)
-		(void)futex_wake_word((_Atomic uint32_t *)(void *)lock, 1);
-}
-
-static_assert(sizeof(_Atomic int) == sizeof(int), "glibc lock word");
 
 int shmkit_mutex_trylock(struct shmkit_mutex *m)
 {
 	struct mutex_impl *mi = mx_impl(m);
-	int r = pthread_mutex_trylock(&mi->m);
-	if (SHMKIT__UNLIKELY(r == ENOTRECOVERABLE))
-		release_stuck_word(mi);
-	return -r;
+	uint64_t me = mx_self(), w;
+	if (SHMKIT__LIKELY(mx_take_free(mi, me, &w)))
+		return 0;
+	int r = mx_try(mi, me, &w, MX_CHECK_CHEAP);
+	return r == 1 ? -EBUSY : r;
 }
 
 int shmkit_mutex_timedlock(struct shmkit_mutex *m, const struct timespec *deadline)
 {
-	pthread_mutex_t *pm = &mx_impl(m)->m;
-	if (!deadline)
-		return -pthread_mutex_lock(pm);
-#ifdef SYNC_TSAN
-	/* ThreadSanitizer intercepts pthread_mutex_timedlock() but not clocklock(): tell it
-	 * about the lock, or it reports the matching unlock as a bug and misses the
-	 * happens-before edge. A lock that can fail is a "try" lock in its terms. */
-	__tsan_mutex_pre_lock(pm, __tsan_mutex_try_lock);
-	int r = pthread_mutex_clocklock(pm, CLOCK_MONOTONIC, deadline);
-	__tsan_mutex_post_lock(pm,
-			       __tsan_mutex_try_lock |
-				       (r == 0 || r == EOWNERDEAD ? 0 : __tsan_mutex_try_lock_failed),
-			       0);
-	return -r;
-#else
-	return -pthread_mutex_clocklock(pm, CLOCK_MONOTONIC, deadline);
-#endif
+	struct mutex_impl *mi = mx_impl(m);
+	uint64_t me = mx_self(), w;
+	if (SHMKIT__LIKELY(mx_take_free(mi, me, &w)))
+		return 0;
+	return mx_lock_slow(mi, me, w, deadline);
+}
+
+int shmkit__mutex_lock_for(struct shmkit_mutex *m, uint64_t timeout_ns)
+{
+	struct mutex_impl *mi = mx_impl(m);
+	uint64_t me = mx_self(), w;
+	if (SHMKIT__LIKELY(mx_take_free(mi, me, &w)))
+		return 0;
+	struct timespec deadline;
+	return mx_lock_slow(mi, me, w, shmkit_deadline_after(&deadline, timeout_ns));
 }
 
 int shmkit_mutex_consistent(struct shmkit_mutex *m)
 {
-	return -pthread_mutex_consistent(&mx_impl(m)->m);
+	uint64_t me = mx_self(), w = me | MX_INCONS;
+	/* Relaxed: we hold the lock; the flag publishes nothing. */
+	return atomic_compare_exchange_strong_explicit(&mx_impl(m)->owner, &w, me,
+						       memory_order_relaxed, memory_order_relaxed)
+		       ? 0
+		       : -EINVAL;
 }
 
 int shmkit_mutex_unlock(struct shmkit_mutex *m)
 {
-	return -pthread_mutex_unlock(&mx_impl(m)->m);
+	struct mutex_impl *mi = mx_impl(m);
+	uint64_t me = mx_self();
+	/* Relaxed: if the word is ours we wrote it; if a peer rewrote it, the CAS decides. */
+	uint64_t w = atomic_load_explicit(&mi->owner, memory_order_relaxed);
+	if ((w & ~MX_INCONS) != me)
+		return -EPERM;
+	/* Unlocked without shmkit_mutex_consistent() after -EOWNERDEAD: never usable again. */
+	uint64_t next = (w & MX_INCONS) ? MX_NOTREC : MX_FREE;
+	/* MX-R1: publishes the protected state to the next holder (pairs with MX-A1 in the
+	 * lock paths); seq_cst: the unlocker's store of the Dekker pair (MX-N1), ordered before
+	 * MX-N3 below. Fails only when a peer rewrote the word since the load. */
+	if (!atomic_compare_exchange_strong_explicit(&mi->owner, &w, next, memory_order_seq_cst,
+						     memory_order_relaxed))
+		return -EPERM;
+	/* MX-N3: pairs with MX-W1 in mx_lock_slow(); any nonzero value (garbage included)
+	 * means "make the system call". Not recoverable: wake everyone to say so. */
+	if (atomic_load_explicit(&mi->sleepers, memory_order_seq_cst) != 0)
+		(void)futex_wake_word(mx_futex(mi), next == MX_NOTREC ? INT_MAX : 1);
+	return 0;
 }
 
 int shmkit_mutex_destroy(struct shmkit_mutex *m)
 {
 	struct mutex_impl *mi = mx_impl(m);
-	/* glibc's destroy does not check robust mutexes for an owner, so check here: a lock
-	 * held by anyone, the caller included, is -EBUSY. */
-	int r = shmkit_mutex_trylock(m);
-	switch (r) {
-	case 0:
-		(void)pthread_mutex_unlock(&mi->m);
-		break;
-	case -EOWNERDEAD:
-		/* Its owner died: nobody else can hold it now. Release it cleanly (off our
-		 * robust list) before destroying it. */
-		(void)pthread_mutex_consistent(&mi->m);
-		(void)pthread_mutex_unlock(&mi->m);
-		break;
-	case -ENOTRECOVERABLE:
-		break; /* unlocked and unusable: fine to destroy */
-	case -EDEADLK:
-	case -EBUSY:
-		return -EBUSY;
-	default:
-		return r;
+	uint64_t me = mx_self();
+	/* Relaxed: the CAS below decides. */
+	uint64_t w = atomic_load_explicit(&mi->owner, memory_order_relaxed);
+	for (unsigned i = 0; i < MX_CAS_TRIES; i++) {
+		if (w == MX_NOTREC)
+			return 0;
+		/* Held by the caller, or by a holder that is alive (a /proc read: destroy is
+		 * rare): -EBUSY. A free mutex, or a dead holder's, becomes not recoverable in
+		 * one CAS, so that no locker can slip in between the check and the destroy;
+		 * using it again needs shmkit_mutex_init(). Relaxed: nothing to publish. */
+		if ((w & ~MX_INCONS) == me ||
+		    (w != MX_FREE && !mx_holder_gone(w, MX_CHECK_THOROUGH)))
+			return -EBUSY;
+		if (atomic_compare_exchange_strong_explicit(&mi->owner, &w, MX_NOTREC,
+							    memory_order_relaxed,
+							    memory_order_relaxed))
+			return 0;
 	}
-	return -pthread_mutex_destroy(&mi->m);
+	return -EBUSY;
 }
 
 /* --- seqlock --------------------------------------------------------------------------- */

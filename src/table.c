@@ -11,7 +11,7 @@
  *   offset           size              what
  *   0                128               control block, written once before publishing:
  *        0   8  magic "shmktbl1"        40   8  nbuckets (power of two >= capacity)
- *        8   4  layout version (1)      48   8  nentries = capacity + nstripes
+ *        8   4  layout version (2)      48   8  nentries = capacity + nstripes
  *       12   4  flags (CACHE)           56   4  default ttl_ms
  *       16   8  capacity                64   8  hash seed (random per table)
  *       24   4  key_max                 72  32  offsets of pool, stripes, buckets, entries
@@ -89,7 +89,10 @@
  * Hostile peers: the control block is copied and validated once at open; every ref,
  * length and chain read later is checked against the private geometry, and every loop is
  * bounded (chains by nentries), so scribbled memory yields -EBADMSG or wrong data, never
- * an out-of-bounds access or a hang. The robust mutexes are the exception (sync.h).
+ * an out-of-bounds access or a hang. That includes the locks: a shmkit mutex treats its
+ * words as untrusted too (src/sync.c); a scribbled lock word is at worst a dead owner
+ * (EOWNERDEAD: the stripe is repaired as after a crash), not recoverable (-ENOTRECOVERABLE,
+ * until the table is recreated) or a live process that never unlocks (-ETIMEDOUT).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -105,7 +108,10 @@
 
 /* --- shared layout --------------------------------------------------------------------- */
 
-#define TBL_LAYOUT 1u
+/* Layout 2: the locks became shmkit's own futex mutexes (src/sync.c) instead of glibc
+ * pthread mutexes. The 64 bytes mean different things to the two, so a layout-1 peer must
+ * get -EPROTO rather than take a lock the other side does not see. */
+#define TBL_LAYOUT 2u
 #define CTL_SIZE 128u
 #define CTL_SUMMED 112u
 #define POOL_OFF 128u
@@ -655,16 +661,11 @@ static void handle_geometry(struct shmkit_table *t, const struct geom *g, uint32
 
 /* --- locks and repair --------------------------------------------------------------------- */
 
-/* Locks a robust mutex: trylock first (no clock read when uncontended), then wait up to
- * LOCK_TIMEOUT_NS. Returns 0, -EOWNERDEAD (held, needs repair), or an error. */
+/* Locks a robust mutex, waiting up to LOCK_TIMEOUT_NS (no clock read when uncontended).
+ * Returns 0, -EOWNERDEAD (held, needs repair), or an error. */
 static int lock_timed(struct shmkit_mutex *m)
 {
-	int r = shmkit_mutex_trylock(m);
-	if (r == -EBUSY) {
-		struct timespec dl;
-		r = shmkit_mutex_timedlock(m, shmkit_deadline_after(&dl, LOCK_TIMEOUT_NS));
-	}
-	return r;
+	return shmkit__mutex_lock_for(m, LOCK_TIMEOUT_NS);
 }
 
 static void pool_rebuild(struct shmkit_table *t);
@@ -675,8 +676,10 @@ static int pool_lock(struct shmkit_table *t)
 	if (r == -EOWNERDEAD) {
 		pool_rebuild(t);
 		r = shmkit_mutex_consistent(&t->pool->lock);
-		if (r) /* as in stripe_recover() */
+		if (r) { /* as in stripe_recover() */
 			(void)shmkit_mutex_unlock(&t->pool->lock);
+			r = -EBADMSG;
+		}
 	}
 	return r;
 }
@@ -939,14 +942,17 @@ static void stripe_repair(struct shmkit_table *t, uint32_t s)
 }
 
 /* Repairs stripe s after EOWNERDEAD and marks its mutex consistent. Returns 0 with the
- * lock held, or an error with it released (consistent cannot fail for the owner of an
- * owner-dead mutex; if it ever did, holding the lock forever would be worse). */
+ * lock held, or -EBADMSG with it released: consistent fails for the owner of an owner-dead
+ * mutex only when a peer rewrote the lock word meanwhile (corrupt shared memory; holding
+ * the lock forever would be worse). */
 static int stripe_recover(struct shmkit_table *t, uint32_t s)
 {
 	stripe_repair(t, s);
 	int r = shmkit_mutex_consistent(&stripe_at(t, s)->lock);
-	if (r)
+	if (r) {
 		(void)shmkit_mutex_unlock(&stripe_at(t, s)->lock);
+		r = -EBADMSG;
+	}
 	return r;
 }
 
@@ -2112,12 +2118,11 @@ int shmkit__table_scribble_ranges(const struct shmkit_table *t, struct shmkit__t
 				  int max)
 {
 	int n = 0;
-	size_t mtx = sizeof(struct shmkit_mutex);
 	if (n < max)
-		r[n++] = (struct shmkit__table_range){POOL_OFF + mtx, 128 - mtx};
+		r[n++] = (struct shmkit__table_range){POOL_OFF, 128};
 	for (uint32_t s = 0; s < t->nstripes && n < max; s++)
-		r[n++] = (struct shmkit__table_range){STRIPES_OFF + (size_t)s * STRIPE_SIZE + mtx,
-						      STRIPE_SIZE - mtx};
+		r[n++] = (struct shmkit__table_range){STRIPES_OFF + (size_t)s * STRIPE_SIZE,
+						      STRIPE_SIZE};
 	if (n < max) {
 		size_t off = (size_t)((unsigned char *)(void *)t->buckets - t->base);
 		r[n++] = (struct shmkit__table_range){off, t->size - off};

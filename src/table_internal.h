@@ -37,9 +37,10 @@ uint64_t shmkit__table_nbuckets(const struct shmkit_table *t);
 /* Like shmkit_table_verify(), writing the first violated invariant into why. */
 int shmkit__table_check(struct shmkit_table *t, char *why, size_t cap);
 
-/* The byte ranges (offsets into the segment's data area) that hold table state other
- * than the robust mutexes: what a hostile-peer test may scribble on while the table is in
- * use without corrupting glibc's lock words. Returns the number of ranges (<= max). */
+/* The byte ranges (offsets into the segment's data area) that hold table state after the
+ * control block: the pool and stripe blocks, their locks included (shmkit mutexes take
+ * garbage too), the buckets and the entries. What a hostile-peer test may scribble on
+ * while the table is in use. Returns the number of ranges (<= max). */
 struct shmkit__table_range {
 	size_t off, len;
 };

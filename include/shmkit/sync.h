@@ -9,9 +9,11 @@
  *            processes) plus a sleeper count, so notify skips the system call when nobody
  *            sleeps. Wait = bounded spin, then FUTEX_WAIT with an absolute deadline.
  *   sem      a counting semaphore (post / wait / trywait / timedwait) on the same scheme.
- *   mutex    a glibc process-shared robust mutex: when its owner dies holding it the next
- *            locker gets -EOWNERDEAD (and holds the lock), repairs the state it protects,
- *            then calls shmkit_mutex_consistent(). Never a silent deadlock.
+ *   mutex    a robust, error-checking mutex on a futex (shmkit's own, not glibc's): the
+ *            lock word names the holding thread; when that thread dies holding it (its
+ *            process killed, or the thread exiting) the next locker gets -EOWNERDEAD (and
+ *            holds the lock), repairs the state it protects, then calls
+ *            shmkit_mutex_consistent(). Never a silent deadlock.
  *   seqlock  a sequence lock for consistent snapshots of small shared state: one writer at
  *            a time (the caller serializes writers, e.g. with a shmkit mutex), readers never
  *            block the writer and retry when they saw a write in progress.
@@ -20,12 +22,19 @@
  * deadline". Use shmkit_deadline_after() to build one.
  *
  * Trust: these objects sit in memory that other processes can write. A hostile peer can make
- * a wait return early or late, never make the library read or write outside the object —
- * except through the mutex: glibc keeps robust-list pointers inside pthread_mutex_t and
- * follows them when the holder unlocks, so a peer that can scribble over a mutex can
- * corrupt the holder's memory. Share shmkit mutexes only between processes that trust
- * each other (crashes are fine, malice is not); the event, semaphore and seqlock are safe
- * with untrusted peers.
+ * a wait return early or late, never make the library crash or read or write outside the
+ * object. Every word of a mutex is treated as untrusted: whatever a peer writes into one, a
+ * lock call returns 0 or one of its documented errors (-EOWNERDEAD, -ENOTRECOVERABLE,
+ * -EDEADLK, -ETIMEDOUT at the caller's deadline). What a peer can do is what any process
+ * with write access to a lock can do: release it under its holder (breaking mutual
+ * exclusion for the data it protects), declare it not recoverable, or name a live thread
+ * as its holder, which blocks lockers until their deadline — the one way a hostile peer
+ * can make a lock call wait, as a peer that takes a lock and never releases it can.
+ *
+ * Limits of the mutex's robustness: holders are named by thread id, so every process using
+ * a mutex must be in the same pid namespace; a process that execve()s while holding one
+ * keeps it held (unlock before exec, as before exit); a holder that died is noticed at once
+ * by a locker that is about to sleep, within 100 ms by one already asleep.
  */
 #ifndef SHMKIT_SYNC_H
 #define SHMKIT_SYNC_H
@@ -42,7 +51,7 @@ extern "C" {
 
 /* Layouts are private; only sizes and alignment are part of the ABI (checked with
  * static_assert inside the library). Zero-filled memory is a valid, initialized event,
- * semaphore (value 0) and seqlock; a mutex needs shmkit_mutex_init(). */
+ * semaphore (value 0), mutex (unlocked) and seqlock. */
 struct shmkit_event {
 	uint32_t private_[2];
 };
@@ -50,7 +59,7 @@ struct shmkit_sem {
 	uint32_t private_[2];
 };
 struct shmkit_mutex {
-	uint64_t private_[8]; /* 64 bytes: a pthread_mutex_t (40 bytes on x86_64) and padding */
+	uint64_t private_[8]; /* 64 bytes: an owner word, a sleeper count, reserved (src/sync.c) */
 };
 struct shmkit_seqlock {
 	uint32_t private_[1];
@@ -133,23 +142,30 @@ SHMKIT_API uint32_t shmkit_sem_value(const struct shmkit_sem *sem);
 
 /* --- robust process-shared mutex ----------------------------------------------------- */
 
-/* Initializes a process-shared, robust, error-checking mutex. Only while nobody uses it.
- * Returns 0 or a negative errno from pthread. */
+/* Initializes (unlocked, consistent) a process-shared, robust, error-checking mutex. Only
+ * while nobody uses it; also the way back from -ENOTRECOVERABLE and after
+ * shmkit_mutex_destroy(). Returns 0. */
 SHMKIT_API int shmkit_mutex_init(struct shmkit_mutex *m);
 
 /* Locks. Returns 0; -EOWNERDEAD when the previous owner died holding it (the caller now
  * holds the lock; repair the protected state, then call shmkit_mutex_consistent() before
  * unlocking, or the mutex becomes unusable); -ENOTRECOVERABLE when an earlier owner-dead
- * lock was unlocked without shmkit_mutex_consistent(); -EDEADLK when the calling thread
- * already holds it. */
+ * lock was unlocked without shmkit_mutex_consistent() (or the mutex was destroyed);
+ * -EDEADLK when the calling thread already holds it. Never -EINTR (signals are handled and
+ * the wait goes on). Waits while a live thread holds it, checking every 100 ms whether
+ * that thread still exists. The first lock call of a thread reads /proc once (its own
+ * start time). Thread-safe; not async-signal-safe. */
 SHMKIT_API int shmkit_mutex_lock(struct shmkit_mutex *m);
 
 /* Like shmkit_mutex_lock(), but -EBUSY instead of waiting (-EDEADLK when the calling
- * thread holds it). */
+ * thread holds it). When the lock is held, one kill(holder, 0) system call tells whether
+ * the holder's thread still exists (-EOWNERDEAD if not); a holder that is a zombie (killed,
+ * not yet reaped) reads as busy until a lock or timedlock call looks at /proc. */
 SHMKIT_API int shmkit_mutex_trylock(struct shmkit_mutex *m);
 
 /* Like shmkit_mutex_lock(), giving up at the absolute CLOCK_MONOTONIC deadline
- * (-ETIMEDOUT; -EINVAL for a malformed deadline). NULL = no deadline. */
+ * (-ETIMEDOUT, after a last look at whether the holder is alive; -EINVAL for a malformed
+ * deadline when it would have to wait). NULL = no deadline. */
 SHMKIT_API int shmkit_mutex_timedlock(struct shmkit_mutex *m, const struct timespec *deadline);
 
 /* Declares the state repaired after -EOWNERDEAD. 0, or -EINVAL if not needed/not owner. */
@@ -159,8 +175,8 @@ SHMKIT_API int shmkit_mutex_consistent(struct shmkit_mutex *m);
 SHMKIT_API int shmkit_mutex_unlock(struct shmkit_mutex *m);
 
 /* Destroys an unlocked mutex nobody uses. 0, or -EBUSY while anyone — the caller included —
- * holds it. A mutex whose owner died, or that is not recoverable, may be destroyed (and
- * re-initialized with shmkit_mutex_init()). */
+ * holds it. A mutex whose owner died, or that is not recoverable, may be destroyed. A
+ * destroyed mutex reports -ENOTRECOVERABLE to lockers until shmkit_mutex_init(). */
 SHMKIT_API int shmkit_mutex_destroy(struct shmkit_mutex *m);
 
 /* --- seqlock ------------------------------------------------------------------------- */

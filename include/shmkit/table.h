@@ -29,9 +29,10 @@
  *            control block once, at open (the geometry is kept privately and never re-read),
  *            every index and length each time it is read. A peer scribbling over the table
  *            makes calls fail with -EBADMSG (or return wrong data), never read or write
- *            outside the segment and never hang. The exception is the robust mutexes: glibc
- *            trusts a pthread mutex it is handed, so share a table only between processes
- *            that trust each other not to overwrite its lock words (see shmkit/sync.h).
+ *            outside the segment and never hang. The stripe locks are shmkit mutexes, safe
+ *            against scribbled lock words too (shmkit/sync.h): a garbage lock word costs at
+ *            most one repair of the stripe, a word naming a live process that never unlocks
+ *            makes writers of that stripe time out (-ETIMEDOUT), as any held lock would.
  *
  * Thread safety: every function may be called concurrently from any number of threads and
  * processes on the same or different handles, except shmkit_table_close(), which must be
@@ -150,7 +151,7 @@ SHMKIT_API int shmkit_table_create(const char *name, const struct shmkit_table_o
  * SHMKIT_KIND_TABLE. The control block is checked once (magic, version, checksum, every
  * size recomputed from the parameters and compared with the segment) and copied; nothing
  * in it is read from shared memory again.
- * Returns 0 and *tp, -EBADMSG (corrupt control block), -EPROTO (newer table layout),
+ * Returns 0 and *tp, -EBADMSG (corrupt control block), -EPROTO (another layout version, older or newer),
  * -EMEDIUMTYPE (not a table), or any shmkit_segment_open() error. */
 SHMKIT_API int shmkit_table_open(const char *name, const struct shmkit_segment_opts *seg_opts,
 				 struct shmkit_table **tp);
