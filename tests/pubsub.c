@@ -1394,6 +1394,29 @@ static void unpublish(struct shmkit_pubsub *p, uint64_t tail, uint64_t next_seq)
 	atomic_store(ctl_word(p, CTL_TAIL), tail);
 }
 
+/* A channel of the layout before in-band publication (version 2), or of a later one, is
+ * refused in every role: its peers would not agree on when a record is published. */
+START_TEST(test_layout_version)
+{
+	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
+					 100, 2, SHMKIT_PUBSUB_BLOCK, 0);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	_Atomic uint32_t *version = (_Atomic uint32_t *)(void *)ctl_word(p, 8);
+	ck_assert_uint_eq(atomic_load(version), 3);
+	struct shmkit_pubsub *s;
+	const uint32_t others[] = {2, 4};
+	for (size_t i = 0; i < 2; i++) {
+		atomic_store(version, others[i]);
+		ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), -EPROTO);
+		ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_OBSERVER, 0, &s), -EPROTO);
+	}
+	atomic_store(version, 3);
+	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	shmkit_pubsub_close(s);
+	shmkit_pubsub_close(p);
+}
+END_TEST
+
 /* The subscriber takes each record in band — the tail does not cover it — across many
  * wraps, through padding records, then finds nothing (it is ahead of the tail, which is
  * no error), and a joiner that arrives meanwhile starts with that record. Both policies. */
@@ -1651,6 +1674,7 @@ static Suite *pubsub_suite(void)
 	tcase_add_loop_test(tc, test_history_join_races, 0, 2);
 	tcase_add_test(tc, test_timeouts_and_wakeups);
 	tcase_add_test(tc, test_cli_stat);
+	tcase_add_test(tc, test_layout_version);
 	tcase_add_loop_test(tc, test_inband_ahead_of_tail, 0, 2);
 	tcase_add_loop_test(tc, test_inband_more_invisible, 0, 2);
 	tcase_add_test(tc, test_inband_overwrite_lapped);
