@@ -395,9 +395,10 @@ static int claim_publisher(struct shmkit_pubsub *ps)
  * REC_NOW header there was written for this position — after at most one PAD (stored after
  * the record at offset 0). Its number must be the one the dead publisher was at: next_seq s,
  * or s - 1 when it died after storing next_seq. Returns the position after the record and
- * sets *seq to the number after it, or returns t when there is none. */
+ * sets *seq to the number after it and *len to its length, or returns t when there is
+ * none. */
 static uint64_t committed_in_band(struct shmkit_pubsub *ps, uint64_t t, uint64_t s,
-				  uint64_t *seq)
+				  uint64_t *seq, uint64_t *len)
 {
 	uint64_t pos = t;
 	for (int pads = 0; pads < 2; pads++) {
@@ -415,6 +416,7 @@ static uint64_t committed_in_band(struct shmkit_pubsub *ps, uint64_t t, uint64_t
 			if (w1 != s && w1 + 1 != s)
 				return t; /* not the dead publisher's next record: a scribbler's */
 			*seq = w1 + 1;
+			*len = (uint32_t)w0;
 			return pos;
 		}
 	}
@@ -450,7 +452,8 @@ static int attach_publisher(struct shmkit_pubsub *ps)
 	ps->seq = s;
 	/* Adopt a record committed in band but not published; publish() below stores the
 	 * tail past it (and next_seq after it), as its dead author would have. */
-	ps->pos = committed_in_band(ps, t, s, &ps->seq);
+	uint64_t adopted = 0;
+	ps->pos = committed_in_band(ps, t, s, &ps->seq, &adopted);
 	/* Relaxed: our own (or the dead predecessor's) value; odd if it died mid-publish. */
 	ps->gen = (atomic_load_explicit(&c->pub_gen, memory_order_relaxed) + 1) & ~1u;
 	ps->oldest = o;
@@ -465,7 +468,11 @@ static int attach_publisher(struct shmkit_pubsub *ps)
 	ps->sleeps = atomic_load_explicit(&c->sleeps, memory_order_relaxed);
 	ps->wakes = atomic_load_explicit(&c->wakes, memory_order_relaxed);
 	ps->dropped = atomic_load_explicit(&c->dropped, memory_order_relaxed);
-	publish(ps); /* only when a record was adopted */
+	if (ps->pos != t) {
+		ps->msgs++; /* the adopted record (its author never counted it) */
+		ps->bytes += adopted;
+		publish(ps);
+	}
 	return 0;
 }
 

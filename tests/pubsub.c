@@ -1583,6 +1583,9 @@ static int publisher_die_inband(void *arg)
 			return 11;
 		if (seq == 50) {
 			unpublish(ps, t0, a->mode ? 51 : 50);
+			/* The statistics are stored after the tail: not counted yet. */
+			atomic_store(ctl_word(ps, 168), 50);
+			atomic_store(ctl_word(ps, 176), 5000);
 			if (a->mode) /* pub_gen odd: killed inside the seqlock */
 				atomic_fetch_add((_Atomic uint32_t *)(void *)ctl_word(ps, 160) + 1, 1);
 			atomic_store(&a->sh->go, 1);
@@ -1655,6 +1658,8 @@ START_TEST(test_inband_publisher_killed)
 	struct shmkit_pubsub_stats st;
 	ck_assert_int_eq(shmkit_pubsub_stats(s1, &st), 0);
 	ck_assert_uint_eq(st.next_seq, 60);
+	ck_assert_uint_eq(st.msgs_published, 60);
+	ck_assert_uint_eq(st.bytes_published, 6000);
 	shmkit_pubsub_close(s2);
 	shmkit_pubsub_close(s1);
 	cleanup(&w, sh);
