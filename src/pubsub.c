@@ -5,7 +5,7 @@
  *
  *   offset size  field                          written by
  *        0    8  magic "shmkps01"               creator, before the segment is published
- *        8    4  version (1)                    creator
+ *        8    4  version (3)                    creator
  *       12    4  policy (BLOCK 0, OVERWRITE 1)  creator
  *       16    8  capacity (ring bytes)          creator
  *       24    8  max_msg                        creator
@@ -38,17 +38,19 @@
  *
  * The publisher's line, the rarely-written `oldest` line, each wait queue and each
  * subscriber slot sit 128 bytes apart (adjacent-line prefetch): a busy channel moves the
- * tail line (read by every subscriber once per batch, not once per message), each
- * subscriber's own line (read by the publisher only when its cache says the ring is full)
- * and the ring itself.
+ * ring itself (a caught-up subscriber polls the next record's header: in band, below),
+ * the tail line (read by a subscriber once per batch when it is behind, or when nothing
+ * came in band) and each subscriber's own line (read by the publisher only when its cache
+ * says the ring is full).
  *
  * Records (16-byte aligned; a record never wraps — the publisher pads to the end of the
  * ring with a PAD record when a message does not fit there, as in src/ring.c):
  *
  *   offset size  field
  *        0    4  len      payload bytes (0 .. max_msg); PAD: bytes to the ring's end - 16
- *        4    4  flags    0 = message, 1 = PAD
- *        8    8  seq      message number (0, 1, 2, ... without gaps)
+ *        4    4  flags    bit 0 PAD (else a message); bit 1 NOW: published in band
+ *        8    8  seq      message number (0, 1, 2, ... without gaps); PAD: the number of
+ *                         the message after it (diagnostics only)
  *       16  len  payload, then 0..15 bytes up to the next multiple of 16
  *
  * Positions are free-running 64-bit byte counts (offset = pos & (cap - 1)).
@@ -59,10 +61,57 @@
  *   next_seq, `tail` (R1, release) and hist_pos, makes pub_gen even again (R5), and wakes
  *   sleeping subscribers (the wait queue protocol of src/waitq_internal.h). Subscribers
  *   keep a private copy of `tail` and re-read the shared one (A1) only when they have
- *   consumed everything up to their copy: one shared read per batch, whatever the number
- *   of subscribers. pub_gen lets a joiner read (next_seq, tail, hist_pos) as one
- *   consistent triple (A5), so it knows the number of the first message it must get and
- *   can count exactly what it loses even if it is lapped before its first read.
+ *   consumed everything up to their copy and nothing came in band: one shared read per
+ *   batch, whatever the number of subscribers. pub_gen lets a joiner read (next_seq, tail,
+ *   hist_pos) as one consistent triple (A5), so it knows the number of the first message it
+ *   must get and can count exactly what it loses even if it is lapped before its first
+ *   read.
+ *
+ *   In band (as src/ring.c's stream, with one difference: the zeroing is unconditional).
+ *   A commit stores the record's header with release (PS-R0) after its payload and seq
+ *   word, flagged NOW; a caught-up subscriber loads the header at its position with
+ *   acquire (PS-A0) and takes a NOW record without waiting for `tail` — one line to wait
+ *   for instead of two in series (the tail's, then the record's). The tail is still
+ *   stored right after every such commit (R1), so sleepers, joiners, statistics and a
+ *   taking-over publisher keep working from positions. The rules that make it safe:
+ *   - PS-Z, clear before publish: the subscriber must never take stale bytes (an old
+ *     header, or old payload that looks like one) for a header. So every commit first
+ *     zeroes the header word right after its record (relaxed; PS-R0 orders it). The loan
+ *     reserves those 16 bytes in its space check (reclaim in both policies, the slowest
+ *     subscriber in block), so this is always possible: a record plus its padding plus
+ *     16 is at most cap, since max_msg <= cap/2 - 16. Invariant: the header word at any
+ *     record boundary a subscriber reaches holds 0 or a header written for this lap at
+ *     this position, or (overwrite) bytes of a later lap, which the `oldest` check
+ *     rejects. It reaches a boundary by taking the record before it (PS-A0 or A1 saw
+ *     that record's release, which came after its PS-Z), by joining at an acquired tail
+ *     (the same), by a jump to `oldest` (a boundary at or below a tail it acquired: the
+ *     same again, or read by that tail), or past a PAD (below). A taking-over publisher
+ *     starts at the tail or after an adopted record, where PS-Z holds too.
+ *   - PAD: stored in commit after the record at offset 0 (PS-R0 again), flagged NOW with
+ *     it: a subscriber that takes the PAD in band finds the record at offset 0 already
+ *     there. A PAD reached by the tail is followed by its record under the same tail.
+ *   - MORE: a MORE commit is stored without NOW, so it is taken only once the tail covers
+ *     it (publish, or the NOW commit that ends the batch). A subscriber cannot pass a
+ *     record it has not taken, so a NOW record behind a held one stays invisible too.
+ *   - Ahead of the tail: a subscriber may be up to a record (and its PAD) past `tail`
+ *     after in-band takes. refresh_tail() accepts any tail from the last one seen on (it
+ *     never moves back) and, in block mode, up to a ring ahead of our position; the
+ *     waiters' checks (data_ready(), the waitset's watch_poll()) count a tail as news only
+ *     when it is ahead of the position, so a publisher that died between PS-R0 and R1
+ *     does not leave them spinning. In-band takes stop a ring past the last tail seen, so
+ *     a hostile ring of records that chain in band ends (inband_ok()).
+ *   - Validation: a header taken in band goes through the one rec_check(), with the
+ *     record's bounds from its own header against the private geometry (what is left of
+ *     the ring) instead of the published region; everything else as by the tail.
+ *   - Overwrite: an in-band read is validated like any other: the header word, seq word
+ *     and payload loaded, then A3 (acquire fence, `oldest`). A later lap's bytes at the
+ *     position (a header, a PS-Z zero, payload) were written after the R3 release fence
+ *     that moved `oldest` past the position, so A3 sees it and the subscriber jumps; a
+ *     zero just sends it to the tail, which is then ahead, and the same check applies.
+ *   - Joining: a joiner that starts at the tail it read in the triple reads the header
+ *     there in band like anyone (PS-Z holds there: it acquired that tail); the join
+ *     handshake below protects its start in block mode exactly as before, the `oldest`
+ *     check in overwrite mode.
  *
  *   Reclaiming. Before writing a record that ends at position e, the publisher must be
  *   sure nobody still needs the bytes it overwrites, those below L = e - cap. It keeps
@@ -115,11 +164,16 @@
  *   FUTEX_WAKE per publish until another sleeper leaves.
  *
  *   The publisher: subscribers receive everything it published, then (waiting) -EOWNERDEAD
- *   within 100 ms. Loans and MORE commits it never published are not delivered. It dies
- *   between storing next_seq and tail only in a window of two stores; the numbers of that
- *   batch are then skipped, and subscribers report them as lost (-ESTALE). A new publisher
- *   claims the role (CAS of the owner word from the dead word), re-reads tail, next_seq
- *   and oldest, validates them (a bad `oldest` is reset to tail) and continues.
+ *   within 100 ms. Loans and MORE commits it never published are not delivered. A record
+ *   it committed in band (PS-R0) but died before publishing (R1) counts as published:
+ *   subscribers may have taken it, so a new publisher adopts it (committed_in_band(): a
+ *   NOW header at the tail, after at most one PAD, with the number next_seq or the one
+ *   before) and goes on after it. It dies between storing next_seq and tail of a batch
+ *   with MORE records only in a window of two stores; the numbers of that batch are then
+ *   skipped, and subscribers report them as lost (-ESTALE). A new publisher claims the
+ *   role (CAS of the owner word from the dead word), re-reads tail, next_seq and oldest,
+ *   validates them (a bad `oldest` is reset to tail), adopts an in-band record, publishes
+ *   it and continues.
  *
  * Hostile peers: positions, headers and sequence numbers are read once, validated against
  * the private geometry, and every loop is bounded; garbage yields -EBADMSG, wrong data or
@@ -135,13 +189,14 @@
 #include "waitq_internal.h"
 
 #define PS_MAGIC 0x313073706b6d6873ull /* "shmkps01" */
-#define PS_VERSION 2u /* 2: membarrier handshake (16-byte wait queues) */
+#define PS_VERSION 3u /* 2: membarrier handshake (16-byte wait queues); 3: in band */
 #define PS_SLOTS_OFF 1024u
 #define PS_SLOT_SIZE 128u
 #define PS_MIN_CAP 4096u
 #define PS_MAX_CAP ((uint64_t)1 << 40)
 #define REC_HDR 16u
 #define REC_PAD 1u
+#define REC_NOW 2u /* published in band (top of file): may be taken before `tail` covers it */
 #define SUB_NONE 1u /* slot position "not positioned": odd, never a record boundary */
 #define NO_LOAN UINT64_MAX
 #define PS_TRIES 64 /* bound of every retry loop over shared data */
@@ -280,11 +335,12 @@ static inline bool pos_ge(uint64_t a, uint64_t b)
  * takes — for a PAD, everything to the ring's end — and sets *is_pad, or returns 0 when
  * the header is corrupt: a PAD must start past offset 0 and say exactly the bytes to the
  * end; a message must be flagged 0, at most max_msg long, and fit before the ring's end;
- * either must lie within what is published. */
+ * either must lie within what is published (in band: within the ring). The NOW flag is
+ * ignored here; the callers that trust it test it. */
 static uint64_t rec_check(const struct shmkit_pubsub *ps, uint64_t off, uint64_t w0,
 			  uint64_t avail, bool *is_pad)
 {
-	uint32_t len = (uint32_t)w0, flags = (uint32_t)(w0 >> 32);
+	uint32_t len = (uint32_t)w0, flags = (uint32_t)(w0 >> 32) & ~REC_NOW;
 	uint64_t need;
 	*is_pad = flags == REC_PAD;
 	if (*is_pad) {
@@ -332,6 +388,43 @@ static int claim_publisher(struct shmkit_pubsub *ps)
 	return -EBUSY;
 }
 
+/* The record a publisher that died committed in band but did not publish: it died between
+ * the header store (PS-R0) and the tail store (R1). A subscriber may have taken it already,
+ * or may take it any moment, so a new publisher must go on after it, not overwrite it. The
+ * slot at the tail was zeroed before the record that ends there was published (PS-Z), so a
+ * REC_NOW header there was written for this position — after at most one PAD (stored after
+ * the record at offset 0). Its number must be the one the dead publisher was at: next_seq s,
+ * or s - 1 when it died after storing next_seq. Returns the position after the record and
+ * sets *seq to the number after it and *len to its length, or returns t when there is
+ * none. */
+static uint64_t committed_in_band(struct shmkit_pubsub *ps, uint64_t t, uint64_t s,
+				  uint64_t *seq, uint64_t *len)
+{
+	uint64_t pos = t;
+	for (int pads = 0; pads < 2; pads++) {
+		uint64_t off = pos & ps->mask;
+		/* Acquire: pairs with PS-R0; the record is complete. */
+		uint64_t w0 = atomic_load_explicit(rec_word(ps, off, 0), memory_order_acquire);
+		/* Relaxed: ordered by the acquire above. */
+		uint64_t w1 = atomic_load_explicit(rec_word(ps, off, 1), memory_order_relaxed);
+		bool pad;
+		uint64_t n = rec_check(ps, off, w0, ps->cap - off, &pad);
+		if (!((w0 >> 32) & REC_NOW) || !n)
+			return t;
+		pos += n;
+		if (!pad) {
+			if (w1 != s && w1 + 1 != s)
+				return t; /* not the dead publisher's next record: a scribbler's */
+			*seq = w1 + 1;
+			*len = (uint32_t)w0;
+			return pos;
+		}
+	}
+	return t;
+}
+
+static void publish(struct shmkit_pubsub *ps);
+
 static int attach_publisher(struct shmkit_pubsub *ps)
 {
 	struct ps_ctl *c = ps->ctl;
@@ -357,6 +450,10 @@ static int attach_publisher(struct shmkit_pubsub *ps)
 	}
 	ps->pos = ps->pub = t;
 	ps->seq = s;
+	/* Adopt a record committed in band but not published; publish() below stores the
+	 * tail past it (and next_seq after it), as its dead author would have. */
+	uint64_t adopted = 0;
+	ps->pos = committed_in_band(ps, t, s, &ps->seq, &adopted);
 	/* Relaxed: our own (or the dead predecessor's) value; odd if it died mid-publish. */
 	ps->gen = (atomic_load_explicit(&c->pub_gen, memory_order_relaxed) + 1) & ~1u;
 	ps->oldest = o;
@@ -371,6 +468,11 @@ static int attach_publisher(struct shmkit_pubsub *ps)
 	ps->sleeps = atomic_load_explicit(&c->sleeps, memory_order_relaxed);
 	ps->wakes = atomic_load_explicit(&c->wakes, memory_order_relaxed);
 	ps->dropped = atomic_load_explicit(&c->dropped, memory_order_relaxed);
+	if (ps->pos != t) {
+		ps->msgs++; /* the adopted record (its author never counted it) */
+		ps->bytes += adopted;
+		publish(ps);
+	}
 	return 0;
 }
 
@@ -818,7 +920,8 @@ int shmkit_pubsub_loan(struct shmkit_pubsub *ps, size_t len, void **buf)
 	uint64_t need = rec_need(len);
 	uint64_t off = ps->pos & ps->mask;
 	uint64_t pad = off + need > ps->cap ? ps->cap - off : 0;
-	uint64_t end = ps->pos + pad + need;
+	/* The record, its padding, and the next header slot, which commit zeroes (PS-Z). */
+	uint64_t end = ps->pos + pad + need + REC_HDR;
 	if (end > ps->cap) {
 		uint64_t L = end - ps->cap;
 		if (!pos_ge(ps->oldest, L))
@@ -834,13 +937,7 @@ int shmkit_pubsub_loan(struct shmkit_pubsub *ps, size_t len, void **buf)
 			return -EAGAIN;
 		}
 	}
-	if (pad) {
-		/* Relaxed: published by R1 with the message that follows. */
-		atomic_store_explicit(rec_word(ps, off, 1), 0, memory_order_relaxed);
-		atomic_store_explicit(rec_word(ps, off, 0),
-				      (uint64_t)(pad - REC_HDR) | (uint64_t)REC_PAD << 32,
-				      memory_order_relaxed);
-	}
+	/* The padding header, if any, is written by commit (after the record's: PS-R0). */
 	ps->loan_at = ps->pos + pad;
 	ps->loan_len = len;
 	*buf = ps->ring + (ps->loan_at & ps->mask) + REC_HDR;
@@ -855,15 +952,34 @@ int shmkit_pubsub_commit(struct shmkit_pubsub *ps, size_t len, unsigned flags)
 		return -EPERM;
 	if (ps->loan_len == NO_LOAN || len > ps->loan_len)
 		return -EINVAL;
-	uint64_t off = ps->loan_at & ps->mask;
-	/* Relaxed: published by R1. */
+	uint64_t off = ps->loan_at & ps->mask, end = ps->loan_at + rec_need(len);
+	uint64_t now = flags & SHMKIT_PUBSUB_MORE ? 0 : (uint64_t)REC_NOW << 32;
+	/* PS-Z: zero the next header slot before this record becomes visible, so that a
+	 * subscriber that takes this record and moves on finds there either 0 or a header
+	 * written for this lap, never stale bytes that look like one (top of file). The loan
+	 * reserved the slot. Relaxed: ordered by the release store below. */
+	atomic_store_explicit(rec_word(ps, end & ps->mask, 0), 0, memory_order_relaxed);
+	/* Relaxed: ordered by the release store below. */
 	atomic_store_explicit(rec_word(ps, off, 1), ps->seq, memory_order_relaxed);
-	atomic_store_explicit(rec_word(ps, off, 0), (uint64_t)len, memory_order_relaxed);
+	/* PS-R0: release — the payload, the seq word and the zeroed next slot before the
+	 * header; pairs with PS-A0 in peek_once() and data_ready() (in band) and, for a
+	 * MORE record (no REC_NOW), is published by R1 like before. */
+	atomic_store_explicit(rec_word(ps, off, 0), (uint64_t)len | now, memory_order_release);
+	if (ps->loan_at != ps->pos) {
+		/* The PAD goes last (PS-R0 again): a subscriber that takes it in band goes on
+		 * to the record at offset 0, which must be there already. Its seq word is the
+		 * number of that record (for diagnostics; readers do not rely on it). */
+		uint64_t poff = ps->pos & ps->mask;
+		atomic_store_explicit(rec_word(ps, poff, 1), ps->seq, memory_order_relaxed);
+		atomic_store_explicit(rec_word(ps, poff, 0),
+				      (ps->loan_at - ps->pos - REC_HDR) | (uint64_t)REC_PAD << 32 | now,
+				      memory_order_release);
+	}
 	if (ps->history) {
 		ps->hist[ps->hist_n % ps->history] = ps->loan_at;
 		ps->hist_n++;
 	}
-	ps->pos = ps->loan_at + rec_need(len);
+	ps->pos = end;
 	ps->seq++;
 	ps->loan_len = NO_LOAN;
 	ps->msgs++;
@@ -1003,28 +1119,57 @@ static bool overwritten(struct shmkit_pubsub *ps, uint64_t at)
 	return !pos_ge(at, o);
 }
 
+/* Re-reads the tail. It never moves back from the last one seen, and the subscriber may be
+ * ahead of it after in-band takes (up to a ring: see inband_ok()); in block mode it is at
+ * most a ring ahead of our position. */
 static int refresh_tail(struct shmkit_pubsub *ps)
 {
 	/* A1: pairs with R1 in publish(): the records below tail are visible. */
 	uint64_t t = atomic_load_explicit(&ps->ctl->tail, memory_order_acquire);
-	if ((t & 15) || !pos_ge(t, ps->pos))
+	if ((t & 15) || !pos_ge(t, ps->other))
 		return -EBADMSG;
-	if (ps->policy == SHMKIT_PUBSUB_BLOCK && t - ps->pos > ps->cap)
+	if (ps->policy == SHMKIT_PUBSUB_BLOCK && pos_ge(t, ps->pos) && t - ps->pos > ps->cap)
 		return -EBADMSG;
 	ps->other = t;
 	return 0;
+}
+
+/* Whether the last tail seen covers a record at our position. */
+static inline bool covered(const struct shmkit_pubsub *ps)
+{
+	return (int64_t)(ps->other - ps->pos) > 0;
+}
+
+/* Whether the header at our position may be read in band (the caller knows it is not
+ * covered): at most a ring ahead of the last tail seen — an honest publisher is never more
+ * than one record (and its PAD) ahead of its tail, and a hostile ring of records that chain
+ * in band runs out after one lap. */
+static inline bool inband_ok(const struct shmkit_pubsub *ps)
+{
+	return ps->pos - ps->other <= ps->cap;
 }
 
 static int peek_once(struct shmkit_pubsub *ps, const void **buf, uint64_t *len)
 {
 	bool ow = ps->policy == SHMKIT_PUBSUB_OVERWRITE;
 	for (int i = 0; i < PS_TRIES; i++) {
-		if (ps->other == ps->pos) {
-			int err = refresh_tail(ps);
-			if (err)
-				return err;
-			if (ps->other == ps->pos)
-				return -EAGAIN;
+		uint64_t off = ps->pos & ps->mask, w0 = 0;
+		bool ib = false;
+		if (!covered(ps)) {
+			/* Beyond the tail we know: a record published in band first — reading
+			 * the tail now would wait for the line the publisher writes after it.
+			 * PS-A0: pairs with PS-R0 in commit: the payload and seq word are there. */
+			if (inband_ok(ps)) {
+				w0 = atomic_load_explicit(rec_word(ps, off, 0), memory_order_acquire);
+				ib = (w0 >> 32) & REC_NOW;
+			}
+			if (!ib) {
+				int err = refresh_tail(ps);
+				if (err)
+					return err;
+				if (!covered(ps))
+					return -EAGAIN;
+			}
 		}
 		if (ow) {
 			/* Acquire: a jump below lands on records published before this value. */
@@ -1043,12 +1188,17 @@ static int peek_once(struct shmkit_pubsub *ps, const void **buf, uint64_t *len)
 				continue;
 			}
 		}
-		uint64_t avail = ps->other - ps->pos;
-		if (avail > ps->cap)
-			return -EBADMSG; /* lapped, yet `oldest` says not: corrupt */
-		uint64_t off = ps->pos & ps->mask;
-		/* One read of each header word; everything below uses the copies. */
-		uint64_t w0 = atomic_load_explicit(rec_word(ps, off, 0), memory_order_relaxed);
+		/* One read of each header word; everything below uses the copies. In band, the
+		 * record's bounds come from its own header, checked against the geometry. */
+		uint64_t avail = ps->cap - off;
+		if (!ib) {
+			avail = ps->other - ps->pos;
+			if (avail > ps->cap)
+				return -EBADMSG; /* lapped, yet `oldest` says not: corrupt */
+			/* Relaxed: ordered by A1. */
+			w0 = atomic_load_explicit(rec_word(ps, off, 0), memory_order_relaxed);
+		}
+		/* Relaxed: ordered by A1 or PS-A0. */
 		uint64_t w1 = atomic_load_explicit(rec_word(ps, off, 1), memory_order_relaxed);
 		if (ow && overwritten(ps, ps->pos))
 			continue; /* lapped while reading the header: jump */
@@ -1167,13 +1317,27 @@ struct data_ctx {
 	bool sc;
 };
 
+/* Called after a peek found nothing. The in-band header first (the line that brings the
+ * news first), then the tail; no validation: peek does it. While the slot is still empty,
+ * the line after it is prefetched: a 64-byte message continues there (as in src/ring.h). */
 static bool data_ready(void *arg)
 {
 	struct data_ctx *x = arg;
-	struct ps_ctl *c = x->ps->ctl;
+	struct shmkit_pubsub *ps = x->ps;
+	struct ps_ctl *c = ps->ctl;
 	memory_order mo = x->sc ? memory_order_seq_cst : memory_order_acquire;
-	/* A1 (as in refresh_tail), also the sleep protocol's re-check after WQ-B1. */
-	return atomic_load_explicit(&c->tail, mo) != x->ps->pos ||
+	if (!covered(ps) && inband_ok(ps)) {
+		/* PS-A0 (as in peek_once). */
+		uint64_t w0 = atomic_load_explicit(rec_word(ps, ps->pos & ps->mask, 0), mo);
+		if ((w0 >> 32) & REC_NOW)
+			return true;
+		if (!w0)
+			__builtin_prefetch(ps->ring + ((ps->pos + 64) & ps->mask & ~(uint64_t)63));
+	}
+	/* A1 (as in refresh_tail), also the sleep protocol's re-check after WQ-B1: the
+	 * publisher stores the tail after every in-band commit. Ahead of our position only:
+	 * we may be ahead of it after in-band takes. */
+	return (int64_t)(atomic_load_explicit(&c->tail, mo) - ps->pos) > 0 ||
 	       atomic_load_explicit(&c->closed, mo) != 0;
 }
 
@@ -1475,7 +1639,7 @@ static unsigned watch_poll(const void *src, bool sc)
 	 * "readable" until the subscriber flushes them (shmkit_wait(3): flush before waiting). */
 	uint64_t t = atomic_load_explicit(&ps->ctl->tail, mo);
 	uint64_t p = atomic_load_explicit(&ps->my->pos, mo);
-	unsigned bits = t != p && p != SUB_NONE ? SHMKIT_WAIT_READABLE : 0;
+	unsigned bits = p != SUB_NONE && (int64_t)(t - p) > 0 ? SHMKIT_WAIT_READABLE : 0;
 	if (atomic_load_explicit(&ps->ctl->closed, mo))
 		bits |= SHMKIT_WAIT_CLOSED;
 	return bits;

@@ -964,7 +964,8 @@ END_TEST
 
 /* The oracle: how many messages lie in [oldest, tail) — "still in the ring" — read from the
  * layout of src/pubsub.c (tail at 128, oldest at 256, ring_offset at 40) and its records
- * (len, flags = 1 for padding, 16-byte aligned), independently of the library's reader. */
+ * (len, flags: bit 0 for padding, bit 1 published in band; 16-byte aligned), independently
+ * of the library's reader. */
 static uint64_t in_ring(struct shmkit_pubsub *ps, uint64_t cap)
 {
 	const uint8_t *d = shmkit_segment_data(shmkit_pubsub_segment(ps));
@@ -979,7 +980,7 @@ static uint64_t in_ring(struct shmkit_pubsub *ps, uint64_t cap)
 		memcpy(&len, d + ring_off + off, 4);
 		memcpy(&flags, d + ring_off + off + 4, 4);
 		ck_assert_uint_le(tail - pos, cap);
-		if (flags == 1) {
+		if (flags & 1) {
 			pos += cap - off;
 		} else {
 			pos += 16 + ((len + 15) & ~15u);
@@ -1373,6 +1374,298 @@ START_TEST(test_cli_stat)
 }
 END_TEST
 
+/* --- in-band publication ------------------------------------------------------------------------ */
+
+/* A word of the control block (src/pubsub.c's byte table: tail at 128, next_seq at 136). */
+static _Atomic uint64_t *ctl_word(struct shmkit_pubsub *ps, size_t off)
+{
+	return (_Atomic uint64_t *)(void *)((uint8_t *)shmkit_segment_data(shmkit_pubsub_segment(ps)) +
+					    off);
+}
+
+#define CTL_TAIL 128
+#define CTL_NEXT_SEQ 136
+
+/* Puts the channel back in the state of a publisher stopped between its header store and
+ * its tail store for the record just sent: tail and next_seq as before that send. */
+static void unpublish(struct shmkit_pubsub *p, uint64_t tail, uint64_t next_seq)
+{
+	atomic_store(ctl_word(p, CTL_NEXT_SEQ), next_seq);
+	atomic_store(ctl_word(p, CTL_TAIL), tail);
+}
+
+/* A channel of the layout before in-band publication (version 2), or of a later one, is
+ * refused in every role: its peers would not agree on when a record is published. */
+START_TEST(test_layout_version)
+{
+	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
+					 100, 2, SHMKIT_PUBSUB_BLOCK, 0);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	_Atomic uint32_t *version = (_Atomic uint32_t *)(void *)ctl_word(p, 8);
+	ck_assert_uint_eq(atomic_load(version), 3);
+	struct shmkit_pubsub *s;
+	const uint32_t others[] = {2, 4};
+	for (size_t i = 0; i < 2; i++) {
+		atomic_store(version, others[i]);
+		ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), -EPROTO);
+		ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_OBSERVER, 0, &s), -EPROTO);
+	}
+	atomic_store(version, 3);
+	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	shmkit_pubsub_close(s);
+	shmkit_pubsub_close(p);
+}
+END_TEST
+
+/* The subscriber takes each record in band — the tail does not cover it — across many
+ * wraps, through padding records, then finds nothing (it is ahead of the tail, which is
+ * no error), and a joiner that arrives meanwhile starts with that record. Both policies. */
+START_TEST(test_inband_ahead_of_tail)
+{
+	uint32_t policy = _i;
+	const uint64_t cap = 4096;
+	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, cap,
+					 200, 3, policy, 0);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct shmkit_pubsub *s;
+	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	uint8_t msg[200], buf[256];
+	int pads = 0;
+	uint64_t t0 = 0; /* the publisher's tail before this send (the shared one may lag) */
+	for (uint64_t seq = 0; seq < 2000; seq++) {
+		uint64_t len = rnd_len(seq, sizeof msg);
+		t_msg_fill(msg, len, seq);
+		ck_assert_int_eq(shmkit_pubsub_send(p, msg, len), 0);
+		uint64_t t1 = atomic_load(ctl_word(p, CTL_TAIL));
+		if ((t0 & (cap - 1)) && ((t1 - 1) & (cap - 1)) < (t0 & (cap - 1)))
+			pads++; /* the record went to offset 0 behind a PAD */
+		unpublish(p, t0, seq);
+		struct shmkit_pubsub *j = NULL;
+		if (seq % 97 == 5)
+			ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &j), 0);
+		ssize_t n = shmkit_pubsub_recv(s, buf, sizeof buf);
+		ck_assert_msg(n == (ssize_t)len, "seq %llu: %zd", (unsigned long long)seq, n);
+		ck_assert_int_eq(t_msg_check(buf, len, seq), 0);
+		ck_assert_int_eq(shmkit_pubsub_recv(s, buf, sizeof buf), -EAGAIN);
+		if (j) {
+			ck_assert_int_eq(shmkit_pubsub_recv(j, buf, sizeof buf), (ssize_t)len);
+			ck_assert_int_eq(t_msg_check(buf, len, seq), 0);
+			ck_assert_int_eq(shmkit_pubsub_recv(j, buf, sizeof buf), -EAGAIN);
+			shmkit_pubsub_close(j);
+		}
+		if (seq % 3 == 0)
+			atomic_store(ctl_word(p, CTL_TAIL), t1); /* sometimes the tail catches up */
+		t0 = t1;
+	}
+	ck_assert_int_gt(pads, 10);
+	ck_assert_uint_eq(shmkit_pubsub_lost(s, NULL), 0);
+	shmkit_pubsub_close(s);
+	shmkit_pubsub_close(p);
+}
+END_TEST
+
+/* MORE commits stay invisible until their batch is published, even with a record published
+ * in band right behind them in the ring; batches of 1..4 across wraps. */
+START_TEST(test_inband_more_invisible)
+{
+	uint32_t policy = _i;
+	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
+					 200, 2, policy, 0);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct shmkit_pubsub *s;
+	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	uint8_t buf[256];
+	uint64_t seq = 0, got = 0;
+	for (int batch = 0; batch < 600; batch++) {
+		uint64_t k = 1 + (uint64_t)batch % 4, first = seq;
+		uint64_t t0 = atomic_load(ctl_word(p, CTL_TAIL));
+		for (uint64_t i = 0; i < k; i++, seq++) {
+			uint64_t len = rnd_len(seq, 200);
+			void *b;
+			ck_assert_int_eq(shmkit_pubsub_loan(p, len, &b), 0);
+			t_msg_fill(b, len, seq);
+			ck_assert_int_eq(shmkit_pubsub_commit(p, len, i + 1 < k ? SHMKIT_PUBSUB_MORE : 0),
+					 0);
+			if (i + 1 < k)
+				ck_assert_int_eq(shmkit_pubsub_recv(s, buf, sizeof buf), -EAGAIN);
+		}
+		uint64_t t1 = atomic_load(ctl_word(p, CTL_TAIL));
+		if (k > 1 && batch % 2) {
+			/* The last record is in band, the ones before it are not: nothing. */
+			unpublish(p, t0, first);
+			ck_assert_int_eq(shmkit_pubsub_recv(s, buf, sizeof buf), -EAGAIN);
+			unpublish(p, t1, seq);
+		}
+		for (; got < seq; got++) {
+			uint64_t len = rnd_len(got, 200);
+			ck_assert_int_eq(shmkit_pubsub_recv(s, buf, sizeof buf), (ssize_t)len);
+			ck_assert_int_eq(t_msg_check(buf, len, got), 0);
+		}
+		ck_assert_int_eq(shmkit_pubsub_recv(s, buf, sizeof buf), -EAGAIN);
+	}
+	ck_assert_uint_eq(shmkit_pubsub_lost(s, NULL), 0);
+	shmkit_pubsub_close(s);
+	shmkit_pubsub_close(p);
+}
+END_TEST
+
+/* Overwrite: a subscriber that took a record in band (ahead of the tail) and holds it is
+ * lapped; validate says so, and afterwards every message is delivered in order or counted
+ * lost, exactly. */
+START_TEST(test_inband_overwrite_lapped)
+{
+	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
+					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct shmkit_pubsub *s;
+	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	uint8_t msg[100], buf[128];
+	uint64_t published = 0, delivered = 0, lost = 0, next = 0;
+	for (int round = 0; round < 40; round++) {
+		uint64_t t0 = atomic_load(ctl_word(p, CTL_TAIL));
+		t_msg_fill(msg, sizeof msg, published);
+		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
+		unpublish(p, t0, published);
+		published++;
+		const void *cp;
+		size_t n;
+		ck_assert_int_eq(shmkit_pubsub_peek(s, &cp, &n), 0); /* in band */
+		ck_assert_int_eq(t_msg_check(cp, n, next), 0);
+		/* Lapped while holding it: 100-byte messages are 128-byte records, 32 a ring. */
+		uint64_t burst = 33 + (uint64_t)round % 40;
+		for (uint64_t i = 0; i < burst; i++, published++) {
+			t_msg_fill(msg, sizeof msg, published);
+			ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
+		}
+		ck_assert_int_eq(shmkit_pubsub_validate(s), -ESTALE);
+		lost++;
+		next++;
+		/* Now the next one in band again, from wherever the lap left us. */
+		for (;;) {
+			ssize_t r = shmkit_pubsub_recv(s, buf, sizeof buf);
+			if (r == -EAGAIN)
+				break;
+			if (r == -ESTALE)
+				continue;
+			ck_assert_int_eq(r, 100);
+			uint64_t q = t_msg_seq(buf);
+			ck_assert_uint_ge(q, next);
+			lost += q - next;
+			ck_assert_int_eq(t_msg_check(buf, 100, q), 0);
+			next = q + 1;
+			delivered++;
+		}
+		ck_assert_uint_eq(next, published);
+	}
+	ck_assert_uint_eq(delivered + lost, published);
+	ck_assert_uint_eq(shmkit_pubsub_lost(s, NULL), lost);
+	shmkit_pubsub_close(s);
+	shmkit_pubsub_close(p);
+}
+END_TEST
+
+/* A publisher killed between the header store and the tail store of message 50: one
+ * subscriber took it in band already, another had not. A new publisher goes on after it:
+ * both get every message exactly once, none lost. _i: 0 died before its next_seq store,
+ * 1 after it (with the seqlock odd). */
+static int publisher_die_inband(void *arg)
+{
+	struct sub_arg *a = arg;
+	struct shmkit_pubsub *ps;
+	if (open_role(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &ps))
+		return 10;
+	uint8_t msg[100];
+	for (uint64_t seq = 0; seq <= 50; seq++) {
+		uint64_t t0 = atomic_load(ctl_word(ps, CTL_TAIL));
+		t_msg_fill(msg, sizeof msg, seq);
+		struct timespec ts;
+		if (shmkit_pubsub_send_wait(ps, msg, sizeof msg, t_in_ms(&ts, 20000)))
+			return 11;
+		if (seq == 50) {
+			unpublish(ps, t0, a->mode ? 51 : 50);
+			/* The statistics are stored after the tail: not counted yet. */
+			atomic_store(ctl_word(ps, 168), 50);
+			atomic_store(ctl_word(ps, 176), 5000);
+			if (a->mode) /* pub_gen odd: killed inside the seqlock */
+				atomic_fetch_add((_Atomic uint32_t *)(void *)ctl_word(ps, 160) + 1, 1);
+			atomic_store(&a->sh->go, 1);
+			T_WAIT_FOR(atomic_load(&a->sh->stop));
+			raise(SIGKILL);
+		}
+	}
+	return 13;
+}
+
+static int publisher_resume(void *arg)
+{
+	struct sub_arg *a = arg;
+	struct shmkit_pubsub *ps;
+	if (open_role(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &ps))
+		return 10;
+	uint8_t msg[100];
+	for (uint64_t seq = 51; seq < 60; seq++) {
+		t_msg_fill(msg, sizeof msg, seq);
+		struct timespec ts;
+		if (shmkit_pubsub_send_wait(ps, msg, sizeof msg, t_in_ms(&ts, 20000)))
+			return 11;
+	}
+	shmkit_pubsub_close(ps);
+	return 0;
+}
+
+static void recv_seq(struct shmkit_pubsub *s, uint64_t seq)
+{
+	uint8_t buf[128];
+	struct timespec ts;
+	ssize_t n = shmkit_pubsub_recv_wait(s, buf, sizeof buf, t_in_ms(&ts, 10000));
+	ck_assert_msg(n == 100, "seq %llu: %zd", (unsigned long long)seq, n);
+	ck_assert_uint_eq(t_msg_seq(buf), seq);
+	ck_assert_int_eq(t_msg_check(buf, 100, seq), 0);
+}
+
+START_TEST(test_inband_publisher_killed)
+{
+	struct shmkit_pubsub *s1 = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_SUBSCRIBER, 4096,
+					  100, 4, SHMKIT_PUBSUB_BLOCK, 0);
+	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, s1);
+	struct shmkit_pubsub *s2;
+	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s2), 0);
+	struct shared *sh = t_shm_alloc(sizeof *sh);
+	struct sub_arg a = {w, sh, 0, 0, 0, _i};
+	pid_t pid = t_fork(publisher_die_inband, &a);
+	for (uint64_t seq = 0; seq < 50; seq++) {
+		recv_seq(s1, seq);
+		recv_seq(s2, seq);
+	}
+	T_WAIT_FOR(atomic_load(&sh->go));
+	recv_seq(s1, 50); /* in band: the tail does not cover it */
+	atomic_store(&sh->stop, 1);
+	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
+	struct timespec ts;
+	uint8_t buf[128];
+	ck_assert_int_eq(shmkit_pubsub_recv_wait(s1, buf, sizeof buf, t_in_ms(&ts, 10000)),
+			 -EOWNERDEAD);
+	pid = t_fork(publisher_resume, &a);
+	ck_assert_int_eq(t_wait(pid, 30000), 0);
+	for (uint64_t seq = 51; seq < 60; seq++)
+		recv_seq(s1, seq);
+	for (uint64_t seq = 50; seq < 60; seq++)
+		recv_seq(s2, seq);
+	ck_assert_int_eq(shmkit_pubsub_recv(s1, buf, sizeof buf), -EPIPE);
+	ck_assert_int_eq(shmkit_pubsub_recv(s2, buf, sizeof buf), -EPIPE);
+	ck_assert_uint_eq(shmkit_pubsub_lost(s1, NULL), 0);
+	ck_assert_uint_eq(shmkit_pubsub_lost(s2, NULL), 0);
+	struct shmkit_pubsub_stats st;
+	ck_assert_int_eq(shmkit_pubsub_stats(s1, &st), 0);
+	ck_assert_uint_eq(st.next_seq, 60);
+	ck_assert_uint_eq(st.msgs_published, 60);
+	ck_assert_uint_eq(st.bytes_published, 6000);
+	shmkit_pubsub_close(s2);
+	shmkit_pubsub_close(s1);
+	cleanup(&w, sh);
+}
+END_TEST
+
 static Suite *pubsub_suite(void)
 {
 	Suite *s = suite_create("pubsub");
@@ -1386,6 +1679,10 @@ static Suite *pubsub_suite(void)
 	tcase_add_loop_test(tc, test_history_join_races, 0, 2);
 	tcase_add_test(tc, test_timeouts_and_wakeups);
 	tcase_add_test(tc, test_cli_stat);
+	tcase_add_test(tc, test_layout_version);
+	tcase_add_loop_test(tc, test_inband_ahead_of_tail, 0, 2);
+	tcase_add_loop_test(tc, test_inband_more_invisible, 0, 2);
+	tcase_add_test(tc, test_inband_overwrite_lapped);
 	tc = t_tcase(s, "streams", t_stress() ? 3600 : 300);
 	tcase_add_loop_test(tc, test_block_four_subscribers, 0, 3);
 	tcase_add_loop_test(tc, test_overwrite_lapped_processes, 0, 3);
@@ -1393,6 +1690,7 @@ static Suite *pubsub_suite(void)
 	tc = t_tcase(s, "death", t_stress() ? 3600 : 120);
 	tcase_add_loop_test(tc, test_subscriber_killed_while_blocked, 0, 3);
 	tcase_add_loop_test(tc, test_publisher_killed, 0, 3);
+	tcase_add_loop_test(tc, test_inband_publisher_killed, 0, 2);
 	tcase_add_loop_test(tc, test_hostile_scribbler, 0, 2);
 	return s;
 }
