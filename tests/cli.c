@@ -1013,8 +1013,10 @@ START_TEST(test_sub_timeout)
 	/* No such channel. */
 	struct t_run *r = run_cli("sub", name, "--timeout", "0.2");
 	assert_runtime_error(r);
-	snprintf(want, sizeof want, "shmkit: sub: %s: timed out waiting for the channel to appear\n",
-		 name);
+	snprintf(want, sizeof want,
+		 "shmkit: sub: waiting for '%s' to appear\n"
+		 "shmkit: sub: %s: timed out waiting for the channel to appear\n",
+		 name, name);
 	ck_assert_str_eq(r->err, want);
 	r = run_cli("sub", name, "-t", "0");
 	assert_runtime_error(r);
@@ -1022,8 +1024,10 @@ START_TEST(test_sub_timeout)
 	ck_assert_str_eq(r->err, want);
 	r = run_cli("pub", name, "--timeout", "0.1");
 	assert_runtime_error(r);
-	snprintf(want, sizeof want, "shmkit: pub: %s: timed out waiting for the channel to appear\n",
-		 name);
+	snprintf(want, sizeof want,
+		 "shmkit: pub: waiting for '%s' to appear\n"
+		 "shmkit: pub: %s: timed out waiting for the channel to appear\n",
+		 name, name);
 	ck_assert_str_eq(r->err, want);
 
 	/* A channel whose producer (this process) sends nothing: sub gives up, detaches
@@ -1167,7 +1171,9 @@ START_TEST(test_pub_errors)
 				   "lines", "--max-msg", "16");
 	assert_runtime_error(r);
 	snprintf(want, sizeof want,
-		 "shmkit: pub: %s: line 2 is longer than the largest message (16 bytes)\n", name);
+		 "shmkit: pub: %s: line 2 of 17 bytes exceeds max_msg 16 (the channel's largest "
+		 "message; create it with a larger --max-msg)\n",
+		 name);
 	ck_assert_str_eq(r->err, want);
 	r = run_cli("sub", name, "--framing", "lines");
 	assert_runtime_error(r);
@@ -1190,7 +1196,8 @@ START_TEST(test_pub_errors)
 		size_t len;
 		const char *msg;
 	} cases[] = {
-		{21, "record 1 is longer than the largest message (17 > 16 bytes)"},
+		{21, "record 1 of 17 bytes exceeds max_msg 16 (the channel's largest message; "
+		     "create it with a larger --max-msg)"},
 		{11, "record 2 is truncated (3 of its 10 bytes at end of input)"},
 		{9, "record 2 is truncated (2 of the 4 length bytes at end of input)"},
 	};
@@ -1208,15 +1215,20 @@ START_TEST(test_pub_errors)
 	struct shmkit_segment *seg = make_seg(name, SHMKIT_BACKEND_POSIX, 0, 0600);
 	r = run_cli_in("x\n", 2, "pub", name, "--create");
 	assert_runtime_error(r);
-	snprintf(want, sizeof want, "shmkit: pub: %s: %s\n", name, shmkit_strerror(-EEXIST));
+	snprintf(want, sizeof want,
+		 "shmkit: pub: '%s' exists already (a raw segment); choose another name, or "
+		 "remove it first with 'shmkit rm %s'\n",
+		 name, name);
 	ck_assert_str_eq(r->err, want);
 	r = run_cli_in("x\n", 2, "pub", name);
 	assert_runtime_error(r);
-	snprintf(want, sizeof want, "shmkit: pub: %s: %s\n", name, shmkit_strerror(-EMEDIUMTYPE));
+	snprintf(want, sizeof want, "shmkit: pub: '%s' is a raw segment, not a stream channel\n",
+		 name);
 	ck_assert_str_eq(r->err, want);
 	r = run_cli("sub", name);
 	assert_runtime_error(r);
-	snprintf(want, sizeof want, "shmkit: sub: %s: %s\n", name, shmkit_strerror(-EMEDIUMTYPE));
+	snprintf(want, sizeof want,
+		 "shmkit: sub: '%s' is a raw segment, not a stream or pub/sub channel\n", name);
 	ck_assert_str_eq(r->err, want);
 	shmkit_segment_close(seg);
 
