@@ -690,6 +690,21 @@ START_TEST(test_bash_completion)
 	out = bash_completion("COMP_WORDS=(shmkit top --int); COMP_CWORD=2; _shmkit; echo \"${COMPREPLY[*]}\"");
 	ck_assert_msg(strcmp(out, "--interval\n") == 0, "'%s'", out);
 	free(out);
+	/* The options of issue 16's items 4-6 (pub/sub summaries, rm and table get --json). */
+	static const char *const opt[][3] = {
+		{"sub", "--pro", "--progress\n"}, {"pub", "--q", "--quiet\n"},
+		{"sub", "--j", "--json\n"},       {"rm", "--j", "--json\n"},
+		{"table", "--j", "--json\n"},     {"pub", "--verb", "--verbose\n"},
+	};
+	for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++) {
+		char line[160];
+		snprintf(line, sizeof line,
+			 "COMP_WORDS=(shmkit %s %s); COMP_CWORD=2; _shmkit; echo \"${COMPREPLY[*]}\"",
+			 opt[i][0], opt[i][1]);
+		out = bash_completion(line);
+		ck_assert_msg(strcmp(out, opt[i][2]) == 0, "%s %s: '%s'", opt[i][0], opt[i][1], out);
+		free(out);
+	}
 	char name[64], script[512];
 	struct shmkit_chan *ch;
 	t_name_tracked(name, sizeof name, "compl", SHMKIT_BACKEND_POSIX);
