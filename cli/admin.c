@@ -318,6 +318,8 @@ int cli_cmd_stat(const struct cli_cmd *cmd, int argc, char **argv)
 	struct shmkit_segment_opts o = {.backend = a.t.backend, .sysv_key = a.t.sysv_key};
 	struct shmkit_segment_info inf;
 	int err = shmkit_segment_stat(name, &o, &inf);
+	if (err < 0 && name && !a.t.have_key)
+		return cli_open_error(cmd, name, a.t.backend, err, NULL);
 	if (err < 0) {
 		char label[SHMKIT_NAME_MAX + 32];
 		cli_target_label(label, sizeof label, name, a.t.sysv_key);

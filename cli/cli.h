@@ -94,8 +94,11 @@ const char *cli_suggest_option(const char *typed, const char *usage, char *buf, 
 const char *cli_kind_word(uint32_t kind);
 
 /* cli_error() for a failed open of `name` (with `backend`), where `want` says what the
- * command expected ("stream channel", "table"): for -EMEDIUMTYPE it looks at what the
- * segment is and says so ("'cfg' is a table, not a stream channel"). Returns CLI_ERR. */
+ * command expected ("stream channel", "table"; NULL: any kind), with the next step:
+ * -EMEDIUMTYPE looks at what the segment is and says so ("'cfg' is a table, not a stream
+ * channel"), -ENOENT names the nearest existing name ("did you mean 'cfg'?"), -EPERM
+ * points at --foreign when the command has it, -ENOTUNIQ at stat and rm --force. Returns
+ * CLI_ERR. */
 int cli_open_error(const struct cli_cmd *cmd, const char *name, uint32_t backend, int err,
 		   const char *want);
 

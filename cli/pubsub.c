@@ -227,6 +227,31 @@ static int chan_leave(struct shmkit_chan *ch, const char *name, bool abort, bool
 	return err == -ENOENT || err > 0 ? 0 : err;
 }
 
+/* Reports a failed open of the stream channel `name` as `role`: for -EBUSY, who holds the
+ * role (a stream has one producer and one consumer); else as cli_open_error(). */
+static int open_error(const struct cli_cmd *cmd, const char *name, uint32_t backend, int err,
+		      int role)
+{
+	struct shmkit_chan_opts co = {.seg = {.backend = backend, .flags = SHMKIT_SEG_FOREIGN_UID}};
+	struct shmkit_chan *ch;
+	struct shmkit_chan_stats st;
+	if (err == -EBUSY && shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, &co, &ch) == 0) {
+		int got = shmkit_chan_stats(ch, &st);
+		shmkit_chan_close(ch);
+		bool prod = role == SHMKIT_CHAN_PRODUCER;
+		int32_t pid = prod ? st.producer_pid : st.consumer_pid;
+		if (got == 0 && pid > 0)
+			return cli_errorf(cmd,
+					  "%s: %s: its %s is pid %" PRId32 " (a stream channel has "
+					  "one; for many subscribers use 'pub --pubsub')",
+					  name, shmkit_strerror(err), prod ? "producer" : "consumer",
+					  pid);
+	}
+	return cli_open_error(cmd, name, backend, err,
+			      role == SHMKIT_CHAN_PRODUCER ? "stream channel"
+							   : "stream or pub/sub channel");
+}
+
 /* Reports a failed removal of the channel; returns CLI_ERR. */
 static int leave_error(const struct cli_cmd *cmd, const char *name, int err)
 {
@@ -622,7 +647,7 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 	}
 	if (err)
 		return create ? cli_create_error(cmd, name, err, backend)
-			      : cli_open_error(cmd, name, backend, err, "stream channel");
+			      : open_error(cmd, name, backend, err, SHMKIT_CHAN_PRODUCER);
 	p.max_msg = shmkit_chan_max_msg(p.ch);
 	cli_flow_start(&p.flow);
 	grow_pipe(STDIN_FILENO);
@@ -908,8 +933,7 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 	if (err == -ETIMEDOUT)
 		return cli_errorf(cmd, "%s: timed out waiting for the channel to appear", s.name);
 	if (err)
-		return cli_open_error(cmd, s.name, SHMKIT_BACKEND_ANY, err,
-				      "stream or pub/sub channel");
+		return open_error(cmd, s.name, SHMKIT_BACKEND_ANY, err, SHMKIT_CHAN_CONSUMER);
 	grow_pipe(STDOUT_FILENO);
 	cli_catch_stop(); /* from now on a stop signal ends sub at a record boundary */
 	struct output o = {.fd = STDOUT_FILENO, .buf = malloc(OUT_CAP)};

@@ -247,7 +247,7 @@ int cli_cmd_record(const struct cli_cmd *cmd, int argc, char **argv)
 	if (err == -EMEDIUMTYPE)
 		return obs_not_channel(cmd, name, kind);
 	if (err)
-		return cli_error(cmd, name, err);
+		return cli_open_error(cmd, name, SHMKIT_BACKEND_ANY, err, NULL);
 	FILE *f = fopen(path, "wb");
 	if (!f) {
 		err = -errno;
@@ -461,7 +461,7 @@ int cli_cmd_replay(const struct cli_cmd *cmd, int argc, char **argv)
 		goto out;
 	}
 	if (err) {
-		rc = cli_error(cmd, name, err);
+		rc = cli_open_error(cmd, name, SHMKIT_BACKEND_ANY, err, NULL);
 		goto out;
 	}
 	obs_catch_signals();

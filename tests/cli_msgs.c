@@ -163,6 +163,21 @@ START_TEST(test_suggestions)
 	ck_assert_str_eq(r.out, "");
 	ck_assert_msg(strncmp(r.err, "Usage: shmkit COMMAND", 21) == 0 && strstr(r.err, "  stat "),
 		      "%s", r.err);
+	/* A mistyped name: the nearest existing one. */
+	char tbl[64], typo_name[72], want[256];
+	t_name_tracked(tbl, sizeof tbl, "near", SHMKIT_BACKEND_POSIX);
+	run_cli(&r, "table", "create", tbl);
+	ck_assert_msg(r.status == 0, "%s", r.err);
+	snprintf(typo_name, sizeof typo_name, "%sX", tbl);
+	run_cli(&r, "stat", typo_name);
+	ck_assert_int_eq(r.status, 1);
+	snprintf(want, sizeof want, "shmkit: stat: %s: %s; did you mean '%s'?\n", typo_name,
+		 shmkit_strerror(-ENOENT), tbl);
+	ck_assert_str_eq(r.err, want);
+	run_cli(&r, "rm", tbl);
+	ck_assert_int_eq(r.status, 0);
+	run_cli(&r, "stat", typo_name);
+	ck_assert_msg(!strstr(r.err, "did you mean"), "%s", r.err);
 	run_cli(&r, "stta");
 	ck_assert_int_eq(r.status, 2);
 	ck_assert_msg(strstr(r.err, "unknown command 'stta'; did you mean 'stat'?"), "%s", r.err);
@@ -176,7 +191,6 @@ START_TEST(test_suggestions)
 		{"top", "--intervall", "1", "--interval"},
 	};
 	for (size_t i = 0; i < sizeof typo / sizeof typo[0]; i++) {
-		char want[128];
 		run_cli(&r, typo[i][0], typo[i][1], typo[i][2]);
 		ck_assert_int_eq(r.status, 2);
 		snprintf(want, sizeof want, "unknown option '%s'; did you mean '%s'?\n",
