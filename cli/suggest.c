@@ -124,8 +124,8 @@ static const char *near_name(const char *name, char *buf, size_t cap)
 {
 	struct shmkit_segment_info *all;
 	int n = shmkit_segment_list(&all);
-	if (n <= 0)
-		return NULL;
+	if (n < 0)
+		return NULL; /* nothing to free: the list is allocated only on success */
 	const char **cand = calloc((size_t)n + 1, sizeof *cand);
 	const char *best = NULL;
 	if (cand) {
