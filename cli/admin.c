@@ -244,6 +244,7 @@ struct target_args {
 	struct cli_target t;
 	bool flag;   /* stat --json, rm --verbose */
 	bool force;  /* rm --force */
+	bool json;   /* rm --json */
 	int nnames;
 	char **names;
 };
@@ -262,9 +263,10 @@ static int target_parse(const struct cli_cmd *cmd, int argc, char **argv, const 
 		{"sysv-key", required_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
 		{"force", no_argument, NULL, 'f'}, /* rm only: cut off below for stat */
+		{"json", no_argument, NULL, 'j'},  /* rm only */
 		{NULL, 0, NULL, 0},
 	};
-	char optstring[] = {':', flag_opt, 'b', ':', 'k', ':', 'h', 'f', '\0'};
+	char optstring[] = {':', flag_opt, 'b', ':', 'k', ':', 'h', 'f', 'j', '\0'};
 	if (!force) {
 		opts[4] = (struct option){NULL, 0, NULL, 0};
 		optstring[7] = '\0';
@@ -279,6 +281,9 @@ static int target_parse(const struct cli_cmd *cmd, int argc, char **argv, const 
 		switch (c) {
 		case 'f':
 			a->force = true;
+			break;
+		case 'j':
+			a->json = true;
 			break;
 		case 'b':
 		case 'k':
@@ -313,6 +318,8 @@ int cli_cmd_stat(const struct cli_cmd *cmd, int argc, char **argv)
 	struct shmkit_segment_opts o = {.backend = a.t.backend, .sysv_key = a.t.sysv_key};
 	struct shmkit_segment_info inf;
 	int err = shmkit_segment_stat(name, &o, &inf);
+	if (err < 0 && name && !a.t.have_key)
+		return cli_open_error(cmd, name, a.t.backend, err, NULL);
 	if (err < 0) {
 		char label[SHMKIT_NAME_MAX + 32];
 		cli_target_label(label, sizeof label, name, a.t.sysv_key);
@@ -385,13 +392,33 @@ struct rm_target {
 	int arg;
 };
 
+/* What became of one operand, for --json: "removed", or why not. */
+struct rm_outcome {
+	const char *status; /* removed, missing, refused, failed, replaced, kept (see shmkit(1)) */
+	const char *reason; /* NULL, or why */
+	char buf[SHMKIT_NAME_MAX + 128]; /* the reason, copied */
+	int removed;        /* segments removed */
+};
+
 struct rm_plan {
 	struct rm_target *t;
 	int n, cap;
 	struct shmkit_segment_info *all; /* shmkit_segment_list(), for System V by name */
 	int nall;                        /* -1 until listed */
 	bool failed;
+	struct rm_outcome *out;          /* one per operand */
 };
+
+/* Records why operand `arg` is not (entirely) removed; the first reason stays. */
+static void rm_outcome(struct rm_plan *p, int arg, const char *status, const char *reason)
+{
+	struct rm_outcome *o = &p->out[arg];
+	if (o->status)
+		return;
+	o->status = status;
+	snprintf(o->buf, sizeof o->buf, "%s", reason);
+	o->reason = o->buf;
+}
 
 static int plan_add(struct rm_plan *p, const struct shmkit_segment_info *inf, int arg)
 {
@@ -467,6 +494,7 @@ static int rm_find(const struct cli_cmd *cmd, const struct target_args *a, int a
 		p->n = first;
 		p->failed = true;
 		cli_error(cmd, label, err);
+		rm_outcome(p, arg, err == -ENOENT ? "missing" : "failed", shmkit_strerror(err));
 		return 0;
 	}
 	for (int i = first; i < p->n && !a->force; i++) {
@@ -479,9 +507,39 @@ static int rm_find(const struct cli_cmd *cmd, const struct target_args *a, int a
 			   object_label(olabel, sizeof olabel, f), why,
 			   shmkit_backend_name(f->backend), cli_status_word(f->status),
 			   system_remover(tool, sizeof tool, f));
+		char reason[SHMKIT_NAME_MAX + 96];
+		snprintf(reason, sizeof reason, "%s; use --force or: %s", why, tool);
+		rm_outcome(p, arg, "refused", reason);
 		p->failed = true;
 	}
 	return p->n - first;
+}
+
+/* rm --json: {"ok": BOOL, "names": [{"name", "sysv_key", "status", "removed", "reason"}]}. */
+static void rm_json(const struct target_args *a, const struct rm_plan *p, int nops, int rc)
+{
+	printf("{\"ok\":%s,\"names\":[", rc == CLI_OK ? "true" : "false");
+	for (int i = 0; i < nops; i++) {
+		const struct rm_outcome *o = &p->out[i];
+		fputs(i ? ",\n{\"name\":" : "\n{\"name\":", stdout);
+		if (a->nnames)
+			cli_json_string(stdout, a->names[i]);
+		else
+			fputs("null", stdout);
+		if (a->t.have_key)
+			printf(",\"sysv_key\":%" PRId32, a->t.sysv_key);
+		else
+			fputs(",\"sysv_key\":null", stdout);
+		fputs(",\"status\":", stdout);
+		cli_json_string(stdout, o->status ? o->status : "kept");
+		printf(",\"removed\":%d,\"reason\":", o->removed);
+		if (o->reason)
+			cli_json_string(stdout, o->reason);
+		else
+			fputs("null", stdout);
+		putchar('}');
+	}
+	puts(nops ? "\n]}" : "]}");
 }
 
 int cli_cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
@@ -501,11 +559,16 @@ int cli_cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
 	 * permitted) removes nothing at all. */
 	struct rm_plan p = {.nall = -1};
 	int nops = a.nnames ? a.nnames : 1;
+	p.out = calloc((size_t)nops, sizeof *p.out);
+	if (!p.out)
+		return cli_error(cmd, "removing", -ENOMEM);
 	for (int i = 0; i < nops; i++)
 		rm_find(cmd, &a, i, &p);
 	rc = CLI_OK;
 	if (p.failed) {
 		rc = CLI_ERR;
+		for (int i = 0; i < nops; i++)
+			rm_outcome(&p, i, "kept", "not removed: another NAME could not be");
 		goto out;
 	}
 	test_sync_point();
@@ -525,11 +588,19 @@ int cli_cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
 		} else if (err == -ESTALE) {
 			rc = cli_errorf(cmd, "%s: replaced by another object since it was checked; "
 					     "not removed", label);
+			rm_outcome(&p, p.t[i].arg, "replaced",
+				   "replaced by another object since it was checked");
 		} else {
 			rc = cli_error(cmd, label, err);
+			rm_outcome(&p, p.t[i].arg, "failed", shmkit_strerror(err));
 		}
 	}
-	for (int i = 0; i < nops && a.flag; i++) {
+	for (int i = 0; i < nops; i++) {
+		p.out[i].removed = count[i];
+		if (!p.out[i].status)
+			p.out[i].status = "removed";
+	}
+	for (int i = 0; i < nops && a.flag && !a.json; i++) {
 		char label[SHMKIT_NAME_MAX + 32];
 		cli_target_label(label, sizeof label, a.nnames ? a.names[i] : NULL, a.t.sysv_key);
 		if (count[i] > 1)
@@ -539,6 +610,9 @@ int cli_cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
 	}
 	free(count);
 out:
+	if (a.json)
+		rm_json(&a, &p, nops, rc);
+	free(p.out);
 	free(p.t);
 	if (p.nall >= 0)
 		shmkit_segment_list_free(p.all);

@@ -84,6 +84,24 @@ extern const char cli_usage_replay[];
  * of, or NULL when none is near. */
 const char *cli_suggest(const char *word, const char *const *candidates);
 
+/* The long option of `usage` (a usage text: every "--word" in it is a candidate) that the
+ * rejected `typed` ("--capacty" or "--capacty=4M") is most likely a typo of, copied into
+ * buf with its dashes; NULL when none is near, or when `typed` abbreviates several. */
+const char *cli_suggest_option(const char *typed, const char *usage, char *buf, size_t cap);
+
+/* What an object of `kind` (enum shmkit_kind) is called in messages: "stream channel",
+ * "pub/sub channel", "work queue", "table", "raw segment"; "segment of unknown kind". */
+const char *cli_kind_word(uint32_t kind);
+
+/* cli_error() for a failed open of `name` (with `backend`), where `want` says what the
+ * command expected ("stream channel", "table"; NULL: any kind), with the next step:
+ * -EMEDIUMTYPE looks at what the segment is and says so ("'cfg' is a table, not a stream
+ * channel"), -ENOENT names the nearest existing name ("did you mean 'cfg'?"), -EPERM
+ * points at --foreign when the command has it, -ENOTUNIQ at stat and rm --force. Returns
+ * CLI_ERR. */
+int cli_open_error(const struct cli_cmd *cmd, const char *name, uint32_t backend, int err,
+		   const char *want);
+
 /* --- diagnostics (cli/util.c) ------------------------------------------------------------ */
 
 /* Prints the command's usage text to `out`. */
@@ -252,10 +270,14 @@ int cli_parse_bytes(const char *s, uint64_t max, uint64_t *out);
 /* Seconds: digits, optionally a point and 1..9 more digits: 0, -EINVAL, -ERANGE. */
 int cli_parse_seconds(const char *s, uint64_t *ns);
 
-/* A --timeout: whether one was given, and each wait's bound. */
+/* A --timeout: whether one was given, and each wait's bound. When `announce` is set,
+ * cli_open_wait() says once on stderr that it waits for the object to appear
+ * ("shmkit: sub: waiting for 'x' to appear"); -q leaves it NULL. */
 struct cli_waiting {
 	bool bounded;
 	uint64_t timeout_ns;
+	const struct cli_cmd *announce; /* the command saying it; NULL: quiet */
+	const char *name;               /* the object waited for */
 };
 
 /* The deadline of a wait starting now, or NULL (no bound). */
@@ -269,6 +291,60 @@ void cli_nap(uint64_t ns);
  * with growing pauses up to 50 ms. Returns that result, or -ETIMEDOUT once the --timeout
  * passed (with timeout 0: the -ENOENT / -EAGAIN itself). */
 int cli_open_wait(int (*try_open)(void *ctx), void *ctx, const struct cli_waiting *w);
+
+/* --- what pub and sub moved (cli/flow.c) ---------------------------------------------------
+ * Counters kept in the process (nothing in shared memory), a --progress line on stderr and
+ * the -v / --json summary at the end. The data path pays one add per message; the clock is
+ * read only every FLOW_CHECK_EVERY messages (or for a message of 4 KiB or more, or before a
+ * wait), so the display costs nothing measurable.
+ */
+#define CLI_FLOW_CHECK_EVERY 64u
+
+struct cli_flow {
+	const struct cli_cmd *cmd;
+	const char *name;
+	const char *kind;        /* "stream", "pubsub": the summary's "kind" */
+	uint64_t msgs, bytes, lost;
+	uint64_t start_ns;
+	uint64_t interval_ns;    /* --progress: between two lines; 0: no progress display */
+	uint64_t next_ns;        /* when the next progress line is due */
+	uint64_t last_msgs, last_bytes, last_ns; /* at the previous line, for the rate */
+	bool tty;                /* stderr is a terminal: refresh one line in place */
+	bool shown;              /* a progress line is on the terminal, unterminated */
+	bool verbose, json;      /* -v, --json: the summary at the end */
+};
+
+/* Starts counting (now). */
+void cli_flow_start(struct cli_flow *f);
+
+/* The clock check: prints a progress line when one is due. */
+void cli_flow_tick(struct cli_flow *f);
+
+/* Counts one message of `len` bytes. */
+static inline void cli_flow_count(struct cli_flow *f, size_t len)
+{
+	f->msgs++;
+	f->bytes += len;
+	if (f->interval_ns && ((f->msgs % CLI_FLOW_CHECK_EVERY) == 0 || len >= 4096))
+		cli_flow_tick(f);
+}
+
+/* The end: the last progress line (ended by a newline), then with -v the summary line
+ * ("shmkit: sub: NAME: 1000 messages, 64000 bytes in 1.250 s, 0 lost") or with --json the
+ * summary object (shmkit(1) documents it), both on stderr. `rc` is the exit status. */
+void cli_flow_end(struct cli_flow *f, int rc);
+
+/* The options pub and sub share for this: --progress[=SEC], -v/--verbose, --json and
+ * -q/--quiet (no "waiting for 'x' to appear"). Put CLI_FLOW_OPTIONS in the option table and
+ * "vjq" in the optstring; cli_flow_option() takes the option getopt_long() returned and
+ * returns CLI_OK (taken), CLI_USAGE (reported) or -1 (not one of these). */
+#define CLI_OPT_PROGRESS 0x1000
+#define CLI_FLOW_OPTIONS                                                                         \
+	{"progress", optional_argument, NULL, CLI_OPT_PROGRESS},                                 \
+		{"verbose", no_argument, NULL, 'v'}, {"json", no_argument, NULL, 'j'},            \
+		{"quiet", no_argument, NULL, 'q'}
+int cli_flow_option(const struct cli_cmd *cmd, struct cli_flow *f, bool *quiet, int c,
+		    const char *arg);
 
 /* --- writing records and stopping cleanly (pub, sub; cli/util.c) ------------------------ */
 

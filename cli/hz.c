@@ -219,9 +219,9 @@ int cli_cmd_hz(const struct cli_cmd *cmd, int argc, char **argv)
 	struct shmkit_segment_info inf;
 	int err = shmkit_segment_stat(name, NULL, &inf);
 	if (err < 0)
-		return cli_error(cmd, name, err);
+		return cli_open_error(cmd, name, SHMKIT_BACKEND_ANY, err, NULL);
 	if (inf.status != 0 && inf.status != -EPERM)
-		return cli_error(cmd, name, inf.status);
+		return cli_open_error(cmd, name, SHMKIT_BACKEND_ANY, inf.status, NULL);
 	struct hz_result r = {0};
 	switch (inf.kind) {
 	case SHMKIT_KIND_PUBSUB:

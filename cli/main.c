@@ -56,8 +56,8 @@ static const char usage_stat[] =
 	"  -h, --help             show this help\n";
 
 static const char usage_rm[] =
-	"Usage: shmkit rm NAME... [-v] [--force] [--backend posix|sysv]\n"
-	"       shmkit rm --sysv-key KEY [NAME] [-v] [--force]\n"
+	"Usage: shmkit rm NAME... [-v] [--json] [--force] [--backend posix|sysv]\n"
+	"       shmkit rm --sysv-key KEY [NAME] [-v] [--json] [--force]\n"
 	"\n"
 	"Removes segments by name (both backends unless --backend narrows it), or the System V\n"
 	"segment at KEY, whatever their lifetime. Every name is checked first: when one is\n"
@@ -75,6 +75,9 @@ static const char usage_rm[] =
 	"  -k, --sysv-key KEY     the System V segment at KEY (decimal or 0x hex)\n"
 	"  -f, --force            also remove foreign objects\n"
 	"  -v, --verbose          print a line for each name removed\n"
+	"  -j, --json             print a JSON object: for each NAME what was removed, or\n"
+	"                         why not (shmkit(1) has the schema); errors still go to\n"
+	"                         standard error\n"
 	"  -h, --help             show this help\n";
 
 static const char usage_gc[] =
@@ -204,16 +207,19 @@ int main(int argc, char **argv)
 			printf("shmkit %s\n", shmkit_version());
 			return finish(CLI_OK);
 		default: {
-			char msg[256];
-			return main_usage_error("%s", cli_getopt_problem(msg, sizeof msg, c, argv));
+			char msg[256], guess[40];
+			cli_getopt_problem(msg, sizeof msg, c, argv);
+			if (c == '?' && !optopt && optind > 0 &&
+			    cli_suggest_option(argv[optind - 1], "--help --version", guess, sizeof guess))
+				return main_usage_error("%s; did you mean '%s'?", msg, guess);
+			return main_usage_error("%s", msg);
 		}
 		}
 	}
 	if (optind >= argc) {
-		/* Plain `shmkit`: what it can do, on stderr since nothing was done (status 2). */
-		fputs("shmkit: missing command\n\n", stderr);
+		/* Plain `shmkit`: the usage, on stderr since nothing was done (status 2, as for
+		 * any usage error: a script that forgot the command must not see success). */
 		main_usage(stderr);
-		fputs("Try 'shmkit help COMMAND'.\n", stderr);
 		return CLI_USAGE;
 	}
 	const char *name = argv[optind];

@@ -34,7 +34,7 @@ void obs_nap(uint64_t ns)
 int obs_not_channel(const struct cli_cmd *cmd, const char *name, uint32_t kind)
 {
 	return cli_errorf(cmd, "'%s' is a %s, not a stream, pub/sub channel or queue", name,
-			  kind ? shmkit_kind_name(kind) : "segment of unknown kind");
+			  cli_kind_word(kind));
 }
 
 /* The same opening flags as the stat hooks: look only, whoever made the segment. */

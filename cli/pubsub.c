@@ -96,6 +96,13 @@ const char cli_usage_pub[] =
 	"  -t, --timeout SEC       give up after SEC seconds waiting for the channel to\n"
 	"                          appear, or for room in it (default: wait as long as it\n"
 	"                          takes; 0: do not wait; fractions allowed, e.g. 0.5)\n"
+	"  -q, --quiet             do not say that pub waits for the channel to appear\n"
+	"      --progress[=SEC]    a line on standard error every SEC seconds (default 1)\n"
+	"                          while messages flow: messages, bytes, time, rate; on a\n"
+	"                          terminal one line refreshed in place\n"
+	"  -v, --verbose           at the end, a summary line on standard error: messages,\n"
+	"                          bytes, seconds, lost\n"
+	"      --json              the summary as one JSON object on standard error instead\n"
 	"  -h, --help              show this help\n"
 	"\n"
 	"BYTES: a number with an optional suffix K, M or G (powers of 1024).\n"
@@ -139,6 +146,14 @@ const char cli_usage_sub[] =
 	"                          on a stop signal (a later sub continues where it stopped)\n"
 	"      --foreign           open a channel that is not ours (another user's, or\n"
 	"                          writable by group or others)\n"
+	"  -q, --quiet             do not say \"waiting for 'NAME' to appear\" on standard\n"
+	"                          error when the channel does not exist yet\n"
+	"      --progress[=SEC]    a line on standard error every SEC seconds (default 1)\n"
+	"                          while messages flow: messages, bytes, time, rate, lost;\n"
+	"                          on a terminal one line refreshed in place\n"
+	"  -v, --verbose           at the end, a summary line on standard error: messages,\n"
+	"                          bytes, seconds, lost\n"
+	"      --json              the summary as one JSON object on standard error instead\n"
 	"  -h, --help              show this help\n"
 	"\n"
 	"Exit status: 0 at the end of the stream, or when the reader of standard output went\n"
@@ -150,8 +165,9 @@ const char cli_usage_sub[] =
 	"\n"
 	"On a publish/subscribe channel, sub is one subscriber among many: it gets every\n"
 	"message published after it joined (and the channel's history, unless --from-now),\n"
-	"reports messages it lost to the overwrite policy on standard error, exits 0 at the\n"
-	"end of the stream and never removes the channel.\n"
+	"reports messages it lost to the overwrite policy on standard error as they are\n"
+	"lost and their total at the end, exits 0 at the end of the stream and never\n"
+	"removes the channel.\n"
 	"      --from-now          do not replay the channel's history\n";
 
 #define DEFAULT_CAPACITY (4ull << 20)
@@ -209,6 +225,31 @@ static int chan_leave(struct shmkit_chan *ch, const char *name, bool abort, bool
 	int err = shmkit_segment_remove(name, &so);
 	/* -ENOENT: the other end removed it too, which is just as good. */
 	return err == -ENOENT || err > 0 ? 0 : err;
+}
+
+/* Reports a failed open of the stream channel `name` as `role`: for -EBUSY, who holds the
+ * role (a stream has one producer and one consumer); else as cli_open_error(). */
+static int open_error(const struct cli_cmd *cmd, const char *name, uint32_t backend, int err,
+		      int role)
+{
+	struct shmkit_chan_opts co = {.seg = {.backend = backend, .flags = SHMKIT_SEG_FOREIGN_UID}};
+	struct shmkit_chan *ch;
+	struct shmkit_chan_stats st;
+	if (err == -EBUSY && shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, &co, &ch) == 0) {
+		int got = shmkit_chan_stats(ch, &st);
+		shmkit_chan_close(ch);
+		bool prod = role == SHMKIT_CHAN_PRODUCER;
+		int32_t pid = prod ? st.producer_pid : st.consumer_pid;
+		if (got == 0 && pid > 0)
+			return cli_errorf(cmd,
+					  "%s: %s: its %s is pid %" PRId32 " (a stream channel has "
+					  "one; for many subscribers use 'pub --pubsub')",
+					  name, shmkit_strerror(err), prod ? "producer" : "consumer",
+					  pid);
+	}
+	return cli_open_error(cmd, name, backend, err,
+			      role == SHMKIT_CHAN_PRODUCER ? "stream channel"
+							   : "stream or pub/sub channel");
 }
 
 /* Reports a failed removal of the channel; returns CLI_ERR. */
@@ -275,6 +316,7 @@ struct pub {
 	struct shmkit_chan *ch;
 	struct cli_waiting wait;
 	uint64_t max_msg;
+	struct cli_flow flow;
 };
 
 /* Reports a failed read of standard input; returns CLI_ERR. A stop signal is no error to
@@ -328,6 +370,7 @@ static int pub_raw(struct pub *p)
 		err = shmkit_chan_commit(p->ch, (size_t)n, 0);
 		if (err)
 			return pub_chan_error(p, err);
+		cli_flow_count(&p->flow, (size_t)n);
 	}
 }
 
@@ -340,13 +383,17 @@ static int pub_copy(struct pub *p, const void *data, size_t len)
 	if (err)
 		return err;
 	memcpy(buf, data, len);
-	return shmkit_chan_commit(p->ch, len, SHMKIT_CHAN_MORE);
+	err = shmkit_chan_commit(p->ch, len, SHMKIT_CHAN_MORE);
+	if (!err)
+		cli_flow_count(&p->flow, len);
+	return err;
 }
 
 /* Publishes the batched messages, then reads more input. */
 static int pub_refill(struct pub *p, struct input *in)
 {
 	shmkit_chan_flush(p->ch);
+	cli_flow_tick(&p->flow); /* about to wait for input: the display must not lag */
 	int err = input_fill(in);
 	if (err)
 		return pub_input_error(p, err);
@@ -365,9 +412,11 @@ static int pub_lines(struct pub *p, struct input *in)
 		scanned = avail; /* a line trickling in is not scanned again */
 		if (len > p->max_msg)
 			return cli_errorf(p->cmd,
-					  "%s: line %" PRIu64 " is longer than the largest message "
-					  "(%" PRIu64 " bytes)",
-					  p->name, line + 1, p->max_msg);
+					  "%s: line %" PRIu64 " of %s%zu bytes exceeds max_msg %" PRIu64
+					  " (the channel's largest message; create it with a larger "
+					  "--max-msg)",
+					  p->name, line + 1, nl || in->eof ? "" : "at least ", len,
+					  p->max_msg);
 		if (nl || (in->eof && avail > 0)) {
 			line++;
 			int err = pub_copy(p, s, len);
@@ -406,8 +455,9 @@ static int pub_len(struct pub *p, struct input *in)
 			       (uint64_t)h[3] << 24;
 		if (len > p->max_msg)
 			return cli_errorf(p->cmd,
-					  "%s: record %" PRIu64 " is longer than the largest message "
-					  "(%" PRIu64 " > %" PRIu64 " bytes)",
+					  "%s: record %" PRIu64 " of %" PRIu64 " bytes exceeds max_msg "
+					  "%" PRIu64 " (the channel's largest message; create it with a "
+					  "larger --max-msg)",
 					  p->name, rec, len, p->max_msg);
 		in->start += 4;
 		avail -= 4;
@@ -434,6 +484,7 @@ static int pub_len(struct pub *p, struct input *in)
 		err = shmkit_chan_commit(p->ch, (size_t)len, SHMKIT_CHAN_MORE);
 		if (err)
 			return pub_chan_error(p, err);
+		cli_flow_count(&p->flow, (size_t)len);
 	}
 }
 
@@ -494,9 +545,11 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 		{"backend", required_argument, NULL, 'b'},
 		{"timeout", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
+		CLI_FLOW_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
-	bool create = false, have_cap = false, have_max = false, foreign = false;
+	bool create = false, have_cap = false, have_max = false, foreign = false, quiet = false;
+	struct cli_flow flow = {.cmd = cmd, .kind = "stream"};
 	uint32_t lifetime = 0;
 	uint64_t cap = 0, max = 0;
 	enum cli_framing framing = CLI_FRAMING_RAW;
@@ -504,7 +557,13 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 	struct cli_waiting w = {0};
 	int c;
 	cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, ":cf:b:t:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":cf:b:t:hvjq", opts, NULL)) != -1) {
+		int rc = cli_flow_option(cmd, &flow, &quiet, c, optarg);
+		if (rc >= 0) {
+			if (rc != CLI_OK)
+				return rc;
+			continue;
+		}
 		switch (c) {
 		case 'c':
 			create = true;
@@ -568,7 +627,12 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	struct shmkit_chan_opts co = {.capacity = cap, .max_msg = max, .seg = {.backend = backend}};
-	struct pub p = {.cmd = cmd, .name = name, .wait = w};
+	if (!quiet) {
+		w.announce = cmd;
+		w.name = name;
+	}
+	flow.name = name;
+	struct pub p = {.cmd = cmd, .name = name, .wait = w, .flow = flow};
 	int err;
 	if (create) {
 		/* A stream is between two running programs: garbage once they are gone. */
@@ -582,8 +646,10 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 			return cli_errorf(cmd, "%s: timed out waiting for the channel to appear", name);
 	}
 	if (err)
-		return create ? cli_create_error(cmd, name, err, backend) : cli_error(cmd, name, err);
+		return create ? cli_create_error(cmd, name, err, backend)
+			      : open_error(cmd, name, backend, err, SHMKIT_CHAN_PRODUCER);
 	p.max_msg = shmkit_chan_max_msg(p.ch);
+	cli_flow_start(&p.flow);
 	grow_pipe(STDIN_FILENO);
 	cli_catch_stop(); /* from now on a stop signal ends the stream as cut short */
 
@@ -610,6 +676,7 @@ int cli_cmd_pub(const struct cli_cmd *cmd, int argc, char **argv)
 	err = chan_leave(p.ch, name, rc != CLI_OK, true);
 	if (err && rc == CLI_OK)
 		rc = leave_error(cmd, name, err);
+	cli_flow_end(&p.flow, rc);
 	return cli_stop_exit(rc);
 }
 
@@ -664,6 +731,7 @@ struct sub {
 	struct shmkit_chan *ch;
 	struct cli_waiting wait;
 	enum cli_framing framing;
+	struct cli_flow flow;
 };
 
 /* Copies messages to standard output until the stream ends, something fails or a stop
@@ -693,6 +761,7 @@ static void sub_loop(struct sub *s, struct output *o, int *chan_err, int *out_er
 			if (*out_err)
 				return;
 			shmkit_chan_flush(s->ch);
+			cli_flow_tick(&s->flow); /* about to wait: the display must not lag */
 			while (err == -EAGAIN || (err == -EINTR && !cli_stop_sig)) {
 				struct timespec ts;
 				err = shmkit_chan_peek_wait(s->ch, &msg, &len, cli_deadline(&s->wait, &ts));
@@ -710,6 +779,9 @@ static void sub_loop(struct sub *s, struct output *o, int *chan_err, int *out_er
 			*out_err = copied;
 			return;
 		}
+		/* Counted when taken: a copied message is written at the next flush, or it is
+		 * never released and the next sub writes it again. */
+		cli_flow_count(&s->flow, len);
 		if (!copied) {
 			/* Written (after the buffer before it): release it and the gathered batch. */
 			shmkit_chan_release(s->ch, 0);
@@ -738,6 +810,55 @@ static int sub_finish(struct sub *s, bool keep, int rc)
 	return rc;
 }
 
+/* How sub ends after sub_loop(): closes, detaches or removes the channel and reports.
+ * Returns the exit status; *by_signal tells whether a stop signal ended it (the caller
+ * then ends by that signal, cli_stop_exit()). */
+static int sub_end(struct sub *s, bool keep, int chan_err, int out_err, bool *by_signal)
+{
+	const struct cli_cmd *cmd = s->cmd;
+	int err;
+	*by_signal = true;
+	if (out_err) {
+		/* Close our side: the producer learns that its reader is gone. Aborted: what
+		 * we held but could not write stays in the channel (released, not lost). */
+		chan_leave(s->ch, s->name, true, !keep);
+		if (out_err == -EPIPE)
+			return CLI_OK;
+		return cli_error(cmd, "standard output", out_err);
+	}
+	switch (chan_err) {
+	case -EINTR:
+		/* A stop signal: everything taken was written and released (sub_loop). --keep:
+		 * leave without a mark, a later sub carries on. Else close our side like a
+		 * pipe's reader; the producer, or we if it is gone already, removes it. */
+		if (keep)
+			shmkit_chan_detach(s->ch);
+		else if ((err = chan_leave(s->ch, s->name, false, true)) != 0)
+			return leave_error(cmd, s->name, err);
+		return CLI_OK;
+	}
+	*by_signal = false;
+	switch (chan_err) {
+	case -EPIPE:
+		return sub_finish(s, keep, CLI_OK);
+	case -EOWNERDEAD:
+		return sub_finish(s, keep,
+				  cli_errorf(cmd, "%s: producer died before the end of the stream",
+					     s->name));
+	case -ECONNABORTED:
+		return sub_finish(s, keep,
+				  cli_errorf(cmd, "%s: producer aborted the stream before its end",
+					     s->name));
+	case -ETIMEDOUT:
+		/* Leave without a mark: a later sub carries on where this one stopped. */
+		shmkit_chan_detach(s->ch);
+		return cli_errorf(cmd, "%s: timed out waiting for a message", s->name);
+	default:
+		shmkit_chan_close(s->ch);
+		return cli_error(cmd, s->name, chan_err);
+	}
+}
+
 int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	if (wants_pubsub(argc, argv, "--from-now", NULL))
@@ -749,13 +870,21 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 		{"keep", no_argument, NULL, 'k'},
 		{"foreign", no_argument, NULL, OPT_FOREIGN},
 		{"help", no_argument, NULL, 'h'},
+		CLI_FLOW_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
-	struct sub s = {.cmd = cmd, .framing = CLI_FRAMING_RAW};
-	bool keep = false, foreign = false;
+	struct sub s = {.cmd = cmd, .framing = CLI_FRAMING_RAW,
+			.flow = {.cmd = cmd, .kind = "stream"}};
+	bool keep = false, foreign = false, quiet = false;
 	int c;
 	cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, ":f:t:kh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":f:t:khvjq", opts, NULL)) != -1) {
+		int rc = cli_flow_option(cmd, &s.flow, &quiet, c, optarg);
+		if (rc >= 0) {
+			if (rc != CLI_OK)
+				return rc;
+			continue;
+		}
 		switch (c) {
 		case 'f':
 			if (cli_parse_framing(optarg, &s.framing) < 0)
@@ -783,6 +912,11 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 	}
 	if (cli_name_arg(cmd, argc, argv, "channel", &s.name) != CLI_OK)
 		return CLI_USAGE;
+	s.flow.name = s.name;
+	if (!quiet) {
+		s.wait.announce = cmd;
+		s.wait.name = s.name;
+	}
 	struct shmkit_chan_opts co = {.seg = {.flags = foreign ? SHMKIT_SEG_FOREIGN_UID : 0}};
 
 	/* A publish/subscribe channel: one subscriber among many (cli/pubsub_multi.c). */
@@ -793,12 +927,13 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 		return cli_sub_multi(cmd, argc, argv);
 	signal(SIGPIPE, SIG_IGN);
 	int err = open_wait(s.name, SHMKIT_CHAN_CONSUMER, &co, &s.wait, &s.ch);
-	if (err == -EMEDIUMTYPE) /* it appeared while we waited, as a pub/sub channel */
+	if (err == -EMEDIUMTYPE && shmkit_segment_stat(s.name, NULL, &inf) == 0 &&
+	    inf.kind == SHMKIT_KIND_PUBSUB) /* it appeared while we waited, as a pub/sub channel */
 		return cli_sub_multi(cmd, argc, argv);
 	if (err == -ETIMEDOUT)
 		return cli_errorf(cmd, "%s: timed out waiting for the channel to appear", s.name);
 	if (err)
-		return cli_error(cmd, s.name, err);
+		return open_error(cmd, s.name, SHMKIT_BACKEND_ANY, err, SHMKIT_CHAN_CONSUMER);
 	grow_pipe(STDOUT_FILENO);
 	cli_catch_stop(); /* from now on a stop signal ends sub at a record boundary */
 	struct output o = {.fd = STDOUT_FILENO, .buf = malloc(OUT_CAP)};
@@ -806,46 +941,14 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 		shmkit_chan_close(s.ch);
 		return cli_error(cmd, "output buffer", -ENOMEM);
 	}
+	cli_flow_start(&s.flow);
 	int chan_err = 0, out_err = 0;
 	sub_loop(&s, &o, &chan_err, &out_err);
 	free(o.buf);
-
-	if (out_err) {
-		/* Close our side: the producer learns that its reader is gone. Aborted: what
-		 * we held but could not write stays in the channel (released, not lost). */
-		chan_leave(s.ch, s.name, true, !keep);
-		if (out_err == -EPIPE)
-			return cli_stop_exit(CLI_OK);
-		return cli_stop_exit(cli_error(cmd, "standard output", out_err));
-	}
-	switch (chan_err) {
-	case -EINTR:
-		/* A stop signal: everything taken was written and released (sub_loop). --keep:
-		 * leave without a mark, a later sub carries on. Else close our side like a
-		 * pipe's reader; the producer, or we if it is gone already, removes it. */
-		if (keep)
-			shmkit_chan_detach(s.ch);
-		else if ((err = chan_leave(s.ch, s.name, false, true)) != 0)
-			return cli_stop_exit(leave_error(cmd, s.name, err));
-		return cli_stop_exit(CLI_OK);
-	case -EPIPE:
-		return sub_finish(&s, keep, CLI_OK);
-	case -EOWNERDEAD:
-		return sub_finish(&s, keep,
-				  cli_errorf(cmd, "%s: producer died before the end of the stream",
-					     s.name));
-	case -ECONNABORTED:
-		return sub_finish(&s, keep,
-				  cli_errorf(cmd, "%s: producer aborted the stream before its end",
-					     s.name));
-	case -ETIMEDOUT:
-		/* Leave without a mark: a later sub carries on where this one stopped. */
-		shmkit_chan_detach(s.ch);
-		return cli_errorf(cmd, "%s: timed out waiting for a message", s.name);
-	default:
-		shmkit_chan_close(s.ch);
-		return cli_error(cmd, s.name, chan_err);
-	}
+	bool by_signal;
+	int rc = sub_end(&s, keep, chan_err, out_err, &by_signal);
+	cli_flow_end(&s.flow, rc);
+	return by_signal ? cli_stop_exit(rc) : rc;
 }
 
 /* --- stat detail ---------------------------------------------------------------------------- */

@@ -66,6 +66,8 @@ struct pub_args {
 	bool foreign;
 	enum cli_framing framing;
 	struct cli_waiting wait;
+	struct cli_flow flow;
+	bool quiet;
 };
 
 static int pub_parse(const struct cli_cmd *cmd, int argc, char **argv, struct pub_args *a)
@@ -87,15 +89,23 @@ static int pub_parse(const struct cli_cmd *cmd, int argc, char **argv, struct pu
 		{"backend", required_argument, NULL, 'b'},
 		{"timeout", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
+		CLI_FLOW_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	memset(a, 0, sizeof *a);
+	a->flow = (struct cli_flow){.cmd = cmd, .kind = "pubsub"};
 	a->backend = SHMKIT_BACKEND_POSIX;
 	bool create_only = false;
 	uint64_t v;
 	int c;
 	cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, ":Pcn:p:H:w:f:b:t:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":Pcn:p:H:w:f:b:t:hvjq", opts, NULL)) != -1) {
+		int rc = cli_flow_option(cmd, &a->flow, &a->quiet, c, optarg);
+		if (rc >= 0) {
+			if (rc != CLI_OK)
+				return rc;
+			continue;
+		}
 		switch (c) {
 		case 'P':
 			break;
@@ -174,6 +184,11 @@ static int pub_parse(const struct cli_cmd *cmd, int argc, char **argv, struct pu
 	}
 	if (cli_name_arg(cmd, argc, argv, "channel", &a->name) != CLI_OK)
 		return CLI_USAGE;
+	a->flow.name = a->name;
+	if (!a->quiet) {
+		a->wait.announce = cmd;
+		a->wait.name = a->name;
+	}
 	if (create_only && !a->create)
 		return cli_usage_error(cmd, "--subscribers, --policy, --history, --capacity, "
 					    "--max-msg, --persistent and --ephemeral need --create");
@@ -215,9 +230,11 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 			o.seg.flags |= SHMKIT_SEG_FOREIGN_UID;
 		err = open_wait(a.name, SHMKIT_PUBSUB_PUBLISHER, &o, &a.wait, &ps);
 	}
+	if (err == -ETIMEDOUT)
+		return cli_errorf(cmd, "%s: timed out waiting for the channel to appear", a.name);
 	if (err)
 		return a.create ? cli_create_error(cmd, a.name, err, a.backend)
-				: cli_error(cmd, a.name, err);
+				: cli_open_error(cmd, a.name, a.backend, err, "pub/sub channel");
 	/* --wait-subscribers: poll the live subscriber count (joins are rare events). */
 	for (uint64_t start = shmkit_now_ns(); a.wait_subs;) {
 		int live = shmkit_pubsub_peer_alive(ps);
@@ -239,7 +256,8 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 		return cli_error(cmd, a.name, -ENOMEM);
 	}
 	rc = CLI_OK;
-	for (;;) {
+	cli_flow_start(&a.flow);
+	for (uint64_t rec = 1;; rec++) {
 		size_t len;
 		if (a.framing == CLI_FRAMING_RAW) {
 			ssize_t r;
@@ -262,8 +280,11 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 			if (len && line[len - 1] == '\n')
 				len--;
 			if (len > max) {
-				rc = cli_errorf(cmd, "%s: a line is longer than the largest message (%zu)",
-						a.name, max);
+				rc = cli_errorf(cmd,
+						"%s: line %" PRIu64 " of %zu bytes exceeds max_msg %zu "
+						"(the channel's largest message; create it with a "
+						"larger --max-msg)",
+						a.name, rec, len, max);
 				break;
 			}
 			memcpy(buf, line, len);
@@ -273,27 +294,43 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 			if (got == 0)
 				break;
 			if (got < 4) {
-				rc = cli_errorf(cmd, "%s: truncated record length", a.name);
+				rc = cli_errorf(cmd,
+						"%s: record %" PRIu64 " is truncated (%zu of the 4 "
+						"length bytes at end of input)",
+						a.name, rec, got);
 				break;
 			}
 			len = (size_t)hdr[0] | (size_t)hdr[1] << 8 | (size_t)hdr[2] << 16 |
 			      (size_t)hdr[3] << 24;
 			if (len > max) {
-				rc = cli_errorf(cmd, "%s: a record is larger than the largest message (%zu)",
-						a.name, max);
+				rc = cli_errorf(cmd,
+						"%s: record %" PRIu64 " of %zu bytes exceeds max_msg %zu "
+						"(the channel's largest message; create it with a "
+						"larger --max-msg)",
+						a.name, rec, len, max);
 				break;
 			}
-			if (read_full(stdin, buf, len) != len) {
-				rc = cli_errorf(cmd, "%s: truncated record", a.name);
+			size_t have = read_full(stdin, buf, len);
+			if (have != len) {
+				rc = cli_errorf(cmd,
+						"%s: record %" PRIu64 " is truncated (%zu of its %zu "
+						"bytes at end of input)",
+						a.name, rec, have, len);
 				break;
 			}
 		}
 		struct timespec ts;
 		err = shmkit_pubsub_send_wait(ps, buf, len, cli_deadline(&a.wait, &ts));
+		if (err == -ETIMEDOUT) {
+			rc = cli_errorf(cmd, "%s: timed out waiting for room in the channel (the "
+					     "slowest subscriber holds it)", a.name);
+			break;
+		}
 		if (err) {
 			rc = cli_error(cmd, a.name, err);
 			break;
 		}
+		cli_flow_count(&a.flow, len);
 	}
 	free(buf);
 	free(line);
@@ -301,6 +338,7 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 	 * single consumer relies on it, and subscribers must not wait for a publisher that
 	 * is gone; they see the end of what was published. */
 	shmkit_pubsub_close(ps);
+	cli_flow_end(&a.flow, rc);
 	return rc;
 }
 
@@ -326,14 +364,23 @@ int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 		{"from-now", no_argument, NULL, O_FROM_NOW},
 		{"foreign", no_argument, NULL, O_FOREIGN},
 		{"help", no_argument, NULL, 'h'},
+		CLI_FLOW_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	enum cli_framing framing = CLI_FRAMING_RAW;
 	struct cli_waiting wait = {0};
+	struct cli_flow flow = {.cmd = cmd, .kind = "pubsub"};
+	bool quiet = false;
 	uint32_t flags = 0, seg_flags = 0;
 	int c;
 	cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, ":f:t:kh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":f:t:khvjq", opts, NULL)) != -1) {
+		int frc = cli_flow_option(cmd, &flow, &quiet, c, optarg);
+		if (frc >= 0) {
+			if (frc != CLI_OK)
+				return frc;
+			continue;
+		}
 		switch (c) {
 		case 'f':
 			if (cli_parse_framing(optarg, &framing))
@@ -360,23 +407,40 @@ int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 	const char *name;
 	if (cli_name_arg(cmd, argc, argv, "channel", &name) != CLI_OK)
 		return CLI_USAGE;
+	flow.name = name;
+	if (!quiet) {
+		wait.announce = cmd;
+		wait.name = name;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	struct shmkit_pubsub_opts o = {.flags = flags, .seg = {.flags = seg_flags}};
 	struct shmkit_pubsub *ps;
 	int err = open_wait(name, SHMKIT_PUBSUB_SUBSCRIBER, &o, &wait, &ps);
+	if (err == -ETIMEDOUT)
+		return cli_errorf(cmd, "%s: timed out waiting for the channel to appear", name);
 	if (err)
-		return cli_error(cmd, name, err);
+		return cli_open_error(cmd, name, SHMKIT_BACKEND_ANY, err, "pub/sub channel");
 	int rc = CLI_OK;
+	cli_flow_start(&flow);
 	for (;;) {
 		const void *p;
 		size_t len;
 		struct timespec ts;
-		err = shmkit_pubsub_peek_wait(ps, &p, &len, cli_deadline(&wait, &ts));
+		err = shmkit_pubsub_peek(ps, &p, &len);
+		if (err == -EAGAIN) {
+			cli_flow_tick(&flow); /* about to wait: the display must not lag */
+			err = shmkit_pubsub_peek_wait(ps, &p, &len, cli_deadline(&wait, &ts));
+		}
 		if (err == -EPIPE)
 			break;
+		if (err == -ETIMEDOUT) {
+			rc = cli_errorf(cmd, "%s: timed out waiting for a message", name);
+			break;
+		}
 		if (err == -ESTALE) {
 			uint64_t since;
 			shmkit_pubsub_lost(ps, &since);
+			flow.lost += since;
 			fprintf(stderr, "shmkit: %s: %s: lost %" PRIu64 " message%s (overwritten before "
 					"they were read)\n",
 				cmd->name, name, since, since == 1 ? "" : "s");
@@ -410,6 +474,7 @@ int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 				fprintf(stderr, "shmkit: %s: %s: lost 1 message (overwritten while it "
 						"was read)\n",
 					cmd->name, name);
+				flow.lost++;
 				continue;
 			}
 			err = out_message(framing, copy, len);
@@ -421,8 +486,15 @@ int cli_sub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 			rc = cli_error(cmd, "standard output", err);
 			break;
 		}
+		cli_flow_count(&flow, len);
 	}
 	shmkit_pubsub_close(ps);
+	/* The total, whatever else was asked: the per-lap lines scroll away. */
+	if (flow.lost)
+		fprintf(stderr, "shmkit: %s: %s: lost %" PRIu64 " message%s in all (overwrite "
+				"policy: the publisher lapped this subscriber)\n",
+			cmd->name, name, flow.lost, flow.lost == 1 ? "" : "s");
+	cli_flow_end(&flow, rc);
 	return rc;
 }
 

@@ -52,7 +52,7 @@
 #define POLL_NS 100000000ull /* checks for a signal at least this often while waiting */
 
 const char cli_usage_record[] =
-	"Usage: shmkit record NAME FILE [--count N] [--duration SECONDS] [-q]\n"
+	"Usage: shmkit record NAME FILE [--count N] [--duration SECONDS] [-q | --json]\n"
 	"\n"
 	"Receives the messages of NAME (a stream, pub/sub channel or queue) and writes each with\n"
 	"its arrival time to FILE (format in shmkit(1), RECORDING FORMAT). On a stream recording\n"
@@ -65,11 +65,13 @@ const char cli_usage_record[] =
 	"  -n, --count N             stop after N messages\n"
 	"  -d, --duration SECONDS    stop after this long\n"
 	"  -q, --quiet               no summary\n"
+	"  -j, --json                the summary as one JSON object on stderr (the schema of\n"
+	"                            pub and sub's, shmkit(1))\n"
 	"  -h, --help                show this help\n";
 
 const char cli_usage_replay[] =
-	"Usage: shmkit replay FILE NAME [--speed X] [-q]\n"
-	"       shmkit replay --verify FILE\n"
+	"Usage: shmkit replay FILE NAME [--speed X] [-q | --json]\n"
+	"       shmkit replay --verify FILE [--json]\n"
 	"\n"
 	"Sends the messages of a recording into NAME (an existing stream, pub/sub channel or\n"
 	"queue) with their recorded spacing divided by X, then closes the channel as a producer\n"
@@ -82,6 +84,8 @@ const char cli_usage_replay[] =
 	"                   (default 1)\n"
 	"  -V, --verify     only check the file and print what it holds\n"
 	"  -q, --quiet      no summary\n"
+	"  -j, --json       the summary as one JSON object on stderr (as pub's); with\n"
+	"                   --verify, what the file holds as one JSON object on stdout\n"
 	"  -h, --help       show this help\n";
 
 /* --- CRC-32 and little-endian fields ----------------------------------------------------- */
@@ -203,20 +207,30 @@ static void any_close(struct chan_any *a)
 
 /* --- record ------------------------------------------------------------------------------ */
 
+/* --json: the summary pub and sub print (cli_flow_end(), one schema for all four). */
+static void summary_json(const struct cli_cmd *cmd, const char *name, uint32_t kind,
+			 uint64_t msgs, uint64_t bytes, uint64_t start_ns, int rc)
+{
+	struct cli_flow f = {.cmd = cmd, .name = name, .kind = shmkit_kind_name(kind),
+			     .msgs = msgs, .bytes = bytes, .start_ns = start_ns, .json = true};
+	cli_flow_end(&f, rc);
+}
+
 int cli_cmd_record(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"count", required_argument, NULL, 'n'},
 		{"duration", required_argument, NULL, 'd'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"json", no_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	uint64_t count = 0, duration = 0;
-	bool quiet = false;
+	bool quiet = false, json = false;
 	int c;
 	cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, ":n:d:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":n:d:qjh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (cli_parse_u64(optarg, 10, UINT64_MAX, &count) != 0 || count == 0)
@@ -228,6 +242,9 @@ int cli_cmd_record(const struct cli_cmd *cmd, int argc, char **argv)
 			break;
 		case 'q':
 			quiet = true;
+			break;
+		case 'j':
+			json = true;
 			break;
 		default:
 			return cli_default_option(cmd, c, argv);
@@ -247,7 +264,7 @@ int cli_cmd_record(const struct cli_cmd *cmd, int argc, char **argv)
 	if (err == -EMEDIUMTYPE)
 		return obs_not_channel(cmd, name, kind);
 	if (err)
-		return cli_error(cmd, name, err);
+		return cli_open_error(cmd, name, SHMKIT_BACKEND_ANY, err, NULL);
 	FILE *f = fopen(path, "wb");
 	if (!f) {
 		err = -errno;
@@ -310,7 +327,9 @@ int cli_cmd_record(const struct cli_cmd *cmd, int argc, char **argv)
 		return cli_error(cmd, path, err ? err : -EIO);
 	}
 	fclose(f);
-	if (!quiet)
+	if (json)
+		summary_json(cmd, name, kind, msgs, bytes, start, rc);
+	else if (!quiet)
 		fprintf(stderr, "record: %" PRIu64 " messages, %" PRIu64 " bytes in %.3f s to %s\n", msgs,
 			bytes, (double)(shmkit_now_ns() - start) / 1e9, path);
 	return rc;
@@ -396,14 +415,15 @@ int cli_cmd_replay(const struct cli_cmd *cmd, int argc, char **argv)
 		{"speed", required_argument, NULL, 's'},
 		{"verify", no_argument, NULL, 'V'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"json", no_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	double speed = 1.0;
-	bool verify = false, quiet = false;
+	bool verify = false, quiet = false, json = false;
 	int c;
 	cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, ":s:Vqh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":s:Vqjh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (parse_speed(optarg, &speed) != 0)
@@ -414,6 +434,9 @@ int cli_cmd_replay(const struct cli_cmd *cmd, int argc, char **argv)
 			break;
 		case 'q':
 			quiet = true;
+			break;
+		case 'j':
+			json = true;
 			break;
 		default:
 			return cli_default_option(cmd, c, argv);
@@ -448,6 +471,14 @@ int cli_cmd_replay(const struct cli_cmd *cmd, int argc, char **argv)
 		rc = cli_errorf(cmd, "%s: %s", path, why);
 		goto out;
 	}
+	if (verify && json) {
+		fputs("{\"file\":", stdout);
+		cli_json_string(stdout, path);
+		printf(",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"seconds\":%.6f,"
+		       "\"kind\":\"%s\"}\n",
+		       r.nrec, r.bytes, (double)r.last_t / 1e9, shmkit_kind_name(r.kind));
+		goto out;
+	}
 	if (verify) {
 		printf("%s: %" PRIu64 " messages, %" PRIu64 " bytes over %.6f s, from a %s\n", path,
 		       r.nrec, r.bytes, (double)r.last_t / 1e9, shmkit_kind_name(r.kind));
@@ -461,11 +492,11 @@ int cli_cmd_replay(const struct cli_cmd *cmd, int argc, char **argv)
 		goto out;
 	}
 	if (err) {
-		rc = cli_error(cmd, name, err);
+		rc = cli_open_error(cmd, name, SHMKIT_BACKEND_ANY, err, NULL);
 		goto out;
 	}
 	obs_catch_signals();
-	uint64_t start = shmkit_now_ns(), sent = 0;
+	uint64_t start = shmkit_now_ns(), sent = 0, sent_bytes = 0;
 	for (size_t off = get_le(r.p + 10, 2); off < r.size && !obs_stop;) {
 		uint64_t t = get_le(r.p + off, 8), len = get_le(r.p + off + 8, 4);
 		if (speed > 0) {
@@ -483,10 +514,13 @@ int cli_cmd_replay(const struct cli_cmd *cmd, int argc, char **argv)
 			break;
 		}
 		sent++;
+		sent_bytes += len;
 		off += REC_RHDR + len;
 	}
 	any_close(&a);
-	if (!quiet)
+	if (json)
+		summary_json(cmd, name, kind, sent, sent_bytes, start, rc);
+	else if (!quiet)
 		fprintf(stderr, "replay: %" PRIu64 " of %" PRIu64 " messages in %.3f s to %s\n", sent,
 			r.nrec, (double)(shmkit_now_ns() - start) / 1e9, name);
 out:

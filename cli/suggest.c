@@ -1,4 +1,8 @@
-/* shmkit CLI — "did you mean ...?" for a mistyped word. */
+/* shmkit CLI — errors that explain themselves: "did you mean ...?" for a mistyped command
+ * or option, and "'cfg' is a table, not a stream channel" for an object of another kind. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -47,4 +51,134 @@ const char *cli_suggest(const char *word, const char *const *candidates)
 	}
 	/* Near enough to be a typo: at most one edit in a short word, two in a longer one. */
 	return best && best_d <= (len <= 4 ? 1u : 2u) ? best : NULL;
+}
+
+const char *cli_suggest_option(const char *typed, const char *usage, char *buf, size_t cap)
+{
+	/* The option as typed, without its dashes and any "=VALUE". */
+	if (strncmp(typed, "--", 2) != 0)
+		return NULL;
+	char word[32];
+	size_t n = strcspn(typed + 2, "=");
+	if (n == 0 || n >= sizeof word)
+		return NULL;
+	memcpy(word, typed + 2, n);
+	word[n] = '\0';
+	/* Every "--word" of the usage text, once: the options the command documents. */
+	enum { MAX_OPTS = 96 };
+	char names[MAX_OPTS][32];
+	const char *cand[MAX_OPTS + 1];
+	size_t count = 0, prefixed = 0;
+	for (const char *s = usage; (s = strstr(s, "--")) != NULL && count < MAX_OPTS;) {
+		s += 2;
+		size_t len = 0;
+		while ((s[len] >= 'a' && s[len] <= 'z') || (s[len] >= '0' && s[len] <= '9') ||
+		       (len > 0 && s[len] == '-'))
+			len++;
+		if (len == 0 || len >= sizeof names[0])
+			continue;
+		memcpy(names[count], s, len);
+		names[count][len] = '\0';
+		s += len;
+		bool seen = false;
+		for (size_t i = 0; i < count && !seen; i++)
+			seen = strcmp(names[i], names[count]) == 0;
+		if (seen)
+			continue;
+		prefixed += strncmp(names[count], word, n) == 0;
+		cand[count] = names[count];
+		count++;
+	}
+	cand[count] = NULL;
+	/* getopt_long() takes any unambiguous abbreviation: one rejected that abbreviates
+	 * several options was ambiguous, and guessing one of them would mislead. */
+	if (prefixed > 1)
+		return NULL;
+	const char *best = cli_suggest(word, cand);
+	if (!best)
+		return NULL;
+	snprintf(buf, cap, "--%s", best);
+	return buf;
+}
+
+const char *cli_kind_word(uint32_t kind)
+{
+	switch (kind) {
+	case SHMKIT_KIND_RAW:
+		return "raw segment";
+	case SHMKIT_KIND_STREAM:
+		return "stream channel";
+	case SHMKIT_KIND_PUBSUB:
+		return "pub/sub channel";
+	case SHMKIT_KIND_QUEUE:
+		return "work queue";
+	case SHMKIT_KIND_TABLE:
+		return "table";
+	default:
+		return "segment of unknown kind";
+	}
+}
+
+/* The existing segment name nearest to `name`, copied into buf, or NULL. */
+static const char *near_name(const char *name, char *buf, size_t cap)
+{
+	struct shmkit_segment_info *all;
+	int n = shmkit_segment_list(&all);
+	if (n < 0)
+		return NULL; /* nothing to free: the list is allocated only on success */
+	const char **cand = calloc((size_t)n + 1, sizeof *cand);
+	const char *best = NULL;
+	if (cand) {
+		int k = 0;
+		for (int i = 0; i < n; i++)
+			if (all[i].name[0])
+				cand[k++] = all[i].name;
+		cand[k] = NULL;
+		best = cli_suggest(name, cand);
+		if (best) {
+			snprintf(buf, cap, "%s", best);
+			best = buf;
+		}
+		free(cand);
+	}
+	shmkit_segment_list_free(all);
+	return best;
+}
+
+int cli_open_error(const struct cli_cmd *cmd, const char *name, uint32_t backend, int err,
+		   const char *want)
+{
+	struct shmkit_segment_opts so = {.backend = backend};
+	struct shmkit_segment_info inf;
+	char guess[SHMKIT_NAME_MAX + 1];
+	switch (err) {
+	case -EMEDIUMTYPE:
+		if (!want)
+			break;
+		if (shmkit_segment_stat(name, &so, &inf) == 0 && inf.kind != 0)
+			return cli_errorf(cmd, "'%s' is a %s, not a %s", name,
+					  cli_kind_word(inf.kind), want);
+		return cli_errorf(cmd, "'%s' is not a %s (%s)", name, want, shmkit_strerror(err));
+	case -ENOENT:
+		/* A typo is the likeliest cause: name the nearest existing segment. */
+		if (near_name(name, guess, sizeof guess))
+			return cli_errorf(cmd, "%s: %s; did you mean '%s'?", name,
+					  shmkit_strerror(err), guess);
+		return cli_errorf(cmd, "%s: %s (see 'shmkit ls')", name, shmkit_strerror(err));
+	case -EPERM:
+		if (strstr(cmd->usage, "--foreign"))
+			return cli_errorf(cmd, "%s: %s; add --foreign to use it anyway", name,
+					  shmkit_strerror(err));
+		break;
+	case -ENOTUNIQ:
+		/* Not shmkit's: the system tool that removes it (rm --force does too). */
+		if (shmkit_segment_stat(name, &so, &inf) == 0 && inf.backend == SHMKIT_BACKEND_SYSV)
+			return cli_errorf(cmd,
+					  "%s: %s (System V key %" PRId32 "); remove it with: "
+					  "ipcrm -m %" PRId32,
+					  name, shmkit_strerror(err), inf.sysv_key, inf.sysv_id);
+		return cli_errorf(cmd, "%s: %s; remove it with: shmkit rm --force %s", name,
+				  shmkit_strerror(err), name);
+	}
+	return cli_error(cmd, name, err);
 }

@@ -19,11 +19,11 @@ const char cli_usage_table[] =
 	"                           [--backend posix|sysv] [--mode MODE]\n"
 	"                           [--persistent|--ephemeral]\n"
 	"       shmkit table put NAME KEY VALUE|- [--ttl SEC]\n"
-	"       shmkit table get NAME KEY [--raw]\n"
+	"       shmkit table get NAME KEY [--raw|--json]\n"
 	"       shmkit table del NAME KEY\n"
 	"       shmkit table dump NAME [--json]\n"
-	"       shmkit table expire NAME\n"
-	"       shmkit table verify NAME\n"
+	"       shmkit table expire NAME [--json]\n"
+	"       shmkit table verify NAME [--json]\n"
 	"\n"
 	"A table is a fixed-capacity hash table in a shared-memory segment: any number of\n"
 	"processes read it without locks and write it under per-stripe robust locks; a writer\n"
@@ -37,7 +37,8 @@ const char cli_usage_table[] =
 	"           unless --ephemeral makes it garbage once its creator is gone.\n"
 	"  put      insert or replace KEY; VALUE '-' reads the value from stdin. --ttl SEC sets\n"
 	"           this entry's time-to-live (0 = never), instead of the table's default.\n"
-	"  get      print KEY's value and a newline (--raw: exactly the value's bytes)\n"
+	"  get      print KEY's value and a newline (--raw: exactly the value's bytes;\n"
+	"           --json: {table, key, value, version})\n"
 	"  del      remove KEY\n"
 	"  dump     print every entry as KEY<TAB>VALUE lines, with \\n, \\t, \\\\ and \\xHH\n"
 	"           escapes; --json prints an array of {key, value, version, ttl_ms}\n"
@@ -61,7 +62,7 @@ const char cli_usage_table[] =
 	"      --foreign        open a table that is not ours (another user's, or writable\n"
 	"                       by group or others, e.g. created with --mode 0660)\n"
 	"  -r, --raw            get: write the value exactly, without a newline\n"
-	"  -j, --json           dump: JSON output\n"
+	"  -j, --json           get, dump, expire, verify: JSON output (shmkit(1))\n"
 	"  -h, --help           show this help\n"
 	"\n"
 	"Exit status: 0 success, 1 runtime error (missing key, full table, ...), 2 usage error.\n";
@@ -78,7 +79,15 @@ struct tbl_args {
 };
 
 /* Which subcommands an option applies to. OPT_OPEN: every subcommand that opens a table. */
-enum { OPT_CREATE = 1, OPT_PUT = 2, OPT_GET = 4, OPT_DUMP = 8, OPT_NAME = 16, OPT_OPEN = 32 };
+enum {
+	OPT_CREATE = 1,
+	OPT_PUT = 2,
+	OPT_GET = 4,
+	OPT_DUMP = 8,
+	OPT_NAME = 16,
+	OPT_OPEN = 32,
+	OPT_REPORT = 64, /* expire, verify: --json */
+};
 /* Long-only options. */
 enum { OPT_PERSISTENT = 256, OPT_EPHEMERAL, OPT_FOREIGN };
 
@@ -138,7 +147,7 @@ static int parse_args(const struct cli_cmd *cmd, const char *sub, unsigned allow
 			need = OPT_GET;
 			break;
 		case 'j':
-			need = OPT_DUMP;
+			need = OPT_DUMP | OPT_GET | OPT_REPORT;
 			break;
 		case 'b':
 			need = OPT_NAME;
@@ -246,13 +255,30 @@ static int open_table(const struct cli_cmd *cmd, const struct tbl_args *a, bool 
 						 (a->foreign ? SHMKIT_SEG_FOREIGN_UID : 0)};
 	int err = shmkit_table_open(a->pos[0], &o, tp);
 	if (err)
-		return cli_error(cmd, a->pos[0], err);
+		return cli_open_error(cmd, a->pos[0], a->backend, err, "table");
 	return CLI_OK;
 }
 
-/* "NAME: key 'KEY'" for messages (the key as typed: it came from argv). */
-static int key_error(const struct cli_cmd *cmd, const char *name, const char *key, int err)
+/* "NAME: key 'KEY'" for messages (the key as typed: it came from argv). For -EMSGSIZE,
+ * `t` (when not NULL) gives the limits and `vlen` the value's size, so that the message
+ * names both sizes. */
+static int key_error(const struct cli_cmd *cmd, const char *name, const char *key, int err,
+		     struct shmkit_table *t, uint64_t vlen)
 {
+	struct shmkit_table_stats st;
+	if (err == -EMSGSIZE && t && shmkit_table_stats(t, &st) == 0) {
+		size_t klen = strlen(key);
+		if (klen > st.key_max)
+			return cli_errorf(cmd, "%s: key of %zu bytes exceeds key_max %" PRIu64
+					  " (the table's longest key, set by table create "
+					  "--key-max)",
+					  name, klen, (uint64_t)st.key_max);
+		if (vlen > st.value_max)
+			return cli_errorf(cmd, "%s: key '%s': value of %" PRIu64 " bytes exceeds "
+					  "value_max %" PRIu64 " (the table's longest value, set by "
+					  "table create --value-max)",
+					  name, key, vlen, (uint64_t)st.value_max);
+	}
 	if (err == -ENOENT)
 		return cli_errorf(cmd, "%s: key '%s': no such key", name, key);
 	if (err == -ENOSPC)
@@ -261,6 +287,8 @@ static int key_error(const struct cli_cmd *cmd, const char *name, const char *ke
 }
 
 /* --- subcommands --------------------------------------------------------------------------- */
+
+static void json_item(const struct shmkit_table_item *it);
 
 static int t_create(const struct cli_cmd *cmd, int argc, char **argv)
 {
@@ -284,15 +312,18 @@ static int t_create(const struct cli_cmd *cmd, int argc, char **argv)
 	return CLI_OK;
 }
 
-/* Reads all of stdin, refusing more than `max` bytes. Returns the length or -errno. */
+/* Reads all of stdin into buf (room for max + 1 bytes). Returns its whole length, which
+ * is more than `max` when it did not fit (the rest is read and counted, so that the error
+ * can say how long the value was), or -errno. */
 static long read_stdin(unsigned char *buf, size_t max)
 {
 	size_t n = 0;
 	for (;;) {
-		size_t got = fread(buf + n, 1, max + 1 - n, stdin);
+		unsigned char scratch[4096];
+		bool over = n > max;
+		size_t got = over ? fread(scratch, 1, sizeof scratch, stdin)
+				  : fread(buf + n, 1, max + 1 - n, stdin);
 		n += got;
-		if (n > max)
-			return -EMSGSIZE;
 		if (got == 0)
 			return ferror(stdin) ? -EIO : (long)n;
 	}
@@ -313,25 +344,28 @@ static int t_put(const struct cli_cmd *cmd, int argc, char **argv)
 	const void *val = a.pos[2];
 	size_t vlen = strlen(a.pos[2]);
 	unsigned char *buf = NULL;
+	struct shmkit_table_stats st = {0};
 	if (strcmp(a.pos[2], "-") == 0) {
-		struct shmkit_table_stats st;
 		shmkit_table_stats(t, &st);
 		buf = malloc(st.value_max + 1);
 		long n = buf ? read_stdin(buf, st.value_max) : -ENOMEM;
 		if (n < 0) {
 			free(buf);
 			shmkit_table_close(t);
-			return n == -EMSGSIZE ? key_error(cmd, a.pos[0], key, -EMSGSIZE)
-					      : cli_error(cmd, "reading stdin", (int)n);
+			return cli_error(cmd, "reading stdin", (int)n);
 		}
 		val = buf;
 		vlen = (size_t)n;
 	}
-	int err = a.have_ttl ? shmkit_table_put_ttl(t, key, strlen(key), val, vlen, a.ttl_ms)
+	/* A value from stdin longer than the buffer was only counted: refuse it here. */
+	int err = buf && vlen > st.value_max ? -EMSGSIZE
+		: a.have_ttl ? shmkit_table_put_ttl(t, key, strlen(key), val, vlen, a.ttl_ms)
 			     : shmkit_table_put(t, key, strlen(key), val, vlen);
 	free(buf);
+	if (err)
+		rc = key_error(cmd, a.pos[0], key, err, t, vlen);
 	shmkit_table_close(t);
-	return err ? key_error(cmd, a.pos[0], key, err) : CLI_OK;
+	return rc;
 }
 
 static int t_get(const struct cli_cmd *cmd, int argc, char **argv)
@@ -349,15 +383,31 @@ static int t_get(const struct cli_cmd *cmd, int argc, char **argv)
 	shmkit_table_stats(t, &st);
 	unsigned char *buf = malloc(st.value_max ? st.value_max : 1);
 	const char *key = a.pos[1];
-	int n = buf ? shmkit_table_get(t, key, strlen(key), buf, st.value_max) : -ENOMEM;
-	shmkit_table_close(t);
+	uint64_t version = 0;
+	int n = buf ? shmkit_table_get_versioned(t, key, strlen(key), buf, st.value_max, &version)
+		    : -ENOMEM;
 	if (n < 0) {
 		free(buf);
-		return key_error(cmd, a.pos[0], key, n);
+		rc = key_error(cmd, a.pos[0], key, n, t, 0);
+		shmkit_table_close(t);
+		return rc;
 	}
-	fwrite(buf, 1, (size_t)n, stdout);
-	if (!a.raw)
-		putchar('\n');
+	shmkit_table_close(t);
+	if (a.json) {
+		/* {"table": NAME, "key": KEY, "value": VALUE, "version": N}; bytes that are not
+		 * UTF-8 make the value (or key) null and add value_hex (key_hex). */
+		fputs("{\"table\":", stdout);
+		cli_json_string(stdout, a.pos[0]);
+		struct shmkit_table_item it = {.key = key, .klen = strlen(key), .value = buf,
+					       .vlen = (size_t)n, .version = version};
+		putchar(',');
+		json_item(&it);
+		puts("}");
+	} else {
+		fwrite(buf, 1, (size_t)n, stdout);
+		if (!a.raw)
+			putchar('\n');
+	}
 	free(buf);
 	return CLI_OK;
 }
@@ -374,8 +424,10 @@ static int t_del(const struct cli_cmd *cmd, int argc, char **argv)
 	if ((rc = open_table(cmd, &a, false, &t)) != CLI_OK)
 		return rc;
 	int err = shmkit_table_del(t, a.pos[1], strlen(a.pos[1]));
+	if (err)
+		rc = key_error(cmd, a.pos[0], a.pos[1], err, t, 0);
 	shmkit_table_close(t);
-	return err ? key_error(cmd, a.pos[0], a.pos[1], err) : CLI_OK;
+	return rc;
 }
 
 /* Writes bytes for humans: printable ASCII as is, the rest as C escapes. */
@@ -419,6 +471,23 @@ struct dump_state {
 	uint64_t now;
 };
 
+/* The JSON fields of one entry: "key", ["key_hex"], "value", ["value_hex"], "version" (the
+ * _hex fields when the bytes are not UTF-8: the string then holds U+FFFD for them). */
+static void json_item(const struct shmkit_table_item *it)
+{
+	fputs("\"key\":", stdout);
+	if (!cli_json_bytes(stdout, it->key, it->klen, true)) {
+		fputs(",\"key_hex\":", stdout);
+		put_hex(stdout, it->key, it->klen);
+	}
+	fputs(",\"value\":", stdout);
+	if (!cli_json_bytes(stdout, it->value, it->vlen, true)) {
+		fputs(",\"value_hex\":", stdout);
+		put_hex(stdout, it->value, it->vlen);
+	}
+	printf(",\"version\":%" PRIu64, it->version);
+}
+
 static int dump_one(const struct shmkit_table_item *it, void *arg)
 {
 	struct dump_state *d = arg;
@@ -430,17 +499,9 @@ static int dump_one(const struct shmkit_table_item *it, void *arg)
 		d->n++;
 		return 0;
 	}
-	fputs(d->n++ ? ",\n{\"key\":" : "\n{\"key\":", stdout);
-	if (!cli_json_bytes(stdout, it->key, it->klen, true)) {
-		fputs(",\"key_hex\":", stdout);
-		put_hex(stdout, it->key, it->klen);
-	}
-	fputs(",\"value\":", stdout);
-	if (!cli_json_bytes(stdout, it->value, it->vlen, true)) {
-		fputs(",\"value_hex\":", stdout);
-		put_hex(stdout, it->value, it->vlen);
-	}
-	printf(",\"version\":%" PRIu64 ",\"ttl_ms\":", it->version);
+	fputs(d->n++ ? ",\n{" : "\n{", stdout);
+	json_item(it);
+	fputs(",\"ttl_ms\":", stdout);
 	if (it->expires_ns)
 		printf("%" PRIu64 "}",
 		       it->expires_ns > d->now ? (it->expires_ns - d->now) / 1000000u : 0);
@@ -473,7 +534,7 @@ static int t_dump(const struct cli_cmd *cmd, int argc, char **argv)
 static int t_expire(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	struct tbl_args a;
-	int rc = parse_args(cmd, "expire", OPT_NAME | OPT_OPEN, argc, argv, &a);
+	int rc = parse_args(cmd, "expire", OPT_NAME | OPT_OPEN | OPT_REPORT, argc, argv, &a);
 	if (rc)
 		return rc < 0 ? CLI_OK : rc;
 	if ((rc = want_args(cmd, "expire", &a, 1, "table NAME")) != CLI_OK)
@@ -485,14 +546,20 @@ static int t_expire(const struct cli_cmd *cmd, int argc, char **argv)
 	shmkit_table_close(t);
 	if (n < 0)
 		return cli_error(cmd, a.pos[0], n);
-	printf("%d expired entr%s reclaimed\n", n, n == 1 ? "y" : "ies");
+	if (a.json) {
+		fputs("{\"table\":", stdout);
+		cli_json_string(stdout, a.pos[0]);
+		printf(",\"expired\":%d}\n", n);
+	} else {
+		printf("%d expired entr%s reclaimed\n", n, n == 1 ? "y" : "ies");
+	}
 	return CLI_OK;
 }
 
 static int t_verify(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	struct tbl_args a;
-	int rc = parse_args(cmd, "verify", OPT_NAME | OPT_OPEN, argc, argv, &a);
+	int rc = parse_args(cmd, "verify", OPT_NAME | OPT_OPEN | OPT_REPORT, argc, argv, &a);
 	if (rc)
 		return rc < 0 ? CLI_OK : rc;
 	if ((rc = want_args(cmd, "verify", &a, 1, "table NAME")) != CLI_OK)
@@ -502,9 +569,21 @@ static int t_verify(const struct cli_cmd *cmd, int argc, char **argv)
 		return rc;
 	int err = shmkit_table_verify(t);
 	shmkit_table_close(t);
+	if (a.json) {
+		/* Printed for a failed check too: the verdict is what a script asks for. */
+		fputs("{\"table\":", stdout);
+		cli_json_string(stdout, a.pos[0]);
+		printf(",\"ok\":%s,\"error\":", err ? "false" : "true");
+		if (err)
+			cli_json_string(stdout, shmkit_strerror(err));
+		else
+			fputs("null", stdout);
+		puts("}");
+	}
 	if (err)
 		return cli_error(cmd, a.pos[0], err);
-	puts("ok");
+	if (!a.json)
+		puts("ok");
 	return CLI_OK;
 }
 

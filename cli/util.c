@@ -58,6 +58,13 @@ int cli_create_error(const struct cli_cmd *cmd, const char *what, int err, uint3
 				  "%s: larger than the System V limit kernel.shmmax (%llu bytes, "
 				  "%s; see /proc/sys/kernel/shmmax)",
 				  what, a, cli_human_size(h1, sizeof h1, a));
+	struct shmkit_segment_opts so = {.backend = backend};
+	struct shmkit_segment_info inf;
+	if (err == -EEXIST && shmkit_segment_stat(what, &so, &inf) == 0)
+		return cli_errorf(cmd,
+				  "'%s' exists already (a %s); choose another name, or remove it "
+				  "first with 'shmkit rm %s'",
+				  what, cli_kind_word(inf.kind), what);
 	if (err != -ENOSPC)
 		return cli_error(cmd, what, err);
 	if (backend == SHMKIT_BACKEND_SYSV) {
@@ -125,8 +132,13 @@ const char *cli_getopt_problem(char *buf, size_t cap, int c, char **argv)
 
 int cli_bad_option(const struct cli_cmd *cmd, int c, char **argv)
 {
-	char msg[256];
-	return cli_usage_error(cmd, "%s", cli_getopt_problem(msg, sizeof msg, c, argv));
+	char msg[256], guess[40];
+	cli_getopt_problem(msg, sizeof msg, c, argv);
+	/* An unknown long option (not one lacking or refusing an argument): maybe a typo. */
+	if (c == '?' && !optopt && optind > 0 &&
+	    cli_suggest_option(argv[optind - 1], cmd->usage, guess, sizeof guess))
+		return cli_usage_error(cmd, "%s; did you mean '%s'?", msg, guess);
+	return cli_usage_error(cmd, "%s", msg);
 }
 
 int cli_default_option(const struct cli_cmd *cmd, int c, char **argv)
@@ -768,6 +780,7 @@ int cli_open_wait(int (*try_open)(void *ctx), void *ctx, const struct cli_waitin
 {
 	uint64_t start = shmkit_now_ns();
 	uint64_t pause = 1000000;
+	bool announced = false;
 	for (;;) {
 		int err = try_open(ctx);
 		if (err != -ENOENT && err != -EAGAIN)
@@ -775,6 +788,12 @@ int cli_open_wait(int (*try_open)(void *ctx), void *ctx, const struct cli_waitin
 		uint64_t waited = shmkit_now_ns() - start;
 		if (w->bounded && waited >= w->timeout_ns)
 			return w->timeout_ns ? -ETIMEDOUT : err;
+		/* Once, and only for a name that does not exist (-EAGAIN: it is being made). */
+		if (err == -ENOENT && w->announce && !announced) {
+			fprintf(stderr, "shmkit: %s: waiting for '%s' to appear\n", w->announce->name,
+				w->name);
+			announced = true;
+		}
 		uint64_t ns = pause;
 		if (w->bounded && ns > w->timeout_ns - waited)
 			ns = w->timeout_ns - waited;

@@ -28,6 +28,7 @@
 /* The CLI's helpers, compiled in for the unit tests at the end (JSON escaping of bytes that
  * no segment name can carry, size formatting, number parsing edge cases). */
 #include "../cli/util.c"
+#include "../cli/suggest.c" /* util.c names kinds and guesses options with it */
 
 #define DEMO_KEY 12345
 
@@ -459,7 +460,11 @@ START_TEST(test_unknown_command)
 	struct t_run *r = run_cli("frobnicate");
 	assert_usage_error(r);
 	ck_assert_msg(strstr(r->err, "unknown command 'frobnicate'"), "%s", r->err);
-	assert_usage_error(run_cli(NULL)); /* no command at all */
+	/* No command at all: the usage on stderr, status 2. */
+	r = run_cli(NULL);
+	ck_assert_int_eq(r->status, 2);
+	ck_assert_str_eq(r->out, "");
+	ck_assert_msg(strncmp(r->err, "Usage: shmkit COMMAND", 21) == 0, "%s", r->err);
 	assert_usage_error(run_cli("help", "frobnicate"));
 	assert_usage_error(run_cli("help", "ls", "stat"));
 	assert_usage_error(run_cli("--frobnicate"));
@@ -832,6 +837,7 @@ static void round_trip(const char *name, const void *in, size_t inlen, size_t ma
 	int n = 0;
 	args[n++] = "sub";
 	args[n++] = name;
+	args[n++] = "-q"; /* started first: no "waiting for NAME to appear" */
 	for (; *sub_args; sub_args++)
 		args[n++] = *sub_args;
 	args[n] = NULL;
@@ -990,7 +996,7 @@ START_TEST(test_sub_waits_for_pub)
 	char name[64];
 	t_name_tracked(name, sizeof name, "wait", SHMKIT_BACKEND_POSIX);
 	struct t_proc sub;
-	start_cli(&sub, -1, -1, "sub", name, "--framing", "lines");
+	start_cli(&sub, -1, -1, "sub", name, "--framing", "lines", "-q");
 	/* No channel yet: sub waits for it (it must not give up, however long it takes). */
 	ck_assert(!t_pump(&sub, NULL, 300, 0));
 	ck_assert_int_eq(waitpid(sub.pid, NULL, WNOHANG), 0);
@@ -1011,16 +1017,17 @@ START_TEST(test_sub_timeout)
 	char name[64], want[256];
 	t_name_tracked(name, sizeof name, "tmo", SHMKIT_BACKEND_POSIX);
 	/* No such channel. */
-	struct t_run *r = run_cli("sub", name, "--timeout", "0.2");
+	struct t_run *r = run_cli("sub", name, "--timeout", "0.2", "-q");
 	assert_runtime_error(r);
 	snprintf(want, sizeof want, "shmkit: sub: %s: timed out waiting for the channel to appear\n",
 		 name);
 	ck_assert_str_eq(r->err, want);
 	r = run_cli("sub", name, "-t", "0");
 	assert_runtime_error(r);
-	snprintf(want, sizeof want, "shmkit: sub: %s: %s\n", name, shmkit_strerror(-ENOENT));
-	ck_assert_str_eq(r->err, want);
-	r = run_cli("pub", name, "--timeout", "0.1");
+	/* Then the nearest existing name, or a pointer to 'shmkit ls'. */
+	snprintf(want, sizeof want, "shmkit: sub: %s: %s", name, shmkit_strerror(-ENOENT));
+	ck_assert_msg(strncmp(r->err, want, strlen(want)) == 0, "%s", r->err);
+	r = run_cli("pub", name, "--timeout", "0.1", "-q");
 	assert_runtime_error(r);
 	snprintf(want, sizeof want, "shmkit: pub: %s: timed out waiting for the channel to appear\n",
 		 name);
@@ -1058,7 +1065,7 @@ START_TEST(test_sub_producer_killed)
 	struct t_proc pub, sub;
 	start_cli(&pub, fds[0], -1, "pub", name, "--create", "--framing", "lines");
 	close(fds[0]);
-	start_cli(&sub, -1, -1, "sub", name, "--framing", "lines");
+	start_cli(&sub, -1, -1, "sub", name, "--framing", "lines", "-q");
 	write_full(fds[1], "one\ntwo\n", 8);
 	ck_assert_msg(t_pump(&sub, "one\ntwo\n", 20000, 0), "sub got: %s %s", sub.o.data, sub.e.data);
 	ck_assert_int_eq(kill(pub.pid, SIGKILL), 0);
@@ -1104,7 +1111,7 @@ START_TEST(test_pub_consumer_killed)
 	ck_assert(zero >= 0 && null >= 0);
 	struct t_proc pub, sub;
 	start_cli(&pub, zero, -1, "pub", name, "--create", "--capacity", "64K");
-	start_cli(&sub, -1, null, "sub", name);
+	start_cli(&sub, -1, null, "sub", name, "-q");
 	close(zero);
 	close(null);
 	wait_received(name);
@@ -1137,7 +1144,7 @@ START_TEST(test_sub_reader_gone)
 	close(zero);
 	int fds[2];
 	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
-	start_cli(&sub, -1, fds[1], "sub", name);
+	start_cli(&sub, -1, fds[1], "sub", name, "-q");
 	close(fds[0]);
 	close(fds[1]);
 	int status = t_finish(&sub, 20000);
@@ -1167,7 +1174,9 @@ START_TEST(test_pub_errors)
 				   "lines", "--max-msg", "16");
 	assert_runtime_error(r);
 	snprintf(want, sizeof want,
-		 "shmkit: pub: %s: line 2 is longer than the largest message (16 bytes)\n", name);
+		 "shmkit: pub: %s: line 2 of 17 bytes exceeds max_msg 16 (the channel's largest "
+		 "message; create it with a larger --max-msg)\n",
+		 name);
 	ck_assert_str_eq(r->err, want);
 	r = run_cli("sub", name, "--framing", "lines");
 	assert_runtime_error(r);
@@ -1190,7 +1199,8 @@ START_TEST(test_pub_errors)
 		size_t len;
 		const char *msg;
 	} cases[] = {
-		{21, "record 1 is longer than the largest message (17 > 16 bytes)"},
+		{21, "record 1 of 17 bytes exceeds max_msg 16 (the channel's largest message; "
+		     "create it with a larger --max-msg)"},
 		{11, "record 2 is truncated (3 of its 10 bytes at end of input)"},
 		{9, "record 2 is truncated (2 of the 4 length bytes at end of input)"},
 	};
@@ -1208,15 +1218,20 @@ START_TEST(test_pub_errors)
 	struct shmkit_segment *seg = make_seg(name, SHMKIT_BACKEND_POSIX, 0, 0600);
 	r = run_cli_in("x\n", 2, "pub", name, "--create");
 	assert_runtime_error(r);
-	snprintf(want, sizeof want, "shmkit: pub: %s: %s\n", name, shmkit_strerror(-EEXIST));
+	snprintf(want, sizeof want,
+		 "shmkit: pub: '%s' exists already (a raw segment); choose another name, or "
+		 "remove it first with 'shmkit rm %s'\n",
+		 name, name);
 	ck_assert_str_eq(r->err, want);
 	r = run_cli_in("x\n", 2, "pub", name);
 	assert_runtime_error(r);
-	snprintf(want, sizeof want, "shmkit: pub: %s: %s\n", name, shmkit_strerror(-EMEDIUMTYPE));
+	snprintf(want, sizeof want, "shmkit: pub: '%s' is a raw segment, not a stream channel\n",
+		 name);
 	ck_assert_str_eq(r->err, want);
 	r = run_cli("sub", name);
 	assert_runtime_error(r);
-	snprintf(want, sizeof want, "shmkit: sub: %s: %s\n", name, shmkit_strerror(-EMEDIUMTYPE));
+	snprintf(want, sizeof want,
+		 "shmkit: sub: '%s' is a raw segment, not a stream or pub/sub channel\n", name);
 	ck_assert_str_eq(r->err, want);
 	shmkit_segment_close(seg);
 
@@ -1226,7 +1241,9 @@ START_TEST(test_pub_errors)
 	ck_assert_int_eq(shmkit_chan_create(name, SHMKIT_CHAN_PRODUCER, NULL, &ch), 0);
 	r = run_cli_in("x\n", 2, "pub", name);
 	assert_runtime_error(r);
-	ck_assert_msg(strstr(r->err, shmkit_strerror(-EBUSY)), "%s", r->err);
+	snprintf(want, sizeof want, "%s: its producer is pid %d (a stream channel has one",
+		 shmkit_strerror(-EBUSY), (int)getpid());
+	ck_assert_msg(strstr(r->err, want), "%s", r->err);
 	shmkit_chan_unlink(ch);
 	shmkit_chan_close(ch);
 }
@@ -1675,8 +1692,9 @@ START_TEST(test_stat_missing)
 	t_name(name, sizeof name, "missing");
 	struct t_run *r = run_cli("stat", name);
 	assert_runtime_error(r);
-	snprintf(want, sizeof want, "shmkit: stat: %s: %s\n", name, shmkit_strerror(-ENOENT));
-	ck_assert_str_eq(r->err, want);
+	/* Then the nearest existing name, or a pointer to 'shmkit ls'. */
+	snprintf(want, sizeof want, "shmkit: stat: %s: %s", name, shmkit_strerror(-ENOENT));
+	ck_assert_msg(strncmp(r->err, want, strlen(want)) == 0, "%s", r->err);
 	ck_assert_str_eq(r->out, "");
 	r = run_cli("stat", name, "--json");
 	assert_runtime_error(r);

@@ -288,7 +288,7 @@ static void stream_round(const char *cap, uint64_t n, const char *data, size_t l
 	for (int k = 0; k < kills && count < 15; k++) {
 		struct t_proc sub;
 		outs[count] = t_tmp_fd();
-		start_cli(&sub, -1, outs[count], "sub", name, "--framing", "lines", "--keep");
+		start_cli(&sub, -1, outs[count], "sub", name, "-q", "--framing", "lines", "--keep");
 		kill_while_writing(&sub, outs[count], rng);
 		int st = t_finish(&sub, 20000);
 		/* Not killed in time: it reached the end of the stream (0) or pub's abort (1,
@@ -303,7 +303,7 @@ static void stream_round(const char *cap, uint64_t n, const char *data, size_t l
 	struct t_proc last;
 	outs[count] = t_tmp_fd();
 	killed[count] = false;
-	start_cli(&last, -1, outs[count], "sub", name, "--framing", "lines");
+	start_cli(&last, -1, outs[count], "sub", name, "-q", "--framing", "lines");
 	count++;
 	int ps = t_finish(&pub, 120000);
 	int ss = t_finish(&last, 120000);
@@ -360,11 +360,11 @@ static void pubsub_round(const char *cap, uint64_t n, const char *data, size_t l
 	T_WAIT_FOR(shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, NULL, &obs) == 0);
 	ck_assert_ptr_nonnull(obs);
 	int steady_out = t_tmp_fd();
-	start_cli(&steady, -1, steady_out, "sub", name, "--framing", "lines");
+	start_cli(&steady, -1, steady_out, "sub", name, "-q", "--framing", "lines");
 	uint64_t prev_last = 0;
 	for (int k = 0; k <= kills; k++) {
 		int out = t_tmp_fd();
-		start_cli(&churn, -1, out, "sub", name, "--framing", "lines");
+		start_cli(&churn, -1, out, "sub", name, "-q", "--framing", "lines");
 		bool killed = false;
 		if (k < kills)
 			kill_while_writing(&churn, out, rng);
@@ -455,11 +455,11 @@ START_TEST(test_issue_repro)
 		close(in);
 		struct shmkit_chan *held = hold_chan(name);
 		int outs[2] = {t_tmp_fd(), t_tmp_fd()};
-		start_cli(&s1, -1, outs[0], "sub", name, "--framing", "lines", "--keep");
+		start_cli(&s1, -1, outs[0], "sub", name, "-q", "--framing", "lines", "--keep");
 		t_sleep_ms(30);
 		kill(s1.pid, SIGKILL);
 		bool killed[2] = {t_finish(&s1, 20000) == 128 + SIGKILL, false};
-		start_cli(&s2, -1, outs[1], "sub", name, "--framing", "lines");
+		start_cli(&s2, -1, outs[1], "sub", name, "-q", "--framing", "lines");
 		int ps = t_finish(&pub, 120000), ss = t_finish(&s2, 120000);
 		bool aborted = ps == 1 && strstr(pub.e.data, "consumer died");
 		T_CHECK(ps == 0 || aborted, "pub exit %d: %s", ps, pub.e.data);
@@ -509,7 +509,7 @@ START_TEST(test_stream_cleanup)
 		int in = feed(data, len, &feeder);
 		start_cli(&pub, in, -1, "pub", name, "--create", "--framing", "lines");
 		close(in);
-		start_cli(&sub, -1, out, "sub", name, "--framing", "lines");
+		start_cli(&sub, -1, out, "sub", name, "-q", "--framing", "lines");
 		ck_assert_int_eq(t_finish(&pub, 60000), 0);
 		ck_assert_int_eq(t_finish(&sub, 60000), 0);
 		ck_assert_int_eq(t_wait(feeder, 10000), 0);
@@ -523,7 +523,7 @@ START_TEST(test_stream_cleanup)
 		int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
 		start_cli(&pub, zero, -1, "pub", name, "--create", "--capacity", "64K");
 		close(zero);
-		start_cli(&sub, -1, out, "sub", name);
+		start_cli(&sub, -1, out, "sub", name, "-q");
 		wait_output(out);
 		kill(sub.pid, sig);
 		ck_assert_int_eq(t_finish(&sub, 20000), 128 + sig);
@@ -542,7 +542,7 @@ START_TEST(test_stream_cleanup)
 		ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
 		start_cli(&pub, fds[0], -1, "pub", name, "--create", "--framing", "lines");
 		close(fds[0]);
-		start_cli(&sub, -1, out, "sub", name, "--framing", "lines");
+		start_cli(&sub, -1, out, "sub", name, "-q", "--framing", "lines");
 		/* Whole lines, then half of one: never sent. */
 		write(fds[1], data, 700);
 		write(fds[1], "12345", 5);
@@ -575,7 +575,7 @@ START_TEST(test_stream_cleanup)
 		close(fds[1]);
 		/* Nobody has read it yet: it stays for the consumer, which removes it. */
 		ck_assert(chan_exists(name));
-		start_cli(&sub, -1, out, "sub", name, "--framing", "lines");
+		start_cli(&sub, -1, out, "sub", name, "-q", "--framing", "lines");
 		int ss = t_finish(&sub, 20000);
 		ck_assert_msg(ss == 1 && strstr(sub.e.data, "aborted"), "sub exit %d: %s", ss,
 			      sub.e.data);
@@ -592,13 +592,13 @@ START_TEST(test_stream_cleanup)
 		start_cli(&pub, in, -1, "pub", name, "--create", "--framing", "lines", "--capacity",
 			  "4K");
 		close(in);
-		start_cli(&sub, -1, out, "sub", name, "--framing", "lines", "--keep");
+		start_cli(&sub, -1, out, "sub", name, "-q", "--framing", "lines", "--keep");
 		wait_output(out);
 		kill(sub.pid, SIGINT);
 		ck_assert_int_eq(t_finish(&sub, 20000), 128 + SIGINT);
 		ck_assert(chan_exists(name)); /* --keep */
 		int outs[2] = {out, t_tmp_fd()};
-		start_cli(&sub2, -1, outs[1], "sub", name, "--framing", "lines");
+		start_cli(&sub2, -1, outs[1], "sub", name, "-q", "--framing", "lines");
 		ck_assert_int_eq(t_finish(&pub, 60000), 0);
 		ck_assert_int_eq(t_finish(&sub2, 60000), 0);
 		ck_assert_int_eq(t_wait(feeder, 10000), 0);
@@ -628,7 +628,7 @@ START_TEST(test_stream_cleanup)
 		ck_assert_int_eq(t_finish(&pub, 60000), 0);
 		int fds[2];
 		ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
-		start_cli(&sub, -1, fds[1], "sub", name, "--framing", "lines");
+		start_cli(&sub, -1, fds[1], "sub", name, "-q", "--framing", "lines");
 		close(fds[1]);
 		char buf[65536];
 		ck_assert_int_gt(read(fds[0], buf, 1), 0);

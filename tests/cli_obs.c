@@ -412,9 +412,12 @@ static void tmp_path(char *buf, size_t cap, const char *tag)
 }
 
 /* Starts `record NAME FILE` and waits until it holds the consumer role of the stream. */
-static void start_recorder(struct t_proc *p, const char *name, const char *file)
+static void start_recorder(struct t_proc *p, const char *name, const char *file, const char *opt)
 {
-	start_cli(p, "record", name, file);
+	if (opt)
+		start_cli(p, "record", name, file, opt);
+	else
+		start_cli(p, "record", name, file);
 	struct shmkit_chan *ob;
 	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ob), 0);
 	struct shmkit_chan_stats st = {0};
@@ -445,7 +448,7 @@ START_TEST(test_record_replay)
 	struct shmkit_chan *pa;
 	ck_assert_int_eq(shmkit_chan_create(a, SHMKIT_CHAN_PRODUCER, NULL, &pa), 0);
 	struct t_proc rec;
-	start_recorder(&rec, a, f1);
+	start_recorder(&rec, a, f1, NULL);
 	/* NREC messages of random sizes, random gaps of 0..30 ms. */
 	uint64_t seed = t_seed(), start = shmkit_now_ns(), at = start;
 	uint8_t msg[2048];
@@ -465,7 +468,7 @@ START_TEST(test_record_replay)
 
 	/* Replay into another stream, recorded again. */
 	make_stream(b, sizeof b, "recb");
-	start_recorder(&rec, b, f2);
+	start_recorder(&rec, b, f2, NULL);
 	struct t_run rr = {0};
 	run_cli(&rr, "replay", f1, b);
 	ck_assert_msg(rr.status == 0, "replay: %s", rr.err);
@@ -491,10 +494,24 @@ START_TEST(test_record_replay)
 	}
 	/* The original timeline lasted at least as long as its gaps; --speed 0 keeps the bytes. */
 	make_stream(b, sizeof b, "recc");
-	start_recorder(&rec, b, f3);
+	start_recorder(&rec, b, f3, "--json");
 	run_cli(&rr, "replay", "--speed", "0", "-q", f1, b);
 	ck_assert_msg(rr.status == 0 && rr.err[0] == '\0', "replay: %s", rr.err);
 	t_run_collect(&r, &rec, 20000);
+	/* --json: the summary of pub and sub, with what was recorded. */
+	uint64_t total = 0;
+	for (int i = 0; i < NREC; i++)
+		total += sent_len[i];
+	ck_assert_msg(strncmp(r.err, "{\"command\":\"record\",\"name\":", 26) == 0 &&
+			      strstr(r.err, "\"kind\":\"stream\"") && strstr(r.err, "\"exit\":0}\n"),
+		      "%s", r.err);
+	ck_assert_msg(json_num(r.err, "messages") == NREC && json_num(r.err, "bytes") == (double)total,
+		      "%s", r.err);
+	run_cli(&rr, "replay", "--verify", "--json", f1);
+	ck_assert_msg(rr.status == 0 && json_num(rr.out, "messages") == NREC &&
+			      json_num(rr.out, "bytes") == (double)total &&
+			      strstr(rr.out, "\"kind\":\"stream\"}\n"),
+		      "%s", rr.out);
 	size_t n3;
 	uint8_t *d3 = slurp(f3, &n3);
 	struct rec r3[NREC];
@@ -690,6 +707,21 @@ START_TEST(test_bash_completion)
 	out = bash_completion("COMP_WORDS=(shmkit top --int); COMP_CWORD=2; _shmkit; echo \"${COMPREPLY[*]}\"");
 	ck_assert_msg(strcmp(out, "--interval\n") == 0, "'%s'", out);
 	free(out);
+	/* The options of issue 16's items 4-6 (pub/sub summaries, rm and table get --json). */
+	static const char *const opt[][3] = {
+		{"sub", "--pro", "--progress\n"}, {"pub", "--q", "--quiet\n"},
+		{"sub", "--j", "--json\n"},       {"rm", "--j", "--json\n"},
+		{"table", "--j", "--json\n"},     {"pub", "--verb", "--verbose\n"},
+	};
+	for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++) {
+		char line[160];
+		snprintf(line, sizeof line,
+			 "COMP_WORDS=(shmkit %s %s); COMP_CWORD=2; _shmkit; echo \"${COMPREPLY[*]}\"",
+			 opt[i][0], opt[i][1]);
+		out = bash_completion(line);
+		ck_assert_msg(strcmp(out, opt[i][2]) == 0, "%s %s: '%s'", opt[i][0], opt[i][1], out);
+		free(out);
+	}
 	char name[64], script[512];
 	struct shmkit_chan *ch;
 	t_name_tracked(name, sizeof name, "compl", SHMKIT_BACKEND_POSIX);

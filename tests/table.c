@@ -1593,7 +1593,7 @@ START_TEST(test_cli)
 	ck_assert_int_eq(r.status, 1);
 	CLI(&r, NULL, "table", "put", name, "a-key-longer-than-16", "v");
 	ck_assert_int_eq(r.status, 1);
-	ck_assert_msg(strstr(r.err, "larger than the maximum"), "%s", r.err);
+	ck_assert_msg(strstr(r.err, "key of 20 bytes exceeds key_max 16"), "%s", r.err);
 	CLI(&r, NULL, "table", "get", "no-such-table-x", "k");
 	ck_assert_int_eq(r.status, 1);
 	CLI(&r, NULL, "table", "create", name, "--capacity", "8");
