@@ -268,6 +268,19 @@ man-stubs: lib
 # The man page test reads the exported names from the shared library.
 $(O)/tests/manpages: | $(SHLIB)
 
+# --- ABI ------------------------------------------------------------------------------------
+# tests/abi.c runs a program built against the SHMKIT_0.1 node against this tree's library:
+# tests/abi/v01.c declares the 0.1 API itself and links against a stub exporting only that
+# node (tools/abi-stub.sh), so its calls bind to name@SHMKIT_0.1 as a 0.1 binary's do.
+ABI_DIR := $(O)/abi
+$(ABI_DIR)/libshmkit.so.0: src/libshmkit.map tools/abi-stub.sh
+	CC="$(CC)" tools/abi-stub.sh src/libshmkit.map SHMKIT_0.1 $(ABI_DIR)
+
+$(ABI_DIR)/v01: tests/abi/v01.c $(ABI_DIR)/libshmkit.so.0
+	$(CC) -D_GNU_SOURCE $(CFLAGS_ALL) -o $@ $< -L$(ABI_DIR) -lshmkit $(LDLIBS_ALL)
+
+$(O)/tests/abi: | $(ABI_DIR)/v01 $(SHLIB)
+
 # --- install ----------------------------------------------------------------------------
 # Rewritten on every install: it holds PREFIX, which may differ from the last build's.
 .PHONY: $(O)/shmkit.pc

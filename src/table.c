@@ -1322,17 +1322,17 @@ static int attach(struct shmkit_segment *seg, bool rdonly, struct shmkit_table *
 	return 0;
 }
 
-/* What shmkit_table_open() and shmkit_table_open_fd() share. Open takes only opts->seg:
- * the creation fields, flags and reserved words must be 0. */
+/* What shmkit_table_open() and shmkit_table_open_fd() share. Open uses only opts->seg;
+ * as in every kind, the creation fields are ignored there, unknown flag bits and reserved
+ * words are not. */
 static int table_open(const struct shmkit__seg_src *src, const struct shmkit_table_opts *opts,
 		      struct shmkit_table **tp)
 {
 	if (!tp)
 		return -EINVAL;
 	*tp = NULL;
-	if (opts && (opts->capacity || opts->key_max || opts->value_max || opts->ttl_ms ||
-		     opts->stripes || opts->reserved0 ||
-		     shmkit__opts_check(opts->flags, 0, opts->reserved, 4)))
+	if (opts && (opts->reserved0 ||
+		     shmkit__opts_check(opts->flags, SHMKIT_TABLE_CACHE, opts->reserved, 4)))
 		return -EINVAL;
 	const struct shmkit_segment_opts *so = opts ? &opts->seg : NULL;
 	struct shmkit_segment *seg;

@@ -72,7 +72,8 @@ extern "C" {
 #define SHMKIT_TABLE_CACHE 0x1u /* evict (CLOCK) instead of failing when full */
 
 /* Options of create and open; pass NULL for all defaults. Zero in any field means "the
- * default". Open uses only opts->seg (backend, flags, key); the others must be 0 there. */
+ * default". Open uses only opts->seg (backend, flags, key) and ignores the creation fields;
+ * unknown flag bits and non-zero reserved words are -EINVAL at both. */
 struct shmkit_table_opts {
 	size_t capacity;  /* entries: 1..SHMKIT_TABLE_CAPACITY_MAX (default 1024) */
 	size_t key_max;   /* longest key in bytes: 1..SHMKIT_TABLE_KEY_MAX (default 64) */
@@ -154,7 +155,7 @@ SHMKIT_API int shmkit_table_create(const char *name, const struct shmkit_table_o
  * backend, SHMKIT_SEG_RDONLY (read-only access, the one way every kind asks for it: writes
  * fail with -EPERM, and reads cannot repair a dead writer's stripe) and
  * SHMKIT_SEG_FOREIGN_UID; its kind must be 0 or SHMKIT_KIND_TABLE; the creation fields
- * and the reserved ones must be 0. The control block is checked once (magic, version,
+ * are ignored, the reserved ones must be 0. The control block is checked once (magic, version,
  * checksum, every size recomputed from the parameters and compared with the segment) and
  * copied; nothing in it is read from shared memory again.
  * Returns 0 and *tp, -EINVAL (a bad option), -EBADMSG (corrupt control block), -EPROTO
