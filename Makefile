@@ -31,7 +31,10 @@ CC     ?= cc
 CFLAGS ?= -O2 -g
 WARN   := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
           -Wmissing-prototypes -Wno-missing-field-initializers
-CPPFLAGS_ALL := -Iinclude -Isrc -D_GNU_SOURCE
+# The library, the tests that need internals and the fuzz targets see src/; the CLI and the
+# benchmarks only the public headers, as any program using libshmkit does.
+CPPFLAGS_PUB := -Iinclude -D_GNU_SOURCE
+CPPFLAGS_ALL := $(CPPFLAGS_PUB) -Isrc
 CFLAGS_ALL   := -std=c11 $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP
 LDLIBS_ALL   := -lpthread
 
@@ -103,19 +106,20 @@ $(STATICLIB): $(LIB_OBJS)
 	ar rcs $@ $^
 
 # The CLI, tests, benchmarks and examples link the static library, so they run from the
-# build tree without LD_LIBRARY_PATH. They see only the public headers (the tests may
-# include src/ internals: the ring and layout unit tests need them).
+# build tree without LD_LIBRARY_PATH. The CLI, benchmarks and examples see only the public
+# headers (CPPFLAGS_PUB: no -Isrc); the tests may include src/ internals (the ring and
+# layout unit tests need them).
 $(O)/cli/%.o: cli/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CPPFLAGS_PUB) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
 
 $(O)/cli/top.o: cli/top.c Makefile
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) $(CURSES_DEF) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CPPFLAGS_PUB) $(CURSES_DEF) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
 
 $(O)/cli/bridge.o: cli/bridge.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) -Icli $(NATS_FLAGS) $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CPPFLAGS_PUB) -Icli $(NATS_FLAGS) $(CFLAGS_ALL) -c $< -o $@
 
 $(CLI): $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm \
@@ -141,7 +145,7 @@ $(O)/fuzz/make-seeds: $(O)/fuzz/make-seeds.o $(STATICLIB)
 
 $(O)/bench/%.o: bench/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) -Ibench $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CPPFLAGS_PUB) -Ibench $(CFLAGS_ALL) -c $< -o $@
 
 $(O)/bench/bridge: $(O)/bench/bridge.o $(BENCH_COMMON_OBJS) $(STATICLIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm
@@ -211,7 +215,7 @@ CXX          ?= g++
 PEERS_ARGS   ?=
 
 $(O)/bench/peers/iceoryx: bench/peers/iceoryx.c $(PEER_OBJS) $(STATICLIB)
-	$(CC) $(CPPFLAGS_ALL) -Ibench -Ibench/peers -isystem $(ICEORYX_INC) $(CFLAGS_ALL) -o $@ $< \
+	$(CC) $(CPPFLAGS_PUB) -Ibench -Ibench/peers -isystem $(ICEORYX_INC) $(CFLAGS_ALL) -o $@ $< \
 	  $(PEER_OBJS) $(STATICLIB) -liceoryx_binding_c $(LDLIBS_ALL) -lm
 
 $(O)/bench/peers/boost: bench/peers/boost.cpp $(PEER_OBJS) $(STATICLIB)
