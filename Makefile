@@ -295,7 +295,7 @@ $(O)/shmkit.pc: shmkit.pc.in Makefile
 
 install: lib cli $(O)/shmkit.pc
 	install -d $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR) \
-	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
 	install -m 644 include/shmkit.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 include/shmkit/*.h $(DESTDIR)$(INCLUDEDIR)/shmkit/
 	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
@@ -305,6 +305,7 @@ install: lib cli $(O)/shmkit.pc
 	install -m 644 $(O)/shmkit.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
 	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(MANDIR)/man7/
 	$(if $(wildcard man/man3/*.3),install -m 644 $(wildcard man/man3/*.3) $(DESTDIR)$(MANDIR)/man3/)
 	install -d $(DESTDIR)$(BASHCOMPDIR)
 	install -m 644 completion/shmkit.bash $(DESTDIR)$(BASHCOMPDIR)/shmkit
@@ -322,7 +323,8 @@ install: lib cli $(O)/shmkit.pc
 uninstall:
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(INCLUDEDIR)/shmkit.h
 	rm -f $(DESTDIR)$(LIBDIR)/libshmkit.* $(DESTDIR)$(LIBDIR)/pkgconfig/shmkit.pc
-	rm -f $(DESTDIR)$(BINDIR)/shmkit $(DESTDIR)$(MANDIR)/man1/shmkit*.1 $(DESTDIR)$(MANDIR)/man3/shmkit*.3
+	rm -f $(DESTDIR)$(BINDIR)/shmkit $(DESTDIR)$(MANDIR)/man1/shmkit*.1 $(DESTDIR)$(MANDIR)/man3/shmkit*.3 \
+	  $(DESTDIR)$(MANDIR)/man7/shmkit*.7
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/shmkit
 
 clean:

@@ -33,6 +33,7 @@ extern "C" {
 	X(ENOTRECOVERABLE, "state not recoverable: a dead owner's lock was not repaired")      \
 	X(EPIPE, "peer closed the channel (end of stream, or the reader is gone)")              \
 	X(ECONNABORTED, "the producer aborted the stream before its end")                      \
+	X(EDEADLK, "would wait while holding unpublished (MORE) releases: flush first")        \
 	X(EMSGSIZE, "message, key or value larger than the maximum the object allows")          \
 	X(EBUSY, "already in use (another process holds that role)")                           \
 	X(EEXIST, "segment already exists")                                                    \
