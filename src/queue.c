@@ -165,7 +165,7 @@ struct shmkit_queue {
 	uint64_t nslots, mask, stride, max_msg;
 	uint32_t max_members;
 	uint32_t idx;        /* our member index */
-	bool observer;       /* SHMKIT_QUEUE_OBSERVER: no member entry, read-only */
+	bool observer;       /* opened with SHMKIT_SEG_RDONLY: no member entry */
 	struct q_member *mine;
 	uint64_t me;
 	struct shmkit__spin spin;
