@@ -39,7 +39,7 @@ START_TEST(test_v01_program_runs)
 	struct t_proc p;
 	char *argv[] = {prog, NULL};
 	t_spawn(&p, argv, -1, -1);
-	struct t_run r;
+	struct t_run r = {0};
 	t_run_collect(&r, &p, 60000);
 	ck_assert_msg(r.status == 0, "status %d: %s%s", r.status, r.out, r.err);
 	ck_assert_msg(strstr(r.out, "abi v0.1: ok"), "%s", r.out);
