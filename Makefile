@@ -31,7 +31,10 @@ CC     ?= cc
 CFLAGS ?= -O2 -g
 WARN   := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
           -Wmissing-prototypes -Wno-missing-field-initializers
-CPPFLAGS_ALL := -Iinclude -Isrc -D_GNU_SOURCE
+# The library, the tests that need internals and the fuzz targets see src/; the CLI and the
+# benchmarks only the public headers, as any program using libshmkit does.
+CPPFLAGS_PUB := -Iinclude -D_GNU_SOURCE
+CPPFLAGS_ALL := $(CPPFLAGS_PUB) -Isrc
 CFLAGS_ALL   := -std=c11 $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP
 LDLIBS_ALL   := -lpthread
 
@@ -103,19 +106,20 @@ $(STATICLIB): $(LIB_OBJS)
 	ar rcs $@ $^
 
 # The CLI, tests, benchmarks and examples link the static library, so they run from the
-# build tree without LD_LIBRARY_PATH. They see only the public headers (the tests may
-# include src/ internals: the ring and layout unit tests need them).
+# build tree without LD_LIBRARY_PATH. The CLI, benchmarks and examples see only the public
+# headers (CPPFLAGS_PUB: no -Isrc); the tests may include src/ internals (the ring and
+# layout unit tests need them).
 $(O)/cli/%.o: cli/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CPPFLAGS_PUB) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
 
 $(O)/cli/top.o: cli/top.c Makefile
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) $(CURSES_DEF) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CPPFLAGS_PUB) $(CURSES_DEF) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
 
 $(O)/cli/bridge.o: cli/bridge.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) -Icli $(NATS_FLAGS) $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CPPFLAGS_PUB) -Icli $(NATS_FLAGS) $(CFLAGS_ALL) -c $< -o $@
 
 $(CLI): $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJS) $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm \
@@ -141,7 +145,7 @@ $(O)/fuzz/make-seeds: $(O)/fuzz/make-seeds.o $(STATICLIB)
 
 $(O)/bench/%.o: bench/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) -Ibench $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CPPFLAGS_PUB) -Ibench $(CFLAGS_ALL) -c $< -o $@
 
 $(O)/bench/bridge: $(O)/bench/bridge.o $(BENCH_COMMON_OBJS) $(STATICLIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm
@@ -214,7 +218,7 @@ CXX          ?= g++
 PEERS_ARGS   ?=
 
 $(O)/bench/peers/iceoryx: bench/peers/iceoryx.c $(PEER_OBJS) $(STATICLIB)
-	$(CC) $(CPPFLAGS_ALL) -Ibench -Ibench/peers -isystem $(ICEORYX_INC) $(CFLAGS_ALL) -o $@ $< \
+	$(CC) $(CPPFLAGS_PUB) -Ibench -Ibench/peers -isystem $(ICEORYX_INC) $(CFLAGS_ALL) -o $@ $< \
 	  $(PEER_OBJS) $(STATICLIB) -liceoryx_binding_c $(LDLIBS_ALL) -lm
 
 $(O)/bench/peers/boost: bench/peers/boost.cpp $(PEER_OBJS) $(STATICLIB)
@@ -271,6 +275,19 @@ man-stubs: lib
 # The man page test reads the exported names from the shared library.
 $(O)/tests/manpages: | $(SHLIB)
 
+# --- ABI ------------------------------------------------------------------------------------
+# tests/abi.c runs a program built against the SHMKIT_0.1 node against this tree's library:
+# tests/abi/v01.c declares the 0.1 API itself and links against a stub exporting only that
+# node (tools/abi-stub.sh), so its calls bind to name@SHMKIT_0.1 as a 0.1 binary's do.
+ABI_DIR := $(O)/abi
+$(ABI_DIR)/libshmkit.so.0: src/libshmkit.map tools/abi-stub.sh
+	CC="$(CC)" tools/abi-stub.sh src/libshmkit.map SHMKIT_0.1 $(ABI_DIR)
+
+$(ABI_DIR)/v01: tests/abi/v01.c $(ABI_DIR)/libshmkit.so.0
+	$(CC) -D_GNU_SOURCE $(CFLAGS_ALL) -o $@ $< -L$(ABI_DIR) -lshmkit $(LDLIBS_ALL)
+
+$(O)/tests/abi: | $(ABI_DIR)/v01 $(SHLIB)
+
 # --- install ----------------------------------------------------------------------------
 # Rewritten on every install: it holds PREFIX, which may differ from the last build's.
 .PHONY: $(O)/shmkit.pc
@@ -281,7 +298,7 @@ $(O)/shmkit.pc: shmkit.pc.in Makefile
 
 install: lib cli $(O)/shmkit.pc
 	install -d $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR) \
-	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
 	install -m 644 include/shmkit.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 include/shmkit/*.h $(DESTDIR)$(INCLUDEDIR)/shmkit/
 	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
@@ -291,6 +308,7 @@ install: lib cli $(O)/shmkit.pc
 	install -m 644 $(O)/shmkit.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
 	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(MANDIR)/man7/
 	$(if $(wildcard man/man3/*.3),install -m 644 $(wildcard man/man3/*.3) $(DESTDIR)$(MANDIR)/man3/)
 	install -d $(DESTDIR)$(BASHCOMPDIR)
 	install -m 644 completion/shmkit.bash $(DESTDIR)$(BASHCOMPDIR)/shmkit
@@ -308,7 +326,8 @@ install: lib cli $(O)/shmkit.pc
 uninstall:
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(INCLUDEDIR)/shmkit.h
 	rm -f $(DESTDIR)$(LIBDIR)/libshmkit.* $(DESTDIR)$(LIBDIR)/pkgconfig/shmkit.pc
-	rm -f $(DESTDIR)$(BINDIR)/shmkit $(DESTDIR)$(MANDIR)/man1/shmkit*.1 $(DESTDIR)$(MANDIR)/man3/shmkit*.3
+	rm -f $(DESTDIR)$(BINDIR)/shmkit $(DESTDIR)$(MANDIR)/man1/shmkit*.1 $(DESTDIR)$(MANDIR)/man3/shmkit*.3 \
+	  $(DESTDIR)$(MANDIR)/man7/shmkit*.7
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/shmkit
 
 clean:

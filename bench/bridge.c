@@ -128,7 +128,8 @@ static void wait_channel(const char *name, bool consumer_attached)
 {
 	for (int i = 0; i < 2000; i++) {
 		struct shmkit_chan *ch;
-		if (shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) == 0) {
+		struct shmkit_chan_opts ro = {.seg.flags = SHMKIT_SEG_RDONLY};
+		if (shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, &ro, &ch) == 0) {
 			struct shmkit_chan_stats st;
 			shmkit_chan_stats(ch, &st);
 			shmkit_chan_close(ch);

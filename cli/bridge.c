@@ -1426,7 +1426,8 @@ void cli_bridge_describe(const struct shmkit_segment_info *inf, struct cli_kv *k
 	uint64_t v[SHMKIT_CHAN_NOTES] = {0};
 	static_assert(SHMKIT_PUBSUB_NOTES == SHMKIT_CHAN_NOTES, "the same notes on either kind");
 	if (inf->kind == SHMKIT_KIND_PUBSUB) {
-		struct shmkit_pubsub_opts po = {.seg = cli_info_opts(inf, SHMKIT_SEG_FOREIGN_UID)};
+		struct shmkit_pubsub_opts po = {
+			.seg = cli_info_opts(inf, SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID)};
 		struct shmkit_pubsub *ps;
 		if (shmkit_pubsub_open(inf->name, SHMKIT_PUBSUB_OBSERVER, &po, &ps) != 0)
 			return;
@@ -1434,7 +1435,8 @@ void cli_bridge_describe(const struct shmkit_segment_info *inf, struct cli_kv *k
 			(void)shmkit_pubsub_note_load(ps, i, &v[i]);
 		shmkit_pubsub_close(ps);
 	} else {
-		struct shmkit_chan_opts co = {.seg = cli_info_opts(inf, SHMKIT_SEG_FOREIGN_UID)};
+		struct shmkit_chan_opts co = {
+			.seg = cli_info_opts(inf, SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID)};
 		struct shmkit_chan *ch;
 		if (shmkit_chan_open(inf->name, SHMKIT_CHAN_OBSERVER, &co, &ch) != 0)
 			return;

@@ -57,7 +57,7 @@ static struct obs_party *add_party(struct obs_obj *o, const char *role, int32_t 
 static int read_stream(const struct shmkit_segment_info *inf, struct obs_obj *o)
 {
 	/* A stream observer maps read-write (the library's choice), but writes nothing. */
-	struct shmkit_chan_opts co = {.seg = cli_info_opts(inf, SHMKIT_SEG_FOREIGN_UID)};
+	struct shmkit_chan_opts co = {.seg = cli_info_opts(inf, OBS_FLAGS)};
 	struct shmkit_chan *ch;
 	int err = shmkit_chan_open(inf->name, SHMKIT_CHAN_OBSERVER, &co, &ch);
 	if (err)
@@ -145,8 +145,7 @@ static int read_pubsub(const struct shmkit_segment_info *inf, struct obs_obj *o)
 
 static int read_queue(const struct shmkit_segment_info *inf, struct obs_obj *o)
 {
-	struct shmkit_queue_opts qo = {.flags = SHMKIT_QUEUE_OBSERVER,
-				       .seg = cli_info_opts(inf, OBS_FLAGS)};
+	struct shmkit_queue_opts qo = {.seg = cli_info_opts(inf, OBS_FLAGS)};
 	struct shmkit_queue *q;
 	int err = shmkit_queue_open(inf->name, &qo, &q);
 	if (err)
@@ -168,7 +167,7 @@ static int read_queue(const struct shmkit_segment_info *inf, struct obs_obj *o)
 
 static int read_table(const struct shmkit_segment_info *inf, struct obs_obj *o)
 {
-	struct shmkit_segment_opts so = cli_info_opts(inf, OBS_FLAGS);
+	struct shmkit_table_opts so = {.seg = cli_info_opts(inf, OBS_FLAGS)};
 	struct shmkit_table *t;
 	int err = shmkit_table_open(inf->name, &so, &t);
 	if (err)

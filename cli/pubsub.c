@@ -955,7 +955,8 @@ int cli_cmd_sub(const struct cli_cmd *cmd, int argc, char **argv)
 
 void cli_chan_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv)
 {
-	struct shmkit_chan_opts co = {.seg = cli_info_opts(inf, SHMKIT_SEG_FOREIGN_UID)};
+	struct shmkit_chan_opts co = {
+		.seg = cli_info_opts(inf, SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID)};
 	struct shmkit_chan *ch;
 	int err = shmkit_chan_open(inf->name, SHMKIT_CHAN_OBSERVER, &co, &ch);
 	struct shmkit_chan_stats st;

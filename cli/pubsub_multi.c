@@ -550,8 +550,7 @@ void cli_pubsub_describe(const struct shmkit_segment_info *inf, struct cli_kv *k
 
 void cli_queue_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv)
 {
-	struct shmkit_queue_opts o = {.flags = SHMKIT_QUEUE_OBSERVER,
-				      .seg = cli_info_opts(inf, STAT_FLAGS)};
+	struct shmkit_queue_opts o = {.seg = cli_info_opts(inf, STAT_FLAGS)};
 	struct shmkit_queue *q;
 	int err = shmkit_queue_open(inf->name, &o, &q);
 	if (cli_kv_detail_error(kv, err))

@@ -250,9 +250,9 @@ static int want_args(const struct cli_cmd *cmd, const char *sub, const struct tb
 static int open_table(const struct cli_cmd *cmd, const struct tbl_args *a, bool rdonly,
 		      struct shmkit_table **tp)
 {
-	struct shmkit_segment_opts o = {.backend = a->backend,
-					.flags = (rdonly ? SHMKIT_SEG_RDONLY : 0) |
-						 (a->foreign ? SHMKIT_SEG_FOREIGN_UID : 0)};
+	struct shmkit_table_opts o = {.seg = {.backend = a->backend,
+					      .flags = (rdonly ? SHMKIT_SEG_RDONLY : 0) |
+						       (a->foreign ? SHMKIT_SEG_FOREIGN_UID : 0)}};
 	int err = shmkit_table_open(a->pos[0], &o, tp);
 	if (err)
 		return cli_open_error(cmd, a->pos[0], a->backend, err, "table");
@@ -614,8 +614,8 @@ int cli_cmd_table(const struct cli_cmd *cmd, int argc, char **argv)
 
 void cli_table_describe(const struct shmkit_segment_info *inf, struct cli_kv *kv)
 {
-	struct shmkit_segment_opts o =
-		cli_info_opts(inf, SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID);
+	struct shmkit_table_opts o = {
+		.seg = cli_info_opts(inf, SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID)};
 	struct shmkit_table *t;
 	int err = shmkit_table_open(inf->name, &o, &t);
 	if (cli_kv_detail_error(kv, err))

@@ -71,6 +71,8 @@
 #include <unistd.h>
 
 #include "chan_internal.h"
+#include "compat.h"
+#include "object.h"
 #include "ring.h"
 #include "shmkit/chan.h"
 #include "waitq_internal.h"
@@ -150,47 +152,26 @@ static _Atomic uint64_t *peer_owner(const struct shmkit_chan *ch)
 	return ch->role == SHMKIT_CHAN_PRODUCER ? &ch->ctl->cons_owner : &ch->ctl->prod_owner;
 }
 
+/* The role word (src/object.h): acquire on success, so our attach reads come after the
+ * previous owner's last publish; the release on leaving lets the next one see ours. */
 static int claim_role(struct shmkit_chan *ch)
 {
-	_Atomic uint64_t *w = my_owner(ch);
-	/* Relaxed: the CAS below decides; acquire on success orders our attach reads after
-	 * the previous owner's last publish (release stores). */
-	uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
-	for (int tries = 0; tries < 100; tries++) {
-		if (cur != 0 && shmkit__owner_state(cur) > 0)
-			return -EBUSY;
-		if (atomic_compare_exchange_strong_explicit(w, &cur, ch->me, memory_order_acquire,
-							    memory_order_relaxed))
-			return 0;
-	}
-	return -EBUSY;
+	return shmkit__role_claim(my_owner(ch), ch->me);
 }
 
 static void drop_role(struct shmkit_chan *ch)
 {
-	uint64_t mine = ch->me;
-	/* Release: whoever claims the role next sees our last positions. */
-	atomic_compare_exchange_strong_explicit(my_owner(ch), &mine, 0, memory_order_release,
-						memory_order_relaxed);
+	shmkit__role_release(my_owner(ch), ch->me);
 }
 
 int shmkit_chan_peer_alive(const struct shmkit_chan *ch)
 {
-	if (!ch)
-		return 0;
-	/* Relaxed: a snapshot for a liveness check. */
-	return shmkit__owner_state(atomic_load_explicit(peer_owner(ch), memory_order_relaxed)) > 0;
+	return ch ? shmkit__role_state(peer_owner(ch)) > 0 : 0;
 }
 
 /* --- creation and attachment ---------------------------------------------------------- */
 
-static uint64_t next_pow2(uint64_t v)
-{
-	uint64_t p = SHMKIT__RING_MIN_CAP;
-	while (p < v && p < SHMKIT__RING_MAX_CAP)
-		p <<= 1;
-	return p;
-}
+#define CHAN_OPT_FLAGS SHMKIT_CHAN_NO_SPIN
 
 static int chan_alloc(struct shmkit_segment *seg, int role, const struct shmkit_chan_opts *o,
 		      struct shmkit_chan **chp)
@@ -220,10 +201,9 @@ static int chan_attach(struct shmkit_chan *ch)
 	 * acquired its READY state: plain reads, copied once into locals. */
 	uint64_t magic = c->magic, cap = c->capacity, max_msg = c->max_msg, off = c->ring_offset;
 	uint32_t version = c->version;
-	if (magic != CHAN_MAGIC)
-		return -EBADMSG;
-	if (version != CHAN_VERSION)
-		return -EPROTO;
+	int err = shmkit__layout_check(magic, CHAN_MAGIC, version, CHAN_VERSION);
+	if (err)
+		return err;
 	if (!shmkit__ring_geometry_ok(cap, max_msg) || off != CHAN_RING_OFFSET ||
 	    cap > seg_size - CHAN_RING_OFFSET)
 		return -EBADMSG;
@@ -233,7 +213,7 @@ static int chan_attach(struct shmkit_chan *ch)
 	/* Before our first wake (the taking-over producer's publish below) or sleep. */
 	shmkit__wq_attach(&ch->wq, ch->seg, (struct shmkit__waitq *const[]){&c->data_q, &c->space_q},
 			  2);
-	int err = claim_role(ch);
+	err = claim_role(ch);
 	if (err)
 		return err;
 	if (ch->role == SHMKIT_CHAN_PRODUCER) {
@@ -277,32 +257,33 @@ static int chan_open_seg(struct shmkit_segment *seg, int role, const struct shmk
 	return 0;
 }
 
-int shmkit_chan_create(const char *name, int role, const struct shmkit_chan_opts *opts,
-		       struct shmkit_chan **chp)
+SHMKIT__SYMVER_DEFAULT(shmkit__chan_create, shmkit_chan_create, SHMKIT_0.2);
+int shmkit__chan_create(const char *name, int role, const struct shmkit_chan_opts *opts,
+			struct shmkit_chan **chp)
 {
 	if (!chp)
 		return -EINVAL;
 	*chp = NULL;
-	if (role != SHMKIT_CHAN_PRODUCER && role != SHMKIT_CHAN_CONSUMER)
-		return -EINVAL;
 	static const struct shmkit_chan_opts defaults;
 	const struct shmkit_chan_opts *o = opts ? opts : &defaults;
+	int err = shmkit__opts_check(o->flags, CHAN_OPT_FLAGS, o->reserved, 4);
+	if (!err)
+		err = shmkit__role_check(role, &o->seg, true);
+	if (err)
+		return err;
 	uint64_t cap = o->capacity, max_msg = o->max_msg;
 	if (cap == 0)
 		cap = max_msg ? 4 * (max_msg + SHMKIT__REC_HDR) : SHMKIT_CHAN_DEFAULT_CAPACITY;
 	if (cap > SHMKIT__RING_MAX_CAP || max_msg > SHMKIT__RING_MAX_CAP)
 		return -EINVAL;
-	cap = next_pow2(cap);
+	cap = shmkit__next_pow2(cap, SHMKIT__RING_MIN_CAP, SHMKIT__RING_MAX_CAP);
 	if (max_msg == 0 && !o->max_msg)
 		max_msg = cap / 4;
 	if (!shmkit__ring_geometry_ok(cap, max_msg))
 		return -EINVAL;
 
-	struct shmkit_segment_opts so = o->seg;
-	so.kind = SHMKIT_KIND_STREAM;
-	so.flags |= SHMKIT_SEG_DEFER_READY;
 	struct shmkit_segment *seg;
-	int err = shmkit_segment_create(name, CHAN_RING_OFFSET + cap, &so, &seg);
+	err = shmkit__object_create(name, SHMKIT_KIND_STREAM, CHAN_RING_OFFSET + cap, &o->seg, &seg);
 	if (err)
 		return err;
 	struct chan_ctl *c = shmkit_segment_data(seg);
@@ -324,27 +305,28 @@ static int chan_open(const struct shmkit__seg_src *src, int role,
 	if (!chp)
 		return -EINVAL;
 	*chp = NULL;
-	if (role != SHMKIT_CHAN_PRODUCER && role != SHMKIT_CHAN_CONSUMER &&
-	    role != SHMKIT_CHAN_OBSERVER)
-		return -EINVAL;
-	struct shmkit_segment_opts so = shmkit__kind_open_opts(
-		opts ? &opts->seg : NULL, SHMKIT_KIND_STREAM, CHAN_RING_OFFSET,
-		role == SHMKIT_CHAN_OBSERVER /* an observer never writes */);
+	int err = opts ? shmkit__opts_check(opts->flags, CHAN_OPT_FLAGS, opts->reserved, 4) : 0;
+	if (!err) /* an observer (no role) is read-only, and only an observer is */
+		err = shmkit__role_check(role, opts ? &opts->seg : NULL, false);
 	struct shmkit_segment *seg;
-	int err = shmkit__segment_open_src(src, &so, &seg);
+	if (!err)
+		err = shmkit__object_open(src, SHMKIT_KIND_STREAM, CHAN_RING_OFFSET,
+					  opts ? &opts->seg : NULL, &seg);
 	if (err)
 		return err;
 	return chan_open_seg(seg, role, opts, chp, false);
 }
 
-int shmkit_chan_open(const char *name, int role, const struct shmkit_chan_opts *opts,
-		     struct shmkit_chan **chp)
+SHMKIT__SYMVER_DEFAULT(shmkit__chan_open, shmkit_chan_open, SHMKIT_0.2);
+int shmkit__chan_open(const char *name, int role, const struct shmkit_chan_opts *opts,
+		      struct shmkit_chan **chp)
 {
 	return chan_open(&(struct shmkit__seg_src){.name = name}, role, opts, chp);
 }
 
-int shmkit_chan_open_fd(int fd, int role, const struct shmkit_chan_opts *opts,
-			struct shmkit_chan **chp)
+SHMKIT__SYMVER_DEFAULT(shmkit__chan_open_fd, shmkit_chan_open_fd, SHMKIT_0.2);
+int shmkit__chan_open_fd(int fd, int role, const struct shmkit_chan_opts *opts,
+			 struct shmkit_chan **chp)
 {
 	return chan_open(&(struct shmkit__seg_src){.fd = fd, .by_fd = true}, role, opts, chp);
 }
@@ -709,13 +691,14 @@ static ssize_t copy_out(struct shmkit_chan *ch, int err, const void *p, size_t n
 	if (err)
 		return err;
 	if (n > cap)
-		return -EMSGSIZE;
+		return -ENOBUFS; /* the caller's buffer is too small (errno table: shmkit_errors(7)) */
 	shmkit__copy(buf, p, n);
 	release_(ch, 0);
 	return (ssize_t)n;
 }
 
-ssize_t shmkit_chan_recv(struct shmkit_chan *ch, void *buf, size_t cap)
+SHMKIT__SYMVER_DEFAULT(shmkit__chan_recv, shmkit_chan_recv, SHMKIT_0.2);
+ssize_t shmkit__chan_recv(struct shmkit_chan *ch, void *buf, size_t cap)
 {
 	const void *p = NULL;
 	size_t n = 0;
@@ -723,8 +706,9 @@ ssize_t shmkit_chan_recv(struct shmkit_chan *ch, void *buf, size_t cap)
 	return copy_out(ch, err, p, n, buf, cap);
 }
 
-ssize_t shmkit_chan_recv_wait(struct shmkit_chan *ch, void *buf, size_t cap,
-			      const struct timespec *deadline)
+SHMKIT__SYMVER_DEFAULT(shmkit__chan_recv_wait, shmkit_chan_recv_wait, SHMKIT_0.2);
+ssize_t shmkit__chan_recv_wait(struct shmkit_chan *ch, void *buf, size_t cap,
+			       const struct timespec *deadline)
 {
 	const void *p = NULL;
 	size_t n = 0;
@@ -793,7 +777,7 @@ int shmkit_chan_detach(struct shmkit_chan *ch)
 
 int shmkit_chan_unlink(struct shmkit_chan *ch)
 {
-	return ch ? shmkit_segment_unlink(ch->seg) : -EINVAL;
+	return shmkit__object_unlink(ch ? ch->seg : NULL);
 }
 
 struct shmkit_segment *shmkit_chan_segment(const struct shmkit_chan *ch)

@@ -185,6 +185,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compat.h"
+#include "object.h"
 #include "shmkit/pubsub.h"
 #include "waitq_internal.h"
 
@@ -357,35 +359,11 @@ static uint64_t rec_check(const struct shmkit_pubsub *ps, uint64_t off, uint64_t
 
 /* --- creation and attachment ------------------------------------------------------------- */
 
-static uint64_t next_pow2(uint64_t v)
-{
-	uint64_t p = PS_MIN_CAP;
-	while (p < v && p < PS_MAX_CAP)
-		p <<= 1;
-	return p;
-}
-
 static bool geometry_ok(uint64_t cap, uint64_t max_msg)
 {
 	if (cap < PS_MIN_CAP || cap > PS_MAX_CAP || (cap & (cap - 1)))
 		return false;
 	return max_msg <= cap / 2 - REC_HDR;
-}
-
-static int claim_publisher(struct shmkit_pubsub *ps)
-{
-	_Atomic uint64_t *w = &ps->ctl->pub_owner;
-	/* Relaxed: the CAS decides; acquire on success orders our attach reads after the
-	 * previous owner's last publish (release stores). */
-	uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
-	for (int tries = 0; tries < PS_TRIES; tries++) {
-		if (cur != 0 && shmkit__owner_state(cur) > 0)
-			return -EBUSY;
-		if (atomic_compare_exchange_strong_explicit(w, &cur, ps->me, memory_order_acquire,
-							    memory_order_relaxed))
-			return 0;
-	}
-	return -EBUSY;
 }
 
 /* The record a publisher that died committed in band but did not publish: it died between
@@ -428,7 +406,8 @@ static void publish(struct shmkit_pubsub *ps);
 static int attach_publisher(struct shmkit_pubsub *ps)
 {
 	struct ps_ctl *c = ps->ctl;
-	int err = claim_publisher(ps);
+	/* Acquire on success (src/object.h): after the previous publisher's last publish. */
+	int err = shmkit__role_claim(&c->pub_owner, ps->me);
 	if (err)
 		return err;
 	/* Acquire: a taking-over publisher sees the records its predecessor published. */
@@ -436,9 +415,7 @@ static int attach_publisher(struct shmkit_pubsub *ps)
 	uint64_t s = atomic_load_explicit(&c->next_seq, memory_order_acquire);
 	uint64_t o = atomic_load_explicit(&c->oldest, memory_order_acquire);
 	if (t & 15) {
-		uint64_t mine = ps->me;
-		atomic_compare_exchange_strong_explicit(&c->pub_owner, &mine, 0, memory_order_release,
-							memory_order_relaxed);
+		shmkit__role_release(&c->pub_owner, ps->me);
 		return -EBADMSG;
 	}
 	if ((o & 15) || !pos_ge(t, o) || t - o > ps->cap) {
@@ -476,25 +453,13 @@ static int attach_publisher(struct shmkit_pubsub *ps)
 	return 0;
 }
 
+/* A free slot, else a dead subscriber's (src/object.h); acquire orders our use of it after
+ * its previous holder's release (leave). */
 static int claim_slot(struct shmkit_pubsub *ps)
 {
-	/* Two passes: free slots first, then slots of dead processes (takeover). */
-	for (int pass = 0; pass < 2; pass++) {
-		for (uint32_t i = 0; i < ps->max_subs; i++) {
-			_Atomic uint64_t *w = &ps->slots[i].owner;
-			/* Relaxed: the CAS below decides. */
-			uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
-			if (pass == 0 ? cur != 0 : (cur == 0 || shmkit__owner_state(cur) > 0))
-				continue;
-			/* acq_rel: acquire orders our use of the slot after its previous holder's
-			 * release (leave); release publishes nothing yet but is harmless. */
-			if (atomic_compare_exchange_strong_explicit(w, &cur, ps->me,
-								    memory_order_acq_rel,
-								    memory_order_relaxed))
-				return (int)i;
-		}
-	}
-	return -ENOSPC;
+	bool dead;
+	return shmkit__role_claim_slot(&ps->slots[0].owner, sizeof ps->slots[0], ps->max_subs,
+				       ps->me, &dead);
 }
 
 static void free_slot(struct shmkit_pubsub *ps)
@@ -503,9 +468,7 @@ static void free_slot(struct shmkit_pubsub *ps)
 	 * owner word ignores the stale position; pairs with A2 in rescan(). Also the store
 	 * half of the handshake with a publisher sleeping on us (see close). */
 	atomic_store_explicit(&ps->my->pos, SUB_NONE, memory_order_release);
-	uint64_t mine = ps->me;
-	atomic_compare_exchange_strong_explicit(&ps->my->owner, &mine, 0, memory_order_release,
-						memory_order_relaxed);
+	shmkit__role_release(&ps->my->owner, ps->me);
 }
 
 static bool overwritten(struct shmkit_pubsub *ps, uint64_t at);
@@ -637,10 +600,9 @@ static int ps_attach(struct shmkit_pubsub *ps)
 	 * reads, copied once into locals. */
 	uint64_t magic = c->magic, cap = c->capacity, max_msg = c->max_msg, off = c->ring_offset;
 	uint32_t version = c->version, policy = c->policy, subs = c->max_subs, hist = c->history;
-	if (magic != PS_MAGIC)
-		return -EBADMSG;
-	if (version != PS_VERSION)
-		return -EPROTO;
+	int err = shmkit__layout_check(magic, PS_MAGIC, version, PS_VERSION);
+	if (err)
+		return err;
 	if (!geometry_ok(cap, max_msg) || policy > SHMKIT_PUBSUB_OVERWRITE || subs == 0 ||
 	    subs > SHMKIT_PUBSUB_MAX_SUBSCRIBERS || hist > SHMKIT_PUBSUB_MAX_HISTORY ||
 	    off != PS_SLOTS_OFF + (uint64_t)PS_SLOT_SIZE * subs || off > seg_size ||
@@ -696,36 +658,46 @@ static int open_seg(struct shmkit_segment *seg, int role, const struct shmkit_pu
 	return 0;
 }
 
-int shmkit_pubsub_create(const char *name, int role, const struct shmkit_pubsub_opts *opts,
-			 struct shmkit_pubsub **psp)
+#define PS_OPT_FLAGS (SHMKIT_PUBSUB_NO_SPIN | SHMKIT_PUBSUB_NO_HISTORY)
+
+/* The option flags and reserved words (src/object.h). */
+static int ps_opts_check(const struct shmkit_pubsub_opts *o)
+{
+	if (!o)
+		return 0;
+	return o->reserved0 ? -EINVAL : shmkit__opts_check(o->flags, PS_OPT_FLAGS, o->reserved, 4);
+}
+
+SHMKIT__SYMVER_DEFAULT(shmkit__pubsub_create, shmkit_pubsub_create, SHMKIT_0.2);
+int shmkit__pubsub_create(const char *name, int role, const struct shmkit_pubsub_opts *opts,
+			  struct shmkit_pubsub **psp)
 {
 	if (!psp)
 		return -EINVAL;
 	*psp = NULL;
-	if (role != SHMKIT_PUBSUB_PUBLISHER && role != SHMKIT_PUBSUB_SUBSCRIBER)
-		return -EINVAL;
 	static const struct shmkit_pubsub_opts defaults;
 	const struct shmkit_pubsub_opts *o = opts ? opts : &defaults;
+	int err = ps_opts_check(o);
+	if (!err)
+		err = shmkit__role_check(role, &o->seg, true);
+	if (err)
+		return err;
 	uint64_t cap = o->capacity, max_msg = o->max_msg;
 	uint32_t subs = o->max_subscribers ? o->max_subscribers : SHMKIT_PUBSUB_DEFAULT_SUBSCRIBERS;
 	if (cap > PS_MAX_CAP || max_msg > PS_MAX_CAP || subs > SHMKIT_PUBSUB_MAX_SUBSCRIBERS ||
-	    o->policy > SHMKIT_PUBSUB_OVERWRITE || o->history > SHMKIT_PUBSUB_MAX_HISTORY ||
-	    o->reserved)
+	    o->policy > SHMKIT_PUBSUB_OVERWRITE || o->history > SHMKIT_PUBSUB_MAX_HISTORY)
 		return -EINVAL;
 	if (cap == 0)
 		cap = max_msg ? 4 * (max_msg + REC_HDR) : SHMKIT_PUBSUB_DEFAULT_CAPACITY;
-	cap = next_pow2(cap);
+	cap = shmkit__next_pow2(cap, PS_MIN_CAP, PS_MAX_CAP);
 	if (max_msg == 0)
 		max_msg = cap / 4;
 	if (!geometry_ok(cap, max_msg))
 		return -EINVAL;
 	uint64_t ring_off = PS_SLOTS_OFF + (uint64_t)PS_SLOT_SIZE * subs;
 
-	struct shmkit_segment_opts so = o->seg;
-	so.kind = SHMKIT_KIND_PUBSUB;
-	so.flags |= SHMKIT_SEG_DEFER_READY;
 	struct shmkit_segment *seg;
-	int err = shmkit_segment_create(name, ring_off + cap, &so, &seg);
+	err = shmkit__object_create(name, SHMKIT_KIND_PUBSUB, ring_off + cap, &o->seg, &seg);
 	if (err)
 		return err;
 	struct ps_ctl *c = shmkit_segment_data(seg);
@@ -750,27 +722,28 @@ static int ps_open(const struct shmkit__seg_src *src, int role,
 	if (!psp)
 		return -EINVAL;
 	*psp = NULL;
-	if (role != SHMKIT_PUBSUB_PUBLISHER && role != SHMKIT_PUBSUB_SUBSCRIBER &&
-	    role != SHMKIT_PUBSUB_OBSERVER)
-		return -EINVAL;
-	struct shmkit_segment_opts so = shmkit__kind_open_opts(
-		opts ? &opts->seg : NULL, SHMKIT_KIND_PUBSUB, PS_SLOTS_OFF,
-		role == SHMKIT_PUBSUB_OBSERVER);
+	int err = ps_opts_check(opts);
+	if (!err) /* an observer (no role) is read-only, and only an observer is */
+		err = shmkit__role_check(role, opts ? &opts->seg : NULL, false);
 	struct shmkit_segment *seg;
-	int err = shmkit__segment_open_src(src, &so, &seg);
+	if (!err)
+		err = shmkit__object_open(src, SHMKIT_KIND_PUBSUB, PS_SLOTS_OFF,
+					  opts ? &opts->seg : NULL, &seg);
 	if (err)
 		return err;
 	return open_seg(seg, role, opts, psp, false);
 }
 
-int shmkit_pubsub_open(const char *name, int role, const struct shmkit_pubsub_opts *opts,
-		       struct shmkit_pubsub **psp)
+SHMKIT__SYMVER_DEFAULT(shmkit__pubsub_open, shmkit_pubsub_open, SHMKIT_0.2);
+int shmkit__pubsub_open(const char *name, int role, const struct shmkit_pubsub_opts *opts,
+			struct shmkit_pubsub **psp)
 {
 	return ps_open(&(struct shmkit__seg_src){.name = name}, role, opts, psp);
 }
 
-int shmkit_pubsub_open_fd(int fd, int role, const struct shmkit_pubsub_opts *opts,
-			  struct shmkit_pubsub **psp)
+SHMKIT__SYMVER_DEFAULT(shmkit__pubsub_open_fd, shmkit_pubsub_open_fd, SHMKIT_0.2);
+int shmkit__pubsub_open_fd(int fd, int role, const struct shmkit_pubsub_opts *opts,
+			   struct shmkit_pubsub **psp)
 {
 	return ps_open(&(struct shmkit__seg_src){.fd = fd, .by_fd = true}, role, opts, psp);
 }
@@ -1396,7 +1369,7 @@ static ssize_t copy_out(struct shmkit_pubsub *ps, int err, const void *p, size_t
 	if (err)
 		return err;
 	if (n > cap)
-		return -EMSGSIZE;
+		return -ENOBUFS; /* the caller's buffer is too small (shmkit_errors(7)) */
 	if (ps->policy == SHMKIT_PUBSUB_OVERWRITE)
 		shmkit_seqlock_load(buf, p, n); /* relaxed atomics: the publisher may be writing */
 	else
@@ -1405,7 +1378,8 @@ static ssize_t copy_out(struct shmkit_pubsub *ps, int err, const void *p, size_t
 	return err ? err : (ssize_t)n;
 }
 
-ssize_t shmkit_pubsub_recv(struct shmkit_pubsub *ps, void *buf, size_t cap)
+SHMKIT__SYMVER_DEFAULT(shmkit__pubsub_recv, shmkit_pubsub_recv, SHMKIT_0.2);
+ssize_t shmkit__pubsub_recv(struct shmkit_pubsub *ps, void *buf, size_t cap)
 {
 	const void *p = NULL;
 	size_t n = 0;
@@ -1413,8 +1387,9 @@ ssize_t shmkit_pubsub_recv(struct shmkit_pubsub *ps, void *buf, size_t cap)
 	return copy_out(ps, err, p, n, buf, cap);
 }
 
-ssize_t shmkit_pubsub_recv_wait(struct shmkit_pubsub *ps, void *buf, size_t cap,
-				const struct timespec *deadline)
+SHMKIT__SYMVER_DEFAULT(shmkit__pubsub_recv_wait, shmkit_pubsub_recv_wait, SHMKIT_0.2);
+ssize_t shmkit__pubsub_recv_wait(struct shmkit_pubsub *ps, void *buf, size_t cap,
+				 const struct timespec *deadline)
 {
 	const void *p = NULL;
 	size_t n = 0;
@@ -1521,7 +1496,7 @@ int shmkit_pubsub_close(struct shmkit_pubsub *ps)
 
 int shmkit_pubsub_unlink(struct shmkit_pubsub *ps)
 {
-	return ps ? shmkit_segment_unlink(ps->seg) : -EINVAL;
+	return shmkit__object_unlink(ps ? ps->seg : NULL);
 }
 
 struct shmkit_segment *shmkit_pubsub_segment(const struct shmkit_pubsub *ps)

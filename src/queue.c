@@ -83,6 +83,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compat.h"
+#include "object.h"
 #include "shmkit/queue.h"
 #include "waitq_internal.h"
 
@@ -163,7 +165,7 @@ struct shmkit_queue {
 	uint64_t nslots, mask, stride, max_msg;
 	uint32_t max_members;
 	uint32_t idx;        /* our member index */
-	bool observer;       /* SHMKIT_QUEUE_OBSERVER: no member entry, read-only */
+	bool observer;       /* opened with SHMKIT_SEG_RDONLY: no member entry */
 	struct q_member *mine;
 	uint64_t me;
 	struct shmkit__spin spin;
@@ -509,30 +511,22 @@ int shmkit_queue_recover(struct shmkit_queue *q)
 
 static int attach_member(struct shmkit_queue *q)
 {
-	for (int pass = 0; pass < 2; pass++) {
-		for (uint32_t i = 0; i < q->max_members; i++) {
-			_Atomic uint64_t *w = &q->members[i].owner;
-			/* Relaxed: the CAS decides. */
-			uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
-			if (pass == 0 ? cur != 0 : (cur == 0 || shmkit__owner_state(cur) > 0))
-				continue;
-			/* acq_rel: acquire orders our use after the previous holder's release. */
-			if (!atomic_compare_exchange_strong_explicit(w, &cur, q->me,
-								     memory_order_acq_rel,
-								     memory_order_relaxed))
-				continue;
-			q->idx = i;
-			q->mine = &q->members[i];
-			fold_member(q->ctl, q->mine);
-			if (pass == 1) {
-				/* Took a dead process's entry: its claims carry our index now. */
-				total_add(&q->ctl->totals.recovered, 1);
-				sweep(q, true);
-			}
-			return 0;
-		}
+	/* A free entry, else a dead process's (src/object.h); acquire orders our use after
+	 * the previous holder's release. */
+	bool dead;
+	int i = shmkit__role_claim_slot(&q->members[0].owner, sizeof q->members[0],
+					q->max_members, q->me, &dead);
+	if (i < 0)
+		return i;
+	q->idx = (uint32_t)i;
+	q->mine = &q->members[i];
+	fold_member(q->ctl, q->mine);
+	if (dead) {
+		/* Took a dead process's entry: its claims carry our index now. */
+		total_add(&q->ctl->totals.recovered, 1);
+		sweep(q, true);
 	}
-	return -ENOSPC;
+	return 0;
 }
 
 static int q_attach(struct shmkit_queue *q)
@@ -545,10 +539,9 @@ static int q_attach(struct shmkit_queue *q)
 	uint64_t magic = c->magic, n = c->nslots, stride = c->slot_size, max_msg = c->max_msg,
 		 moff = c->members_offset, soff = c->slots_offset;
 	uint32_t version = c->version, members = c->max_members;
-	if (magic != Q_MAGIC)
-		return -EBADMSG;
-	if (version != Q_VERSION)
-		return -EPROTO;
+	int err = shmkit__layout_check(magic, Q_MAGIC, version, Q_VERSION);
+	if (err)
+		return err;
 	if (n < 2 || n > SHMKIT_QUEUE_MAX_SLOTS || (n & (n - 1)) || max_msg == 0 ||
 	    max_msg > SHMKIT_QUEUE_MAX_MSG || stride != ((Q_SLOT_HDR + max_msg + 63) & ~63ull) ||
 	    members == 0 || members > SHMKIT_QUEUE_MAX_MEMBERS || moff != Q_MEMBERS_OFF ||
@@ -579,7 +572,7 @@ static int q_alloc(struct shmkit_segment *seg, const struct shmkit_queue_opts *o
 	q->seg = seg;
 	q->ctl = shmkit_segment_data(seg);
 	q->me = shmkit__self_owner();
-	q->observer = o && (o->flags & SHMKIT_QUEUE_OBSERVER);
+	q->observer = shmkit__opts_rdonly(o ? &o->seg : NULL); /* read-only: no member entry */
 	shmkit__spin_init(&q->spin, o ? o->spin_ns : 0, o && (o->flags & SHMKIT_QUEUE_NO_SPIN));
 	*qp = q;
 	return 0;
@@ -601,15 +594,20 @@ static int open_seg(struct shmkit_segment *seg, const struct shmkit_queue_opts *
 	return 0;
 }
 
-int shmkit_queue_create(const char *name, const struct shmkit_queue_opts *opts,
-			struct shmkit_queue **qp)
+#define Q_OPT_FLAGS SHMKIT_QUEUE_NO_SPIN
+
+SHMKIT__SYMVER_DEFAULT(shmkit__queue_create, shmkit_queue_create, SHMKIT_0.2);
+int shmkit__queue_create(const char *name, const struct shmkit_queue_opts *opts,
+			 struct shmkit_queue **qp)
 {
 	if (!qp)
 		return -EINVAL;
 	*qp = NULL;
 	static const struct shmkit_queue_opts defaults;
 	const struct shmkit_queue_opts *o = opts ? opts : &defaults;
-	if (o->flags & SHMKIT_QUEUE_OBSERVER)
+	/* A creator attaches as a member: read-only makes no sense (segment create refuses
+	 * SHMKIT_SEG_RDONLY too). */
+	if (shmkit__opts_check(o->flags, Q_OPT_FLAGS, o->reserved, 4) || shmkit__opts_rdonly(&o->seg))
 		return -EINVAL;
 	uint64_t n = o->slots ? o->slots : SHMKIT_QUEUE_DEFAULT_SLOTS;
 	uint64_t max_msg = o->max_msg ? o->max_msg : SHMKIT_QUEUE_DEFAULT_MAX_MSG;
@@ -617,18 +615,12 @@ int shmkit_queue_create(const char *name, const struct shmkit_queue_opts *opts,
 	if (n > SHMKIT_QUEUE_MAX_SLOTS || max_msg > SHMKIT_QUEUE_MAX_MSG ||
 	    members > SHMKIT_QUEUE_MAX_MEMBERS)
 		return -EINVAL;
-	uint64_t p2 = 2;
-	while (p2 < n)
-		p2 <<= 1;
-	n = p2;
+	n = shmkit__next_pow2(n, 2, SHMKIT_QUEUE_MAX_SLOTS);
 	uint64_t stride = (Q_SLOT_HDR + max_msg + 63) & ~63ull;
 	uint64_t soff = Q_MEMBERS_OFF + (uint64_t)Q_MEMBER_SIZE * members;
 
-	struct shmkit_segment_opts so = o->seg;
-	so.kind = SHMKIT_KIND_QUEUE;
-	so.flags |= SHMKIT_SEG_DEFER_READY;
 	struct shmkit_segment *seg;
-	int err = shmkit_segment_create(name, soff + n * stride, &so, &seg);
+	int err = shmkit__object_create(name, SHMKIT_KIND_QUEUE, soff + n * stride, &o->seg, &seg);
 	if (err)
 		return err;
 	struct q_ctl *c = shmkit_segment_data(seg);
@@ -657,21 +649,23 @@ static int q_open(const struct shmkit__seg_src *src, const struct shmkit_queue_o
 	if (!qp)
 		return -EINVAL;
 	*qp = NULL;
-	struct shmkit_segment_opts so = shmkit__kind_open_opts(
-		opts ? &opts->seg : NULL, SHMKIT_KIND_QUEUE, Q_MEMBERS_OFF,
-		opts && (opts->flags & SHMKIT_QUEUE_OBSERVER) /* an observer never writes */);
+	int err = opts ? shmkit__opts_check(opts->flags, Q_OPT_FLAGS, opts->reserved, 4) : 0;
 	struct shmkit_segment *seg;
-	int err = shmkit__segment_open_src(src, &so, &seg);
+	if (!err)
+		err = shmkit__object_open(src, SHMKIT_KIND_QUEUE, Q_MEMBERS_OFF,
+					  opts ? &opts->seg : NULL, &seg);
 	return err ? err : open_seg(seg, opts, qp, false);
 }
 
-int shmkit_queue_open(const char *name, const struct shmkit_queue_opts *opts,
-		      struct shmkit_queue **qp)
+SHMKIT__SYMVER_DEFAULT(shmkit__queue_open, shmkit_queue_open, SHMKIT_0.2);
+int shmkit__queue_open(const char *name, const struct shmkit_queue_opts *opts,
+		       struct shmkit_queue **qp)
 {
 	return q_open(&(struct shmkit__seg_src){.name = name}, opts, qp);
 }
 
-int shmkit_queue_open_fd(int fd, const struct shmkit_queue_opts *opts, struct shmkit_queue **qp)
+SHMKIT__SYMVER_DEFAULT(shmkit__queue_open_fd, shmkit_queue_open_fd, SHMKIT_0.2);
+int shmkit__queue_open_fd(int fd, const struct shmkit_queue_opts *opts, struct shmkit_queue **qp)
 {
 	return q_open(&(struct shmkit__seg_src){.fd = fd, .by_fd = true}, opts, qp);
 }
@@ -968,13 +962,14 @@ static ssize_t copy_out(struct shmkit_queue *q, int err, const void *p, size_t n
 	if (err)
 		return err;
 	if (n > cap)
-		return -EMSGSIZE;
+		return -ENOBUFS; /* the caller's buffer is too small (shmkit_errors(7)) */
 	shmkit__copy(buf, p, n);
 	shmkit_queue_release(q);
 	return (ssize_t)n;
 }
 
-ssize_t shmkit_queue_recv(struct shmkit_queue *q, void *buf, size_t cap)
+SHMKIT__SYMVER_DEFAULT(shmkit__queue_recv, shmkit_queue_recv, SHMKIT_0.2);
+ssize_t shmkit__queue_recv(struct shmkit_queue *q, void *buf, size_t cap)
 {
 	const void *p = NULL;
 	size_t n = 0;
@@ -982,8 +977,9 @@ ssize_t shmkit_queue_recv(struct shmkit_queue *q, void *buf, size_t cap)
 	return copy_out(q, err, p, n, buf, cap);
 }
 
-ssize_t shmkit_queue_recv_wait(struct shmkit_queue *q, void *buf, size_t cap,
-			       const struct timespec *deadline)
+SHMKIT__SYMVER_DEFAULT(shmkit__queue_recv_wait, shmkit_queue_recv_wait, SHMKIT_0.2);
+ssize_t shmkit__queue_recv_wait(struct shmkit_queue *q, void *buf, size_t cap,
+				const struct timespec *deadline)
 {
 	const void *p = NULL;
 	size_t n = 0;
@@ -1061,10 +1057,8 @@ int shmkit_queue_close(struct shmkit_queue *q)
 		shmkit_queue_release(q);
 	if (!q->observer) {
 		fold_member(q->ctl, q->mine);
-		uint64_t mine = q->me;
 		/* Release: the next holder of the entry sees our final counters (zeroed). */
-		atomic_compare_exchange_strong_explicit(&q->mine->owner, &mine, 0,
-							memory_order_release, memory_order_relaxed);
+		shmkit__role_release(&q->mine->owner, q->me);
 	}
 	shmkit_segment_close(q->seg);
 	free(q);
@@ -1073,7 +1067,7 @@ int shmkit_queue_close(struct shmkit_queue *q)
 
 int shmkit_queue_unlink(struct shmkit_queue *q)
 {
-	return q ? shmkit_segment_unlink(q->seg) : -EINVAL;
+	return shmkit__object_unlink(q ? q->seg : NULL);
 }
 
 struct shmkit_segment *shmkit_queue_segment(const struct shmkit_queue *q)

@@ -102,7 +102,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compat.h"
 #include "internal.h"
+#include "object.h"
 #include "shmkit/table.h"
 #include "table_internal.h"
 
@@ -1217,8 +1219,9 @@ static struct shmkit_table *handle_alloc(struct shmkit_segment *seg, bool rdonly
 	return t;
 }
 
-int shmkit_table_create(const char *name, const struct shmkit_table_opts *opts,
-			struct shmkit_table **tp)
+SHMKIT__SYMVER_DEFAULT(shmkit__table_create, shmkit_table_create, SHMKIT_0.2);
+int shmkit__table_create(const char *name, const struct shmkit_table_opts *opts,
+			 struct shmkit_table **tp)
 {
 	static const struct shmkit_table_opts defaults;
 	if (!tp)
@@ -1226,8 +1229,7 @@ int shmkit_table_create(const char *name, const struct shmkit_table_opts *opts,
 	*tp = NULL;
 	if (!opts)
 		opts = &defaults;
-	if (opts->reserved || (opts->flags & ~SHMKIT_TABLE_CACHE) ||
-	    (opts->seg.kind && opts->seg.kind != SHMKIT_KIND_TABLE))
+	if (opts->reserved0 || shmkit__opts_check(opts->flags, SHMKIT_TABLE_CACHE, opts->reserved, 4))
 		return -EINVAL;
 	uint64_t capacity = opts->capacity ? opts->capacity : 1024;
 	struct geom g;
@@ -1237,11 +1239,8 @@ int shmkit_table_create(const char *name, const struct shmkit_table_opts *opts,
 	if (err)
 		return err;
 
-	struct shmkit_segment_opts so = opts->seg;
-	so.kind = SHMKIT_KIND_TABLE;
-	so.flags |= SHMKIT_SEG_DEFER_READY;
 	struct shmkit_segment *seg;
-	err = shmkit_segment_create(name, (size_t)g.size, &so, &seg);
+	err = shmkit__object_create(name, SHMKIT_KIND_TABLE, g.size, &opts->seg, &seg);
 	if (err)
 		return err;
 	struct shmkit_table *t = handle_alloc(seg, false);
@@ -1329,51 +1328,43 @@ static int attach(struct shmkit_segment *seg, bool rdonly, struct shmkit_table *
 	return 0;
 }
 
-static int open_common(struct shmkit_segment *seg, const struct shmkit_segment_opts *o,
-		       struct shmkit_table **tp)
-{
-	int err = attach(seg, o && (o->flags & SHMKIT_SEG_RDONLY), tp);
-	return err ? shmkit__segment_abandon(seg, false, err) : 0;
-}
-
-static int table_seg_opts(const struct shmkit_segment_opts *in, struct shmkit_segment_opts *out)
-{
-	static const struct shmkit_segment_opts none;
-	*out = in ? *in : none;
-	if (out->kind && out->kind != SHMKIT_KIND_TABLE)
-		return -EINVAL;
-	out->kind = SHMKIT_KIND_TABLE;
-	return 0;
-}
-
-/* What shmkit_table_open() and shmkit_table_open_fd() share. */
-static int table_open(const struct shmkit__seg_src *src,
-		      const struct shmkit_segment_opts *seg_opts, struct shmkit_table **tp)
+/* What shmkit_table_open() and shmkit_table_open_fd() share. Open uses only opts->seg;
+ * as in every kind, the creation fields are ignored there, unknown flag bits and reserved
+ * words are not. */
+static int table_open(const struct shmkit__seg_src *src, const struct shmkit_table_opts *opts,
+		      struct shmkit_table **tp)
 {
 	if (!tp)
 		return -EINVAL;
 	*tp = NULL;
-	struct shmkit_segment_opts o;
-	int err = table_seg_opts(seg_opts, &o);
-	if (err)
-		return err;
+	if (opts && (opts->reserved0 ||
+		     shmkit__opts_check(opts->flags, SHMKIT_TABLE_CACHE, opts->reserved, 4)))
+		return -EINVAL;
+	const struct shmkit_segment_opts *so = opts ? &opts->seg : NULL;
 	struct shmkit_segment *seg;
-	err = shmkit__segment_open_src(src, &o, &seg);
+	int err = shmkit__object_open(src, SHMKIT_KIND_TABLE, 0, so, &seg);
 	if (err)
 		return err;
-	return open_common(seg, &o, tp);
+	err = attach(seg, shmkit__opts_rdonly(so), tp);
+	return err ? shmkit__segment_abandon(seg, false, err) : 0;
 }
 
-int shmkit_table_open(const char *name, const struct shmkit_segment_opts *seg_opts,
-		      struct shmkit_table **tp)
+SHMKIT__SYMVER_DEFAULT(shmkit__table_open, shmkit_table_open, SHMKIT_0.2);
+int shmkit__table_open(const char *name, const struct shmkit_table_opts *opts,
+		       struct shmkit_table **tp)
 {
-	return table_open(&(struct shmkit__seg_src){.name = name}, seg_opts, tp);
+	return table_open(&(struct shmkit__seg_src){.name = name}, opts, tp);
 }
 
-int shmkit_table_open_fd(int fd, const struct shmkit_segment_opts *seg_opts,
-			 struct shmkit_table **tp)
+SHMKIT__SYMVER_DEFAULT(shmkit__table_open_fd, shmkit_table_open_fd, SHMKIT_0.2);
+int shmkit__table_open_fd(int fd, const struct shmkit_table_opts *opts, struct shmkit_table **tp)
 {
-	return table_open(&(struct shmkit__seg_src){.fd = fd, .by_fd = true}, seg_opts, tp);
+	return table_open(&(struct shmkit__seg_src){.fd = fd, .by_fd = true}, opts, tp);
+}
+
+int shmkit_table_unlink(struct shmkit_table *t)
+{
+	return shmkit__object_unlink(t ? t->seg : NULL);
 }
 
 int shmkit_table_close(struct shmkit_table *t)

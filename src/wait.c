@@ -516,6 +516,11 @@ int shmkit_waitset_destroy(struct shmkit_waitset *ws)
 	return 0;
 }
 
+int shmkit_waitset_close(struct shmkit_waitset *ws)
+{
+	return shmkit_waitset_destroy(ws);
+}
+
 static int add(struct shmkit_waitset *ws, int type, const void *handle, struct shmkit__watch *w,
 	       uint64_t cookie)
 {

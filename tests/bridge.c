@@ -259,8 +259,8 @@ static void wait_channel(const char *name)
 {
 	struct shmkit_chan *ch = NULL;
 	struct shmkit_pubsub *ps = NULL;
-	T_WAIT_FOR(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) == 0 ||
-		   shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, NULL, &ps) == 0);
+	T_WAIT_FOR(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, T_CHAN_RO, &ch) == 0 ||
+		   shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, T_PUBSUB_RO, &ps) == 0);
 	ck_assert_msg(ch || ps, "channel %s did not appear", name);
 	shmkit_chan_close(ch);
 	shmkit_pubsub_close(ps);
@@ -271,7 +271,7 @@ static uint32_t ps_subscribers(const char *name)
 {
 	struct shmkit_pubsub *ps;
 	struct shmkit_pubsub_stats st = {0};
-	if (shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, NULL, &ps) == 0) {
+	if (shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, T_PUBSUB_RO, &ps) == 0) {
 		shmkit_pubsub_stats(ps, &st);
 		shmkit_pubsub_close(ps);
 	}
@@ -283,7 +283,7 @@ static uint64_t ps_published(const char *name)
 {
 	struct shmkit_pubsub *ps;
 	struct shmkit_pubsub_stats st = {0};
-	if (shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, NULL, &ps) == 0) {
+	if (shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, T_PUBSUB_RO, &ps) == 0) {
 		shmkit_pubsub_stats(ps, &st);
 		shmkit_pubsub_close(ps);
 	}
@@ -637,7 +637,7 @@ static uint64_t chan_stat(const char *name, bool sent)
 {
 	struct shmkit_chan *ch;
 	struct shmkit_chan_stats st = {0};
-	if (shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) == 0) {
+	if (shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, T_CHAN_RO, &ch) == 0) {
 		shmkit_chan_stats(ch, &st);
 		shmkit_chan_close(ch);
 	}

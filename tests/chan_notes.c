@@ -16,7 +16,7 @@ START_TEST(test_notes_and_positions)
 	struct shmkit_chan *p, *c, *o;
 	ck_assert_int_eq(shmkit_chan_create(name, SHMKIT_CHAN_PRODUCER, NULL, &p), 0);
 	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_CONSUMER, NULL, &c), 0);
-	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &o), 0);
+	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, T_CHAN_RO, &o), 0);
 	uint64_t v = 1, pos = 1;
 	for (unsigned i = 0; i < SHMKIT_CHAN_NOTES; i++) {
 		ck_assert_int_eq(shmkit_chan_note_load(c, i, &v), 0);
@@ -159,7 +159,7 @@ START_TEST(test_pubsub_notes_and_positions)
 	struct shmkit_pubsub *p, *s, *o;
 	ck_assert_int_eq(shmkit_pubsub_create(name, SHMKIT_PUBSUB_PUBLISHER, NULL, &p), 0);
 	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &s), 0);
-	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, NULL, &o), 0);
+	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, T_PUBSUB_RO, &o), 0);
 	uint64_t v = 1, pos = 1;
 	for (unsigned i = 0; i < SHMKIT_PUBSUB_NOTES; i++) {
 		ck_assert_int_eq(shmkit_pubsub_note_load(s, i, &v), 0);

@@ -1091,7 +1091,7 @@ static void wait_received(const char *name)
 	for (int i = 0; i < 2000; i++) {
 		struct shmkit_chan *ch;
 		struct shmkit_chan_stats st = {0};
-		if (shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) == 0) {
+		if (shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, T_CHAN_RO, &ch) == 0) {
 			shmkit_chan_stats(ch, &st);
 			shmkit_chan_close(ch);
 			if (st.msgs_recv > 0)

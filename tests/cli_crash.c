@@ -59,7 +59,7 @@ static uint64_t msgs_sent(const char *name)
 {
 	struct shmkit_chan *ch;
 	struct shmkit_chan_stats st = {0};
-	if (shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) != 0)
+	if (shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, T_CHAN_RO, &ch) != 0)
 		return 0;
 	shmkit_chan_stats(ch, &st);
 	shmkit_chan_close(ch);
@@ -72,7 +72,7 @@ static uint64_t msgs_sent(const char *name)
 static struct shmkit_chan *hold_chan(const char *name)
 {
 	struct shmkit_chan *ch = NULL;
-	T_WAIT_FOR(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch) == 0);
+	T_WAIT_FOR(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, T_CHAN_RO, &ch) == 0);
 	ck_assert_msg(ch != NULL, "%s never appeared", name);
 	return ch;
 }
@@ -357,7 +357,7 @@ static void pubsub_round(const char *cap, uint64_t n, const char *data, size_t l
 	/* Held mapped here so that nobody's `shmkit gc` takes the channel for leaked once pub
 	 * and the subs are gone (its creator dead, nobody attached) before we look. */
 	struct shmkit_pubsub *obs = NULL;
-	T_WAIT_FOR(shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, NULL, &obs) == 0);
+	T_WAIT_FOR(shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, T_PUBSUB_RO, &obs) == 0);
 	ck_assert_ptr_nonnull(obs);
 	int steady_out = t_tmp_fd();
 	start_cli(&steady, -1, steady_out, "sub", name, "-q", "--framing", "lines");

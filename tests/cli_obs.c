@@ -296,7 +296,7 @@ START_TEST(test_hz_rate)
 	if (kinds[_i] == SHMKIT_KIND_STREAM) {
 		struct shmkit_chan *ob;
 		struct shmkit_chan_stats st;
-		ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ob), 0);
+		ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, T_CHAN_RO, &ob), 0);
 		shmkit_chan_stats(ob, &st);
 		shmkit_chan_close(ob);
 		ck_assert(st.msgs_recv == 0 && st.consumer_pid == 0);
@@ -419,7 +419,7 @@ static void start_recorder(struct t_proc *p, const char *name, const char *file,
 	else
 		start_cli(p, "record", name, file);
 	struct shmkit_chan *ob;
-	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ob), 0);
+	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, T_CHAN_RO, &ob), 0);
 	struct shmkit_chan_stats st = {0};
 	T_WAIT_FOR(shmkit_chan_stats(ob, &st) == 0 && st.consumer_pid == p->pid);
 	shmkit_chan_close(ob);

@@ -190,6 +190,7 @@ START_TEST(test_pages_format_cleanly)
 	bad[0] = '\0';
 	int pages = format_dir(MAN3, ".3", bad, sizeof bad);
 	pages += format_dir("man/man1", ".1", bad, sizeof bad);
+	pages += format_dir("man/man7", ".7", bad, sizeof bad);
 	ck_assert_int_gt(pages, 100);
 	ck_assert_msg(bad[0] == '\0', "pages with groff warnings:%s", bad);
 }

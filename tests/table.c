@@ -278,7 +278,9 @@ START_TEST(test_limits)
 		{.capacity = 64, .stripes = 128},
 		{.capacity = 1 << 20, .stripes = SHMKIT_TABLE_STRIPES_MAX * 2},
 		{.flags = 0x100},
-		{.reserved = 1},
+		{.reserved0 = 1},
+		{.reserved = {0, 0, 0, 1}},
+		{.seg = {.flags = 0x8000}},
 		{.seg = {.kind = SHMKIT_KIND_RAW, .backend = SHMKIT_BACKEND_MEMFD}},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -346,7 +348,7 @@ START_TEST(test_open)
 	ck_assert_int_eq(shmkit_table_close(u), 0);
 
 	/* Read-only: reads work, writes are refused. */
-	struct shmkit_segment_opts ro = {.flags = SHMKIT_SEG_RDONLY};
+	struct shmkit_table_opts ro = {.seg.flags = SHMKIT_SEG_RDONLY};
 	ck_assert_int_eq(shmkit_table_open(name, &ro, &u), 0);
 	ck_assert_int_eq(shmkit_table_get(u, "k", 1, buf, sizeof buf), 1);
 	ck_assert_int_eq(shmkit_table_put(u, "k", 1, "w", 1), -EPERM);
@@ -357,7 +359,7 @@ START_TEST(test_open)
 	ck_assert_int_eq(shmkit_table_close(u), 0);
 
 	/* Wrong kinds. */
-	struct shmkit_segment_opts rawk = {.kind = SHMKIT_KIND_RAW};
+	struct shmkit_table_opts rawk = {.seg.kind = SHMKIT_KIND_RAW};
 	ck_assert_int_eq(shmkit_table_open(name, &rawk, &u), -EINVAL);
 	struct shmkit_segment *seg = t_raw_segment(raw, sizeof raw);
 	ck_assert_int_eq(shmkit_table_open(raw, NULL, &u), -EMEDIUMTYPE);
@@ -1371,7 +1373,7 @@ START_TEST(test_reader_repairs)
 	ck_assert_int_eq(t_wait(pid, WAIT_MS), 128 + SIGKILL);
 
 	struct shmkit_table *ro;
-	struct shmkit_segment_opts o = {.flags = SHMKIT_SEG_RDONLY};
+	struct shmkit_table_opts o = {.seg.flags = SHMKIT_SEG_RDONLY};
 	ck_assert_int_eq(shmkit_table_open_fd(shmkit_segment_fd(shmkit_table_segment(g_table)), &o,
 					      &ro),
 			 0);

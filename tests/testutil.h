@@ -74,6 +74,10 @@ void t_child_fail(_Atomic int *failed, char *why, size_t cap, const char *fmt, .
 
 /* Polls `cond` every 0.5 ms until it holds or 10 s have passed, then goes on either way:
  * the caller asserts what it needs (so a child that never gets ready fails by name). */
+/* Options of a read-only handle (the observer role) of a stream / pub/sub channel. */
+#define T_CHAN_RO (&(struct shmkit_chan_opts){.seg.flags = SHMKIT_SEG_RDONLY})
+#define T_PUBSUB_RO (&(struct shmkit_pubsub_opts){.seg.flags = SHMKIT_SEG_RDONLY})
+
 #define T_WAIT_FOR(cond)                                                        \
 	do {                                                                    \
 		for (int t_polls_ = 0; t_polls_ < 20000 && !(cond); t_polls_++) \

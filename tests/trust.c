@@ -529,7 +529,7 @@ static int open_every_kind(const char *name, int *errs)
 	struct shmkit_table *t = NULL;
 	int n = 0;
 	errs[n++] = shmkit_chan_open(name, SHMKIT_CHAN_CONSUMER, NULL, &ch);
-	errs[n++] = shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, NULL, &ch);
+	errs[n++] = shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, T_CHAN_RO, &ch);
 	errs[n++] = shmkit_pubsub_open(name, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &ps);
 	errs[n++] = shmkit_queue_open(name, NULL, &q);
 	errs[n++] = shmkit_table_open(name, NULL, &t);
@@ -736,10 +736,10 @@ static int obj_open_fd(struct any_obj *o, enum kind_ix k, int fd)
 	case K_RAW:
 		return shmkit_segment_open_fd(fd, NULL, (struct shmkit_segment **)&o->p);
 	case K_CHAN:
-		return shmkit_chan_open_fd(fd, SHMKIT_CHAN_OBSERVER, NULL,
+		return shmkit_chan_open_fd(fd, SHMKIT_CHAN_OBSERVER, T_CHAN_RO,
 					   (struct shmkit_chan **)&o->p);
 	case K_PUBSUB:
-		return shmkit_pubsub_open_fd(fd, SHMKIT_PUBSUB_OBSERVER, NULL,
+		return shmkit_pubsub_open_fd(fd, SHMKIT_PUBSUB_OBSERVER, T_PUBSUB_RO,
 					     (struct shmkit_pubsub **)&o->p);
 	case K_QUEUE:
 		return shmkit_queue_open_fd(fd, NULL, (struct shmkit_queue **)&o->p);

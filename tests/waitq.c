@@ -98,6 +98,8 @@ static int chan_make(const char *name, int role, bool create, struct shmkit_chan
 {
 	struct shmkit_chan_opts o = {.max_msg = MIB, .flags = spin_here ? 0 : SHMKIT_CHAN_NO_SPIN};
 	o.seg.backend = SHMKIT_BACKEND_POSIX;
+	if (role == SHMKIT_CHAN_OBSERVER)
+		o.seg.flags |= SHMKIT_SEG_RDONLY;
 	return create ? shmkit_chan_create(name, role, &o, ch) : shmkit_chan_open(name, role, &o, ch);
 }
 

@@ -48,10 +48,15 @@ extern "C" {
 #endif
 
 enum shmkit_chan_role {
-	SHMKIT_CHAN_OBSERVER = 0, /* read statistics only (shmkit stat) */
+	SHMKIT_CHAN_OBSERVER = 0, /* no role: the role of a read-only handle (statistics, shmkit
+				   * stat), asked for with SHMKIT_SEG_RDONLY in opts->seg.flags */
 	SHMKIT_CHAN_PRODUCER = 1,
 	SHMKIT_CHAN_CONSUMER = 2,
 };
+
+/* Flags. A flag's bit is never used by another flag of the kind, so a flag passed to the
+ * wrong call is an unknown bit there (-EINVAL): call flags take the low byte, option flags
+ * (shmkit_chan_opts.flags) the second one (docs/design.md, "Object model"). */
 
 /* Flags for shmkit_chan_commit() / shmkit_chan_release(). */
 #define SHMKIT_CHAN_MORE 0x1u /* batch: do not publish yet; shmkit_chan_flush() or the next
@@ -60,7 +65,7 @@ enum shmkit_chan_role {
 			       * Release: never published earlier — see shmkit_chan_release() */
 
 /* Flags for shmkit_chan_opts.flags. */
-#define SHMKIT_CHAN_NO_SPIN 0x1u /* no adaptive spin before sleeping: every wait that finds
+#define SHMKIT_CHAN_NO_SPIN 0x100u /* no adaptive spin before sleeping: every wait that finds
 				  * nothing sleeps */
 
 /* Default ring size and the default spin budget. */
@@ -73,8 +78,10 @@ struct shmkit_chan_opts {
 	uint64_t max_msg;  /* create: largest message; 0 = capacity / 4; at most
 			    * capacity / 2 - 8 */
 	uint32_t spin_ns;  /* longest spin before sleeping (0 = default 50 µs); adaptive */
-	uint32_t flags;    /* SHMKIT_CHAN_NO_SPIN */
-	struct shmkit_segment_opts seg; /* backend, mode, System V key, huge pages... */
+	uint32_t flags;    /* SHMKIT_CHAN_NO_SPIN; other bits: -EINVAL */
+	struct shmkit_segment_opts seg; /* backend, mode, System V key, huge pages,
+					 * SHMKIT_SEG_PERSISTENT, SHMKIT_SEG_RDONLY (open) */
+	uint64_t reserved[4]; /* must be 0, else -EINVAL (room for later options) */
 };
 
 /* Counters and state, as read from shared memory (a snapshot; values another process
@@ -96,15 +103,21 @@ struct shmkit_chan_stats {
 struct shmkit_chan;
 
 /* Creates a channel and attaches as `role` (PRODUCER or CONSUMER; OBSERVER is -EINVAL).
- * `name` follows the segment rules (NULL allowed for memfd). Errors: those of
- * shmkit_segment_create(), -EINVAL for bad sizes. */
+ * `name` follows the segment rules (NULL allowed for memfd). The lifetime is ephemeral
+ * unless opts->seg.flags has SHMKIT_SEG_PERSISTENT. Errors: those of
+ * shmkit_segment_create(), -EINVAL for bad sizes, unknown flag bits (opts->flags,
+ * opts->seg.flags) or non-zero reserved fields. */
 SHMKIT_API int shmkit_chan_create(const char *name, int role, const struct shmkit_chan_opts *opts,
 				  struct shmkit_chan **chp);
 
-/* Opens an existing channel by name and attaches as `role`. Errors: those of
- * shmkit_segment_open() (-ENOENT, -EAGAIN not ready yet, -EMEDIUMTYPE not a stream...),
- * -EBUSY when a live process already holds the role, -EBADMSG for a corrupt control block.
- * Only opts->spin_ns, opts->flags and opts->seg (backend, flags, key) are used. */
+/* Opens an existing channel by name and attaches as `role`. Read-only access (statistics,
+ * notes, liveness; no role taken, the mapping is read-only) is asked for the one way every
+ * kind asks for it: SHMKIT_SEG_RDONLY in opts->seg.flags, with role SHMKIT_CHAN_OBSERVER
+ * (either one without the other is -EINVAL). Errors: those of shmkit_segment_open()
+ * (-ENOENT, -EAGAIN not ready yet, -EMEDIUMTYPE not a stream...), -EBUSY when a live
+ * process already holds the role, -EPROTO (another channel layout version), -EBADMSG for a
+ * corrupt control block, -EINVAL as for create. Only opts->spin_ns, opts->flags and
+ * opts->seg (backend, flags, key) are used. */
 SHMKIT_API int shmkit_chan_open(const char *name, int role, const struct shmkit_chan_opts *opts,
 				struct shmkit_chan **chp);
 
@@ -138,7 +151,8 @@ SHMKIT_API int shmkit_chan_abort(struct shmkit_chan *ch);
  * held MORE releases included). Frees the handle. Returns 0. */
 SHMKIT_API int shmkit_chan_detach(struct shmkit_chan *ch);
 
-/* Removes the channel's name (mapped memory stays valid for whoever has it). */
+/* Removes the channel's name (mapped memory stays valid for whoever has it). 0, -ENOENT
+ * (removed already), -EINVAL (NULL); memfd: 0, nothing to remove. */
 SHMKIT_API int shmkit_chan_unlink(struct shmkit_chan *ch);
 
 /* The underlying segment (e.g. to pass a memfd with shmkit_segment_send_fd()). */
@@ -213,7 +227,8 @@ SHMKIT_API int shmkit_chan_peek_wait(struct shmkit_chan *ch, const void **buf, s
 SHMKIT_API int shmkit_chan_release(struct shmkit_chan *ch, unsigned flags);
 
 /* Copies the next message into buf and releases it. Returns its length, or the errors of
- * peek, or -EMSGSIZE when it is longer than `cap` (the message stays in the channel). */
+ * peek, or -ENOBUFS when it is longer than `cap` (the message stays in the channel).
+ * (SHMKIT_0.1 returned -EMSGSIZE there; binaries built against it still get that.) */
 SHMKIT_API ssize_t shmkit_chan_recv(struct shmkit_chan *ch, void *buf, size_t cap);
 SHMKIT_API ssize_t shmkit_chan_recv_wait(struct shmkit_chan *ch, void *buf, size_t cap,
 					 const struct timespec *deadline);

@@ -3,7 +3,9 @@
  * Every shmkit function reports failure as a negative errno value and success as 0 or a
  * non-negative count. The library keeps no global or thread-local error state, never
  * prints and never exits. The codes below have a documented shmkit meaning; any other
- * negative errno comes straight from the kernel call that failed.
+ * negative errno comes straight from the kernel call that failed. Each meaning has one
+ * code across the library; shmkit_errors(7) has the table (e.g. -EMSGSIZE: larger than the
+ * object allows; -ENOBUFS: the caller's buffer is too small for what is there).
  */
 #ifndef SHMKIT_ERROR_H
 #define SHMKIT_ERROR_H
@@ -31,7 +33,8 @@ extern "C" {
 	X(ENOTRECOVERABLE, "state not recoverable: a dead owner's lock was not repaired")      \
 	X(EPIPE, "peer closed the channel (end of stream, or the reader is gone)")              \
 	X(ECONNABORTED, "the producer aborted the stream before its end")                      \
-	X(EMSGSIZE, "message, key or value larger than the maximum")                           \
+	X(EDEADLK, "would wait while holding unpublished (MORE) releases: flush first")        \
+	X(EMSGSIZE, "message, key or value larger than the maximum the object allows")          \
 	X(EBUSY, "already in use (another process holds that role)")                           \
 	X(EEXIST, "segment already exists")                                                    \
 	X(ENOENT, "no such segment (or key)")                                                  \
@@ -48,7 +51,7 @@ extern "C" {
 	X(EBADF, "bad file descriptor")                                                        \
 	X(ESRCH, "no such process")                                                            \
 	X(ESTALE, "stale: changed or overwritten since it was read")                           \
-	X(ENOBUFS, "buffer smaller than the value")
+	X(ENOBUFS, "the caller's buffer is smaller than the message or value")
 
 /* Returns a static, human-readable message for a shmkit return value (negative errno).
  * Accepts positive errno values too. Never returns NULL; thread-safe. */

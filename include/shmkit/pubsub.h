@@ -63,7 +63,8 @@ extern "C" {
 #endif
 
 enum shmkit_pubsub_role {
-	SHMKIT_PUBSUB_OBSERVER = 0, /* statistics only (shmkit stat) */
+	SHMKIT_PUBSUB_OBSERVER = 0, /* no role: the role of a read-only handle (statistics),
+				     * asked for with SHMKIT_SEG_RDONLY in opts->seg.flags */
 	SHMKIT_PUBSUB_PUBLISHER = 1,
 	SHMKIT_PUBSUB_SUBSCRIBER = 2,
 };
@@ -73,13 +74,16 @@ enum shmkit_pubsub_policy {
 	SHMKIT_PUBSUB_OVERWRITE = 1, /* latest wins: lapped subscribers lose the oldest messages */
 };
 
+/* Flags: call flags in the low byte, option flags in the second (never one bit for two
+ * flags of the kind: a flag passed to the wrong call is -EINVAL). */
+
 /* Flags for shmkit_pubsub_commit() / shmkit_pubsub_release(). */
 #define SHMKIT_PUBSUB_MORE 0x1u /* batch: publish later (flush, or the next call without it;
 				 * a release: nothing else publishes it) */
 
 /* Flags for shmkit_pubsub_opts.flags. */
-#define SHMKIT_PUBSUB_NO_SPIN 0x1u    /* never spin before sleeping */
-#define SHMKIT_PUBSUB_NO_HISTORY 0x2u /* subscriber: start with the next message even when
+#define SHMKIT_PUBSUB_NO_SPIN 0x100u    /* never spin before sleeping */
+#define SHMKIT_PUBSUB_NO_HISTORY 0x200u /* subscriber: start with the next message even when
 				       * the channel keeps history */
 
 #define SHMKIT_PUBSUB_DEFAULT_CAPACITY (1u << 20)
@@ -97,9 +101,12 @@ struct shmkit_pubsub_opts {
 	uint32_t history;         /* create: messages a late subscriber starts with
 				   * (0..SHMKIT_PUBSUB_MAX_HISTORY, 0 = none) */
 	uint32_t spin_ns;         /* longest spin before sleeping (0 = 50 µs); adaptive */
-	uint32_t flags;           /* SHMKIT_PUBSUB_NO_SPIN, SHMKIT_PUBSUB_NO_HISTORY */
-	uint32_t reserved;        /* 0 */
-	struct shmkit_segment_opts seg; /* backend, mode, System V key, huge pages... */
+	uint32_t flags;           /* SHMKIT_PUBSUB_NO_SPIN, SHMKIT_PUBSUB_NO_HISTORY; other
+				   * bits: -EINVAL */
+	uint32_t reserved0;       /* must be 0 */
+	struct shmkit_segment_opts seg; /* backend, mode, System V key, huge pages,
+					 * SHMKIT_SEG_PERSISTENT, SHMKIT_SEG_RDONLY (open) */
+	uint64_t reserved[4];     /* must be 0, else -EINVAL (room for later options) */
 };
 
 /* The channel as a whole (a snapshot of shared counters; values another process writes are
@@ -138,17 +145,21 @@ struct shmkit_pubsub_sub_stats {
 struct shmkit_pubsub;
 
 /* Creates a channel and attaches as `role` (PUBLISHER or SUBSCRIBER). `name` follows the
- * segment rules (NULL allowed for memfd). Errors: those of shmkit_segment_create(),
- * -EINVAL for bad sizes, policy or counts. */
+ * segment rules (NULL allowed for memfd). The lifetime is ephemeral unless opts->seg.flags
+ * has SHMKIT_SEG_PERSISTENT. Errors: those of shmkit_segment_create(), -EINVAL for bad
+ * sizes, policy or counts, unknown flag bits or non-zero reserved fields. */
 SHMKIT_API int shmkit_pubsub_create(const char *name, int role,
 				    const struct shmkit_pubsub_opts *opts,
 				    struct shmkit_pubsub **psp);
 
-/* Opens an existing channel and attaches as `role`. Errors: those of shmkit_segment_open()
- * (-ENOENT, -EAGAIN not ready, -EMEDIUMTYPE not a pub/sub channel...), -EBUSY (a live
- * process is the publisher), -ENOSPC (every subscriber slot is held by a live process),
- * -EBADMSG (corrupt control block). Only opts->spin_ns, opts->flags and opts->seg
- * (backend, flags, key) are used. */
+/* Opens an existing channel and attaches as `role`. Read-only access (statistics and
+ * liveness, no role, a read-only mapping): SHMKIT_SEG_RDONLY in opts->seg.flags with role
+ * SHMKIT_PUBSUB_OBSERVER (either one without the other is -EINVAL). Errors: those of
+ * shmkit_segment_open() (-ENOENT, -EAGAIN not ready, -EMEDIUMTYPE not a pub/sub
+ * channel...), -EBUSY (a live process is the publisher), -ENOSPC (every subscriber slot is
+ * held by a live process), -EPROTO (another layout version), -EBADMSG (corrupt control
+ * block), -EINVAL as for create. Only opts->spin_ns, opts->flags and opts->seg (backend,
+ * flags, key) are used. */
 SHMKIT_API int shmkit_pubsub_open(const char *name, int role,
 				  const struct shmkit_pubsub_opts *opts,
 				  struct shmkit_pubsub **psp);
@@ -162,7 +173,8 @@ SHMKIT_API int shmkit_pubsub_open_fd(int fd, int role, const struct shmkit_pubsu
  * it). Frees the handle (NULL accepted). The segment stays: see shmkit_pubsub_unlink(). */
 SHMKIT_API int shmkit_pubsub_close(struct shmkit_pubsub *ps);
 
-/* Removes the channel's name (mapped memory stays valid for whoever has it). */
+/* Removes the channel's name (mapped memory stays valid for whoever has it). 0, -ENOENT
+ * (removed already), -EINVAL (NULL); memfd: 0. */
 SHMKIT_API int shmkit_pubsub_unlink(struct shmkit_pubsub *ps);
 
 SHMKIT_API struct shmkit_segment *shmkit_pubsub_segment(const struct shmkit_pubsub *ps);
@@ -224,7 +236,8 @@ SHMKIT_API int shmkit_pubsub_release(struct shmkit_pubsub *ps, unsigned flags);
 
 /* Copies the next message into buf, validates and releases it. Returns its length, the
  * errors of peek (-ESTALE included: messages were lost, call again), -ESTALE when it was
- * overwritten during the copy, or -EMSGSIZE when it is longer than `cap` (it stays). */
+ * overwritten during the copy, or -ENOBUFS when it is longer than `cap` (it stays;
+ * SHMKIT_0.1 binaries get -EMSGSIZE). */
 SHMKIT_API ssize_t shmkit_pubsub_recv(struct shmkit_pubsub *ps, void *buf, size_t cap);
 SHMKIT_API ssize_t shmkit_pubsub_recv_wait(struct shmkit_pubsub *ps, void *buf, size_t cap,
 					   const struct timespec *deadline);

@@ -61,11 +61,8 @@
 extern "C" {
 #endif
 
-/* Flags for shmkit_queue_opts.flags. */
-#define SHMKIT_QUEUE_NO_SPIN 0x1u  /* never spin before sleeping */
-#define SHMKIT_QUEUE_OBSERVER 0x2u /* open: statistics only (shmkit stat): maps read-only,
-				    * takes no member entry; sending, receiving and repair
-				    * return -EPERM */
+/* Flags for shmkit_queue_opts.flags (the second byte, as every kind's option flags). */
+#define SHMKIT_QUEUE_NO_SPIN 0x100u /* never spin before sleeping */
 
 #define SHMKIT_QUEUE_DEFAULT_SLOTS 1024u
 #define SHMKIT_QUEUE_DEFAULT_MAX_MSG 240u
@@ -81,8 +78,10 @@ struct shmkit_queue_opts {
 	uint64_t max_msg;     /* create: largest message, 1..64 MiB; 0 = 240 (a slot is
 			       * max_msg + 16 bytes rounded up to 64) */
 	uint32_t spin_ns;     /* longest spin before sleeping (0 = 50 µs); adaptive */
-	uint32_t flags;       /* SHMKIT_QUEUE_NO_SPIN */
-	struct shmkit_segment_opts seg; /* backend, mode, System V key, huge pages... */
+	uint32_t flags;       /* SHMKIT_QUEUE_NO_SPIN; other bits: -EINVAL */
+	struct shmkit_segment_opts seg; /* backend, mode, System V key, huge pages,
+					 * SHMKIT_SEG_PERSISTENT, SHMKIT_SEG_RDONLY (open) */
+	uint64_t reserved[4]; /* must be 0, else -EINVAL (room for later options) */
 };
 
 /* A snapshot of the shared counters (sums over every handle that ever attached). */
@@ -105,14 +104,19 @@ struct shmkit_queue_stats {
 struct shmkit_queue;
 
 /* Creates a queue and attaches to it. `name` follows the segment rules (NULL allowed for
- * memfd). Errors: those of shmkit_segment_create(), -EINVAL for bad sizes. */
+ * memfd). The lifetime is ephemeral unless opts->seg.flags has SHMKIT_SEG_PERSISTENT.
+ * Errors: those of shmkit_segment_create(), -EINVAL for bad sizes, unknown flag bits or
+ * non-zero reserved fields. */
 SHMKIT_API int shmkit_queue_create(const char *name, const struct shmkit_queue_opts *opts,
 				   struct shmkit_queue **qp);
 
-/* Opens an existing queue and attaches. Errors: those of shmkit_segment_open()
- * (-EMEDIUMTYPE when it is not a queue...), -ENOSPC when max_members handles of live
- * processes are attached, -EBADMSG for a corrupt control block. Only opts->spin_ns,
- * opts->flags and opts->seg (backend, flags, key) are used. */
+/* Opens an existing queue and attaches. Read-only access (statistics, shmkit stat):
+ * SHMKIT_SEG_RDONLY in opts->seg.flags maps it read-only and takes no member entry;
+ * sending, receiving and repair then return -EPERM. Errors: those of
+ * shmkit_segment_open() (-EMEDIUMTYPE when it is not a queue...), -ENOSPC when max_members
+ * handles of live processes are attached, -EPROTO (another layout version), -EBADMSG for a
+ * corrupt control block, -EINVAL as for create. Only opts->spin_ns, opts->flags and
+ * opts->seg (backend, flags, key) are used. */
 SHMKIT_API int shmkit_queue_open(const char *name, const struct shmkit_queue_opts *opts,
 				 struct shmkit_queue **qp);
 
@@ -124,6 +128,8 @@ SHMKIT_API int shmkit_queue_open_fd(int fd, const struct shmkit_queue_opts *opts
  * Frees the handle (NULL accepted). The segment stays: see shmkit_queue_unlink(). */
 SHMKIT_API int shmkit_queue_close(struct shmkit_queue *q);
 
+/* Removes the queue's name (mapped memory stays valid for whoever has it). 0, -ENOENT
+ * (removed already), -EINVAL (NULL); memfd: 0. */
 SHMKIT_API int shmkit_queue_unlink(struct shmkit_queue *q);
 SHMKIT_API struct shmkit_segment *shmkit_queue_segment(const struct shmkit_queue *q);
 SHMKIT_API size_t shmkit_queue_max_msg(const struct shmkit_queue *q);
@@ -173,8 +179,8 @@ SHMKIT_API int shmkit_queue_peek_wait(struct shmkit_queue *q, const void **buf, 
 SHMKIT_API int shmkit_queue_release(struct shmkit_queue *q);
 
 /* Copies the next message into buf and releases it. Returns its length, the errors of
- * peek, or -EMSGSIZE when it is longer than cap (it stays peeked: call again with more
- * room, or release it). */
+ * peek, or -ENOBUFS when it is longer than cap (it stays peeked: call again with more
+ * room, or release it; SHMKIT_0.1 binaries get -EMSGSIZE). */
 SHMKIT_API ssize_t shmkit_queue_recv(struct shmkit_queue *q, void *buf, size_t cap);
 SHMKIT_API ssize_t shmkit_queue_recv_wait(struct shmkit_queue *q, void *buf, size_t cap,
 					  const struct timespec *deadline);

@@ -72,7 +72,9 @@ extern "C" {
 /* Flags for shmkit_table_opts.flags. */
 #define SHMKIT_TABLE_CACHE 0x1u /* evict (CLOCK) instead of failing when full */
 
-/* Creation options; pass NULL for all defaults. Zero in any field means "the default". */
+/* Options of create and open; pass NULL for all defaults. Zero in any field means "the
+ * default". Open uses only opts->seg (backend, flags, key) and ignores the creation fields;
+ * unknown flag bits and non-zero reserved words are -EINVAL at both. */
 struct shmkit_table_opts {
 	size_t capacity;  /* entries: 1..SHMKIT_TABLE_CAPACITY_MAX (default 1024) */
 	size_t key_max;   /* longest key in bytes: 1..SHMKIT_TABLE_KEY_MAX (default 64) */
@@ -81,9 +83,11 @@ struct shmkit_table_opts {
 	uint32_t ttl_ms;  /* time-to-live that shmkit_table_put() gives entries; 0 = none */
 	uint32_t stripes; /* writer lock stripes, a power of two <= capacity and
 			   * <= SHMKIT_TABLE_STRIPES_MAX (default: capacity / 16, at most 64) */
-	uint32_t reserved; /* must be 0 */
+	uint32_t reserved0; /* must be 0 */
 	struct shmkit_segment_opts seg; /* backend, mode, flags, System V key; the kind is
-					 * always SHMKIT_KIND_TABLE */
+					 * always SHMKIT_KIND_TABLE. SHMKIT_SEG_PERSISTENT: the
+					 * lifetime; SHMKIT_SEG_RDONLY (open): read-only handle */
+	uint64_t reserved[4]; /* must be 0, else -EINVAL (room for later options) */
 };
 
 /* Counters. The first group describes the table; the second counts events of every
@@ -140,29 +144,40 @@ struct shmkit_table;
  * apply: exclusive creation, 0600 by default, any backend; name may be NULL for memfd)
  * and returns a handle to it. The table is laid out completely before the segment is
  * published, so an opener never sees it half-built.
- * Returns 0 and *tp, -EINVAL (bad option, or a size beyond the limits above), or a
- * shmkit_segment_create() error (-EEXIST, -ENOMEM, -ENOSPC, ...). */
+ * The lifetime is ephemeral unless opts->seg.flags has SHMKIT_SEG_PERSISTENT (the CLI's
+ * `table create` makes persistent tables).
+ * Returns 0 and *tp, -EINVAL (bad option, unknown flag bits, non-zero reserved fields, or a
+ * size beyond the limits above), or a shmkit_segment_create() error (-EEXIST, -ENOMEM,
+ * -ENOSPC, ...). */
 SHMKIT_API int shmkit_table_create(const char *name, const struct shmkit_table_opts *opts,
 				   struct shmkit_table **tp);
 
-/* Opens the table in the named segment. `seg_opts` (may be NULL) selects the backend,
- * SHMKIT_SEG_RDONLY (read-only handle: writes fail with -EPERM, and reads cannot repair a
- * dead writer's stripe) and SHMKIT_SEG_FOREIGN_UID; its kind must be 0 or
- * SHMKIT_KIND_TABLE. The control block is checked once (magic, version, checksum, every
- * size recomputed from the parameters and compared with the segment) and copied; nothing
- * in it is read from shared memory again.
- * Returns 0 and *tp, -EBADMSG (corrupt control block), -EPROTO (another layout version, older or newer),
- * -EMEDIUMTYPE (not a table), or any shmkit_segment_open() error. */
-SHMKIT_API int shmkit_table_open(const char *name, const struct shmkit_segment_opts *seg_opts,
+/* Opens the table in the named segment. `opts` (may be NULL): only opts->seg is used — the
+ * backend, SHMKIT_SEG_RDONLY (read-only access, the one way every kind asks for it: writes
+ * fail with -EPERM, and reads cannot repair a dead writer's stripe) and
+ * SHMKIT_SEG_FOREIGN_UID; its kind must be 0 or SHMKIT_KIND_TABLE; the creation fields
+ * are ignored, the reserved ones must be 0. The control block is checked once (magic, version,
+ * checksum, every size recomputed from the parameters and compared with the segment) and
+ * copied; nothing in it is read from shared memory again.
+ * Returns 0 and *tp, -EINVAL (a bad option), -EBADMSG (corrupt control block), -EPROTO
+ * (another table layout), -EMEDIUMTYPE (not a table), or any shmkit_segment_open() error.
+ * (SHMKIT_0.1 took a `struct shmkit_segment_opts *`; binaries built against it keep
+ * working.) */
+SHMKIT_API int shmkit_table_open(const char *name, const struct shmkit_table_opts *opts,
 				 struct shmkit_table **tp);
 
 /* Like shmkit_table_open() for a descriptor (memfd or POSIX shm) this process holds; the
  * descriptor is duplicated, the caller keeps `fd`. */
-SHMKIT_API int shmkit_table_open_fd(int fd, const struct shmkit_segment_opts *seg_opts,
+SHMKIT_API int shmkit_table_open_fd(int fd, const struct shmkit_table_opts *opts,
 				    struct shmkit_table **tp);
 
+/* Removes the table's name (mapped memory stays valid for whoever has it, and the table
+ * stays usable through open handles). 0, -ENOENT (removed already), -EINVAL (NULL);
+ * memfd: 0. */
+SHMKIT_API int shmkit_table_unlink(struct shmkit_table *t);
+
 /* Unmaps the table and frees the handle; the table itself stays (remove it with
- * shmkit_segment_unlink() before closing, or shmkit_segment_remove()). NULL is accepted.
+ * shmkit_table_unlink() before closing, or shmkit_segment_remove()). NULL is accepted.
  * Returns 0. */
 SHMKIT_API int shmkit_table_close(struct shmkit_table *t);
 

@@ -92,12 +92,16 @@ struct shmkit_pubsub;
 struct shmkit_queue;
 struct shmkit_event;
 
-/* Creates an empty waitset (opts may be NULL). 0, -EINVAL, -ENOMEM. */
+/* Creates an empty waitset (opts may be NULL). 0, -EINVAL (unknown flag bits, non-zero
+ * reserved field), -ENOMEM. */
 SHMKIT_API int shmkit_waitset_create(const struct shmkit_waitset_opts *opts,
 				     struct shmkit_waitset **wsp);
 
 /* Stops the helper thread (if any), closes the eventfd and frees the waitset (NULL
- * accepted). The members' handles are not touched. */
+ * accepted). The members' handles are not touched. Returns 0. shmkit_waitset_close() is
+ * the same call under the name every kind's handle uses (a waitset is private to its
+ * process: it has no name and nothing to unlink). */
+SHMKIT_API int shmkit_waitset_close(struct shmkit_waitset *ws);
 SHMKIT_API int shmkit_waitset_destroy(struct shmkit_waitset *ws);
 
 /* Adds a member. Returns 0; -EPERM when the handle has the wrong role (a stream producer,

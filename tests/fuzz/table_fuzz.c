@@ -98,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const struct fuzz_image *im = image();
 	uint8_t sel = size > im->size ? data[im->size] : 0;
 	fuzz_image_load(im, data, size);
-	struct shmkit_segment_opts ro = {.flags = SHMKIT_SEG_RDONLY};
+	struct shmkit_table_opts ro = {.seg.flags = SHMKIT_SEG_RDONLY};
 	struct shmkit_table *t;
 	if (shmkit_table_open_fd(im->fd, &ro, &t) == 0) {
 		read_all(t, 0);
