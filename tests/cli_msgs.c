@@ -336,6 +336,15 @@ START_TEST(test_progress_lines)
 	struct t_proc sub;
 	t_spawn_cli(&sub, -1, -1,
 		    (const char *const[]){"sub", name, "-f", "lines", "--progress=0.1", NULL});
+	/* Sends only once sub holds the consumer role: on a loaded machine its start can take
+	 * longer than the whole send loop, and the close below must not be the last end. */
+	struct shmkit_chan_stats st = {0};
+	for (int i = 0; i < 600 && st.consumer_pid <= 0; i++) {
+		ck_assert_int_eq(shmkit_chan_stats(ch, &st), 0);
+		if (st.consumer_pid <= 0)
+			t_pump(&sub, NULL, 50, 0);
+	}
+	ck_assert_int_gt(st.consumer_pid, 0);
 	const unsigned n = 20;
 	for (unsigned i = 0; i < n; i++) {
 		ck_assert_int_eq(shmkit_chan_send(ch, "0123456789", 10), 0);

@@ -17,9 +17,12 @@ for bin in "$@"; do
 	total=$((total + 1))
 	before=$(snapshot)
 	echo "== $bin"
+	t0=$(date +%s)
 	if ! "$bin"; then
 		failed="$failed $bin"
 	fi
+	# Per-suite wall time, so the CI budget can be traced to the suites that spend it.
+	echo "== $bin: $(($(date +%s) - t0)) s"
 	after=$(snapshot)
 	# Lines present after the suite but not before it: what it leaked.
 	leaked=$(printf '%s\n' "$before" | comm -13 - /dev/fd/3 3<<EOT
