@@ -17,7 +17,7 @@
  *     shmkit mutex  as above
  *
  * The two round-trip kinds run interleaved in blocks so that both see the same vCPU
- * placement drift (DESIGN.md §6); each reports p50/p99/p99.9/max over per-iteration times.
+ * placement drift (docs/design.md, "Measuring"); each reports p50/p99/p99.9/max over per-iteration times.
  * Results are ratios to the floors; timing never fails the run (exit 0 unless something
  * broke).
  */
