@@ -604,8 +604,9 @@ static inline int peek_(struct shmkit_chan *ch, const void **buf, size_t *len)
 	int err = shmkit__ring_peek(&ch->ring, buf, &n);
 	if (__builtin_expect(err == -EAGAIN, 0)) {
 		/* Held (MORE) releases stay held: only the consumer knows whether it has handed
-		 * those messages on yet (see release_()). CHAN-A4: pairs with CHAN-R4 in shmkit_chan_close(): everything published before the
-		 * close is visible, so one more peek decides between data and end of stream. */
+		 * those messages on yet (see release_()). CHAN-A4: pairs with CHAN-R4 in
+		 * shmkit_chan_close(): everything published before the close is visible, so one
+		 * more peek decides between data and end of stream. */
 		uint32_t closed = atomic_load_explicit(&ch->ctl->closed, memory_order_seq_cst);
 		if (closed) {
 			err = shmkit__ring_peek(&ch->ring, buf, &n);

@@ -1226,8 +1226,9 @@ int shmkit_pubsub_peek(struct shmkit_pubsub *ps, const void **buf, size_t *len)
 	int err = peek_once(ps, buf, &n);
 	if (err == -EAGAIN) {
 		/* Held (MORE) releases stay held: only the subscriber knows whether it has
-		 * handed those messages on yet (see shmkit_pubsub_release()). PS-A4: pairs with PS-R4' in shmkit_pubsub_close(): everything published before the
-		 * close is visible, so one more peek decides between data and end of stream. */
+		 * handed those messages on yet (see shmkit_pubsub_release()). PS-A4: pairs with
+		 * PS-R4' in shmkit_pubsub_close(): everything published before the close is
+		 * visible, so one more peek decides between data and end of stream. */
 		if (atomic_load_explicit(&ps->ctl->closed, memory_order_seq_cst)) {
 			err = peek_once(ps, buf, &n);
 			if (err == -EAGAIN)

@@ -51,9 +51,9 @@
  * move them back a little — that make the common case one probe: correctness rests on the
  * slot words alone. Batches claim adjacent slots one CAS each and move the hint once.
  *
- * Waiting: the sleep/wake handshake of src/waitq_internal.h. The release stores QUEUE-R1/QUEUE-R2 are
- * its stores; the barrier is on the sleeper's side (membarrier), so publishing needs no
- * fence.
+ * Waiting: the sleep/wake handshake of src/waitq_internal.h. The release stores
+ * QUEUE-R1/QUEUE-R2 are its stores; the barrier is on the sleeper's side (membarrier), so
+ * publishing needs no fence.
  *
  * When a process dies. Its member entry keeps its owner word, which now names a dead
  * process, and every slot it held still carries its member index:

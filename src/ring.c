@@ -46,12 +46,13 @@
  *
  * Protocol:
  *   producer: loan — check free space against its cached `head`, re-reading the shared
- *             head (RING-A2) only when the cache says full; write the payload; commit — zero the
- *             next slot, store the header (RING-R0; then a PAD header, RING-R0); publish — store
- *             `tail` (RING-R1).
+ *             head (RING-A2) only when the cache says full; write the payload; commit —
+ *             zero the next slot, store the header (RING-R0; then a PAD header, RING-R0);
+ *             publish — store `tail` (RING-R1).
  *   consumer: peek — below its cached `tail`, read the header; past it, first the header
- *             in band (RING-A0), then the shared tail (RING-A1); read the header once, validate,
- *             hand out the payload in place; release — advance; publish — store `head` (RING-R2).
+ *             in band (RING-A0), then the shared tail (RING-A1); read the header once,
+ *             validate, hand out the payload in place; release — advance; publish — store
+ *             `head` (RING-R2).
  * The positions are stored with release only, not seq_cst: a seq_cst store is a full
  * fence, and the sleep/wake handshake puts its barrier on the sleeper's side instead
  * (membarrier, src/waitq_internal.h).

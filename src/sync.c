@@ -37,16 +37,16 @@
  *     EV-W4 FUTEX_WAIT(gen, old)                  EV-N4 FUTEX_WAKE(gen)
  *     EV-W5 sleepers -= 1
  *
- * The fences EV-W2 and EV-N2 are totally ordered. If EV-W2 comes first, EV-N3 sees EV-W1 (C11's rule for
- * seq_cst fences: a load sequenced after fence Y sees a store sequenced before fence X, or
- * a later one, when X precedes Y), so the notifier calls FUTEX_WAKE. If EV-N2 comes first, EV-W3
- * sees EV-N1 and the waiter does not sleep. The remaining window — EV-W3 saw the old value, then
- * EV-N1..EV-N4 ran before EV-W4 entered the kernel — is closed by the kernel: FUTEX_WAIT re-reads
- * the word under the futex hash-bucket lock and returns EAGAIN when it differs, and
- * FUTEX_WAKE takes the same lock. So no wake-up is lost, and a notify with nobody asleep
- * costs one RMW, one fence and one load. The semaphore wakes one sleeper per post: every
- * post adds one unit and one wake-up, and a woken sleeper that finds its unit taken lost
- * it to a taker that did not need a wake-up, so units and wake-ups stay balanced.
+ * The fences EV-W2 and EV-N2 are totally ordered. If EV-W2 comes first, EV-N3 sees EV-W1 (C11's
+ * rule for seq_cst fences: a load sequenced after fence Y sees a store sequenced before fence
+ * X, or a later one, when X precedes Y), so the notifier calls FUTEX_WAKE. If EV-N2 comes
+ * first, EV-W3 sees EV-N1 and the waiter does not sleep. The remaining window — EV-W3 saw the
+ * old value, then EV-N1..EV-N4 ran before EV-W4 entered the kernel — is closed by the kernel:
+ * FUTEX_WAIT re-reads the word under the futex hash-bucket lock and returns EAGAIN when it
+ * differs, and FUTEX_WAKE takes the same lock. So no wake-up is lost, and a notify with nobody
+ * asleep costs one RMW, one fence and one load. The semaphore wakes one sleeper per post: every
+ * post adds one unit and one wake-up, and a woken sleeper that finds its unit taken lost it to
+ * a taker that did not need a wake-up, so units and wake-ups stay balanced.
  *
  * The mutex. Locking is one CAS of the owner word from 0 to the caller's own word (MX-A1),
  * unlocking one CAS from its own word back to 0 (MX-R1): the word names the holder
@@ -65,17 +65,16 @@
  *     MX-W4 FUTEX_WAIT(high half, high(w))        MX-N4 FUTEX_WAKE(high half, 1)
  *     MX-W5 sleepers -= 1
  *
- * Here the four accesses are seq_cst operations rather than relaxed ones around fences:
- * they are in one total order, so if MX-N3 precedes MX-W1, MX-W3 comes after MX-N1 and sees it (or a
+ * Here the four accesses are seq_cst operations rather than relaxed ones around fences: they
+ * are in one total order, so if MX-N3 precedes MX-W1, MX-W3 comes after MX-N1 and sees it (or a
  * later value), and otherwise MX-N3 sees MX-W1 and wakes. On x86 that costs the unlock nothing
  * beyond its locked CAS (a seq_cst load is a plain load) — no fence, and no second RMW as a
- * separate generation word would need. The kernel compares only the high half (thread id
- * and INCONS): if the lock was released and re-taken by the same thread before the
- * waiter's FUTEX_WAIT, the waiter sleeps on a held lock whose coming unlock is after its
- * MX-W1 and so wakes it — a release that is superseded by a new hold needs no wake-up of its
- * own. Unlock wakes one sleeper; a woken sleeper always tries to take the lock before it
- * reports a timeout, so a wake-up is never wasted on a waiter that gives up while the
- * lock is free.
+ * separate generation word would need. The kernel compares only the high half (thread id and
+ * INCONS): if the lock was released and re-taken by the same thread before the waiter's
+ * FUTEX_WAIT, the waiter sleeps on a held lock whose coming unlock is after its MX-W1 and so
+ * wakes it — a release that is superseded by a new hold needs no wake-up of its own. Unlock
+ * wakes one sleeper; a woken sleeper always tries to take the lock before it reports a timeout,
+ * so a wake-up is never wasted on a waiter that gives up while the lock is free.
  *
  * Liveness. A held word names a thread T with start time S. T is dead when kill(T, 0)
  * says ESRCH (cheap: one system call), or when /proc/T/stat shows a zombie or another

@@ -138,7 +138,8 @@ static unsigned member_poll(struct member *m, bool sc)
 {
 	unsigned bits;
 	if (m->type == M_EVENT) {
-		/* WAIT-A1: sees what the notifier wrote before its notify; pairs with EV-R1 in shmkit_event_notify() (src/sync.c). */
+		/* WAIT-A1: sees what the notifier wrote before its notify; pairs with EV-R1 in
+		 * shmkit_event_notify() (src/sync.c). */
 		uint32_t g = atomic_load_explicit(m->w.gen, sc ? memory_order_seq_cst
 							       : memory_order_acquire);
 		bits = g != m->ev_gen ? SHMKIT_WAIT_EVENT : 0;
