@@ -878,8 +878,8 @@ unsigned shmkit__chan_consumer_poll(const struct shmkit_chan *ch, bool sc)
 {
 	struct chan_ctl *c = ch->ctl;
 	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
-	/* Shared words only (see chan_internal.h). RING-A1-like: pairs with RING-R1 in ring.c; also the
-	 * waitset's re-check after it registered on data_q and executed WQ-B1. */
+	/* Shared words only (see chan_internal.h). RING-A1-like: pairs with RING-R1 in ring.c;
+	 * also the waitset's re-check after it registered on data_q and executed WQ-B1. */
 	uint64_t t = shmkit__ring_tail_pos(atomic_load_explicit(&c->tail, mo));
 	uint64_t h = atomic_load_explicit(&c->head, mo);
 	/* Readable when the published tail is ahead of the published head. */

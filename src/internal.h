@@ -52,7 +52,8 @@ static inline void shmkit__cpu_relax(void)
  *       64    8  created_ns       creator: CLOCK_REALTIME
  *       72    4  sysv_key         creator (0 unless System V)
  *       76    4  flags            creator (SHMKIT_SEG_HUGEPAGES, SHMKIT_SEG_PERSISTENT:
- *                                   the object's lifetime, docs/design.md "Lifetimes")
+ *                                   the object's lifetime, docs/design.md, "Lifetimes and
+ *                                   removal")
  *       80    4  name_len         creator
  *       84    4  reserved0        0
  *       88  208  name             creator, NUL-padded

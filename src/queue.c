@@ -4,7 +4,7 @@
  *
  *   offset size  field                          written by
  *        0    8  magic "shmkque1"               creator, before the segment is published
- *        8    4  version (1)                    creator
+ *        8    4  version (2)                    creator
  *       12    4  max_members                    creator
  *       16    8  nslots (a power of two)        creator
  *       24    8  slot_size (stride)             creator: 16 + max_msg rounded up to 64
