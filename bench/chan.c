@@ -20,9 +20,9 @@
  *     ring-copy, shmkit-spin-copy   copying in and out: the ring with memcpy in 512 KiB
  *                                   pieces, shmkit with shmkit_chan_send_wait/recv_wait
  *
- * The mechanisms run interleaved in blocks, so each sees the same drift of the vCPU
- * placement (DESIGN.md §6). The result is a table of ratios against the goals of the stream
- * issue; timing never fails the run (exit 0 unless something broke).
+ * The mechanisms run interleaved in blocks, so each sees the same drift of the vCPU placement
+ * (docs/design.md, "Measuring"). The result is a table of ratios against the goals of the
+ * stream issue; timing never fails the run (exit 0 unless something broke).
  *
  *   usage: bench/chan [--quick] [--duration SEC]
  */

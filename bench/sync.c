@@ -16,10 +16,9 @@
  *     pthread mutex robust, process-shared (glibc's; what shmkit's mutex was up to 0.1)
  *     shmkit mutex  as above
  *
- * The two round-trip kinds run interleaved in blocks so that both see the same vCPU
- * placement drift (DESIGN.md §6); each reports p50/p99/p99.9/max over per-iteration times.
- * Results are ratios to the floors; timing never fails the run (exit 0 unless something
- * broke).
+ * The two round-trip kinds run interleaved in blocks so that both see the same vCPU placement
+ * drift (docs/design.md, "Measuring"); each reports p50/p99/p99.9/max over per-iteration times.
+ * Results are ratios to the floors; timing never fails the run (exit 0 unless something broke).
  */
 #include <errno.h>
 #include <linux/futex.h>

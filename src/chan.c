@@ -43,7 +43,7 @@
  * queue's futex word `gen` with the sleep/wake handshake of src/waitq_internal.h (shared by
  * every kind): it counts itself in `sleepers`, executes the handshake's barrier (WQ-B1:
  * membarrier, or a fence in fenced mode), re-checks the peer's position, and sleeps. The
- * peer, after storing its position (release, R1/R2 in src/ring.c), loads `sleepers` and
+ * peer, after storing its position (release, RING-R1/RING-R2 in src/ring.c), loads `sleepers` and
  * only when it is non-zero bumps gen (WQ-R1) and calls FUTEX_WAKE. Either the re-check
  * sees the new position or the waker sees the sleeper — by construction, not by timing —
  * with no system call and no fence per message while nobody sleeps.
@@ -60,7 +60,7 @@
  * next one. A consumer may hold the whole ring; it must publish before it waits, which
  * the _wait calls enforce (-EDEADLK), so the producer never waits on space that a
  * waiting consumer holds. Closing, each end stores its mark and then loads the other's
- * (both seq_cst, CHAN-L1/L2), so of two ends leaving at once at least one learns it was
+ * (both seq_cst, CHAN-L1/CHAN-L2), so of two ends leaving at once at least one learns it was
  * last (shmkit_chan_close() returns 1) and can remove the channel.
  */
 #include <errno.h>
@@ -604,8 +604,9 @@ static inline int peek_(struct shmkit_chan *ch, const void **buf, size_t *len)
 	int err = shmkit__ring_peek(&ch->ring, buf, &n);
 	if (__builtin_expect(err == -EAGAIN, 0)) {
 		/* Held (MORE) releases stay held: only the consumer knows whether it has handed
-		 * those messages on yet (see release_()). A4: pairs with R4 in shmkit_chan_close(): everything published before the
-		 * close is visible, so one more peek decides between data and end of stream. */
+		 * those messages on yet (see release_()). CHAN-A4: pairs with CHAN-R4 in
+		 * shmkit_chan_close(): everything published before the close is visible, so one
+		 * more peek decides between data and end of stream. */
 		uint32_t closed = atomic_load_explicit(&ch->ctl->closed, memory_order_seq_cst);
 		if (closed) {
 			err = shmkit__ring_peek(&ch->ring, buf, &n);
@@ -728,7 +729,7 @@ static int chan_leave(struct shmkit_chan *ch, uint32_t how)
 	if (ch->role == SHMKIT_CHAN_PRODUCER) {
 		producer_publish(ch);
 		if (how) {
-			/* R4: end of stream, after the last publish; pairs with A4 in peek.
+			/* CHAN-R4: end of stream, after the last publish; pairs with CHAN-A4 in peek.
 			 * seq_cst: also the store half of the handshake with a sleeping
 			 * consumer. */
 			atomic_store_explicit(&ch->ctl->closed, how, memory_order_seq_cst);
@@ -877,8 +878,8 @@ unsigned shmkit__chan_consumer_poll(const struct shmkit_chan *ch, bool sc)
 {
 	struct chan_ctl *c = ch->ctl;
 	memory_order mo = sc ? memory_order_seq_cst : memory_order_acquire;
-	/* Shared words only (see chan_internal.h). A1-like: pairs with R1 in ring.c; also the
-	 * waitset's re-check after it registered on data_q and executed WQ-B1. */
+	/* Shared words only (see chan_internal.h). RING-A1-like: pairs with RING-R1 in ring.c;
+	 * also the waitset's re-check after it registered on data_q and executed WQ-B1. */
 	uint64_t t = shmkit__ring_tail_pos(atomic_load_explicit(&c->tail, mo));
 	uint64_t h = atomic_load_explicit(&c->head, mo);
 	/* Readable when the published tail is ahead of the published head. */

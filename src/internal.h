@@ -14,7 +14,7 @@
 #define SHMKIT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* Fields written by different processes are kept this far apart: one 64-byte line plus the
- * adjacent line the L2 prefetcher pulls in with it (DESIGN.md §2). */
+ * adjacent line the L2 prefetcher pulls in with it (docs/design.md, "Shared layouts"). */
 #define SHMKIT__SEPARATION 128
 
 /* Every atomic that another process relies on must be lock-free, hence address-free: a
@@ -52,7 +52,8 @@ static inline void shmkit__cpu_relax(void)
  *       64    8  created_ns       creator: CLOCK_REALTIME
  *       72    4  sysv_key         creator (0 unless System V)
  *       76    4  flags            creator (SHMKIT_SEG_HUGEPAGES, SHMKIT_SEG_PERSISTENT:
- *                                   the object's lifetime, docs/design.md "Lifetimes")
+ *                                   the object's lifetime, docs/design.md, "Lifetimes and
+ *                                   removal")
  *       80    4  name_len         creator
  *       84    4  reserved0        0
  *       88  208  name             creator, NUL-padded
@@ -160,7 +161,7 @@ int shmkit__segment_abandon(struct shmkit_segment *seg, bool created, int err);
 
 /* memcpy for message payloads. Copies of 1 MiB and more go in 256 KiB pieces: one big
  * memcpy makes glibc switch to non-temporal stores, which on our machines is 4-5 times
- * slower than cached copies of pieces (../shared/reference/limits.md, bench/chan.c). */
+ * slower than cached copies of pieces (docs/design.md, "Measuring", bench/chan.c). */
 void shmkit__copy(void *dst, const void *src, size_t n);
 
 /* --- locks --------------------------------------------------------------------------- */

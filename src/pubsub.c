@@ -58,12 +58,12 @@
  * Protocol
  *
  *   Publishing. The publisher writes records past `tail`, then makes pub_gen odd, stores
- *   next_seq, `tail` (R1, release) and hist_pos, makes pub_gen even again (R5), and wakes
+ *   next_seq, `tail` (PS-R1, release) and hist_pos, makes pub_gen even again (PS-R5), and wakes
  *   sleeping subscribers (the wait queue protocol of src/waitq_internal.h). Subscribers
- *   keep a private copy of `tail` and re-read the shared one (A1) only when they have
+ *   keep a private copy of `tail` and re-read the shared one (PS-A1) only when they have
  *   consumed everything up to their copy and nothing came in band: one shared read per
  *   batch, whatever the number of subscribers. pub_gen lets a joiner read (next_seq, tail,
- *   hist_pos) as one consistent triple (A5), so it knows the number of the first message it
+ *   hist_pos) as one consistent triple (PS-A5), so it knows the number of the first message it
  *   must get and can count exactly what it loses even if it is lapped before its first
  *   read.
  *
@@ -72,7 +72,7 @@
  *   word, flagged NOW; a caught-up subscriber loads the header at its position with
  *   acquire (PS-A0) and takes a NOW record without waiting for `tail` — one line to wait
  *   for instead of two in series (the tail's, then the record's). The tail is still
- *   stored right after every such commit (R1), so sleepers, joiners, statistics and a
+ *   stored right after every such commit (PS-R1), so sleepers, joiners, statistics and a
  *   taking-over publisher keep working from positions. The rules that make it safe:
  *   - PS-Z, clear before publish: the subscriber must never take stale bytes (an old
  *     header, or old payload that looks like one) for a header. So every commit first
@@ -82,7 +82,7 @@
  *     16 is at most cap, since max_msg <= cap/2 - 16. Invariant: the header word at any
  *     record boundary a subscriber reaches holds 0 or a header written for this lap at
  *     this position, or (overwrite) bytes of a later lap, which the `oldest` check
- *     rejects. It reaches a boundary by taking the record before it (PS-A0 or A1 saw
+ *     rejects. It reaches a boundary by taking the record before it (PS-A0 or PS-A1 saw
  *     that record's release, which came after its PS-Z), by joining at an acquired tail
  *     (the same), by a jump to `oldest` (a boundary at or below a tail it acquired: the
  *     same again, or read by that tail), or past a PAD (below). A taking-over publisher
@@ -97,16 +97,16 @@
  *     after in-band takes. refresh_tail() accepts any tail from the last one seen on (it
  *     never moves back) and, in block mode, up to a ring ahead of our position; the
  *     waiters' checks (data_ready(), the waitset's watch_poll()) count a tail as news only
- *     when it is ahead of the position, so a publisher that died between PS-R0 and R1
+ *     when it is ahead of the position, so a publisher that died between PS-R0 and PS-R1
  *     does not leave them spinning. In-band takes stop a ring past the last tail seen, so
  *     a hostile ring of records that chain in band ends (inband_ok()).
  *   - Validation: a header taken in band goes through the one rec_check(), with the
  *     record's bounds from its own header against the private geometry (what is left of
  *     the ring) instead of the published region; everything else as by the tail.
  *   - Overwrite: an in-band read is validated like any other: the header word, seq word
- *     and payload loaded, then A3 (acquire fence, `oldest`). A later lap's bytes at the
- *     position (a header, a PS-Z zero, payload) were written after the R3 release fence
- *     that moved `oldest` past the position, so A3 sees it and the subscriber jumps; a
+ *     and payload loaded, then PS-A3 (acquire fence, `oldest`). A later lap's bytes at the
+ *     position (a header, a PS-Z zero, payload) were written after the PS-R3 release fence
+ *     that moved `oldest` past the position, so PS-A3 sees it and the subscriber jumps; a
  *     zero just sends it to the tail, which is then ahead, and the same check applies.
  *   - Joining: a joiner that starts at the tail it read in the triple reads the header
  *     there in band like anyone (PS-Z holds there: it acquired that tail); the join
@@ -117,11 +117,11 @@
  *   sure nobody still needs the bytes it overwrites, those below L = e - cap. It keeps
  *   `oldest`, a record boundary at or below tail, at or above L: it advances it in steps of
  *   at least cap/16 bytes, walking the record headers it wrote itself (validated as it
- *   reads them back; a bad one moves `oldest` to tail), stores it (R3, release), then
+ *   reads them back; a bad one moves `oldest` to tail), stores it (PS-R3, release), then
  *   issues a release fence before writing over the reclaimed bytes.
  *   - Block policy: it also needs every live subscriber at or above L. It caches the
- *     minimum of the subscribers' positions and rescans the slots (O(N), acquire loads A2
- *     pairing with the subscribers' releases R2) only when the cache says "full", or after
+ *     minimum of the subscribers' positions and rescans the slots (O(N), acquire loads PS-A2
+ *     pairing with the subscribers' releases PS-R2) only when the cache says "full", or after
  *     a subscriber joined (members_gen changed). A joiner stores its position, bumps
  *     members_gen, executes the handshake's barrier (WQ-B1 of src/waitq_internal.h:
  *     membarrier, or a fence in fenced mode), then re-reads `oldest` and moves up if it
@@ -136,7 +136,7 @@
  *     subscribers pays O(N) once per chunk, not once per message.
  *   - Overwrite policy: the publisher never looks at subscribers. Subscribers validate:
  *     after reading a record (header or payload) they issue an acquire fence and load
- *     `oldest` (A3); if it passed the record's start, the publisher's release fence R3
+ *     `oldest` (PS-A3); if it passed the record's start, the publisher's release fence PS-R3
  *     guarantees any byte they read may be from the overwrite — they discard it (seqlock
  *     style: "validate after use"). A subscriber whose position is below `oldest` was
  *     lapped: it jumps to `oldest`, and the gap in message numbers (seq of the record found
@@ -165,7 +165,7 @@
  *
  *   The publisher: subscribers receive everything it published, then (waiting) -EOWNERDEAD
  *   within 100 ms. Loans and MORE commits it never published are not delivered. A record
- *   it committed in band (PS-R0) but died before publishing (R1) counts as published:
+ *   it committed in band (PS-R0) but died before publishing (PS-R1) counts as published:
  *   subscribers may have taken it, so a new publisher adopts it (committed_in_band(): a
  *   NOW header at the tail, after at most one PAD, with the number next_seq or the one
  *   before) and goes on after it. It dies between storing next_seq and tail of a batch
@@ -318,8 +318,8 @@ static inline uint64_t rec_need(uint64_t len)
 }
 
 /* Header words are written and read as relaxed 64-bit atomics: single accesses that cannot
- * tear, and no data race for TSan; the ordering comes from tail (R1/A1) and, in overwrite
- * mode, from the `oldest` fences (R3/A3). */
+ * tear, and no data race for TSan; the ordering comes from tail (PS-R1/PS-A1) and, in overwrite
+ * mode, from the `oldest` fences (PS-R3/PS-A3). */
 static inline _Atomic uint64_t *rec_word(const struct shmkit_pubsub *ps, uint64_t off, int i)
 {
 	return (_Atomic uint64_t *)(void *)(ps->ring + off + 8 * (unsigned)i);
@@ -367,7 +367,7 @@ static bool geometry_ok(uint64_t cap, uint64_t max_msg)
 }
 
 /* The record a publisher that died committed in band but did not publish: it died between
- * the header store (PS-R0) and the tail store (R1). A subscriber may have taken it already,
+ * the header store (PS-R0) and the tail store (PS-R1). A subscriber may have taken it already,
  * or may take it any moment, so a new publisher must go on after it, not overwrite it. The
  * slot at the tail was zeroed before the record that ends there was published (PS-Z), so a
  * REC_NOW header there was written for this position — after at most one PAD (stored after
@@ -420,7 +420,7 @@ static int attach_publisher(struct shmkit_pubsub *ps)
 	}
 	if ((o & 15) || !pos_ge(t, o) || t - o > ps->cap) {
 		/* A bad `oldest` (only a scribbler writes one) is reset to tail: everything
-		 * before is given up, which is always a safe record boundary. Release: as R3;
+		 * before is given up, which is always a safe record boundary. Release: as PS-R3;
 		 * the join handshake is not needed here (rescan at the first full ring). */
 		o = t;
 		atomic_store_explicit(&c->oldest, o, memory_order_release);
@@ -464,8 +464,8 @@ static int claim_slot(struct shmkit_pubsub *ps)
 
 static void free_slot(struct shmkit_pubsub *ps)
 {
-	/* R4: "not positioned" before giving the slot up, so a publisher that still sees our
-	 * owner word ignores the stale position; pairs with A2 in rescan(). Also the store
+	/* PS-R4: "not positioned" before giving the slot up, so a publisher that still sees our
+	 * owner word ignores the stale position; pairs with PS-A2 in rescan(). Also the store
 	 * half of the handshake with a publisher sleeping on us (see close). */
 	atomic_store_explicit(&ps->my->pos, SUB_NONE, memory_order_release);
 	shmkit__role_release(&ps->my->owner, ps->me);
@@ -479,14 +479,14 @@ static bool overwritten(struct shmkit_pubsub *ps, uint64_t at);
 static bool read_triple(struct ps_ctl *c, uint64_t *s, uint64_t *t, uint64_t *h)
 {
 	for (int tries = 0; tries < PS_TRIES; tries++) {
-		/* A5: pairs with R5 in publish(). */
+		/* PS-A5: pairs with PS-R5 in publish(). */
 		uint32_t g = atomic_load_explicit(&c->pub_gen, memory_order_acquire);
 		/* Relaxed: validated by the seqlock re-check below. */
 		*s = atomic_load_explicit(&c->next_seq, memory_order_relaxed);
-		/* A1: pairs with R1 in publish(): records below tail are visible. */
+		/* PS-A1: pairs with PS-R1 in publish(): records below tail are visible. */
 		*t = atomic_load_explicit(&c->tail, memory_order_acquire);
 		*h = atomic_load_explicit(&c->hist_pos, memory_order_relaxed); /* as next_seq */
-		shmkit__fence_acquire(); /* the seqlock reader's pattern (sync.c A7) */
+		shmkit__fence_acquire(); /* the seqlock reader's pattern (sync.c SEQ-A7) */
 		if (!(g & 1) && atomic_load_explicit(&c->pub_gen, memory_order_relaxed) == g)
 			return true;
 		shmkit__cpu_relax();
@@ -530,7 +530,7 @@ static int attach_subscriber(struct shmkit_pubsub *ps)
 		/* Relaxed: statistics (lag) until our first release. */
 		atomic_store_explicit(&ps->my->seq, s, memory_order_relaxed);
 		/* The join handshake (top of file) — position, then generation, then WQ-B1, then
-		 * the re-check. Release: the publisher's rescan (A2) acquires the position. */
+		 * the re-check. Release: the publisher's rescan (PS-A2) acquires the position. */
 		atomic_store_explicit(&ps->my->pos, start, memory_order_release);
 		atomic_fetch_add_explicit(&c->members_gen, 1, memory_order_release);
 		shmkit__wq_barrier(&ps->wq);
@@ -543,7 +543,7 @@ static int attach_subscriber(struct shmkit_pubsub *ps)
 		bool have = exact;
 		for (int pads = 0; at != t && pads < 2; pads++) {
 			uint64_t off = at & ps->mask;
-			/* Relaxed: ordered by A1; validated below. */
+			/* Relaxed: ordered by PS-A1; validated below. */
 			uint64_t w0 = atomic_load_explicit(rec_word(ps, off, 0), memory_order_relaxed);
 			uint64_t w1 = atomic_load_explicit(rec_word(ps, off, 1), memory_order_relaxed);
 			if (ow && overwritten(ps, at)) {
@@ -756,12 +756,12 @@ static void publish(struct shmkit_pubsub *ps)
 	if (ps->pos == ps->pub)
 		return;
 	/* pub_gen odd: a joiner reading the triple below retries. Relaxed + release fence:
-	 * the seqlock writer's pattern (sync.c R4). */
+	 * the seqlock writer's pattern (sync.c SEQ-R4). */
 	atomic_store_explicit(&c->pub_gen, ps->gen + 1, memory_order_relaxed);
 	shmkit__fence_release();
-	/* Relaxed: ordered before the tail store (R1), which subscribers acquire. */
+	/* Relaxed: ordered before the tail store (PS-R1), which subscribers acquire. */
 	atomic_store_explicit(&c->next_seq, ps->seq, memory_order_relaxed);
-	/* R1: publishes the records up to pos; pairs with A1 in peek() and attach. Also the
+	/* PS-R1: publishes the records up to pos; pairs with PS-A1 in peek() and attach. Also the
 	 * store of the sleep/wake handshake with sleeping subscribers (src/waitq_internal.h):
 	 * release, no fence. */
 	atomic_store_explicit(&c->tail, ps->pos, memory_order_release);
@@ -773,7 +773,7 @@ static void publish(struct shmkit_pubsub *ps)
 		atomic_store_explicit(&c->hist_pos, first, memory_order_relaxed);
 	}
 	ps->gen += 2;
-	/* R5: pub_gen even again: the triple is consistent; pairs with A5 in
+	/* PS-R5: pub_gen even again: the triple is consistent; pairs with PS-A5 in
 	 * attach_subscriber(). */
 	atomic_store_explicit(&c->pub_gen, ps->gen, memory_order_release);
 	/* Relaxed: statistics, single writer. */
@@ -813,7 +813,7 @@ static void rescan(struct shmkit_pubsub *ps, bool check_dead)
 			}
 			continue;
 		}
-		/* A2: pairs with R2 in sub_publish() and R4 in free_slot(): what the subscriber
+		/* PS-A2: pairs with PS-R2 in sub_publish() and PS-R4 in free_slot(): what the subscriber
 		 * read below its position is done before we overwrite it. Also the re-check of
 		 * the sleep/wake handshake (after WQ-B1) when we are about to sleep. */
 		uint64_t p = atomic_load_explicit(&s->pos, memory_order_acquire);
@@ -868,9 +868,9 @@ static void advance_oldest(struct shmkit_pubsub *ps, uint64_t L)
 	if (bad)
 		cur = limit; /* give up everything published: always a boundary */
 	ps->oldest = cur;
-	/* R3: the publisher's store in the join handshake (block) — followed by a release
+	/* PS-R3: the publisher's store in the join handshake (block) — followed by a release
 	 * fence so that no write into the reclaimed bytes becomes visible before the new
-	 * `oldest`; pairs with A3 in the subscribers' validation (overwrite). */
+	 * `oldest`; pairs with PS-A3 in the subscribers' validation (overwrite). */
 	atomic_store_explicit(&c->oldest, cur, memory_order_release);
 	shmkit__fence_release();
 	if (ps->policy == SHMKIT_PUBSUB_BLOCK) {
@@ -936,7 +936,7 @@ int shmkit_pubsub_commit(struct shmkit_pubsub *ps, size_t len, unsigned flags)
 	atomic_store_explicit(rec_word(ps, off, 1), ps->seq, memory_order_relaxed);
 	/* PS-R0: release — the payload, the seq word and the zeroed next slot before the
 	 * header; pairs with PS-A0 in peek_once() and data_ready() (in band) and, for a
-	 * MORE record (no REC_NOW), is published by R1 like before. */
+	 * MORE record (no REC_NOW), is published by PS-R1 like before. */
 	atomic_store_explicit(rec_word(ps, off, 0), (uint64_t)len | now, memory_order_release);
 	if (ps->loan_at != ps->pos) {
 		/* The PAD goes last (PS-R0 again): a subscriber that takes it in band goes on
@@ -978,7 +978,7 @@ static bool space_ready(void *arg)
 		if (ps->min_slot < 0)
 			return true;
 		struct ps_slot *s = &ps->slots[ps->min_slot];
-		/* Acquire: as A2. Relaxed owner: a hint to rescan, re-read there. */
+		/* Acquire: as PS-A2. Relaxed owner: a hint to rescan, re-read there. */
 		uint64_t p = atomic_load_explicit(&s->pos, memory_order_acquire);
 		return (p != SUB_NONE && pos_ge(p, ps->want_L)) ||
 		       atomic_load_explicit(&s->owner, memory_order_relaxed) == 0;
@@ -1068,7 +1068,7 @@ static void sub_publish(struct shmkit_pubsub *ps)
 		atomic_store_explicit(&s->pos, ps->pos, memory_order_relaxed);
 		return;
 	}
-	/* R2: hands the bytes below pos back to the publisher; pairs with A2 in rescan().
+	/* PS-R2: hands the bytes below pos back to the publisher; pairs with PS-A2 in rescan().
 	 * Also the store of the sleep/wake handshake with a sleeping publisher. */
 	atomic_store_explicit(&s->pos, ps->pos, memory_order_release);
 	shmkit__waitq_wake(&ps->ctl->space_q, 1);
@@ -1081,8 +1081,8 @@ static void note_lost(struct shmkit_pubsub *ps, uint64_t n)
 }
 
 /* Overwrite mode: whether the record that starts at `at` may have been overwritten.
- * A3: the acquire fence orders every load of the record before the load of `oldest`;
- * pairs with the release fence R3 in advance_oldest(): if any of our loads saw a byte of
+ * PS-A3: the acquire fence orders every load of the record before the load of `oldest`;
+ * pairs with the release fence PS-R3 in advance_oldest(): if any of our loads saw a byte of
  * an overwrite, we see the `oldest` stored before it. */
 static bool overwritten(struct shmkit_pubsub *ps, uint64_t at)
 {
@@ -1097,7 +1097,7 @@ static bool overwritten(struct shmkit_pubsub *ps, uint64_t at)
  * most a ring ahead of our position. */
 static int refresh_tail(struct shmkit_pubsub *ps)
 {
-	/* A1: pairs with R1 in publish(): the records below tail are visible. */
+	/* PS-A1: pairs with PS-R1 in publish(): the records below tail are visible. */
 	uint64_t t = atomic_load_explicit(&ps->ctl->tail, memory_order_acquire);
 	if ((t & 15) || !pos_ge(t, ps->other))
 		return -EBADMSG;
@@ -1168,10 +1168,10 @@ static int peek_once(struct shmkit_pubsub *ps, const void **buf, uint64_t *len)
 			avail = ps->other - ps->pos;
 			if (avail > ps->cap)
 				return -EBADMSG; /* lapped, yet `oldest` says not: corrupt */
-			/* Relaxed: ordered by A1. */
+			/* Relaxed: ordered by PS-A1. */
 			w0 = atomic_load_explicit(rec_word(ps, off, 0), memory_order_relaxed);
 		}
-		/* Relaxed: ordered by A1 or PS-A0. */
+		/* Relaxed: ordered by PS-A1 or PS-A0. */
 		uint64_t w1 = atomic_load_explicit(rec_word(ps, off, 1), memory_order_relaxed);
 		if (ow && overwritten(ps, ps->pos))
 			continue; /* lapped while reading the header: jump */
@@ -1226,8 +1226,9 @@ int shmkit_pubsub_peek(struct shmkit_pubsub *ps, const void **buf, size_t *len)
 	int err = peek_once(ps, buf, &n);
 	if (err == -EAGAIN) {
 		/* Held (MORE) releases stay held: only the subscriber knows whether it has
-		 * handed those messages on yet (see shmkit_pubsub_release()). A4: pairs with R4' in shmkit_pubsub_close(): everything published before the
-		 * close is visible, so one more peek decides between data and end of stream. */
+		 * handed those messages on yet (see shmkit_pubsub_release()). PS-A4: pairs with
+		 * PS-R4' in shmkit_pubsub_close(): everything published before the close is
+		 * visible, so one more peek decides between data and end of stream. */
 		if (atomic_load_explicit(&ps->ctl->closed, memory_order_seq_cst)) {
 			err = peek_once(ps, buf, &n);
 			if (err == -EAGAIN)
@@ -1307,7 +1308,7 @@ static bool data_ready(void *arg)
 		if (!w0)
 			__builtin_prefetch(ps->ring + ((ps->pos + 64) & ps->mask & ~(uint64_t)63));
 	}
-	/* A1 (as in refresh_tail), also the sleep protocol's re-check after WQ-B1: the
+	/* PS-A1 (as in refresh_tail), also the sleep protocol's re-check after WQ-B1: the
 	 * publisher stores the tail after every in-band commit. Ahead of our position only:
 	 * we may be ahead of it after in-band takes. */
 	return (int64_t)(atomic_load_explicit(&c->tail, mo) - ps->pos) > 0 ||
@@ -1425,7 +1426,7 @@ int shmkit_pubsub_note_store(struct shmkit_pubsub *ps, unsigned idx, uint64_t va
 	if (ps->role != SHMKIT_PUBSUB_PUBLISHER)
 		return -EPERM;
 	/* PS-R6: release, so a note stored before a commit is visible to whoever sees the
-	 * commit (the tail store R1 comes later in program order); pairs with PS-A6 in
+	 * commit (the tail store PS-R1 comes later in program order); pairs with PS-A6 in
 	 * shmkit_pubsub_note_load(). A publisher killed after the store leaves it in shared
 	 * memory all the same: the store is complete or absent. */
 	atomic_store_explicit(&ps->ctl->notes[idx], val, memory_order_release);
@@ -1474,7 +1475,7 @@ int shmkit_pubsub_close(struct shmkit_pubsub *ps)
 	struct ps_ctl *c = ps->ctl;
 	if (ps->role == SHMKIT_PUBSUB_PUBLISHER) {
 		publish(ps);
-		/* R4': end of stream after the last publish; pairs with A4 in peek. Also the
+		/* PS-R4': end of stream after the last publish; pairs with PS-A4 in peek. Also the
 		 * store of the handshake with sleeping subscribers. */
 		atomic_store_explicit(&c->closed, 1, memory_order_release);
 		shmkit__waitq_wake(&c->data_q, INT_MAX);

@@ -4,7 +4,7 @@
  *
  *   offset size  field                          written by
  *        0    8  magic "shmkque1"               creator, before the segment is published
- *        8    4  version (1)                    creator
+ *        8    4  version (2)                    creator
  *       12    4  max_members                    creator
  *       16    8  nslots (a power of two)        creator
  *       24    8  slot_size (stride)             creator: 16 + max_msg rounded up to 64
@@ -40,20 +40,20 @@
  * Protocol. The claim is the CAS on the slot word, which records the claimer's member
  * index in the same atomic step: there is no moment where a slot is taken but nobody can
  * be named for it. A producer starts at enqueue_pos (a hint) and reads that slot's word
- * (acquire, A1, pairing with a consumer's release R2 so its reads of the old message are
+ * (acquire, QUEUE-A1, pairing with a consumer's release QUEUE-R2 so its reads of the old message are
  * done): EMPTY at that position → CAS to WRITING (the claim), then move the hint past it
  * with a plain store; claimed by someone else at that position, or already at a later one
  * → probe the next position privately (a loser costs a read, not a locked operation on
  * the hint's hot line); an earlier position (the previous lap not consumed yet) → full.
- * It writes the payload and len, then stores FULL (R1, release). Consumers mirror this
- * with dequeue_pos, FULL → READING (A2, pairing with R1), and release with EMPTY at
- * position + nslots (R2, release). The positions are only hints — racing stores may even
+ * It writes the payload and len, then stores FULL (QUEUE-R1, release). Consumers mirror this
+ * with dequeue_pos, FULL → READING (QUEUE-A2, pairing with QUEUE-R1), and release with EMPTY at
+ * position + nslots (QUEUE-R2, release). The positions are only hints — racing stores may even
  * move them back a little — that make the common case one probe: correctness rests on the
  * slot words alone. Batches claim adjacent slots one CAS each and move the hint once.
  *
- * Waiting: the sleep/wake handshake of src/waitq_internal.h. The release stores R1/R2 are
- * its stores; the barrier is on the sleeper's side (membarrier), so publishing needs no
- * fence.
+ * Waiting: the sleep/wake handshake of src/waitq_internal.h. The release stores
+ * QUEUE-R1/QUEUE-R2 are its stores; the barrier is on the sleeper's side (membarrier), so
+ * publishing needs no fence.
  *
  * When a process dies. Its member entry keeps its owner word, which now names a dead
  * process, and every slot it held still carries its member index:
@@ -262,11 +262,11 @@ static int claim_write(struct shmkit_queue *q, uint64_t *posp)
 	uint64_t p = atomic_load_explicit(&c->enqueue_pos, memory_order_relaxed);
 	for (int tries = 0; tries < Q_TRIES; tries++) {
 		struct q_slot *s = slot_at(q, p);
-		/* A1: pairs with R2 in free_slot(): the last consumer's reads are done. */
+		/* QUEUE-A1: pairs with QUEUE-R2 in free_slot(): the last consumer's reads are done. */
 		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
 		int64_t d = qw_diff(w, p);
 		if (d == 0 && QW_STATE(w) == S_EMPTY) {
-			/* Acquire: as A1, for the value the CAS replaces. */
+			/* Acquire: as QUEUE-A1, for the value the CAS replaces. */
 			if (atomic_compare_exchange_strong_explicit(&s->word, &w,
 								    qw(p, q->idx, S_WRITING),
 								    memory_order_acquire,
@@ -292,19 +292,19 @@ static bool claim_write_at(struct shmkit_queue *q, uint64_t pos)
 {
 	struct q_slot *s = slot_at(q, pos);
 	uint64_t w = qw(pos, 0, S_EMPTY);
-	/* Acquire: as A1. */
+	/* Acquire: as QUEUE-A1. */
 	return atomic_compare_exchange_strong_explicit(&s->word, &w, qw(pos, q->idx, S_WRITING),
 						       memory_order_acquire, memory_order_relaxed);
 }
 
-/* Publishes a written slot (R1); also the store of the sleep/wake handshake with sleeping
+/* Publishes a written slot (QUEUE-R1); also the store of the sleep/wake handshake with sleeping
  * consumers (src/waitq_internal.h: release suffices). */
 static void commit_slot(struct shmkit_queue *q, uint64_t pos, uint32_t len)
 {
 	struct q_slot *s = slot_at(q, pos);
 	/* Relaxed: ordered before the word store below (release). */
 	atomic_store_explicit(&s->len, len, memory_order_relaxed);
-	/* R1: publishes the payload and len; pairs with A2 in claim_read(). */
+	/* QUEUE-R1: publishes the payload and len; pairs with QUEUE-A2 in claim_read(). */
 	atomic_store_explicit(&s->word, qw(pos, 0, S_FULL), memory_order_release);
 }
 
@@ -317,12 +317,12 @@ static int claim_read(struct shmkit_queue *q, uint64_t *posp)
 	uint64_t p = atomic_load_explicit(&c->dequeue_pos, memory_order_relaxed);
 	for (int tries = 0; tries < Q_TRIES; tries++) {
 		struct q_slot *s = slot_at(q, p);
-		/* A2: pairs with R1 in commit_slot(): the payload is visible. */
+		/* QUEUE-A2: pairs with QUEUE-R1 in commit_slot(): the payload is visible. */
 		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
 		int64_t d = qw_diff(w, p);
 		uint32_t st = QW_STATE(w);
 		if (d == 0 && st == S_FULL) {
-			/* Acquire: as A2. */
+			/* Acquire: as QUEUE-A2. */
 			if (atomic_compare_exchange_strong_explicit(&s->word, &w,
 								    qw(p, q->idx, S_READING),
 								    memory_order_acquire,
@@ -334,7 +334,7 @@ static int claim_read(struct shmkit_queue *q, uint64_t *posp)
 			continue;
 		}
 		if (d == 0 && st == S_SKIP) {
-			/* R2 for a skipped slot: hands it to the next lap's producer. */
+			/* QUEUE-R2 for a skipped slot: hands it to the next lap's producer. */
 			if (atomic_compare_exchange_strong_explicit(&s->word, &w,
 								    qw(p + q->nslots, 0, S_EMPTY),
 								    memory_order_release,
@@ -358,16 +358,16 @@ static bool claim_read_at(struct shmkit_queue *q, uint64_t pos)
 {
 	struct q_slot *s = slot_at(q, pos);
 	uint64_t w = qw(pos, 0, S_FULL);
-	/* Acquire: as A2. */
+	/* Acquire: as QUEUE-A2. */
 	return atomic_compare_exchange_strong_explicit(&s->word, &w, qw(pos, q->idx, S_READING),
 						       memory_order_acquire, memory_order_relaxed);
 }
 
-/* Frees a slot for the next lap (R2); also the store of the handshake with sleeping
+/* Frees a slot for the next lap (QUEUE-R2); also the store of the handshake with sleeping
  * producers (release suffices, src/waitq_internal.h). */
 static void free_slot(struct shmkit_queue *q, uint64_t pos)
 {
-	/* R2: the reads of the payload are done; pairs with A1 in claim_write(). */
+	/* QUEUE-R2: the reads of the payload are done; pairs with QUEUE-A1 in claim_write(). */
 	atomic_store_explicit(&slot_at(q, pos)->word, qw(pos + q->nslots, 0, S_EMPTY),
 			      memory_order_release);
 }
@@ -391,7 +391,7 @@ static void wake_producers(struct shmkit_queue *q, int n)
 /* Reads a slot's length once and validates it. */
 static int slot_len(const struct shmkit_queue *q, uint64_t pos, uint32_t *len)
 {
-	/* Relaxed: ordered after the claim's acquire (A2). */
+	/* Relaxed: ordered after the claim's acquire (QUEUE-A2). */
 	uint32_t n = atomic_load_explicit(&slot_at(q, pos)->len, memory_order_relaxed);
 	if (n > q->max_msg)
 		return -EBADMSG;
@@ -423,8 +423,8 @@ static int repair_slot(const struct shmkit_queue *q, uint64_t i, uint64_t w)
 	bool writing = QW_STATE(w) == S_WRITING;
 	/* seq_cst: the CAS succeeds only on the dead holder's word; it is also the store half
 	 * of the handshake with consumers sleeping on this slot. For a take (READING), the
-	 * RMW continues the release sequence of the producer's R1, so the next consumer's
-	 * acquire (A2) still sees the payload. */
+	 * RMW continues the release sequence of the producer's QUEUE-R1, so the next consumer's
+	 * acquire (QUEUE-A2) still sees the payload. */
 	if (!atomic_compare_exchange_strong_explicit(&s->word, &w,
 						     qw(p, 0, writing ? S_SKIP : S_FULL),
 						     memory_order_seq_cst, memory_order_relaxed))
@@ -682,7 +682,7 @@ struct wctx {
  * claim_write() / claim_read(), without the CAS, so that "ready" and "claim failed" can
  * never disagree for long. Reads shared words only (the waitset calls it from any thread).
  * sc: the sleep protocol's re-check after WQ-B1 (seq_cst loads, as cheap as acquire
- * here); else acquire (as A1/A2). */
+ * here); else acquire (as QUEUE-A1/QUEUE-A2). */
 static bool probe(const struct shmkit_queue *q, bool data, bool sc)
 {
 	struct q_ctl *c = q->ctl;
@@ -815,7 +815,7 @@ int shmkit_queue_cancel(struct shmkit_queue *q)
 {
 	if (!q || !q->loaned)
 		return -EINVAL;
-	/* Release: as R1 — consumers may be sleeping on this very slot (the wake below). */
+	/* Release: as QUEUE-R1 — consumers may be sleeping on this very slot (the wake below). */
 	atomic_store_explicit(&slot_at(q, q->loan_pos)->word, qw(q->loan_pos, 0, S_SKIP),
 			      memory_order_release);
 	q->loaned = false;

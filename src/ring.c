@@ -24,10 +24,10 @@
  * record is at most cap / 2 bytes (max_msg <= cap/2 - 8), which guarantees that a record
  * plus its padding always fits in an empty ring.
  *
- * Two ways to publish a record. By position: the producer stores `tail` (R1) past it, the
- * consumer loads `tail` (A1) and reads the records below it. In band: the header itself,
- * stored with release (R0) after the payload, says REC_NOW, and a consumer that is caught
- * up takes it with an acquire load (A0) of the header — one line to wait for instead of
+ * Two ways to publish a record. By position: the producer stores `tail` (RING-R1) past it, the
+ * consumer loads `tail` (RING-A1) and reads the records below it. In band: the header itself,
+ * stored with release (RING-R0) after the payload, says REC_NOW, and a consumer that is caught
+ * up takes it with an acquire load (RING-A0) of the header — one line to wait for instead of
  * two (the tail's, then the record's), and the consumer never waits on the tail line the
  * producer is still writing. Every commit is in band except a SHMKIT_CHAN_MORE one, which
  * stays invisible until the tail covers it (the batch contract), and the channel stores
@@ -46,12 +46,13 @@
  *
  * Protocol:
  *   producer: loan — check free space against its cached `head`, re-reading the shared
- *             head (A2) only when the cache says full; write the payload; commit — zero the
- *             next slot, store the header (R0; then a PAD header, R0); publish — store
- *             `tail` (R1).
+ *             head (RING-A2) only when the cache says full; write the payload; commit —
+ *             zero the next slot, store the header (RING-R0; then a PAD header, RING-R0);
+ *             publish — store `tail` (RING-R1).
  *   consumer: peek — below its cached `tail`, read the header; past it, first the header
- *             in band (A0), then the shared tail (A1); read the header once, validate,
- *             hand out the payload in place; release — advance; publish — store `head` (R2).
+ *             in band (RING-A0), then the shared tail (RING-A1); read the header once,
+ *             validate, hand out the payload in place; release — advance; publish — store
+ *             `head` (RING-R2).
  * The positions are stored with release only, not seq_cst: a seq_cst store is a full
  * fence, and the sleep/wake handshake puts its barrier on the sleeper's side instead
  * (membarrier, src/waitq_internal.h).
@@ -101,7 +102,7 @@ void shmkit__ring_view(struct shmkit__ring *r, void *data, uint64_t cap, uint64_
 }
 
 /* The record a producer that died committed in band but did not publish: it died between
- * the header store (R0) and the tail store (R1). A consumer may have taken it already, or
+ * the header store (RING-R0) and the tail store (RING-R1). A consumer may have taken it already, or
  * may take it any moment, so a new producer must go on after it, not overwrite it. Only
  * asked when the slot at the tail was clean (SHMKIT__TAIL_CLEAN): then a REC_NOW header
  * there was written for this position, not left over from an earlier lap. Returns the
@@ -111,7 +112,7 @@ static uint64_t committed_in_band(const struct shmkit__ring *r, uint64_t t)
 	uint64_t pos = t;
 	for (int pads = 0; pads < 2; pads++) {
 		uint64_t off = pos & r->mask;
-		/* Acquire: pairs with R0; the payload is complete. */
+		/* Acquire: pairs with RING-R0; the payload is complete. */
 		uint64_t hdr = atomic_load_explicit(shmkit__rec_word(r, off), memory_order_acquire);
 		uint64_t need = shmkit__rec_extent(r, hdr, off, r->cap - off, pads > 0);
 		if (!((hdr >> 32) & SHMKIT__REC_NOW) || !need)

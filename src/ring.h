@@ -90,7 +90,7 @@ static inline bool shmkit__ring_pos_ok(uint64_t earlier, uint64_t later, uint64_
 
 /* Record headers are read and written as one 64-bit atomic: a single access, so the
  * consumer's one read cannot tear, and no data race for TSan. Release/acquire where the
- * header publishes (R0/A0, in band); relaxed where a position's pair orders it. */
+ * header publishes (RING-R0/RING-A0, in band); relaxed where a position's pair orders it. */
 static inline _Atomic uint64_t *shmkit__rec_word(const struct shmkit__ring *r, uint64_t off)
 {
 	return (_Atomic uint64_t *)(void *)(r->data + off);
@@ -104,7 +104,7 @@ static inline uint64_t shmkit__rec_make(uint64_t len, uint32_t flags)
 /* Re-reads the consumer position. 0 or -EBADMSG. */
 static inline int shmkit__ring_refresh_head(struct shmkit__ring *r, memory_order mo)
 {
-	/* A2: pairs with R2 in shmkit__ring_publish_head(): the consumer's reads of the bytes
+	/* RING-A2: pairs with RING-R2 in shmkit__ring_publish_head(): the consumer's reads of the bytes
 	 * it released happened before we overwrite them. */
 	uint64_t h = atomic_load_explicit(r->head, mo);
 	if (!shmkit__ring_pos_ok(h, r->pos, r->cap))
@@ -157,13 +157,13 @@ static inline int shmkit__ring_commit_ex(struct shmkit__ring *r, uint64_t len, b
 		atomic_store_explicit(shmkit__rec_word(r, end & r->mask), 0, memory_order_relaxed);
 		flags |= SHMKIT__REC_NEXT0;
 	}
-	/* R0: release — the payload and the zeroed slot before the header (pairs with A0 in
+	/* RING-R0: release — the payload and the zeroed slot before the header (pairs with RING-A0 in
 	 * shmkit__ring_peek()). A plain store on x86 and arm64's stlr. */
 	atomic_store_explicit(shmkit__rec_word(r, r->loan_at & r->mask), shmkit__rec_make(len, flags),
 			      memory_order_release);
 	if (r->loan_at != r->pos) {
 		/* The padding header goes last: the consumer that sees it in band goes on to
-		 * the record at offset 0, which must be there already (R0 again). */
+		 * the record at offset 0, which must be there already (RING-R0 again). */
 		uint64_t pad = r->loan_at - r->pos;
 		atomic_store_explicit(shmkit__rec_word(r, r->pos & r->mask),
 				      shmkit__rec_make(pad - SHMKIT__REC_HDR,
@@ -186,7 +186,7 @@ static inline bool shmkit__ring_publish_tail(struct shmkit__ring *r)
 {
 	if (r->pos == r->pub)
 		return false;
-	/* R1: publishes the records up to pos; pairs with A1 in shmkit__ring_refresh_tail().
+	/* RING-R1: publishes the records up to pos; pairs with RING-A1 in shmkit__ring_refresh_tail().
 	 * Release, not seq_cst: see the top of src/ring.c. */
 	atomic_store_explicit(r->tail, r->pos | (r->clean ? SHMKIT__TAIL_CLEAN : 0),
 			      memory_order_release);
@@ -205,7 +205,7 @@ static inline uint64_t shmkit__ring_tail_pos(uint64_t word)
  * ahead of our position. 0 or -EBADMSG. */
 static inline int shmkit__ring_refresh_tail(struct shmkit__ring *r, memory_order mo)
 {
-	/* A1: pairs with R1 in shmkit__ring_publish_tail(): the record headers and payloads
+	/* RING-A1: pairs with RING-R1 in shmkit__ring_publish_tail(): the record headers and payloads
 	 * below tail are visible. */
 	uint64_t w = atomic_load_explicit(r->tail, mo);
 	uint64_t t = shmkit__ring_tail_pos(w);
@@ -225,7 +225,7 @@ static inline bool shmkit__ring_covered(const struct shmkit__ring *r)
  * where the slot is known to hold zero or a real header, and at most a ring ahead of the
  * last tail seen — an honest producer is never more than one record ahead of its tail, and
  * a hostile ring of records that chain in band runs out after one lap. Loaded with acquire
- * (A0, pairs with R0). */
+ * (RING-A0, pairs with RING-R0). */
 static inline uint64_t shmkit__ring_inband_word(const struct shmkit__ring *r, memory_order mo)
 {
 	if (!r->inband || r->pos - r->other > r->cap)
@@ -353,7 +353,7 @@ static inline bool shmkit__ring_publish_head(struct shmkit__ring *r)
 {
 	if (r->pos == r->pub)
 		return false;
-	/* R2: hands the released bytes back; pairs with A2 in shmkit__ring_refresh_head().
+	/* RING-R2: hands the released bytes back; pairs with RING-A2 in shmkit__ring_refresh_head().
 	 * Release, not seq_cst: see the top of src/ring.c. */
 	atomic_store_explicit(r->head, r->pos, memory_order_release);
 	r->pub = r->pos;

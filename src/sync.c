@@ -29,24 +29,24 @@
  * sides are a Dekker pair over two words, each side storing to one and then loading the
  * other with a sequentially consistent fence in between:
  *
- *     waiter                                   notifier
- *     W1 sleepers += 1                         N1 gen += 1 (sem: value += 1)
- *     W2 fence(seq_cst)                        N2 fence(seq_cst)
- *     W3 load gen; if changed (sem: nonzero)   N3 load sleepers; if 0: done
- *        undo W1, done
- *     W4 FUTEX_WAIT(gen, old)                  N4 FUTEX_WAKE(gen)
- *     W5 sleepers -= 1
+ *     waiter                                      notifier
+ *     EV-W1 sleepers += 1                         EV-N1 gen += 1 (sem: value += 1)
+ *     EV-W2 fence(seq_cst)                        EV-N2 fence(seq_cst)
+ *     EV-W3 load gen; if changed (sem: nonzero)   EV-N3 load sleepers; if 0: done
+ *           undo EV-W1, done
+ *     EV-W4 FUTEX_WAIT(gen, old)                  EV-N4 FUTEX_WAKE(gen)
+ *     EV-W5 sleepers -= 1
  *
- * The fences W2 and N2 are totally ordered. If W2 comes first, N3 sees W1 (C11's rule for
- * seq_cst fences: a load sequenced after fence Y sees a store sequenced before fence X, or
- * a later one, when X precedes Y), so the notifier calls FUTEX_WAKE. If N2 comes first, W3
- * sees N1 and the waiter does not sleep. The remaining window — W3 saw the old value, then
- * N1..N4 ran before W4 entered the kernel — is closed by the kernel: FUTEX_WAIT re-reads
- * the word under the futex hash-bucket lock and returns EAGAIN when it differs, and
- * FUTEX_WAKE takes the same lock. So no wake-up is lost, and a notify with nobody asleep
- * costs one RMW, one fence and one load. The semaphore wakes one sleeper per post: every
- * post adds one unit and one wake-up, and a woken sleeper that finds its unit taken lost
- * it to a taker that did not need a wake-up, so units and wake-ups stay balanced.
+ * The fences EV-W2 and EV-N2 are totally ordered. If EV-W2 comes first, EV-N3 sees EV-W1 (C11's
+ * rule for seq_cst fences: a load sequenced after fence Y sees a store sequenced before fence
+ * X, or a later one, when X precedes Y), so the notifier calls FUTEX_WAKE. If EV-N2 comes
+ * first, EV-W3 sees EV-N1 and the waiter does not sleep. The remaining window — EV-W3 saw the
+ * old value, then EV-N1..EV-N4 ran before EV-W4 entered the kernel — is closed by the kernel:
+ * FUTEX_WAIT re-reads the word under the futex hash-bucket lock and returns EAGAIN when it
+ * differs, and FUTEX_WAKE takes the same lock. So no wake-up is lost, and a notify with nobody
+ * asleep costs one RMW, one fence and one load. The semaphore wakes one sleeper per post: every
+ * post adds one unit and one wake-up, and a woken sleeper that finds its unit taken lost it to
+ * a taker that did not need a wake-up, so units and wake-ups stay balanced.
  *
  * The mutex. Locking is one CAS of the owner word from 0 to the caller's own word (MX-A1),
  * unlocking one CAS from its own word back to 0 (MX-R1): the word names the holder
@@ -58,24 +58,23 @@
  * spins briefly, then sleeps on the futex word — the owner word's high half — with the
  * same Dekker pair as above, the owner word playing `gen`:
  *
- *     waiter (mx_lock_slow)                    unlocker (shmkit_mutex_unlock)
- *     W1 sleepers += 1          (seq_cst)      N1 CAS owner: mine -> 0  (seq_cst, MX-R1)
- *     W3 load owner; if not the held value     N3 load sleepers (seq_cst); if 0: done
- *        w it saw: undo W1, look again
- *     W4 FUTEX_WAIT(high half, high(w))        N4 FUTEX_WAKE(high half, 1)
- *     W5 sleepers -= 1
+ *     waiter (mx_lock_slow)                       unlocker (shmkit_mutex_unlock)
+ *     MX-W1 sleepers += 1          (seq_cst)      MX-N1 CAS owner: mine -> 0  (seq_cst, MX-R1)
+ *     MX-W3 load owner; if not the held value     MX-N3 load sleepers (seq_cst); if 0: done
+ *           w it saw: undo MX-W1, look again
+ *     MX-W4 FUTEX_WAIT(high half, high(w))        MX-N4 FUTEX_WAKE(high half, 1)
+ *     MX-W5 sleepers -= 1
  *
- * Here the four accesses are seq_cst operations rather than relaxed ones around fences:
- * they are in one total order, so if N3 precedes W1, W3 comes after N1 and sees it (or a
- * later value), and otherwise N3 sees W1 and wakes. On x86 that costs the unlock nothing
+ * Here the four accesses are seq_cst operations rather than relaxed ones around fences: they
+ * are in one total order, so if MX-N3 precedes MX-W1, MX-W3 comes after MX-N1 and sees it (or a
+ * later value), and otherwise MX-N3 sees MX-W1 and wakes. On x86 that costs the unlock nothing
  * beyond its locked CAS (a seq_cst load is a plain load) — no fence, and no second RMW as a
- * separate generation word would need. The kernel compares only the high half (thread id
- * and INCONS): if the lock was released and re-taken by the same thread before the
- * waiter's FUTEX_WAIT, the waiter sleeps on a held lock whose coming unlock is after its
- * W1 and so wakes it — a release that is superseded by a new hold needs no wake-up of its
- * own. Unlock wakes one sleeper; a woken sleeper always tries to take the lock before it
- * reports a timeout, so a wake-up is never wasted on a waiter that gives up while the
- * lock is free.
+ * separate generation word would need. The kernel compares only the high half (thread id and
+ * INCONS): if the lock was released and re-taken by the same thread before the waiter's
+ * FUTEX_WAIT, the waiter sleeps on a held lock whose coming unlock is after its MX-W1 and so
+ * wakes it — a release that is superseded by a new hold needs no wake-up of its own. Unlock
+ * wakes one sleeper; a woken sleeper always tries to take the lock before it reports a timeout,
+ * so a wake-up is never wasted on a waiter that gives up while the lock is free.
  *
  * Liveness. A held word names a thread T with start time S. T is dead when kill(T, 0)
  * says ESRCH (cheap: one system call), or when /proc/T/stat shows a zombie or another
@@ -97,16 +96,16 @@
  * cached in thread-local storage; a pthread_atfork() child handler invalidates the cache,
  * so a fork()ed child (a new thread id) never passes for its parent.
  *
- * When a process dies. A waiter killed between W1 and W5 leaves `sleepers` one too high
+ * When a process dies. A waiter killed between EV-W1 and EV-W5 leaves `sleepers` one too high
  * for good: a cost, not a fault (notifiers make a FUTEX_WAKE that wakes nobody). A notifier
- * killed between N1 and N4, or a semaphore waiter killed after a post woke it but before it
+ * killed between EV-N1 and EV-N4, or a semaphore waiter killed after a post woke it but before it
  * took the unit, takes a wake-up with it: the remaining sleepers wake at the next notify or
  * post, or at their deadline — which is why every shmkit wait has one, and why the higher
  * layers check peer liveness on timeout. A mutex holder that dies (kill -9, a crash, a
  * thread that exits) leaves its word in place: a trylock or a lock about to sleep sees at
  * once that T is gone (ESRCH), a waiter already asleep sees it at the end of its slice
  * (100 ms), and a zombie holder (not reaped yet) is seen at the slice's /proc check; the
- * first to CAS the word gets -EOWNERDEAD. An unlocker killed between N1 and N4 takes a
+ * first to CAS the word gets -EOWNERDEAD. An unlocker killed between MX-N1 and MX-N4 takes a
  * wake-up with it: the lock is free and the sleepers find it so at the end of their
  * slice. A taker killed after MX-A2 is itself a dead holder (INCONS set: the next taker
  * gets -EOWNERDEAD too). What is not seen: a process that execve()s while it holds a lock
@@ -374,7 +373,7 @@ void shmkit_event_init(struct shmkit_event *ev)
 
 uint32_t shmkit_event_prepare(const struct shmkit_event *ev)
 {
-	/* A1: sees the notifier's writes once the generation moved; pairs with R1 in
+	/* EV-A1: sees the notifier's writes once the generation moved; pairs with EV-R1 in
 	 * shmkit_event_notify(). */
 	return atomic_load_explicit(&ev_cimpl(ev)->gen, memory_order_acquire);
 }
@@ -385,7 +384,7 @@ int shmkit_event_wait(struct shmkit_event *ev, uint32_t gen, const struct timesp
 	struct event_impl *e = ev_impl(ev);
 
 	for (unsigned i = 0; i < spin; i++) {
-		/* A2: as A1, for waiters that catch the notify while spinning; pairs with R1 in
+		/* EV-A2: as EV-A1, for waiters that catch the notify while spinning; pairs with EV-R1 in
 		 * shmkit_event_notify(). */
 		if (atomic_load_explicit(&e->gen, memory_order_acquire) != gen)
 			return 0;
@@ -393,11 +392,11 @@ int shmkit_event_wait(struct shmkit_event *ev, uint32_t gen, const struct timesp
 	}
 
 	for (;;) {
-		/* W1: register as a sleeper before the final check (see the protocol above). */
+		/* EV-W1: register as a sleeper before the final check (see the protocol above). */
 		atomic_fetch_add_explicit(&e->sleepers, 1, memory_order_seq_cst);
-		/* W2: orders W1 before W3; pairs with N2 in shmkit_event_notify(). */
+		/* EV-W2: orders EV-W1 before EV-W3; pairs with EV-N2 in shmkit_event_notify(). */
 		fence_seq_cst();
-		/* A3: W3, the final check; pairs with R1 in shmkit_event_notify(). */
+		/* EV-A3: EV-W3, the final check; pairs with EV-R1 in shmkit_event_notify(). */
 		if (atomic_load_explicit(&e->gen, memory_order_acquire) != gen) {
 			/* Relaxed: the count is only a hint to notifiers; a stale higher value
 			 * costs them a system call, never a lost wake-up. */
@@ -405,10 +404,10 @@ int shmkit_event_wait(struct shmkit_event *ev, uint32_t gen, const struct timesp
 			return 0;
 		}
 		int r = futex_wait_word(&e->gen, gen, deadline);
-		/* Relaxed: as above (W5). */
+		/* Relaxed: as above (EV-W5). */
 		atomic_fetch_sub_explicit(&e->sleepers, 1, memory_order_relaxed);
 
-		/* A4: woken (or not) — did the generation move? pairs with R1 in
+		/* EV-A4: woken (or not) — did the generation move? pairs with EV-R1 in
 		 * shmkit_event_notify(). */
 		if (atomic_load_explicit(&e->gen, memory_order_acquire) != gen)
 			return 0;
@@ -425,12 +424,12 @@ int shmkit_event_wait(struct shmkit_event *ev, uint32_t gen, const struct timesp
 int shmkit_event_notify(struct shmkit_event *ev)
 {
 	struct event_impl *e = ev_impl(ev);
-	/* R1: N1, publishes the caller's writes before the notify; pairs with A1 in
-	 * shmkit_event_prepare() and A2..A4 in shmkit_event_wait(). */
+	/* EV-R1: EV-N1, publishes the caller's writes before the notify; pairs with EV-A1 in
+	 * shmkit_event_prepare() and EV-A2..EV-A4 in shmkit_event_wait(). */
 	atomic_fetch_add_explicit(&e->gen, 1, memory_order_release);
-	/* N2: orders N1 before N3; pairs with W2 in shmkit_event_wait(). */
+	/* EV-N2: orders EV-N1 before EV-N3; pairs with EV-W2 in shmkit_event_wait(). */
 	fence_seq_cst();
-	/* Relaxed (N3): the fence N2 already orders this load; any nonzero value, garbage
+	/* Relaxed (EV-N3): the fence EV-N2 already orders this load; any nonzero value, garbage
 	 * included, just means "make the system call". */
 	if (atomic_load_explicit(&e->sleepers, memory_order_relaxed) == 0)
 		return 0;
@@ -468,13 +467,13 @@ int shmkit_sem_post(struct shmkit_sem *sem)
 		 * can never wrap around to 0 and swallow the posts. */
 		if (v >= (uint32_t)INT32_MAX)
 			return -EOVERFLOW;
-		/* R2: N1, publishes the poster's writes to whoever takes this unit; pairs with
-		 * A5 in sem_take(). Failure relaxed: it only reloads v for the next try. */
+		/* EV-R2: EV-N1, publishes the poster's writes to whoever takes this unit; pairs with
+		 * EV-A5 in sem_take(). Failure relaxed: it only reloads v for the next try. */
 	} while (!atomic_compare_exchange_weak_explicit(&s->value, &v, v + 1, memory_order_release,
 							memory_order_relaxed));
-	/* N2: orders the increment before the sleeper check; pairs with W2' in sem_sleep(). */
+	/* EV-N2: orders the increment before the sleeper check; pairs with EV-W2' in sem_sleep(). */
 	fence_seq_cst();
-	/* Relaxed (N3): ordered by the fence; nonzero (garbage included) means "wake". */
+	/* Relaxed (EV-N3): ordered by the fence; nonzero (garbage included) means "wake". */
 	if (atomic_load_explicit(&s->sleepers, memory_order_relaxed) != 0)
 		(void)futex_wake_word(&s->value, 1);
 	return 0;
@@ -488,7 +487,7 @@ static bool sem_take(struct sem_impl *s, unsigned tries)
 	/* Relaxed: only seeds the CAS, which does the acquiring. */
 	uint32_t v = atomic_load_explicit(&s->value, memory_order_relaxed);
 	for (unsigned i = 0; v != 0 && i < tries; i++) {
-		/* A5: sees the writes of the post that produced this unit; pairs with R2 in
+		/* EV-A5: sees the writes of the post that produced this unit; pairs with EV-R2 in
 		 * shmkit_sem_post(). Failure relaxed: it only reloads v. Any nonzero value,
 		 * even a corrupt one above INT32_MAX, can be decremented without UB. */
 		if (atomic_compare_exchange_weak_explicit(&s->value, &v, v - 1, memory_order_acquire,
@@ -502,12 +501,12 @@ static bool sem_take(struct sem_impl *s, unsigned tries)
  * another negative errno from the kernel. */
 static int sem_sleep(struct sem_impl *s, const struct timespec *deadline)
 {
-	/* W1': register before the final check (see the protocol at the top). */
+	/* EV-W1': register before the final check (see the protocol at the top). */
 	atomic_fetch_add_explicit(&s->sleepers, 1, memory_order_seq_cst);
-	/* W2': pairs with N2 in shmkit_sem_post(). */
+	/* EV-W2': pairs with EV-N2 in shmkit_sem_post(). */
 	fence_seq_cst();
 	int r = 0;
-	/* Relaxed (W3'): ordered by W2'; the take that follows does the acquiring. */
+	/* Relaxed (EV-W3'): ordered by EV-W2'; the take that follows does the acquiring. */
 	if (atomic_load_explicit(&s->value, memory_order_relaxed) == 0)
 		r = futex_wait_word(&s->value, 0, deadline);
 	/* Relaxed: the count is only a hint to posters. */
@@ -899,8 +898,8 @@ void shmkit_seqlock_init(struct shmkit_seqlock *sl)
 
 int shmkit_seqlock_read_begin(const struct shmkit_seqlock *sl, uint32_t *seq)
 {
-	/* A6: sees the data of every write that ended at or before this sequence; pairs with
-	 * R3 in shmkit_seqlock_write_end(). */
+	/* SEQ-A6: sees the data of every write that ended at or before this sequence; pairs with
+	 * SEQ-R3 in shmkit_seqlock_write_end(). */
 	uint32_t s = atomic_load_explicit(&sl_cimpl(sl)->seq, memory_order_acquire);
 	*seq = s;
 	return (s & 1u) ? -EAGAIN : 0;
@@ -908,12 +907,12 @@ int shmkit_seqlock_read_begin(const struct shmkit_seqlock *sl, uint32_t *seq)
 
 int shmkit_seqlock_read_end(const struct shmkit_seqlock *sl, uint32_t seq)
 {
-	/* A7: keeps the data loads before the re-check below. If any of them saw a store made
-	 * after a writer's fence R4, this fence synchronizes with R4, so the writer's odd
-	 * sequence (or a later one) is visible to the load below; pairs with R4 in
+	/* SEQ-A7: keeps the data loads before the re-check below. If any of them saw a store made
+	 * after a writer's fence SEQ-R4, this fence synchronizes with SEQ-R4, so the writer's odd
+	 * sequence (or a later one) is visible to the load below; pairs with SEQ-R4 in
 	 * shmkit_seqlock_write_begin(). */
 	fence_acquire();
-	/* Relaxed: ordered after the data loads by A7. */
+	/* Relaxed: ordered after the data loads by SEQ-A7. */
 	uint32_t s = atomic_load_explicit(&sl_cimpl(sl)->seq, memory_order_relaxed);
 	/* An odd `seq` never matches a consistent read: read_begin already refused it. */
 	return (s == seq && !(seq & 1u)) ? 0 : -EAGAIN;
@@ -927,13 +926,13 @@ void shmkit_seqlock_write_begin(struct shmkit_seqlock *sl)
 	uint32_t s = atomic_load_explicit(&l->seq, memory_order_relaxed);
 	/* Even: mark a write in progress. Odd: a writer died mid-write and the sequence
 	 * already tells readers to retry; leave it odd and let this write repair the data.
-	 * Relaxed: the fence R4 orders it before the data stores. */
+	 * Relaxed: the fence SEQ-R4 orders it before the data stores. */
 	if (!(s & 1u))
 		atomic_store_explicit(&l->seq, s + 1, memory_order_relaxed);
-	/* R4: keeps the odd sequence before every data store; pairs with A7 in
+	/* SEQ-R4: keeps the odd sequence before every data store; pairs with SEQ-A7 in
 	 * shmkit_seqlock_read_end(). (When we left a dead writer's odd value, our relaxed
-	 * load of it happens before R4, so by read-read coherence a reader synchronized
-	 * with R4 sees that odd value or later: the same guarantee.) */
+	 * load of it happens before SEQ-R4, so by read-read coherence a reader synchronized
+	 * with SEQ-R4 sees that odd value or later: the same guarantee.) */
 	fence_release();
 }
 
@@ -945,7 +944,7 @@ void shmkit_seqlock_write_end(struct shmkit_seqlock *sl)
 	/* (s | 1) + 1 is the next even value whether s is odd (the normal case) or, after a
 	 * misuse or a peer's scribble, even: the lock can never be left odd by a completed
 	 * write. Wraps through 0, which is even. */
-	/* R3: publishes the data stores with the even sequence; pairs with A6 in
+	/* SEQ-R3: publishes the data stores with the even sequence; pairs with SEQ-A6 in
 	 * shmkit_seqlock_read_begin(). */
 	atomic_store_explicit(&l->seq, (s | 1u) + 1u, memory_order_release);
 }
@@ -960,7 +959,7 @@ void shmkit_seqlock_load(void *dst, const void *src, size_t len)
 	unsigned char *d = dst;
 	const unsigned char *s = src;
 	while (len > 0 && ((uintptr_t)s & 7u) != 0) {
-		/* Relaxed: the seqlock (A6/A7) orders these loads; see above. */
+		/* Relaxed: the seqlock (SEQ-A6/SEQ-A7) orders these loads; see above. */
 		*d++ = atomic_load_explicit((const _Atomic unsigned char *)(const void *)s,
 					    memory_order_relaxed);
 		s++;
@@ -986,7 +985,7 @@ void shmkit_seqlock_store(void *dst, const void *src, size_t len)
 	unsigned char *d = dst;
 	const unsigned char *s = src;
 	while (len > 0 && ((uintptr_t)d & 7u) != 0) {
-		/* Relaxed: the seqlock (R3/R4) orders these stores; see above. */
+		/* Relaxed: the seqlock (SEQ-R3/SEQ-R4) orders these stores; see above. */
 		atomic_store_explicit((_Atomic unsigned char *)(void *)d, *s++, memory_order_relaxed);
 		d++;
 		len--;

@@ -138,7 +138,8 @@ static unsigned member_poll(struct member *m, bool sc)
 {
 	unsigned bits;
 	if (m->type == M_EVENT) {
-		/* A-ev: sees what the notifier wrote before its notify (sync.c R1). */
+		/* WAIT-A1: sees what the notifier wrote before its notify; pairs with EV-R1 in
+		 * shmkit_event_notify() (src/sync.c). */
 		uint32_t g = atomic_load_explicit(m->w.gen, sc ? memory_order_seq_cst
 							       : memory_order_acquire);
 		bits = g != m->ev_gen ? SHMKIT_WAIT_EVENT : 0;
@@ -217,7 +218,7 @@ struct any_ctx {
 
 static bool kicked(const struct any_ctx *x)
 {
-	/* Acquire: pairs with the release increment in kick_helper(). */
+	/* WAIT-A2: pairs with WAIT-R2 in kick_helper(). */
 	return x->kick && atomic_load_explicit(x->kick, memory_order_acquire) != x->kick_val;
 }
 
@@ -392,7 +393,7 @@ static int wait_members(struct shmkit_waitset *ws, struct wstate *st, struct mem
 
 static void kick_helper(struct shmkit_waitset *ws)
 {
-	/* R-kick: pairs with the acquire in kicked(). */
+	/* WAIT-R2: pairs with WAIT-A2 in kicked(). */
 	atomic_fetch_add_explicit(&ws->kick, 1, memory_order_release);
 	shmkit_futex_wake((uint32_t *)(void *)&ws->kick, 1);
 }
@@ -539,7 +540,7 @@ static int add(struct shmkit_waitset *ws, int type, const void *handle, struct s
 		m->cookie = cookie;
 		m->handle = handle;
 		m->w = *w;
-		if (type == M_EVENT) /* A-ev: as in member_poll() */
+		if (type == M_EVENT) /* WAIT-A1: as in member_poll() */
 			m->ev_gen = atomic_load_explicit(w->gen, memory_order_acquire);
 		ws->version++;
 	}

@@ -152,7 +152,8 @@ static int ps_role(struct ctl *c, int i, void *arg)
 }
 
 /* The sleep/wake handshake must never have needed a liveness slice to deliver a wake-up
- * (docs/design.md): -EPROTO with a reason when the segment counted one. */
+ * (docs/design.md, "Sleep/wake handshake"): -EPROTO with a reason when the segment
+ * counted one. */
 static int check_missed(const struct shmkit_segment *seg, char *why, size_t cap)
 {
 	struct shmkit_wait_stats st;

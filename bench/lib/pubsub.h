@@ -4,7 +4,7 @@
  * bench --pubsub` calls bench_multi_run() (cli/bench.c), the way --table calls the table
  * benchmark. Everything is measured in one run, every process pinned to its own CPU
  * when there are enough (else the table says "oversubscribed" and the numbers mostly
- * measure the scheduler), and reported as ratios (DESIGN.md §6):
+ * measure the scheduler), and reported as ratios (docs/design.md, "Measuring"):
  *
  *   pub/sub   one publisher, N = 1, 2, 4, 8 subscribers, block policy (lossless): the
  *             rate at which the publisher's messages reach every subscriber, and its ratio

@@ -2,7 +2,7 @@
  *
  * Reusable measuring code (no main): bench/table.c is the standalone driver, and `shmkit
  * bench --table` can call bench_table_run() as well. Everything is measured in one run and
- * reported as ratios (DESIGN.md §6):
+ * reported as ratios (docs/design.md, "Measuring"):
  *
  *   ceiling   the same table used by one process that shares it with nobody: get and put
  *   shared    get from 1 or 2 reader processes with 0 or 1 writer process putting the same
