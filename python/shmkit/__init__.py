@@ -5,10 +5,9 @@ work queues (many to many), a shared table, and waitsets, over POSIX, System V o
 shared memory, with zero-copy loans and peeks that numpy can view in place::
 
     import numpy as np, shmkit
-    with shmkit.Channel("frames", "producer", create=True, capacity=64 << 20) as ch:
+    with shmkit.Channel("frames", "producer") as ch:    # another process: "consumer"
         with ch.loan(frame.nbytes) as buf:              # a writable view into the ring
-            np.frombuffer(buf, np.uint8)[:] = frame.ravel()
-            del ...                                      # (drop numpy views before the end)
+            np.copyto(np.frombuffer(buf, np.uint8), frame.ravel())
 
 Every wait takes ``timeout=`` seconds (None = forever), releases the GIL and is
 interrupted by Ctrl-C. Errors are exceptions that keep the errno: EOFError at the end of
