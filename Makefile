@@ -238,9 +238,13 @@ python-check: python cli
 	@echo "== python/tests (pytest)"
 	@$(PY_ENV) $(PY) -m pytest -q -p no:cacheprovider python/tests
 
+# Where install-python puts the package: Debian's site directory under PREFIX
+# (/usr/local/lib/python3.X/dist-packages for the default PREFIX, on Debian's sys.path).
+PYTHONDIR ?= $(PREFIX)/lib/python$(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)/dist-packages
+
 install-python:
-	$(PY) -m pip install --no-build-isolation --no-deps --break-system-packages \
-	  $(if $(DESTDIR),--root $(DESTDIR)) --prefix $(PREFIX) ./python
+	$(PY) -m pip install -q --no-build-isolation --no-deps --upgrade \
+	  --target $(DESTDIR)$(PYTHONDIR) ./python
 
 # make bench-peers: other shared-memory libraries (bench/peers/) in the same format, with the
 # floor and shmkit measured in the same run. Optional dependencies, installed here when
