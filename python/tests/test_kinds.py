@@ -221,3 +221,36 @@ def test_errors_keep_errno(name):
     ch.close()
     with pytest.raises(ValueError):
         ch.recv()
+
+
+def test_recv_into_too_small_keeps_the_message(name):
+    rx = shmkit.Channel(name, "consumer", create=True)
+    tx = shmkit.Channel(name, "producer")
+    tx.send(b"0123456789")
+    small = bytearray(4)
+    with pytest.raises(shmkit.Error) as e:
+        rx.recv_into(small)
+    assert e.value.errno == 105  # ENOBUFS
+    big = bytearray(64)
+    assert rx.recv_into(big, timeout=1) == 10 and bytes(big[:10]) == b"0123456789"
+    rx.unlink()
+    rx.close()
+    tx.close()
+
+
+def test_pubsub_overwrite_counts_lost_messages(name):
+    sub = shmkit.Subscriber(name, create=True, policy="overwrite", capacity=4096, max_msg=64)
+    pub = shmkit.Publisher(name)
+    for i in range(1000):  # never waits: laps the subscriber many times
+        pub.send(i.to_bytes(8, "little") * 4)
+    got = []
+    while True:
+        try:
+            got.append(int.from_bytes(sub.recv(timeout=0)[:8], "little"))
+        except TimeoutError:
+            break
+    assert got and got[-1] == 999 and got == sorted(got)
+    assert sub.lost == 1000 - len(got)
+    sub.unlink()
+    for h in (sub, pub):
+        h.close()
