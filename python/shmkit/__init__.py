@@ -335,9 +335,94 @@ def segments():
     return [_fields(i) for i in rows]
 
 
+def _pct(part, whole):
+    return float("%.1f" % (100.0 * part / whole if whole else 0.0))
+
+
+def _tri(v):
+    return None if v < 0 else v > 0
+
+
+def _kind_detail(i):
+    """What `shmkit stat` adds for each kind, read as it reads it: a read-only observer,
+    whoever made the object."""
+    out = {}
+    sysv = i["backend"] == _shmkit.BACKEND_SYSV
+    kw = dict(backend={1: "posix", 2: "sysv", 3: "memfd"}.get(i["backend"]),
+              sysv_key=i["sysv_key"] if sysv else 0, readonly=True, foreign_uid=True)
+    kind, name = i["kind"], i["name"]
+    if kind in (_shmkit.KIND_STREAM, _shmkit.KIND_PUBSUB, _shmkit.KIND_QUEUE):
+        try:
+            fenced, missed = _shmkit._wait_stats(None if sysv else name, i["backend"],
+                                                 kw["sysv_key"])
+            out["wake_mode"] = "fenced" if fenced else "membarrier"
+            out["wake_missed"] = missed
+        except OSError:
+            pass
+    try:
+        if kind == _shmkit.KIND_STREAM:
+            with Channel(name, **kw) as h:
+                s = h.stats()
+            out.update(capacity=s["capacity"], max_msg=s["max_msg"], fill=s["fill"],
+                       fill_percent=_pct(s["fill"], s["capacity"]),
+                       msgs_sent=s["msgs_sent"], bytes_sent=s["bytes_sent"],
+                       msgs_recv=s["msgs_recv"], bytes_recv=s["bytes_recv"],
+                       producer_pid=s["producer_pid"] if s["producer_pid"] > 0 else None,
+                       producer_alive=s["producer_alive"] > 0,
+                       consumer_pid=s["consumer_pid"] if s["consumer_pid"] > 0 else None,
+                       consumer_alive=s["consumer_alive"] > 0,
+                       producer_sleeps=s["producer_sleeps"],
+                       producer_wakes=s["producer_wakes"],
+                       consumer_sleeps=s["consumer_sleeps"],
+                       consumer_wakes=s["consumer_wakes"], closed=s["closed"] != 0)
+        elif kind == _shmkit.KIND_PUBSUB:
+            with Subscriber(name, **kw) as h:
+                s, subs = h.stats(), h.subscribers()
+            pid = s["publisher_pid"]
+            out.update(policy="overwrite" if s["policy"] == 1 else "block",
+                       capacity=s["capacity"], max_msg=s["max_msg"], history=s["history"],
+                       max_subscribers=s["max_subscribers"], subscribers=s["subscribers"],
+                       published=s["next_seq"], publisher_pid=pid or None,
+                       publisher_alive=_tri(s["publisher_alive"] if pid else -1),
+                       closed=_tri(s["closed"]), publisher_sleeps=s["publisher_sleeps"],
+                       subscribers_dropped=s["subscribers_dropped"])
+            for x in subs:
+                k = f"subscriber.{x['slot']}."
+                out[k + "pid"] = x["pid"]
+                out[k + "alive"] = _tri(x["alive"])
+                out[k + "lag"] = None if x["joining"] else x["lag"]
+                out[k + "lost"] = x["lost"]
+                out[k + "received"] = x["msgs"]
+        elif kind == _shmkit.KIND_QUEUE:
+            with Queue(name, **kw) as h:
+                s = h.stats()
+            out.update(slots=s["slots"], max_msg=s["max_msg"], fill=s["fill"],
+                       members=s["members"], max_members=s["max_members"],
+                       sent=s["msgs_sent"], received=s["msgs_recv"],
+                       redelivered=s["redelivered"], skipped=s["skipped"])
+        elif kind == _shmkit.KIND_TABLE:
+            with Table(name, **kw) as h:
+                s = h.stats()
+            out.update(entries=s["entries"], capacity=s["capacity"],
+                       load=_pct(s["entries"], s["capacity"]), key_max=s["key_max"],
+                       value_max=s["value_max"], cache=bool(s["flags"] & _shmkit.TABLE_CACHE),
+                       ttl_ms=s["ttl_ms"], stripes=s["stripes"], puts=s["puts"],
+                       inserts=s["inserts"], dels=s["dels"], cas_failures=s["cas_failures"],
+                       evictions=s["evictions"], expirations=s["expirations"],
+                       repairs=s["repairs"])
+    except OSError as e:
+        out["detail_error"] = strerror(e.errno or 0)
+    return out
+
+
 def stat(name=None, *, backend=None, sysv_key=0):
-    """Describe one segment without keeping it mapped: a dict with the fields of
-    `shmkit stat --json` (the segment's own; not the kind-specific counters: open the
-    object with readonly=True and call stats() for those). FileNotFoundError when there
-    is no such segment."""
-    return _fields(_shmkit._segment_stat(name, _backend(backend), sysv_key))
+    """Describe one segment: a dict with the fields of `shmkit stat --json`, the
+    segment's own and what its kind adds (a channel's counters and ends, a table's load,
+    each subscriber's lag...), read through a read-only mapping; the bookkeeping keys
+    `shmkit stat` shows for a `shmkit bridge` channel are not included.
+    FileNotFoundError when there is no such segment."""
+    raw = _shmkit._segment_stat(name, _backend(backend), sysv_key)
+    out = _fields(raw)
+    if raw["status"] in (0, -1):  # valid, ours or (-EPERM) another user's
+        out.update(_kind_detail(raw))
+    return out

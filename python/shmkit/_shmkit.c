@@ -837,6 +837,51 @@ static PyObject *ep_stats(Endpoint *e, PyObject *unused)
 	return d;
 }
 
+/* Pub/sub: [dict] for every held subscriber slot (alive or dead), in slot order. */
+static PyObject *ep_subscribers(Endpoint *e, PyObject *unused)
+{
+	(void)unused;
+	if (ep_open(e) < 0)
+		return NULL;
+	if (e->kind != K_PUBSUB) {
+		PyErr_SetString(PyExc_TypeError, "subscribers() of a pub/sub handle only");
+		return NULL;
+	}
+	struct shmkit_pubsub_stats st;
+	shmkit_pubsub_stats(e->h, &st);
+	size_t cap = st.max_subscribers ? st.max_subscribers : 1;
+	struct shmkit_pubsub_sub_stats *subs = PyMem_Calloc(cap, sizeof *subs);
+	if (!subs)
+		return PyErr_NoMemory();
+	int held = shmkit_pubsub_subscribers(e->h, subs, cap);
+	PyObject *l = PyList_New(0);
+	for (int i = 0; l && i < held && (size_t)i < cap; i++) {
+		PyObject *d = PyDict_New();
+		if (!d) {
+			Py_CLEAR(l);
+			break;
+		}
+		const struct shmkit_pubsub_sub_stats *x = &subs[i];
+#define SUB_FIELDS(X) X(slot) X(pid) X(alive) X(joining) X(lag) X(lag_bytes) X(msgs) X(bytes) \
+	X(lost) X(sleeps)
+#define SUB_SET(f)                                                                         \
+		if (d) {                                                                   \
+			PyObject *v_ = PyLong_FromLongLong((long long)x->f);               \
+			if (!v_ || PyDict_SetItemString(d, #f, v_) < 0)                    \
+				Py_CLEAR(d);                                               \
+			Py_XDECREF(v_);                                                    \
+		}
+		SUB_FIELDS(SUB_SET)
+#undef SUB_SET
+#undef SUB_FIELDS
+		if (!d || PyList_Append(l, d) < 0)
+			Py_CLEAR(l);
+		Py_XDECREF(d);
+	}
+	PyMem_Free(subs);
+	return l;
+}
+
 static PyObject *ep_get_max_msg(Endpoint *e, void *unused)
 {
 	(void)unused;
@@ -915,6 +960,9 @@ static PyMethodDef ep_methods[] = {
 	{"peer_alive", (PyCFunction)ep_peer_alive, METH_NOARGS,
 	 "Channel/subscriber: 1 when the peer is attached and alive; publisher: live subscribers."},
 	{"stats", (PyCFunction)ep_stats, METH_NOARGS, "The shared counters, as a dict."},
+	{"subscribers", (PyCFunction)ep_subscribers, METH_NOARGS,
+	 "Pub/sub: one dict per held subscriber slot (slot, pid, alive, joining, lag, "
+	 "lag_bytes, msgs, bytes, lost, sleeps)."},
 	{"__enter__", ep_enter, METH_NOARGS, NULL},
 	{"__exit__", (PyCFunction)ep_exit, METH_VARARGS, NULL},
 	{NULL, NULL, 0, NULL},
@@ -1904,6 +1952,33 @@ static PyObject *m_segment_remove(PyObject *mod, PyObject *args, PyObject *kw)
 	return PyLong_FromLong(rc);
 }
 
+/* _wait_stats(name, backend, sysv_key) -> (fenced, missed): the sleep/wake handshake's
+ * state, from a read-only mapping of the segment (any owner). */
+static PyObject *m_wait_stats(PyObject *mod, PyObject *args)
+{
+	(void)mod;
+	PyObject *name;
+	unsigned int backend;
+	int key;
+	if (!PyArg_ParseTuple(args, "OIi", &name, &backend, &key))
+		return NULL;
+	const char *cname = NULL;
+	if (name != Py_None && !(cname = PyUnicode_AsUTF8(name)))
+		return NULL;
+	struct shmkit_segment_opts o = {.backend = backend, .sysv_key = key,
+					.flags = SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID};
+	struct shmkit_segment *seg;
+	int rc = shmkit_segment_open(cname, &o, &seg);
+	if (rc < 0)
+		return raise_err(rc, name);
+	struct shmkit_wait_stats st;
+	rc = shmkit_segment_wait_stats(seg, &st);
+	shmkit_segment_close(seg);
+	if (rc < 0)
+		return raise_err(rc, name);
+	return Py_BuildValue("(IK)", st.fenced, (unsigned long long)st.missed);
+}
+
 static PyObject *m_strerror(PyObject *mod, PyObject *arg)
 {
 	(void)mod;
@@ -1930,6 +2005,7 @@ static PyMethodDef module_methods[] = {
 	 "returns how many were removed."},
 	{"strerror", m_strerror, METH_O, "strerror(errno) -> str, as shmkit_strerror() gives it."},
 	{"_names", m_names, METH_VARARGS, NULL},
+	{"_wait_stats", m_wait_stats, METH_VARARGS, NULL},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -1976,6 +2052,7 @@ PyMODINIT_FUNC PyInit__shmkit(void)
 	ADD_INT(m, "KIND_STREAM", K_CHAN);
 	ADD_INT(m, "KIND_PUBSUB", K_PUBSUB);
 	ADD_INT(m, "KIND_QUEUE", K_QUEUE);
+	ADD_INT(m, "KIND_TABLE", SHMKIT_KIND_TABLE);
 	ADD_INT(m, "READABLE", SHMKIT_WAIT_READABLE);
 	ADD_INT(m, "CLOSED", SHMKIT_WAIT_CLOSED);
 	ADD_INT(m, "DEAD", SHMKIT_WAIT_DEAD);

@@ -252,17 +252,30 @@ def test_asyncio_recv_async_and_async_for(name):
     sub.close()
 
 
-def test_segments_and_stat_match_the_cli(name, cli):
+@pytest.mark.parametrize("kind", ["stream", "pubsub", "queue", "table"])
+def test_segments_and_stat_match_the_cli(kind, name, cli):
     for backend in ("posix", "sysv"):
         n = f"{name}{backend}"
-        q = shmkit.Queue(n, create=True, backend=backend, persistent=True)
+        if kind == "stream":
+            q = shmkit.Channel(n, "consumer", create=True, backend=backend)
+            p = shmkit.Channel(n, "producer", backend=backend)
+            p.send(b"x" * 100)
+        elif kind == "pubsub":
+            q = shmkit.Subscriber(n, create=True, backend=backend, history=4)
+            p = shmkit.Publisher(n, backend=backend)
+            p.send(b"x" * 100)
+        elif kind == "queue":
+            q = p = shmkit.Queue(n, create=True, backend=backend, persistent=True)
+            p.send(b"x")
+        else:
+            q = p = shmkit.Table(n, create=True, backend=backend, cache=True)
+            q["k"] = b"v"
         mine = shmkit.stat(n, backend=backend)
         out = subprocess.run([cli, "stat", n, "--json", "--backend", backend],
                              capture_output=True, check=True, text=True).stdout
         theirs = json.loads(out)
-        for k, v in mine.items():
-            assert theirs[k] == v, (k, v, theirs[k])
-        assert mine["kind"] == "queue" and mine["lifetime"] == "persistent"
+        assert mine == theirs
+        assert mine["kind"] == kind and mine["status"] == "ok"
         listed = [s for s in shmkit.segments() if s["name"] == n]
         ls = [s for s in json.loads(subprocess.run([cli, "ls", "--json"], capture_output=True,
                                                    check=True, text=True).stdout)
@@ -270,5 +283,6 @@ def test_segments_and_stat_match_the_cli(name, cli):
         assert listed == ls and len(listed) == 1
         q.unlink()
         q.close()
+        p.close()
     with pytest.raises(FileNotFoundError):
         shmkit.stat(name + "none")
