@@ -36,7 +36,11 @@
 /* How long one GIL-free wait lasts before signals are checked again. */
 #define SLICE_NS 100000000ull
 
-enum kind { K_CHAN = SHMKIT_KIND_STREAM, K_PUBSUB = SHMKIT_KIND_PUBSUB, K_QUEUE = SHMKIT_KIND_QUEUE };
+enum kind {
+	K_CHAN = SHMKIT_KIND_STREAM,
+	K_PUBSUB = SHMKIT_KIND_PUBSUB,
+	K_QUEUE = SHMKIT_KIND_QUEUE,
+};
 
 static PyObject *Error, *PeerDeadError, *CorruptError, *StaleError, *BusyError;
 

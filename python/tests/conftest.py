@@ -25,6 +25,24 @@ def _ours():
                   if s["name"].startswith(PREFIX))
 
 
+TEST_TIMEOUT = 120
+
+
+def _overtime(signum, frame):
+    raise pytest.fail.Exception(f"test ran past {TEST_TIMEOUT} s (a hang)")
+
+
+@pytest.fixture(autouse=True)
+def time_limit():
+    """No test hangs the suite: SIGALRM interrupts any wait (the binding's waits return
+    to Python for signals) and fails the test."""
+    old = signal.signal(signal.SIGALRM, _overtime)
+    signal.alarm(TEST_TIMEOUT)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
 @pytest.fixture(autouse=True)
 def no_leak():
     before = _ours()
