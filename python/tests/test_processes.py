@@ -221,40 +221,50 @@ def test_no_reference_or_memory_leak(name):
 
 
 def test_asyncio_recv_async_and_async_for(name):
+    """The event loop stays free while recv_async waits: the publisher sends nothing
+    until a task on the same loop has run five times, which it can only do while the
+    reader is awaiting (a blocked loop would hang here, and the alarm would fail it)."""
     sub = shmkit.Subscriber(name, create=True)
     r, w = os.pipe()
+    go_r, go_w = os.pipe()
 
     def publisher():
         with shmkit.Publisher(name) as pub:
             os.write(w, b"1")
+            assert os.read(go_r, 1) == b"1"
             for i in range(20):
-                time.sleep(0.002 if i % 5 else 0.05)  # the reader really waits
+                if i % 5 == 0:
+                    time.sleep(0.02)  # the reader waits again
                 pub.send(b"m%d" % i)
 
     pid = fork(publisher)
     os.close(w)
+    os.close(go_r)
 
     async def main():
         ticks = 0
 
-        async def ticker():  # the loop stays free while the reader waits
+        async def ticker():
             nonlocal ticks
             while True:
                 ticks += 1
+                if ticks == 5:
+                    os.write(go_w, b"1")
                 await asyncio.sleep(0.005)
 
         tk = asyncio.create_task(ticker())
-        first = await asyncio.wait_for(sub.recv_async(), 10)
+        first = await asyncio.wait_for(sub.recv_async(), 30)
+        assert ticks >= 5
         rest = [m async for m in sub]
         tk.cancel()
-        return [first] + rest, ticks
+        return [first] + rest
 
-    os.read(r, 1)
-    got, ticks = asyncio.run(main())
+    assert os.read(r, 1) == b"1"
+    got = asyncio.run(main())
     assert got == [b"m%d" % i for i in range(20)]
-    assert ticks > 5
     join_ok(pid)
     os.close(r)
+    os.close(go_w)
     sub.unlink()
     sub.close()
 
