@@ -83,7 +83,8 @@ CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsub
 
 .PHONY: bench-peers
 .PHONY: all lib cli tests benches examples check test-run stress demo bench install uninstall \
-        check-install deps deps-build clean fuzz fuzz-merge fuzz-seeds man-stubs
+        check-install deps deps-build clean fuzz fuzz-merge fuzz-seeds man-stubs python \
+        python-check install-python
 
 all: lib cli examples
 
@@ -165,8 +166,11 @@ BUILD_PKGS := gcc make libc6-dev pkg-config
 # nats-server and libnats-dev: the bridge and its tests (optional for a plain build);
 # groff-base and binutils: the man page check (groff -ww, nm -D); openssl and
 # python3-cryptography: the bridge test's TLS certificates and NATS credentials.
+# python3-dev, -setuptools, -numpy, -pytest: the Python binding (python/), built and
+# tested for Debian's interpreter.
+PY_PKGS    := python3-dev python3-setuptools python3-numpy python3-pytest
 CHECK_PKGS := $(BUILD_PKGS) check libsubunit-dev nats-server libnats-dev groff-base binutils \
-              openssl python3-cryptography
+              openssl python3-cryptography $(PY_PKGS)
 # Optional: full-screen `shmkit top` (ncurses) and its terminal test (tmux). Installed when
 # run as root; without them top prints plain text and the tmux test is skipped.
 OPT_PKGS   := libncurses-dev tmux
@@ -189,6 +193,7 @@ demo: deps-build
 check: deps
 	@$(MAKE) --no-print-directory -j2 all tests
 	@tools/run-tests.sh $(O) $(TEST_BINS)
+	@$(MAKE) --no-print-directory python-check
 	@$(MAKE) --no-print-directory -j2 SAN=asan all tests
 	@tools/run-tests.sh build-asan $(SAN_TEST_BINS:$(O)/%=build-asan/%)
 	@$(MAKE) --no-print-directory -j2 SAN=tsan all tests
@@ -208,8 +213,41 @@ check-install: lib cli
 	@tools/check-install.sh
 
 bench: deps-build
-	@$(MAKE) --no-print-directory -j2 all benches
+	@tools/deps.sh $(PY_PKGS)
+	@$(MAKE) --no-print-directory -j2 all benches python
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+	@echo "== python -m shmkit.bench"
+	@$(PY_ENV) $(PY) -m shmkit.bench
+
+# --- the Python binding (python/) ---------------------------------------------------------
+# make python builds the extension against this tree (the headers in include/, the shared
+# library in $(O)/, found at run time through an rpath) into $(O)/python/lib; make
+# python-check runs its pytest suite there (real processes, real shared memory; the CLI is
+# the C side of the interop tests). Debian's interpreter, whatever python3 comes first in
+# PATH. pip install ./python builds the same module against an installed libshmkit;
+# make install-python does that for PREFIX and DESTDIR.
+PY     := /usr/bin/python3
+PY_LIB := $(O)/python/lib
+PY_ENV := PYTHONPATH=$(CURDIR)/$(PY_LIB) SHMKIT_CLI=$(CURDIR)/$(CLI) PYTHONDONTWRITEBYTECODE=1
+
+python: $(SHLIB)
+	@mkdir -p $(O)/python
+	@cd python && SHMKIT_INCLUDE=$(CURDIR)/include SHMKIT_LIBDIR=$(CURDIR)/$(O) \
+	  $(PY) setup.py -q build --build-base $(CURDIR)/$(O)/python --build-lib $(CURDIR)/$(PY_LIB) \
+	  >$(CURDIR)/$(O)/python/build.log 2>&1 || \
+	  { cat $(CURDIR)/$(O)/python/build.log; echo "make python: the extension did not build"; exit 1; }
+
+python-check: python cli
+	@echo "== python/tests (pytest)"
+	@$(PY_ENV) $(PY) -m pytest -q -p no:cacheprovider python/tests
+
+# Where install-python puts the package: Debian's site directory under PREFIX
+# (/usr/local/lib/python3.X/dist-packages for the default PREFIX, on Debian's sys.path).
+PYTHONDIR ?= $(PREFIX)/lib/python$(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)/dist-packages
+
+install-python:
+	$(PY) -m pip install -q --no-build-isolation --no-deps --upgrade \
+	  --target $(DESTDIR)$(PYTHONDIR) ./python
 
 # make bench-peers: other shared-memory libraries (bench/peers/) in the same format, with the
 # floor and shmkit measured in the same run. Optional dependencies, installed here when

@@ -55,4 +55,19 @@ done
 comp="$tmp$prefix/share/bash-completion/completions/shmkit"
 [ -f "$comp" ] || fail "bash completion not installed"
 bash -c ". '$comp' && complete -p shmkit" | grep -q -- '-F _shmkit shmkit' || fail "bash completion"
-echo "check-install: installed library, pkg-config, example and CLI ok"
+# The Python binding, built by pip against the installed library (through pkg-config), as
+# `pip install ./python` after `make install` does; a message round trip through it.
+py=/usr/bin/python3
+/usr/bin/python3 -m pip install -q --no-build-isolation --no-deps --target "$tmp/py" ./python \
+	>"$tmp/pip.log" 2>&1 || { cat "$tmp/pip.log"; fail "pip install ./python"; }
+PYTHONPATH="$tmp/py" PYTHONDONTWRITEBYTECODE=1 $py -c '
+import os, shmkit
+name = "chkinst%d" % os.getpid()
+rx = shmkit.Channel(name, "consumer", create=True)
+tx = shmkit.Channel(name, "producer")
+tx.send(b"installed")
+assert rx.recv(timeout=5) == b"installed"
+rx.unlink()
+' || fail "the pip-installed Python binding"
+rm -rf python/build python/shmkit.egg-info
+echo "check-install: installed library, pkg-config, example, CLI and Python binding ok"
