@@ -2,8 +2,9 @@
  *
  * The segment layer is one module in several files, one concern each:
  *   src/segment.c         the design (layout, protocol, crashes), names and keys, the header
- *                         and its validation, huge pages, create on the three backends
- *                         (POSIX, memfd, System V), adopting a mapping, the accessors, close
+ *                         and its validation, mapping (huge pages included), adopting a
+ *                         mapping, the accessors, close
+ *   src/segment_create.c  create on the three backends (POSIX, memfd, System V)
  *   src/segment_open.c    the trust rule, and opening what exists: by name on each backend,
  *                         or from a descriptor
  *   src/segment_fd.c      descriptor passing over a Unix socket
@@ -61,7 +62,7 @@ struct nopts {
 	uint64_t min_size;
 };
 
-static int norm_opts(const struct shmkit_segment_opts *o, struct nopts *n)
+static inline int norm_opts(const struct shmkit_segment_opts *o, struct nopts *n)
 {
 	static const struct shmkit_segment_opts defaults;
 	if (!o)
@@ -120,9 +121,14 @@ static inline int rmid(int id)
 /* --- across the segment's files ----------------------------------------------------------- */
 
 /* src/segment.c */
+void shmkit__seg_hdr_write(struct shmkit_segment *seg, uint64_t total, uint32_t kind,
+			   uint32_t flags);
 int shmkit__seg_hdr_validate(const void *base, uint64_t os_size, size_t mapped, struct hdr_view *v);
+uint64_t shmkit__seg_huge_page_size(void);
+int shmkit__seg_huge_error(int err);
 struct shmkit_segment *shmkit__seg_alloc(uint32_t backend, const char *name);
 void shmkit__seg_unmap(struct shmkit_segment *seg);
+int shmkit__seg_size_fd(int fd, uint64_t total, bool huge);
 int shmkit__seg_map_fd(struct shmkit_segment *seg, uint64_t size, bool readonly);
 int shmkit__seg_adopt(struct shmkit_segment *seg, uint64_t os_size, const struct nopts *o,
 		      const char *want_name, int name_mismatch_err);
