@@ -50,9 +50,9 @@ TEST_COMMON_OBJS := $(TEST_COMMON_SRCS:tests/%.c=$(O)/tests/%.o)
 # (tests/fuzz/corpus/X), run with the test suites.
 FUZZ_TARGETS := ring segment table queue pubsub
 TEST_BINS  += $(FUZZ_TARGETS:%=$(O)/fuzz/%_replay)
-# bench/common.c and bench/lib/*.c hold the measuring code (no main): they are linked into
-# every bench/X driver and into the CLI, so `shmkit bench` and `make bench` share it.
-BENCH_COMMON_SRCS := $(wildcard bench/common.c bench/lib/*.c)
+# bench/lib/*.c hold the measuring code (no main): they are linked into every bench/X driver
+# and into the CLI, so `shmkit bench` and `make bench` share it.
+BENCH_COMMON_SRCS := $(wildcard bench/lib/*.c)
 BENCH_SRCS := $(filter-out $(BENCH_COMMON_SRCS),$(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(O)/bench/%)
 BENCH_COMMON_OBJS := $(BENCH_COMMON_SRCS:bench/%.c=$(O)/bench/%.o)
@@ -146,6 +146,11 @@ $(O)/fuzz/make-seeds: $(O)/fuzz/make-seeds.o $(STATICLIB)
 $(O)/bench/%.o: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_PUB) -Ibench $(CFLAGS_ALL) -c $< -o $@
+
+# bench/lib is self-contained: its files include each other and the public headers only.
+$(O)/bench/lib/%.o: bench/lib/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_PUB) $(CFLAGS_ALL) -c $< -o $@
 
 $(O)/bench/bridge: $(O)/bench/bridge.o $(BENCH_COMMON_OBJS) $(STATICLIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm

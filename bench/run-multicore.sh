@@ -18,7 +18,7 @@ trap 'rm -rf "$out"' EXIT INT TERM
 CC=${CC:-cc}
 $CC -std=c11 -O2 -D_GNU_SOURCE -Iinclude -Isrc -Ibench -o "$out/pubsub" \
 	src/*.c \
-	bench/common.c bench/lib/pubsub.c bench/pubsub.c -lpthread -lm
+	bench/lib/common.c bench/lib/pubsub.c bench/pubsub.c -lpthread -lm
 echo "## shmkit many-party channels, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo
 printf 'Machine: %s, %s CPUs online (%s usable here), Linux %s\n\n' \
