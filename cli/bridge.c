@@ -729,7 +729,7 @@ static int out_reliable(struct bridge *b, struct frame *f, uint64_t maxpay, int 
 			}
 			if (count == WIN_MSGS || used + n > cap)
 				break; /* it stays peeked for the next window */
-			memcpy(w->buf + used, p, n);
+			shmkit_copy(w->buf + used, p, n);
 			uint64_t id = 0;
 			if (l_position(b, &id) != 0 || id <= f->prev) {
 				rc = cli_errorf(b->cmd, "%s: stream position did not advance", b->name);
@@ -828,7 +828,7 @@ static int run_out(struct bridge *b)
 					/* A pub/sub message: copied and checked, then sent;
 					 * a stream message: sent from the ring, then released. */
 					if (copy) {
-						memcpy(copy, p, n);
+						shmkit_copy(copy, p, n);
 						p = copy;
 					}
 					(void)l_position(b, &f.id);
@@ -990,7 +990,7 @@ static int loan_copy(struct bridge *b, natsMsg *m, const void *data, size_t n)
 		return cli_errorf(b->cmd, "%s: consumer closed the channel", b->name);
 	if (err)
 		return cli_error(b->cmd, b->name, err);
-	memcpy(buf, data, n);
+	shmkit_copy(buf, data, n);
 	return CLI_OK;
 }
 

@@ -382,7 +382,7 @@ static int pub_copy(struct pub *p, const void *data, size_t len)
 	int err = pub_loan(p, len, &buf);
 	if (err)
 		return err;
-	memcpy(buf, data, len);
+	shmkit_copy(buf, data, len);
 	err = shmkit_chan_commit(p->ch, len, SHMKIT_CHAN_MORE);
 	if (!err)
 		cli_flow_count(&p->flow, len);

@@ -10,8 +10,9 @@
  *                    contiguous payload, padding at the end): cached positions, one
  *                    release store per message, busy-poll. The producer writes the payload
  *                    in place (zero copy), the consumer reads all of it in place
- *   ring-copy        the same ring, copying in and out in 512 KiB pieces (clear of the
- *                    large-memcpy cliff)
+ *   ring-copy        the same ring, copying in and out with shmkit_copy(), as shmkit's
+ *                    copying calls do (in 256 KiB pieces from 1 MiB up, clear of the
+ *                    large-memcpy cliff): the channel against the ring, same copy
  *   ring-inband      the same ring publishing in band, as shmkit does: the consumer polls the
  *                    next record's header (and prefetches its second line), the producer
  *                    zeroes the slot after each record before storing the header; no tail.

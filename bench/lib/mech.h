@@ -124,9 +124,6 @@ void ipc_fill(void *dst, size_t size, uint64_t n);
  * yields the CPU now and then after a long spin, and returns -EINTR once ipc_abort is set. */
 int ipc_spin_pause(uint32_t *count);
 
-/* memcpy in pieces of at most `piece` bytes (the large-copy cliff, DESIGN.md §6). */
-void ipc_copy_pieces(void *dst, const void *src, size_t n, size_t piece);
-
 #ifdef __cplusplus
 }
 #endif

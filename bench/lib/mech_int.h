@@ -37,7 +37,6 @@
 #include "mech.h"
 #include "shmkit.h"
 
-#define RING_PIECE (512u << 10) /* ring-copy piece size */
 #define SEQPACKET_PIECE (64u << 10)
 #define EVENTFD_SLOTS 4u
 #define BATCH 16u

@@ -378,7 +378,7 @@ static int ring_copy_send(struct ipc_link *l, unsigned flags)
 	if (err)
 		return err;
 	mark(p->buf, l->size, ++l->tx);
-	ipc_copy_pieces(dst, p->buf, l->size, RING_PIECE);
+	shmkit_copy(dst, p->buf, l->size);
 	ring_commit(p, l->size, flags);
 	return 0;
 }
@@ -393,7 +393,7 @@ static int ring_copy_recv(struct ipc_link *l, unsigned flags)
 		return err;
 	if (len > l->size)
 		return -EBADMSG;
-	ipc_copy_pieces(p->buf, src, len, RING_PIECE);
+	shmkit_copy(p->buf, src, len);
 	ring_release(p, len, flags);
 	return ipc_check(p->buf, len, l->size, ++l->rx);
 }
@@ -411,7 +411,7 @@ const struct ipc_mech ipc_mech_ring_inband = {
 	"ring-inband", "ring", "spin-inband", "raw SPSC ring, in band, zero copy", LS, 0,
 	ring_setup, ring_attach, ring_ib_send, ring_ib_recv, ring_detach, ring_teardown};
 const struct ipc_mech ipc_mech_ring_copy = {
-	"ring-copy", "ring", "spin-copy", "raw SPSC ring, copy in 512 KiB pieces", LS, 0,
+	"ring-copy", "ring", "spin-copy", "raw SPSC ring, copy (shmkit_copy)", LS, 0,
 	ring_setup, ring_attach, ring_copy_send, ring_copy_recv, ring_detach, ring_teardown};
 const struct ipc_mech ipc_mech_ring_batch = {
 	"ring-batch", "ring", "spin-batch", "raw SPSC ring, zero copy, publish every 16", IPC_CAP_STREAM,

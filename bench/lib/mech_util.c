@@ -74,16 +74,3 @@ int ipc_spin_pause(uint32_t *count)
 	}
 	return 0;
 }
-
-void ipc_copy_pieces(void *dst, const void *src, size_t n, size_t piece)
-{
-	uint8_t *d = dst;
-	const uint8_t *s = src;
-	while (n > piece) {
-		memcpy(d, s, piece);
-		d += piece;
-		s += piece;
-		n -= piece;
-	}
-	memcpy(d, s, n);
-}
