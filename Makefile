@@ -117,7 +117,7 @@ $(O)/cli/top.o: cli/top.c Makefile
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_PUB) $(CURSES_DEF) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
 
-$(O)/cli/bridge.o: cli/bridge.c
+$(filter $(O)/cli/bridge%,$(CLI_OBJS)): $(O)/cli/%.o: cli/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_PUB) -Icli $(NATS_FLAGS) $(CFLAGS_ALL) -c $< -o $@
 
