@@ -55,8 +55,6 @@ static int create_memfd(struct shmkit_segment *seg, uint64_t total, const struct
 	return err;
 }
 
-int shmkit__seg_probe_sysv_key(int32_t key, const char *name);
-
 /* The largest System V segment this IPC namespace allows (kernel.shmmax). */
 static int sysv_shmmax(uint64_t *out)
 {
