@@ -31,7 +31,8 @@
 #define PS_MAX_CAP ((uint64_t)1 << 40)
 #define REC_HDR 16u
 #define REC_PAD 1u
-#define REC_NOW 2u /* published in band (top of file): may be taken before `tail` covers it */
+/* REC_NOW: published in band (top of src/pubsub.c): may be taken before `tail` covers it */
+#define REC_NOW 2u
 #define SUB_NONE 1u /* slot position "not positioned": odd, never a record boundary */
 #define NO_LOAN UINT64_MAX
 #define PS_TRIES 64 /* bound of every retry loop over shared data */

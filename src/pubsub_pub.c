@@ -104,7 +104,8 @@ static void advance_oldest(struct shmkit_pubsub *ps, uint64_t L)
 {
 	struct ps_ctl *c = ps->ctl;
 	if (!pos_ge(ps->pub, L))
-		shmkit__pubsub_publish(ps); /* MORE commits would be overwritten unpublished: publish first */
+		/* MORE commits would be overwritten unpublished: publish first */
+		shmkit__pubsub_publish(ps);
 	uint64_t target = L + ps->cap / 16, limit = ps->pub, cur = ps->oldest;
 	bool bad = false;
 	/* At most cap/16 records (16 bytes minimum each) lie between cur and limit. */
@@ -129,8 +130,8 @@ static void advance_oldest(struct shmkit_pubsub *ps, uint64_t L)
 	atomic_store_explicit(&c->oldest, cur, memory_order_release);
 	shmkit__fence_release();
 	if (ps->policy == SHMKIT_PUBSUB_BLOCK) {
-		/* The join handshake's load (top of file): WQ-F2 in fenced mode, else ordered by
-		 * the joiner's WQ-B1. Relaxed: only compared with our cache. */
+		/* The join handshake's load (top of src/pubsub.c): WQ-F2 in fenced mode, else
+		 * ordered by the joiner's WQ-B1. Relaxed: only compared with our cache. */
 		shmkit__wq_waker_barrier(&c->data_q.fenced);
 		if (atomic_load_explicit(&c->members_gen, memory_order_relaxed) != ps->gen_cache)
 			ps->min_valid = false; /* somebody joined: rescan before overwriting */
@@ -155,7 +156,8 @@ int shmkit_pubsub_loan(struct shmkit_pubsub *ps, size_t len, void **buf)
 		if (!pos_ge(ps->oldest, L))
 			advance_oldest(ps, L);
 		if (ps->policy == SHMKIT_PUBSUB_BLOCK && !space_ok(ps, L)) {
-			shmkit__pubsub_publish(ps); /* a full ring must not hide unpublished MORE commits */
+			/* a full ring must not hide unpublished MORE commits */
+			shmkit__pubsub_publish(ps);
 			/* Hysteresis for the wait: resume only once the slowest subscriber freed a
 			 * chunk (cap/16) beyond what this loan needs, so that a publisher faster
 			 * than its subscribers rescans the N slots once per chunk, not once per
@@ -184,8 +186,8 @@ int shmkit_pubsub_commit(struct shmkit_pubsub *ps, size_t len, unsigned flags)
 	uint64_t now = flags & SHMKIT_PUBSUB_MORE ? 0 : (uint64_t)REC_NOW << 32;
 	/* PS-Z: zero the next header slot before this record becomes visible, so that a
 	 * subscriber that takes this record and moves on finds there either 0 or a header
-	 * written for this lap, never stale bytes that look like one (top of file). The loan
-	 * reserved the slot. Relaxed: ordered by the release store below. */
+	 * written for this lap, never stale bytes that look like one (top of src/pubsub.c). The
+	 * loan reserved the slot. Relaxed: ordered by the release store below. */
 	atomic_store_explicit(rec_word(ps, end & ps->mask, 0), 0, memory_order_relaxed);
 	/* Relaxed: ordered by the release store below. */
 	atomic_store_explicit(rec_word(ps, off, 1), ps->seq, memory_order_relaxed);
