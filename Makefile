@@ -53,9 +53,9 @@ TEST_BINS  += $(FUZZ_TARGETS:%=$(O)/fuzz/%_replay)
 # The sanitizer runs skip the suite that checks only files (man pages against nm -D, groff):
 # the build flavour changes nothing it looks at, and CI time is bounded (15 min).
 SAN_TEST_BINS := $(filter-out $(O)/tests/manpages,$(TEST_BINS))
-# bench/common.c and bench/lib/*.c hold the measuring code (no main): they are linked into
-# every bench/X driver and into the CLI, so `shmkit bench` and `make bench` share it.
-BENCH_COMMON_SRCS := $(wildcard bench/common.c bench/lib/*.c)
+# bench/lib/*.c hold the measuring code (no main): they are linked into every bench/X driver
+# and into the CLI, so `shmkit bench` and `make bench` share it.
+BENCH_COMMON_SRCS := $(wildcard bench/lib/*.c)
 BENCH_SRCS := $(filter-out $(BENCH_COMMON_SRCS),$(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(O)/bench/%)
 BENCH_COMMON_OBJS := $(BENCH_COMMON_SRCS:bench/%.c=$(O)/bench/%.o)
@@ -121,7 +121,7 @@ $(O)/cli/top.o: cli/top.c Makefile
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_PUB) $(CURSES_DEF) -Icli -Ibench $(CFLAGS_ALL) -c $< -o $@
 
-$(O)/cli/bridge.o: cli/bridge.c
+$(filter $(O)/cli/bridge%,$(CLI_OBJS)): $(O)/cli/%.o: cli/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_PUB) -Icli $(NATS_FLAGS) $(CFLAGS_ALL) -c $< -o $@
 
@@ -150,6 +150,11 @@ $(O)/fuzz/make-seeds: $(O)/fuzz/make-seeds.o $(STATICLIB)
 $(O)/bench/%.o: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_PUB) -Ibench $(CFLAGS_ALL) -c $< -o $@
+
+# bench/lib is self-contained: its files include each other and the public headers only.
+$(O)/bench/lib/%.o: bench/lib/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_PUB) $(CFLAGS_ALL) -c $< -o $@
 
 $(O)/bench/bridge: $(O)/bench/bridge.o $(BENCH_COMMON_OBJS) $(STATICLIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BENCH_COMMON_OBJS) $(STATICLIB) $(NATS_LIBS) $(LDLIBS_ALL) -lm

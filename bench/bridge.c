@@ -25,7 +25,7 @@
 
 #include <nats/nats.h>
 
-#include "common.h"
+#include "lib/common.h"
 #include "shmkit.h"
 
 static char url[64], cli[512], dir[128];

@@ -17,8 +17,8 @@
  *                                   one publish per message
  *     ring-batch, shmkit-spin-batch the same, publishing every 16 messages (the ring skips
  *                                   its tail/head store, shmkit uses SHMKIT_CHAN_MORE)
- *     ring-copy, shmkit-spin-copy   copying in and out: the ring with memcpy in 512 KiB
- *                                   pieces, shmkit with shmkit_chan_send_wait/recv_wait
+ *     ring-copy, shmkit-spin-copy   copying in and out: the ring with shmkit_copy(), shmkit
+ *                                   with shmkit_chan_send_wait/recv_wait (which use it too)
  *
  * The mechanisms run interleaved in blocks, so each sees the same drift of the vCPU placement
  * (docs/design.md, "Measuring"). The result is a table of ratios against the goals of the
@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
+#include "lib/common.h"
 #include "lib/ipc.h"
 #include "lib/report.h"
 
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
 		 rate(res, n, "ring", 4096), 0, 0);
 	goal_row("64 KiB msg/s, zero copy: shmkit-spin / ring", rate(res, n, "shmkit-spin", 65536),
 		 rate(res, n, "ring", 65536), 0, 0);
-	goal_row("1 MiB msg/s, copy: shmkit-spin-copy / ring-copy (512 KiB pieces)",
+	goal_row("1 MiB msg/s, copy: shmkit-spin-copy / ring-copy (same copy)",
 		 rate(res, n, "shmkit-spin-copy", 1048576), rate(res, n, "ring-copy", 1048576), 0, 0.9);
 	goal_row("1 MiB msg/s, zero copy: shmkit-spin / ring", rate(res, n, "shmkit-spin", 1048576),
 		 rate(res, n, "ring", 1048576), 0, 0);

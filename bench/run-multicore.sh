@@ -17,9 +17,8 @@ mkdir -p "$out"
 trap 'rm -rf "$out"' EXIT INT TERM
 CC=${CC:-cc}
 $CC -std=c11 -O2 -D_GNU_SOURCE -Iinclude -Isrc -Ibench -o "$out/pubsub" \
-	src/chan.c src/copy.c src/error.c src/os.c src/pubsub.c src/queue.c src/ring.c \
-	src/segment.c src/sync.c src/wait.c src/waitq.c \
-	bench/common.c bench/lib/pubsub.c bench/pubsub.c -lpthread -lm
+	src/*.c \
+	bench/lib/common.c bench/lib/pubsub.c bench/pubsub.c -lpthread -lm
 echo "## shmkit many-party channels, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo
 printf 'Machine: %s, %s CPUs online (%s usable here), Linux %s\n\n' \

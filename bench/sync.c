@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common.h"
+#include "lib/common.h"
 #include "shmkit.h"
 
 #define BLOCKS 10 /* each kind's iterations come in this many interleaved blocks */

@@ -19,7 +19,7 @@
 
 #include <shmkit.h>
 
-#include "common.h"
+#include "lib/common.h"
 
 #define MSG 64
 

@@ -22,3 +22,10 @@ void shmkit__copy(void *dst, const void *src, size_t n)
 	}
 	memcpy(d, s, n);
 }
+
+/* The public name (include/shmkit/segment.h). The kinds call shmkit__copy(), a hidden
+ * symbol, so that their calls bind inside the library without a PLT stub. */
+SHMKIT_API void shmkit_copy(void *dst, const void *src, size_t n)
+{
+	shmkit__copy(dst, src, n);
+}

@@ -38,15 +38,15 @@
  *     EV-W5 sleepers -= 1
  *
  * The fences EV-W2 and EV-N2 are totally ordered. If EV-W2 comes first, EV-N3 sees EV-W1 (C11's
- * rule for seq_cst fences: a load sequenced after fence Y sees a store sequenced before fence
- * X, or a later one, when X precedes Y), so the notifier calls FUTEX_WAKE. If EV-N2 comes
- * first, EV-W3 sees EV-N1 and the waiter does not sleep. The remaining window — EV-W3 saw the
- * old value, then EV-N1..EV-N4 ran before EV-W4 entered the kernel — is closed by the kernel:
- * FUTEX_WAIT re-reads the word under the futex hash-bucket lock and returns EAGAIN when it
- * differs, and FUTEX_WAKE takes the same lock. So no wake-up is lost, and a notify with nobody
- * asleep costs one RMW, one fence and one load. The semaphore wakes one sleeper per post: every
- * post adds one unit and one wake-up, and a woken sleeper that finds its unit taken lost it to
- * a taker that did not need a wake-up, so units and wake-ups stay balanced.
+ * rule for seq_cst fences: a load sequenced after fence Y sees a store sequenced before fence X, or
+ * a later one, when X precedes Y), so the notifier calls FUTEX_WAKE. If EV-N2 comes first, EV-W3
+ * sees EV-N1 and the waiter does not sleep. The remaining window — EV-W3 saw the old value, then
+ * EV-N1..EV-N4 ran before EV-W4 entered the kernel — is closed by the kernel: FUTEX_WAIT re-reads
+ * the word under the futex hash-bucket lock and returns EAGAIN when it differs, and
+ * FUTEX_WAKE takes the same lock. So no wake-up is lost, and a notify with nobody asleep
+ * costs one RMW, one fence and one load. The semaphore wakes one sleeper per post: every
+ * post adds one unit and one wake-up, and a woken sleeper that finds its unit taken lost
+ * it to a taker that did not need a wake-up, so units and wake-ups stay balanced.
  *
  * The mutex. Locking is one CAS of the owner word from 0 to the caller's own word (MX-A1),
  * unlocking one CAS from its own word back to 0 (MX-R1): the word names the holder
@@ -65,16 +65,17 @@
  *     MX-W4 FUTEX_WAIT(high half, high(w))        MX-N4 FUTEX_WAKE(high half, 1)
  *     MX-W5 sleepers -= 1
  *
- * Here the four accesses are seq_cst operations rather than relaxed ones around fences: they
- * are in one total order, so if MX-N3 precedes MX-W1, MX-W3 comes after MX-N1 and sees it (or a
- * later value), and otherwise MX-N3 sees MX-W1 and wakes. On x86 that costs the unlock nothing
+ * Here the four accesses are seq_cst operations rather than relaxed ones around fences:
+ * they are in one total order, so if MX-N3 precedes MX-W1, MX-W3 comes after MX-N1 and sees it (or
+ * a later value), and otherwise MX-N3 sees MX-W1 and wakes. On x86 that costs the unlock nothing
  * beyond its locked CAS (a seq_cst load is a plain load) — no fence, and no second RMW as a
- * separate generation word would need. The kernel compares only the high half (thread id and
- * INCONS): if the lock was released and re-taken by the same thread before the waiter's
- * FUTEX_WAIT, the waiter sleeps on a held lock whose coming unlock is after its MX-W1 and so
- * wakes it — a release that is superseded by a new hold needs no wake-up of its own. Unlock
- * wakes one sleeper; a woken sleeper always tries to take the lock before it reports a timeout,
- * so a wake-up is never wasted on a waiter that gives up while the lock is free.
+ * separate generation word would need. The kernel compares only the high half (thread id
+ * and INCONS): if the lock was released and re-taken by the same thread before the
+ * waiter's FUTEX_WAIT, the waiter sleeps on a held lock whose coming unlock is after its
+ * MX-W1 and so wakes it — a release that is superseded by a new hold needs no wake-up of its
+ * own. Unlock wakes one sleeper; a woken sleeper always tries to take the lock before it
+ * reports a timeout, so a wake-up is never wasted on a waiter that gives up while the
+ * lock is free.
  *
  * Liveness. A held word names a thread T with start time S. T is dead when kill(T, 0)
  * says ESRCH (cheap: one system call), or when /proc/T/stat shows a zombie or another
@@ -138,170 +139,10 @@
  * count. The reserved bytes (where a glibc pthread_mutex_t kept its kind and its
  * robust-list pointers) are never read.
  */
-#include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
-#include <pthread.h>
-#include <signal.h>
-#include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "internal.h"
-#include "waitq_internal.h"
-
-/* Bounded spin of semaphore waits before they sleep: long enough to catch a post that is
- * already on its way from the other core (~100 ns .. 1 us), short enough not to matter
- * when the wait really has to sleep. */
-#define SEM_SPIN 128u
-
-/* CAS attempts per take inside a wait before it re-checks its deadline. Honest contention
- * between a few processes fails a CAS a handful of times at most. */
-#define SEM_CAS_TRIES 64u
-
-/* --- fences ---------------------------------------------------------------------------- */
-
-/* gcc's ThreadSanitizer does not model atomic_thread_fence() and says so with -Wtsan, an
- * error under -Werror. Every shared access in this file is atomic, so a TSan build loses
- * no race report by not modelling the fences (they still execute as real fences), and the
- * happens-before that callers rely on (event notify -> wait, sem post -> wait, seqlock
- * write_end -> read_begin) rides on release/acquire pairs that TSan does model. So keep the
- * fences and silence that one warning around them. */
-#if defined(__SANITIZE_THREAD__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#define SYNC_TSAN_PRAGMAS 1
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-
-static inline void fence_seq_cst(void)
-{
-	atomic_thread_fence(memory_order_seq_cst);
-}
-
-static inline void fence_acquire(void)
-{
-	atomic_thread_fence(memory_order_acquire);
-}
-
-static inline void fence_release(void)
-{
-	atomic_thread_fence(memory_order_release);
-}
-
-#ifdef SYNC_TSAN_PRAGMAS
-#pragma GCC diagnostic pop
-#endif
-
-/* --- private layouts ------------------------------------------------------------------- */
-
-struct event_impl {
-	_Atomic uint32_t gen;
-	_Atomic uint32_t sleepers;
-};
-
-struct sem_impl {
-	_Atomic uint32_t value;
-	_Atomic uint32_t sleepers;
-};
-
-struct mutex_impl {
-	_Atomic uint64_t owner;    /* 0 free; holder's word; | MX_INCONS; MX_NOTREC */
-	_Atomic uint32_t sleepers; /* hint: nonzero = an unlock makes the FUTEX_WAKE */
-	uint32_t reserved0;        /* zero, never read */
-	uint64_t reserved[6];      /* zero, never read */
-};
-
-struct seqlock_impl {
-	_Atomic uint32_t seq;
-};
-
-static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free (address-free)");
-static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t),
-	      "an atomic futex word has the plain word's size (the kernel reads it as u32)");
-static_assert(_Alignof(_Atomic uint32_t) == _Alignof(uint32_t), "futex word alignment");
-
-static_assert(sizeof(struct event_impl) == sizeof(struct shmkit_event), "event size is ABI");
-static_assert(_Alignof(struct event_impl) <= _Alignof(struct shmkit_event), "event align");
-static_assert(offsetof(struct event_impl, gen) == 0, "event layout");
-static_assert(offsetof(struct event_impl, sleepers) == 4, "event layout");
-
-static_assert(sizeof(struct sem_impl) == sizeof(struct shmkit_sem), "sem size is ABI");
-static_assert(_Alignof(struct sem_impl) <= _Alignof(struct shmkit_sem), "sem align");
-static_assert(offsetof(struct sem_impl, value) == 0, "sem layout");
-static_assert(offsetof(struct sem_impl, sleepers) == 4, "sem layout");
-
-static_assert(sizeof(struct mutex_impl) == sizeof(struct shmkit_mutex), "mutex size is ABI");
-static_assert(_Alignof(struct mutex_impl) <= _Alignof(struct shmkit_mutex), "mutex align");
-static_assert(offsetof(struct mutex_impl, owner) == 0, "mutex layout");
-static_assert(offsetof(struct mutex_impl, sleepers) == 8, "mutex layout");
-static_assert(sizeof(_Atomic uint64_t) == 8 && _Alignof(_Atomic uint64_t) == 8,
-	      "the owner word is a plain, naturally aligned u64 (its high half is a futex word)");
-
-static_assert(sizeof(struct seqlock_impl) == sizeof(struct shmkit_seqlock), "seqlock size");
-static_assert(_Alignof(struct seqlock_impl) <= _Alignof(struct shmkit_seqlock), "seqlock align");
-
-static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "seqlock copies use lock-free 64-bit atomics");
-static_assert(sizeof(_Atomic uint64_t) == 8 && _Alignof(_Atomic uint64_t) == 8,
-	      "seqlock copy words");
-
-static inline struct event_impl *ev_impl(struct shmkit_event *ev)
-{
-	return (struct event_impl *)(void *)ev;
-}
-
-static inline const struct event_impl *ev_cimpl(const struct shmkit_event *ev)
-{
-	return (const struct event_impl *)(const void *)ev;
-}
-
-static inline struct sem_impl *sem_impl(struct shmkit_sem *sem)
-{
-	return (struct sem_impl *)(void *)sem;
-}
-
-static inline struct mutex_impl *mx_impl(struct shmkit_mutex *m)
-{
-	return (struct mutex_impl *)(void *)m;
-}
-
-static inline struct seqlock_impl *sl_impl(struct shmkit_seqlock *sl)
-{
-	return (struct seqlock_impl *)(void *)sl;
-}
-
-static inline const struct seqlock_impl *sl_cimpl(const struct shmkit_seqlock *sl)
-{
-	return (const struct seqlock_impl *)(const void *)sl;
-}
-
-/* --- time ------------------------------------------------------------------------------ */
-
-static_assert(sizeof(time_t) == 8, "deadlines add up to 585 years of seconds to time_t");
-
-uint64_t shmkit_now_ns(void)
-{
-	struct timespec ts;
-	/* CLOCK_MONOTONIC cannot fail on Linux with a valid pointer. */
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-struct timespec *shmkit_deadline_after(struct timespec *deadline, uint64_t timeout_ns)
-{
-	struct timespec now;
-	(void)clock_gettime(CLOCK_MONOTONIC, &now);
-	uint64_t sec = timeout_ns / 1000000000u;
-	long nsec = now.tv_nsec + (long)(timeout_ns % 1000000000u);
-	if (nsec >= 1000000000L) {
-		nsec -= 1000000000L;
-		sec++;
-	}
-	/* No overflow: sec <= UINT64_MAX / 1e9 + 1 (about 585 years) and time_t is 64-bit. */
-	deadline->tv_sec = now.tv_sec + (time_t)sec;
-	deadline->tv_nsec = nsec;
-	return deadline;
-}
+/* The code is split by concern (time and futex, the mutex): the list of files is at the top
+ * of src/sync_impl.h. */
+#include "sync_impl.h"
 
 /* True when the absolute CLOCK_MONOTONIC deadline has passed (NULL never passes). */
 static bool deadline_passed(const struct timespec *deadline)
@@ -312,53 +153,6 @@ static bool deadline_passed(const struct timespec *deadline)
 	(void)clock_gettime(CLOCK_MONOTONIC, &now);
 	return now.tv_sec > deadline->tv_sec ||
 	       (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
-}
-
-/* --- raw futex ------------------------------------------------------------------------- */
-
-/* The futex calls take the atomic word's address: the kernel reads and compares it as a
- * plain u32 under its own lock, which is what C11 atomics on the same word expect. */
-static int futex_wait_word(const _Atomic uint32_t *word, uint32_t expected,
-			   const struct timespec *deadline)
-{
-	/* FUTEX_WAIT_BITSET takes an absolute timeout, on CLOCK_MONOTONIC unless
-	 * FUTEX_CLOCK_REALTIME is given; no _PRIVATE flag: the word is shared between
-	 * processes. */
-	long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, deadline, NULL,
-			 FUTEX_BITSET_MATCH_ANY);
-	if (r == 0)
-		return 0;
-	switch (errno) {
-	case EAGAIN: /* the word no longer held `expected`: as good as a wake-up */
-		return 0;
-	case ETIMEDOUT:
-		return -ETIMEDOUT;
-	case EINTR:
-		return -EINTR;
-	default: /* EINVAL (bad deadline, misaligned word), EFAULT */
-		return -errno;
-	}
-}
-
-static int futex_wake_word(const _Atomic uint32_t *word, int count)
-{
-	/* The kernel wakes at least one waiter even for count 0, so never ask it to. */
-	if (count <= 0)
-		return 0;
-	long r = syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
-	if (r < 0)
-		return -errno;
-	return r > INT_MAX ? INT_MAX : (int)r;
-}
-
-int shmkit_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *deadline)
-{
-	return futex_wait_word((const _Atomic uint32_t *)(const void *)word, expected, deadline);
-}
-
-int shmkit_futex_wake(uint32_t *word, int count)
-{
-	return futex_wake_word((const _Atomic uint32_t *)(const void *)word, count);
 }
 
 /* --- event ----------------------------------------------------------------------------- */
@@ -384,8 +178,8 @@ int shmkit_event_wait(struct shmkit_event *ev, uint32_t gen, const struct timesp
 	struct event_impl *e = ev_impl(ev);
 
 	for (unsigned i = 0; i < spin; i++) {
-		/* EV-A2: as EV-A1, for waiters that catch the notify while spinning; pairs with EV-R1 in
-		 * shmkit_event_notify(). */
+		/* EV-A2: as EV-A1, for waiters that catch the notify while spinning; pairs with
+		 * EV-R1 in shmkit_event_notify(). */
 		if (atomic_load_explicit(&e->gen, memory_order_acquire) != gen)
 			return 0;
 		shmkit__cpu_relax();
@@ -403,7 +197,7 @@ int shmkit_event_wait(struct shmkit_event *ev, uint32_t gen, const struct timesp
 			atomic_fetch_sub_explicit(&e->sleepers, 1, memory_order_relaxed);
 			return 0;
 		}
-		int r = futex_wait_word(&e->gen, gen, deadline);
+		int r = shmkit__sync_futex_wait_word(&e->gen, gen, deadline);
 		/* Relaxed: as above (EV-W5). */
 		atomic_fetch_sub_explicit(&e->sleepers, 1, memory_order_relaxed);
 
@@ -433,7 +227,7 @@ int shmkit_event_notify(struct shmkit_event *ev)
 	 * included, just means "make the system call". */
 	if (atomic_load_explicit(&e->sleepers, memory_order_relaxed) == 0)
 		return 0;
-	int r = futex_wake_word(&e->gen, INT_MAX);
+	int r = shmkit__sync_futex_wake_word(&e->gen, INT_MAX);
 	/* A failing wake (EFAULT cannot happen on a mapped word) reports nobody woken. */
 	return r < 0 ? 0 : r;
 }
@@ -467,15 +261,16 @@ int shmkit_sem_post(struct shmkit_sem *sem)
 		 * can never wrap around to 0 and swallow the posts. */
 		if (v >= (uint32_t)INT32_MAX)
 			return -EOVERFLOW;
-		/* EV-R2: EV-N1, publishes the poster's writes to whoever takes this unit; pairs with
-		 * EV-A5 in sem_take(). Failure relaxed: it only reloads v for the next try. */
+		/* EV-R2: EV-N1, publishes the poster's writes to whoever takes this unit; pairs
+		 * with EV-A5 in sem_take(). Failure relaxed: it only reloads v for the next try. */
 	} while (!atomic_compare_exchange_weak_explicit(&s->value, &v, v + 1, memory_order_release,
 							memory_order_relaxed));
-	/* EV-N2: orders the increment before the sleeper check; pairs with EV-W2' in sem_sleep(). */
+	/* EV-N2: orders the increment before the sleeper check; pairs with EV-W2' in
+	 * sem_sleep(). */
 	fence_seq_cst();
 	/* Relaxed (EV-N3): ordered by the fence; nonzero (garbage included) means "wake". */
 	if (atomic_load_explicit(&s->sleepers, memory_order_relaxed) != 0)
-		(void)futex_wake_word(&s->value, 1);
+		(void)shmkit__sync_futex_wake_word(&s->value, 1);
 	return 0;
 }
 
@@ -508,7 +303,7 @@ static int sem_sleep(struct sem_impl *s, const struct timespec *deadline)
 	int r = 0;
 	/* Relaxed (EV-W3'): ordered by EV-W2'; the take that follows does the acquiring. */
 	if (atomic_load_explicit(&s->value, memory_order_relaxed) == 0)
-		r = futex_wait_word(&s->value, 0, deadline);
+		r = shmkit__sync_futex_wait_word(&s->value, 0, deadline);
 	/* Relaxed: the count is only a hint to posters. */
 	atomic_fetch_sub_explicit(&s->sleepers, 1, memory_order_relaxed);
 	return r;
@@ -559,333 +354,6 @@ uint32_t shmkit_sem_value(const struct shmkit_sem *sem)
 	const struct sem_impl *s = (const struct sem_impl *)(const void *)sem;
 	/* Relaxed: a snapshot that orders nothing. */
 	return atomic_load_explicit(&s->value, memory_order_relaxed);
-}
-
-/* --- robust process-shared mutex ------------------------------------------------------- */
-
-/* Owner word values (layout and protocol at the top of this file). */
-#define MX_FREE 0ull
-#define MX_NOTREC UINT64_MAX          /* not recoverable, until shmkit_mutex_init() */
-#define MX_INCONS (1ull << 62)        /* taken from a dead owner, not yet consistent */
-#define MX_TID_MASK 0x3fffffffull     /* bits 32..61: the holder's thread id */
-#define MX_TID_MAX (1 << 22)          /* the kernel's PID_MAX_LIMIT: no thread id is above */
-
-/* Bounded spin before a lock sleeps, as SEM_SPIN. */
-#define MX_SPIN 128u
-
-/* Attempts per look at the owner word before a lock re-checks its deadline or a trylock
- * says -EBUSY: a peer that rewrites the word non-stop must not keep us in a CAS loop. */
-#define MX_CAS_TRIES 64u
-
-/* How hard to look at a holder before calling it alive. */
-enum mx_check {
-	MX_CHECK_NONE,     /* only malformed words count as dead */
-	MX_CHECK_CHEAP,    /* kill(tid, 0): no such thread (one system call) */
-	MX_CHECK_THOROUGH, /* and /proc/TID/stat: zombie, or another thread's start time */
-};
-
-/* The holder's thread id named by an owner word, or 0 for a word no live thread can have
- * written (bit 63 set, thread id 0 or above PID_MAX_LIMIT): garbage counts as a dead
- * owner. */
-static int32_t mx_tid(uint64_t w)
-{
-	if (w >> 63)
-		return 0;
-	uint64_t tid = (w >> 32) & MX_TID_MASK;
-	return tid == 0 || tid > MX_TID_MAX ? 0 : (int32_t)tid;
-}
-
-/* Whether the holder named by w is known to be gone. Only ever errs towards "alive" (the
- * one error that costs time, not mutual exclusion): a thread we cannot see (another
- * user's under hidepid, kill() -> EPERM) counts as alive. */
-static bool mx_holder_gone(uint64_t w, enum mx_check how)
-{
-	int32_t tid = mx_tid(w);
-	if (tid == 0)
-		return true;
-	if (how == MX_CHECK_NONE)
-		return false;
-	/* No task with this id at all, thread or process: the holder exited (a thread
-	 * exiting holding the lock counts as dead, whether or not its process lives on). */
-	if (kill((pid_t)tid, 0) < 0 && errno == ESRCH)
-		return true;
-	if (how == MX_CHECK_CHEAP)
-		return false;
-	/* /proc/TID/stat describes the thread itself (start time, state), also for a thread
-	 * that is not its process's leader. A zombie is gone: a killed process whose parent
-	 * has not reaped it yet, or a leader thread that exited while its process lives on. */
-	if (!shmkit_pid_alive(tid, 0))
-		return true;
-	uint64_t start = shmkit_pid_start_ticks(tid);
-	/* 0: unreadable (it just exited, or /proc hides it): alive for now, the next slice
-	 * looks again. Otherwise a different start time is a reused thread id. */
-	return start != 0 && (start & 0xffffffffu) != (w & 0xffffffffu);
-}
-
-/* The calling thread's owner word: thread id << 32 | the thread's own start time (low 32
- * bits, clock ticks, /proc/TID/stat) — the same encoding as the process owner words of
- * the channels (shmkit__owner_word), with a thread for the process. The start time keeps
- * a recycled thread id from passing for a dead holder. Cached per thread; a fork()ed child
- * (a new thread id) recomputes it: the atfork handler moves the epoch. */
-static _Atomic uint32_t mx_fork_epoch = 1;
-static _Thread_local uint64_t mx_self_word;
-static _Thread_local uint32_t mx_self_epoch; /* 0: not computed yet */
-static pthread_once_t mx_atfork_once = PTHREAD_ONCE_INIT;
-
-static void mx_on_fork_child(void)
-{
-	/* Relaxed: the child has one thread, the one running this. */
-	atomic_fetch_add_explicit(&mx_fork_epoch, 1, memory_order_relaxed);
-}
-
-static void mx_register_atfork(void)
-{
-	/* Cannot fail short of memory; then a forked child keeps its parent's word and its
-	 * locks say -EDEADLK / -EPERM rather than break exclusion. */
-	(void)pthread_atfork(NULL, NULL, mx_on_fork_child);
-}
-
-static uint64_t mx_self_slow(void)
-{
-	(void)pthread_once(&mx_atfork_once, mx_register_atfork);
-	/* Relaxed: only this thread (or the fork child handler, in a child with this thread
-	 * alone) looks at the epoch. */
-	uint32_t e = atomic_load_explicit(&mx_fork_epoch, memory_order_relaxed);
-	int32_t tid = (int32_t)gettid();
-	mx_self_word = shmkit__owner_word(tid, shmkit_pid_start_ticks(tid));
-	mx_self_epoch = e;
-	return mx_self_word;
-}
-
-static inline uint64_t mx_self(void)
-{
-	/* Relaxed: as in mx_self_slow(). */
-	if (SHMKIT__LIKELY(mx_self_epoch ==
-			   atomic_load_explicit(&mx_fork_epoch, memory_order_relaxed)))
-		return mx_self_word;
-	return mx_self_slow();
-}
-
-/* The futex word: the high half of the owner word (thread id and the INCONS bit). Never
- * accessed as a C object of its own, only handed to the kernel. */
-static inline const _Atomic uint32_t *mx_futex(struct mutex_impl *mi)
-{
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	return (const _Atomic uint32_t *)(const void *)((const char *)&mi->owner + 4);
-#else
-	return (const _Atomic uint32_t *)(const void *)&mi->owner;
-#endif
-}
-
-/* Looks at the owner word *w (already loaded) and acts on it: takes a free lock (0),
- * takes a dead holder's lock (-EOWNERDEAD), or reports -ENOTRECOVERABLE or -EDEADLK.
- * Returns 1 when a live holder (as far as `how` can tell) holds it, with *w its word. */
-static int mx_try(struct mutex_impl *mi, uint64_t me, uint64_t *w, enum mx_check how)
-{
-	for (unsigned i = 0; i < MX_CAS_TRIES; i++) {
-		uint64_t cur = *w;
-		if (cur == MX_FREE) {
-			/* MX-A1: sees what the previous holder wrote under the lock; pairs with
-			 * MX-R1 in shmkit_mutex_unlock(). Failure relaxed: it only reloads *w. */
-			if (atomic_compare_exchange_strong_explicit(&mi->owner, w, me,
-								    memory_order_acquire,
-								    memory_order_relaxed))
-				return 0;
-			continue;
-		}
-		if (cur == MX_NOTREC)
-			return -ENOTRECOVERABLE;
-		if ((cur & ~MX_INCONS) == me)
-			return -EDEADLK;
-		if (!mx_holder_gone(cur, how))
-			return 1;
-		/* MX-A2: the dead holder released nothing; acquire orders our reads of the
-		 * protected state after the CAS that names us (for the repair). Failure
-		 * relaxed: somebody else moved first (another waiter took it): look again. */
-		if (atomic_compare_exchange_strong_explicit(&mi->owner, w, me | MX_INCONS,
-							    memory_order_acquire,
-							    memory_order_relaxed))
-			return -EOWNERDEAD;
-	}
-	return 1; /* the word keeps changing under us: busy */
-}
-
-/* The fast path of every lock call: one CAS from free to the caller's word. On failure *w
- * holds the word found. */
-static inline bool mx_take_free(struct mutex_impl *mi, uint64_t me, uint64_t *w)
-{
-	*w = MX_FREE;
-	/* MX-A1 (the fast path): pairs with MX-R1 in shmkit_mutex_unlock(). Failure relaxed:
-	 * it only reports the word. */
-	return atomic_compare_exchange_strong_explicit(&mi->owner, w, me, memory_order_acquire,
-						       memory_order_relaxed);
-}
-
-static bool bad_deadline(const struct timespec *deadline)
-{
-	return deadline && (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L);
-}
-
-static int mx_lock_slow(struct mutex_impl *mi, uint64_t me, uint64_t w,
-			const struct timespec *deadline)
-{
-	int r = mx_try(mi, me, &w, MX_CHECK_NONE);
-	for (unsigned i = 0; r == 1 && i < MX_SPIN; i++) {
-		shmkit__cpu_relax();
-		/* Relaxed: a hint; mx_try()'s CAS does the acquiring. */
-		uint64_t now = atomic_load_explicit(&mi->owner, memory_order_relaxed);
-		if (now != w) {
-			w = now;
-			r = mx_try(mi, me, &w, MX_CHECK_NONE);
-		}
-	}
-	/* About to sleep: a holder that exited is caught now, for one system call. */
-	if (r == 1)
-		r = mx_try(mi, me, &w, MX_CHECK_CHEAP);
-	if (r != 1)
-		return r;
-	if (bad_deadline(deadline))
-		return -EINVAL;
-
-	/* The /proc look at the holder comes once per slice whatever wakes us meanwhile (a
-	 * peer may spam FUTEX_WAKE on the word), and at the deadline. */
-	uint64_t look_at = shmkit_now_ns() + SHMKIT__SLICE_NS;
-	for (;;) {
-		struct timespec until;
-		(void)shmkit__slice_until(&until, deadline, SHMKIT__SLICE_NS);
-		/* MX-W1: register before the re-check; pairs with MX-N3 in
-		 * shmkit_mutex_unlock() (both seq_cst: protocol at the top). */
-		atomic_fetch_add_explicit(&mi->sleepers, 1, memory_order_seq_cst);
-		/* MX-W3: the re-check, ordered after MX-W1 by seq_cst; pairs with MX-R1. */
-		uint64_t cur = atomic_load_explicit(&mi->owner, memory_order_seq_cst);
-		int fr = 0;
-		if (cur == w)
-			fr = futex_wait_word(mx_futex(mi), (uint32_t)(w >> 32), &until);
-		/* Relaxed: the count is only a hint to unlockers. */
-		atomic_fetch_sub_explicit(&mi->sleepers, 1, memory_order_relaxed);
-
-		/* Relaxed: a hint; mx_try()'s CAS does the acquiring. */
-		w = atomic_load_explicit(&mi->owner, memory_order_relaxed);
-		uint64_t now = shmkit_now_ns();
-		bool passed = shmkit__deadline_passed(deadline, now);
-		bool look = passed || now >= look_at;
-		if (look)
-			look_at = now + SHMKIT__SLICE_NS;
-		/* Always try to take the lock before reporting a timeout: a wake-up meant for us
-		 * must not be lost to our deadline. */
-		r = mx_try(mi, me, &w, look ? MX_CHECK_THOROUGH : MX_CHECK_NONE);
-		if (r != 1)
-			return r;
-		if (passed)
-			return -ETIMEDOUT;
-		if (fr < 0 && fr != -ETIMEDOUT && fr != -EINTR)
-			return fr;
-	}
-}
-
-int shmkit_mutex_init(struct shmkit_mutex *m)
-{
-	struct mutex_impl *mi = mx_impl(m);
-	/* Relaxed: init runs before the object is shared (or while nobody uses it);
-	 * publishing the segment orders it. */
-	atomic_store_explicit(&mi->owner, MX_FREE, memory_order_relaxed);
-	atomic_store_explicit(&mi->sleepers, 0, memory_order_relaxed);
-	/* The reserved words too, so the 64 bytes are deterministic (and diff cleanly in a
-	 * segment dump); nothing reads them. */
-	mi->reserved0 = 0;
-	memset(mi->reserved, 0, sizeof mi->reserved);
-	return 0;
-}
-
-int shmkit_mutex_lock(struct shmkit_mutex *m)
-{
-	return shmkit_mutex_timedlock(m, NULL);
-}
-
-int shmkit_mutex_trylock(struct shmkit_mutex *m)
-{
-	struct mutex_impl *mi = mx_impl(m);
-	uint64_t me = mx_self(), w;
-	if (SHMKIT__LIKELY(mx_take_free(mi, me, &w)))
-		return 0;
-	int r = mx_try(mi, me, &w, MX_CHECK_CHEAP);
-	return r == 1 ? -EBUSY : r;
-}
-
-int shmkit_mutex_timedlock(struct shmkit_mutex *m, const struct timespec *deadline)
-{
-	struct mutex_impl *mi = mx_impl(m);
-	uint64_t me = mx_self(), w;
-	if (SHMKIT__LIKELY(mx_take_free(mi, me, &w)))
-		return 0;
-	return mx_lock_slow(mi, me, w, deadline);
-}
-
-int shmkit__mutex_lock_for(struct shmkit_mutex *m, uint64_t timeout_ns)
-{
-	struct mutex_impl *mi = mx_impl(m);
-	uint64_t me = mx_self(), w;
-	if (SHMKIT__LIKELY(mx_take_free(mi, me, &w)))
-		return 0;
-	struct timespec deadline;
-	return mx_lock_slow(mi, me, w, shmkit_deadline_after(&deadline, timeout_ns));
-}
-
-int shmkit_mutex_consistent(struct shmkit_mutex *m)
-{
-	uint64_t me = mx_self(), w = me | MX_INCONS;
-	/* Relaxed: we hold the lock; the flag publishes nothing. */
-	return atomic_compare_exchange_strong_explicit(&mx_impl(m)->owner, &w, me,
-						       memory_order_relaxed, memory_order_relaxed)
-		       ? 0
-		       : -EINVAL;
-}
-
-int shmkit_mutex_unlock(struct shmkit_mutex *m)
-{
-	struct mutex_impl *mi = mx_impl(m);
-	uint64_t me = mx_self();
-	/* Relaxed: if the word is ours we wrote it; if a peer rewrote it, the CAS decides. */
-	uint64_t w = atomic_load_explicit(&mi->owner, memory_order_relaxed);
-	if ((w & ~MX_INCONS) != me)
-		return -EPERM;
-	/* Unlocked without shmkit_mutex_consistent() after -EOWNERDEAD: never usable again. */
-	uint64_t next = (w & MX_INCONS) ? MX_NOTREC : MX_FREE;
-	/* MX-R1: publishes the protected state to the next holder (pairs with MX-A1 in the
-	 * lock paths); seq_cst: the unlocker's store of the Dekker pair (MX-N1), ordered before
-	 * MX-N3 below. Fails only when a peer rewrote the word since the load. */
-	if (!atomic_compare_exchange_strong_explicit(&mi->owner, &w, next, memory_order_seq_cst,
-						     memory_order_relaxed))
-		return -EPERM;
-	/* MX-N3: pairs with MX-W1 in mx_lock_slow(); any nonzero value (garbage included)
-	 * means "make the system call". Not recoverable: wake everyone to say so. */
-	if (atomic_load_explicit(&mi->sleepers, memory_order_seq_cst) != 0)
-		(void)futex_wake_word(mx_futex(mi), next == MX_NOTREC ? INT_MAX : 1);
-	return 0;
-}
-
-int shmkit_mutex_destroy(struct shmkit_mutex *m)
-{
-	struct mutex_impl *mi = mx_impl(m);
-	uint64_t me = mx_self();
-	/* Relaxed: the CAS below decides. */
-	uint64_t w = atomic_load_explicit(&mi->owner, memory_order_relaxed);
-	for (unsigned i = 0; i < MX_CAS_TRIES; i++) {
-		if (w == MX_NOTREC)
-			return 0;
-		/* Held by the caller, or by a holder that is alive (a /proc read: destroy is
-		 * rare): -EBUSY. A free mutex, or a dead holder's, becomes not recoverable in
-		 * one CAS, so that no locker can slip in between the check and the destroy;
-		 * using it again needs shmkit_mutex_init(). Relaxed: nothing to publish. */
-		if ((w & ~MX_INCONS) == me ||
-		    (w != MX_FREE && !mx_holder_gone(w, MX_CHECK_THOROUGH)))
-			return -EBUSY;
-		if (atomic_compare_exchange_strong_explicit(&mi->owner, &w, MX_NOTREC,
-							    memory_order_relaxed,
-							    memory_order_relaxed))
-			return 0;
-	}
-	return -EBUSY;
 }
 
 /* --- seqlock --------------------------------------------------------------------------- */

@@ -1,4 +1,5 @@
-/* shmkit — test hooks into src/table.c (never installed; only tests/table.c uses them).
+/* shmkit — test hooks into the shared table, src/table*.c (never installed; only
+ * tests/table.c uses them).
  *
  * The crash tests must kill a writer at each step of the table's write protocol, not only
  * where a random SIGKILL happens to land. The library calls shmkit__table_fault_hook, when a

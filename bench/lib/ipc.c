@@ -12,7 +12,7 @@
  *             A's first send to B's last receive (both CLOCK_MONOTONIC).
  *
  * Interleaving the mechanisms in blocks means every mechanism sees the same drift of the
- * vCPU placement (DESIGN.md §6), and the floor measured in the same schedule is the
+ * vCPU placement (docs/design.md, "Measuring"), and the floor measured in the same schedule is the
  * denominator of every ratio. Counts are sized from the warm-up so that the whole plan
  * takes about plan->budget_s.
  *

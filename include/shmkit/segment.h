@@ -286,6 +286,15 @@ SHMKIT_API int shmkit_pid_alive(int32_t pid, uint64_t start_ticks);
 /* The start time of `pid` (0 = this process) in clock ticks since boot, or 0 on error. */
 SHMKIT_API uint64_t shmkit_pid_start_ticks(int32_t pid);
 
+/* Copies n bytes from src to dst the way shmkit copies message payloads (the send and
+ * receive calls of every kind use it): one memcpy below 1 MiB; from 1 MiB up, memcpy in
+ * 256 KiB pieces, because a single huge memcpy makes glibc switch to non-temporal stores,
+ * which were 4-5 times slower than cached copies of pieces where shmkit was measured
+ * (bench/chan.c: shmkit-spin-copy against ring-copy). For a caller that fills a loan or
+ * copies a peeked message out itself, so that it copies as fast as shmkit's own copying
+ * calls. The ranges must not overlap. Thread-safe; touches nothing but the two ranges. */
+SHMKIT_API void shmkit_copy(void *dst, const void *src, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

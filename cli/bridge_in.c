@@ -1,0 +1,331 @@
+/* shmkit CLI — `shmkit bridge in`: NATS -> local channel (the design is at the top of
+ * cli/bridge.c). */
+#include "bridge_int.h"
+
+#ifdef SHMKIT_HAVE_NATS
+
+/* --- in: NATS → local channel --------------------------------------------------------------- */
+
+static uint64_t note(struct bridge *b, unsigned i)
+{
+	uint64_t v = 0;
+	(void)(b->ps ? shmkit_pubsub_note_load(b->ps, i, &v) : shmkit_chan_note_load(b->ch, i, &v));
+	return v;
+}
+
+static void note_set(struct bridge *b, unsigned i, uint64_t v)
+{
+	(void)(b->ps ? shmkit_pubsub_note_store(b->ps, i, v) : shmkit_chan_note_store(b->ch, i, v));
+}
+
+/* Settles the bookkeeping a killed predecessor left: its pending message landed iff the
+ * channel's position moved past the one recorded before the commit. */
+static void notes_recover(struct bridge *b)
+{
+	if (note(b, NOTE_MAGIC) != NOTES_MAGIC) {
+		for (unsigned i = 1; i < SHMKIT_CHAN_NOTES; i++)
+			note_set(b, i, 0);
+		note_set(b, NOTE_MAGIC, NOTES_MAGIC);
+		return;
+	}
+	uint64_t pos = 0, pid = note(b, NOTE_PID);
+	(void)l_position(b, &pos);
+	if (pid > note(b, NOTE_ID) && pos > note(b, NOTE_PPOS)) {
+		note_set(b, NOTE_SSEQ, note(b, NOTE_PSSEQ));
+		note_set(b, NOTE_ID, pid);
+	}
+}
+
+/* (Re)creates the pull consumer so that it delivers the stream from right after the last
+ * committed message, in order. */
+static int js_consumer(struct bridge *b)
+{
+	if (b->sub) {
+		natsSubscription_Destroy(b->sub);
+		b->sub = NULL;
+	}
+	uint64_t end = now_ns() + (b->have_timeout ? b->timeout_ns : 10000000000ull);
+	for (int attempt = 0;; attempt++) {
+		jsErrCode je = 0;
+		(void)js_DeleteConsumer(b->js, b->stream, b->durable, NULL, &je);
+		jsSubOptions so;
+		jsSubOptions_Init(&so);
+		so.Stream = b->stream;
+		so.Config.Durable = b->durable;
+		so.Config.AckPolicy = js_AckExplicit;
+		so.Config.AckWait = 10000000000ll; /* ns: a stalled bridge says "in progress" */
+		so.Config.MaxAckPending = 4096;
+		uint64_t sseq = note(b, NOTE_SSEQ);
+		if (sseq) {
+			so.Config.DeliverPolicy = js_DeliverByStartSequence;
+			so.Config.OptStartSeq = sseq + 1;
+		} else {
+			so.Config.DeliverPolicy = js_DeliverAll;
+		}
+		natsStatus s = js_PullSubscribe(&b->sub, b->js, b->subject, b->durable, NULL, &so, &je);
+		if (s == NATS_OK)
+			return CLI_OK;
+		if (cli_bridge_stop_sig || now_ns() >= end)
+			return cli_errorf(b->cmd, "JetStream consumer %s on %s: %s (error %d)",
+					  b->durable, b->stream, nerr(s), (int)je);
+		cli_nap((uint64_t)cli_bridge_reconnect_delay(NULL, attempt, NULL) * 1000000ull);
+	}
+}
+
+/* Loans room for `n` bytes, waiting without bound (telling JetStream the message is in
+ * progress meanwhile), and copies `data` in. CLI_OK or CLI_ERR after reporting. */
+static int loan_copy(struct bridge *b, natsMsg *m, const void *data, size_t n)
+{
+	void *buf;
+	int err;
+	for (;;) {
+		struct timespec ts;
+		struct cli_waiting w = {true, 1000000000ull};
+		const struct timespec *dl = cli_deadline(&w, &ts);
+		err = b->ps ? shmkit_pubsub_loan_wait(b->ps, n, &buf, dl)
+			    : shmkit_chan_loan_wait(b->ch, n, &buf, dl);
+		if (err != -ETIMEDOUT && err != -EINTR)
+			break;
+		if (cli_bridge_stop_sig)
+			return cli_errorf(b->cmd, "interrupted");
+		if (b->reliable)
+			(void)natsMsg_InProgress(m, NULL);
+	}
+	if (err == -EMSGSIZE)
+		return cli_errorf(b->cmd, "%s: a message of %zu bytes is larger than the channel's "
+				  "max_msg of %zu bytes", b->name, n, l_max_msg(b));
+	if (err == -EPIPE)
+		return cli_errorf(b->cmd, "%s: consumer closed the channel", b->name);
+	if (err)
+		return cli_error(b->cmd, b->name, err);
+	shmkit_copy(buf, data, n);
+	return CLI_OK;
+}
+
+/* Reads the length of the next message of a batch payload at p[0..avail): the length, or
+ * SIZE_MAX when the 4 bytes or the message do not fit. */
+static size_t batch_len(const uint8_t *p, size_t avail)
+{
+	uint32_t len;
+	if (avail < 4)
+		return SIZE_MAX;
+	memcpy(&len, p, 4);
+	return len <= avail - 4 ? len : SIZE_MAX;
+}
+
+/* Commits a frame's messages into the channel with the exactly-once bookkeeping around
+ * them: one message, or (core mode) a batch of [4-byte length][bytes] records, checked
+ * whole before anything is written. */
+static int commit_frame(struct bridge *b, natsMsg *m, const struct frame *f, uint64_t sseq)
+{
+	const uint8_t *data = (const uint8_t *)natsMsg_GetData(m);
+	size_t n = (size_t)natsMsg_GetDataLength(m), count = 1;
+	if (f->end == 3) {
+		count = 0;
+		for (size_t off = 0; off < n; count++) {
+			size_t len = batch_len(data + off, n - off);
+			if (len == SIZE_MAX)
+				return cli_errorf(b->cmd, "a batch frame on %s is malformed; nothing "
+						  "of it was written into %s", b->subject, b->name);
+			off += 4 + len;
+		}
+	}
+	uint64_t pos = 0;
+	(void)l_position(b, &pos);
+	/* Pending first, its ID last: the ID marks the pair as current (see the top). */
+	note_set(b, NOTE_PPOS, pos);
+	note_set(b, NOTE_PSSEQ, sseq);
+	note_set(b, NOTE_PID, f->id);
+	for (size_t i = 0, off = 0; i < count; i++) {
+		const uint8_t *p = data;
+		size_t len = n;
+		if (f->end == 3) {
+			len = batch_len(data + off, n - off);
+			p = data + off + 4;
+			off += 4 + len;
+		}
+		int rc = loan_copy(b, m, p, len);
+		if (rc != CLI_OK)
+			return rc;
+		/* Without MORE: the position test of notes_recover() needs each commit
+		 * published (a pub/sub publisher's unpublished commits die with it). */
+		int err = b->ps ? shmkit_pubsub_commit(b->ps, len, 0) : shmkit_chan_commit(b->ch, len, 0);
+		if (err)
+			return cli_error(b->cmd, b->name, err);
+		b->msgs++;
+		b->bytes += len;
+	}
+	note_set(b, NOTE_SSEQ, sseq);
+	note_set(b, NOTE_ID, f->id);
+	return CLI_OK;
+}
+
+enum { FR_DONE = 0, FR_NEXT = 1, FR_RESYNC = 2 };
+
+/* Handles one received NATS message: FR_NEXT to go on (the message may then be
+ * acknowledged), FR_RESYNC when it does not follow the last commit (reliable: restart the
+ * consumer), FR_DONE with *rc at the end of the stream or on an error. */
+static int handle(struct bridge *b, natsMsg *m, int *rc)
+{
+	struct frame f;
+	if (!cli_bridge_frame_parse(m, &f)) {
+		*rc = cli_errorf(b->cmd, "a message on %s is not a bridge frame (no valid %s "
+				 "header); nothing of it was written into %s", natsMsg_GetSubject(m),
+				 FRAME_HDR, b->name);
+		return FR_DONE;
+	}
+	uint64_t sseq = 0;
+	if (b->reliable) {
+		jsMsgMetaData *md = NULL;
+		if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
+			sseq = md->Sequence.Stream;
+			jsMsgMetaData_Destroy(md);
+		}
+	}
+	uint64_t src = note(b, NOTE_SRC), last = note(b, NOTE_ID);
+	if (f.src == src && f.id <= last) {
+		b->dups++;
+		return FR_NEXT;
+	}
+	if (f.src != src) {
+		/* A new source: its positions start again. ID first, so a crash in between
+		 * leaves the old source with nothing committed rather than the new one with an
+		 * old ID. */
+		note_set(b, NOTE_ID, 0);
+		note_set(b, NOTE_SRC, f.src);
+		last = f.prev;
+	} else if (f.prev != last) {
+		if (b->reliable)
+			return FR_RESYNC;
+		b->gaps++;
+		note_set(b, NOTE_GAPS, note(b, NOTE_GAPS) + 1);
+	}
+	if (f.end == 1 || f.end == 2) {
+		note_set(b, NOTE_SSEQ, sseq);
+		note_set(b, NOTE_ID, f.id);
+		if (f.end == 1) {
+			if (b->ps)
+				shmkit_pubsub_close(b->ps);
+			else
+				shmkit_chan_close(b->ch);
+			*rc = CLI_OK;
+		} else {
+			/* A pub/sub channel has no abort: its publisher's handle is left to the
+			 * end of this process, which subscribers see as a dead publisher
+			 * (-EOWNERDEAD). */
+			if (b->ch)
+				shmkit_chan_abort(b->ch);
+			*rc = cli_errorf(b->cmd, "%s: the far producer aborted the stream (passed on)",
+					 b->name);
+		}
+		b->ch = NULL;
+		b->ps = NULL;
+		return FR_DONE;
+	}
+	*rc = commit_frame(b, m, &f, sseq);
+	return *rc == CLI_OK ? FR_NEXT : FR_DONE;
+}
+
+int cli_bridge_run_in(struct bridge *b)
+{
+	int rc = cli_bridge_nats_connect(b);
+	if (rc != CLI_OK)
+		return rc;
+	/* Core: subscribe before the channel exists, so nothing sent once it appears is lost. */
+	if (!b->reliable) {
+		natsStatus s = natsConnection_SubscribeSync(&b->sub, b->nc, b->subject);
+		if (s == NATS_OK)
+			s = natsSubscription_SetPendingLimits(b->sub, 1 << 20, 1 << 30);
+		if (s == NATS_OK)
+			s = natsConnection_FlushTimeout(b->nc, 5000);
+		if (s != NATS_OK)
+			return cli_errorf(b->cmd, "subscribe to %s: %s", b->subject, nerr(s));
+	} else if ((rc = cli_bridge_ensure_stream(b)) != CLI_OK) {
+		return rc;
+	}
+	int err;
+	if (b->create && b->pubsub) {
+		struct shmkit_pubsub_opts po = {.capacity = b->capacity,
+						.max_msg = b->max_msg ? b->max_msg : 1u << 20,
+						.max_subscribers = b->subs,
+						.policy = b->overwrite ? SHMKIT_PUBSUB_OVERWRITE
+								       : SHMKIT_PUBSUB_BLOCK,
+						.history = b->history};
+		po.seg.backend = b->backend;
+		err = shmkit_pubsub_create(b->name, SHMKIT_PUBSUB_PUBLISHER, &po, &b->ps);
+	} else if (b->create) {
+		struct shmkit_chan_opts co = {.capacity = b->capacity,
+					      .max_msg = b->max_msg ? b->max_msg : 1u << 20};
+		co.seg.backend = b->backend;
+		err = shmkit_chan_create(b->name, SHMKIT_CHAN_PRODUCER, &co, &b->ch);
+	} else {
+		err = cli_bridge_open_wait(b);
+	}
+	if (err)
+		return cli_error(b->cmd, b->name, err);
+	notes_recover(b);
+	if (b->reliable && (rc = js_consumer(b)) != CLI_OK)
+		goto out;
+	for (;;) {
+		cli_bridge_progress(b, false);
+		if (cli_bridge_stop_sig) {
+			rc = cli_errorf(b->cmd, "interrupted");
+			break;
+		}
+		int r = FR_NEXT;
+		if (!b->reliable) {
+			natsMsg *m = NULL;
+			natsStatus s = natsSubscription_NextMsg(&m, b->sub, 200);
+			if (s == NATS_TIMEOUT)
+				continue;
+			if (s == NATS_SLOW_CONSUMER) {
+				b->gaps++; /* counted again by the IDs; said here for --stats */
+				continue;
+			}
+			if (s != NATS_OK) {
+				rc = cli_errorf(b->cmd, "receive from %s: %s", b->subject, nerr(s));
+				break;
+			}
+			r = handle(b, m, &rc);
+			natsMsg_Destroy(m);
+			if (r == FR_DONE)
+				break;
+			continue;
+		}
+		natsMsgList list = {0};
+		jsErrCode je = 0;
+		natsStatus s = natsSubscription_Fetch(&list, b->sub, 256, 200, &je);
+		if (s == NATS_TIMEOUT || (s != NATS_OK && list.Count == 0)) {
+			if (s != NATS_TIMEOUT)
+				cli_nap(50000000ull); /* server gone: libnats reconnects */
+			if (s == NATS_NOT_FOUND || je == JSConsumerNotFoundErr ||
+			    s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_SUBSCRIPTION) {
+				b->resyncs++;
+				if ((rc = js_consumer(b)) != CLI_OK)
+					break;
+			}
+			natsMsgList_Destroy(&list);
+			continue;
+		}
+		for (int i = 0; i < list.Count && r == FR_NEXT; i++) {
+			r = handle(b, list.Msgs[i], &rc);
+			if (r == FR_NEXT || (r == FR_DONE && rc == CLI_OK))
+				(void)natsMsg_Ack(list.Msgs[i], NULL);
+		}
+		natsMsgList_Destroy(&list);
+		if (r == FR_DONE)
+			break;
+		if (r == FR_RESYNC) {
+			b->resyncs++;
+			if ((rc = js_consumer(b)) != CLI_OK)
+				break;
+		}
+	}
+	if (b->nc)
+		(void)natsConnection_FlushTimeout(b->nc, 5000); /* the last acknowledgements */
+out:
+	l_detach(b); /* not the end: the peer keeps waiting for more */
+	return rc;
+}
+
+#endif

@@ -1,0 +1,194 @@
+/* shmkit — what the files of the work queue share (src/queue*.c). Never installed.
+ *
+ *   src/queue.c         the design (layout, slot state machine, crashes), statistics,
+ *                       creation and attachment, lifetime and state, the waitset hooks
+ *   src/queue_io.c      the slot claims and the hot path: waiting, producing, consuming
+ *   src/queue_repair.c  repair: re-delivering or skipping the slots of a dead member
+ * Here: the layouts, the handle, the slot word helpers, the statistics stores and the
+ * wake-ups (static inline); at the end, what one file calls in another (shmkit__queue_*,
+ * hidden).
+ */
+#ifndef SHMKIT_QUEUE_IMPL_H
+#define SHMKIT_QUEUE_IMPL_H
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "object.h"
+#include "shmkit/queue.h"
+#include "waitq_internal.h"
+
+#define Q_MAGIC 0x316575716b6d6873ull /* "shmkque1" */
+#define Q_VERSION 2u /* 2: membarrier handshake (16-byte wait queues) */
+#define Q_MEMBERS_OFF 1024u
+#define Q_MEMBER_SIZE 128u
+#define Q_SLOT_HDR 16u
+#define Q_TRIES 4096 /* bound of the claim loops (each failure means someone else progressed) */
+
+#define QW_SHIFT 13
+#define QW_LOW (((uint64_t)1 << QW_SHIFT) - 1)
+#define QW_MEMBER(w) ((uint32_t)((w) >> 3) & 1023u)
+#define QW_STATE(w) ((uint32_t)(w)&7u)
+
+enum { S_EMPTY = 0, S_WRITING = 1, S_FULL = 2, S_READING = 3, S_SKIP = 4 };
+
+struct q_totals {
+	_Atomic uint64_t sent, bytes_sent, recv, bytes_recv, psleeps, csleeps, redelivered, skipped,
+		recovered;
+};
+
+struct q_ctl {
+	/* immutable after creation */
+	uint64_t magic;
+	uint32_t version;
+	uint32_t max_members;
+	uint64_t nslots;
+	uint64_t slot_size;
+	uint64_t max_msg;
+	uint64_t members_offset;
+	uint64_t slots_offset;
+	uint8_t pad0[72];
+	_Atomic uint64_t enqueue_pos;
+	uint8_t pad1[120];
+	_Atomic uint64_t dequeue_pos;
+	uint8_t pad2[120];
+	struct shmkit__waitq data_q;
+	uint8_t pad3[112];
+	struct shmkit__waitq space_q;
+	uint8_t pad4[112];
+	struct q_totals totals;
+	uint8_t pad5[312];
+};
+
+struct q_member {
+	_Atomic uint64_t owner;
+	_Atomic uint64_t sent, bytes_sent, recv, bytes_recv, psleeps, csleeps, wakes, reserved;
+	uint8_t pad[56];
+};
+
+struct q_slot {
+	_Atomic uint64_t word;
+	_Atomic uint32_t len;
+	uint32_t zero;
+	uint8_t data[];
+};
+
+static_assert(offsetof(struct q_ctl, nslots) == 16, "layout");
+static_assert(offsetof(struct q_ctl, slots_offset) == 48, "layout");
+static_assert(offsetof(struct q_ctl, enqueue_pos) == 128, "producer line");
+static_assert(offsetof(struct q_ctl, dequeue_pos) == 256, "consumer line");
+static_assert(offsetof(struct q_ctl, data_q) == 384, "data queue");
+static_assert(offsetof(struct q_ctl, space_q) == 512, "space queue");
+static_assert(offsetof(struct q_ctl, totals) == 640, "totals");
+static_assert(sizeof(struct q_totals) == 72, "totals");
+static_assert(sizeof(struct q_ctl) == Q_MEMBERS_OFF, "members offset");
+static_assert(sizeof(struct q_member) == Q_MEMBER_SIZE, "member size");
+static_assert(offsetof(struct q_slot, len) == 8 && offsetof(struct q_slot, data) == Q_SLOT_HDR,
+	      "slot layout");
+static_assert(SHMKIT_QUEUE_MAX_MEMBERS <= 1024, "member index fits 10 bits");
+
+struct shmkit_queue {
+	struct shmkit_segment *seg;
+	struct q_ctl *ctl;
+	struct q_member *members;
+	uint8_t *slots;
+	uint64_t nslots, mask, stride, max_msg;
+	uint32_t max_members;
+	uint32_t idx;        /* our member index */
+	bool observer;       /* opened with SHMKIT_SEG_RDONLY: no member entry */
+	struct q_member *mine;
+	uint64_t me;
+	struct shmkit__spin spin;
+	struct shmkit__wq wq; /* the handshake's mode and the segment's missed counter */
+	bool loaned;
+	uint64_t loan_pos;
+	bool peeked;
+	uint64_t peek_pos;
+	uint32_t peek_len;
+	uint64_t sent, bsent, recvd, brecv, psleeps, csleeps, wakes;
+};
+
+static inline uint64_t qw(uint64_t pos, uint32_t member, uint32_t state)
+{
+	return pos << QW_SHIFT | (uint64_t)member << 3 | state;
+}
+
+/* Position of the word minus `pos`, modulo 2^51, as a signed number of positions. */
+static inline int64_t qw_diff(uint64_t w, uint64_t pos)
+{
+	return (int64_t)((w & ~QW_LOW) - (pos << QW_SHIFT)) / ((int64_t)1 << QW_SHIFT);
+}
+
+static inline struct q_slot *slot_at(const struct shmkit_queue *q, uint64_t pos)
+{
+	return (struct q_slot *)(void *)(q->slots + (pos & q->mask) * q->stride);
+}
+
+/* Moves a shared position hint from somewhere in [from, to) up to `to`. Relaxed: a hint;
+ * the slot words carry all the ordering. */
+static inline void advance(_Atomic uint64_t *hint, uint64_t from, uint64_t to)
+{
+	uint64_t e = atomic_load_explicit(hint, memory_order_relaxed);
+	for (int i = 0; i < 8 && e - from < to - from; i++)
+		if (atomic_compare_exchange_weak_explicit(hint, &e, to, memory_order_relaxed,
+							  memory_order_relaxed))
+			return;
+}
+
+/* The claimer's own advance, right after it won slot p: a plain store, not a locked
+ * compare-and-swap, when the hint is behind p + 1. A racing store can move the hint back a
+ * little; that only costs a later claimer a few probes, since a claim is decided by the
+ * slot word alone. Relaxed: a hint. */
+static inline void advance_own(_Atomic uint64_t *hint, uint64_t p)
+{
+	if ((int64_t)(p + 1 - atomic_load_explicit(hint, memory_order_relaxed)) > 0)
+		atomic_store_explicit(hint, p + 1, memory_order_relaxed);
+}
+
+/* Relaxed: statistics; each member's counters have one writer. */
+static inline void pub_stat(_Atomic uint64_t *w, uint64_t v)
+{
+	atomic_store_explicit(w, v, memory_order_relaxed);
+}
+
+static inline void total_add(_Atomic uint64_t *w, uint64_t v)
+{
+	if (v)
+		atomic_fetch_add_explicit(w, v, memory_order_relaxed); /* statistics */
+}
+
+static inline void wake_consumers(struct shmkit_queue *q, int n)
+{
+	if (shmkit__waitq_wake(&q->ctl->data_q, n)) {
+		q->wakes++;
+		pub_stat(&q->mine->wakes, q->wakes);
+	}
+}
+
+static inline void wake_producers(struct shmkit_queue *q, int n)
+{
+	if (shmkit__waitq_wake(&q->ctl->space_q, n)) {
+		q->wakes++;
+		pub_stat(&q->mine->wakes, q->wakes);
+	}
+}
+
+/* What a sweep repairs: the claims tagged with our own index that are not our pending
+ * loan or peek (adopted from a dead predecessor), those of dead members, or both; OTHERS
+ * reads no private state of the handle (own_claim() does), so any thread may run it. */
+enum { SWEEP_OWN, SWEEP_ALL, SWEEP_OTHERS };
+
+/* --- across the queue's files -------------------------------------------------------------- */
+
+/* src/queue_io.c */
+bool shmkit__queue_probe(const struct shmkit_queue *q, bool data, bool sc);
+
+/* src/queue_repair.c */
+int shmkit__queue_sweep_slots(const struct shmkit_queue *q, int which);
+int shmkit__queue_sweep(struct shmkit_queue *q, bool own_only);
+
+#endif
