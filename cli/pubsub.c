@@ -232,7 +232,9 @@ static int chan_leave(struct shmkit_chan *ch, const char *name, bool abort, bool
 static int open_error(const struct cli_cmd *cmd, const char *name, uint32_t backend, int err,
 		      int role)
 {
-	struct shmkit_chan_opts co = {.seg = {.backend = backend, .flags = SHMKIT_SEG_FOREIGN_UID}};
+	/* An observer asks for read-only access, the one way (SHMKIT_SEG_RDONLY). */
+	struct shmkit_chan_opts co = {
+		.seg = {.backend = backend, .flags = SHMKIT_SEG_RDONLY | SHMKIT_SEG_FOREIGN_UID}};
 	struct shmkit_chan *ch;
 	struct shmkit_chan_stats st;
 	if (err == -EBUSY && shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, &co, &ch) == 0) {
