@@ -312,6 +312,15 @@ static int seg_exists(const char *name, uint32_t backend, int32_t key)
 	return shmkit_segment_stat(name, &o, &inf) == 0;
 }
 
+/* Whether the named POSIX segment exists with its header complete (status 0: an open would
+ * succeed), not just created and still being initialized. */
+static int seg_ready(const char *name)
+{
+	struct shmkit_segment_opts o = {.backend = SHMKIT_BACKEND_POSIX};
+	struct shmkit_segment_info inf;
+	return shmkit_segment_stat(name, &o, &inf) == 0 && inf.status == 0;
+}
+
 /* System V segments made without shmkit, removed when the test process exits. */
 static int raw_ids[8];
 static int nraw;
@@ -2011,8 +2020,8 @@ static pid_t start_pub_creator(struct t_proc *p, const char *name, const char *e
 	start_cli(p, fds[0], -1, "pub", name, "--create", extra);
 	close(fds[0]);
 	*wfd = fds[1];
-	T_WAIT_FOR(seg_exists(name, SHMKIT_BACKEND_POSIX, 0));
-	ck_assert_msg(seg_exists(name, SHMKIT_BACKEND_POSIX, 0), "pub never created %s", name);
+	T_WAIT_FOR(seg_ready(name));
+	ck_assert_msg(seg_ready(name), "pub never created %s", name);
 	return p->pid;
 }
 
