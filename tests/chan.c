@@ -14,17 +14,6 @@
 #include "internal.h"
 #include "testutil.h"
 
-static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV, SHMKIT_BACKEND_MEMFD};
-
-/* What a test shares with its children (anonymous shared memory). */
-struct shared {
-	_Atomic uint64_t last_seq;    /* last sequence a consumer verified, +1; 0 = none */
-	_Atomic uint64_t count;       /* messages verified */
-	_Atomic int ready;
-	_Atomic int failed;           /* a child saw something wrong */
-	char why[256];
-};
-
 /* --- message lengths (the contents: t_msg_fill()) ------------------------------------ */
 
 static uint64_t rnd_len(uint64_t seq, uint64_t seed, uint64_t max)
@@ -47,53 +36,64 @@ static uint64_t rnd_len(uint64_t seq, uint64_t seed, uint64_t max)
 static struct shmkit_chan *chan_new(const char *name, uint32_t backend, int role, uint64_t cap,
 				    uint64_t max_msg)
 {
-	struct shmkit_chan_opts o = {.capacity = cap, .max_msg = max_msg};
-	o.seg.backend = backend;
-	struct shmkit_chan *ch;
-	if (backend == SHMKIT_BACKEND_MEMFD)
-		name = NULL; /* a memfd channel has no name */
-	int err = shmkit_chan_create(name, role, &o, &ch);
-	ck_assert_msg(err == 0, "create: %s", shmkit_strerror(err));
-	t_track(name, backend);
-	return ch;
-}
-
-static int open_role(const struct t_where *w, int role, uint32_t flags, struct shmkit_chan **ch)
-{
-	struct shmkit_chan_opts o = {.flags = flags};
-	o.seg.backend = w->backend;
-	if (role == SHMKIT_CHAN_OBSERVER)
-		o.seg.flags |= SHMKIT_SEG_RDONLY;
-	if (w->backend == SHMKIT_BACKEND_MEMFD)
-		return shmkit_chan_open_fd(w->fd, role, &o, ch);
-	return shmkit_chan_open(w->name, role, &o, ch);
-}
-
-static struct t_where where_of(const char *name, uint32_t backend, struct shmkit_chan *ch)
-{
-	return t_where_of(name, backend, shmkit_chan_segment(ch));
+	struct shmkit_chan_opts o = {.capacity = cap, .max_msg = max_msg, .seg.backend = backend};
+	return t_chan_new(name, role, &o);
 }
 
 /* --- roles, basics ----------------------------------------------------------------- */
 
-START_TEST(test_roles_and_basics)
+/* The channel most basic tests use: a 4096-byte POSIX ring (max_msg 1024), its producer
+ * *p and its consumer *c. */
+static void basic_pair(char *name, size_t cap, struct shmkit_chan **p, struct shmkit_chan **c)
+{
+	t_name(name, cap, "basic");
+	*p = chan_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_CHAN_PRODUCER, 4096, 0);
+	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_CONSUMER, NULL, c), 0);
+}
+
+/* Sends 512-byte messages until the ring is full; returns how many fit. */
+static int fill_ring(struct shmkit_chan *p)
+{
+	char big[512];
+	memset(big, 'b', sizeof big);
+	int k = 0;
+	while (shmkit_chan_send(p, big, sizeof big) == 0)
+		k++;
+	return k;
+}
+
+/* One producer and one consumer: a second of either is refused, as is an unknown role, and
+ * each role's calls are refused to the other. */
+START_TEST(test_roles)
 {
 	char name[64];
-	t_name(name, sizeof name, "basic");
-	struct shmkit_chan *p = chan_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_CHAN_PRODUCER, 4096, 0);
+	struct shmkit_chan *p, *c, *x;
+	basic_pair(name, sizeof name, &p, &c);
 	ck_assert_uint_eq(shmkit_chan_max_msg(p), 1024);
-	struct shmkit_chan *c, *x;
 	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_PRODUCER, NULL, &x), -EBUSY);
-	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_CONSUMER, NULL, &c), 0);
 	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_CONSUMER, NULL, &x), -EBUSY);
 	ck_assert_int_eq(shmkit_chan_open(name, 7, NULL, &x), -EINVAL);
-	/* Wrong role for the call. */
 	const void *cp;
 	size_t n;
 	void *vp;
 	ck_assert_int_eq(shmkit_chan_peek(p, &cp, &n), -EPERM);
 	ck_assert_int_eq(shmkit_chan_loan(c, 8, &vp), -EPERM);
-	/* Empty, then messages of 0, 1 and max bytes; too big is refused. */
+	ck_assert_int_eq(shmkit_chan_peer_alive(p), 1);
+	shmkit_chan_unlink(p);
+	shmkit_chan_close(c);
+	shmkit_chan_close(p);
+}
+END_TEST
+
+/* Messages of 0, 1 and max_msg bytes arrive whole and in order; a larger one is refused,
+ * and a receive buffer too small leaves the message queued. */
+START_TEST(test_message_sizes)
+{
+	char name[64];
+	struct shmkit_chan *p, *c;
+	basic_pair(name, sizeof name, &p, &c);
+	const void *cp;
+	size_t n;
 	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), -EAGAIN);
 	ck_assert_int_eq(shmkit_chan_send(p, "", 0), 0);
 	ck_assert_int_eq(shmkit_chan_send(p, "x", 1), 0);
@@ -109,14 +109,29 @@ START_TEST(test_roles_and_basics)
 	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), 1024);
 	ck_assert_int_eq(memcmp(buf, big, 1024), 0);
 	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), -EAGAIN);
+	shmkit_chan_unlink(p);
+	shmkit_chan_close(c);
+	shmkit_chan_close(p);
+}
+END_TEST
+
+/* A full ring refuses a send and times a waiting one out; an observer then sees the
+ * counters, the fill and both ends alive, and no wake-up calls (nobody slept). */
+START_TEST(test_full_ring_and_observer_stats)
+{
+	char name[64];
+	struct shmkit_chan *p, *c;
+	basic_pair(name, sizeof name, &p, &c);
+	char buf[2048] = {0};
+	ck_assert_int_eq(shmkit_chan_send(p, "", 0), 0);
+	ck_assert_int_eq(shmkit_chan_send(p, "x", 1), 0);
+	ck_assert_int_eq(shmkit_chan_send(p, buf, 1024), 0);
+	for (int i = 0; i < 3; i++)
+		shmkit_chan_recv(c, buf, sizeof buf);
 	/* Full: 4096-byte ring of 520-byte records. */
-	int k = 0;
-	while (shmkit_chan_send(p, big, 512) == 0)
-		k++;
-	ck_assert_int_eq(k, 7);
+	ck_assert_int_eq(fill_ring(p), 7);
 	struct timespec ts;
-	ck_assert_int_eq(shmkit_chan_send_wait(p, big, 512, t_in_ms(&ts, 20)), -ETIMEDOUT);
-	/* Observer sees the counters. */
+	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, 512, t_in_ms(&ts, 20)), -ETIMEDOUT);
 	struct shmkit_chan *obs;
 	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_OBSERVER, T_CHAN_RO, &obs), 0);
 	struct shmkit_chan_stats st;
@@ -133,24 +148,44 @@ START_TEST(test_roles_and_basics)
 	ck_assert_int_eq(st.consumer_alive, 1);
 	ck_assert_int_eq(st.closed, 0);
 	ck_assert_uint_eq(st.producer_wakes, 0); /* nobody ever slept: no wake-up calls */
-	ck_assert_int_eq(shmkit_chan_peer_alive(p), 1);
 	ck_assert_int_eq(shmkit_chan_close(obs), 0);
-	/* A kind mismatch: a table opener would get -EMEDIUMTYPE; a raw segment is not a
-	 * channel either. */
+	shmkit_chan_unlink(p);
+	shmkit_chan_close(c);
+	shmkit_chan_close(p);
+}
+END_TEST
+
+/* Open refuses what is not a channel: a segment of another kind (a raw one here; a table
+ * would do the same), and a name that does not exist. */
+START_TEST(test_open_not_a_channel)
+{
+	struct shmkit_chan *x;
 	char raw[64];
 	struct shmkit_segment *seg = t_raw_segment(raw, sizeof raw);
 	ck_assert_int_eq(shmkit_chan_open(raw, SHMKIT_CHAN_CONSUMER, NULL, &x), -EMEDIUMTYPE);
 	shmkit_segment_unlink(seg);
 	shmkit_segment_close(seg);
 	ck_assert_int_eq(shmkit_chan_open("no-such-chan", SHMKIT_CHAN_CONSUMER, NULL, &x), -ENOENT);
+}
+END_TEST
 
-	/* Close: the consumer drains what is left, then end of stream. */
+/* The producer's close: the consumer drains what is left, then reads end of stream; a new
+ * producer then starts a new session on the same channel. */
+START_TEST(test_close_then_new_session)
+{
+	char name[64];
+	struct shmkit_chan *p, *c;
+	basic_pair(name, sizeof name, &p, &c);
+	int k = fill_ring(p);
 	ck_assert_int_eq(shmkit_chan_close(p), 0);
+	char buf[2048];
 	for (int i = 0; i < k; i++)
 		ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), 512);
 	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), -EPIPE);
+	struct timespec ts;
+	const void *cp;
+	size_t n;
 	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 10)), -EPIPE);
-	/* A new producer starts a new session on the same channel. */
 	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_PRODUCER, NULL, &p), 0);
 	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), -EAGAIN);
 	ck_assert_int_eq(shmkit_chan_send(p, "again", 5), 0);
@@ -189,28 +224,28 @@ END_TEST
 START_TEST(test_leave_held_and_last)
 {
 	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 1 << 16, 0);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_chan *o; /* opened now: the memfd goes with the producer's handle */
-	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_OBSERVER, 0, &o), 0);
+	ck_assert_int_eq(t_chan_open(&w, SHMKIT_CHAN_OBSERVER, 0, &o), 0);
 	for (uint64_t i = 0; i < 4; i++)
 		ck_assert_int_eq(shmkit_chan_send(p, &i, sizeof i), 0);
 	struct shmkit_chan *c;
 	const void *cp;
 	size_t n;
-	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	ck_assert_int_eq(t_chan_open(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
 	for (int i = 0; i < 2; i++) {
 		ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
 		ck_assert_int_eq(shmkit_chan_release(c, SHMKIT_CHAN_MORE), 0);
 	}
 	ck_assert_int_eq(shmkit_chan_abort(c), 0); /* the producer is still there */
-	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	ck_assert_int_eq(t_chan_open(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
 	uint64_t v;
 	ck_assert_int_eq(shmkit_chan_recv(c, &v, sizeof v), 8);
 	ck_assert_uint_eq(v, 0); /* the aborted consumer's held releases were dropped */
 	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
 	ck_assert_int_eq(shmkit_chan_release(c, SHMKIT_CHAN_MORE), 0);
 	ck_assert_int_eq(shmkit_chan_detach(c), 0); /* publishes the held release */
-	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	ck_assert_int_eq(t_chan_open(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
 	ck_assert_int_eq(shmkit_chan_recv(c, &v, sizeof v), 8);
 	ck_assert_uint_eq(v, 2);
 	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
@@ -224,12 +259,21 @@ START_TEST(test_leave_held_and_last)
 }
 END_TEST
 
-START_TEST(test_batch_and_zero_copy)
+/* The channels of the batching tests: a 64 KiB memfd ring, its producer *p and consumer
+ * *c. */
+static void batch_pair(struct shmkit_chan **p, struct shmkit_chan **c)
 {
-	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 1 << 16, 0);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
-	struct shmkit_chan *c;
-	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	*p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 1 << 16, 0);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, *p);
+	ck_assert_int_eq(t_chan_open(&w, SHMKIT_CHAN_CONSUMER, 0, c), 0);
+}
+
+/* Loans committed with MORE stay unpublished until the producer flushes; then they arrive
+ * whole and in order. A commit without a loan is refused. */
+START_TEST(test_more_commits_wait_for_flush)
+{
+	struct shmkit_chan *p, *c;
+	batch_pair(&p, &c);
 	for (uint64_t i = 0; i < 50; i++) {
 		void *buf;
 		ck_assert_int_eq(shmkit_chan_loan(p, 200, &buf), 0);
@@ -249,12 +293,32 @@ START_TEST(test_batch_and_zero_copy)
 		ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
 		ck_assert_uint_eq(n, i);
 		ck_assert_int_eq(t_msg_check(cp, n, i), 0);
+		ck_assert_int_eq(shmkit_chan_release(c, 0), 0);
+	}
+	ck_assert_int_eq(shmkit_chan_commit(p, 0, 0), -EINVAL);
+	shmkit_chan_close(c);
+	shmkit_chan_close(p);
+}
+END_TEST
+
+/* Releases with MORE stay held: an empty peek does not publish them, and a wait refuses to
+ * wait on them (the producer may need that space); only the consumer's flush publishes
+ * them. A release without a peek is refused. */
+START_TEST(test_more_releases_stay_held)
+{
+	struct shmkit_chan *p, *c;
+	batch_pair(&p, &c);
+	for (uint64_t i = 0; i < 50; i++)
+		ck_assert_int_eq(shmkit_chan_send(p, &i, sizeof i), 0);
+	const void *cp;
+	size_t n;
+	for (uint64_t i = 0; i < 50; i++) {
+		ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
 		ck_assert_int_eq(shmkit_chan_release(c, SHMKIT_CHAN_MORE), 0);
 	}
+	struct shmkit_chan_stats st;
 	shmkit_chan_stats(c, &st);
 	ck_assert_uint_eq(st.msgs_recv, 0); /* batched: not published */
-	/* Held releases stay held: an empty peek does not publish them, and a wait refuses
-	 * to wait on them (the producer may need that space). Only the consumer publishes. */
 	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), -EAGAIN);
 	struct timespec now0;
 	shmkit_deadline_after(&now0, 0);
@@ -269,8 +333,20 @@ START_TEST(test_batch_and_zero_copy)
 	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, &now0), -ETIMEDOUT);
 	ck_assert_uint_eq(st.fill, 0);
 	ck_assert_int_eq(shmkit_chan_release(c, 0), -EINVAL);
-	ck_assert_int_eq(shmkit_chan_commit(p, 0, 0), -EINVAL);
-	/* A MORE batch longer than half the ring is published anyway. */
+	shmkit_chan_close(c);
+	shmkit_chan_close(p);
+}
+END_TEST
+
+/* Long MORE batches: the producer's is published anyway once it passes half the ring; the
+ * consumer's is never published on its behalf, however long — the producer sees the whole
+ * ring taken until the consumer flushes. */
+START_TEST(test_long_more_batches)
+{
+	struct shmkit_chan *p, *c;
+	batch_pair(&p, &c);
+	const void *cp;
+	size_t n;
 	for (uint64_t i = 0; i < 500; i++) {
 		void *buf;
 		ck_assert_int_eq(shmkit_chan_loan(p, 100, &buf), 0);
@@ -279,12 +355,11 @@ START_TEST(test_batch_and_zero_copy)
 			ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
 	}
 	ck_assert_int_eq(shmkit_chan_flush(p), 0);
-	/* A MORE release batch is never published on the consumer's behalf, however long:
-	 * the producer sees the whole ring taken until the consumer flushes. */
 	for (int i = 0; i < 500; i++) {
 		T_CHECK(shmkit_chan_peek(c, &cp, &n) == 0 && n == 100, "message %d", i);
 		shmkit_chan_release(c, SHMKIT_CHAN_MORE);
 	}
+	struct shmkit_chan_stats st;
 	shmkit_chan_stats(c, &st);
 	ck_assert_uint_eq(st.fill, 500 * 112); /* 8-byte header + 100 bytes, 8-aligned */
 	void *lb; /* 16 KiB (the largest message) does not fit beside 56000 held bytes */
@@ -298,30 +373,21 @@ END_TEST
 
 /* --- cross-process streaming --------------------------------------------------------- */
 
-struct stream_arg {
-	struct t_where w;
-	struct shared *sh;
-	uint64_t count;
-	uint64_t seed;
-	uint64_t max;
-	int copy; /* use send/recv instead of loan/peek */
-};
-
 static int producer_main(void *arg)
 {
-	struct stream_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_chan *ch;
-	int err = open_role(&a->w, SHMKIT_CHAN_PRODUCER, 0, &ch);
+	int err = t_chan_open(&a->w, SHMKIT_CHAN_PRODUCER, 0, &ch);
 	if (err) {
 		T_CHILD_FAIL(a->sh, "producer open: %s", shmkit_strerror(err));
 		return 1;
 	}
-	uint8_t *tmp = a->copy ? malloc(a->max + 8) : NULL;
+	uint8_t *tmp = a->mode ? malloc(a->max + 8) : NULL;
 	for (uint64_t seq = 0; seq < a->count; seq++) {
 		uint64_t len = rnd_len(seq, a->seed, a->max);
 		if (len < 8)
 			len = 8; /* room for the sequence number */
-		if (a->copy) {
+		if (a->mode) {
 			t_msg_fill(tmp, len, seq);
 			err = shmkit_chan_send_wait(ch, tmp, len, NULL);
 		} else {
@@ -345,19 +411,19 @@ static int producer_main(void *arg)
 
 static int consumer_main(void *arg)
 {
-	struct stream_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_chan *ch;
-	int err = open_role(&a->w, SHMKIT_CHAN_CONSUMER, 0, &ch);
+	int err = t_chan_open(&a->w, SHMKIT_CHAN_CONSUMER, 0, &ch);
 	if (err) {
 		T_CHILD_FAIL(a->sh, "consumer open: %s", shmkit_strerror(err));
 		return 1;
 	}
 	atomic_store(&a->sh->ready, 1);
-	uint8_t *tmp = a->copy ? malloc(a->max + 8) : NULL;
+	uint8_t *tmp = a->mode ? malloc(a->max + 8) : NULL;
 	for (uint64_t seq = 0;; seq++) {
 		const void *p;
 		size_t n;
-		if (a->copy) {
+		if (a->mode) {
 			ssize_t r = shmkit_chan_recv_wait(ch, tmp, a->max + 8, NULL);
 			err = r < 0 ? (int)r : 0;
 			n = r < 0 ? 0 : (size_t)r;
@@ -382,23 +448,25 @@ static int consumer_main(void *arg)
 				     (unsigned long long)want, err ? 0 : t_msg_check(p, n, seq));
 			return 1;
 		}
-		if (!a->copy)
+		if (!a->mode)
 			shmkit_chan_release(ch, seq % 5 == 4 ? 0 : SHMKIT_CHAN_MORE);
-		atomic_store_explicit(&a->sh->count, seq + 1, memory_order_relaxed);
+		atomic_store_explicit(&a->sh->got[0], seq + 1, memory_order_relaxed);
 	}
 	free(tmp);
 	shmkit_chan_close(ch);
 	return 0;
 }
 
-static void stream_run(uint32_t backend, uint64_t count, uint64_t max, uint64_t cap, int copy)
+/* mode 0: loan/commit and peek/release with MORE batches; mode 1: send/recv (copies). */
+static void stream_run(uint32_t backend, uint64_t count, uint64_t max, uint64_t cap, int mode)
 {
 	char name[64];
 	t_name(name, sizeof name, "stream");
 	/* The test process creates the channel, then hands the consumer role over. */
 	struct shmkit_chan *own = chan_new(name, backend, SHMKIT_CHAN_CONSUMER, cap, max + 8);
-	struct shared *sh = t_shm_alloc(sizeof *sh);
-	struct stream_arg a = {where_of(name, backend, own), sh, count, t_seed(), max, copy};
+	struct t_shared *sh = t_shared_new();
+	struct t_child a = {.w = T_WHERE(name, backend, own), .sh = sh, .count = count, .max = max,
+			    .seed = t_seed(), .mode = mode};
 	/* Give the consumer role up (keeping a memfd descriptor for the children to inherit);
 	 * the channel itself stays. */
 	if (backend == SHMKIT_BACKEND_MEMFD)
@@ -412,9 +480,7 @@ static void stream_run(uint32_t backend, uint64_t count, uint64_t max, uint64_t 
 	ck_assert_msg(!atomic_load(&sh->failed), "%s", sh->why);
 	ck_assert_int_eq(sp, 0);
 	ck_assert_int_eq(sc, 0);
-	ck_assert_uint_eq(atomic_load(&sh->count), count);
-	if (a.w.fd >= 0)
-		close(a.w.fd);
+	ck_assert_uint_eq(atomic_load(&sh->got[0]), count);
 	if (backend != SHMKIT_BACKEND_MEMFD) {
 		struct shmkit_chan *obs;
 		struct shmkit_chan_opts o = {.seg.backend = backend, .seg.flags = SHMKIT_SEG_RDONLY};
@@ -427,10 +493,11 @@ static void stream_run(uint32_t backend, uint64_t count, uint64_t max, uint64_t 
 		ck_assert_int_eq(st.closed, 1);
 		ck_assert_int_eq(st.producer_pid, 0); /* both closed: roles free */
 		shmkit_chan_close(obs);
-		struct shmkit_segment_opts so = {.backend = backend};
-		ck_assert_int_eq(shmkit_segment_remove(name, &so), 1);
 	}
-	munmap(sh, sizeof *sh);
+	if (a.w.fd >= 0)
+		close(a.w.fd);
+	ck_assert_int_eq(t_where_remove(&a.w), backend != SHMKIT_BACKEND_MEMFD);
+	t_shared_free(sh);
 }
 
 /* Random sizes 0..64 KiB, sequence numbers and checksums, every backend. The stress tier
@@ -438,13 +505,13 @@ static void stream_run(uint32_t backend, uint64_t count, uint64_t max, uint64_t 
 START_TEST(test_stream_random_sizes)
 {
 	uint64_t count = t_stress() ? 10000000 : 60000;
-	stream_run(backends[_i], count, 65536, 1 << 20, 0);
+	stream_run(t_backends[_i], count, 65536, 1 << 20, 0);
 }
 END_TEST
 
 START_TEST(test_stream_small_messages_copy)
 {
-	stream_run(backends[_i], t_stress() ? 20000000 : 300000, 64, 1 << 14, 1);
+	stream_run(t_backends[_i], t_stress() ? 20000000 : 300000, 64, 1 << 14, 1);
 }
 END_TEST
 
@@ -477,9 +544,9 @@ END_TEST
 
 static int sleeper_consumer(void *arg)
 {
-	struct stream_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_chan *ch;
-	if (open_role(&a->w, SHMKIT_CHAN_CONSUMER, SHMKIT_CHAN_NO_SPIN, &ch))
+	if (t_chan_open(&a->w, SHMKIT_CHAN_CONSUMER, SHMKIT_CHAN_NO_SPIN, &ch))
 		return 10;
 	atomic_store(&a->sh->ready, 1);
 	char buf[64];
@@ -510,8 +577,8 @@ START_TEST(test_blocking_wakeup_and_idle)
 	char name[64];
 	t_name(name, sizeof name, "block");
 	struct shmkit_chan *p = chan_new(name, SHMKIT_BACKEND_SYSV, SHMKIT_CHAN_PRODUCER, 4096, 0);
-	struct shared *sh = t_shm_alloc(sizeof *sh);
-	struct stream_arg a = {where_of(name, SHMKIT_BACKEND_SYSV, p), sh, 0, 0, 0, 0};
+	struct t_shared *sh = t_shared_new();
+	struct t_child a = {.w = T_WHERE(name, SHMKIT_BACKEND_SYSV, p), .sh = sh};
 	pid_t pid = t_fork(sleeper_consumer, &a);
 	while (!atomic_load(&sh->ready))
 		usleep(1000);
@@ -537,18 +604,17 @@ START_TEST(test_blocking_wakeup_and_idle)
 	usleep(400000);
 	shmkit_chan_close(p);
 	ck_assert_int_eq(t_wait(pid, 30000), 0);
-	munmap(sh, sizeof *sh);
-	struct shmkit_segment_opts so = {.backend = SHMKIT_BACKEND_SYSV};
-	shmkit_segment_remove(name, &so);
+	t_where_remove(&a.w);
+	t_shared_free(sh);
 }
 END_TEST
 
 START_TEST(test_timeouts)
 {
 	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 4096, 0);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_chan *c;
-	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	ck_assert_int_eq(t_chan_open(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
 	struct timespec ts;
 	const void *cp;
 	size_t n;
@@ -558,6 +624,9 @@ START_TEST(test_timeouts)
 	/* A deadline already in the past: one try, then -ETIMEDOUT. */
 	shmkit_deadline_after(&ts, 0);
 	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, &ts), -ETIMEDOUT);
+	/* A malformed deadline is an error, not a busy wait. */
+	struct timespec bad = {ts.tv_sec, 1999999999};
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, &bad), -EINVAL);
 	char buf[600] = {0};
 	while (shmkit_chan_send(p, buf, sizeof buf) == 0)
 		;
@@ -576,9 +645,9 @@ END_TEST
 
 static int producer_then_die(void *arg)
 {
-	struct stream_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_chan *ch;
-	if (open_role(&a->w, SHMKIT_CHAN_PRODUCER, 0, &ch))
+	if (t_chan_open(&a->w, SHMKIT_CHAN_PRODUCER, 0, &ch))
 		return 10;
 	for (uint64_t seq = 0; seq < a->count; seq++) {
 		void *p;
@@ -603,12 +672,12 @@ static int producer_then_die(void *arg)
 
 START_TEST(test_producer_killed)
 {
-	uint32_t backend = backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "pdead");
 	struct shmkit_chan *c = chan_new(name, backend, SHMKIT_CHAN_CONSUMER, 1 << 16, 0);
-	struct shared *sh = t_shm_alloc(sizeof *sh);
-	struct stream_arg a = {where_of(name, backend, c), sh, 300, 0, 0, 0};
+	struct t_shared *sh = t_shared_new();
+	struct t_child a = {.w = T_WHERE(name, backend, c), .sh = sh, .count = 300};
 	pid_t pid = t_fork(producer_then_die, &a);
 	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
 	struct timespec ts;
@@ -639,15 +708,15 @@ START_TEST(test_producer_killed)
 	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 5000)), -EOWNERDEAD);
 	shmkit_chan_unlink(c);
 	shmkit_chan_close(c);
-	munmap(sh, sizeof *sh);
+	t_shared_free(sh);
 }
 END_TEST
 
 static int consumer_then_die(void *arg)
 {
-	struct stream_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_chan *ch;
-	if (open_role(&a->w, SHMKIT_CHAN_CONSUMER, 0, &ch))
+	if (t_chan_open(&a->w, SHMKIT_CHAN_CONSUMER, 0, &ch))
 		return 10;
 	const void *p;
 	size_t n;
@@ -665,12 +734,12 @@ static int consumer_then_die(void *arg)
 
 START_TEST(test_consumer_killed)
 {
-	uint32_t backend = backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "cdead");
 	struct shmkit_chan *p = chan_new(name, backend, SHMKIT_CHAN_PRODUCER, 4096, 0);
-	struct shared *sh = t_shm_alloc(sizeof *sh);
-	struct stream_arg a = {where_of(name, backend, p), sh, 5, 0, 0, 0};
+	struct t_shared *sh = t_shared_new();
+	struct t_child a = {.w = T_WHERE(name, backend, p), .sh = sh, .count = 5};
 	char buf[1000];
 	/* Four 1008-byte records fill the 4096-byte ring. */
 	for (uint64_t seq = 0; seq < 4; seq++) {
@@ -696,7 +765,7 @@ START_TEST(test_consumer_killed)
 	ck_assert_int_eq(shmkit_chan_drain_wait(p, t_in_ms(&ts, 10000)), -EOWNERDEAD);
 	/* A new consumer takes over from message 5 (peeked but never released). */
 	struct shmkit_chan *c;
-	ck_assert_int_eq(open_role(&a.w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	ck_assert_int_eq(t_chan_open(&a.w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
 	const void *cp;
 	size_t n;
 	ck_assert_int_eq(shmkit_chan_peek(c, &cp, &n), 0);
@@ -704,7 +773,7 @@ START_TEST(test_consumer_killed)
 	shmkit_chan_close(c);
 	shmkit_chan_unlink(p);
 	shmkit_chan_close(p);
-	munmap(sh, sizeof *sh);
+	t_shared_free(sh);
 }
 END_TEST
 
@@ -725,7 +794,7 @@ struct chaos {
 static int chaos_open(struct chaos *x, int role, struct shmkit_chan **ch)
 {
 	int err;
-	for (int tries = 0; (err = open_role(&x->w, role, 0, ch)); tries++) {
+	for (int tries = 0; (err = t_chan_open(&x->w, role, 0, ch)); tries++) {
 		if (tries > 5000) {
 			T_CHILD_FAIL(x, "%s open: %s",
 				     role == SHMKIT_CHAN_PRODUCER ? "producer" : "consumer",
@@ -806,12 +875,12 @@ static int chaos_consumer(void *arg)
 
 START_TEST(test_random_kills)
 {
-	uint32_t backend = backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "chaos");
 	struct shmkit_chan *own = chan_new(name, backend, SHMKIT_CHAN_CONSUMER, 1 << 15, 0);
 	struct chaos *x = t_shm_alloc(sizeof *x);
-	x->w = where_of(name, backend, own);
+	x->w = T_WHERE(name, backend, own);
 	if (backend == SHMKIT_BACKEND_MEMFD)
 		x->w.fd = dup(x->w.fd);
 	shmkit_chan_detach(own); /* hand the consumer role to the children */
@@ -849,48 +918,37 @@ START_TEST(test_random_kills)
 	ck_assert_uint_gt(atomic_load(&x->rec_epoch), 0); /* and data flowed */
 	if (x->w.fd >= 0)
 		close(x->w.fd);
-	if (backend != SHMKIT_BACKEND_MEMFD) {
-		struct shmkit_segment_opts so = {.backend = backend};
-		ck_assert_int_eq(shmkit_segment_remove(name, &so), 1);
-	}
+	ck_assert_int_eq(t_where_remove(&x->w), backend != SHMKIT_BACKEND_MEMFD);
 	munmap(x, sizeof *x);
 }
 END_TEST
 
 /* --- a hostile peer ---------------------------------------------------------------------- */
 
-struct scribble_arg {
-	uint8_t *ctl;   /* the channel's control block, mapped in the child too (fork) */
+/* The hostile peer's aim (src/chan.c's byte table): the tail word at 128, the head word at
+ * 256, and the records of the ring at 1024. */
+struct chan_scribble {
+	struct t_scribble s;
 	uint64_t ring_bytes;
-	uint64_t seed;
 };
 
-static int scribbler(void *arg)
+static size_t chan_pick(const struct t_scribble *s, uint64_t *rng, uint64_t *v)
 {
-	struct scribble_arg *a = arg;
-	uint64_t rng = a->seed;
-	uint64_t end = shmkit_now_ns() + 700000000ull;
-	while (shmkit_now_ns() < end) {
-		uint64_t what = t_rand(&rng) % 6;
-		uint64_t v = t_rand(&rng);
-		if (what == 0)
-			v &= 0xffff; /* small, plausible-looking positions */
-		switch (what) {
-		case 0:
-		case 1:
-			atomic_store((_Atomic uint64_t *)(void *)(a->ctl + 128), v); /* tail */
-			break;
-		case 2:
-			atomic_store((_Atomic uint64_t *)(void *)(a->ctl + 256), v); /* head */
-			break;
-		default: {
-			uint64_t off = (t_rand(&rng) % (a->ring_bytes / 8)) * 8;
-			atomic_store((_Atomic uint64_t *)(void *)(a->ctl + 1024 + off),
-				     what == 3 ? (v & 0x1ffff) | (uint64_t)(v & 1) << 32 : v);
-		}
-		}
+	const struct chan_scribble *a = (const struct chan_scribble *)(const void *)s;
+	switch (t_rand(rng) % 6) {
+	case 0:
+		*v &= 0xffff; /* small, plausible-looking positions */
+		return 128;   /* tail */
+	case 1:
+		return 128;
+	case 2:
+		return 256; /* head */
+	case 3:
+		*v = (*v & 0x1ffff) | (*v & 1) << 32; /* a plausible record header */
+		/* fall through */
+	default:
+		return 1024 + (t_rand(rng) % (a->ring_bytes / 8)) * 8;
 	}
-	return 0;
 }
 
 START_TEST(test_hostile_scribbler)
@@ -900,8 +958,9 @@ START_TEST(test_hostile_scribbler)
 	struct shmkit_chan *p = chan_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_CHAN_PRODUCER, 1 << 16, 0);
 	struct shmkit_chan *c;
 	ck_assert_int_eq(shmkit_chan_open(name, SHMKIT_CHAN_CONSUMER, NULL, &c), 0);
-	struct scribble_arg a = {shmkit_segment_data(shmkit_chan_segment(p)), 1 << 16, t_seed()};
-	pid_t pid = t_fork(scribbler, &a);
+	struct chan_scribble a = {{shmkit_segment_data(shmkit_chan_segment(p)), t_seed(), 700, chan_pick},
+				  1 << 16};
+	pid_t pid = t_scribble(&a.s);
 	uint64_t ok = 0, bad = 0, n_loops = 0;
 	uint8_t buf[1 << 15];
 	uint64_t end = shmkit_now_ns() + 800000000ull;
@@ -938,19 +997,26 @@ START_TEST(test_hostile_scribbler)
 }
 END_TEST
 
-START_TEST(test_close_abort_detach)
+/* A memfd channel whose descriptor outlives its handles (*w, closed by the test), and its
+ * producer *p and consumer *c. */
+static void leaving_pair(struct t_where *w, struct shmkit_chan **p, struct shmkit_chan **c)
 {
-	struct shmkit_chan *p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 4096, 0);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
-	w.fd = dup(w.fd); /* outlives the handles */
-	struct shmkit_chan *c, *c2, *p2;
-	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c), 0);
+	*p = chan_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_CHAN_PRODUCER, 4096, 0);
+	*w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, *p);
+	w->fd = dup(w->fd);
+	ck_assert_int_eq(t_chan_open(w, SHMKIT_CHAN_CONSUMER, 0, c), 0);
+}
+
+/* The consumer closes: like a pipe whose reader went away, a producer that must wait for
+ * room is told so (-EPIPE), at once; one with room left may still write. A new consumer
+ * clears it and gets everything that was written. */
+START_TEST(test_consumer_close_is_epipe)
+{
+	struct t_where w;
+	struct shmkit_chan *p, *c, *c2;
+	leaving_pair(&w, &p, &c);
 	char buf[1000] = {0};
 	struct timespec ts;
-	const void *cp;
-	size_t n;
-	/* The consumer closes: like a pipe whose reader went away, a producer that must wait
-	 * for room is told so, at once; one with room left may still write. */
 	ck_assert_int_eq(shmkit_chan_send(p, buf, 100), 0);
 	ck_assert_int_eq(shmkit_chan_close(c), 0);
 	ck_assert_int_eq(shmkit_chan_drain_wait(p, t_in_ms(&ts, 5000)), -EPIPE);
@@ -960,36 +1026,62 @@ START_TEST(test_close_abort_detach)
 	uint64_t t0 = shmkit_now_ns();
 	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, sizeof buf, t_in_ms(&ts, 10000)), -EPIPE);
 	ck_assert_uint_lt(shmkit_now_ns() - t0, 5000000000ull);
-	/* A new consumer clears it and gets everything that was written. */
-	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_CONSUMER, 0, &c2), 0);
+	ck_assert_int_eq(t_chan_open(&w, SHMKIT_CHAN_CONSUMER, 0, &c2), 0);
 	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), 100);
 	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), (ssize_t)sizeof buf);
 	ck_assert_int_eq(shmkit_chan_send_wait(p, buf, sizeof buf, t_in_ms(&ts, 10000)), 0);
-	/* The producer detaches: no end of stream, the consumer keeps waiting... */
+	shmkit_chan_close(c2);
+	shmkit_chan_close(p);
+	close(w.fd);
+}
+END_TEST
+
+/* The producer detaches: no end of stream, the consumer keeps waiting. A successor carries
+ * on, then aborts: the consumer gets what was committed, then -ECONNABORTED rather than a
+ * clean end of stream. */
+START_TEST(test_detach_then_abort)
+{
+	struct t_where w;
+	struct shmkit_chan *p, *c, *p2;
+	leaving_pair(&w, &p, &c);
+	char buf[100];
+	struct timespec ts;
+	const void *cp;
+	size_t n;
+	ck_assert_int_eq(shmkit_chan_send(p, "first", 5), 0);
 	ck_assert_int_eq(shmkit_chan_detach(p), 0);
-	while (shmkit_chan_recv(c2, buf, sizeof buf) > 0)
+	while (shmkit_chan_recv(c, buf, sizeof buf) > 0)
 		;
-	ck_assert_int_eq(shmkit_chan_peek_wait(c2, &cp, &n, t_in_ms(&ts, 30)), -ETIMEDOUT);
-	ck_assert_int_eq(shmkit_chan_peer_alive(c2), 0);
-	/* ...and a successor carries on, then aborts: the consumer gets what was committed,
-	 * then -ECONNABORTED rather than a clean end of stream. */
-	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_PRODUCER, 0, &p2), 0);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 30)), -ETIMEDOUT);
+	ck_assert_int_eq(shmkit_chan_peer_alive(c), 0);
+	ck_assert_int_eq(t_chan_open(&w, SHMKIT_CHAN_PRODUCER, 0, &p2), 0);
 	ck_assert_int_eq(shmkit_chan_send(p2, "last", 4), 0);
 	struct shmkit_chan_stats st;
 	ck_assert_int_eq(shmkit_chan_abort(p2), 0);
-	shmkit_chan_stats(c2, &st);
+	shmkit_chan_stats(c, &st);
 	ck_assert_int_eq(st.closed, 2);
-	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), 4);
-	ck_assert_int_eq(shmkit_chan_recv(c2, buf, sizeof buf), -ECONNABORTED);
-	ck_assert_int_eq(shmkit_chan_peek_wait(c2, &cp, &n, t_in_ms(&ts, 1000)), -ECONNABORTED);
-	/* A malformed deadline is an error, not a busy wait. */
-	struct timespec bad = {ts.tv_sec, 1999999999};
-	ck_assert_int_eq(open_role(&w, SHMKIT_CHAN_PRODUCER, 0, &p2), 0); /* reopens the stream */
-	ck_assert_int_eq(shmkit_chan_peek_wait(c2, &cp, &n, &bad), -EINVAL);
-	shmkit_chan_stats(c2, &st);
+	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), 4);
+	ck_assert_int_eq(shmkit_chan_recv(c, buf, sizeof buf), -ECONNABORTED);
+	ck_assert_int_eq(shmkit_chan_peek_wait(c, &cp, &n, t_in_ms(&ts, 1000)), -ECONNABORTED);
+	shmkit_chan_close(c);
+	close(w.fd);
+}
+END_TEST
+
+/* A new producer reopens an aborted stream (closed back to 0); the consumer's close is
+ * then flagged to the producer (reader_closed). */
+START_TEST(test_reopen_and_reader_closed)
+{
+	struct t_where w;
+	struct shmkit_chan *p, *c, *p2;
+	leaving_pair(&w, &p, &c);
+	ck_assert_int_eq(shmkit_chan_abort(p), 0);
+	ck_assert_int_eq(t_chan_open(&w, SHMKIT_CHAN_PRODUCER, 0, &p2), 0); /* reopens the stream */
+	struct shmkit_chan_stats st;
+	shmkit_chan_stats(c, &st);
 	ck_assert_int_eq(st.closed, 0);
 	ck_assert_int_eq(st.reader_closed, 0);
-	shmkit_chan_close(c2);
+	shmkit_chan_close(c);
 	shmkit_chan_stats(p2, &st);
 	ck_assert_int_eq(st.reader_closed, 1);
 	shmkit_chan_close(p2);
@@ -1001,21 +1093,29 @@ static Suite *chan_suite(void)
 {
 	Suite *s = suite_create("chan");
 	TCase *tc = t_tcase(s, "basics", 60);
-	tcase_add_test(tc, test_roles_and_basics);
+	tcase_add_test(tc, test_roles);
+	tcase_add_test(tc, test_message_sizes);
+	tcase_add_test(tc, test_full_ring_and_observer_stats);
+	tcase_add_test(tc, test_open_not_a_channel);
+	tcase_add_test(tc, test_close_then_new_session);
 	tcase_add_test(tc, test_bad_options);
-	tcase_add_test(tc, test_batch_and_zero_copy);
+	tcase_add_test(tc, test_more_commits_wait_for_flush);
+	tcase_add_test(tc, test_more_releases_stay_held);
+	tcase_add_test(tc, test_long_more_batches);
 	tcase_add_test(tc, test_leave_held_and_last);
-	tcase_add_test(tc, test_close_abort_detach);
+	tcase_add_test(tc, test_consumer_close_is_epipe);
+	tcase_add_test(tc, test_detach_then_abort);
+	tcase_add_test(tc, test_reopen_and_reader_closed);
 	tcase_add_test(tc, test_timeouts);
 	tcase_add_test(tc, test_blocking_wakeup_and_idle);
 	tcase_add_test(tc, test_stream_large_messages);
 	tc = t_tcase(s, "stream", t_stress() ? 3600 : 300);
-	tcase_add_loop_test(tc, test_stream_random_sizes, 0, 3);
-	tcase_add_loop_test(tc, test_stream_small_messages_copy, 0, 3);
+	tcase_add_loop_test(tc, test_stream_random_sizes, 0, T_BACKENDS);
+	tcase_add_loop_test(tc, test_stream_small_messages_copy, 0, T_BACKENDS);
 	tc = t_tcase(s, "death", t_stress() ? 3600 : 120);
-	tcase_add_loop_test(tc, test_producer_killed, 0, 3);
-	tcase_add_loop_test(tc, test_consumer_killed, 0, 3);
-	tcase_add_loop_test(tc, test_random_kills, 0, 3);
+	tcase_add_loop_test(tc, test_producer_killed, 0, T_BACKENDS);
+	tcase_add_loop_test(tc, test_consumer_killed, 0, T_BACKENDS);
+	tcase_add_loop_test(tc, test_random_kills, 0, T_BACKENDS);
 	tcase_add_test(tc, test_hostile_scribbler);
 	return s;
 }

@@ -312,6 +312,15 @@ static int seg_exists(const char *name, uint32_t backend, int32_t key)
 	return shmkit_segment_stat(name, &o, &inf) == 0;
 }
 
+/* Whether the named POSIX segment exists with its header complete (status 0: an open would
+ * succeed), not just created and still being initialized. */
+static int seg_ready(const char *name)
+{
+	struct shmkit_segment_opts o = {.backend = SHMKIT_BACKEND_POSIX};
+	struct shmkit_segment_info inf;
+	return shmkit_segment_stat(name, &o, &inf) == 0 && inf.status == 0;
+}
+
 /* System V segments made without shmkit, removed when the test process exits. */
 static int raw_ids[8];
 static int nraw;
@@ -1802,9 +1811,8 @@ static pid_t create_from_dead_child(const char *name, uint32_t backend, int32_t 
 
 START_TEST(test_gc)
 {
-	static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV};
-	for (int b = 0; b < 2; b++) {
-		uint32_t be = backends[b];
+	for (int b = 0; b < T_NAMED_BACKENDS; b++) {
+		uint32_t be = t_backends[b];
 		const char *bn = shmkit_backend_name(be);
 		char dead[64], alive[64], att[64];
 		t_name(dead, sizeof dead, "gcdead");
@@ -2012,8 +2020,8 @@ static pid_t start_pub_creator(struct t_proc *p, const char *name, const char *e
 	start_cli(p, fds[0], -1, "pub", name, "--create", extra);
 	close(fds[0]);
 	*wfd = fds[1];
-	T_WAIT_FOR(seg_exists(name, SHMKIT_BACKEND_POSIX, 0));
-	ck_assert_msg(seg_exists(name, SHMKIT_BACKEND_POSIX, 0), "pub never created %s", name);
+	T_WAIT_FOR(seg_ready(name));
+	ck_assert_msg(seg_ready(name), "pub never created %s", name);
 	return p->pid;
 }
 
@@ -2230,8 +2238,7 @@ static void recreate(void *p)
 
 START_TEST(test_gc_recreated)
 {
-	static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV};
-	uint32_t be = backends[_i];
+	uint32_t be = t_backends[_i];
 	char name[64], want[256];
 	t_name(name, sizeof name, "gcrace");
 	pid_t old_pid = create_from_dead_child(name, be, 0);
@@ -2260,8 +2267,7 @@ END_TEST
 
 START_TEST(test_rm_recreated)
 {
-	static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV};
-	uint32_t be = backends[_i];
+	uint32_t be = t_backends[_i];
 	char name[64], want[256];
 	t_name(name, sizeof name, "rmrace");
 	create_from_dead_child(name, be, 0);
@@ -2420,8 +2426,8 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, test_rm_foreign_alike);
 	tcase_add_test(tc, test_group_writable_foreign);
 	/* _i: 0 POSIX, 1 System V */
-	tcase_add_loop_test(tc, test_gc_recreated, 0, 2);
-	tcase_add_loop_test(tc, test_rm_recreated, 0, 2);
+	tcase_add_loop_test(tc, test_gc_recreated, 0, T_NAMED_BACKENDS);
+	tcase_add_loop_test(tc, test_rm_recreated, 0, T_NAMED_BACKENDS);
 	return s;
 }
 

@@ -13,8 +13,6 @@
 
 enum kind { K_CHAN, K_PUBSUB, K_QUEUE, K_TABLE, K_COUNT };
 static const char *const kind_names[K_COUNT] = {"chan", "pubsub", "queue", "table"};
-static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV,
-				    SHMKIT_BACKEND_MEMFD};
 
 /* Every kind's options, with the fields the tests vary. */
 struct any_opts {
@@ -285,8 +283,8 @@ END_TEST
  * unlink the name opens no more, and the handles still work. */
 START_TEST(test_round_trip)
 {
-	enum kind k = (enum kind)(_i / 3);
-	uint32_t backend = backends[_i % 3];
+	enum kind k = (enum kind)(_i / T_BACKENDS);
+	uint32_t backend = t_backends[_i % T_BACKENDS];
 	bool memfd = backend == SHMKIT_BACKEND_MEMFD;
 	char name[64];
 	t_name_tracked(name, sizeof name, kind_names[k], backend);
@@ -450,7 +448,7 @@ static Suite *object_suite(void)
 	tcase_add_test(tc, test_flags_disjoint);
 	tcase_add_test(tc, test_rdonly_one_way);
 	tc = t_tcase(s, "lifecycle", 60);
-	tcase_add_loop_test(tc, test_round_trip, 0, K_COUNT * 3);
+	tcase_add_loop_test(tc, test_round_trip, 0, K_COUNT * T_BACKENDS);
 	tcase_add_loop_test(tc, test_layout, 0, K_TABLE);
 	tc = t_tcase(s, "errno", 60);
 	tcase_add_test(tc, test_errno_buffers);

@@ -14,23 +14,6 @@
 #include "internal.h"
 #include "testutil.h"
 
-static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV, SHMKIT_BACKEND_MEMFD};
-
-#define MAXSUB 8
-
-/* What a test shares with its children (anonymous shared memory). */
-struct shared {
-	_Atomic int ready;
-	_Atomic int go;
-	_Atomic int stop;
-	_Atomic int failed;
-	_Atomic uint64_t got[MAXSUB];  /* messages each subscriber verified */
-	_Atomic uint64_t lost[MAXSUB]; /* messages each subscriber was told it lost */
-	_Atomic uint64_t sent;
-	_Atomic uint64_t churn_joins;
-	char why[256];
-};
-
 /* --- message lengths (the contents: t_msg_fill()), any length >= 8 ---------------------- */
 
 static uint64_t rnd_len(uint64_t seq, uint64_t max)
@@ -49,62 +32,45 @@ static struct shmkit_pubsub *ps_new(const char *name, uint32_t backend, int role
 				    uint64_t max_msg, uint32_t subs, uint32_t policy, uint32_t history)
 {
 	struct shmkit_pubsub_opts o = {.capacity = cap, .max_msg = max_msg, .max_subscribers = subs,
-				       .policy = policy, .history = history};
-	o.seg.backend = backend;
-	struct shmkit_pubsub *ps;
-	if (backend == SHMKIT_BACKEND_MEMFD)
-		name = NULL; /* a memfd channel has no name */
-	int err = shmkit_pubsub_create(name, role, &o, &ps);
-	ck_assert_msg(err == 0, "create: %s", shmkit_strerror(err));
-	t_track(name, backend);
-	return ps;
-}
-
-static struct t_where where_of(const char *name, uint32_t backend, struct shmkit_pubsub *ps)
-{
-	return t_where_of(name, backend, shmkit_pubsub_segment(ps));
-}
-
-static int open_role(const struct t_where *w, int role, uint32_t flags, struct shmkit_pubsub **ps)
-{
-	struct shmkit_pubsub_opts o = {.flags = flags};
-	o.seg.backend = w->backend;
-	if (role == SHMKIT_PUBSUB_OBSERVER)
-		o.seg.flags |= SHMKIT_SEG_RDONLY; /* the one way to ask for read-only access */
-	if (w->backend == SHMKIT_BACKEND_MEMFD)
-		return shmkit_pubsub_open_fd(w->fd, role, &o, ps);
-	return shmkit_pubsub_open(w->name, role, &o, ps);
-}
-
-/* The end of a cross-process test: closes the memfd descriptor the children inherited,
- * removes a named channel, and unmaps the shared area. */
-static void cleanup(const struct t_where *w, struct shared *sh)
-{
-	if (w->fd >= 0)
-		close(w->fd);
-	if (w->backend != SHMKIT_BACKEND_MEMFD) {
-		struct shmkit_segment_opts so = {.backend = w->backend};
-		shmkit_segment_remove(w->name, &so);
-	}
-	munmap(sh, sizeof *sh);
+				       .policy = policy, .history = history, .seg.backend = backend};
+	return t_pubsub_new(name, role, &o);
 }
 
 /* --- basics --------------------------------------------------------------------------------- */
 
-START_TEST(test_basics)
+/* The channel most basic tests use: a 4096-byte POSIX ring (max_msg 1024) under the block
+ * policy with room for 3 subscribers; its publisher *p and subscribers s[0..2]. */
+static void basic_channel(char *name, size_t cap, struct shmkit_pubsub **p,
+			  struct shmkit_pubsub *s[3])
 {
-	char name[64];
-	t_name(name, sizeof name, "basic");
-	struct shmkit_pubsub *p = ps_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_PUBSUB_PUBLISHER, 4096, 0,
-					 3, SHMKIT_PUBSUB_BLOCK, 0);
-	ck_assert_uint_eq(shmkit_pubsub_max_msg(p), 1024);
-	ck_assert_int_eq(shmkit_pubsub_policy(p), SHMKIT_PUBSUB_BLOCK);
-	struct shmkit_pubsub *s[4], *x;
-	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_PUBLISHER, NULL, &x), -EBUSY);
-	ck_assert_int_eq(shmkit_pubsub_open(name, 7, NULL, &x), -EINVAL);
+	t_name(name, cap, "basic");
+	*p = ps_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_PUBSUB_PUBLISHER, 4096, 0, 3,
+		    SHMKIT_PUBSUB_BLOCK, 0);
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &s[i]), 0);
-	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &s[3]), -ENOSPC);
+}
+
+static void basic_close(struct shmkit_pubsub *p, struct shmkit_pubsub *s[3])
+{
+	shmkit_pubsub_unlink(p);
+	for (int i = 0; i < 3; i++)
+		shmkit_pubsub_close(s[i]);
+	shmkit_pubsub_close(p);
+}
+
+/* One publisher and up to max_subscribers subscribers: a second publisher, an unknown role
+ * and one subscriber too many are refused; each role's calls are refused to the other; a
+ * release or validate without a peek is -EINVAL. */
+START_TEST(test_roles)
+{
+	char name[64];
+	struct shmkit_pubsub *p, *s[3], *x;
+	basic_channel(name, sizeof name, &p, s);
+	ck_assert_uint_eq(shmkit_pubsub_max_msg(p), 1024);
+	ck_assert_int_eq(shmkit_pubsub_policy(p), SHMKIT_PUBSUB_BLOCK);
+	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_PUBLISHER, NULL, &x), -EBUSY);
+	ck_assert_int_eq(shmkit_pubsub_open(name, 7, NULL, &x), -EINVAL);
+	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &x), -ENOSPC);
 	ck_assert_int_eq(shmkit_pubsub_peer_alive(p), 3);
 	ck_assert_int_eq(shmkit_pubsub_peer_alive(s[0]), 1);
 	const void *cp;
@@ -115,7 +81,19 @@ START_TEST(test_basics)
 	ck_assert_int_eq(shmkit_pubsub_peek(s[0], &cp, &n), -EAGAIN);
 	ck_assert_int_eq(shmkit_pubsub_release(s[0], 0), -EINVAL);
 	ck_assert_int_eq(shmkit_pubsub_validate(s[0]), -EINVAL);
-	/* 0, 1 and max bytes; too big is refused. Every subscriber gets every message. */
+	basic_close(p, s);
+	ck_assert_int_eq(shmkit_pubsub_close(NULL), 0);
+}
+END_TEST
+
+/* Messages of 0, 1 and max_msg bytes reach every subscriber whole, in order, numbered and
+ * 16-byte aligned; a larger one is refused, and a receive buffer too small leaves the
+ * message where it is. */
+START_TEST(test_every_subscriber_gets_every_message)
+{
+	char name[64];
+	struct shmkit_pubsub *p, *s[3];
+	basic_channel(name, sizeof name, &p, s);
 	char big[1025];
 	memset(big, 'b', sizeof big);
 	ck_assert_int_eq(shmkit_pubsub_send(p, "", 0), 0);
@@ -123,6 +101,8 @@ START_TEST(test_basics)
 	ck_assert_int_eq(shmkit_pubsub_send(p, big, 1024), 0);
 	ck_assert_int_eq(shmkit_pubsub_send(p, big, 1025), -EMSGSIZE);
 	char buf[2048];
+	const void *cp;
+	size_t n;
 	for (int i = 0; i < 3; i++) {
 		ck_assert_int_eq(shmkit_pubsub_recv(s[i], buf, sizeof buf), 0);
 		ck_assert_int_eq(shmkit_pubsub_recv(s[i], buf, sizeof buf), 1);
@@ -138,7 +118,18 @@ START_TEST(test_basics)
 		ck_assert_int_eq(shmkit_pubsub_release(s[i], 0), 0);
 		ck_assert_int_eq(shmkit_pubsub_recv(s[i], buf, sizeof buf), -EAGAIN);
 	}
-	/* Block policy: s[2] stops reading; the ring fills, then -EAGAIN and a timeout. */
+	basic_close(p, s);
+}
+END_TEST
+
+/* Block policy: a subscriber that stops reading holds the publisher once the ring is full
+ * (-EAGAIN, then a wait that times out, never early); once it leaves, there is room. */
+START_TEST(test_block_policy_waits_for_slowest)
+{
+	char name[64];
+	struct shmkit_pubsub *p, *s[3];
+	basic_channel(name, sizeof name, &p, s);
+	char big[512] = {0}, buf[2048];
 	int k = 0;
 	while (shmkit_pubsub_send(p, big, 512) == 0) {
 		k++;
@@ -151,13 +142,42 @@ START_TEST(test_basics)
 	ck_assert_uint_ge(shmkit_now_ns() - t0, 30000000);
 	/* The slow ones leave (or catch up): space again. */
 	ck_assert_int_eq(shmkit_pubsub_close(s[2]), 0);
+	s[2] = NULL;
 	for (int i = 0; i < k; i++)
 		ck_assert_int_eq(shmkit_pubsub_recv(s[1], buf, sizeof buf), 512);
 	ck_assert_int_eq(shmkit_pubsub_send(p, big, 512), 0);
-	/* A slot freed by a leaver is taken by the next joiner, which starts at the newest. */
+	basic_close(p, s);
+}
+END_TEST
+
+/* A slot freed by a leaver is taken by the next joiner, which starts at the newest: it gets
+ * nothing published before it joined. */
+START_TEST(test_joiner_takes_freed_slot)
+{
+	char name[64];
+	struct shmkit_pubsub *p, *s[3];
+	basic_channel(name, sizeof name, &p, s);
+	ck_assert_int_eq(shmkit_pubsub_send(p, "before", 6), 0);
+	ck_assert_int_eq(shmkit_pubsub_close(s[2]), 0);
 	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &s[2]), 0);
+	char buf[64];
 	ck_assert_int_eq(shmkit_pubsub_recv(s[2], buf, sizeof buf), -EAGAIN);
-	/* Observer statistics. */
+	basic_close(p, s);
+}
+END_TEST
+
+/* An observer sees the channel's counters, the publisher alive, and each subscriber's
+ * messages, lag and liveness. */
+START_TEST(test_observer_stats)
+{
+	char name[64];
+	struct shmkit_pubsub *p, *s[3];
+	basic_channel(name, sizeof name, &p, s);
+	char buf[64];
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(shmkit_pubsub_send(p, "m", 1), 0);
+	for (int i = 0; i < 7; i++) /* s[0] reads 3, s[1] none, s[2] all 4 */
+		shmkit_pubsub_recv(s[i < 3 ? 0 : 2], buf, sizeof buf);
 	struct shmkit_pubsub *obs;
 	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, T_PUBSUB_RO, &obs), 0);
 	struct shmkit_pubsub_stats st;
@@ -165,19 +185,35 @@ START_TEST(test_basics)
 	ck_assert_uint_eq(st.capacity, 4096);
 	ck_assert_uint_eq(st.max_subscribers, 3);
 	ck_assert_uint_eq(st.subscribers, 3);
-	ck_assert_uint_eq(st.next_seq, 3 + (uint64_t)k + 1);
-	ck_assert_uint_eq(st.msgs_published, 3 + (uint64_t)k + 1);
+	ck_assert_uint_eq(st.next_seq, 4);
+	ck_assert_uint_eq(st.msgs_published, 4);
 	ck_assert_int_eq(st.publisher_pid, getpid());
 	ck_assert_int_eq(st.publisher_alive, 1);
 	ck_assert_int_eq(st.closed, 0);
 	struct shmkit_pubsub_sub_stats ss[4];
 	ck_assert_int_eq(shmkit_pubsub_subscribers(obs, ss, 4), 3);
-	ck_assert_uint_eq(ss[0].msgs, 3 + (uint64_t)k);
+	ck_assert_uint_eq(ss[0].msgs, 3);
 	ck_assert_uint_eq(ss[0].lag, 1);
 	ck_assert_uint_eq(ss[2].lag, 0);
 	ck_assert_int_eq(ss[1].alive, 1);
-	/* Held releases (MORE) stay held: an empty peek does not publish them, a wait refuses
-	 * to wait on them, and only the subscriber's flush hands the space back. */
+	ck_assert_int_eq(shmkit_pubsub_close(obs), 0);
+	basic_close(p, s);
+}
+END_TEST
+
+/* Held releases (MORE) stay held: an empty peek does not publish them, a wait refuses to
+ * wait on them (-EDEADLK), and only the subscriber's flush hands the space back. */
+START_TEST(test_held_releases_stay_held)
+{
+	char name[64];
+	struct shmkit_pubsub *p, *s[3], *obs;
+	basic_channel(name, sizeof name, &p, s);
+	ck_assert_int_eq(shmkit_pubsub_send(p, "m", 1), 0);
+	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_OBSERVER, T_PUBSUB_RO, &obs), 0);
+	const void *cp;
+	size_t n;
+	struct timespec ts;
+	struct shmkit_pubsub_sub_stats ss[4];
 	ck_assert_int_eq(shmkit_pubsub_peek(s[0], &cp, &n), 0);
 	ck_assert_int_eq(shmkit_pubsub_release(s[0], SHMKIT_PUBSUB_MORE), 0);
 	ck_assert_int_eq(shmkit_pubsub_peek(s[0], &cp, &n), -EAGAIN);
@@ -189,28 +225,49 @@ START_TEST(test_basics)
 	ck_assert_uint_eq(ss[0].lag, 0);
 	ck_assert_int_eq(shmkit_pubsub_peek_wait(s[0], &cp, &n, t_in_ms(&ts, 10)), -ETIMEDOUT);
 	ck_assert_int_eq(shmkit_pubsub_close(obs), 0);
-	/* Wrong kind. */
+	basic_close(p, s);
+}
+END_TEST
+
+/* Open refuses a segment that is not a pub/sub channel. */
+START_TEST(test_open_not_a_channel)
+{
+	struct shmkit_pubsub *x;
 	char raw[64];
 	struct shmkit_segment *seg = t_raw_segment(raw, sizeof raw);
 	ck_assert_int_eq(shmkit_pubsub_open(raw, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &x), -EMEDIUMTYPE);
 	shmkit_segment_unlink(seg);
 	shmkit_segment_close(seg);
-	/* Close: what was published is still delivered, then end of stream. */
+}
+END_TEST
+
+/* The publisher's close: what was published is still delivered, then end of stream
+ * (-EPIPE); a new publisher continues the numbering. */
+START_TEST(test_close_then_new_publisher)
+{
+	char name[64];
+	struct shmkit_pubsub *p, *s[3];
+	basic_channel(name, sizeof name, &p, s);
+	ck_assert_int_eq(shmkit_pubsub_send(p, "one", 3), 0);
+	ck_assert_int_eq(shmkit_pubsub_send(p, "two", 3), 0);
 	ck_assert_int_eq(shmkit_pubsub_close(p), 0);
+	char buf[64];
+	const void *cp;
+	size_t n;
+	struct timespec ts;
+	for (int i = 0; i < 3; i += 2)
+		for (int k = 0; k < 2; k++)
+			ck_assert_int_eq(shmkit_pubsub_recv(s[i], buf, sizeof buf), 3);
 	ck_assert_int_eq(shmkit_pubsub_recv(s[0], buf, sizeof buf), -EPIPE);
 	ck_assert_int_eq(shmkit_pubsub_peek_wait(s[2], &cp, &n, t_in_ms(&ts, 10)), -EPIPE);
-	/* A new publisher continues the numbering. */
 	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_PUBLISHER, NULL, &p), 0);
 	ck_assert_int_eq(shmkit_pubsub_send(p, "again", 5), 0);
 	ck_assert_int_eq(shmkit_pubsub_peek(s[0], &cp, &n), 0);
 	uint64_t seq;
 	shmkit_pubsub_seq(s[0], &seq);
-	ck_assert_uint_eq(seq, 3 + (uint64_t)k + 1);
+	ck_assert_uint_eq(seq, 2);
 	ck_assert_int_eq(shmkit_pubsub_unlink(p), 0);
-	for (int i = 0; i < 3; i++)
-		shmkit_pubsub_close(s[i]);
-	shmkit_pubsub_close(p);
-	ck_assert_int_eq(shmkit_pubsub_close(NULL), 0);
+	basic_close(p, s);
 }
 END_TEST
 
@@ -241,19 +298,10 @@ END_TEST
 
 /* --- block policy: every subscriber gets every message, in order ----------------------------- */
 
-struct sub_arg {
-	struct t_where w;
-	struct shared *sh;
-	int id;
-	uint64_t count;
-	uint64_t max;
-	int mode; /* 0 zero copy, 1 recv, 2 zero copy with MORE batches */
-};
-
 /* A subscriber child joins and counts itself ready; a failure to join is reported. */
-static int sub_join(struct sub_arg *a, struct shmkit_pubsub **ps)
+static int sub_join(struct t_child *a, struct shmkit_pubsub **ps)
 {
-	int err = open_role(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, 0, ps);
+	int err = t_pubsub_open(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, 0, ps);
 	if (err) {
 		T_CHILD_FAIL(a->sh, "sub %d open: %s", a->id, shmkit_strerror(err));
 		return err;
@@ -264,7 +312,7 @@ static int sub_join(struct sub_arg *a, struct shmkit_pubsub **ps)
 
 /* Forks `n` subscribers running `fn`, each with a copy of a[0] but its own id (i) and mode
  * (i % modes), then waits until all of them have joined or one has failed. */
-static void fork_subscribers(int (*fn)(void *), struct sub_arg *a, pid_t *pid, int n, int modes)
+static void fork_subscribers(int (*fn)(void *), struct t_child *a, pid_t *pid, int n, int modes)
 {
 	for (int i = 0; i < n; i++) {
 		a[i] = a[0];
@@ -275,9 +323,10 @@ static void fork_subscribers(int (*fn)(void *), struct sub_arg *a, pid_t *pid, i
 	T_WAIT_FOR(atomic_load(&a[0].sh->ready) >= n || atomic_load(&a[0].sh->failed));
 }
 
+/* mode 0: zero copy; 1: recv (a copy); 2: zero copy, releases in MORE batches. */
 static int block_subscriber(void *arg)
 {
-	struct sub_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_pubsub *ps;
 	int err = sub_join(a, &ps);
 	if (err)
@@ -328,14 +377,14 @@ static int block_subscriber(void *arg)
 
 START_TEST(test_block_four_subscribers)
 {
-	uint32_t backend = backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "four");
 	uint64_t count = t_stress() ? 5000000 : 150000, max = 3000;
 	struct shmkit_pubsub *p = ps_new(name, backend, SHMKIT_PUBSUB_PUBLISHER, 1 << 16, max, 8,
 					 SHMKIT_PUBSUB_BLOCK, 0);
-	struct shared *sh = t_shm_alloc(sizeof *sh);
-	struct sub_arg a[4] = {{where_of(name, backend, p), sh, 0, count, max, 0}};
+	struct t_shared *sh = t_shared_new();
+	struct t_child a[4] = {{.w = T_WHERE(name, backend, p), .sh = sh, .count = count, .max = max}};
 	pid_t pid[4];
 	fork_subscribers(block_subscriber, a, pid, 4, 3);
 	ck_assert_msg(!atomic_load(&sh->failed), "%s", sh->why);
@@ -370,7 +419,8 @@ START_TEST(test_block_four_subscribers)
 		ck_assert_uint_eq(atomic_load(&sh->got[i]), count);
 	ck_assert_uint_eq(st.msgs_published, count);
 	ck_assert_uint_eq(st.subscribers_dropped, 0);
-	cleanup(&a[0].w, sh);
+	t_where_remove(&a[0].w);
+	t_shared_free(sh);
 }
 END_TEST
 
@@ -382,9 +432,9 @@ START_TEST(test_overwrite_lapped_exact)
 {
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
 					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_pubsub *s;
-	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	uint8_t msg[100], buf[128];
 	uint64_t published = 0, delivered = 0, lost = 0, next = 0;
 	int jumps = 0;
@@ -463,9 +513,9 @@ START_TEST(test_overwrite_validate_after_use)
 {
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
 					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_pubsub *s;
-	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	uint8_t msg[100];
 	uint64_t seq = 0;
 	for (; seq < 10; seq++) {
@@ -524,7 +574,7 @@ END_TEST
  * and everything it accepted is intact. */
 static int overwrite_subscriber(void *arg)
 {
-	struct sub_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_pubsub *ps;
 	int err = sub_join(a, &ps);
 	if (err)
@@ -584,14 +634,14 @@ static int overwrite_subscriber(void *arg)
 
 START_TEST(test_overwrite_lapped_processes)
 {
-	uint32_t backend = backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "lap");
 	uint64_t count = t_stress() ? 3000000 : 200000, max = 600;
 	struct shmkit_pubsub *p = ps_new(name, backend, SHMKIT_PUBSUB_PUBLISHER, 1 << 14, max, 4,
 					 SHMKIT_PUBSUB_OVERWRITE, 0);
-	struct shared *sh = t_shm_alloc(sizeof *sh);
-	struct sub_arg a[3] = {{where_of(name, backend, p), sh, 0, count, max, 0}};
+	struct t_shared *sh = t_shared_new();
+	struct t_child a[3] = {{.w = T_WHERE(name, backend, p), .sh = sh, .count = count, .max = max}};
 	pid_t pid[3];
 	fork_subscribers(overwrite_subscriber, a, pid, 3, 2);
 	ck_assert_int_eq(atomic_load(&sh->ready), 3);
@@ -618,7 +668,8 @@ START_TEST(test_overwrite_lapped_processes)
 		lost_any += atomic_load(&sh->lost[i]);
 	}
 	ck_assert_uint_gt(lost_any, 0); /* the slow readers really were lapped */
-	cleanup(&a[0].w, sh);
+	t_where_remove(&a[0].w);
+	t_shared_free(sh);
 }
 END_TEST
 
@@ -626,9 +677,9 @@ END_TEST
 
 static int stalled_subscriber(void *arg)
 {
-	struct sub_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_pubsub *ps;
-	if (open_role(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &ps))
+	if (t_pubsub_open(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &ps))
 		return 10;
 	const void *p;
 	size_t n;
@@ -643,9 +694,9 @@ static int stalled_subscriber(void *arg)
 
 static int steady_subscriber(void *arg)
 {
-	struct sub_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_pubsub *ps;
-	if (open_role(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &ps))
+	if (t_pubsub_open(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &ps))
 		return 10;
 	atomic_fetch_add(&a->sh->ready, 1);
 	for (uint64_t seq = 0;; seq++) {
@@ -669,15 +720,15 @@ static int steady_subscriber(void *arg)
 
 START_TEST(test_subscriber_killed_while_blocked)
 {
-	uint32_t backend = backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "skill");
 	struct shmkit_pubsub *p = ps_new(name, backend, SHMKIT_PUBSUB_PUBLISHER, 4096, 200, 4,
 					 SHMKIT_PUBSUB_BLOCK, 0);
-	struct shared *sh = t_shm_alloc(sizeof *sh);
+	struct t_shared *sh = t_shared_new();
 	uint64_t count = 2000;
-	struct sub_arg a0 = {where_of(name, backend, p), sh, 0, count, 200, 0};
-	struct sub_arg a1 = a0;
+	struct t_child a0 = {.w = T_WHERE(name, backend, p), .sh = sh, .count = count, .max = 200};
+	struct t_child a1 = a0;
 	a1.id = 1;
 	pid_t steady = t_fork(steady_subscriber, &a0);
 	T_WAIT_FOR(atomic_load(&sh->ready) >= 1);
@@ -719,15 +770,16 @@ START_TEST(test_subscriber_killed_while_blocked)
 	ck_assert_int_eq(t_wait(steady, 60000), 0);
 	ck_assert_msg(!atomic_load(&sh->failed), "%s", sh->why);
 	ck_assert_uint_eq(atomic_load(&sh->got[0]), count);
-	cleanup(&a0.w, sh);
+	t_where_remove(&a0.w);
+	t_shared_free(sh);
 }
 END_TEST
 
 static int publisher_then_die(void *arg)
 {
-	struct sub_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_pubsub *ps;
-	if (open_role(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &ps))
+	if (t_pubsub_open(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &ps))
 		return 10;
 	uint8_t msg[100];
 	uint64_t base = a->max; /* first sequence this publisher will see */
@@ -752,13 +804,13 @@ static int publisher_then_die(void *arg)
 
 START_TEST(test_publisher_killed)
 {
-	uint32_t backend = backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "pkill");
 	struct shmkit_pubsub *s = ps_new(name, backend, SHMKIT_PUBSUB_SUBSCRIBER, 1 << 16, 0, 4,
 					 SHMKIT_PUBSUB_BLOCK, 0);
-	struct shared *sh = t_shm_alloc(sizeof *sh);
-	struct sub_arg a = {where_of(name, backend, s), sh, 0, 200, 0, 0};
+	struct t_shared *sh = t_shared_new();
+	struct t_child a = {.w = T_WHERE(name, backend, s), .sh = sh, .count = 200};
 	pid_t pid = t_fork(publisher_then_die, &a);
 	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
 	struct timespec ts;
@@ -791,7 +843,7 @@ START_TEST(test_publisher_killed)
 	ck_assert_uint_eq(shmkit_pubsub_lost(s, NULL), 0);
 	shmkit_pubsub_unlink(s);
 	shmkit_pubsub_close(s);
-	munmap(sh, sizeof *sh);
+	t_shared_free(sh);
 }
 END_TEST
 
@@ -799,9 +851,9 @@ END_TEST
 
 static int churn_publisher(void *arg)
 {
-	struct sub_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_pubsub *ps;
-	if (open_role(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &ps))
+	if (t_pubsub_open(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &ps))
 		return 10;
 	atomic_fetch_add(&a->sh->ready, 1);
 	while (!atomic_load(&a->sh->go))
@@ -825,11 +877,11 @@ static int churn_publisher(void *arg)
 
 static int churner(void *arg)
 {
-	struct sub_arg *a = arg;
+	struct t_child *a = arg;
 	uint64_t rng = t_seed() * 31 + (uint64_t)getpid();
 	while (!atomic_load(&a->sh->stop)) {
 		struct shmkit_pubsub *ps;
-		int err = open_role(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, SHMKIT_PUBSUB_NO_SPIN, &ps);
+		int err = t_pubsub_open(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, SHMKIT_PUBSUB_NO_SPIN, &ps);
 		if (err == -ENOSPC) {
 			usleep(1000);
 			continue;
@@ -838,7 +890,7 @@ static int churner(void *arg)
 			T_CHILD_FAIL(a->sh, "churner open: %s", shmkit_strerror(err));
 			return 1;
 		}
-		atomic_fetch_add(&a->sh->churn_joins, 1);
+		atomic_fetch_add(&a->sh->joins, 1);
 		uint64_t want = t_rand(&rng) % 300, prev = UINT64_MAX;
 		for (uint64_t i = 0; i < want; i++) {
 			const void *p;
@@ -874,9 +926,9 @@ START_TEST(test_join_leave_churn)
 	struct shmkit_pubsub *own = ps_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_PUBSUB_PUBLISHER,
 					   1 << 14, 512, 6, SHMKIT_PUBSUB_BLOCK, 0);
 	shmkit_pubsub_close(own); /* hand the publisher role to a child */
-	struct shared *sh = t_shm_alloc(sizeof *sh);
+	struct t_shared *sh = t_shared_new();
 	uint64_t count = t_stress() ? 3000000 : 60000;
-	struct sub_arg a = {{name, SHMKIT_BACKEND_POSIX, -1}, sh, 0, count, 512, 0};
+	struct t_child a = {.w = {name, SHMKIT_BACKEND_POSIX, -1}, .sh = sh, .count = count, .max = 512};
 	/* The publisher first: it re-opens the stream our close ended. */
 	pid_t pub = t_fork(churn_publisher, &a);
 	T_WAIT_FOR(atomic_load(&sh->ready) >= 1);
@@ -910,9 +962,10 @@ START_TEST(test_join_leave_churn)
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(sc[i], 0);
 	ck_assert_uint_eq(atomic_load(&sh->got[0]), count);
-	ck_assert_uint_gt(atomic_load(&sh->churn_joins), 4);
+	ck_assert_uint_gt(atomic_load(&sh->joins), 4);
 	ck_assert_int_gt(kills, 0);
-	cleanup(&a.w, sh);
+	t_where_remove(&a.w);
+	t_shared_free(sh);
 }
 END_TEST
 
@@ -923,11 +976,11 @@ START_TEST(test_history)
 	uint32_t policy = _i;
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 8192,
 					 100, 4, policy, 5);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
 	uint8_t msg[100];
 	struct shmkit_pubsub *s, *none;
 	/* Nothing published yet: a joiner starts at the first message. */
-	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	for (uint64_t seq = 0; seq < 3; seq++) {
 		t_msg_fill(msg, sizeof msg, seq);
 		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
@@ -943,8 +996,8 @@ START_TEST(test_history)
 		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
 	}
 	/* A late joiner gets the last 5; one that asks for no history gets none. */
-	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
-	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, SHMKIT_PUBSUB_NO_HISTORY, &none), 0);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, SHMKIT_PUBSUB_NO_HISTORY, &none), 0);
 	for (uint64_t seq = 15; seq < 20; seq++) {
 		ck_assert_int_eq(shmkit_pubsub_recv(s, buf, sizeof buf), 100);
 		ck_assert_uint_eq(t_msg_seq(buf), seq);
@@ -1000,7 +1053,7 @@ static uint64_t history_case(uint32_t policy, uint64_t cap, uint64_t len, uint64
 {
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, cap,
 					 cap / 4, 2, policy, k);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
 	uint8_t *buf = malloc(cap / 4);
 	ck_assert_ptr_nonnull(buf);
 	for (uint64_t seq = 0; seq < count; seq++) {
@@ -1010,7 +1063,7 @@ static uint64_t history_case(uint32_t policy, uint64_t cap, uint64_t len, uint64
 	uint64_t there = in_ring(p, cap);
 	uint64_t want = k < there ? k : there;
 	struct shmkit_pubsub *s;
-	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	for (uint64_t seq = count - want; seq < count; seq++) {
 		ssize_t r = shmkit_pubsub_recv(s, buf, cap / 4);
 		ck_assert_msg(r == (ssize_t)len, "policy %u cap %llu len %llu K %u: %llu still in "
@@ -1056,9 +1109,9 @@ END_TEST
  * pause (overwrite) or one blocked by a subscriber that does not read (block). */
 static int history_publisher(void *arg)
 {
-	struct sub_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_pubsub *p;
-	int err = open_role(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &p);
+	int err = t_pubsub_open(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &p);
 	if (err) {
 		T_CHILD_FAIL(a->sh, "publisher open: %s", shmkit_strerror(err));
 		return 1;
@@ -1095,8 +1148,8 @@ START_TEST(test_history_join_races)
 	/* Block: this subscriber, reading little, holds the publisher once the ring is full. */
 	struct shmkit_pubsub *stuck = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_SUBSCRIBER,
 					     cap, cap / 4, 4, policy, SHMKIT_PUBSUB_MAX_HISTORY);
-	struct shared *sh = t_shm_alloc(sizeof *sh);
-	struct sub_arg a = {.w = where_of(NULL, SHMKIT_BACKEND_MEMFD, stuck), .sh = sh,
+	struct t_shared *sh = t_shared_new();
+	struct t_child a = {.w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, stuck), .sh = sh,
 			    .max = cap / 4};
 	pid_t pid = t_fork(history_publisher, &a);
 	T_WAIT_FOR(atomic_load(&sh->sent) > 200 || atomic_load(&sh->failed));
@@ -1104,7 +1157,7 @@ START_TEST(test_history_join_races)
 	uint64_t joins = t_stress() ? 2000 : 200, got = 0, lost = 0;
 	for (uint64_t j = 0; j < joins && !atomic_load(&sh->failed); j++) {
 		struct shmkit_pubsub *s;
-		ck_assert_int_eq(open_role(&a.w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+		ck_assert_int_eq(t_pubsub_open(&a.w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 		/* Everything it gets is intact and in order; under the block policy nothing is
 		 * lost, and it starts with what is in the ring (the publisher is stuck). */
 		uint64_t last = 0, n = 0;
@@ -1153,7 +1206,8 @@ START_TEST(test_history_join_races)
 	if (policy == SHMKIT_PUBSUB_BLOCK)
 		ck_assert_uint_eq(lost, 0);
 	free(buf);
-	cleanup(&a.w, sh);
+	t_where_remove(&a.w);
+	t_shared_free(sh);
 	shmkit_pubsub_close(stuck);
 }
 END_TEST
@@ -1162,9 +1216,9 @@ END_TEST
 
 static int sleeper(void *arg)
 {
-	struct sub_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_pubsub *ps;
-	if (open_role(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, SHMKIT_PUBSUB_NO_SPIN, &ps))
+	if (t_pubsub_open(&a->w, SHMKIT_PUBSUB_SUBSCRIBER, SHMKIT_PUBSUB_NO_SPIN, &ps))
 		return 10;
 	atomic_fetch_add(&a->sh->ready, 1);
 	char buf[64];
@@ -1180,14 +1234,16 @@ static int sleeper(void *arg)
 	return 0;
 }
 
-START_TEST(test_timeouts_and_wakeups)
+/* Subscribers asleep in their waits (no spinning) are woken by each message, and by the
+ * publisher's close (end of stream). */
+START_TEST(test_sleepers_woken)
 {
 	char name[64];
 	t_name(name, sizeof name, "wake");
 	struct shmkit_pubsub *p = ps_new(name, SHMKIT_BACKEND_SYSV, SHMKIT_PUBSUB_PUBLISHER, 4096, 0,
 					 4, SHMKIT_PUBSUB_BLOCK, 0);
-	struct shared *sh = t_shm_alloc(sizeof *sh);
-	struct sub_arg a = {where_of(name, SHMKIT_BACKEND_SYSV, p), sh, 0, 0, 0, 0};
+	struct t_shared *sh = t_shared_new();
+	struct t_child a = {.w = T_WHERE(name, SHMKIT_BACKEND_SYSV, p), .sh = sh};
 	pid_t pid[3];
 	for (int i = 0; i < 3; i++)
 		pid[i] = t_fork(sleeper, &a);
@@ -1202,10 +1258,20 @@ START_TEST(test_timeouts_and_wakeups)
 	shmkit_pubsub_close(p);
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(t_wait(pid[i], 30000), 0);
-	/* Timeouts are never early. */
+	t_where_remove(&a.w);
+	t_shared_free(sh);
+}
+END_TEST
+
+/* A wait with nothing to read times out, never early; one with a deadline already past
+ * tries once, then times out. */
+START_TEST(test_timeouts_never_early)
+{
+	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096, 0,
+					 4, SHMKIT_PUBSUB_BLOCK, 0);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_pubsub *s;
-	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_PUBLISHER, NULL, &p), 0);
-	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &s), 0);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	struct timespec ts;
 	const void *cp;
 	size_t n;
@@ -1216,42 +1282,46 @@ START_TEST(test_timeouts_and_wakeups)
 	ck_assert_int_eq(shmkit_pubsub_peek_wait(s, &cp, &n, &ts), -ETIMEDOUT);
 	shmkit_pubsub_close(s);
 	shmkit_pubsub_close(p);
-	cleanup(&a.w, sh);
 }
 END_TEST
 
-/* --- a hostile peer --------------------------------------------------------------------------------------- */
-
-struct scribble_arg {
-	uint8_t *base; /* the segment's data area, mapped in the child too (fork) */
-	uint64_t ring_off, ring_bytes, slots;
-	uint64_t seed;
-};
-
-static int scribbler(void *arg)
+/* A word of the control block (src/pubsub.c's byte table: tail at 128, next_seq at 136). */
+static _Atomic uint64_t *ctl_word(struct shmkit_pubsub *ps, size_t off)
 {
-	struct scribble_arg *a = arg;
-	uint64_t rng = a->seed;
-	uint64_t end = shmkit_now_ns() + 600000000ull;
-	static const size_t words[] = {128, 136, 144, 256, 264};
-	while (shmkit_now_ns() < end) {
-		uint64_t what = t_rand(&rng) % 8, v = t_rand(&rng);
-		if (what < 2)
-			v &= 0xfff0; /* small, aligned, plausible */
-		size_t off;
-		if (what < 4)
-			off = words[t_rand(&rng) % 5];
-		else if (what < 5)
-			off = 1024 + (t_rand(&rng) % a->slots) * 128 + 8 * (t_rand(&rng) % 3);
-		else
-			off = a->ring_off + (t_rand(&rng) % (a->ring_bytes / 8)) * 8;
-		if (what == 5)
-			v = (v & 0x3ff) | (v & 0x100000000ull); /* header-like */
-		atomic_store((_Atomic uint64_t *)(void *)(a->base + off), v);
-	}
-	return 0;
+	return (_Atomic uint64_t *)(void *)((uint8_t *)shmkit_segment_data(shmkit_pubsub_segment(ps)) +
+					    off);
 }
 
+#define CTL_TAIL 128
+#define CTL_NEXT_SEQ 136
+
+/* --- a hostile peer --------------------------------------------------------------------------------------- */
+
+/* The hostile peer's aim (src/pubsub.c's byte table): the control words (tail 128, next_seq
+ * 136, 144, oldest 256, 264), the subscriber slots from 1024, and the ring's records. */
+struct ps_scribble {
+	struct t_scribble s;
+	uint64_t ring_off, ring_bytes, slots;
+};
+
+static size_t ps_pick(const struct t_scribble *s, uint64_t *rng, uint64_t *v)
+{
+	const struct ps_scribble *a = (const struct ps_scribble *)(const void *)s;
+	static const size_t words[] = {128, 136, 144, 256, 264};
+	uint64_t what = t_rand(rng) % 8;
+	if (what < 2)
+		*v &= 0xfff0; /* small, aligned, plausible */
+	if (what < 4)
+		return words[t_rand(rng) % 5];
+	if (what < 5)
+		return 1024 + (t_rand(rng) % a->slots) * 128 + 8 * (t_rand(rng) % 3);
+	if (what == 5)
+		*v = (*v & 0x3ff) | (*v & 0x100000000ull); /* header-like */
+	return a->ring_off + (t_rand(rng) % (a->ring_bytes / 8)) * 8;
+}
+
+/* A publisher, a subscriber and joiners under fire from a scribbler: every call returns a
+ * documented code, and every message handed out lies inside the ring. */
 START_TEST(test_hostile_scribbler)
 {
 	uint32_t policy = _i;
@@ -1262,8 +1332,8 @@ START_TEST(test_hostile_scribbler)
 	struct shmkit_pubsub *s;
 	ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &s), 0);
 	uint8_t *base = shmkit_segment_data(shmkit_pubsub_segment(p));
-	struct scribble_arg a = {base, 1024 + 2 * 128, 1 << 14, 2, t_seed() + policy};
-	pid_t pid = t_fork(scribbler, &a);
+	struct ps_scribble a = {{base, t_seed() + policy, 600, ps_pick}, 1024 + 2 * 128, 1 << 14, 2};
+	pid_t pid = t_scribble(&a.s);
 	uint64_t ok = 0, bad = 0, loops = 0;
 	uint8_t buf[2048];
 	/* The subscriber has its own mapping of the segment. */
@@ -1309,14 +1379,30 @@ START_TEST(test_hostile_scribbler)
 	ck_assert_int_eq(t_wait(pid, 10000), 0);
 	(void)ok;
 	(void)bad;
-	/* And deterministically: drain, then a misaligned tail is refused, not followed. */
+	shmkit_pubsub_unlink(p);
+	shmkit_pubsub_close(s);
+	shmkit_pubsub_close(p);
+}
+END_TEST
+
+/* A misaligned tail (a peer's scribble) is refused (-EBADMSG), not followed. Both
+ * policies. */
+START_TEST(test_misaligned_tail_refused)
+{
+	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 1 << 14,
+					 2000, 2, (uint32_t)_i, 3);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct shmkit_pubsub *s;
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	char buf[100] = {0};
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(shmkit_pubsub_send(p, buf, sizeof buf), 0);
 	const void *cp;
 	size_t n;
-	for (int i = 0; i < 100000 && shmkit_pubsub_peek(s, &cp, &n) != -EAGAIN; i++)
-		(void)shmkit_pubsub_release(s, 0);
-	atomic_store((_Atomic uint64_t *)(void *)(base + 128), (uint64_t)0x12345677);
+	while (shmkit_pubsub_peek(s, &cp, &n) == 0)
+		ck_assert_int_eq(shmkit_pubsub_release(s, 0), 0);
+	atomic_store(ctl_word(p, CTL_TAIL), (uint64_t)0x12345677);
 	ck_assert_int_eq(shmkit_pubsub_peek(s, &cp, &n), -EBADMSG);
-	shmkit_pubsub_unlink(p);
 	shmkit_pubsub_close(s);
 	shmkit_pubsub_close(p);
 }
@@ -1378,16 +1464,6 @@ END_TEST
 
 /* --- in-band publication ------------------------------------------------------------------------ */
 
-/* A word of the control block (src/pubsub.c's byte table: tail at 128, next_seq at 136). */
-static _Atomic uint64_t *ctl_word(struct shmkit_pubsub *ps, size_t off)
-{
-	return (_Atomic uint64_t *)(void *)((uint8_t *)shmkit_segment_data(shmkit_pubsub_segment(ps)) +
-					    off);
-}
-
-#define CTL_TAIL 128
-#define CTL_NEXT_SEQ 136
-
 /* Puts the channel back in the state of a publisher stopped between its header store and
  * its tail store for the record just sent: tail and next_seq as before that send. */
 static void unpublish(struct shmkit_pubsub *p, uint64_t tail, uint64_t next_seq)
@@ -1402,18 +1478,18 @@ START_TEST(test_layout_version)
 {
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
 					 100, 2, SHMKIT_PUBSUB_BLOCK, 0);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
 	_Atomic uint32_t *version = (_Atomic uint32_t *)(void *)ctl_word(p, 8);
 	ck_assert_uint_eq(atomic_load(version), 3);
 	struct shmkit_pubsub *s;
 	const uint32_t others[] = {2, 4};
 	for (size_t i = 0; i < 2; i++) {
 		atomic_store(version, others[i]);
-		ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), -EPROTO);
-		ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_OBSERVER, 0, &s), -EPROTO);
+		ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), -EPROTO);
+		ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_OBSERVER, 0, &s), -EPROTO);
 	}
 	atomic_store(version, 3);
-	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	shmkit_pubsub_close(s);
 	shmkit_pubsub_close(p);
 }
@@ -1428,9 +1504,9 @@ START_TEST(test_inband_ahead_of_tail)
 	const uint64_t cap = 4096;
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, cap,
 					 200, 3, policy, 0);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_pubsub *s;
-	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	uint8_t msg[200], buf[256];
 	int pads = 0;
 	uint64_t t0 = 0; /* the publisher's tail before this send (the shared one may lag) */
@@ -1444,7 +1520,7 @@ START_TEST(test_inband_ahead_of_tail)
 		unpublish(p, t0, seq);
 		struct shmkit_pubsub *j = NULL;
 		if (seq % 97 == 5)
-			ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &j), 0);
+			ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &j), 0);
 		ssize_t n = shmkit_pubsub_recv(s, buf, sizeof buf);
 		ck_assert_msg(n == (ssize_t)len, "seq %llu: %zd", (unsigned long long)seq, n);
 		ck_assert_int_eq(t_msg_check(buf, len, seq), 0);
@@ -1473,9 +1549,9 @@ START_TEST(test_inband_more_invisible)
 	uint32_t policy = _i;
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
 					 200, 2, policy, 0);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_pubsub *s;
-	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	uint8_t buf[256];
 	uint64_t seq = 0, got = 0;
 	for (int batch = 0; batch < 600; batch++) {
@@ -1518,9 +1594,9 @@ START_TEST(test_inband_overwrite_lapped)
 {
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
 					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
 	struct shmkit_pubsub *s;
-	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
 	uint8_t msg[100], buf[128];
 	uint64_t published = 0, delivered = 0, lost = 0, next = 0;
 	for (int round = 0; round < 40; round++) {
@@ -1572,9 +1648,9 @@ END_TEST
  * 1 after it (with the seqlock odd). */
 static int publisher_die_inband(void *arg)
 {
-	struct sub_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_pubsub *ps;
-	if (open_role(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &ps))
+	if (t_pubsub_open(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &ps))
 		return 10;
 	uint8_t msg[100];
 	for (uint64_t seq = 0; seq <= 50; seq++) {
@@ -1600,9 +1676,9 @@ static int publisher_die_inband(void *arg)
 
 static int publisher_resume(void *arg)
 {
-	struct sub_arg *a = arg;
+	struct t_child *a = arg;
 	struct shmkit_pubsub *ps;
-	if (open_role(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &ps))
+	if (t_pubsub_open(&a->w, SHMKIT_PUBSUB_PUBLISHER, 0, &ps))
 		return 10;
 	uint8_t msg[100];
 	for (uint64_t seq = 51; seq < 60; seq++) {
@@ -1629,11 +1705,11 @@ START_TEST(test_inband_publisher_killed)
 {
 	struct shmkit_pubsub *s1 = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_SUBSCRIBER, 4096,
 					  100, 4, SHMKIT_PUBSUB_BLOCK, 0);
-	struct t_where w = where_of(NULL, SHMKIT_BACKEND_MEMFD, s1);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, s1);
 	struct shmkit_pubsub *s2;
-	ck_assert_int_eq(open_role(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s2), 0);
-	struct shared *sh = t_shm_alloc(sizeof *sh);
-	struct sub_arg a = {w, sh, 0, 0, 0, _i};
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s2), 0);
+	struct t_shared *sh = t_shared_new();
+	struct t_child a = {.w = w, .sh = sh, .mode = _i};
 	pid_t pid = t_fork(publisher_die_inband, &a);
 	for (uint64_t seq = 0; seq < 50; seq++) {
 		recv_seq(s1, seq);
@@ -1664,7 +1740,8 @@ START_TEST(test_inband_publisher_killed)
 	ck_assert_uint_eq(st.bytes_published, 6000);
 	shmkit_pubsub_close(s2);
 	shmkit_pubsub_close(s1);
-	cleanup(&w, sh);
+	t_where_remove(&w);
+	t_shared_free(sh);
 }
 END_TEST
 
@@ -1672,26 +1749,35 @@ static Suite *pubsub_suite(void)
 {
 	Suite *s = suite_create("pubsub");
 	TCase *tc = t_tcase(s, "basics", 60);
-	tcase_add_test(tc, test_basics);
+	tcase_add_test(tc, test_roles);
+	tcase_add_test(tc, test_every_subscriber_gets_every_message);
+	tcase_add_test(tc, test_block_policy_waits_for_slowest);
+	tcase_add_test(tc, test_joiner_takes_freed_slot);
+	tcase_add_test(tc, test_observer_stats);
+	tcase_add_test(tc, test_held_releases_stay_held);
+	tcase_add_test(tc, test_open_not_a_channel);
+	tcase_add_test(tc, test_close_then_new_publisher);
 	tcase_add_test(tc, test_bad_options);
 	tcase_add_test(tc, test_overwrite_lapped_exact);
 	tcase_add_test(tc, test_overwrite_validate_after_use);
 	tcase_add_loop_test(tc, test_history, 0, 2);
 	tcase_add_loop_test(tc, test_history_fewer_than_k, 0, 2);
 	tcase_add_loop_test(tc, test_history_join_races, 0, 2);
-	tcase_add_test(tc, test_timeouts_and_wakeups);
+	tcase_add_test(tc, test_sleepers_woken);
+	tcase_add_test(tc, test_timeouts_never_early);
+	tcase_add_loop_test(tc, test_misaligned_tail_refused, 0, 2);
 	tcase_add_test(tc, test_cli_stat);
 	tcase_add_test(tc, test_layout_version);
 	tcase_add_loop_test(tc, test_inband_ahead_of_tail, 0, 2);
 	tcase_add_loop_test(tc, test_inband_more_invisible, 0, 2);
 	tcase_add_test(tc, test_inband_overwrite_lapped);
 	tc = t_tcase(s, "streams", t_stress() ? 3600 : 300);
-	tcase_add_loop_test(tc, test_block_four_subscribers, 0, 3);
-	tcase_add_loop_test(tc, test_overwrite_lapped_processes, 0, 3);
+	tcase_add_loop_test(tc, test_block_four_subscribers, 0, T_BACKENDS);
+	tcase_add_loop_test(tc, test_overwrite_lapped_processes, 0, T_BACKENDS);
 	tcase_add_test(tc, test_join_leave_churn);
 	tc = t_tcase(s, "death", t_stress() ? 3600 : 120);
-	tcase_add_loop_test(tc, test_subscriber_killed_while_blocked, 0, 3);
-	tcase_add_loop_test(tc, test_publisher_killed, 0, 3);
+	tcase_add_loop_test(tc, test_subscriber_killed_while_blocked, 0, T_BACKENDS);
+	tcase_add_loop_test(tc, test_publisher_killed, 0, T_BACKENDS);
 	tcase_add_loop_test(tc, test_inband_publisher_killed, 0, 2);
 	tcase_add_loop_test(tc, test_hostile_scribbler, 0, 2);
 	return s;

@@ -13,34 +13,12 @@
 #include "internal.h"
 #include "testutil.h"
 
-static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV, SHMKIT_BACKEND_MEMFD};
-
 static struct shmkit_queue *q_new(const char *name, uint32_t backend, uint32_t slots,
 				  uint64_t max_msg, uint32_t members)
 {
-	struct shmkit_queue_opts o = {.slots = slots, .max_msg = max_msg, .max_members = members};
-	o.seg.backend = backend;
-	struct shmkit_queue *q;
-	if (backend == SHMKIT_BACKEND_MEMFD)
-		name = NULL; /* a memfd queue has no name */
-	int err = shmkit_queue_create(name, &o, &q);
-	ck_assert_msg(err == 0, "create: %s", shmkit_strerror(err));
-	t_track(name, backend);
-	return q;
-}
-
-static struct t_where where_of(const char *name, uint32_t backend, struct shmkit_queue *q)
-{
-	return t_where_of(name, backend, shmkit_queue_segment(q));
-}
-
-static int q_open(const struct t_where *w, uint32_t flags, struct shmkit_queue **q)
-{
-	struct shmkit_queue_opts o = {.flags = flags};
-	o.seg.backend = w->backend;
-	if (w->backend == SHMKIT_BACKEND_MEMFD)
-		return shmkit_queue_open_fd(w->fd, &o, q);
-	return shmkit_queue_open(w->name, &o, q);
+	struct shmkit_queue_opts o = {.slots = slots, .max_msg = max_msg, .max_members = members,
+				      .seg.backend = backend};
+	return t_queue_new(name, &o);
 }
 
 /* A message: producer id, sequence, checksum (16 bytes, or more with a pattern). */
@@ -58,7 +36,38 @@ static uint32_t msg_sum(uint32_t producer, uint64_t seq)
 
 /* --- basics --------------------------------------------------------------------------------- */
 
-START_TEST(test_basics)
+/* The queue most basic tests use: 6 slots asked for (8 given) of up to 64 bytes, room for
+ * 3 members; its first handle *q and two more, *q2 and *q3. */
+static void basic_queue(char *name, size_t cap, struct shmkit_queue **q, struct shmkit_queue **q2,
+			struct shmkit_queue **q3)
+{
+	t_name(name, cap, "qbasic");
+	*q = q_new(name, SHMKIT_BACKEND_POSIX, 6, 64, 3);
+	ck_assert_int_eq(shmkit_queue_open(name, NULL, q2), 0);
+	ck_assert_int_eq(shmkit_queue_open(name, NULL, q3), 0);
+}
+
+static void basic_close(struct shmkit_queue *q, struct shmkit_queue *q2, struct shmkit_queue *q3)
+{
+	ck_assert_int_eq(shmkit_queue_unlink(q), 0);
+	shmkit_queue_close(q3);
+	shmkit_queue_close(q2);
+	shmkit_queue_close(q);
+}
+
+/* Fills the basic queue with "m0" .. "m7". */
+static void send_eight(struct shmkit_queue *q)
+{
+	char buf[16];
+	for (int i = 0; i < 8; i++) {
+		snprintf(buf, sizeof buf, "m%d", i);
+		ck_assert_int_eq(shmkit_queue_send(q, buf, strlen(buf) + 1), 0);
+	}
+}
+
+/* The geometry (slots rounded up to a power of two, 128-byte slots for 64-byte messages)
+ * and the member table: max_members handles, then -ENOSPC. */
+START_TEST(test_geometry_and_members)
 {
 	char name[64];
 	t_name(name, sizeof name, "qbasic");
@@ -73,19 +82,21 @@ START_TEST(test_basics)
 	ck_assert_int_eq(shmkit_queue_open(name, NULL, &q2), 0);
 	ck_assert_int_eq(shmkit_queue_open(name, NULL, &q3), 0);
 	ck_assert_int_eq(shmkit_queue_open(name, NULL, &x), -ENOSPC);
+	basic_close(q, q2, q3);
+	ck_assert_int_eq(shmkit_queue_close(NULL), 0);
+}
+END_TEST
+
+/* One producer's messages come out in order whichever handle takes them; a peek shows the
+ * same message until it is released; an empty queue is -EAGAIN. */
+START_TEST(test_fifo_any_handle)
+{
+	char name[64];
+	struct shmkit_queue *q, *q2, *q3;
+	basic_queue(name, sizeof name, &q, &q2, &q3);
 	char buf[128];
 	ck_assert_int_eq(shmkit_queue_recv(q2, buf, sizeof buf), -EAGAIN);
-	/* FIFO through one producer; any handle consumes. */
-	for (int i = 0; i < 8; i++) {
-		snprintf(buf, sizeof buf, "m%d", i);
-		ck_assert_int_eq(shmkit_queue_send(q, buf, strlen(buf) + 1), 0);
-	}
-	ck_assert_int_eq(shmkit_queue_send(q, "full", 5), -EAGAIN);
-	ck_assert_int_eq(shmkit_queue_send(q, buf, 65), -EMSGSIZE);
-	struct timespec ts;
-	uint64_t t0 = shmkit_now_ns();
-	ck_assert_int_eq(shmkit_queue_send_wait(q, "full", 5, t_in_ms(&ts, 30)), -ETIMEDOUT);
-	ck_assert_uint_ge(shmkit_now_ns() - t0, 30000000);
+	send_eight(q);
 	const void *cp;
 	size_t n;
 	for (int i = 0; i < 8; i++) {
@@ -104,11 +115,44 @@ START_TEST(test_basics)
 			ck_assert_str_eq(buf, want);
 		}
 	}
+	basic_close(q, q2, q3);
+}
+END_TEST
+
+/* A full queue refuses a send (-EAGAIN) and times a waiting one out, never early; an empty
+ * one times a waiting receive out, never early. A message over max_msg is -EMSGSIZE and a
+ * release without a peek -EINVAL. */
+START_TEST(test_full_empty_and_waits)
+{
+	char name[64];
+	struct shmkit_queue *q, *q2, *q3;
+	basic_queue(name, sizeof name, &q, &q2, &q3);
+	char buf[128] = {0};
+	send_eight(q);
+	ck_assert_int_eq(shmkit_queue_send(q, "full", 5), -EAGAIN);
+	ck_assert_int_eq(shmkit_queue_send(q, buf, 65), -EMSGSIZE);
+	struct timespec ts;
+	uint64_t t0 = shmkit_now_ns();
+	ck_assert_int_eq(shmkit_queue_send_wait(q, "full", 5, t_in_ms(&ts, 30)), -ETIMEDOUT);
+	ck_assert_uint_ge(shmkit_now_ns() - t0, 30000000);
+	while (shmkit_queue_recv(q2, buf, sizeof buf) > 0)
+		;
 	ck_assert_int_eq(shmkit_queue_release(q2), -EINVAL);
 	t0 = shmkit_now_ns();
 	ck_assert_int_eq(shmkit_queue_recv_wait(q2, buf, sizeof buf, t_in_ms(&ts, 30)), -ETIMEDOUT);
 	ck_assert_uint_ge(shmkit_now_ns() - t0, 30000000);
-	/* Zero-copy loans; a cancelled loan is skipped; one loan at a time. */
+	basic_close(q, q2, q3);
+}
+END_TEST
+
+/* Zero-copy loans: one at a time; a commit over max_msg, or without a loan, is refused; a
+ * cancelled loan is skipped by the consumers; a receive buffer too small leaves the
+ * message peeked. */
+START_TEST(test_loans)
+{
+	char name[64];
+	struct shmkit_queue *q, *q2, *q3;
+	basic_queue(name, sizeof name, &q, &q2, &q3);
 	void *vp, *vp2;
 	ck_assert_int_eq(shmkit_queue_loan(q, &vp), 0);
 	ck_assert_int_eq(shmkit_queue_loan(q, &vp2), -EBUSY);
@@ -118,10 +162,25 @@ START_TEST(test_basics)
 	ck_assert_int_eq(shmkit_queue_loan(q, &vp), 0);
 	memcpy(vp, "zero", 5);
 	ck_assert_int_eq(shmkit_queue_commit(q, 5), 0);
+	char buf[128];
 	ck_assert_int_eq(shmkit_queue_recv(q3, buf, 2), -ENOBUFS); /* stays peeked */
 	ck_assert_int_eq(shmkit_queue_recv(q3, buf, sizeof buf), 5);
 	ck_assert_str_eq(buf, "zero");
-	/* Batches. */
+	struct shmkit_queue_stats st;
+	shmkit_queue_stats(q, &st);
+	ck_assert_uint_eq(st.skipped, 1);
+	basic_close(q, q2, q3);
+}
+END_TEST
+
+/* Batches: send_many puts several messages in one call and recv_many takes up to its count,
+ * lengths and contents intact; a stride under max_msg, or a batch with one message too big,
+ * is refused. */
+START_TEST(test_batches)
+{
+	char name[64];
+	struct shmkit_queue *q, *q2, *q3;
+	basic_queue(name, sizeof name, &q, &q2, &q3);
 	char batch[5][64];
 	size_t lens[5] = {1, 2, 3, 64, 5};
 	for (int i = 0; i < 5; i++)
@@ -139,7 +198,31 @@ START_TEST(test_basics)
 	ck_assert_int_eq(shmkit_queue_recv_many(q2, out, 64, olens, 8), -EAGAIN);
 	lens[2] = 65;
 	ck_assert_int_eq(shmkit_queue_send_many(q, batch, 64, lens, 5), -EMSGSIZE);
-	/* Statistics: sums over the handles. */
+	basic_close(q, q2, q3);
+}
+END_TEST
+
+/* The statistics sum over every handle (sends, receives, skipped loans, members, fill); a
+ * handle's close folds its counters into the totals and frees its member entry. */
+START_TEST(test_stats_sum_handles)
+{
+	char name[64];
+	struct shmkit_queue *q, *q2, *q3;
+	basic_queue(name, sizeof name, &q, &q2, &q3);
+	char buf[128];
+	send_eight(q);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_gt(shmkit_queue_recv(i % 2 ? q2 : q3, buf, sizeof buf), 0);
+	void *vp;
+	ck_assert_int_eq(shmkit_queue_loan(q, &vp), 0);
+	ck_assert_int_eq(shmkit_queue_cancel(q), 0);
+	ck_assert_int_eq(shmkit_queue_send(q2, "zero", 5), 0);
+	ck_assert_int_eq(shmkit_queue_recv(q3, buf, sizeof buf), 5);
+	size_t lens[5] = {1, 2, 3, 4, 5}, olens[8];
+	char out[8][64] = {{0}};
+	ck_assert_int_eq(shmkit_queue_send_many(q3, out, 64, lens, 5), 5);
+	ck_assert_int_eq(shmkit_queue_recv_many(q, out, 64, olens, 8), 5);
+	struct shmkit_queue_stats st;
 	shmkit_queue_stats(q, &st);
 	ck_assert_uint_eq(st.msgs_sent, 8 + 1 + 5);
 	ck_assert_uint_eq(st.msgs_recv, 8 + 1 + 5);
@@ -147,12 +230,19 @@ START_TEST(test_basics)
 	ck_assert_uint_eq(st.redelivered, 0);
 	ck_assert_uint_eq(st.members, 3);
 	ck_assert_uint_eq(st.fill, 0);
-	/* Closing folds a handle's counters into the totals; its entry is free again. */
 	ck_assert_int_eq(shmkit_queue_close(q3), 0);
 	ck_assert_int_eq(shmkit_queue_open(name, NULL, &q3), 0);
 	shmkit_queue_stats(q, &st);
 	ck_assert_uint_eq(st.msgs_recv, 8 + 1 + 5);
-	/* Wrong kind. */
+	basic_close(q, q2, q3);
+}
+END_TEST
+
+/* Open refuses a segment that is not a queue; create refuses a max_msg over
+ * SHMKIT_QUEUE_MAX_MSG. */
+START_TEST(test_wrong_kind_and_bad_options)
+{
+	struct shmkit_queue *x;
 	char raw[64];
 	struct shmkit_segment *seg = t_raw_segment(raw, sizeof raw);
 	ck_assert_int_eq(shmkit_queue_open(raw, NULL, &x), -EMEDIUMTYPE);
@@ -160,11 +250,6 @@ START_TEST(test_basics)
 	shmkit_segment_close(seg);
 	struct shmkit_queue_opts bad = {.max_msg = SHMKIT_QUEUE_MAX_MSG + 1};
 	ck_assert_int_eq(shmkit_queue_create("x", &bad, &x), -EINVAL);
-	ck_assert_int_eq(shmkit_queue_unlink(q), 0);
-	shmkit_queue_close(q3);
-	shmkit_queue_close(q2);
-	shmkit_queue_close(q);
-	ck_assert_int_eq(shmkit_queue_close(NULL), 0);
 }
 END_TEST
 
@@ -199,7 +284,7 @@ static int mpmc_producer(void *arg)
 	struct role_arg *a = arg;
 	struct mpmc *m = a->m;
 	struct shmkit_queue *q;
-	int err = q_open(&m->w, 0, &q);
+	int err = t_queue_open(&m->w, 0, &q);
 	if (err) {
 		T_CHILD_FAIL(m, "producer open: %s", shmkit_strerror(err));
 		return 1;
@@ -264,7 +349,7 @@ static int mpmc_consumer(void *arg)
 	struct role_arg *a = arg;
 	struct mpmc *m = a->m;
 	struct shmkit_queue *q;
-	int err = q_open(&m->w, 0, &q);
+	int err = t_queue_open(&m->w, 0, &q);
 	if (err) {
 		T_CHILD_FAIL(m, "consumer open: %s", shmkit_strerror(err));
 		return 1;
@@ -354,44 +439,56 @@ END_TEST
 
 /* --- crashes ------------------------------------------------------------------------------------- */
 
-struct crash {
-	struct t_where w;
-	_Atomic int stage;
-	uint64_t value;
-};
-
+/* Takes the oldest message (8 bytes), tells the test which one (sh->got[0]) and is killed
+ * holding it: not released. */
 static int consumer_dies_mid_take(void *arg)
 {
-	struct crash *c = arg;
+	struct t_child *c = arg;
 	struct shmkit_queue *q;
-	if (q_open(&c->w, 0, &q))
+	if (t_queue_open(&c->w, 0, &q))
 		return 10;
 	const void *p;
 	size_t n;
 	struct timespec ts;
 	if (shmkit_queue_peek_wait(q, &p, &n, t_in_ms(&ts, 10000)) || n != 8)
 		return 11;
-	memcpy(&c->value, p, 8);
-	atomic_store(&c->stage, 1);
-	raise(SIGKILL); /* holding the message: not released */
+	uint64_t v;
+	memcpy(&v, p, 8);
+	atomic_store(&c->sh->got[0], v);
+	raise(SIGKILL);
 	return 12;
 }
 
-START_TEST(test_consumer_killed_mid_take)
+/* A queue of 4 slots for 8-byte messages named `name` holding first, first+1, ... (`count`
+ * of them), whose oldest a consumer took and was killed holding; *c tells where it is. */
+static struct shmkit_queue *dead_taker(const char *name, uint32_t backend, uint64_t first,
+				       uint64_t count, struct t_child *c)
 {
-	uint32_t backend = backends[_i];
-	char name[64];
-	t_name(name, sizeof name, "qcdead");
 	struct shmkit_queue *q = q_new(name, backend, 4, 8, 8);
-	struct crash *c = t_shm_alloc(sizeof *c);
-	c->w = where_of(name, backend, q);
-	for (uint64_t v = 100; v < 104; v++)
+	*c = (struct t_child){.w = T_WHERE(name, backend, q), .sh = t_shared_new()};
+	for (uint64_t v = first; v < first + count; v++)
 		ck_assert_int_eq(shmkit_queue_send(q, &v, 8), 0);
-	pid_t pid = t_fork(consumer_dies_mid_take, c);
-	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
-	ck_assert_uint_eq(c->value, 100);
-	/* The consumers take what comes after; when the queue runs dry, a waiting consumer
-	 * finds the dead holder and puts the message back — re-delivered, not lost. */
+	ck_assert_int_eq(t_wait(t_fork(consumer_dies_mid_take, c), 30000), 128 + SIGKILL);
+	ck_assert_uint_eq(atomic_load(&c->sh->got[0]), first);
+	return q;
+}
+
+static void dead_taker_done(struct shmkit_queue *q, struct t_child *c)
+{
+	shmkit_queue_unlink(q);
+	shmkit_queue_close(q);
+	t_shared_free(c->sh);
+}
+
+/* A consumer killed holding a message: the others take what comes after, and when the
+ * queue runs dry a waiting consumer finds the dead holder and puts the message back —
+ * re-delivered, not lost. */
+START_TEST(test_waiting_consumer_repairs_dead_take)
+{
+	char name[64];
+	struct t_child c;
+	struct shmkit_queue *q =
+		dead_taker(t_name(name, sizeof name, "qcdead"), t_backends[_i], 100, 4, &c);
 	uint64_t v;
 	struct timespec ts;
 	struct shmkit_queue_stats st;
@@ -410,31 +507,44 @@ START_TEST(test_consumer_killed_mid_take)
 	ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), 8);
 	ck_assert_uint_eq(v, 104);
 	ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), -EAGAIN);
-	/* The same crash when nobody is blocked: shmkit_queue_recover() repairs it. */
-	v = 200;
-	ck_assert_int_eq(shmkit_queue_send(q, &v, 8), 0);
-	c->stage = 0;
-	pid = t_fork(consumer_dies_mid_take, c);
-	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
-	ck_assert_uint_eq(c->value, 200);
+	dead_taker_done(q, &c);
+}
+END_TEST
+
+/* The same crash when nobody is blocked: shmkit_queue_recover() repairs it. */
+START_TEST(test_recover_repairs_dead_take)
+{
+	char name[64];
+	struct t_child c;
+	struct shmkit_queue *q =
+		dead_taker(t_name(name, sizeof name, "qcdead"), t_backends[_i], 200, 1, &c);
+	uint64_t v;
 	ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), -EAGAIN); /* held by the dead one */
 	ck_assert_int_eq(shmkit_queue_recover(q), 1);
 	ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), 8);
 	ck_assert_uint_eq(v, 200);
+	struct shmkit_queue_stats st;
 	shmkit_queue_stats(q, &st);
-	ck_assert_uint_eq(st.redelivered, 2);
-	/* Full queue, its oldest slot held by the dead one, a producer waiting for space: the
-	 * producer's wait repairs it in place (no free slot needed), and the consumers then
-	 * get it first. */
-	for (v = 300; v < 304; v++)
-		ck_assert_int_eq(shmkit_queue_send(q, &v, 8), 0);
-	pid = t_fork(consumer_dies_mid_take, c);
-	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
-	ck_assert_uint_eq(c->value, 300);
-	v = 304;
+	ck_assert_uint_eq(st.redelivered, 1);
+	dead_taker_done(q, &c);
+}
+END_TEST
+
+/* A full queue whose oldest slot a dead consumer holds, and a producer waiting for space:
+ * the producer's wait repairs the slot in place (no free slot needed), and the consumers
+ * then get that message first. Re-deliveries are not new sends. */
+START_TEST(test_waiting_producer_repairs_dead_take)
+{
+	char name[64];
+	struct t_child c;
+	struct shmkit_queue *q =
+		dead_taker(t_name(name, sizeof name, "qcdead"), t_backends[_i], 300, 4, &c);
+	uint64_t v = 304;
+	struct timespec ts;
+	struct shmkit_queue_stats st;
 	ck_assert_int_eq(shmkit_queue_send_wait(q, &v, 8, t_in_ms(&ts, 400)), -ETIMEDOUT);
 	shmkit_queue_stats(q, &st);
-	ck_assert_uint_eq(st.redelivered, 3);
+	ck_assert_uint_eq(st.redelivered, 1);
 	for (uint64_t want = 300; want < 304; want++) {
 		ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), 8);
 		ck_assert_uint_eq(v, want);
@@ -443,38 +553,38 @@ START_TEST(test_consumer_killed_mid_take)
 	ck_assert_int_eq(shmkit_queue_recv(q, &v, 8), 8);
 	ck_assert_uint_eq(v, 303);
 	shmkit_queue_stats(q, &st);
-	ck_assert_uint_eq(st.msgs_sent, 11); /* re-deliveries are not new sends */
-	ck_assert_uint_eq(st.msgs_recv, 11);
-	shmkit_queue_unlink(q);
-	shmkit_queue_close(q);
-	munmap(c, sizeof *c);
+	ck_assert_uint_eq(st.msgs_sent, 5); /* re-deliveries are not new sends */
+	ck_assert_uint_eq(st.msgs_recv, 5);
+	dead_taker_done(q, &c);
 }
 END_TEST
 
+/* Claims a slot (a loan) and is killed before committing it. */
 static int producer_dies_mid_loan(void *arg)
 {
-	struct crash *c = arg;
+	struct t_child *c = arg;
 	struct shmkit_queue *q;
-	if (q_open(&c->w, 0, &q))
+	if (t_queue_open(&c->w, 0, &q))
 		return 10;
 	void *p;
 	if (shmkit_queue_loan(q, &p))
 		return 11;
 	memcpy(p, "garbage!", 8);
-	atomic_store(&c->stage, 1);
 	raise(SIGKILL); /* the slot is claimed, never committed */
 	return 12;
 }
 
+/* A producer killed holding a loan: messages committed after it wait behind the dead slot
+ * until a waiting consumer finds the holder dead and skips it; the dead process's member
+ * entry is taken over. */
 START_TEST(test_producer_killed_mid_loan)
 {
-	uint32_t backend = backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "qpdead");
 	struct shmkit_queue *q = q_new(name, backend, 8, 8, 8);
-	struct crash *c = t_shm_alloc(sizeof *c);
-	c->w = where_of(name, backend, q);
-	pid_t pid = t_fork(producer_dies_mid_loan, c);
+	struct t_child c = {.w = T_WHERE(name, backend, q)};
+	pid_t pid = t_fork(producer_dies_mid_loan, &c);
 	ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
 	/* Messages committed after the dead loan wait behind it... */
 	for (uint64_t v = 1; v <= 3; v++)
@@ -497,7 +607,6 @@ START_TEST(test_producer_killed_mid_loan)
 	ck_assert_uint_eq(st.members, 1);
 	shmkit_queue_unlink(q);
 	shmkit_queue_close(q);
-	munmap(c, sizeof *c);
 }
 END_TEST
 
@@ -526,7 +635,7 @@ static int hostage_holder(void *arg)
 {
 	struct hostage *h = arg;
 	struct shmkit_queue *q;
-	if (q_open(&h->w, 0, &q))
+	if (t_queue_open(&h->w, 0, &q))
 		return 10;
 	void *p;
 	const void *cp;
@@ -552,7 +661,7 @@ static int hostage_trickle(void *arg)
 {
 	struct hostage *h = arg;
 	struct shmkit_queue *q;
-	if (q_open(&h->w, 0, &q))
+	if (t_queue_open(&h->w, 0, &q))
 		return 10;
 	for (uint64_t seq = 0; !atomic_load(&h->stop); seq++) {
 		struct timespec ts;
@@ -599,7 +708,7 @@ START_TEST(test_dead_holder_budget)
 	uint32_t slots = 256;
 	struct shmkit_queue *q = q_new(name, SHMKIT_BACKEND_POSIX, slots, 8, 8);
 	struct hostage *h = t_shm_alloc(sizeof *h);
-	h->w = where_of(name, SHMKIT_BACKEND_POSIX, q);
+	h->w = T_WHERE(name, SHMKIT_BACKEND_POSIX, q);
 	h->nslots = consumer_dies ? slots : 0;
 	uint64_t v;
 	if (consumer_dies) /* a full queue: the producer waits for the dead consumer's slot */
@@ -671,9 +780,9 @@ END_TEST
 /* Members of dead processes are reused once the table is full. */
 static int attach_and_die(void *arg)
 {
-	struct crash *c = arg;
+	struct t_child *c = arg;
 	struct shmkit_queue *q;
-	if (q_open(&c->w, 0, &q))
+	if (t_queue_open(&c->w, 0, &q))
 		return 10;
 	raise(SIGKILL);
 	return 11;
@@ -684,7 +793,7 @@ START_TEST(test_member_takeover)
 	char name[64];
 	t_name(name, sizeof name, "qtake");
 	struct shmkit_queue *q = q_new(name, SHMKIT_BACKEND_POSIX, 8, 8, 3);
-	struct crash c = {{name, SHMKIT_BACKEND_POSIX, -1}, 0, 0};
+	struct t_child c = {.w = {name, SHMKIT_BACKEND_POSIX, -1}};
 	for (int i = 0; i < 5; i++) {
 		pid_t pid = t_fork(attach_and_die, &c);
 		ck_assert_int_eq(t_wait(pid, 30000), 128 + SIGKILL);
@@ -706,19 +815,14 @@ END_TEST
 
 /* --- waking ---------------------------------------------------------------------------------------- */
 
-struct wake_arg {
-	struct t_where w;
-	_Atomic int ready;
-};
-
 /* A child that will sleep in its waits (no spinning) joins and counts itself ready; NULL
  * when it cannot open the queue. */
-static struct shmkit_queue *join_asleep(struct wake_arg *a)
+static struct shmkit_queue *join_asleep(struct t_child *a)
 {
 	struct shmkit_queue *q;
-	if (q_open(&a->w, SHMKIT_QUEUE_NO_SPIN, &q))
+	if (t_queue_open(&a->w, SHMKIT_QUEUE_NO_SPIN, &q))
 		return NULL;
-	atomic_fetch_add(&a->ready, 1);
+	atomic_fetch_add(&a->sh->ready, 1);
 	return q;
 }
 
@@ -756,11 +860,11 @@ START_TEST(test_blocking_wakeups)
 	char name[64];
 	t_name(name, sizeof name, "qwake");
 	struct shmkit_queue *q = q_new(name, SHMKIT_BACKEND_SYSV, 2, 16, 8);
-	struct wake_arg *a = t_shm_alloc(sizeof *a);
-	a->w = where_of(name, SHMKIT_BACKEND_SYSV, q);
+	struct t_shared *sh = t_shared_new();
+	struct t_child a = {.w = T_WHERE(name, SHMKIT_BACKEND_SYSV, q), .sh = sh};
 	/* Two consumers asleep on an empty queue: each send wakes one. */
-	pid_t c1 = t_fork(sleeping_consumer, a), c2 = t_fork(sleeping_consumer, a);
-	T_WAIT_FOR(atomic_load(&a->ready) >= 2);
+	pid_t c1 = t_fork(sleeping_consumer, &a), c2 = t_fork(sleeping_consumer, &a);
+	T_WAIT_FOR(atomic_load(&sh->ready) >= 2);
 	for (int i = 0; i < 6; i++) {
 		usleep(30000);
 		ck_assert_int_eq(shmkit_queue_send(q, "hello", 5), 0);
@@ -770,9 +874,9 @@ START_TEST(test_blocking_wakeups)
 	/* A producer asleep on a full queue: each receive wakes it. */
 	ck_assert_int_eq(shmkit_queue_send(q, "fill1", 5), 0);
 	ck_assert_int_eq(shmkit_queue_send(q, "fill2", 5), 0);
-	atomic_store(&a->ready, 0);
-	pid_t p = t_fork(sleeping_producer, a);
-	T_WAIT_FOR(atomic_load(&a->ready) >= 1);
+	atomic_store(&sh->ready, 0);
+	pid_t p = t_fork(sleeping_producer, &a);
+	T_WAIT_FOR(atomic_load(&sh->ready) >= 1);
 	char buf[16];
 	for (int i = 0; i < 5; i++) {
 		usleep(30000);
@@ -787,61 +891,61 @@ START_TEST(test_blocking_wakeups)
 	ck_assert_uint_gt(st.wakes, 0);
 	shmkit_queue_unlink(q);
 	shmkit_queue_close(q);
-	munmap(a, sizeof *a);
+	t_shared_free(sh);
 }
 END_TEST
 
 /* --- a hostile peer ---------------------------------------------------------------------------------- */
 
-struct scribble_arg {
-	uint8_t *base;
+/* The hostile peer's aim (src/queue.c's byte table): the enqueue (128) and dequeue (256)
+ * positions, and the slots' state and length words. */
+struct q_scribble {
+	struct t_scribble s;
 	uint64_t slots_off, slots, stride;
-	uint64_t seed;
 };
 
-static int scribbler(void *arg)
+static size_t q_pick(const struct t_scribble *s, uint64_t *rng, uint64_t *v)
 {
-	struct scribble_arg *a = arg;
-	uint64_t rng = a->seed;
-	uint64_t end = shmkit_now_ns() + 600000000ull;
-	while (shmkit_now_ns() < end) {
-		uint64_t what = t_rand(&rng) % 6, v = t_rand(&rng);
-		size_t off;
-		if (what == 0)
-			off = 128; /* enqueue_pos */
-		else if (what == 1)
-			off = 256; /* dequeue_pos */
-		else
-			off = a->slots_off + (t_rand(&rng) % a->slots) * a->stride + (what == 2 ? 8 : 0);
-		if (what <= 1)
-			v &= 0xffff;
-		else if (what == 3) /* a plausible word: position, member, state */
-			v = (v & 0xff) << 13 | (v & 0x3ff) << 3 | (v >> 20) % 8;
-		atomic_store((_Atomic uint64_t *)(void *)(a->base + off), v);
+	const struct q_scribble *a = (const struct q_scribble *)(const void *)s;
+	uint64_t what = t_rand(rng) % 6;
+	if (what <= 1) {
+		*v &= 0xffff;
+		return what == 0 ? 128 : 256; /* enqueue_pos, dequeue_pos */
 	}
-	return 0;
+	if (what == 3) /* a plausible word: position, member, state */
+		*v = (*v & 0xff) << 13 | (*v & 0x3ff) << 3 | (*v >> 20) % 8;
+	return a->slots_off + (t_rand(rng) % a->slots) * a->stride + (what == 2 ? 8 : 0);
 }
 
-/* Puts the scribbler test's queue (64 slots of 128 bytes) back in a clean state: both
- * positions 0, every slot free for lap 0. */
-static void reset_positions(uint8_t *base, uint64_t slots_off)
+/* The queue of the hostile tests: 64 slots of 128 bytes (messages up to 100), room for 4
+ * members, so the slots start at 1024 + 4 * 128; its handles *q and *c. */
+#define HOSTILE_SLOTS_OFF (1024 + 4 * 128)
+
+static uint8_t *hostile_queue(char *name, size_t cap, struct shmkit_queue **q,
+			      struct shmkit_queue **c)
 {
-	atomic_store((_Atomic uint64_t *)(void *)(base + 128), 0);
-	atomic_store((_Atomic uint64_t *)(void *)(base + 256), 0);
-	for (uint64_t i = 0; i < 64; i++)
-		atomic_store((_Atomic uint64_t *)(void *)(base + slots_off + i * 128), i << 13);
+	t_name(name, cap, "qhostile");
+	*q = q_new(name, SHMKIT_BACKEND_POSIX, 64, 100, 4);
+	ck_assert_int_eq(shmkit_queue_open(name, NULL, c), 0);
+	return shmkit_segment_data(shmkit_queue_segment(*q));
 }
 
+static void hostile_close(struct shmkit_queue *q, struct shmkit_queue *c)
+{
+	shmkit_queue_unlink(q);
+	shmkit_queue_close(c);
+	shmkit_queue_close(q);
+}
+
+/* A producer and a consumer under fire from a scribbler: every call returns a documented
+ * code, and every message handed out lies inside the slots. */
 START_TEST(test_hostile_scribbler)
 {
 	char name[64];
-	t_name(name, sizeof name, "qhostile");
-	struct shmkit_queue *q = q_new(name, SHMKIT_BACKEND_POSIX, 64, 100, 4);
-	struct shmkit_queue *c;
-	ck_assert_int_eq(shmkit_queue_open(name, NULL, &c), 0);
-	uint8_t *base = shmkit_segment_data(shmkit_queue_segment(q));
-	struct scribble_arg a = {base, 1024 + 4 * 128, 64, 128, t_seed()};
-	pid_t pid = t_fork(scribbler, &a);
+	struct shmkit_queue *q, *c;
+	uint8_t *base = hostile_queue(name, sizeof name, &q, &c);
+	struct q_scribble a = {{base, t_seed(), 600, q_pick}, HOSTILE_SLOTS_OFF, 64, 128};
+	pid_t pid = t_scribble(&a.s);
 	const uint8_t *cbase = shmkit_segment_data(shmkit_queue_segment(c));
 	const uint8_t *slots = cbase + a.slots_off, *slots_end = slots + 64 * 128;
 	uint8_t buf[256];
@@ -875,11 +979,19 @@ START_TEST(test_hostile_scribbler)
 		}
 	}
 	ck_assert_int_eq(t_wait(pid, 10000), 0);
-	/* Deterministically, from a clean state: */
-	reset_positions(base, a.slots_off);
-	/* A stale hint (positions only ever are hints) must not make a wait ignore its
-	 * deadline: a full queue whose enqueue hint points a lap back, then an empty one
-	 * whose dequeue hint does. */
+	hostile_close(q, c);
+}
+END_TEST
+
+/* Positions are only hints: one a lap off (a peer's scribble) must not make a wait ignore
+ * its deadline — for a full queue whose enqueue hint points a lap back, then for an empty
+ * one whose dequeue hint does. */
+START_TEST(test_stale_hints_keep_deadlines)
+{
+	char name[64];
+	struct shmkit_queue *q, *c;
+	uint8_t *base = hostile_queue(name, sizeof name, &q, &c);
+	uint8_t buf[256];
 	for (int i = 0; i < 64; i++)
 		ck_assert_int_eq(shmkit_queue_send(q, "f", 1), 0);
 	for (int i = 0; i < 10; i++)
@@ -897,19 +1009,27 @@ START_TEST(test_hostile_scribbler)
 	t0 = shmkit_now_ns();
 	ck_assert_int_eq(shmkit_queue_recv_wait(c, buf, sizeof buf, t_in_ms(&ts, 50)), -ETIMEDOUT);
 	ck_assert_uint_lt(shmkit_now_ns() - t0, 2000000000ull);
-	/* A corrupt length in the next full slot is refused, not used. */
-	reset_positions(base, a.slots_off);
+	hostile_close(q, c);
+}
+END_TEST
+
+/* A corrupt length in the next full slot is refused (-EBADMSG), not used, and the queue
+ * goes on with the next message. */
+START_TEST(test_corrupt_length_refused)
+{
+	char name[64];
+	struct shmkit_queue *q, *c;
+	uint8_t *base = hostile_queue(name, sizeof name, &q, &c);
+	uint8_t buf[256];
 	ck_assert_int_eq(shmkit_queue_send(q, "x", 1), 0);
-	atomic_store((_Atomic uint32_t *)(void *)(base + a.slots_off + 8), 5000);
+	atomic_store((_Atomic uint32_t *)(void *)(base + HOSTILE_SLOTS_OFF + 8), 5000);
 	const void *cp;
 	size_t n;
 	ck_assert_int_eq(shmkit_queue_peek(c, &cp, &n), -EBADMSG);
 	ck_assert_int_eq(shmkit_queue_send(q, "y", 1), 0);
 	ck_assert_int_eq(shmkit_queue_recv(c, buf, sizeof buf), 1);
 	ck_assert_int_eq(buf[0], 'y');
-	shmkit_queue_unlink(q);
-	shmkit_queue_close(c);
-	shmkit_queue_close(q);
+	hostile_close(q, c);
 }
 END_TEST
 
@@ -917,13 +1037,23 @@ static Suite *queue_suite(void)
 {
 	Suite *s = suite_create("queue");
 	TCase *tc = t_tcase(s, "basics", 60);
-	tcase_add_test(tc, test_basics);
+	tcase_add_test(tc, test_geometry_and_members);
+	tcase_add_test(tc, test_fifo_any_handle);
+	tcase_add_test(tc, test_full_empty_and_waits);
+	tcase_add_test(tc, test_loans);
+	tcase_add_test(tc, test_batches);
+	tcase_add_test(tc, test_stats_sum_handles);
+	tcase_add_test(tc, test_wrong_kind_and_bad_options);
+	tcase_add_test(tc, test_stale_hints_keep_deadlines);
+	tcase_add_test(tc, test_corrupt_length_refused);
 	tcase_add_test(tc, test_blocking_wakeups);
 	tc = t_tcase(s, "mpmc", t_stress() ? 3600 : 600);
 	tcase_add_test(tc, test_mpmc_exactly_once);
 	tc = t_tcase(s, "death", 120);
-	tcase_add_loop_test(tc, test_consumer_killed_mid_take, 0, 3);
-	tcase_add_loop_test(tc, test_producer_killed_mid_loan, 0, 3);
+	tcase_add_loop_test(tc, test_waiting_consumer_repairs_dead_take, 0, T_BACKENDS);
+	tcase_add_loop_test(tc, test_recover_repairs_dead_take, 0, T_BACKENDS);
+	tcase_add_loop_test(tc, test_waiting_producer_repairs_dead_take, 0, T_BACKENDS);
+	tcase_add_loop_test(tc, test_producer_killed_mid_loan, 0, T_BACKENDS);
 	tcase_add_loop_test(tc, test_dead_holder_budget, 0, 2);
 	tcase_add_test(tc, test_member_takeover);
 	tcase_add_test(tc, test_hostile_scribbler);

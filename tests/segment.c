@@ -17,7 +17,6 @@
 #include "internal.h"
 #include "testutil.h"
 
-static const uint32_t named_backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV};
 
 static struct shmkit_segment *make_seg(const char *name, size_t size, uint32_t backend,
 				       uint32_t mode, uint32_t flags)
@@ -129,7 +128,7 @@ static int child_open_and_mark(void *p)
 
 START_TEST(test_create_open_multiprocess)
 {
-	uint32_t backend = named_backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "multi");
 	struct shmkit_segment *seg = make_seg(name, 4096, backend, 0, 0);
@@ -178,7 +177,7 @@ END_TEST
 
 START_TEST(test_modes)
 {
-	uint32_t backend = named_backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	mode_t old = umask(077);
 	t_name(name, sizeof name, "mode");
@@ -238,7 +237,7 @@ END_TEST
 
 START_TEST(test_open_errors)
 {
-	uint32_t backend = named_backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	struct shmkit_segment *seg, *o2;
 	t_name(name, sizeof name, "err");
@@ -441,7 +440,7 @@ START_TEST(test_foreign_uid_refused)
 			      "run as root (or set SHMKIT_ALLOW_NONROOT=1 to accept the gap)");
 		return;
 	}
-	uint32_t backend = named_backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "uid");
 	struct shmkit_segment *seg = make_seg(name, 64, backend, 0600, 0);
@@ -642,7 +641,7 @@ static int child_create_and_exit(void *p)
 
 START_TEST(test_list_and_liveness)
 {
-	uint32_t backend = named_backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64], orphan[64];
 	t_name(name, sizeof name, "ls");
 	t_name(orphan, sizeof orphan, "orphan");
@@ -717,7 +716,7 @@ static int child_create_deferred_then_hang(void *p)
 
 START_TEST(test_creator_killed_during_init)
 {
-	uint32_t backend = named_backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name_tracked(name, sizeof name, "dead", backend);
 	int pfd[2];
@@ -758,7 +757,7 @@ static int child_write_then_die(void *p)
 
 START_TEST(test_peer_killed_segment_survives)
 {
-	uint32_t backend = named_backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "survive");
 	struct shmkit_segment *seg = make_seg(name, 128, backend, 0, 0);
@@ -777,7 +776,7 @@ END_TEST
  * error or a truthful success, never crash (this suite also runs under ASan+UBSan). */
 START_TEST(test_header_fuzz)
 {
-	uint32_t backend = named_backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "fuzz");
 	struct shmkit_segment *seg = make_seg(name, 4096, backend, 0, 0);
@@ -864,9 +863,7 @@ START_TEST(test_lifetime_round_trip)
 {
 	/* Every backend records the lifetime in the header and reports it: through the handle
 	 * (all three), by name (POSIX, System V) and in the listing. */
-	static const uint32_t backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV,
-					    SHMKIT_BACKEND_MEMFD};
-	uint32_t backend = backends[_i];
+	uint32_t backend = t_backends[_i];
 	for (int persistent = 0; persistent < 2; persistent++) {
 		uint32_t want = persistent ? SHMKIT_LIFETIME_PERSISTENT : SHMKIT_LIFETIME_EPHEMERAL;
 		char name[64];
@@ -912,7 +909,7 @@ END_TEST
 
 START_TEST(test_remove_exact)
 {
-	uint32_t backend = named_backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name(name, sizeof name, "exact");
 	struct shmkit_segment_opts o = {.backend = backend};
@@ -965,24 +962,24 @@ static Suite *segment_suite(void)
 	TCase *tc = t_tcase(s, "core", 60);
 	tcase_add_test(tc, test_names);
 	tcase_add_test(tc, test_bad_options);
-	tcase_add_loop_test(tc, test_create_open_multiprocess, 0, 2);
-	tcase_add_loop_test(tc, test_modes, 0, 2);
+	tcase_add_loop_test(tc, test_create_open_multiprocess, 0, T_NAMED_BACKENDS);
+	tcase_add_loop_test(tc, test_modes, 0, T_NAMED_BACKENDS);
 	tcase_add_test(tc, test_explicit_sysv_key);
-	tcase_add_loop_test(tc, test_open_errors, 0, 2);
+	tcase_add_loop_test(tc, test_open_errors, 0, T_NAMED_BACKENDS);
 	tcase_add_test(tc, test_posix_truncated);
 	tcase_add_test(tc, test_sysv_foreign_key);
-	tcase_add_loop_test(tc, test_foreign_uid_refused, 0, 2);
+	tcase_add_loop_test(tc, test_foreign_uid_refused, 0, T_NAMED_BACKENDS);
 	tcase_add_test(tc, test_memfd_pass_and_seals);
 	tcase_add_test(tc, test_memfd_fork_and_refusals);
 	tcase_add_test(tc, test_hugepages);
-	tcase_add_loop_test(tc, test_list_and_liveness, 0, 2);
-	tcase_add_loop_test(tc, test_creator_killed_during_init, 0, 2);
-	tcase_add_loop_test(tc, test_peer_killed_segment_survives, 0, 2);
-	tcase_add_loop_test(tc, test_header_fuzz, 0, 2);
+	tcase_add_loop_test(tc, test_list_and_liveness, 0, T_NAMED_BACKENDS);
+	tcase_add_loop_test(tc, test_creator_killed_during_init, 0, T_NAMED_BACKENDS);
+	tcase_add_loop_test(tc, test_peer_killed_segment_survives, 0, T_NAMED_BACKENDS);
+	tcase_add_loop_test(tc, test_header_fuzz, 0, T_NAMED_BACKENDS);
 	tcase_add_test(tc, test_strerror);
 	tcase_add_test(tc, test_pid_alive);
-	tcase_add_loop_test(tc, test_lifetime_round_trip, 0, 3);
-	tcase_add_loop_test(tc, test_remove_exact, 0, 2);
+	tcase_add_loop_test(tc, test_lifetime_round_trip, 0, T_BACKENDS);
+	tcase_add_loop_test(tc, test_remove_exact, 0, T_NAMED_BACKENDS);
 	return s;
 }
 

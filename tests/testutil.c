@@ -116,6 +116,117 @@ struct t_where t_where_of(const char *name, uint32_t backend, struct shmkit_segm
 	return w;
 }
 
+int t_where_remove(const struct t_where *w)
+{
+	if (w->backend == SHMKIT_BACKEND_MEMFD)
+		return 0;
+	struct shmkit_segment_opts so = {.backend = w->backend};
+	return shmkit_segment_remove(w->name, &so);
+}
+
+/* --- the cross-process harness ------------------------------------------------------------ */
+
+const uint32_t t_backends[T_BACKENDS] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV,
+					 SHMKIT_BACKEND_MEMFD};
+
+struct t_shared *t_shared_new(void)
+{
+	return t_shm_alloc(sizeof(struct t_shared));
+}
+
+void t_shared_free(struct t_shared *sh)
+{
+	munmap(sh, sizeof *sh);
+}
+
+/* The name to create under: none for memfd. */
+static const char *create_name(const char *name, uint32_t backend)
+{
+	return backend == SHMKIT_BACKEND_MEMFD ? NULL : name;
+}
+
+/* Fails the test when a create did, else tracks the new object's name. */
+static void created(int err, const char *name, uint32_t backend)
+{
+	ck_assert_msg(err == 0, "create %s: %s", name ? name : "(memfd)", shmkit_strerror(err));
+	t_track(name, backend);
+}
+
+struct shmkit_chan *t_chan_new(const char *name, int role, const struct shmkit_chan_opts *o)
+{
+	struct shmkit_chan *ch = NULL;
+	name = create_name(name, o->seg.backend);
+	created(shmkit_chan_create(name, role, o, &ch), name, o->seg.backend);
+	return ch;
+}
+
+struct shmkit_pubsub *t_pubsub_new(const char *name, int role, const struct shmkit_pubsub_opts *o)
+{
+	struct shmkit_pubsub *ps = NULL;
+	name = create_name(name, o->seg.backend);
+	created(shmkit_pubsub_create(name, role, o, &ps), name, o->seg.backend);
+	return ps;
+}
+
+struct shmkit_queue *t_queue_new(const char *name, const struct shmkit_queue_opts *o)
+{
+	struct shmkit_queue *q = NULL;
+	name = create_name(name, o->seg.backend);
+	created(shmkit_queue_create(name, o, &q), name, o->seg.backend);
+	return q;
+}
+
+/* The segment options of an opener at `w`: its backend, and read-only for an observer. */
+static struct shmkit_segment_opts open_seg(const struct t_where *w, bool observer)
+{
+	return (struct shmkit_segment_opts){.backend = w->backend,
+					    .flags = observer ? SHMKIT_SEG_RDONLY : 0};
+}
+
+int t_chan_open(const struct t_where *w, int role, uint32_t flags, struct shmkit_chan **ch)
+{
+	struct shmkit_chan_opts o = {.flags = flags,
+				     .seg = open_seg(w, role == SHMKIT_CHAN_OBSERVER)};
+	if (w->backend == SHMKIT_BACKEND_MEMFD)
+		return shmkit_chan_open_fd(w->fd, role, &o, ch);
+	return shmkit_chan_open(w->name, role, &o, ch);
+}
+
+int t_pubsub_open(const struct t_where *w, int role, uint32_t flags, struct shmkit_pubsub **ps)
+{
+	struct shmkit_pubsub_opts o = {.flags = flags,
+				       .seg = open_seg(w, role == SHMKIT_PUBSUB_OBSERVER)};
+	if (w->backend == SHMKIT_BACKEND_MEMFD)
+		return shmkit_pubsub_open_fd(w->fd, role, &o, ps);
+	return shmkit_pubsub_open(w->name, role, &o, ps);
+}
+
+int t_queue_open(const struct t_where *w, uint32_t flags, struct shmkit_queue **q)
+{
+	struct shmkit_queue_opts o = {.flags = flags, .seg = open_seg(w, false)};
+	if (w->backend == SHMKIT_BACKEND_MEMFD)
+		return shmkit_queue_open_fd(w->fd, &o, q);
+	return shmkit_queue_open(w->name, &o, q);
+}
+
+static int scribble_main(void *arg)
+{
+	const struct t_scribble *s = arg;
+	uint64_t rng = s->seed;
+	uint64_t end = shmkit_now_ns() + s->ms * 1000000ull;
+	while (shmkit_now_ns() < end) {
+		uint64_t v = t_rand(&rng);
+		size_t off = s->pick(s, &rng, &v);
+		atomic_store((_Atomic uint64_t *)(void *)(s->base + off), v);
+	}
+	return 0;
+}
+
+pid_t t_scribble(struct t_scribble *s)
+{
+	return t_fork(scribble_main, s);
+}
+
 void *t_shm_alloc(size_t size)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

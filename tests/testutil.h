@@ -46,8 +46,23 @@ struct t_where {
 	int fd; /* memfd only; -1 otherwise */
 };
 
-/* The t_where of the object whose segment is `seg`. */
+/* The t_where of the object whose segment is `seg`. The memfd descriptor is the segment's
+ * own: it goes with the handle, unless the test dup()s it into w.fd. */
 struct t_where t_where_of(const char *name, uint32_t backend, struct shmkit_segment *seg);
+
+/* The segment of a stream channel, pub/sub channel, queue or table handle. */
+#define T_SEGMENT(h)                                            \
+	_Generic((h), struct shmkit_chan *: shmkit_chan_segment,     \
+		 struct shmkit_pubsub *: shmkit_pubsub_segment,      \
+		 struct shmkit_queue *: shmkit_queue_segment,        \
+		 struct shmkit_table *: shmkit_table_segment)(h)
+
+/* The t_where of the object behind handle `h` (any kind T_SEGMENT() knows). */
+#define T_WHERE(name, backend, h) t_where_of(name, backend, T_SEGMENT(h))
+
+/* Removes the named segment `w` names: shmkit_segment_remove()'s result (1 when it was
+ * still there). 0 for memfd, whose segment goes with its last descriptor and mapping. */
+int t_where_remove(const struct t_where *w);
 
 /* Forks; the child runs fn(arg) and leaves with _exit(its return value). Returns the pid. */
 pid_t t_fork(int (*fn)(void *), void *arg);
@@ -72,17 +87,90 @@ void t_child_fail(_Atomic int *failed, char *why, size_t cap, const char *fmt, .
 #define T_CHILD_FAIL(sh, ...) \
 	t_child_fail(&(sh)->failed, (sh)->why, sizeof (sh)->why, __VA_ARGS__)
 
-/* Polls `cond` every 0.5 ms until it holds or 10 s have passed, then goes on either way:
- * the caller asserts what it needs (so a child that never gets ready fails by name). */
 /* Options of a read-only handle (the observer role) of a stream / pub/sub channel. */
 #define T_CHAN_RO (&(struct shmkit_chan_opts){.seg.flags = SHMKIT_SEG_RDONLY})
 #define T_PUBSUB_RO (&(struct shmkit_pubsub_opts){.seg.flags = SHMKIT_SEG_RDONLY})
 
+/* Polls `cond` every 0.5 ms until it holds or 10 s have passed, then goes on either way:
+ * the caller asserts what it needs (so a child that never gets ready fails by name). */
 #define T_WAIT_FOR(cond)                                                        \
 	do {                                                                    \
 		for (int t_polls_ = 0; t_polls_ < 20000 && !(cond); t_polls_++) \
 			t_sleep_us(500);                                        \
 	} while (0)
+
+/* --- the cross-process harness of the channel, pub/sub and queue suites -------------------
+ * A test creates the object (t_chan_new() ...), describes where it is (T_WHERE), forks
+ * children that open their own handles (t_chan_open() ...) and share a struct t_shared
+ * with it, then checks what the children verified and removes the object. */
+
+/* Every backend, the named ones first: a loop test over [0, T_BACKENDS) runs on each of
+ * them, one over [0, T_NAMED_BACKENDS) on those with a name (POSIX and System V). */
+#define T_BACKENDS 3
+#define T_NAMED_BACKENDS 2
+extern const uint32_t t_backends[T_BACKENDS];
+
+#define T_MAX_CHILDREN 8
+
+/* What a test shares with its children: anonymous shared memory from t_shared_new(),
+ * inherited across fork(). Each test uses the members it needs. */
+struct t_shared {
+	_Atomic int ready;  /* children that have joined and are ready */
+	_Atomic int go;     /* set by the test: start */
+	_Atomic int stop;   /* set by the test: finish */
+	_Atomic int failed; /* a child saw something wrong (T_CHILD_FAIL) ... */
+	char why[256];      /* ... and this is what */
+	_Atomic uint64_t sent;                 /* messages a producing child has sent */
+	_Atomic uint64_t got[T_MAX_CHILDREN];  /* messages child i verified (or the one it took) */
+	_Atomic uint64_t lost[T_MAX_CHILDREN]; /* messages child i was told it lost */
+	_Atomic uint64_t joins;                /* joins by children that come and go */
+};
+
+/* A zeroed struct t_shared (fails the test if it cannot be mapped); t_shared_free() unmaps
+ * it. */
+struct t_shared *t_shared_new(void);
+void t_shared_free(struct t_shared *sh);
+
+/* What a forked child is told (its own copy, through fork()): where the object is, what it
+ * shares with the test, and its part in the test. */
+struct t_child {
+	struct t_where w;
+	struct t_shared *sh;
+	int id;         /* which child: its got[id] and lost[id] */
+	int mode;       /* how it reads or writes: each test says */
+	uint64_t count; /* messages to move */
+	uint64_t max;   /* the largest message */
+	uint64_t seed;  /* for message lengths */
+};
+
+/* Creates an object with the backend and sizes in `o` and the role given (none for a
+ * queue); fails the test if it cannot. A named one is tracked (t_track()); a memfd one gets
+ * no name (`name` is ignored then). */
+struct shmkit_chan *t_chan_new(const char *name, int role, const struct shmkit_chan_opts *o);
+struct shmkit_pubsub *t_pubsub_new(const char *name, int role, const struct shmkit_pubsub_opts *o);
+struct shmkit_queue *t_queue_new(const char *name, const struct shmkit_queue_opts *o);
+
+/* Opens a handle of the object at `w` (by name, or by descriptor for memfd) with the kind's
+ * `flags`, as a child or a second opener does; an observer asks for read-only access
+ * (SHMKIT_SEG_RDONLY). Returns what the kind's _open()/_open_fd() returned. */
+int t_chan_open(const struct t_where *w, int role, uint32_t flags, struct shmkit_chan **ch);
+int t_pubsub_open(const struct t_where *w, int role, uint32_t flags, struct shmkit_pubsub **ps);
+int t_queue_open(const struct t_where *w, uint32_t flags, struct shmkit_queue **q);
+
+/* A hostile peer. For `ms` milliseconds it stores random 64-bit words, atomically (as a
+ * peer racing the library would), at offsets of `base` that `pick` chooses: pick returns
+ * an 8-aligned offset and may shape *v (a random word on entry) into a plausible one, using
+ * *rng for any further choice. Embed the struct first in one of your own to give pick the
+ * layout it aims at. */
+struct t_scribble {
+	uint8_t *base; /* the object's data area, mapped in the child too (fork) */
+	uint64_t seed;
+	uint64_t ms;
+	size_t (*pick)(const struct t_scribble *s, uint64_t *rng, uint64_t *v);
+};
+
+/* Forks the scribbler of `s`; returns its pid (t_wait() is 0 once it has run its time). */
+pid_t t_scribble(struct t_scribble *s);
 
 /* A deadline `ms` milliseconds from now in *ts (for the *_wait() calls); returns ts. */
 struct timespec *t_in_ms(struct timespec *ts, uint64_t ms);

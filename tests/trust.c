@@ -125,8 +125,6 @@ static int set_mode(struct shmkit_segment *seg, uint32_t mode, gid_t gid)
 	return fchmod(fd, (mode_t)mode) < 0 ? -errno : 0;
 }
 
-static const uint32_t all_backends[] = {SHMKIT_BACKEND_POSIX, SHMKIT_BACKEND_SYSV,
-					SHMKIT_BACKEND_MEMFD};
 
 static struct shmkit_segment *make_seg(const char *name, uint32_t backend, uint32_t mode)
 {
@@ -171,7 +169,7 @@ static void assert_stat_status(struct shmkit_segment *seg, int status)
  * refused (and stat says so) until SHMKIT_SEG_FOREIGN_UID, and back to ours, accepted. */
 START_TEST(test_loosened_identities)
 {
-	uint32_t backend = all_backends[_i];
+	uint32_t backend = t_backends[_i];
 	bool root = geteuid() == 0;
 	char name[64];
 	t_name_tracked(name, sizeof name, "loose", backend);
@@ -266,7 +264,7 @@ START_TEST(test_forged_by_peer)
 {
 	if (!peer_ready("test_forged_by_peer"))
 		return;
-	uint32_t backend = all_backends[_i];
+	uint32_t backend = t_backends[_i];
 	char name[64];
 	t_name_tracked(name, sizeof name, "forged", backend);
 	int sv[2] = {-1, -1};
@@ -362,7 +360,7 @@ START_TEST(test_peer_opens_root_segment)
 {
 	if (!peer_ready("test_peer_opens_root_segment"))
 		return;
-	uint32_t backend = all_backends[_i]; /* named ones only: loop 0..1 */
+	uint32_t backend = t_backends[_i]; /* named ones only: loop to T_NAMED_BACKENDS */
 	char name[64];
 	t_name_tracked(name, sizeof name, "rootseg", backend);
 	struct shmkit_segment *seg = make_seg(name, backend, 0600);
@@ -1025,9 +1023,9 @@ static Suite *trust_suite(void)
 {
 	Suite *s = suite_create("trust");
 	TCase *tc = t_tcase(s, "identities", 120);
-	tcase_add_loop_test(tc, test_loosened_identities, 0, 3);
-	tcase_add_loop_test(tc, test_forged_by_peer, 0, 3);
-	tcase_add_loop_test(tc, test_peer_opens_root_segment, 0, 2);
+	tcase_add_loop_test(tc, test_loosened_identities, 0, T_BACKENDS);
+	tcase_add_loop_test(tc, test_forged_by_peer, 0, T_BACKENDS);
+	tcase_add_loop_test(tc, test_peer_opens_root_segment, 0, T_NAMED_BACKENDS);
 	tcase_add_test(tc, test_peer_segments_rm_gc);
 	tc = t_tcase(s, "file-types", 180);
 	tcase_add_unchecked_fixture(tc, NULL, file_types_teardown);
