@@ -93,7 +93,7 @@ const char *cli_suggest_option(const char *typed, const char *usage, char *buf, 
  * "pub/sub channel", "work queue", "table", "raw segment"; "segment of unknown kind". */
 const char *cli_kind_word(uint32_t kind);
 
-/* cli_error() for a failed open of `name` (with `backend`), where `want` says what the
+/* cli/open_error.c: cli_error() for a failed open of `name` (with `backend`), where `want` says what the
  * command expected ("stream channel", "table"; NULL: any kind), with the next step:
  * -EMEDIUMTYPE looks at what the segment is and says so ("'cfg' is a table, not a stream
  * channel"), -ENOENT names the nearest existing name ("did you mean 'cfg'?"), -EPERM
