@@ -350,7 +350,10 @@ START_TEST(test_progress_lines)
 		ck_assert_int_eq(shmkit_chan_send(ch, "0123456789", 10), 0);
 		t_pump(&sub, NULL, 60, 0);
 	}
-	ck_assert_int_eq(shmkit_chan_close(ch), 0);
+	/* 0, or 1 when sub, woken by the end of stream, left between our end-of-stream store
+	 * and our own leave: both ends may then learn they were last (CHAN-L1/CHAN-L2). */
+	int closed = shmkit_chan_close(ch);
+	ck_assert_msg(closed == 0 || closed == 1, "close: %d", closed);
 	ck_assert_int_eq(t_finish(&sub, 30000), 0);
 	const char *e = sub.e.data;
 	ck_assert_msg(!strchr(e, '\r') && !strstr(e, "\033["), "terminal codes on a pipe: %s", e);
