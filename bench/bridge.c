@@ -280,10 +280,13 @@ static double bridged_tput(size_t size, int n, bool reliable, char *payload)
 	(void)!read(pfd[0], &ch, 1);
 	uint64_t t = bench_now_ns() - t0;
 	waitpid(child, NULL, 0);
+	/* The name goes first: unlink takes the handle, which close frees (the two in the
+	 * other order were a use after free that crashed the reliable 1 MiB row). The bridges
+	 * hold their own handles, so the channel lives on until they exit. */
+	shmkit_chan_unlink(p);
 	shmkit_chan_close(p); /* end of stream: both bridges exit */
 	reap(out);
 	reap(in);
-	shmkit_chan_unlink(p);
 	shmkit_segment_remove(src, NULL);
 	shmkit_segment_remove(dst, NULL);
 	close(pfd[0]);
