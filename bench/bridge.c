@@ -287,8 +287,7 @@ static double bridged_tput(size_t size, int n, bool reliable, char *payload)
 	shmkit_chan_close(p); /* end of stream: both bridges exit */
 	reap(out);
 	reap(in);
-	shmkit_segment_remove(src, NULL);
-	shmkit_segment_remove(dst, NULL);
+	shmkit_segment_remove(dst, NULL); /* the consumer unlinks it, unless it failed to open */
 	close(pfd[0]);
 	close(pfd[1]);
 	return ch == 'd' ? n / (t / 1e9) : 0;

@@ -337,7 +337,8 @@ START_TEST(test_progress_lines)
 	t_spawn_cli(&sub, -1, -1,
 		    (const char *const[]){"sub", name, "-f", "lines", "--progress=0.1", NULL});
 	/* Sends only once sub holds the consumer role: on a loaded machine its start can take
-	 * longer than the whole send loop, and the close below must not be the last end. */
+	 * longer than the whole send loop, and a sub that found every message waiting would
+	 * print its progress in one line, not one per interval. */
 	struct shmkit_chan_stats st = {0};
 	for (int i = 0; i < 600 && st.consumer_pid <= 0; i++) {
 		ck_assert_int_eq(shmkit_chan_stats(ch, &st), 0);
