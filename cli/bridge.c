@@ -54,6 +54,8 @@
 /* The code is split by concern: the list of files is at the top of cli/bridge_int.h. */
 #include "bridge_int.h"
 
+#include <malloc.h>
+
 const char cli_usage_bridge[] =
 	"Usage: shmkit bridge out NAME --to nats://HOST:PORT --subject SUBJ [OPTIONS]\n"
 	"       shmkit bridge in --from nats://HOST:PORT --subject SUBJ NAME [--create ...] [OPTIONS]\n"
@@ -310,6 +312,15 @@ int cli_cmd_bridge(const struct cli_cmd *cmd, int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* Each message crosses libnats in a buffer of its own size (built to publish, copied out
+	 * of the read buffer on receipt). With glibc's defaults a buffer above the mmap
+	 * threshold is a fresh mmap() until a free raises the threshold, and a free heap top
+	 * above the trim threshold is given back, so every large message was faulted in and
+	 * zeroed anew: page faults were 30-40 % of each bridge's CPU at 1 MiB (perf; see
+	 * docs/performance.md). Serve buffers up to 32 MiB (glibc's maximum for this setting)
+	 * from the heap and let the heap keep up to 64 MiB of freed top for the next ones. */
+	(void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	(void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	srand((unsigned)now_ns());
 	b.t0 = b.last_progress = now_ns();
 	rc = b.out ? cli_bridge_run_out(&b) : cli_bridge_run_in(&b);
