@@ -47,6 +47,20 @@ static int try_open(void *p)
 	return shmkit_pubsub_open(a->name, a->role, a->opts, a->out);
 }
 
+/* Live subscribers that have joined: a subscriber claims its slot first and publishes its
+ * start position a moment later (src/pubsub.c); one counted in between would start after
+ * whatever was published meanwhile, which is what --wait-subscribers promises not to
+ * lose (a crash-torture run saw a subscriber miss lines 1..2047 that way). */
+static int joined_subscribers(const struct shmkit_pubsub *ps)
+{
+	static struct shmkit_pubsub_sub_stats st[SHMKIT_PUBSUB_MAX_SUBSCRIBERS]; /* 64 KiB */
+	int n = shmkit_pubsub_subscribers(ps, st, SHMKIT_PUBSUB_MAX_SUBSCRIBERS);
+	int joined = 0;
+	for (int i = 0; i < n && i < (int)SHMKIT_PUBSUB_MAX_SUBSCRIBERS; i++)
+		joined += st[i].alive && !st[i].joining;
+	return joined;
+}
+
 /* Opens `name` as `role`, waiting while it does not exist or is not published yet. */
 static int open_wait(const char *name, int role, const struct shmkit_pubsub_opts *o,
 		     const struct cli_waiting *w, struct shmkit_pubsub **psp)
@@ -235,9 +249,9 @@ int cli_pub_multi(const struct cli_cmd *cmd, int argc, char **argv)
 	if (err)
 		return a.create ? cli_create_error(cmd, a.name, err, a.backend)
 				: cli_open_error(cmd, a.name, a.backend, err, "pub/sub channel");
-	/* --wait-subscribers: poll the live subscriber count (joins are rare events). */
+	/* --wait-subscribers: poll the joined subscribers (joins are rare events). */
 	for (uint64_t start = shmkit_now_ns(); a.wait_subs;) {
-		int live = shmkit_pubsub_peer_alive(ps);
+		int live = joined_subscribers(ps);
 		if (live >= (int)a.wait_subs)
 			break;
 		if (a.wait.bounded && shmkit_now_ns() - start >= a.wait.timeout_ns) {

@@ -652,6 +652,27 @@ static uint64_t dst_sent(const struct pipeline *pl)
 
 /* Core mode: messages sent while no in bridge listens are lost, and the next one shows
  * the gap (counted in the channel's notes and in --stats); end of stream arrives. */
+/* The live producer (stream) or publisher (pub/sub) of the far channel, 0 when none. */
+static pid_t dst_producer(const struct pipeline *pl)
+{
+	if (pl->ps_dst) {
+		struct shmkit_pubsub *ps;
+		struct shmkit_pubsub_stats st = {0};
+		if (shmkit_pubsub_open(pl->dst, SHMKIT_PUBSUB_OBSERVER, T_PUBSUB_RO, &ps) == 0) {
+			shmkit_pubsub_stats(ps, &st);
+			shmkit_pubsub_close(ps);
+		}
+		return st.publisher_alive ? st.publisher_pid : 0;
+	}
+	struct shmkit_chan *ch;
+	struct shmkit_chan_stats st = {0};
+	if (shmkit_chan_open(pl->dst, SHMKIT_CHAN_OBSERVER, T_CHAN_RO, &ch) == 0) {
+		shmkit_chan_stats(ch, &st);
+		shmkit_chan_close(ch);
+	}
+	return st.producer_alive ? st.producer_pid : 0;
+}
+
 START_TEST(test_core_gap_counted)
 {
 	struct server sv;
@@ -674,7 +695,11 @@ START_TEST(test_core_gap_counted)
 	T_WAIT_FOR(chan_stat(pl.src, false) == 15);
 	ck_assert_uint_eq(chan_stat(pl.src, false), 15);
 	start_in(&pl, false);
-	t_sleep_ms(500); /* subscribed */
+	/* In core mode `bridge in` subscribes (and flushes) before it attaches to the channel:
+	 * once it is the channel's producer it is subscribed. (A fixed 500 ms sleep here lost
+	 * the next messages when the machine was slow.) */
+	T_WAIT_FOR(dst_producer(&pl) == pl.in.pid);
+	ck_assert_int_eq(dst_producer(&pl), pl.in.pid);
 	feed(p[1], 15, 5);
 	close(p[1]);
 	expect_exit(&pl.pub, "pub", 0, 60000);

@@ -1,6 +1,7 @@
 /* Tests for src/pubsub.c: one publisher, many subscribers, real processes, real kills, a
  * hostile scribbler, both policies. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "waitq_internal.h"
 #include "testutil.h"
 
 /* --- message lengths (the contents: t_msg_fill()), any length >= 8 ---------------------- */
@@ -1462,6 +1464,41 @@ START_TEST(test_cli_stat)
 }
 END_TEST
 
+/* `pub --wait-subscribers` counts joined subscribers only. A subscriber claims its slot and
+ * publishes its start position a moment later; counted in between, it let `pub` publish
+ * lines it then never saw (it starts at the newest message). Here a live process (this
+ * one) holds slot 0 without a position, as a subscriber caught between the two steps:
+ * `pub` must keep waiting, and say so when its --timeout ends the wait. */
+START_TEST(test_cli_wait_counts_joined)
+{
+	char name[64];
+	t_name(name, sizeof name, "wj");
+	const char *cli = t_cli_path();
+	ck_assert_msg(access(cli, X_OK) == 0, "no CLI at %s (make cli)", cli);
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(null, 0);
+	struct t_proc pub;
+	t_spawn_cli(&pub, null, -1,
+		    (const char *const[]){"pub", name, "--pubsub", "--create", "--subscribers", "2",
+					  "--wait-subscribers", "1", "--timeout", "1", "-q", NULL});
+	close(null);
+	struct shmkit_segment *seg = NULL;
+	T_WAIT_FOR(shmkit_segment_open(name, NULL, &seg) == 0);
+	ck_assert_ptr_nonnull(seg);
+	_Atomic uint64_t *slot0 =
+		(_Atomic uint64_t *)(void *)((uint8_t *)shmkit_segment_data(seg) + 1024);
+	atomic_store(&slot0[1], 1); /* pos: "not positioned" (SUB_NONE) */
+	atomic_store(&slot0[0], shmkit__self_owner()); /* owner: a live process */
+	int st = t_finish(&pub, 20000);
+	ck_assert_msg(st == 1 && strstr(pub.e.data, "0 of 1 subscribers joined before the timeout"),
+		      "pub exit %d: %s", st, pub.e.data);
+	t_proc_free(&pub);
+	atomic_store(&slot0[0], 0);
+	shmkit_segment_close(seg);
+	ck_assert_int_ge(shmkit_segment_remove(name, NULL), 1);
+}
+END_TEST
+
 /* --- in-band publication ------------------------------------------------------------------------ */
 
 /* Puts the channel back in the state of a publisher stopped between its header store and
@@ -1767,6 +1804,7 @@ static Suite *pubsub_suite(void)
 	tcase_add_test(tc, test_timeouts_never_early);
 	tcase_add_loop_test(tc, test_misaligned_tail_refused, 0, 2);
 	tcase_add_test(tc, test_cli_stat);
+	tcase_add_test(tc, test_cli_wait_counts_joined);
 	tcase_add_test(tc, test_layout_version);
 	tcase_add_loop_test(tc, test_inband_ahead_of_tail, 0, 2);
 	tcase_add_loop_test(tc, test_inband_more_invisible, 0, 2);
