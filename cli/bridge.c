@@ -326,14 +326,21 @@ int cli_cmd_bridge(const struct cli_cmd *cmd, int argc, char **argv)
 	rc = b.out ? cli_bridge_run_out(&b) : cli_bridge_run_in(&b);
 	cli_bridge_progress(&b, true);
 	cli_bridge_print_stats(&b);
-	if (b.sub)
-		natsSubscription_Destroy(b.sub);
-	if (b.js)
-		jsCtx_Destroy(b.js);
+	/* Subscriptions are destroyed only once the connection is closed: before, libnats's
+	 * reader thread may still be delivering to them (see js_consumer() in bridge_in.c). */
 	if (b.nc) {
 		natsConnection_FlushTimeout(b.nc, 2000);
-		natsConnection_Destroy(b.nc);
+		natsConnection_Close(b.nc);
 	}
+	if (b.sub)
+		natsSubscription_Destroy(b.sub);
+	for (size_t i = 0; i < b.nretired; i++)
+		natsSubscription_Destroy(b.retired[i]);
+	free(b.retired);
+	if (b.js)
+		jsCtx_Destroy(b.js);
+	if (b.nc)
+		natsConnection_Destroy(b.nc);
 	nats_Close();
 	return rc;
 }

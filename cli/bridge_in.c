@@ -41,7 +41,17 @@ static void notes_recover(struct bridge *b)
 static int js_consumer(struct bridge *b)
 {
 	if (b->sub) {
-		natsSubscription_Destroy(b->sub);
+		/* Not destroyed here: libnats 3.4.1's reader thread may still be delivering a
+		 * message of this subscription's last fetch, and destroying it then is a use
+		 * after free in natsConn_processMsg (valgrind; a `bridge in` catching up on
+		 * 4 MiB messages died with SIGSEGV in half the runs). Unsubscribed, it gets
+		 * nothing new; cli_cmd_bridge() destroys it once the connection is closed. */
+		(void)natsSubscription_Unsubscribe(b->sub);
+		natsSubscription **r = realloc(b->retired, (b->nretired + 1) * sizeof *r);
+		if (r) {
+			b->retired = r;
+			r[b->nretired++] = b->sub;
+		} /* else: leaked until exit rather than freed too early */
 		b->sub = NULL;
 	}
 	uint64_t end = now_ns() + (b->have_timeout ? b->timeout_ns : 10000000000ull);
@@ -63,6 +73,14 @@ static int js_consumer(struct bridge *b)
 			so.Config.DeliverPolicy = js_DeliverAll;
 		}
 		natsStatus s = js_PullSubscribe(&b->sub, b->js, b->subject, b->durable, NULL, &so, &je);
+		/* libnats's default pending limit (64 MiB) is a fetch of 256 messages of
+		 * 256 KiB: beyond it the reader drops the rest of a fetch as a "slow consumer",
+		 * which the next frame's ID shows as a gap and costs a resync (3 per run when
+		 * catching up on 4 MiB messages). 256 MiB takes 256 messages of 1 MiB. (Smaller
+		 * fetches for large messages were tried: libnats 3.4.1's natsSubscription_Fetch
+		 * then wrote past its message array under valgrind.) */
+		if (s == NATS_OK)
+			s = natsSubscription_SetPendingLimits(b->sub, 1 << 20, 256 << 20);
 		if (s == NATS_OK)
 			return CLI_OK;
 		if (cli_bridge_stop_sig || now_ns() >= end)

@@ -47,6 +47,10 @@ struct bridge {
 	natsConnection *nc;
 	jsCtx *js;
 	natsSubscription *sub;
+	/* Pull subscriptions replaced by a resync: unsubscribed at once but destroyed only
+	 * after the connection is closed (cli/bridge_in.c, js_consumer()). */
+	natsSubscription **retired;
+	size_t nretired;
 	/* The local channel: a stream channel (ch) or a pub/sub channel (ps), never both. */
 	struct shmkit_chan *ch;
 	struct shmkit_pubsub *ps;

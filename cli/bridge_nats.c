@@ -2,6 +2,8 @@
  * design is at the top of cli/bridge.c). */
 #include "bridge_int.h"
 
+#include <sys/resource.h>
+
 #ifdef SHMKIT_HAVE_NATS
 
 volatile sig_atomic_t cli_bridge_stop_sig;
@@ -28,10 +30,15 @@ void cli_bridge_print_stats(struct bridge *b)
 	if (!b->stats)
 		return;
 	double dt = (double)(now_ns() - b->t0) / 1e9;
+	/* Peak resident memory, the mapped channel's pages included: the bound on what in
+	 * fetches at once (cli/bridge_in.c) is visible here. */
+	struct rusage ru = {0};
+	(void)getrusage(RUSAGE_SELF, &ru);
 	fprintf(stderr, "shmkit bridge %s: msgs %" PRIu64 " bytes %" PRIu64 " gaps %" PRIu64
 			" duplicates %" PRIu64 " resends %" PRIu64 " resyncs %" PRIu64
-			" lost %" PRIu64 " seconds %.3f\n", b->out ? "out" : "in", b->msgs, b->bytes,
-		b->gaps, b->dups, b->resends, b->resyncs, b->lost, dt);
+			" lost %" PRIu64 " seconds %.3f max_rss_kib %ld\n", b->out ? "out" : "in",
+		b->msgs, b->bytes, b->gaps, b->dups, b->resends, b->resyncs, b->lost, dt,
+		ru.ru_maxrss);
 }
 
 /* --- NATS connection ---------------------------------------------------------------------- */
