@@ -30,8 +30,8 @@ void cli_bridge_print_stats(struct bridge *b)
 	if (!b->stats)
 		return;
 	double dt = (double)(now_ns() - b->t0) / 1e9;
-	/* Peak resident memory, the mapped channel's pages included: the bound on what in
-	 * fetches at once (cli/bridge_in.c) is visible here. */
+	/* Peak resident memory, the mapped channel's pages included: what a fetch of large
+	 * messages costs `bridge in` shows here (cli/bridge_in.c, js_consumer()). */
 	struct rusage ru = {0};
 	(void)getrusage(RUSAGE_SELF, &ru);
 	fprintf(stderr, "shmkit bridge %s: msgs %" PRIu64 " bytes %" PRIu64 " gaps %" PRIu64
@@ -73,9 +73,9 @@ int cli_bridge_nats_connect(struct bridge *b)
 		s = natsOptions_SetTimeout(no, 2000);
 	/* Write each publish (message, pull request, acknowledgement) at once: by default
 	 * libnats leaves them to a flusher thread that waits about a millisecond for more, which
-	 * set every bridged round trip at 2.00 ms p50 (bench/bridge: 0.43-0.76 ms with this for
-	 * 64 B; docs/performance.md). Batching is the bridge's own: out gathers core messages
-	 * into one frame, in fetches up to 256 at a time. */
+	 * set every bridged round trip at 2.00 ms p50 (bench/bridge, 64 B, with this: 0.37-0.48
+	 * ms core, 0.58-0.82 ms reliable; docs/performance.md). Batching is the bridge's own:
+	 * out gathers core messages into one frame, in fetches up to 256 at a time. */
 	if (s == NATS_OK)
 		s = natsOptions_SetSendAsap(no, true);
 	if (s == NATS_OK && b->tls_ca) {

@@ -650,8 +650,6 @@ static uint64_t dst_sent(const struct pipeline *pl)
 	return pl->ps_dst ? ps_published(pl->dst) : chan_stat(pl->dst, true);
 }
 
-/* Core mode: messages sent while no in bridge listens are lost, and the next one shows
- * the gap (counted in the channel's notes and in --stats); end of stream arrives. */
 /* The live producer (stream) or publisher (pub/sub) of the far channel, 0 when none. */
 static pid_t dst_producer(const struct pipeline *pl)
 {
@@ -673,6 +671,8 @@ static pid_t dst_producer(const struct pipeline *pl)
 	return st.producer_alive ? st.producer_pid : 0;
 }
 
+/* Core mode: messages sent while no in bridge listens are lost, and the next one shows
+ * the gap (counted in the channel's notes and in --stats); end of stream arrives. */
 START_TEST(test_core_gap_counted)
 {
 	struct server sv;

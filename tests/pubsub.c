@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "waitq_internal.h"
+#include "pubsub_impl.h"
 #include "testutil.h"
 
 /* --- message lengths (the contents: t_msg_fill()), any length >= 8 ---------------------- */
@@ -1485,15 +1485,15 @@ START_TEST(test_cli_wait_counts_joined)
 	struct shmkit_segment *seg = NULL;
 	T_WAIT_FOR(shmkit_segment_open(name, NULL, &seg) == 0);
 	ck_assert_ptr_nonnull(seg);
-	_Atomic uint64_t *slot0 =
-		(_Atomic uint64_t *)(void *)((uint8_t *)shmkit_segment_data(seg) + 1024);
-	atomic_store(&slot0[1], 1); /* pos: "not positioned" (SUB_NONE) */
-	atomic_store(&slot0[0], shmkit__self_owner()); /* owner: a live process */
+	struct ps_slot *slot0 =
+		(struct ps_slot *)(void *)((uint8_t *)shmkit_segment_data(seg) + PS_SLOTS_OFF);
+	atomic_store(&slot0->pos, SUB_NONE);                 /* not positioned yet */
+	atomic_store(&slot0->owner, shmkit__self_owner()); /* held by a live process */
 	int st = t_finish(&pub, 20000);
 	ck_assert_msg(st == 1 && strstr(pub.e.data, "0 of 1 subscribers joined before the timeout"),
 		      "pub exit %d: %s", st, pub.e.data);
 	t_proc_free(&pub);
-	atomic_store(&slot0[0], 0);
+	atomic_store(&slot0->owner, 0);
 	shmkit_segment_close(seg);
 	ck_assert_int_ge(shmkit_segment_remove(name, NULL), 1);
 }
