@@ -3,13 +3,17 @@
  * what the queue's files share is in src/queue_impl.h. */
 #include "queue_impl.h"
 
+/* initial-exec: a plain %fs-relative access, not a __tls_get_addr() call per message
+ * from the shared library (8 bytes of the static TLS reserve when dlopen()ed). */
+__attribute__((tls_model("initial-exec"))) _Thread_local uint64_t shmkit__q_produced;
+
 /* --- claiming ------------------------------------------------------------------------------- */
 
 /* Claims one slot for writing: 0 and *posp, -EAGAIN (full, or endless contention).
  * Starts at the shared hint and probes forward privately past slots other producers
  * claimed at this lap, so that losing a race costs a read, not a locked operation on the
  * hint's hot line; the winner moves the hint (advance_own). */
-static int claim_write(struct shmkit_queue *q, uint64_t *posp)
+static int claim_write(struct shmkit_queue *q, uint64_t *posp, bool fast)
 {
 	struct q_ctl *c = q->ctl;
 	/* Relaxed: a hint (see the top of src/queue.c). */
@@ -21,11 +25,15 @@ static int claim_write(struct shmkit_queue *q, uint64_t *posp)
 		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
 		int64_t d = qw_diff(w, p);
 		if (d == 0 && QW_STATE(w) == S_EMPTY) {
+			/* The sole producer (lease_enter()): nobody else writes an EMPTY word,
+			 * so a plain store claims it. Relaxed: the load above acquired. */
+			if (fast)
+				atomic_store_explicit(&s->word, qw(p, q->idx, S_WRITING),
+						      memory_order_relaxed);
 			/* Acquire: as QUEUE-A1, for the value the CAS replaces. */
-			if (atomic_compare_exchange_strong_explicit(&s->word, &w,
-								    qw(p, q->idx, S_WRITING),
-								    memory_order_acquire,
-								    memory_order_relaxed)) {
+			if (fast || atomic_compare_exchange_strong_explicit(
+					    &s->word, &w, qw(p, q->idx, S_WRITING),
+					    memory_order_acquire, memory_order_relaxed)) {
 				advance_own(&c->enqueue_pos, p);
 				*posp = p;
 				return 0;
@@ -43,10 +51,17 @@ static int claim_write(struct shmkit_queue *q, uint64_t *posp)
 }
 
 /* Claims `pos` for writing only if it is EMPTY at that position (batch extension). */
-static bool claim_write_at(struct shmkit_queue *q, uint64_t pos)
+static bool claim_write_at(struct shmkit_queue *q, uint64_t pos, bool fast)
 {
 	struct q_slot *s = slot_at(q, pos);
 	uint64_t w = qw(pos, 0, S_EMPTY);
+	if (fast) {
+		/* As in claim_write(): the sole producer. Acquire: as QUEUE-A1. */
+		if (atomic_load_explicit(&s->word, memory_order_acquire) != w)
+			return false;
+		atomic_store_explicit(&s->word, qw(pos, q->idx, S_WRITING), memory_order_relaxed);
+		return true;
+	}
 	/* Acquire: as QUEUE-A1. */
 	return atomic_compare_exchange_strong_explicit(&s->word, &w, qw(pos, q->idx, S_WRITING),
 						       memory_order_acquire, memory_order_relaxed);
@@ -61,11 +76,12 @@ static void commit_slot(struct shmkit_queue *q, uint64_t pos, uint32_t len)
 	atomic_store_explicit(&s->len, len, memory_order_relaxed);
 	/* QUEUE-R1: publishes the payload and len; pairs with QUEUE-A2 in claim_read(). */
 	atomic_store_explicit(&s->word, qw(pos, 0, S_FULL), memory_order_release);
+	shmkit__q_produced++;
 }
 
 /* Claims one slot for reading: 0 and *posp, -EAGAIN (empty), skipping SKIP slots. Probes
  * forward privately past slots other consumers took, as claim_write() does. */
-static int claim_read(struct shmkit_queue *q, uint64_t *posp)
+static int claim_read(struct shmkit_queue *q, uint64_t *posp, bool fast)
 {
 	struct q_ctl *c = q->ctl;
 	/* Relaxed: a hint. */
@@ -77,11 +93,15 @@ static int claim_read(struct shmkit_queue *q, uint64_t *posp)
 		int64_t d = qw_diff(w, p);
 		uint32_t st = QW_STATE(w);
 		if (d == 0 && st == S_FULL) {
+			/* The sole consumer: nobody else writes a FULL word (a repair writes
+			 * only words of dead holders). Relaxed: the load above acquired. */
+			if (fast)
+				atomic_store_explicit(&s->word, qw(p, q->idx, S_READING),
+						      memory_order_relaxed);
 			/* Acquire: as QUEUE-A2. */
-			if (atomic_compare_exchange_strong_explicit(&s->word, &w,
-								    qw(p, q->idx, S_READING),
-								    memory_order_acquire,
-								    memory_order_relaxed)) {
+			if (fast || atomic_compare_exchange_strong_explicit(
+					    &s->word, &w, qw(p, q->idx, S_READING),
+					    memory_order_acquire, memory_order_relaxed)) {
 				advance_own(&c->dequeue_pos, p);
 				*posp = p;
 				return 0;
@@ -109,10 +129,17 @@ static int claim_read(struct shmkit_queue *q, uint64_t *posp)
 	return -EAGAIN;
 }
 
-static bool claim_read_at(struct shmkit_queue *q, uint64_t pos)
+static bool claim_read_at(struct shmkit_queue *q, uint64_t pos, bool fast)
 {
 	struct q_slot *s = slot_at(q, pos);
 	uint64_t w = qw(pos, 0, S_FULL);
+	if (fast) {
+		/* As in claim_read(): the sole consumer. Acquire: as QUEUE-A2. */
+		if (atomic_load_explicit(&s->word, memory_order_acquire) != w)
+			return false;
+		atomic_store_explicit(&s->word, qw(pos, q->idx, S_READING), memory_order_relaxed);
+		return true;
+	}
 	/* Acquire: as QUEUE-A2. */
 	return atomic_compare_exchange_strong_explicit(&s->word, &w, qw(pos, q->idx, S_READING),
 						       memory_order_acquire, memory_order_relaxed);
@@ -205,6 +232,8 @@ static int q_wait(struct shmkit_queue *q, bool data, const struct timespec *dead
 		if (shmkit__queue_sweep(q, false) > 0)
 			return 0; /* a dead holder's slot repaired: claim again */
 	}
+	if (data)
+		q->waited = true; /* the claim after this wait is a CAS (struct shmkit_queue) */
 	struct wctx x = {q, false, data};
 	if (shmkit__spin_wait(&q->spin, q_ready, &x))
 		return 0;
@@ -242,8 +271,13 @@ int shmkit_queue_loan(struct shmkit_queue *q, void **buf)
 		return -EPERM;
 	if (q->loaned)
 		return -EBUSY;
+	int err = lease_ready(q, 0);
+	if (err)
+		return err;
 	uint64_t p;
-	int err = claim_write(q, &p);
+	bool fast = lease_enter(q, 0);
+	err = claim_write(q, &p, fast);
+	lease_exit(q, fast, !err);
 	if (err)
 		return err;
 	q->loaned = true;
@@ -329,13 +363,18 @@ int shmkit_queue_send_many(struct shmkit_queue *q, const void *buf, size_t strid
 	for (size_t i = 0; i < n; i++)
 		if (lens[i] > q->max_msg)
 			return -EMSGSIZE;
-	uint64_t p;
-	int err = claim_write(q, &p);
+	int err = lease_ready(q, 0);
 	if (err)
 		return err;
+	uint64_t p;
+	bool fast = lease_enter(q, 0);
+	err = claim_write(q, &p, fast);
 	size_t k = 1;
-	while (k < n && k < q->nslots && claim_write_at(q, p + k))
+	while (!err && k < n && k < q->nslots && claim_write_at(q, p + k, fast))
 		k++;
+	lease_exit(q, fast, err ? 0 : k);
+	if (err)
+		return err;
 	if (k > 1)
 		advance(&q->ctl->enqueue_pos, p + 1, p + k);
 	const uint8_t *src = buf;
@@ -377,10 +416,16 @@ int shmkit_queue_peek(struct shmkit_queue *q, const void **buf, size_t *len)
 	if (q->observer)
 		return -EPERM;
 	if (!q->peeked) {
-		uint64_t p;
-		int err = claim_read(q, &p);
+		int err = lease_ready(q, 1);
 		if (err)
 			return err;
+		uint64_t p;
+		bool fast = lease_enter(q, 1);
+		err = claim_read(q, &p, fast);
+		lease_exit(q, fast, !err);
+		if (err)
+			return err;
+		q_claimed(q);
 		uint32_t n;
 		if (slot_len(q, p, &n) < 0) {
 			free_slot(q, p); /* drop the corrupt slot */
@@ -464,13 +509,19 @@ int shmkit_queue_recv_many(struct shmkit_queue *q, void *buf, size_t stride, siz
 		return -EPERM;
 	if (q->peeked)
 		return -EBUSY;
-	uint64_t p;
-	int err = claim_read(q, &p);
+	int err = lease_ready(q, 1);
 	if (err)
 		return err;
+	uint64_t p;
+	bool fast = lease_enter(q, 1);
+	err = claim_read(q, &p, fast);
 	size_t k = 1;
-	while (k < n && k < q->nslots && claim_read_at(q, p + k))
+	while (!err && k < n && k < q->nslots && claim_read_at(q, p + k, fast))
 		k++;
+	lease_exit(q, fast, err ? 0 : k);
+	if (err)
+		return err;
+	q_claimed(q);
 	if (k > 1)
 		advance(&q->ctl->dequeue_pos, p + 1, p + k);
 	uint8_t *dst = buf;

@@ -94,6 +94,8 @@ int shmkit__queue_sweep_slots(const struct shmkit_queue *q, int which)
 int shmkit__queue_sweep(struct shmkit_queue *q, bool own_only)
 {
 	int n = shmkit__queue_sweep_slots(q, own_only ? SWEEP_OWN : SWEEP_ALL);
+	if (!own_only)
+		shmkit__queue_lease_reap(q); /* a dead claimer no longer keeps the fast path off */
 	if (n > 0)
 		wake_consumers(q, n); /* after the seq_cst repairs: the handshake's store half */
 	return n;

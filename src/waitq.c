@@ -112,6 +112,18 @@ void shmkit__wq_attach(struct shmkit__wq *w, struct shmkit_segment *seg,
 	shmkit__fence_seq_cst();
 }
 
+bool shmkit__membarrier_global(void)
+{
+	mb_probe();
+	/* SHMKIT_NO_MEMBARRIER=2: as if the system call were refused to this process (the
+	 * test hook of the work queue's acknowledged join, src/queue.c). */
+	const char *e = getenv("SHMKIT_NO_MEMBARRIER");
+	if (e && strcmp(e, "2") == 0)
+		return false;
+	return atomic_load_explicit(&mb_usable, memory_order_relaxed) > 0 &&
+	       membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0;
+}
+
 void shmkit__wq_barrier(const struct shmkit__wq *w)
 {
 	/* WQ-B1: pairs with the waker's load of the sleeper count (asymmetric mode) or with

@@ -165,6 +165,11 @@ struct shmkit__waitq;
 void shmkit__wq_attach(struct shmkit__wq *w, struct shmkit_segment *seg,
 		       struct shmkit__waitq *const *qs, unsigned n);
 
+/* Issues MEMBARRIER_CMD_GLOBAL_EXPEDITED for a caller that need not be registered itself
+ * (the work queue's lease join, src/queue.c): true when the barrier ran, false when the
+ * system call is missing or refused (or SHMKIT_NO_MEMBARRIER=2 says to act so). */
+bool shmkit__membarrier_global(void);
+
 /* The sleeper's barrier WQ-B1 (and the joiner's in pub/sub). */
 void shmkit__wq_barrier(const struct shmkit__wq *w);
 
