@@ -4,8 +4,9 @@
 #include "queue_impl.h"
 
 /* initial-exec: a plain %fs-relative access, not a __tls_get_addr() call per message
- * from the shared library (8 bytes of the static TLS reserve when dlopen()ed). */
-__attribute__((tls_model("initial-exec"))) _Thread_local uint64_t shmkit__q_produced;
+ * from the shared library (16 bytes of the static TLS reserve when dlopen()ed). */
+__attribute__((tls_model("initial-exec"))) _Thread_local struct shmkit__q_thread
+	shmkit__q_thread;
 
 /* --- claiming ------------------------------------------------------------------------------- */
 
@@ -76,7 +77,7 @@ static void commit_slot(struct shmkit_queue *q, uint64_t pos, uint32_t len)
 	atomic_store_explicit(&s->len, len, memory_order_relaxed);
 	/* QUEUE-R1: publishes the payload and len; pairs with QUEUE-A2 in claim_read(). */
 	atomic_store_explicit(&s->word, qw(pos, 0, S_FULL), memory_order_release);
-	shmkit__q_produced++;
+	shmkit__q_thread.produced++;
 }
 
 /* Claims one slot for reading: 0 and *posp, -EAGAIN (empty), skipping SKIP slots. Probes
