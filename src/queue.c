@@ -88,10 +88,11 @@
  * stored and fenced (LEASE-F1) at attach, before its first claim, so a joiner that reads
  * no QL_CAP knows that member's first LEASE-L1 sees its count. The price: such a joiner
  * waits for the sole claimer's next claim (a blocking call waits until its deadline).
- *   The counts only err high: a handle counts itself before it sets its bit, a reaper
- * gives back only what a bit says, holding the dead entry's owner word meanwhile (a kill between the two leaves the count one too high:
- * the fast path off for good on that queue, never two fast claimers). A scribbled count
- * or word can make claims slow or a joiner wait (until its deadline), like any scribble.
+ *   The counts only err high: a handle counts itself before it sets its bit, and a reaper
+ * gives back only what a bit says, holding the dead entry's owner word meanwhile; a kill
+ * between the count and the bit leaves the count one too high (the fast path off for good
+ * on that queue), never too low (two fast claimers). A scribbled count or word can make
+ * claims slow or a joiner wait (until its deadline), like any scribble.
  *   A request/response loop keeps the CAS on both sides: a consumer that waited for its
  * message and has produced since its previous claim, and the first produce after a
  * consumer claim that waited (the reply). A plain store is still pending in the store
@@ -325,10 +326,11 @@ static int attach_member(struct shmkit_queue *q)
 	q->mine = &q->members[i];
 	fold_member(q->ctl, q->mine);
 	/* The entry's lease word: a dead predecessor's registrations go back (we hold the
-	 * entry: a reaper would have had to take its owner word first); then ours. LEASE-F1: a member that
-	 * may take the fast path says so, then fences, before its first claim, so that a
-	 * joiner which could not run the membarrier and reads no QL_CAP here knows our first
-	 * LEASE-L1 will see its count (Dekker: its seq_cst RMW and fence, our store and fence). */
+	 * entry: a reaper would have had to take its owner word first); then ours. LEASE-F1:
+	 * a member that may take the fast path says so, then fences, before its first claim,
+	 * so that a joiner which could not run the membarrier and reads no QL_CAP here knows
+	 * our first LEASE-L1 will see its count (Dekker: its seq_cst RMW and fence, our store
+	 * and fence). */
 	lease_give_back(q->ctl, atomic_exchange_explicit(&q->mine->lease, 0, memory_order_acq_rel));
 	q->lease = q->wq.asym ? QL_CAP : 0;
 	if (q->lease) {

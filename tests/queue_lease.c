@@ -114,7 +114,7 @@ START_TEST(test_lease_counts_and_modes)
 }
 END_TEST
 
-/* --- a member that holds on, live or dead ------------------------------------------------------- */
+/* --- a member that holds on, live or dead ----------------------------------------------------- */
 
 struct holder {
 	struct t_where w;
@@ -224,7 +224,7 @@ START_TEST(test_lease_join_waits_for_live_claimer)
 }
 END_TEST
 
-/* --- a joiner that cannot issue membarrier --------------------------------------------------------- */
+/* --- a joiner that cannot issue membarrier ---------------------------------------------------- */
 
 static int join_without_membarrier(void *arg)
 {
@@ -283,7 +283,7 @@ START_TEST(test_lease_join_without_membarrier)
 }
 END_TEST
 
-/* --- churn: claimers come and go while a sole one runs ------------------------------------------- */
+/* --- churn: claimers come and go while a sole one runs ---------------------------------------- */
 
 struct churn {
 	struct t_where w;
