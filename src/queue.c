@@ -225,6 +225,15 @@ int shmkit__queue_lease_reap(const struct shmkit_queue *q)
 	return n;
 }
 
+void shmkit__queue_lease_ack(struct shmkit_queue *q, int k, uint64_t r)
+{
+	uint64_t sh = QL_ACK_SHIFT(k);
+	q->lease = (q->lease & ~(QL_ACK_MASK << sh)) | ((r >> 32) & QL_ACK_MASK) << sh;
+	/* LEASE-R2: out of the fast path, and the generation seen (for a joiner that could not
+	 * run the membarrier); release: our earlier fast claims are ordered before it. */
+	atomic_store_explicit(&q->mine->lease, q->lease, memory_order_release);
+}
+
 /* Whether the member word `w` of another handle still keeps our join (kind k) waiting:
  * it may be inside a fast claim (LEASE-S1 seen, LEASE-R1 not yet) or — when we could not
  * run the membarrier — it has not yet acknowledged a generation at least ours. */
@@ -238,6 +247,12 @@ static bool lease_blocks(const struct shmkit_queue *q, int k, uint64_t w)
 		return false;
 	uint64_t ack = w >> QL_ACK_SHIFT(k) & QL_ACK_MASK;
 	return ((ack - q->join_gen[k]) & QL_ACK_MASK) >= (1ull << (QL_ACK_BITS - 1));
+}
+
+/* The join of kind k is complete: how this handle claims from now on. */
+static void lease_joined(struct shmkit_queue *q, int k)
+{
+	q->lmode[k] = q->lease & QL_CAP ? QM_LEASE : QM_CAS;
 }
 
 /* Joins kind k (0 producer, 1 consumer) on this handle's first claim of it — the slow side
@@ -266,16 +281,16 @@ int shmkit__queue_lease_join(struct shmkit_queue *q, int k)
 		/* Release: a closer or reaper that reads the bit sees the count it stands for. */
 		atomic_store_explicit(&q->mine->lease, q->lease, memory_order_release);
 		q->join_gen[k] = (uint32_t)((old >> 32) + 1) & QL_ACK_MASK;
-		if ((uint32_t)old == 0)
+		if ((uint32_t)old == 0) {
+			lease_joined(q, k);
 			return 0; /* nobody else counted: nobody can be in a fast claim */
+		}
 		/* LEASE-B1. Refused (seccomp) or missing: wait for acknowledgements instead. */
 		q->join_mb[k] = shmkit__membarrier_global();
 		if (!q->join_mb[k])
 			shmkit__fence_seq_cst();
 		q->joining[k] = true;
 	}
-	if (!q->joining[k])
-		return 0;
 	for (unsigned spin = 1; spin <= 4096; spin++) {
 		bool clear = true;
 		for (uint32_t i = 0; i < q->max_members && clear; i++) {
@@ -302,6 +317,7 @@ int shmkit__queue_lease_join(struct shmkit_queue *q, int k)
 		}
 		if (clear) {
 			q->joining[k] = false;
+			lease_joined(q, k);
 			return 0;
 		}
 		shmkit__cpu_relax();

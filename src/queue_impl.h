@@ -121,6 +121,7 @@ struct shmkit_queue {
 	 * kind (0 producer, 1 consumer) whether a join still waits for others to leave a fast
 	 * claim, its generation, and whether it ran the membarrier (else: acknowledgements). */
 	uint64_t lease;
+	uint8_t lmode[2]; /* QM_*: how this handle claims as kind k */
 	bool joining[2], join_mb[2];
 	uint32_t join_gen[2];
 	uint64_t fast_claims; /* slots claimed on the fast path (tests read it) */
@@ -223,13 +224,17 @@ static inline _Atomic uint64_t *ql_reg(const struct shmkit_queue *q, int k)
 	return k ? &q->ctl->creg : &q->ctl->preg;
 }
 
+/* How a handle claims as kind k (its lmode[k]): not joined yet (the first claim joins),
+ * always by CAS (its process is not registered for membarrier), or as lease_enter() says. */
+enum { QM_JOIN = 0, QM_CAS = 1, QM_LEASE = 2 };
+
 int shmkit__queue_lease_join(struct shmkit_queue *q, int k);
 
 /* Before a claim: 0, or -EAGAIN while this handle's first claim of kind k still waits for
  * a sole claimer to leave its fast claim (rare; src/queue.c). */
 static inline int lease_ready(struct shmkit_queue *q, int k)
 {
-	if (SHMKIT__LIKELY((q->lease & (k ? QL_C : QL_P)) && !q->joining[k]))
+	if (SHMKIT__LIKELY(q->lmode[k] != QM_JOIN))
 		return 0;
 	return shmkit__queue_lease_join(q, k);
 }
@@ -250,20 +255,28 @@ extern __attribute__((tls_model("initial-exec"))) _Thread_local struct shmkit__q
 static inline bool q_reply_likely(struct shmkit_queue *q, int k)
 {
 	if (!k) {
-		bool r = shmkit__q_thread.replying;
+		if (SHMKIT__LIKELY(!shmkit__q_thread.replying))
+			return false;
 		shmkit__q_thread.replying = false;
-		return r;
+		return true;
 	}
 	return q->waited && shmkit__q_thread.produced != q->produced_seen;
 }
 
-/* After a consumer's claim succeeded: the next one starts a new observation. */
+/* After a consumer's claim succeeded. Only a claim that waited starts a new observation
+ * (a stale produced_seen costs at most one CAS after a backlog; the common path of a
+ * stream stays two instructions). */
 static inline void q_claimed(struct shmkit_queue *q)
 {
-	shmkit__q_thread.replying = q->waited;
-	q->waited = false;
-	q->produced_seen = shmkit__q_thread.produced;
+	if (SHMKIT__UNLIKELY(q->waited)) {
+		shmkit__q_thread.replying = true;
+		q->waited = false;
+		q->produced_seen = shmkit__q_thread.produced;
+	}
 }
+
+/* Not alone: our word acknowledges the generation seen in `r` (out of the hot path). */
+void shmkit__queue_lease_ack(struct shmkit_queue *q, int k, uint64_t r);
 
 /* Whether this claim may be made with plain stores: we are the only registered claimer of
  * kind k. LEASE-S1 / LEASE-L1 are the fast side of an asymmetric Dekker handshake whose
@@ -271,28 +284,24 @@ static inline void q_claimed(struct shmkit_queue *q)
  * Otherwise the claim is a CAS, and our word acknowledges the generation we saw. */
 static inline bool lease_enter(struct shmkit_queue *q, int k)
 {
-	if (!(q->lease & QL_CAP))
+	if (q->lmode[k] != QM_LEASE)
 		return false;
 	/* LEASE-S1: relaxed, no fence: the joiner's membarrier (LEASE-B1) supplies the
 	 * barrier between this store and the load below. */
 	atomic_store_explicit(&q->mine->lease, q->lease | ql_f(k), memory_order_relaxed);
 	/* LEASE-L1: relaxed, as the other half of the same handshake. */
 	uint64_t r = atomic_load_explicit(ql_reg(q, k), memory_order_relaxed);
-	bool reply = q_reply_likely(q, k);
-	if ((uint32_t)r == 1) {
-		if (SHMKIT__LIKELY(!reply))
-			return true;
+	if (SHMKIT__UNLIKELY((uint32_t)r != 1)) {
+		shmkit__queue_lease_ack(q, k, r); /* LEASE-R2 */
+		return false;
+	}
+	if (SHMKIT__UNLIKELY(q_reply_likely(q, k))) {
 		/* Part of a request/response loop: a CAS (struct shmkit_queue, `waited`).
 		 * Release: as LEASE-R1. */
 		atomic_store_explicit(&q->mine->lease, q->lease, memory_order_release);
 		return false;
 	}
-	uint64_t sh = QL_ACK_SHIFT(k);
-	q->lease = (q->lease & ~(QL_ACK_MASK << sh)) | ((r >> 32) & QL_ACK_MASK) << sh;
-	/* LEASE-R2: out of the fast path, and the generation seen (for a joiner that could not
-	 * run the membarrier); release: our earlier fast claims are ordered before it. */
-	atomic_store_explicit(&q->mine->lease, q->lease, memory_order_release);
-	return false;
+	return true;
 }
 
 /* After a fast claim of `n` slots: LEASE-R1 (release: the slot words we stored are ordered
