@@ -58,8 +58,8 @@
  *
  * The lease: a sole producer (consumer) claims with plain stores. The CAS is there only
  * because another producer might claim the same slot; when a queue has one producer, its
- * locked instruction is pure cost (64 B one-way msg/s 0.76-0.79x the stream channel's with
- * it, 0.90-0.98x without, on the 2-vCPU EPYC VM). Each kind keeps a count of the handles
+ * locked instruction is pure cost (64 B one-way msg/s / the stream channel's: median 0.75
+ * with it, 0.96 without, on the 2-vCPU EPYC VM with its vCPUs far apart). Each kind keeps a count of the handles
  * that claim as it (preg, creg: a handle counts itself at its first claim of the kind, gives
  * it back at close; a dead one's is given back by whoever finds it dead). A claim is fast
  * when the count is 1 — ours:
