@@ -168,10 +168,11 @@ static void lease_dec(struct q_ctl *c, int k)
 {
 	_Atomic uint64_t *reg = k ? &c->creg : &c->preg;
 	uint64_t r = atomic_load_explicit(reg, memory_order_relaxed);
-	while ((uint32_t)r != 0 &&
-	       !atomic_compare_exchange_weak_explicit(reg, &r, r - 1, memory_order_seq_cst,
-						      memory_order_relaxed))
-		;
+	/* Bounded: a peer rewriting the word non-stop leaves it high (claims stay CASes). */
+	for (int i = 0; i < 64 && (uint32_t)r != 0; i++)
+		if (atomic_compare_exchange_weak_explicit(reg, &r, r - 1, memory_order_seq_cst,
+							  memory_order_relaxed))
+			return;
 }
 
 /* Gives back the registrations a member word `w` holds, once: the caller swapped it for 0
@@ -190,27 +191,25 @@ static void lease_give_back(struct q_ctl *c, uint64_t w)
  * successor or another reaper that got there first makes our swap fail; without the lock
  * a reaper stalled between its liveness check and a CAS on the lease word could clear the
  * word of a successor that happened to store the same bits (ABA) and take back a count
- * that is not the dead one's — two fast claimers. Returns whether it gave anything back. */
-static bool lease_reap_one(const struct shmkit_queue *q, uint32_t i, uint64_t o)
+ * that is not the dead one's — two fast claimers. */
+static void lease_reap_one(const struct shmkit_queue *q, uint32_t i, uint64_t o)
 {
 	_Atomic uint64_t *owner = &q->members[i].owner;
 	/* acq_rel: acquire orders our lease access after the dead owner's last stores. */
 	if (o == 0 || !atomic_compare_exchange_strong_explicit(owner, &o, q->me,
 							       memory_order_acq_rel,
 							       memory_order_relaxed))
-		return false;
-	uint64_t w = atomic_exchange_explicit(&q->members[i].lease, 0, memory_order_acq_rel);
-	lease_give_back(q->ctl, w);
+		return;
+	lease_give_back(q->ctl,
+			atomic_exchange_explicit(&q->members[i].lease, 0, memory_order_acq_rel));
 	uint64_t me = q->me;
 	/* Release: a successor's acquire (its claim of the entry) sees the cleared word. */
 	atomic_compare_exchange_strong_explicit(owner, &me, o, memory_order_release,
 						memory_order_relaxed);
-	return (w & (QL_P | QL_C)) != 0;
 }
 
-int shmkit__queue_lease_reap(const struct shmkit_queue *q)
+void shmkit__queue_lease_reap(const struct shmkit_queue *q)
 {
-	int n = 0;
 	for (uint32_t i = 0; i < q->max_members; i++) {
 		if (i == q->idx && !q->observer)
 			continue;
@@ -220,9 +219,8 @@ int shmkit__queue_lease_reap(const struct shmkit_queue *q)
 			continue;
 		uint64_t o = atomic_load_explicit(&q->members[i].owner, memory_order_relaxed);
 		if (o != 0 && shmkit__owner_state(o) < 0)
-			n += lease_reap_one(q, i, o);
+			lease_reap_one(q, i, o);
 	}
-	return n;
 }
 
 void shmkit__queue_lease_ack(struct shmkit_queue *q, int k, uint64_t r)
@@ -289,7 +287,6 @@ int shmkit__queue_lease_join(struct shmkit_queue *q, int k)
 		q->join_mb[k] = shmkit__membarrier_global();
 		if (!q->join_mb[k])
 			shmkit__fence_seq_cst();
-		q->joining[k] = true;
 	}
 	for (unsigned spin = 1; spin <= 4096; spin++) {
 		bool clear = true;
@@ -316,7 +313,6 @@ int shmkit__queue_lease_join(struct shmkit_queue *q, int k)
 			clear = false;
 		}
 		if (clear) {
-			q->joining[k] = false;
 			lease_joined(q, k);
 			return 0;
 		}

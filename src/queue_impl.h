@@ -118,11 +118,12 @@ struct shmkit_queue {
 	uint32_t peek_len;
 	uint64_t sent, bsent, recvd, brecv, psleeps, csleeps, wakes;
 	/* The lease: our member's word as we last stored it, without the QL_F* bits; per
-	 * kind (0 producer, 1 consumer) whether a join still waits for others to leave a fast
-	 * claim, its generation, and whether it ran the membarrier (else: acknowledgements). */
+	 * kind (0 producer, 1 consumer) how this handle claims (QM_*: while QM_JOIN with our
+	 * counted bit set, a join waits for others to leave a fast claim), the join's
+	 * generation, and whether it ran the membarrier (else: acknowledgements). */
 	uint64_t lease;
-	uint8_t lmode[2]; /* QM_*: how this handle claims as kind k */
-	bool joining[2], join_mb[2];
+	uint8_t lmode[2];
+	bool join_mb[2];
 	uint32_t join_gen[2];
 	uint64_t fast_claims; /* slots claimed on the fast path (tests read it) */
 	/* A consumer wait ended (q_wait) since our last claim; and the thread's produced count
@@ -324,8 +325,8 @@ enum { SWEEP_OWN, SWEEP_ALL, SWEEP_OTHERS };
 /* src/queue_io.c */
 bool shmkit__queue_probe(const struct shmkit_queue *q, bool data, bool sc);
 
-/* src/queue.c: gives back the registrations of dead members (the sweep); how many. */
-int shmkit__queue_lease_reap(const struct shmkit_queue *q);
+/* src/queue.c: gives back the registrations of dead members (the sweep, a join). */
+void shmkit__queue_lease_reap(const struct shmkit_queue *q);
 
 /* src/queue_repair.c */
 int shmkit__queue_sweep_slots(const struct shmkit_queue *q, int which);

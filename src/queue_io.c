@@ -10,6 +10,33 @@ __attribute__((tls_model("initial-exec"))) _Thread_local struct shmkit__q_thread
 
 /* --- claiming ------------------------------------------------------------------------------- */
 
+/* Takes a slot word from `seen` to `to`. The sole claimer of its kind (`fast`, the lease:
+ * lease_enter()) stores it plainly — nobody else writes a word in that state (a repair
+ * writes only words of dead holders); relaxed, since the caller's load of `seen` acquired.
+ * Otherwise a CAS, acquire: as QUEUE-A1 / QUEUE-A2, for the value it replaces. */
+static inline bool take_word(_Atomic uint64_t *word, uint64_t seen, uint64_t to, bool fast)
+{
+	if (fast) {
+		atomic_store_explicit(word, to, memory_order_relaxed);
+		return true;
+	}
+	return atomic_compare_exchange_strong_explicit(word, &seen, to, memory_order_acquire,
+						       memory_order_relaxed);
+}
+
+/* Claims `pos` only if its word is `from` at that position, for state `to` (the batch
+ * extensions). The fast path must look first (a CAS looks by itself); acquire: as
+ * QUEUE-A1 / QUEUE-A2. */
+static bool claim_at(struct shmkit_queue *q, uint64_t pos, uint32_t from, uint32_t to,
+		     bool fast)
+{
+	_Atomic uint64_t *word = &slot_at(q, pos)->word;
+	uint64_t w = qw(pos, 0, from);
+	if (fast && atomic_load_explicit(word, memory_order_acquire) != w)
+		return false;
+	return take_word(word, w, qw(pos, q->idx, to), fast);
+}
+
 /* Claims one slot for writing: 0 and *posp, -EAGAIN (full, or endless contention).
  * Starts at the shared hint and probes forward privately past slots other producers
  * claimed at this lap, so that losing a race costs a read, not a locked operation on the
@@ -26,15 +53,7 @@ static int claim_write(struct shmkit_queue *q, uint64_t *posp, bool fast)
 		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
 		int64_t d = qw_diff(w, p);
 		if (d == 0 && QW_STATE(w) == S_EMPTY) {
-			/* The sole producer (lease_enter()): nobody else writes an EMPTY word,
-			 * so a plain store claims it. Relaxed: the load above acquired. */
-			if (fast)
-				atomic_store_explicit(&s->word, qw(p, q->idx, S_WRITING),
-						      memory_order_relaxed);
-			/* Acquire: as QUEUE-A1, for the value the CAS replaces. */
-			if (fast || atomic_compare_exchange_strong_explicit(
-					    &s->word, &w, qw(p, q->idx, S_WRITING),
-					    memory_order_acquire, memory_order_relaxed)) {
+			if (take_word(&s->word, w, qw(p, q->idx, S_WRITING), fast)) {
 				advance_own(&c->enqueue_pos, p);
 				*posp = p;
 				return 0;
@@ -49,23 +68,6 @@ static int claim_write(struct shmkit_queue *q, uint64_t *posp, bool fast)
 		p = (int64_t)(h - p) > 1 && h - p <= q->nslots ? h : p + 1;
 	}
 	return -EAGAIN;
-}
-
-/* Claims `pos` for writing only if it is EMPTY at that position (batch extension). */
-static bool claim_write_at(struct shmkit_queue *q, uint64_t pos, bool fast)
-{
-	struct q_slot *s = slot_at(q, pos);
-	uint64_t w = qw(pos, 0, S_EMPTY);
-	if (fast) {
-		/* As in claim_write(): the sole producer. Acquire: as QUEUE-A1. */
-		if (atomic_load_explicit(&s->word, memory_order_acquire) != w)
-			return false;
-		atomic_store_explicit(&s->word, qw(pos, q->idx, S_WRITING), memory_order_relaxed);
-		return true;
-	}
-	/* Acquire: as QUEUE-A1. */
-	return atomic_compare_exchange_strong_explicit(&s->word, &w, qw(pos, q->idx, S_WRITING),
-						       memory_order_acquire, memory_order_relaxed);
 }
 
 /* Publishes a written slot (QUEUE-R1); also the store of the sleep/wake handshake with sleeping
@@ -94,15 +96,7 @@ static int claim_read(struct shmkit_queue *q, uint64_t *posp, bool fast)
 		int64_t d = qw_diff(w, p);
 		uint32_t st = QW_STATE(w);
 		if (d == 0 && st == S_FULL) {
-			/* The sole consumer: nobody else writes a FULL word (a repair writes
-			 * only words of dead holders). Relaxed: the load above acquired. */
-			if (fast)
-				atomic_store_explicit(&s->word, qw(p, q->idx, S_READING),
-						      memory_order_relaxed);
-			/* Acquire: as QUEUE-A2. */
-			if (fast || atomic_compare_exchange_strong_explicit(
-					    &s->word, &w, qw(p, q->idx, S_READING),
-					    memory_order_acquire, memory_order_relaxed)) {
+			if (take_word(&s->word, w, qw(p, q->idx, S_READING), fast)) {
 				advance_own(&c->dequeue_pos, p);
 				*posp = p;
 				return 0;
@@ -128,22 +122,6 @@ static int claim_read(struct shmkit_queue *q, uint64_t *posp, bool fast)
 		p = (int64_t)(h - p) > 1 && h - p <= q->nslots ? h : p + 1;
 	}
 	return -EAGAIN;
-}
-
-static bool claim_read_at(struct shmkit_queue *q, uint64_t pos, bool fast)
-{
-	struct q_slot *s = slot_at(q, pos);
-	uint64_t w = qw(pos, 0, S_FULL);
-	if (fast) {
-		/* As in claim_read(): the sole consumer. Acquire: as QUEUE-A2. */
-		if (atomic_load_explicit(&s->word, memory_order_acquire) != w)
-			return false;
-		atomic_store_explicit(&s->word, qw(pos, q->idx, S_READING), memory_order_relaxed);
-		return true;
-	}
-	/* Acquire: as QUEUE-A2. */
-	return atomic_compare_exchange_strong_explicit(&s->word, &w, qw(pos, q->idx, S_READING),
-						       memory_order_acquire, memory_order_relaxed);
 }
 
 /* Frees a slot for the next lap (QUEUE-R2); also the store of the handshake with sleeping
@@ -371,7 +349,7 @@ int shmkit_queue_send_many(struct shmkit_queue *q, const void *buf, size_t strid
 	bool fast = lease_enter(q, 0);
 	err = claim_write(q, &p, fast);
 	size_t k = 1;
-	while (!err && k < n && k < q->nslots && claim_write_at(q, p + k, fast))
+	while (!err && k < n && k < q->nslots && claim_at(q, p + k, S_EMPTY, S_WRITING, fast))
 		k++;
 	lease_exit(q, fast, err ? 0 : k);
 	if (err)
@@ -517,7 +495,7 @@ int shmkit_queue_recv_many(struct shmkit_queue *q, void *buf, size_t stride, siz
 	bool fast = lease_enter(q, 1);
 	err = claim_read(q, &p, fast);
 	size_t k = 1;
-	while (!err && k < n && k < q->nslots && claim_read_at(q, p + k, fast))
+	while (!err && k < n && k < q->nslots && claim_at(q, p + k, S_FULL, S_READING, fast))
 		k++;
 	lease_exit(q, fast, err ? 0 : k);
 	if (err)

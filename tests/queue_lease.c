@@ -76,7 +76,7 @@ START_TEST(test_lease_counts_and_modes)
 	send_u64(q2, 3);
 	ck_assert_uint_eq(reg_count(q, 0), 2);
 	ck_assert_uint_eq(reg_gen(q, 0), 2);
-	ck_assert(!q2->joining[0]);
+	ck_assert(q2->lmode[0] != QM_JOIN); /* joined */
 	ck_assert_uint_eq(q2->fast_claims, 0);
 	uint64_t before = q->fast_claims;
 	send_u64(q, 4);
@@ -207,14 +207,14 @@ START_TEST(test_lease_join_waits_for_live_claimer)
 	ck_assert_int_eq(shmkit_queue_open(name, NULL, &q2), 0);
 	uint64_t v = 2;
 	ck_assert_int_eq(shmkit_queue_send(q2, &v, sizeof v), -EAGAIN);
-	ck_assert(q2->joining[0]);
+	ck_assert(q2->lmode[0] == QM_JOIN && (q2->lease & QL_P)); /* counted, still joining */
 	struct timespec ts;
 	int64_t t0 = t_now_ms();
 	ck_assert_int_eq(shmkit_queue_send_wait(q2, &v, sizeof v, t_in_ms(&ts, 50)), -ETIMEDOUT);
 	ck_assert_int_ge(t_now_ms() - t0, 40);
 	atomic_store(&q->mine->lease, q->lease); /* LEASE-R1 */
 	ck_assert_int_eq(shmkit_queue_send(q2, &v, sizeof v), 0);
-	ck_assert(!q2->joining[0]);
+	ck_assert(q2->lmode[0] != QM_JOIN); /* joined */
 	ck_assert_uint_eq(reg_count(q, 0), 2);
 	ck_assert_uint_eq(recv_u64(q), 1);
 	ck_assert_uint_eq(recv_u64(q), 2);
