@@ -135,6 +135,7 @@ struct shmkit_pubsub {
 	struct ps_slot *my;
 	uint64_t other;        /* last validated tail */
 	uint64_t spub;         /* last position stored to the slot */
+	bool held;             /* releases made with MORE since then (not handed back) */
 	uint64_t expect;       /* number of the next message */
 	bool have_expect;
 	bool peeked;

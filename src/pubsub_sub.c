@@ -8,6 +8,7 @@
 void shmkit__pubsub_sub_publish(struct shmkit_pubsub *ps)
 {
 	struct ps_slot *s = ps->my;
+	ps->held = false;
 	if (ps->pos == ps->spub)
 		return;
 	/* Relaxed: statistics (lag, counters), single writer. */
@@ -234,7 +235,9 @@ int shmkit_pubsub_release(struct shmkit_pubsub *ps, unsigned flags)
 		ps->rmsgs++;
 		ps->rbytes += ps->peek_len;
 	}
-	if (!(flags & SHMKIT_PUBSUB_MORE))
+	if (flags & SHMKIT_PUBSUB_MORE)
+		ps->held = true;
+	else
 		shmkit__pubsub_sub_publish(ps);
 	return err;
 }
@@ -309,8 +312,13 @@ int shmkit_pubsub_peek_wait(struct shmkit_pubsub *ps, const void **buf, size_t *
 		/* Waiting while holding releases could wait forever (block policy: the
 		 * publisher may be waiting for that space); publishing them would hand back
 		 * what the caller may not have passed on yet. Refuse (shmkit_pubsub(3)). */
-		if (ps->pos != ps->spub)
+		if (ps->held)
 			return -EDEADLK;
+		/* The position can also have moved with nothing released: a skipped PAD, a
+		 * jump to `oldest` after being lapped (overwrite). That is no message of the
+		 * caller's: hand it back before sleeping (once, it was refused as a deadlock:
+		 * a subscriber lapped to the tail got -EDEADLK). */
+		shmkit__pubsub_sub_publish(ps);
 		err = wait_data(ps, deadline);
 		if (err)
 			return err;

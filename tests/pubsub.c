@@ -510,6 +510,41 @@ START_TEST(test_overwrite_lapped_exact)
 }
 END_TEST
 
+/* A subscriber lapped all the way to the tail (the publisher's reclaim may move `oldest` up
+ * to the tail) jumps there and finds nothing yet: its blocking receive must wait, not
+ * refuse with -EDEADLK as if it held MORE releases (its position moved, nothing it was
+ * given; seen once as a failure of test_overwrite_lapped_processes under ASan). */
+START_TEST(test_overwrite_lapped_to_tail_waits)
+{
+	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
+					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
+	struct shmkit_pubsub *s;
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	uint8_t msg[100];
+	uint64_t seq = 0;
+	for (; seq < 3; seq++) {
+		t_msg_fill(msg, sizeof msg, seq);
+		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
+	}
+	/* Everything published reclaimed: `oldest` at the tail, a record boundary. */
+	atomic_store(&p->ctl->oldest, atomic_load(&p->ctl->tail));
+	struct timespec ts;
+	ck_assert_int_eq(shmkit_pubsub_recv_wait(s, msg, sizeof msg, t_in_ms(&ts, 50)), -ETIMEDOUT);
+	t_msg_fill(msg, sizeof msg, seq);
+	ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
+	ssize_t r;
+	do
+		r = shmkit_pubsub_recv_wait(s, msg, sizeof msg, t_in_ms(&ts, 5000));
+	while (r == -ESTALE);
+	ck_assert_int_eq(r, 100);
+	ck_assert_uint_eq(t_msg_seq(msg), 3);
+	ck_assert_uint_eq(shmkit_pubsub_lost(s, NULL), 3);
+	shmkit_pubsub_close(s);
+	shmkit_pubsub_close(p);
+}
+END_TEST
+
 /* A zero-copy read overwritten while it is read: validate and release say so. */
 START_TEST(test_overwrite_validate_after_use)
 {
@@ -1797,6 +1832,7 @@ static Suite *pubsub_suite(void)
 	tcase_add_test(tc, test_bad_options);
 	tcase_add_test(tc, test_overwrite_lapped_exact);
 	tcase_add_test(tc, test_overwrite_validate_after_use);
+	tcase_add_test(tc, test_overwrite_lapped_to_tail_waits);
 	tcase_add_loop_test(tc, test_history, 0, 2);
 	tcase_add_loop_test(tc, test_history_fewer_than_k, 0, 2);
 	tcase_add_loop_test(tc, test_history_join_races, 0, 2);
