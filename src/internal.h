@@ -12,6 +12,10 @@
 
 #define SHMKIT__LIKELY(x) __builtin_expect(!!(x), 1)
 #define SHMKIT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* For the hot paths: a slow path kept out of line saves the fast one its register saves;
+ * a callee inlined into its one hot caller saves the call. */
+#define SHMKIT__NOINLINE __attribute__((noinline))
+#define SHMKIT__ALWAYS_INLINE inline __attribute__((always_inline))
 
 /* Fields written by different processes are kept this far apart: one 64-byte line plus the
  * adjacent line the L2 prefetcher pulls in with it (docs/design.md, "Shared layouts"). */

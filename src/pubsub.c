@@ -115,10 +115,14 @@
  *
  *   Reclaiming. Before writing a record that ends at position e, the publisher must be
  *   sure nobody still needs the bytes it overwrites, those below L = e - cap. It keeps
- *   `oldest`, a record boundary at or below tail, at or above L: it advances it in steps of
- *   at least cap/16 bytes, walking the record headers it wrote itself (validated as it
- *   reads them back; a bad one moves `oldest` to tail), stores it (PS-R3, release), then
- *   issues a release fence before writing over the reclaimed bytes.
+ *   `oldest`, a record boundary at or below tail, at or above L: it advances it a chunk
+ *   (cap/16 bytes) at a time, to the first record boundary after the chunk start that
+ *   follows L. Those boundaries come from a private memo, one word per chunk that commit
+ *   writes when a record reaches a chunk start (so nothing of the ring is read back); where
+ *   the memo does not know (a publisher that took over, a boundary not yet published) it
+ *   walks the record headers it wrote itself, validated as it reads them back (a bad one
+ *   moves `oldest` to tail). It stores `oldest` (PS-R3, release), then issues a release
+ *   fence before writing over the reclaimed bytes.
  *   - Block policy: it also needs every live subscriber at or above L. It caches the
  *     minimum of the subscribers' positions and rescans the slots (O(N), acquire loads PS-A2
  *     pairing with the subscribers' releases PS-R2) only when the cache says "full", or after
@@ -259,6 +263,9 @@ static int attach_publisher(struct shmkit_pubsub *ps)
 	/* Relaxed: our own (or the dead predecessor's) value; odd if it died mid-publish. */
 	ps->gen = (atomic_load_explicit(&c->pub_gen, memory_order_relaxed) + 1) & ~1u;
 	ps->oldest = o;
+	for (unsigned i = 0; i < PS_CHUNKS; i++)
+		ps->bnd[i] = 1; /* the reclaim memo knows nothing yet (odd: no boundary) */
+	ps->chunk_next = ((ps->pos >> ps->csh) + 1) << ps->csh;
 	ps->loan_len = NO_LOAN;
 	ps->min_valid = false;
 	ps->min_slot = -1;
@@ -434,6 +441,7 @@ static int ps_attach(struct shmkit_pubsub *ps)
 		return -EBADMSG;
 	ps->cap = cap;
 	ps->mask = cap - 1;
+	ps->csh = (unsigned)__builtin_ctzll(cap / PS_CHUNKS);
 	ps->max_msg = max_msg;
 	ps->max_subs = subs;
 	ps->history = hist;

@@ -35,6 +35,7 @@
 #define REC_NOW 2u
 #define SUB_NONE 1u /* slot position "not positioned": odd, never a record boundary */
 #define NO_LOAN UINT64_MAX
+#define PS_CHUNKS 16u /* the reclaim's step: cap / PS_CHUNKS */
 #define PS_TRIES 64 /* bound of every retry loop over shared data */
 
 struct ps_ctl {
@@ -121,6 +122,12 @@ struct shmkit_pubsub {
 	uint64_t seq;          /* number of the next commit */
 	uint32_t gen;          /* pub_gen, even */
 	uint64_t oldest;       /* last `oldest` stored: a record boundary <= pub */
+	/* The reclaim memo (private, so trusted): bnd[k % PS_CHUNKS] is the first record
+	 * boundary at or after the start of chunk k (cap/PS_CHUNKS bytes), noted by commit for
+	 * the last lap that reached it; `oldest` advances to one without reading headers back. */
+	uint64_t bnd[PS_CHUNKS];
+	uint64_t chunk_next;   /* the first chunk start after pos */
+	unsigned csh;          /* log2 of the chunk size */
 	uint64_t loan_at, loan_len;
 	uint64_t min_cache;    /* block: minimum live subscriber position at the last rescan */
 	uint32_t gen_cache;    /* members_gen read at the start of that rescan */

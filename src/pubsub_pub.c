@@ -5,7 +5,16 @@
 
 /* --- publisher ------------------------------------------------------------------------------ */
 
-void shmkit__pubsub_publish(struct shmkit_pubsub *ps)
+/* Somebody sleeps on the data queue. Out of line: the publish saves no registers for it. */
+static SHMKIT__NOINLINE void wake_subscribers(struct shmkit_pubsub *ps)
+{
+	shmkit__waitq_wake_now(&ps->ctl->data_q, INT_MAX);
+	ps->wakes++;
+	atomic_store_explicit(&ps->ctl->wakes, ps->wakes, memory_order_relaxed); /* statistics */
+}
+
+/* Publishes the commits up to pos (below); inline in commit, the one hot caller. */
+static SHMKIT__ALWAYS_INLINE void publish(struct shmkit_pubsub *ps)
 {
 	struct ps_ctl *c = ps->ctl;
 	if (ps->pos == ps->pub)
@@ -34,10 +43,13 @@ void shmkit__pubsub_publish(struct shmkit_pubsub *ps)
 	/* Relaxed: statistics, single writer. */
 	atomic_store_explicit(&c->msgs, ps->msgs, memory_order_relaxed);
 	atomic_store_explicit(&c->bytes, ps->bytes, memory_order_relaxed);
-	if (shmkit__waitq_wake(&c->data_q, INT_MAX)) {
-		ps->wakes++;
-		atomic_store_explicit(&c->wakes, ps->wakes, memory_order_relaxed); /* statistics */
-	}
+	if (SHMKIT__UNLIKELY(shmkit__waitq_pending(&c->data_q)))
+		wake_subscribers(ps);
+}
+
+void shmkit__pubsub_publish(struct shmkit_pubsub *ps)
+{
+	publish(ps);
 }
 
 /* Block mode: recomputes the minimum position of the live subscribers. With check_dead,
@@ -90,26 +102,53 @@ static void rescan(struct shmkit_pubsub *ps, bool check_dead)
 	ps->min_valid = true;
 }
 
+/* Whether the cached minimum says everything below L is free (block mode). */
+static inline bool space_cached(const struct shmkit_pubsub *ps, uint64_t L)
+{
+	return ps->min_valid && (ps->min_slot < 0 || pos_ge(ps->min_cache, L));
+}
+
 /* Whether everything below L is free of live subscribers (block mode). */
 static bool space_ok(struct shmkit_pubsub *ps, uint64_t L)
 {
-	if (ps->min_valid && (ps->min_slot < 0 || pos_ge(ps->min_cache, L)))
+	if (space_cached(ps, L))
 		return true;
 	rescan(ps, false);
 	return ps->min_slot < 0 || pos_ge(ps->min_cache, L);
 }
 
-/* Moves `oldest` to a record boundary at or above L (and a chunk beyond, so this runs once
- * per cap/16 bytes), never past the published tail. */
-static void advance_oldest(struct shmkit_pubsub *ps, uint64_t L)
+/* The reclaim memo, for a commit whose records [pos, loan_at) (a PAD, if any) and
+ * [loan_at, end) reach the next chunk start: for every chunk that starts in (pos, end], the
+ * first record boundary at or after its start is loan_at or end. Out of line: once per
+ * cap/PS_CHUNKS bytes. At most PS_CHUNKS + 1 chunk starts lie in one commit (a record and
+ * its PAD take less than a lap). */
+static SHMKIT__NOINLINE void note_bounds(struct shmkit_pubsub *ps, uint64_t end)
+{
+	uint64_t cs = ps->chunk_next;
+	for (unsigned n = 0; pos_ge(end, cs) && n <= PS_CHUNKS; n++, cs += ps->cap / PS_CHUNKS)
+		ps->bnd[(cs >> ps->csh) % PS_CHUNKS] = pos_ge(ps->loan_at, cs) ? ps->loan_at : end;
+	ps->chunk_next = cs;
+}
+
+/* Moves `oldest` to a record boundary at or above L, never past the published tail. It
+ * takes the memo's boundary for the first chunk that starts after L — so this runs once
+ * per chunk, cap/PS_CHUNKS bytes — and walks the record headers only where the memo does
+ * not know (a publisher that took over, a chunk of an earlier lap). Out of line: the
+ * loan's fast path stays small. */
+static SHMKIT__NOINLINE void advance_oldest(struct shmkit_pubsub *ps, uint64_t L)
 {
 	struct ps_ctl *c = ps->ctl;
 	if (!pos_ge(ps->pub, L))
 		/* MORE commits would be overwritten unpublished: publish first */
 		shmkit__pubsub_publish(ps);
-	uint64_t target = L + ps->cap / 16, limit = ps->pub, cur = ps->oldest;
+	uint64_t limit = ps->pub, cur = ps->oldest;
+	uint64_t k = (L >> ps->csh) + 1, target = k << ps->csh, memo = ps->bnd[k % PS_CHUNKS];
 	bool bad = false;
-	/* At most cap/16 records (16 bytes minimum each) lie between cur and limit. */
+	/* The memo is ours, but an entry may be of an earlier lap (then below target: records
+	 * are shorter than a lap) or never written (1: odd, never a boundary). */
+	if (!(memo & 15) && pos_ge(memo, target) && memo - target < ps->cap && pos_ge(limit, memo))
+		cur = memo;
+	/* Else walk from `oldest`: at most cap/REC_HDR records lie between cur and limit. */
 	for (uint64_t steps = 0; !pos_ge(cur, target) && !pos_ge(cur, limit); steps++) {
 		uint64_t off = cur & ps->mask;
 		/* Relaxed: our own header, read back; validated like a peer's. */
@@ -139,6 +178,53 @@ static void advance_oldest(struct shmkit_pubsub *ps, uint64_t L)
 	}
 }
 
+/* Makes room for a loan that overwrites the bytes below L (block: -EAGAIN while a
+ * subscriber still needs them). */
+static int make_room(struct shmkit_pubsub *ps, uint64_t L)
+{
+	if (!pos_ge(ps->oldest, L))
+		advance_oldest(ps, L);
+	if (ps->policy == SHMKIT_PUBSUB_BLOCK && !space_ok(ps, L)) {
+		/* a full ring must not hide unpublished MORE commits */
+		shmkit__pubsub_publish(ps);
+		/* Hysteresis for the wait: resume only once the slowest subscriber freed a
+		 * chunk (cap/16) beyond what this loan needs, so that a publisher faster
+		 * than its subscribers rescans the N slots once per chunk, not once per
+		 * message. Never beyond the tail: subscribers cannot pass it. */
+		uint64_t want = L + ps->cap / PS_CHUNKS;
+		ps->want_L = pos_ge(ps->pub, want) ? want : ps->pub;
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/* The padding a record of `need` bytes needs at our position: the rest of the ring when it
+ * would not fit before the end. */
+static inline uint64_t loan_pad(const struct shmkit_pubsub *ps, uint64_t need)
+{
+	uint64_t off = ps->pos & ps->mask;
+	return off + need > ps->cap ? ps->cap - off : 0;
+}
+
+static inline int loan_at(struct shmkit_pubsub *ps, size_t len, uint64_t pad, void **buf)
+{
+	/* The padding header, if any, is written by commit (after the record's: PS-R0). */
+	uint64_t at = ps->pos + pad;
+	ps->loan_at = at;
+	ps->loan_len = len;
+	*buf = ps->ring + (at & ps->mask) + REC_HDR;
+	return 0;
+}
+
+/* The loan that must make room first (once per chunk, or a full ring). Out of line: the
+ * fast path below then saves no registers for the call. */
+static SHMKIT__NOINLINE int loan_slow(struct shmkit_pubsub *ps, size_t len, void **buf)
+{
+	uint64_t need = rec_need(len), pad = loan_pad(ps, need);
+	int err = make_room(ps, ps->pos + pad + need + REC_HDR - ps->cap);
+	return err ? err : loan_at(ps, len, pad, buf);
+}
+
 int shmkit_pubsub_loan(struct shmkit_pubsub *ps, size_t len, void **buf)
 {
 	if (!ps || !buf)
@@ -147,32 +233,17 @@ int shmkit_pubsub_loan(struct shmkit_pubsub *ps, size_t len, void **buf)
 		return -EPERM;
 	if (len > ps->max_msg)
 		return -EMSGSIZE;
-	uint64_t need = rec_need(len);
-	uint64_t off = ps->pos & ps->mask;
-	uint64_t pad = off + need > ps->cap ? ps->cap - off : 0;
+	uint64_t need = rec_need(len), pad = loan_pad(ps, need);
 	/* The record, its padding, and the next header slot, which commit zeroes (PS-Z). */
 	uint64_t end = ps->pos + pad + need + REC_HDR;
 	if (end > ps->cap) {
 		uint64_t L = end - ps->cap;
-		if (!pos_ge(ps->oldest, L))
-			advance_oldest(ps, L);
-		if (ps->policy == SHMKIT_PUBSUB_BLOCK && !space_ok(ps, L)) {
-			/* a full ring must not hide unpublished MORE commits */
-			shmkit__pubsub_publish(ps);
-			/* Hysteresis for the wait: resume only once the slowest subscriber freed a
-			 * chunk (cap/16) beyond what this loan needs, so that a publisher faster
-			 * than its subscribers rescans the N slots once per chunk, not once per
-			 * message. Never beyond the tail: subscribers cannot pass it. */
-			uint64_t want = L + ps->cap / 16;
-			ps->want_L = pos_ge(ps->pub, want) ? want : ps->pub;
-			return -EAGAIN;
-		}
+		/* Inline, the two cached tests that pass for all but one loan per chunk. */
+		if (!pos_ge(ps->oldest, L) ||
+		    (ps->policy == SHMKIT_PUBSUB_BLOCK && !space_cached(ps, L)))
+			return loan_slow(ps, len, buf);
 	}
-	/* The padding header, if any, is written by commit (after the record's: PS-R0). */
-	ps->loan_at = ps->pos + pad;
-	ps->loan_len = len;
-	*buf = ps->ring + (ps->loan_at & ps->mask) + REC_HDR;
-	return 0;
+	return loan_at(ps, len, pad, buf);
 }
 
 int shmkit_pubsub_commit(struct shmkit_pubsub *ps, size_t len, unsigned flags)
@@ -206,6 +277,8 @@ int shmkit_pubsub_commit(struct shmkit_pubsub *ps, size_t len, unsigned flags)
 				      (ps->loan_at - ps->pos - REC_HDR) | (uint64_t)REC_PAD << 32 | now,
 				      memory_order_release);
 	}
+	if (SHMKIT__UNLIKELY(pos_ge(end, ps->chunk_next)))
+		note_bounds(ps, end);
 	if (ps->history) {
 		ps->hist[ps->hist_n % ps->history] = ps->loan_at;
 		ps->hist_n++;
@@ -216,7 +289,7 @@ int shmkit_pubsub_commit(struct shmkit_pubsub *ps, size_t len, unsigned flags)
 	ps->msgs++;
 	ps->bytes += len;
 	if (!(flags & SHMKIT_PUBSUB_MORE))
-		shmkit__pubsub_publish(ps);
+		publish(ps);
 	return 0;
 }
 

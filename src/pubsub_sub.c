@@ -5,7 +5,8 @@
 
 /* --- subscriber ------------------------------------------------------------------------------ */
 
-void shmkit__pubsub_sub_publish(struct shmkit_pubsub *ps)
+/* Hands the position back (below); inline in release, the one hot caller. */
+static SHMKIT__ALWAYS_INLINE void sub_publish(struct shmkit_pubsub *ps)
 {
 	struct ps_slot *s = ps->my;
 	ps->held = false;
@@ -24,7 +25,13 @@ void shmkit__pubsub_sub_publish(struct shmkit_pubsub *ps)
 	/* PS-R2: hands the bytes below pos back to the publisher; pairs with PS-A2 in rescan().
 	 * Also the store of the sleep/wake handshake with a sleeping publisher. */
 	atomic_store_explicit(&s->pos, ps->pos, memory_order_release);
-	shmkit__waitq_wake(&ps->ctl->space_q, 1);
+	if (SHMKIT__UNLIKELY(shmkit__waitq_pending(&ps->ctl->space_q)))
+		shmkit__waitq_wake_now(&ps->ctl->space_q, 1);
+}
+
+void shmkit__pubsub_sub_publish(struct shmkit_pubsub *ps)
+{
+	sub_publish(ps);
 }
 
 static void note_lost(struct shmkit_pubsub *ps, uint64_t n)
@@ -76,7 +83,8 @@ static inline bool inband_ok(const struct shmkit_pubsub *ps)
 	return ps->pos - ps->other <= ps->cap;
 }
 
-static int peek_once(struct shmkit_pubsub *ps, const void **buf, uint64_t *len)
+static SHMKIT__ALWAYS_INLINE int peek_once(struct shmkit_pubsub *ps, const void **buf,
+					   size_t *len)
 {
 	bool ow = ps->policy == SHMKIT_PUBSUB_OVERWRITE;
 	for (int i = 0; i < PS_TRIES; i++) {
@@ -165,6 +173,20 @@ static int peek_once(struct shmkit_pubsub *ps, const void **buf, uint64_t *len)
 	return -EAGAIN; /* lapped over and over (or a peer playing games): try again later */
 }
 
+/* The peek that found nothing: at the end of the stream, or simply nothing yet. Out of
+ * line, like every path that is about to wait anyway. */
+static SHMKIT__NOINLINE int peek_empty(struct shmkit_pubsub *ps, const void **buf, size_t *len)
+{
+	/* Held (MORE) releases stay held: only the subscriber knows whether it has handed
+	 * those messages on yet (see shmkit_pubsub_release()). PS-A4: pairs with PS-R4' in
+	 * shmkit_pubsub_close(): everything published before the close is visible, so one
+	 * more peek decides between data and end of stream. */
+	if (!atomic_load_explicit(&ps->ctl->closed, memory_order_seq_cst))
+		return -EAGAIN;
+	int err = peek_once(ps, buf, len);
+	return err == -EAGAIN ? -EPIPE : err;
+}
+
 int shmkit_pubsub_peek(struct shmkit_pubsub *ps, const void **buf, size_t *len)
 {
 	if (!ps || !buf || !len)
@@ -176,22 +198,8 @@ int shmkit_pubsub_peek(struct shmkit_pubsub *ps, const void **buf, size_t *len)
 		*len = (size_t)ps->peek_len;
 		return 0;
 	}
-	uint64_t n = 0;
-	int err = peek_once(ps, buf, &n);
-	if (err == -EAGAIN) {
-		/* Held (MORE) releases stay held: only the subscriber knows whether it has
-		 * handed those messages on yet (see shmkit_pubsub_release()). PS-A4: pairs with
-		 * PS-R4' in shmkit_pubsub_close(): everything published before the close is
-		 * visible, so one more peek decides between data and end of stream. */
-		if (atomic_load_explicit(&ps->ctl->closed, memory_order_seq_cst)) {
-			err = peek_once(ps, buf, &n);
-			if (err == -EAGAIN)
-				return -EPIPE;
-		}
-	}
-	if (!err)
-		*len = (size_t)n;
-	return err;
+	int err = peek_once(ps, buf, len);
+	return err == -EAGAIN ? peek_empty(ps, buf, len) : err;
 }
 
 /* Drops a peeked message that was overwritten while it was read. */
@@ -238,7 +246,7 @@ int shmkit_pubsub_release(struct shmkit_pubsub *ps, unsigned flags)
 	if (flags & SHMKIT_PUBSUB_MORE)
 		ps->held = true;
 	else
-		shmkit__pubsub_sub_publish(ps);
+		sub_publish(ps);
 	return err;
 }
 

@@ -430,6 +430,22 @@ END_TEST
 
 /* One process, both roles: lapping is deterministic. The accounting must be exact: every
  * message is either delivered or counted as lost, and each -ESTALE's count is the gap. */
+/* One receive that accounts for a reported loss: on -ESTALE adds the gap (never 0) to *lost
+ * and moves *next, the number expected, past it. */
+static ssize_t recv_counted(struct shmkit_pubsub *s, uint8_t *buf, size_t size, uint64_t *lost,
+			    uint64_t *next)
+{
+	ssize_t n = shmkit_pubsub_recv(s, buf, size);
+	if (n == -ESTALE) {
+		uint64_t since;
+		shmkit_pubsub_lost(s, &since);
+		ck_assert_uint_gt(since, 0);
+		*lost += since;
+		*next += since;
+	}
+	return n;
+}
+
 START_TEST(test_overwrite_lapped_exact)
 {
 	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
@@ -451,15 +467,10 @@ START_TEST(test_overwrite_lapped_exact)
 		uint64_t want = round % 3 ? 3 : UINT64_MAX;
 		bool jumped = false;
 		for (uint64_t r = 0; r < want;) {
-			ssize_t n = shmkit_pubsub_recv(s, buf, sizeof buf);
+			ssize_t n = recv_counted(s, buf, sizeof buf, &lost, &next);
 			if (n == -EAGAIN)
 				break;
 			if (n == -ESTALE) {
-				uint64_t since;
-				shmkit_pubsub_lost(s, &since);
-				ck_assert_uint_gt(since, 0);
-				lost += since;
-				next += since;
 				jumped = true;
 				continue;
 			}
@@ -483,16 +494,11 @@ START_TEST(test_overwrite_lapped_exact)
 	ck_assert_int_gt(jumps, 3);
 	/* Drain: afterwards every message is accounted for. */
 	for (;;) {
-		ssize_t n = shmkit_pubsub_recv(s, buf, sizeof buf);
+		ssize_t n = recv_counted(s, buf, sizeof buf, &lost, &next);
 		if (n == -EAGAIN)
 			break;
-		if (n == -ESTALE) {
-			uint64_t since;
-			shmkit_pubsub_lost(s, &since);
-			lost += since;
-			next += since;
+		if (n == -ESTALE)
 			continue;
-		}
 		ck_assert_uint_eq(t_msg_seq(buf), next);
 		next++;
 		delivered++;
@@ -506,6 +512,80 @@ START_TEST(test_overwrite_lapped_exact)
 	ck_assert_uint_eq(ss.msgs, delivered);
 	ck_assert_uint_eq(ss.lag, 0);
 	shmkit_pubsub_close(s);
+	shmkit_pubsub_close(p);
+}
+END_TEST
+
+/* The reclaim (`oldest`) across many laps of records of every size, PADs and records
+ * longer than the reclaim's chunk (cap/16) included, with the publisher handed over every
+ * few laps (a new one knows no record boundaries yet and must read its predecessor's
+ * headers back). After every send, `oldest` must be a record boundary of the simulated
+ * layout, at or above what the next loan may overwrite (L = the position after the record
+ * + its zeroed next header - cap), and not more than a chunk and a record beyond it (the
+ * reclaim gives up no more history than its step). A lagging subscriber (overwrite) reads
+ * on with exact loss accounting. */
+START_TEST(test_reclaim_boundaries)
+{
+	const uint64_t cap = 8192, max = cap / 2 - 16, chunk = cap / 16;
+	uint32_t policy = _i ? SHMKIT_PUBSUB_OVERWRITE : SHMKIT_PUBSUB_BLOCK;
+	char name[64];
+	t_name(name, sizeof name, "reclaim");
+	struct shmkit_pubsub *p = ps_new(name, SHMKIT_BACKEND_POSIX, SHMKIT_PUBSUB_PUBLISHER, cap,
+					 max, 2, policy, 0);
+	struct shmkit_pubsub *s = NULL;
+	if (policy == SHMKIT_PUBSUB_OVERWRITE)
+		ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_SUBSCRIBER, NULL, &s), 0);
+	/* Record boundaries of the last lap, as the layout places them (top of src/pubsub.c). */
+	enum { B = 1024 };
+	uint64_t bound[B], nb = 0, pos = 0, delivered = 0, lost = 0, next = 0;
+	static uint8_t msg[8192], buf[8192];
+	int handovers = 0;
+	for (uint64_t seq = 0; seq < 6000; seq++) {
+		if (seq % 700 == 699) {
+			ck_assert_int_eq(shmkit_pubsub_close(p), 0);
+			ck_assert_int_eq(shmkit_pubsub_open(name, SHMKIT_PUBSUB_PUBLISHER, NULL, &p), 0);
+			handovers++;
+		}
+		uint64_t len = rnd_len(seq, max), need = rec_need(len);
+		if ((pos & (cap - 1)) + need > cap) {
+			pos += cap - (pos & (cap - 1)); /* the PAD */
+			bound[nb++ % B] = pos;
+		}
+		t_msg_fill(msg, len, seq);
+		ck_assert_int_eq(shmkit_pubsub_send(p, msg, len), 0);
+		pos += need;
+		bound[nb++ % B] = pos;
+		uint64_t o = atomic_load(&p->ctl->oldest), L = pos + REC_HDR - cap;
+		if (pos + REC_HDR > cap) {
+			ck_assert_msg(pos_ge(o, L), "oldest %llu below L %llu", (unsigned long long)o,
+				      (unsigned long long)L);
+			ck_assert_uint_le(o - L, chunk + rec_need(max));
+		}
+		bool found = o == 0;
+		for (uint64_t i = nb > B ? nb - B : 0; i < nb && !found; i++)
+			found = bound[i % B] == o;
+		ck_assert_msg(found, "oldest %llu is no record boundary", (unsigned long long)o);
+		if (!s || seq % 5)
+			continue;
+		for (int r = 0; r < 3; r++) {
+			ssize_t n = recv_counted(s, buf, sizeof buf, &lost, &next);
+			if (n == -EAGAIN)
+				break;
+			if (n == -ESTALE)
+				continue;
+			ck_assert_int_eq(n, rnd_len(next, max));
+			ck_assert_int_eq(t_msg_check(buf, (uint64_t)n, next), 0);
+			next++;
+			delivered++;
+		}
+	}
+	ck_assert_int_eq(handovers, 8);
+	if (s) {
+		ck_assert_uint_gt(lost, 0);
+		ck_assert_uint_gt(delivered, 1000);
+		shmkit_pubsub_close(s);
+	}
+	ck_assert_int_eq(shmkit_pubsub_unlink(p), 0);
 	shmkit_pubsub_close(p);
 }
 END_TEST
@@ -1833,6 +1913,7 @@ static Suite *pubsub_suite(void)
 	tcase_add_test(tc, test_overwrite_lapped_exact);
 	tcase_add_test(tc, test_overwrite_validate_after_use);
 	tcase_add_test(tc, test_overwrite_lapped_to_tail_waits);
+	tcase_add_loop_test(tc, test_reclaim_boundaries, 0, 2);
 	tcase_add_loop_test(tc, test_history, 0, 2);
 	tcase_add_loop_test(tc, test_history_fewer_than_k, 0, 2);
 	tcase_add_loop_test(tc, test_history_join_races, 0, 2);
