@@ -188,20 +188,20 @@ static inline void total_add(_Atomic uint64_t *w, uint64_t v)
 		atomic_fetch_add_explicit(w, v, memory_order_relaxed); /* statistics */
 }
 
+/* Somebody sleeps on wait queue `wq`: wakes up to n (src/queue_io.c). Out of line: the
+ * hot paths below save no registers for the call. */
+void shmkit__queue_wake(struct shmkit_queue *q, struct shmkit__waitq *wq, int n);
+
 static inline void wake_consumers(struct shmkit_queue *q, int n)
 {
-	if (shmkit__waitq_wake(&q->ctl->data_q, n)) {
-		q->wakes++;
-		pub_stat(&q->mine->wakes, q->wakes);
-	}
+	if (SHMKIT__UNLIKELY(shmkit__waitq_pending(&q->ctl->data_q)))
+		shmkit__queue_wake(q, &q->ctl->data_q, n);
 }
 
 static inline void wake_producers(struct shmkit_queue *q, int n)
 {
-	if (shmkit__waitq_wake(&q->ctl->space_q, n)) {
-		q->wakes++;
-		pub_stat(&q->mine->wakes, q->wakes);
-	}
+	if (SHMKIT__UNLIKELY(shmkit__waitq_pending(&q->ctl->space_q)))
+		shmkit__queue_wake(q, &q->ctl->space_q, n);
 }
 
 /* --- the lease (the sole producer's / sole consumer's fast path, top of src/queue.c) --- */

@@ -8,6 +8,14 @@
 __attribute__((tls_model("initial-exec"))) _Thread_local struct shmkit__q_thread
 	shmkit__q_thread;
 
+SHMKIT__NOINLINE void shmkit__queue_wake(struct shmkit_queue *q, struct shmkit__waitq *wq,
+					 int n)
+{
+	shmkit__waitq_wake_now(wq, n);
+	q->wakes++;
+	pub_stat(&q->mine->wakes, q->wakes);
+}
+
 /* --- claiming ------------------------------------------------------------------------------- */
 
 /* Takes a slot word from `seen` to `to`. The sole claimer of its kind (`fast`, the lease:
@@ -40,8 +48,9 @@ static bool claim_at(struct shmkit_queue *q, uint64_t pos, uint32_t from, uint32
 /* Claims one slot for writing: 0 and *posp, -EAGAIN (full, or endless contention).
  * Starts at the shared hint and probes forward privately past slots other producers
  * claimed at this lap, so that losing a race costs a read, not a locked operation on the
- * hint's hot line; the winner moves the hint (advance_own). */
-static int claim_write(struct shmkit_queue *q, uint64_t *posp, bool fast)
+ * hint's hot line; the winner moves the hint (advance_own). Inline in each caller: a call
+ * and its register saves fewer per message. */
+static SHMKIT__ALWAYS_INLINE int claim_write(struct shmkit_queue *q, uint64_t *posp, bool fast)
 {
 	struct q_ctl *c = q->ctl;
 	/* Relaxed: a hint (see the top of src/queue.c). */
@@ -83,8 +92,9 @@ static void commit_slot(struct shmkit_queue *q, uint64_t pos, uint32_t len)
 }
 
 /* Claims one slot for reading: 0 and *posp, -EAGAIN (empty), skipping SKIP slots. Probes
- * forward privately past slots other consumers took, as claim_write() does. */
-static int claim_read(struct shmkit_queue *q, uint64_t *posp, bool fast)
+ * forward privately past slots other consumers took, as claim_write() does. Inline, as
+ * claim_write(). */
+static SHMKIT__ALWAYS_INLINE int claim_read(struct shmkit_queue *q, uint64_t *posp, bool fast)
 {
 	struct q_ctl *c = q->ctl;
 	/* Relaxed: a hint. */
