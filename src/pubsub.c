@@ -397,7 +397,7 @@ static int attach_subscriber(struct shmkit_pubsub *ps)
 		ps->other = t;
 		ps->expect = expect;
 		ps->have_expect = have;
-		ps->peeked = false;
+		ps->peek_need = 0;
 		return 0;
 	}
 	free_slot(ps);
@@ -612,7 +612,7 @@ int shmkit_pubsub_position(const struct shmkit_pubsub *ps, uint64_t *pos)
 	if (ps->role == SHMKIT_PUBSUB_PUBLISHER)
 		*pos = ps->pos; /* past the last commit, published or not (a loan is not) */
 	else if (ps->role == SHMKIT_PUBSUB_SUBSCRIBER)
-		*pos = ps->peeked ? ps->peek_at + ps->peek_need : ps->pos;
+		*pos = ps->pos + ps->peek_need; /* past the peeked message, if any */
 	else
 		return -EPERM;
 	return 0;

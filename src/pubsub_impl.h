@@ -145,9 +145,10 @@ struct shmkit_pubsub {
 	bool held;             /* releases made with MORE since then (not handed back) */
 	uint64_t expect;       /* number of the next message */
 	bool have_expect;
-	bool peeked;
+	/* The message peeked (as the stream channel keeps it): it starts at pos, its number
+	 * is `expect`, and peek_need (its record bytes, never 0) says one is peeked. */
 	const uint8_t *peek_ptr;
-	uint64_t peek_at, peek_len, peek_need, peek_seq;
+	uint64_t peek_len, peek_need;
 	bool have_last;
 	uint64_t last_seq;
 	uint64_t lost, lost_seen;

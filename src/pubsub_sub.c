@@ -159,11 +159,8 @@ static SHMKIT__ALWAYS_INLINE int peek_once(struct shmkit_pubsub *ps, const void 
 			return -ESTALE; /* the record stays: the next peek returns it */
 		}
 		ps->peek_ptr = ps->ring + off + REC_HDR;
-		ps->peek_at = ps->pos;
 		ps->peek_len = rlen;
 		ps->peek_need = need;
-		ps->peek_seq = w1;
-		ps->peeked = true;
 		ps->have_last = true;
 		ps->last_seq = w1;
 		*buf = ps->peek_ptr;
@@ -193,7 +190,7 @@ int shmkit_pubsub_peek(struct shmkit_pubsub *ps, const void **buf, size_t *len)
 		return -EINVAL;
 	if (ps->role != SHMKIT_PUBSUB_SUBSCRIBER)
 		return -EPERM;
-	if (ps->peeked) {
+	if (ps->peek_need) {
 		*buf = ps->peek_ptr;
 		*len = (size_t)ps->peek_len;
 		return 0;
@@ -205,9 +202,9 @@ int shmkit_pubsub_peek(struct shmkit_pubsub *ps, const void **buf, size_t *len)
 /* Drops a peeked message that was overwritten while it was read. */
 static int drop_stale(struct shmkit_pubsub *ps)
 {
-	ps->pos = ps->peek_at + ps->peek_need;
-	ps->expect = ps->peek_seq + 1;
-	ps->peeked = false;
+	ps->pos += ps->peek_need;
+	ps->expect++;
+	ps->peek_need = 0;
 	note_lost(ps, 1);
 	return -ESTALE;
 }
@@ -218,9 +215,9 @@ int shmkit_pubsub_validate(struct shmkit_pubsub *ps)
 		return -EINVAL;
 	if (ps->role != SHMKIT_PUBSUB_SUBSCRIBER)
 		return -EPERM;
-	if (!ps->peeked)
+	if (!ps->peek_need)
 		return -EINVAL;
-	if (ps->policy == SHMKIT_PUBSUB_OVERWRITE && shmkit__pubsub_overwritten(ps, ps->peek_at))
+	if (ps->policy == SHMKIT_PUBSUB_OVERWRITE && shmkit__pubsub_overwritten(ps, ps->pos))
 		return drop_stale(ps);
 	return 0;
 }
@@ -231,15 +228,15 @@ int shmkit_pubsub_release(struct shmkit_pubsub *ps, unsigned flags)
 		return -EINVAL;
 	if (ps->role != SHMKIT_PUBSUB_SUBSCRIBER)
 		return -EPERM;
-	if (!ps->peeked)
+	if (!ps->peek_need)
 		return -EINVAL;
 	int err = 0;
-	if (ps->policy == SHMKIT_PUBSUB_OVERWRITE && shmkit__pubsub_overwritten(ps, ps->peek_at)) {
+	if (ps->policy == SHMKIT_PUBSUB_OVERWRITE && shmkit__pubsub_overwritten(ps, ps->pos)) {
 		err = drop_stale(ps);
 	} else {
-		ps->pos = ps->peek_at + ps->peek_need;
-		ps->expect = ps->peek_seq + 1;
-		ps->peeked = false;
+		ps->pos += ps->peek_need;
+		ps->expect++;
+		ps->peek_need = 0;
 		ps->rmsgs++;
 		ps->rbytes += ps->peek_len;
 	}
