@@ -62,13 +62,6 @@ static SHMKIT__ALWAYS_INLINE int claim_write(struct shmkit_queue *q, uint64_t *p
 		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
 		int64_t d = qw_diff(w, p);
 		if (d == 0 && QW_STATE(w) == S_EMPTY) {
-			/* The slot's second line, which a message of more than 48 bytes fills:
-			 * asked for before the claim, so that it travels while the claim's
-			 * store (or locked CAS) waits for the first line (see claim_read()).
-			 * Only for a sole producer (the lease): racing producers would pull the
-			 * line away from the one that won the slot and writes there. */
-			if (fast && q->stride > 64)
-				__builtin_prefetch((const uint8_t *)s + 64, 1);
 			if (take_word(&s->word, w, qw(p, q->idx, S_WRITING), fast)) {
 				advance_own(&c->enqueue_pos, p);
 				*posp = p;
