@@ -430,6 +430,28 @@ END_TEST
 
 /* One process, both roles: lapping is deterministic. The accounting must be exact: every
  * message is either delivered or counted as lost, and each -ESTALE's count is the gap. */
+/* The overwrite channel several tests use: a 4096-byte memfd ring for 100-byte messages
+ * (128-byte records, 32 to a lap) and one subscriber, *s. Returns the publisher. */
+static struct shmkit_pubsub *overwrite_channel(struct shmkit_pubsub **s)
+{
+	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
+					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
+	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
+	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, s), 0);
+	return p;
+}
+
+/* Sends the 100-byte messages numbered *seq .. to - 1 (t_msg_fill() contents), none of
+ * which may wait (overwrite); *seq is then `to`. */
+static void send_upto(struct shmkit_pubsub *p, uint64_t *seq, uint64_t to)
+{
+	uint8_t msg[100];
+	for (; *seq < to; (*seq)++) {
+		t_msg_fill(msg, sizeof msg, *seq);
+		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
+	}
+}
+
 /* One receive that accounts for a reported loss: on -ESTALE adds the gap (never 0) to *lost
  * and moves *next, the number expected, past it. */
 static ssize_t recv_counted(struct shmkit_pubsub *s, uint8_t *buf, size_t size, uint64_t *lost,
@@ -448,21 +470,14 @@ static ssize_t recv_counted(struct shmkit_pubsub *s, uint8_t *buf, size_t size, 
 
 START_TEST(test_overwrite_lapped_exact)
 {
-	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
-					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
-	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
-	struct shmkit_pubsub *s;
-	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
-	uint8_t msg[100], buf[128];
+	struct shmkit_pubsub *s, *p = overwrite_channel(&s);
+	uint8_t buf[128];
 	uint64_t published = 0, delivered = 0, lost = 0, next = 0;
 	int jumps = 0;
 	/* 100-byte messages are 128-byte records: 32 fit in the 4096-byte ring. */
 	for (int round = 0; round < 50; round++) {
 		uint64_t burst = (uint64_t)(round * 7) % 90 + 1;
-		for (uint64_t i = 0; i < burst; i++, published++) {
-			t_msg_fill(msg, sizeof msg, published);
-			ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0); /* never waits */
-		}
+		send_upto(p, &published, published + burst);
 		/* Read a few, every round; sometimes all. */
 		uint64_t want = round % 3 ? 3 : UINT64_MAX;
 		bool jumped = false;
@@ -596,17 +611,10 @@ END_TEST
  * given; seen once as a failure of test_overwrite_lapped_processes under ASan). */
 START_TEST(test_overwrite_lapped_to_tail_waits)
 {
-	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
-					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
-	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
-	struct shmkit_pubsub *s;
-	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	struct shmkit_pubsub *s, *p = overwrite_channel(&s);
 	uint8_t msg[100];
 	uint64_t seq = 0;
-	for (; seq < 3; seq++) {
-		t_msg_fill(msg, sizeof msg, seq);
-		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
-	}
+	send_upto(p, &seq, 3);
 	/* Everything published reclaimed: `oldest` at the tail, a record boundary. */
 	atomic_store(&p->ctl->oldest, atomic_load(&p->ctl->tail));
 	struct timespec ts;
@@ -628,17 +636,9 @@ END_TEST
 /* A zero-copy read overwritten while it is read: validate and release say so. */
 START_TEST(test_overwrite_validate_after_use)
 {
-	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
-					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
-	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
-	struct shmkit_pubsub *s;
-	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
-	uint8_t msg[100];
+	struct shmkit_pubsub *s, *p = overwrite_channel(&s);
 	uint64_t seq = 0;
-	for (; seq < 10; seq++) {
-		t_msg_fill(msg, sizeof msg, seq);
-		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
-	}
+	send_upto(p, &seq, 10);
 	const void *cp;
 	size_t n;
 	/* Intact: validate 0, release 0. */
@@ -650,10 +650,7 @@ START_TEST(test_overwrite_validate_after_use)
 	uint8_t copy[100];
 	shmkit_seqlock_load(copy, cp, n);
 	ck_assert_int_eq(t_msg_check(copy, n, 1), 0);
-	for (; seq < 60; seq++) {
-		t_msg_fill(msg, sizeof msg, seq);
-		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
-	}
+	send_upto(p, &seq, 60);
 	ck_assert_int_eq(shmkit_pubsub_validate(s), -ESTALE);
 	ck_assert_int_eq(shmkit_pubsub_release(s, 0), -EINVAL); /* the peek was dropped */
 	uint64_t since;
@@ -667,10 +664,7 @@ START_TEST(test_overwrite_validate_after_use)
 	ck_assert_uint_eq(first, 2 + since);
 	ck_assert_uint_ge(first, 60 - 32);
 	/* Same, discovered by release: peek, overwrite, release -> -ESTALE. */
-	for (; seq < 120; seq++) {
-		t_msg_fill(msg, sizeof msg, seq);
-		ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
-	}
+	send_upto(p, &seq, 120);
 	ck_assert_int_eq(shmkit_pubsub_release(s, 0), -ESTALE);
 	shmkit_pubsub_lost(s, &since);
 	ck_assert_uint_eq(since, 1);
@@ -1744,11 +1738,7 @@ END_TEST
  * lost, exactly. */
 START_TEST(test_inband_overwrite_lapped)
 {
-	struct shmkit_pubsub *p = ps_new(NULL, SHMKIT_BACKEND_MEMFD, SHMKIT_PUBSUB_PUBLISHER, 4096,
-					 100, 2, SHMKIT_PUBSUB_OVERWRITE, 0);
-	struct t_where w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, p);
-	struct shmkit_pubsub *s;
-	ck_assert_int_eq(t_pubsub_open(&w, SHMKIT_PUBSUB_SUBSCRIBER, 0, &s), 0);
+	struct shmkit_pubsub *s, *p = overwrite_channel(&s);
 	uint8_t msg[100], buf[128];
 	uint64_t published = 0, delivered = 0, lost = 0, next = 0;
 	for (int round = 0; round < 40; round++) {
@@ -1763,10 +1753,7 @@ START_TEST(test_inband_overwrite_lapped)
 		ck_assert_int_eq(t_msg_check(cp, n, next), 0);
 		/* Lapped while holding it: 100-byte messages are 128-byte records, 32 a ring. */
 		uint64_t burst = 33 + (uint64_t)round % 40;
-		for (uint64_t i = 0; i < burst; i++, published++) {
-			t_msg_fill(msg, sizeof msg, published);
-			ck_assert_int_eq(shmkit_pubsub_send(p, msg, sizeof msg), 0);
-		}
+		send_upto(p, &published, published + burst);
 		ck_assert_int_eq(shmkit_pubsub_validate(s), -ESTALE);
 		lost++;
 		next++;
