@@ -41,7 +41,10 @@
  *     duplicate (acknowledged, skipped). At start, and whenever a frame does not follow the
  *     last commit (PREV != ID: redeliveries after a server restart can come out of order),
  *     in recreates its consumer to start right after the last committed stream sequence,
- *     so the channel receives the stream in order.
+ *     so the channel receives the stream in order. A source's first frame has no PREV to
+ *     check (out may start anywhere), so in takes it only when every stream sequence
+ *     before it since the consumer's start was handled or is gone from the stream, and
+ *     resyncs otherwise; a frame below the sequences handled in a row is a redelivery.
  *   Back-pressure: when the channel is full, in waits for room and does not acknowledge
  *   (reliable: JetStream holds the rest; it is told the message is in progress).
  *

@@ -81,8 +81,10 @@ static int js_consumer(struct bridge *b)
 		 * then wrote past its message array under valgrind.) */
 		if (s == NATS_OK)
 			s = natsSubscription_SetPendingLimits(b->sub, 1 << 20, 256 << 20);
-		if (s == NATS_OK)
+		if (s == NATS_OK) {
+			b->next_sseq = sseq + 1;
 			return CLI_OK;
+		}
 		if (cli_bridge_stop_sig || now_ns() >= end)
 			return cli_errorf(b->cmd, "JetStream consumer %s on %s: %s (error %d)",
 					  b->durable, b->stream, nerr(s), (int)je);
@@ -180,32 +182,56 @@ static int commit_frame(struct bridge *b, natsMsg *m, const struct frame *f, uin
 
 enum { FR_DONE = 0, FR_NEXT = 1, FR_RESYNC = 2 };
 
-/* Handles one received NATS message: FR_NEXT to go on (the message may then be
- * acknowledged), FR_RESYNC when it does not follow the last commit (reliable: restart the
- * consumer), FR_DONE with *rc at the end of the stream or on an error. */
-static int handle(struct bridge *b, natsMsg *m, int *rc)
+/* Reliable: whether the frame at stream sequence `sseq`, of a source the notes do not
+ * know, may start that source here: whether nothing of the stream before it is still to
+ * come. JetStream delivers in stream order, except after a server restart: what it had
+ * delivered and not seen acknowledged (a fetch reply lost with the killed server) comes
+ * again only after AckWait, while later messages are delivered at once. A frame of a known
+ * source shows that by its PREV (handle_frame() resyncs); the first frame of a source
+ * cannot, its PREV being wherever out started. Accepted only if every sequence below it,
+ * from the consumer's start, was handled here or is no longer in the stream (limits, a
+ * purge: the stream's first sequence; a single deletion: one lookup each); otherwise the
+ * caller restarts the consumer after the last commit, which delivers in order. Any doubt
+ * (the server unreachable) is a "no". */
+static bool in_order(struct bridge *b, uint64_t sseq)
 {
-	struct frame f;
-	if (!cli_bridge_frame_parse(m, &f)) {
-		*rc = cli_errorf(b->cmd, "a message on %s is not a bridge frame (no valid %s "
-				 "header); nothing of it was written into %s", natsMsg_GetSubject(m),
-				 FRAME_HDR, b->name);
-		return FR_DONE;
+	jsErrCode je = 0;
+	if (b->next_sseq < sseq) {
+		jsStreamInfo *si = NULL;
+		if (js_GetStreamInfo(&si, b->js, b->stream, NULL, &je) != NATS_OK)
+			return false;
+		if (si->State.FirstSeq > b->next_sseq)
+			b->next_sseq = si->State.FirstSeq;
+		jsStreamInfo_Destroy(si);
 	}
-	uint64_t sseq = 0;
-	if (b->reliable) {
-		jsMsgMetaData *md = NULL;
-		if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
-			sseq = md->Sequence.Stream;
-			jsMsgMetaData_Destroy(md);
+	while (b->next_sseq < sseq) {
+		natsMsg *m = NULL;
+		je = 0;
+		natsStatus s = js_GetMsg(&m, b->js, b->stream, b->next_sseq, NULL, &je);
+		if (s == NATS_OK) {
+			natsMsg_Destroy(m); /* still there: it comes later, out of order */
+			return false;
 		}
+		if (s != NATS_NOT_FOUND || je != JSNoMessageFoundErr)
+			return false;
+		b->next_sseq++;
 	}
+	return true;
+}
+
+/* handle() for a parsed frame at stream sequence `sseq` (0: core mode). */
+static int handle_frame(struct bridge *b, natsMsg *m, const struct frame *fp, uint64_t sseq,
+			int *rc)
+{
+	struct frame f = *fp;
 	uint64_t src = note(b, NOTE_SRC), last = note(b, NOTE_ID);
 	if (f.src == src && f.id <= last) {
 		b->dups++;
 		return FR_NEXT;
 	}
 	if (f.src != src) {
+		if (sseq && !in_order(b, sseq))
+			return FR_RESYNC;
 		/* A new source: its positions start again. ID first, so a crash in between
 		 * leaves the old source with nothing committed rather than the new one with an
 		 * old ID. */
@@ -244,6 +270,39 @@ static int handle(struct bridge *b, natsMsg *m, int *rc)
 	return *rc == CLI_OK ? FR_NEXT : FR_DONE;
 }
 
+/* Handles one received NATS message: FR_NEXT to go on (the message may then be
+ * acknowledged), FR_RESYNC when it does not follow the last commit (reliable: restart the
+ * consumer), FR_DONE with *rc at the end of the stream or on an error. */
+static int handle(struct bridge *b, natsMsg *m, int *rc)
+{
+	struct frame f;
+	if (!cli_bridge_frame_parse(m, &f)) {
+		*rc = cli_errorf(b->cmd, "a message on %s is not a bridge frame (no valid %s "
+				 "header); nothing of it was written into %s", natsMsg_GetSubject(m),
+				 FRAME_HDR, b->name);
+		return FR_DONE;
+	}
+	uint64_t sseq = 0;
+	if (b->reliable) {
+		jsMsgMetaData *md = NULL;
+		if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
+			sseq = md->Sequence.Stream;
+			jsMsgMetaData_Destroy(md);
+		}
+	}
+	/* Handled here already (below next_sseq): a redelivery. Without this test a
+	 * redelivered frame of a source that has since been followed by another would read
+	 * as a new source again. */
+	if (sseq && sseq < b->next_sseq) {
+		b->dups++;
+		return FR_NEXT;
+	}
+	int r = handle_frame(b, m, &f, sseq, rc);
+	if (r == FR_NEXT && sseq == b->next_sseq)
+		b->next_sseq++;
+	return r;
+}
+
 int cli_bridge_run_in(struct bridge *b)
 {
 	int rc = cli_bridge_nats_connect(b);
@@ -261,6 +320,10 @@ int cli_bridge_run_in(struct bridge *b)
 	} else if ((rc = cli_bridge_ensure_stream(b)) != CLI_OK) {
 		return rc;
 	}
+	/* Test hook (tests/bridge.c): SHMKIT_TEST_BRIDGE_LOSE_FIRST set, a reliable in drops
+	 * the first message its consumer delivers without acknowledging it, as when the fetch
+	 * reply is lost with a killed server (JetStream redelivers it after AckWait). */
+	b->lose_first = b->reliable && getenv("SHMKIT_TEST_BRIDGE_LOSE_FIRST");
 	int err;
 	if (b->create && b->pubsub) {
 		struct shmkit_pubsub_opts po = {.capacity = b->capacity,
@@ -326,6 +389,10 @@ int cli_bridge_run_in(struct bridge *b)
 			continue;
 		}
 		for (int i = 0; i < list.Count && r == FR_NEXT; i++) {
+			if (b->lose_first) {
+				b->lose_first = false; /* as if the server died with the reply */
+				continue;
+			}
 			r = handle(b, list.Msgs[i], &rc);
 			if (r == FR_NEXT || (r == FR_DONE && rc == CLI_OK))
 				(void)natsMsg_Ack(list.Msgs[i], NULL);

@@ -51,6 +51,11 @@ struct bridge {
 	 * after the connection is closed (cli/bridge_in.c, js_consumer()). */
 	natsSubscription **retired;
 	size_t nretired;
+	/* in, reliable: every stream sequence below this one was handled by this process
+	 * since its consumer was (re)created, or is not in the stream (cli/bridge_in.c,
+	 * in_order()); set by js_consumer() to the consumer's start. */
+	uint64_t next_sseq;
+	bool lose_first; /* in, test hook: the first delivery is dropped unacknowledged */
 	/* The local channel: a stream channel (ch) or a pub/sub channel (ps), never both. */
 	struct shmkit_chan *ch;
 	struct shmkit_pubsub *ps;
