@@ -44,7 +44,7 @@
  *     so the channel receives the stream in order. A source's first frame has no PREV to
  *     check (out may start anywhere), so in takes it only when every stream sequence
  *     before it since the consumer's start was handled or is gone from the stream, and
- *     resyncs otherwise; a frame below the sequences handled in a row is a redelivery.
+ *     resyncs otherwise.
  *   Back-pressure: when the channel is full, in waits for room and does not acknowledge
  *   (reliable: JetStream holds the rest; it is told the message is in progress).
  *

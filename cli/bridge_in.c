@@ -290,13 +290,9 @@ static int handle(struct bridge *b, natsMsg *m, int *rc)
 			jsMsgMetaData_Destroy(md);
 		}
 	}
-	/* Handled here already (below next_sseq): a redelivery. Without this test a
-	 * redelivered frame of a source that has since been followed by another would read
-	 * as a new source again. */
-	if (sseq && sseq < b->next_sseq) {
-		b->dups++;
-		return FR_NEXT;
-	}
+	/* Duplicates are told by the frame's ID, never by its stream sequence: a server
+	 * killed before it wrote what it had acknowledged gives those sequence numbers
+	 * again, to later messages. */
 	int r = handle_frame(b, m, &f, sseq, rc);
 	if (r == FR_NEXT && sseq == b->next_sseq)
 		b->next_sseq++;
