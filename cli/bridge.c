@@ -44,7 +44,9 @@
  *     so the channel receives the stream in order. A source's first frame has no PREV to
  *     check (out may start anywhere), so in takes it only when every stream sequence
  *     before it since the consumer's start was handled or is gone from the stream, and
- *     resyncs otherwise.
+ *     resyncs otherwise. A channel with no commit of its own starts after what the
+ *     durable consumer of its name had acknowledged (a pipeline run again on the same
+ *     subject; none: the stream's beginning, a backlog that waited for in).
  *   Back-pressure: when the channel is full, in waits for room and does not acknowledge
  *   (reliable: JetStream holds the rest; it is told the message is in progress).
  *
@@ -77,7 +79,8 @@ const char cli_usage_bridge[] =
 	"  -r, --reliable          JetStream: acknowledged, de-duplicated, durable\n"
 	"      --stream NAME       reliable: the JetStream stream (default SHMKIT_<SUBJ>, dots\n"
 	"                          as underscores); created when missing\n"
-	"      --durable NAME      in, reliable: the durable consumer (default shmkit_<NAME>)\n"
+	"      --durable NAME      in, reliable: the durable consumer (default shmkit_<NAME>);\n"
+	"                          a new channel resumes where it left off\n"
 	"      --tls-ca FILE       trust these CA certificates (TLS)\n"
 	"      --creds FILE        NATS credentials file (JWT and seed)\n"
 	"  -c, --create            in: create the channel (it must not exist)\n"

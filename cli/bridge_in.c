@@ -57,6 +57,22 @@ static int js_consumer(struct bridge *b)
 	uint64_t end = now_ns() + (b->have_timeout ? b->timeout_ns : 10000000000ull);
 	for (int attempt = 0;; attempt++) {
 		jsErrCode je = 0;
+		if (!b->resume_known) {
+			/* A channel with no commit of its own continues where the durable
+			 * consumer of the same name left off: its destination received that
+			 * much. Without this a pipeline run again on the same subject got the
+			 * previous run's messages, ended by its end of stream, and lost its own.
+			 * No such consumer (or nothing acknowledged): the whole stream, a backlog
+			 * that was waiting for in. Asked once, before the consumer is replaced. */
+			jsConsumerInfo *ci = NULL;
+			natsStatus s = js_GetConsumerInfo(&ci, b->js, b->stream, b->durable, NULL, &je);
+			if (s == NATS_OK) {
+				b->resume_sseq = ci->AckFloor.Stream;
+				jsConsumerInfo_Destroy(ci);
+			}
+			b->resume_known = s == NATS_OK || s == NATS_NOT_FOUND ||
+					  je == JSConsumerNotFoundErr;
+		}
 		(void)js_DeleteConsumer(b->js, b->stream, b->durable, NULL, &je);
 		jsSubOptions so;
 		jsSubOptions_Init(&so);
@@ -66,6 +82,8 @@ static int js_consumer(struct bridge *b)
 		so.Config.AckWait = 10000000000ll; /* ns: a stalled bridge says "in progress" */
 		so.Config.MaxAckPending = 4096;
 		uint64_t sseq = note(b, NOTE_SSEQ);
+		if (!sseq)
+			sseq = b->resume_sseq;
 		if (sseq) {
 			so.Config.DeliverPolicy = js_DeliverByStartSequence;
 			so.Config.OptStartSeq = sseq + 1;

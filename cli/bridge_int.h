@@ -56,6 +56,11 @@ struct bridge {
 	 * in_order()); set by js_consumer() to the consumer's start. */
 	uint64_t next_sseq;
 	bool lose_first; /* in, test hook: the first delivery is dropped unacknowledged */
+	/* in, reliable: the stream sequence the durable consumer of an earlier in had
+	 * acknowledged up to (its destination received that much), read once, at start;
+	 * where a channel with no commit of its own starts (js_consumer()). */
+	uint64_t resume_sseq;
+	bool resume_known;
 	/* The local channel: a stream channel (ch) or a pub/sub channel (ps), never both. */
 	struct shmkit_chan *ch;
 	struct shmkit_pubsub *ps;

@@ -652,6 +652,32 @@ START_TEST(test_reliable_lost_first)
 }
 END_TEST
 
+/* Reliable: the same pipeline run twice on one subject. The JetStream stream keeps the
+ * first run's messages, ended by its end of stream; the second in (same channel name,
+ * hence the same durable consumer) must deliver the second run's input exactly — it used
+ * to start from the stream's beginning: the first run's messages again, then its end of
+ * stream, and the second run's never. */
+START_TEST(test_reliable_rerun)
+{
+	struct server sv;
+	server_init(&sv);
+	struct pipeline first;
+	pipe_names(&first, &sv, "rerun", true);
+	for (int run = 0; run < 2; run++) {
+		struct pipeline pl = first; /* the same names, subject and server */
+		snprintf(pl.in_path, sizeof pl.in_path, "%s/rerun%d.in", sv.dir, run);
+		snprintf(pl.out_path, sizeof pl.out_path, "%s/rerun%d.out", sv.dir, run);
+		uint64_t nrec;
+		/* Another input each run (make_input() ignores the seed's low bit). */
+		int fd = make_input(pl.in_path, 1u << 20, t_seed() ^ (uint64_t)run << 32, &nrec);
+		pipeline_start(&pl, fd, NULL);
+		close(fd);
+		pipeline_finish(&pl, 240000, nrec);
+	}
+	server_fini(&sv);
+}
+END_TEST
+
 /* Writes `n` len-framed records of 100 bytes with sequence numbers from `first`. */
 static void feed(int fd, uint64_t first, int n)
 {
@@ -1096,6 +1122,7 @@ static Suite *bridge_suite(void)
 	tcase_add_test(tc, test_bad_input);
 	tcase_add_test(tc, test_tls_creds);
 	tcase_add_loop_test(tc, test_reliable_lost_first, 0, 2);
+	tcase_add_test(tc, test_reliable_rerun);
 	if (asan)
 		return s;
 	tc = t_tcase(s, "streams", t_stress() ? 7200 : 300);
