@@ -263,6 +263,7 @@ static int handle_frame(struct bridge *b, natsMsg *m, const struct frame *fp, ui
 		note_set(b, NOTE_GAPS, note(b, NOTE_GAPS) + 1);
 	}
 	if (f.end == 1 || f.end == 2) {
+		b->ended = true; /* passed on either way: acknowledged (abort too) */
 		note_set(b, NOTE_SSEQ, sseq);
 		note_set(b, NOTE_ID, f.id);
 		if (f.end == 1) {
@@ -408,7 +409,7 @@ int cli_bridge_run_in(struct bridge *b)
 				continue;
 			}
 			r = handle(b, list.Msgs[i], &rc);
-			if (r == FR_NEXT || (r == FR_DONE && rc == CLI_OK))
+			if (r == FR_NEXT || (r == FR_DONE && (rc == CLI_OK || b->ended)))
 				(void)natsMsg_Ack(list.Msgs[i], NULL);
 		}
 		natsMsgList_Destroy(&list);

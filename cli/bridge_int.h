@@ -61,6 +61,7 @@ struct bridge {
 	 * where a channel with no commit of its own starts (js_consumer()). */
 	uint64_t resume_sseq;
 	bool resume_known;
+	bool ended; /* in: the end of the stream (or its abort) was passed on */
 	/* The local channel: a stream channel (ch) or a pub/sub channel (ps), never both. */
 	struct shmkit_chan *ch;
 	struct shmkit_pubsub *ps;

@@ -652,32 +652,6 @@ START_TEST(test_reliable_lost_first)
 }
 END_TEST
 
-/* Reliable: the same pipeline run twice on one subject. The JetStream stream keeps the
- * first run's messages, ended by its end of stream; the second in (same channel name,
- * hence the same durable consumer) must deliver the second run's input exactly — it used
- * to start from the stream's beginning: the first run's messages again, then its end of
- * stream, and the second run's never. */
-START_TEST(test_reliable_rerun)
-{
-	struct server sv;
-	server_init(&sv);
-	struct pipeline first;
-	pipe_names(&first, &sv, "rerun", true);
-	for (int run = 0; run < 2; run++) {
-		struct pipeline pl = first; /* the same names, subject and server */
-		snprintf(pl.in_path, sizeof pl.in_path, "%s/rerun%d.in", sv.dir, run);
-		snprintf(pl.out_path, sizeof pl.out_path, "%s/rerun%d.out", sv.dir, run);
-		uint64_t nrec;
-		/* Another input each run (make_input() ignores the seed's low bit). */
-		int fd = make_input(pl.in_path, 1u << 20, t_seed() ^ (uint64_t)run << 32, &nrec);
-		pipeline_start(&pl, fd, NULL);
-		close(fd);
-		pipeline_finish(&pl, 240000, nrec);
-	}
-	server_fini(&sv);
-}
-END_TEST
-
 /* Writes `n` len-framed records of 100 bytes with sequence numbers from `first`. */
 static void feed(int fd, uint64_t first, int n)
 {
@@ -782,6 +756,20 @@ START_TEST(test_core_gap_counted)
 }
 END_TEST
 
+/* Starts the pipeline, feeds 7 records of 100 bytes through it, then kills pub. */
+static void start_then_kill_pub(struct pipeline *pl)
+{
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	pipeline_start(pl, p[0], NULL);
+	close(p[0]);
+	feed(p[1], 0, 7);
+	T_WAIT_FOR(dst_sent(pl) == 7 || chan_stat(pl->dst, false) == 7);
+	kill(pl->pub.pid, SIGKILL);
+	t_finish(&pl->pub, 10000);
+	close(p[1]);
+}
+
 /* A local producer killed mid-stream: out sends an abort, in aborts the far channel, and
  * `shmkit sub` there reports it (exit 1) after everything sent before. */
 START_TEST(test_abort_propagates)
@@ -791,15 +779,7 @@ START_TEST(test_abort_propagates)
 	struct pipeline pl;
 	pipe_names(&pl, &sv, "abort", _i == 1);
 	pl.ps_dst = _i == 2; /* a pub/sub channel has no abort: its publisher dies */
-	int p[2];
-	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-	pipeline_start(&pl, p[0], NULL);
-	close(p[0]);
-	feed(p[1], 0, 7);
-	T_WAIT_FOR(dst_sent(&pl) == 7 || chan_stat(pl.dst, false) == 7);
-	kill(pl.pub.pid, SIGKILL);
-	t_finish(&pl.pub, 10000);
-	close(p[1]);
+	start_then_kill_pub(&pl);
 	expect_exit(&pl.out, "bridge out", 1, 60000);
 	ck_assert_msg(strstr(pl.out.e.data, "producer died"), "out: %s", pl.out.e.data);
 	expect_exit(&pl.in, "bridge in", 1, 60000);
@@ -811,6 +791,42 @@ START_TEST(test_abort_propagates)
 	ck_assert_int_eq(stat(pl.out_path, &stt), 0);
 	ck_assert_int_eq(stt.st_size, 7 * 104);
 	pipeline_free(&pl);
+	server_fini(&sv);
+}
+END_TEST
+
+/* Reliable: the same pipeline run three times on one subject, the second run aborted (its
+ * producer killed). The JetStream stream keeps every run's messages and end; each in (the
+ * same channel name, hence the same durable consumer) must deliver its own run only. It
+ * used to start from the stream's beginning: the first run's messages again, then its end
+ * of stream, and never its own. */
+START_TEST(test_reliable_rerun)
+{
+	struct server sv;
+	server_init(&sv);
+	struct pipeline first;
+	pipe_names(&first, &sv, "rerun", true);
+	for (int run = 0; run < 3; run++) {
+		struct pipeline pl = first; /* the same names, subject and server */
+		snprintf(pl.in_path, sizeof pl.in_path, "%s/rerun%d.in", sv.dir, run);
+		snprintf(pl.out_path, sizeof pl.out_path, "%s/rerun%d.out", sv.dir, run);
+		if (run == 1) {
+			start_then_kill_pub(&pl); /* as test_abort_propagates */
+			expect_exit(&pl.out, "bridge out", 1, 60000);
+			expect_exit(&pl.in, "bridge in", 1, 60000);
+			expect_exit(&pl.sub, "sub", 1, 60000);
+			pipeline_free(&pl);
+			(void)shmkit_segment_remove(pl.src, NULL); /* left by the dead pub */
+			(void)shmkit_segment_remove(pl.dst, NULL);
+			continue;
+		}
+		uint64_t nrec;
+		/* Another input each run (make_input() ignores the seed's low bit). */
+		int fd = make_input(pl.in_path, 1u << 20, t_seed() ^ (uint64_t)run << 32, &nrec);
+		pipeline_start(&pl, fd, NULL);
+		close(fd);
+		pipeline_finish(&pl, 240000, nrec);
+	}
 	server_fini(&sv);
 }
 END_TEST
