@@ -36,6 +36,41 @@ static void notes_recover(struct bridge *b)
 	}
 }
 
+/* Replaces the durable consumer with one that starts right after the last commit (or the
+ * resume point of a channel without one) and pull-subscribes to it. */
+static natsStatus subscribe(struct bridge *b, jsErrCode *je)
+{
+	(void)js_DeleteConsumer(b->js, b->stream, b->durable, NULL, je);
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = b->stream;
+	so.Config.Durable = b->durable;
+	so.Config.AckPolicy = js_AckExplicit;
+	so.Config.AckWait = 10000000000ll; /* ns: a stalled bridge says "in progress" */
+	so.Config.MaxAckPending = 4096;
+	uint64_t sseq = note(b, NOTE_SSEQ);
+	if (!sseq)
+		sseq = b->resume_sseq;
+	if (sseq) {
+		so.Config.DeliverPolicy = js_DeliverByStartSequence;
+		so.Config.OptStartSeq = sseq + 1;
+	} else {
+		so.Config.DeliverPolicy = js_DeliverAll;
+	}
+	natsStatus s = js_PullSubscribe(&b->sub, b->js, b->subject, b->durable, NULL, &so, je);
+	/* libnats's default pending limit (64 MiB) is a fetch of 256 messages of
+	 * 256 KiB: beyond it the reader drops the rest of a fetch as a "slow consumer",
+	 * which the next frame's ID shows as a gap and costs a resync (3 per run when
+	 * catching up on 4 MiB messages). 256 MiB takes 256 messages of 1 MiB. (Smaller
+	 * fetches for large messages were tried: libnats 3.4.1's natsSubscription_Fetch
+	 * then wrote past its message array under valgrind.) */
+	if (s == NATS_OK)
+		s = natsSubscription_SetPendingLimits(b->sub, 1 << 20, 256 << 20);
+	if (s == NATS_OK)
+		b->next_sseq = sseq + 1;
+	return s;
+}
+
 /* (Re)creates the pull consumer so that it delivers the stream from right after the last
  * committed message, in order. */
 static int js_consumer(struct bridge *b)
@@ -57,6 +92,7 @@ static int js_consumer(struct bridge *b)
 	uint64_t end = now_ns() + (b->have_timeout ? b->timeout_ns : 10000000000ull);
 	for (int attempt = 0;; attempt++) {
 		jsErrCode je = 0;
+		natsStatus s = NATS_OK;
 		if (!b->resume_known) {
 			/* A channel with no commit of its own continues where the durable
 			 * consumer of the same name left off: its destination received that
@@ -65,7 +101,7 @@ static int js_consumer(struct bridge *b)
 			 * No such consumer (or nothing acknowledged): the whole stream, a backlog
 			 * that was waiting for in. Asked once, before the consumer is replaced. */
 			jsConsumerInfo *ci = NULL;
-			natsStatus s = js_GetConsumerInfo(&ci, b->js, b->stream, b->durable, NULL, &je);
+			s = js_GetConsumerInfo(&ci, b->js, b->stream, b->durable, NULL, &je);
 			if (s == NATS_OK) {
 				b->resume_sseq = ci->AckFloor.Stream;
 				jsConsumerInfo_Destroy(ci);
@@ -73,36 +109,8 @@ static int js_consumer(struct bridge *b)
 			b->resume_known = s == NATS_OK || s == NATS_NOT_FOUND ||
 					  je == JSConsumerNotFoundErr;
 		}
-		(void)js_DeleteConsumer(b->js, b->stream, b->durable, NULL, &je);
-		jsSubOptions so;
-		jsSubOptions_Init(&so);
-		so.Stream = b->stream;
-		so.Config.Durable = b->durable;
-		so.Config.AckPolicy = js_AckExplicit;
-		so.Config.AckWait = 10000000000ll; /* ns: a stalled bridge says "in progress" */
-		so.Config.MaxAckPending = 4096;
-		uint64_t sseq = note(b, NOTE_SSEQ);
-		if (!sseq)
-			sseq = b->resume_sseq;
-		if (sseq) {
-			so.Config.DeliverPolicy = js_DeliverByStartSequence;
-			so.Config.OptStartSeq = sseq + 1;
-		} else {
-			so.Config.DeliverPolicy = js_DeliverAll;
-		}
-		natsStatus s = js_PullSubscribe(&b->sub, b->js, b->subject, b->durable, NULL, &so, &je);
-		/* libnats's default pending limit (64 MiB) is a fetch of 256 messages of
-		 * 256 KiB: beyond it the reader drops the rest of a fetch as a "slow consumer",
-		 * which the next frame's ID shows as a gap and costs a resync (3 per run when
-		 * catching up on 4 MiB messages). 256 MiB takes 256 messages of 1 MiB. (Smaller
-		 * fetches for large messages were tried: libnats 3.4.1's natsSubscription_Fetch
-		 * then wrote past its message array under valgrind.) */
-		if (s == NATS_OK)
-			s = natsSubscription_SetPendingLimits(b->sub, 1 << 20, 256 << 20);
-		if (s == NATS_OK) {
-			b->next_sseq = sseq + 1;
+		if (b->resume_known && (s = subscribe(b, &je)) == NATS_OK)
 			return CLI_OK;
-		}
 		if (cli_bridge_stop_sig || now_ns() >= end)
 			return cli_errorf(b->cmd, "JetStream consumer %s on %s: %s (error %d)",
 					  b->durable, b->stream, nerr(s), (int)je);
@@ -238,10 +246,8 @@ static bool in_order(struct bridge *b, uint64_t sseq)
 }
 
 /* handle() for a parsed frame at stream sequence `sseq` (0: core mode). */
-static int handle_frame(struct bridge *b, natsMsg *m, const struct frame *fp, uint64_t sseq,
-			int *rc)
+static int handle_frame(struct bridge *b, natsMsg *m, struct frame f, uint64_t sseq, int *rc)
 {
-	struct frame f = *fp;
 	uint64_t src = note(b, NOTE_SRC), last = note(b, NOTE_ID);
 	if (f.src == src && f.id <= last) {
 		b->dups++;
@@ -312,7 +318,7 @@ static int handle(struct bridge *b, natsMsg *m, int *rc)
 	/* Duplicates are told by the frame's ID, never by its stream sequence: a server
 	 * killed before it wrote what it had acknowledged gives those sequence numbers
 	 * again, to later messages. */
-	int r = handle_frame(b, m, &f, sseq, rc);
+	int r = handle_frame(b, m, f, sseq, rc);
 	if (r == FR_NEXT && sseq == b->next_sseq)
 		b->next_sseq++;
 	return r;
