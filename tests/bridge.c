@@ -473,10 +473,15 @@ static void pipeline_check(struct pipeline *pl, int limit_ms, uint64_t nrec)
 		      pl->in_path, pl->out_path, (unsigned long long)nrec);
 }
 
-static void pipeline_finish(struct pipeline *pl, int limit_ms, uint64_t nrec)
+/* Carries `total` bytes of records made from `seed` through a pipeline started with pub
+ * and sub, and checks it as pipeline_check() does (the caller frees it). */
+static void pipeline_run(struct pipeline *pl, uint64_t total, uint64_t seed)
 {
-	pipeline_check(pl, limit_ms, nrec);
-	pipeline_free(pl);
+	uint64_t nrec;
+	int fd = make_input(pl->in_path, total, seed, &nrec);
+	pipeline_start(pl, fd, NULL);
+	close(fd);
+	pipeline_check(pl, t_stress() ? 3600000 : 240000, nrec);
 }
 
 static void roundtrip_kinds(bool reliable, uint64_t total, bool ps_src, bool ps_dst)
@@ -487,11 +492,8 @@ static void roundtrip_kinds(bool reliable, uint64_t total, bool ps_src, bool ps_
 	pipe_names(&pl, &sv, reliable ? "rel" : "core", reliable);
 	pl.ps_src = ps_src;
 	pl.ps_dst = ps_dst;
-	uint64_t nrec;
-	int fd = make_input(pl.in_path, total, t_seed(), &nrec);
-	pipeline_start(&pl, fd, NULL);
-	close(fd);
-	pipeline_finish(&pl, t_stress() ? 3600000 : 240000, nrec);
+	pipeline_run(&pl, total, t_seed());
+	pipeline_free(&pl);
 	server_fini(&sv);
 }
 
@@ -639,13 +641,10 @@ START_TEST(test_reliable_lost_first)
 	struct pipeline pl;
 	pipe_names(&pl, &sv, "lost", true);
 	pl.ps_dst = _i == 1;
-	uint64_t nrec;
-	int fd = make_input(pl.in_path, 2ull << 20, t_seed(), &nrec);
+	/* Only a reliable in reads it; the other processes of the pipeline ignore it. */
 	ck_assert_int_eq(setenv("SHMKIT_TEST_BRIDGE_LOSE_FIRST", "1", 1), 0);
-	pipeline_start(&pl, fd, NULL);
+	pipeline_run(&pl, 2ull << 20, t_seed());
 	ck_assert_int_eq(unsetenv("SHMKIT_TEST_BRIDGE_LOSE_FIRST"), 0);
-	close(fd);
-	pipeline_check(&pl, 240000, nrec);
 	ck_assert_msg(!strstr(pl.in.e.data, " resyncs 0 "), "in: %s", pl.in.e.data);
 	pipeline_free(&pl);
 	server_fini(&sv);
@@ -820,12 +819,9 @@ START_TEST(test_reliable_rerun)
 			(void)shmkit_segment_remove(pl.dst, NULL);
 			continue;
 		}
-		uint64_t nrec;
 		/* Another input each run (make_input() ignores the seed's low bit). */
-		int fd = make_input(pl.in_path, 1u << 20, t_seed() ^ (uint64_t)run << 32, &nrec);
-		pipeline_start(&pl, fd, NULL);
-		close(fd);
-		pipeline_finish(&pl, 240000, nrec);
+		pipeline_run(&pl, 1u << 20, t_seed() ^ (uint64_t)run << 32);
+		pipeline_free(&pl);
 	}
 	server_fini(&sv);
 }
@@ -1023,11 +1019,8 @@ START_TEST(test_tls_creds)
 		pipe_names(&pl, &tsv, reliable ? "tlsrel" : "tlscore", reliable);
 		const char *auth[] = {"--tls-ca", ca, "--creds", creds, NULL};
 		memcpy(pl.auth, auth, sizeof auth);
-		uint64_t nrec;
-		int fd = make_input(pl.in_path, 1u << 20, t_seed(), &nrec);
-		pipeline_start(&pl, fd, NULL);
-		close(fd);
-		pipeline_finish(&pl, 120000, nrec);
+		pipeline_run(&pl, 1u << 20, t_seed());
+		pipeline_free(&pl);
 	}
 	server_fini(&sv);
 }
