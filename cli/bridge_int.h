@@ -53,12 +53,12 @@ struct bridge {
 	size_t nretired;
 	/* in, reliable: every stream sequence below this one was handled by this process
 	 * since its consumer was (re)created, or is not in the stream (cli/bridge_in.c,
-	 * in_order()); set by js_consumer() to the consumer's start. */
+	 * in_order()); set by subscribe() to the consumer's start. */
 	uint64_t next_sseq;
 	bool lose_first; /* in, test hook: the first delivery is dropped unacknowledged */
 	/* in, reliable: the stream sequence the durable consumer of an earlier in had
 	 * acknowledged up to (its destination received that much), read once, at start;
-	 * where a channel with no commit of its own starts (js_consumer()). */
+	 * where a channel with no commit of its own starts (js_consumer(), subscribe()). */
 	uint64_t resume_sseq;
 	bool resume_known;
 	bool ended; /* in: the end of the stream (or its abort) was passed on */
