@@ -1232,9 +1232,12 @@ static int history_publisher(void *arg)
 		uint64_t len = rnd_len(seq, a->max);
 		t_msg_fill(buf, len, seq);
 		struct timespec ts;
-		do
+		for (;;) {
 			err = shmkit_pubsub_send_wait(p, buf, len, t_in_ms(&ts, 10));
-		while (err == -ETIMEDOUT && !atomic_load(&a->sh->stop));
+			if (err != -ETIMEDOUT || atomic_load(&a->sh->stop))
+				break;
+			atomic_store(&a->sh->ready, 1); /* held by a full ring */
+		}
 		if (err && err != -ETIMEDOUT) {
 			T_CHILD_FAIL(a->sh, "publish %llu: %s", (unsigned long long)seq,
 				     shmkit_strerror(err));
@@ -1263,7 +1266,9 @@ START_TEST(test_history_join_races)
 	struct t_child a = {.w = T_WHERE(NULL, SHMKIT_BACKEND_MEMFD, stuck), .sh = sh,
 			    .max = cap / 4};
 	pid_t pid = t_fork(history_publisher, &a);
-	T_WAIT_FOR(atomic_load(&sh->sent) > 200 || atomic_load(&sh->failed));
+	/* Going: 200 sent, or (block) held by the full ring — its wait timed out. */
+	T_WAIT_FOR(atomic_load(&sh->sent) > 200 || atomic_load(&sh->ready) ||
+		   atomic_load(&sh->failed));
 	uint8_t *buf = malloc(cap / 4);
 	uint64_t joins = t_stress() ? 2000 : 200, got = 0, lost = 0;
 	for (uint64_t j = 0; j < joins && !atomic_load(&sh->failed); j++) {

@@ -95,8 +95,11 @@ void t_child_fail(_Atomic int *failed, char *why, size_t cap, const char *fmt, .
  * the caller asserts what it needs (so a child that never gets ready fails by name). */
 #define T_WAIT_FOR(cond)                                                        \
 	do {                                                                    \
-		for (int t_polls_ = 0; t_polls_ < 20000 && !(cond); t_polls_++) \
+		int t_polls_ = 0;                                               \
+		for (; t_polls_ < 20000 && !(cond); t_polls_++)                 \
 			t_sleep_us(500);                                        \
+		if (t_polls_ == 20000)                                          \
+			fprintf(stderr, "T_WAIT_FOR TIMEOUT %s:%d\n", __FILE__, __LINE__); \
 	} while (0)
 
 /* --- the cross-process harness of the channel, pub/sub and queue suites -------------------
