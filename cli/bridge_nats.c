@@ -57,6 +57,27 @@ int64_t cli_bridge_reconnect_delay(natsConnection *nc, int attempts, void *closu
 	return d + rand() % (d / 4 + 1);
 }
 
+/* Whether another connection attempt could succeed. A server that is not up yet (refused,
+ * timed out) may be up in a moment, and so may a handshake cut short; a server that refused
+ * these credentials, a certificate that did not verify, or a TLS mismatch will be refused
+ * again, and the user should hear so at once rather than after the whole --timeout. */
+static bool connect_curable(natsStatus s)
+{
+	switch (s) {
+	case NATS_CONNECTION_AUTH_FAILED:
+	case NATS_NOT_PERMITTED:
+	case NATS_SECURE_CONNECTION_WANTED:
+	case NATS_SECURE_CONNECTION_REQUIRED:
+		return false;
+	case NATS_SSL_ERROR: {
+		const char *t = nats_GetLastError(NULL);
+		return !(t && strstr(t, "certificate"));
+	}
+	default:
+		return true;
+	}
+}
+
 int cli_bridge_nats_connect(struct bridge *b)
 {
 	natsOptions *no = NULL;
@@ -93,7 +114,7 @@ int cli_bridge_nats_connect(struct bridge *b)
 	uint64_t end = now_ns() + limit;
 	for (int attempt = 0;; attempt++) {
 		s = natsConnection_Connect(&b->nc, no);
-		if (s == NATS_OK || cli_bridge_stop_sig || now_ns() >= end)
+		if (s == NATS_OK || cli_bridge_stop_sig || now_ns() >= end || !connect_curable(s))
 			break;
 		cli_nap((uint64_t)cli_bridge_reconnect_delay(NULL, attempt, NULL) * 1000000ull);
 	}

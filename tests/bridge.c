@@ -982,30 +982,32 @@ START_TEST(test_tls_creds)
 	struct t_run r = {0};
 	char dst[64];
 	t_name_tracked(dst, sizeof dst, "auth", SHMKIT_BACKEND_POSIX);
+	/* Each refusal below is final, so the bridge reports it at once: it does not retry for
+	 * its whole --timeout (60 s; the run is killed after 20, failing the status check). */
 	/* No credentials: the server's refusal, by name. */
 	const char *a1[] = {"bridge", "in", "--from", tls_url, "--subject", "t.auth", dst,
-			    "--create", "--tls-ca", ca, "--timeout", "5", NULL};
-	t_run_cli(&r, 30000, a1);
+			    "--create", "--tls-ca", ca, "--timeout", "60", NULL};
+	t_run_cli(&r, 20000, a1);
 	ck_assert_int_eq(r.status, 1);
 	ck_assert_msg(strstr(r.err, "Authorization Violation"), "%s", r.err);
 	ck_assert_int_eq(shmkit_segment_stat(dst, NULL, &(struct shmkit_segment_info){0}), -ENOENT);
 	/* Credentials, but trusting another CA: the handshake fails, on either side. */
 	const char *a2[] = {"bridge", "in", "--from", tls_url, "--subject", "t.auth", dst,
-			    "--create", "--tls-ca", other, "--creds", creds, "--timeout", "5",
+			    "--create", "--tls-ca", other, "--creds", creds, "--timeout", "60",
 			    NULL};
-	t_run_cli(&r, 30000, a2);
+	t_run_cli(&r, 20000, a2);
 	ck_assert_int_eq(r.status, 1);
 	ck_assert_msg(strstr(r.err, "certificate"), "%s", r.err);
 	ck_assert_int_eq(shmkit_segment_stat(dst, NULL, &(struct shmkit_segment_info){0}), -ENOENT);
 	const char *a3[] = {"bridge", "out", dst, "--to", tls_url, "--subject", "t.auth",
-			    "--tls-ca", other, "--creds", creds, "--timeout", "5", NULL};
-	t_run_cli(&r, 30000, a3);
+			    "--tls-ca", other, "--creds", creds, "--timeout", "60", NULL};
+	t_run_cli(&r, 20000, a3);
 	ck_assert_int_eq(r.status, 1);
 	ck_assert_msg(strstr(r.err, "certificate"), "%s", r.err);
 	/* A plain nats:// connection to a TLS-only server is refused too. */
 	const char *a4[] = {"bridge", "out", dst, "--to", sv.url, "--subject", "t.auth",
-			    "--creds", creds, "--timeout", "5", NULL};
-	t_run_cli(&r, 30000, a4);
+			    "--creds", creds, "--timeout", "60", NULL};
+	t_run_cli(&r, 20000, a4);
 	ck_assert_int_eq(r.status, 1);
 	ck_assert_msg(strstr(r.err, "cannot connect"), "%s", r.err);
 	t_run_free(&r);
