@@ -92,7 +92,9 @@ void t_child_fail(_Atomic int *failed, char *why, size_t cap, const char *fmt, .
 #define T_PUBSUB_RO (&(struct shmkit_pubsub_opts){.seg.flags = SHMKIT_SEG_RDONLY})
 
 /* Polls `cond` every 0.5 ms until it holds or 10 s have passed, then goes on either way:
- * the caller asserts what it needs (so a child that never gets ready fails by name). */
+ * the caller asserts what it needs (so a child that never gets ready fails by name). A
+ * timeout is said on stderr: a wait whose condition could never hold once cost every run
+ * of its suite 10 s, unseen, since its caller asserted nothing about it. */
 #define T_WAIT_FOR(cond)                                                        \
 	do {                                                                    \
 		int t_polls_ = 0;                                               \
