@@ -47,6 +47,12 @@
  *     resyncs otherwise. A channel with no commit of its own starts after what the
  *     durable consumer of its name had acknowledged (a pipeline run again on the same
  *     subject; none: the stream's beginning, a backlog that waited for in).
+ *   Bounds (--stream-max-bytes/-age/-msgs): the server drops the stream's oldest
+ *   messages, read or not. A frame that does not follow the last commit, while nothing
+ *   before it is left in the stream, can never be followed: in reports and counts a gap
+ *   (as core mode does) and takes it, instead of resyncing for ever. Likewise a purge or a
+ *   server that lost acknowledged messages. A source's first frame after such a hole
+ *   counts one too when in's consumer started after a commit or a durable's acks.
  *   Back-pressure: when the channel is full, in waits for room and does not acknowledge
  *   (reliable: JetStream holds the rest; it is told the message is in progress).
  *
@@ -81,6 +87,11 @@ const char cli_usage_bridge[] =
 	"                          as underscores); created when missing\n"
 	"      --durable NAME      in, reliable: the durable consumer (default shmkit_<NAME>);\n"
 	"                          a new channel resumes where it left off\n"
+	"      --stream-max-bytes BYTES, --stream-max-age SEC, --stream-max-msgs N\n"
+	"                          reliable: bound the stream (the oldest messages go first;\n"
+	"                          0: no bound); set when the stream is created, or changed\n"
+	"                          on an existing one. Messages dropped before in read them\n"
+	"                          are a gap that in reports and counts\n"
 	"      --tls-ca FILE       trust these CA certificates (TLS)\n"
 	"      --creds FILE        NATS credentials file (JWT and seed)\n"
 	"  -c, --create            in: create the channel (it must not exist)\n"
@@ -143,7 +154,8 @@ static bool subject_ok(const char *subj)
 
 enum {
 	OPT_TO = 256, OPT_FROM, OPT_STREAM, OPT_DURABLE, OPT_TLS_CA, OPT_CREDS, OPT_CAPACITY,
-	OPT_MAX_MSG, OPT_PROGRESS, OPT_STATS, OPT_SUBS, OPT_POLICY, OPT_HISTORY
+	OPT_MAX_MSG, OPT_PROGRESS, OPT_STATS, OPT_SUBS, OPT_POLICY, OPT_HISTORY, OPT_LIM_BYTES,
+	OPT_LIM_AGE, OPT_LIM_MSGS
 };
 
 static int parse(struct bridge *b, int argc, char **argv)
@@ -169,6 +181,9 @@ static int parse(struct bridge *b, int argc, char **argv)
 		{"timeout", required_argument, NULL, 't'},
 		{"progress", no_argument, NULL, OPT_PROGRESS},
 		{"stats", no_argument, NULL, OPT_STATS},
+		{"stream-max-bytes", required_argument, NULL, OPT_LIM_BYTES},
+		{"stream-max-age", required_argument, NULL, OPT_LIM_AGE},
+		{"stream-max-msgs", required_argument, NULL, OPT_LIM_MSGS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -258,6 +273,26 @@ static int parse(struct bridge *b, int argc, char **argv)
 		case OPT_STATS:
 			b->stats = true;
 			break;
+		/* 0 lifts the limit: JetStream says -1 (bytes, messages) or 0 (age). */
+		case OPT_LIM_BYTES:
+			if (cli_parse_bytes(optarg, (uint64_t)INT64_MAX, &v))
+				return cli_usage_error(cmd, "invalid --stream-max-bytes '%s'", optarg);
+			b->lim_bytes = v ? (int64_t)v : -1;
+			b->have_lim_bytes = true;
+			break;
+		case OPT_LIM_MSGS:
+			if (cli_parse_u64(optarg, 10, (uint64_t)INT64_MAX, &v))
+				return cli_usage_error(cmd, "invalid --stream-max-msgs '%s'", optarg);
+			b->lim_msgs = v ? (int64_t)v : -1;
+			b->have_lim_msgs = true;
+			break;
+		case OPT_LIM_AGE:
+			if (cli_parse_seconds(optarg, &v) || (v && v < 1000000000ull))
+				return cli_usage_error(cmd, "invalid --stream-max-age '%s' (seconds, at "
+						       "least 1; 0: no limit)", optarg);
+			b->lim_age_ns = (int64_t)v;
+			b->have_lim_age = true;
+			break;
 		default:
 			return cli_default_option(cmd, c, argv) == CLI_OK ? -1 : CLI_USAGE;
 		}
@@ -278,6 +313,9 @@ static int parse(struct bridge *b, int argc, char **argv)
 		return cli_usage_error(cmd, "out: --create and --durable are for 'bridge in'");
 	if (!b->out && b->keep)
 		return cli_usage_error(cmd, "in: --keep is for 'bridge out'");
+	if ((b->have_lim_bytes || b->have_lim_msgs || b->have_lim_age) && !b->reliable)
+		return cli_usage_error(cmd, "--stream-max-bytes, --stream-max-age and "
+				       "--stream-max-msgs need --reliable");
 	if (cli_name_arg(cmd, argc, argv, "channel", &b->name) != CLI_OK)
 		return CLI_USAGE;
 	if (!b->stream) {

@@ -66,8 +66,10 @@ static natsStatus subscribe(struct bridge *b, jsErrCode *je)
 	 * then wrote past its message array under valgrind.) */
 	if (s == NATS_OK)
 		s = natsSubscription_SetPendingLimits(b->sub, 1 << 20, 256 << 20);
-	if (s == NATS_OK)
+	if (s == NATS_OK) {
 		b->next_sseq = sseq + 1;
+		b->started_by_seq = sseq != 0;
+	}
 	return s;
 }
 
@@ -208,27 +210,31 @@ static int commit_frame(struct bridge *b, natsMsg *m, const struct frame *f, uin
 
 enum { FR_DONE = 0, FR_NEXT = 1, FR_RESYNC = 2 };
 
-/* Reliable: whether the frame at stream sequence `sseq`, of a source the notes do not
- * know, may start that source here: whether nothing of the stream before it is still to
- * come. JetStream delivers in stream order, except after a server restart: what it had
- * delivered and not seen acknowledged (a fetch reply lost with the killed server) comes
- * again only after AckWait, while later messages are delivered at once. A frame of a known
- * source shows that by its PREV (handle_frame() resyncs); the first frame of a source
- * cannot, its PREV being wherever out started. Accepted only if every sequence below it,
- * from the consumer's start, was handled here or is no longer in the stream (limits, a
- * purge: the stream's first sequence; a single deletion: one lookup each); otherwise the
+/* Reliable: whether every stream sequence below `sseq`, from the consumer's start, was
+ * handled here or is no longer in the stream (limits, a purge: the stream's first sequence;
+ * a single deletion: one lookup each); *gone counts those no longer there. JetStream
+ * delivers in stream order, except after a server restart: what it had delivered and not
+ * seen acknowledged (a fetch reply lost with the killed server) comes again only after
+ * AckWait, while later messages are delivered at once. So a frame that does not follow
+ * the last commit (or the first frame of a source, which has no PREV to check: out may
+ * start anywhere) is taken only if nothing before it is still to come; otherwise the
  * caller restarts the consumer after the last commit, which delivers in order. Any doubt
  * (the server unreachable) is a "no". */
-static bool in_order(struct bridge *b, uint64_t sseq)
+static bool in_order(struct bridge *b, uint64_t sseq, uint64_t *gone)
 {
 	jsErrCode je = 0;
+	*gone = 0;
 	if (b->next_sseq < sseq) {
 		jsStreamInfo *si = NULL;
 		if (js_GetStreamInfo(&si, b->js, b->stream, NULL, &je) != NATS_OK)
 			return false;
-		if (si->State.FirstSeq > b->next_sseq)
-			b->next_sseq = si->State.FirstSeq;
+		uint64_t first = si->State.FirstSeq;
 		jsStreamInfo_Destroy(si);
+		if (first > b->next_sseq) {
+			uint64_t to = first < sseq ? first : sseq;
+			*gone += to - b->next_sseq;
+			b->next_sseq = to;
+		}
 	}
 	while (b->next_sseq < sseq) {
 		natsMsg *m = NULL;
@@ -241,8 +247,26 @@ static bool in_order(struct bridge *b, uint64_t sseq)
 		if (s != NATS_NOT_FOUND || je != JSNoMessageFoundErr)
 			return false;
 		b->next_sseq++;
+		(*gone)++;
 	}
 	return true;
+}
+
+/* Reliable: frames that will never come (dropped by the stream's limits, purged, or lost
+ * by a server with acknowledged writes) are a gap, said and counted as in core mode. */
+static void gap(struct bridge *b, uint64_t gone, uint64_t sseq, uint64_t last)
+{
+	b->gaps++;
+	note_set(b, NOTE_GAPS, note(b, NOTE_GAPS) + 1);
+	if (gone)
+		(void)cli_errorf(b->cmd, "%s: a gap: %" PRIu64 " message%s of stream %s before "
+				 "sequence %" PRIu64 " went before this bridge read %s (the "
+				 "stream's limits, or a purge); going on", b->name, gone,
+				 gone == 1 ? "" : "s", b->stream, sseq, gone == 1 ? "it" : "them");
+	else
+		(void)cli_errorf(b->cmd, "%s: a gap: the messages after ID %" PRIu64 " are not in "
+				 "stream %s before sequence %" PRIu64 " (a server that lost "
+				 "acknowledged messages?); going on", b->name, last, b->stream, sseq);
 }
 
 /* handle() for a parsed frame at stream sequence `sseq` (0: core mode). */
@@ -253,9 +277,14 @@ static int handle_frame(struct bridge *b, natsMsg *m, struct frame f, uint64_t s
 		b->dups++;
 		return FR_NEXT;
 	}
+	uint64_t gone = 0;
 	if (f.src != src) {
-		if (sseq && !in_order(b, sseq))
+		if (sseq && !in_order(b, sseq, &gone))
 			return FR_RESYNC;
+		/* Not counted from a consumer that started at the stream's beginning: what
+		 * went before then was nobody's to read yet. */
+		if (gone && b->started_by_seq)
+			gap(b, gone, sseq, last);
 		/* A new source: its positions start again. ID first, so a crash in between
 		 * leaves the old source with nothing committed rather than the new one with an
 		 * old ID. */
@@ -263,10 +292,16 @@ static int handle_frame(struct bridge *b, natsMsg *m, struct frame f, uint64_t s
 		note_set(b, NOTE_SRC, f.src);
 		last = f.prev;
 	} else if (f.prev != last) {
-		if (b->reliable)
+		/* Reliable: a resync delivers what is still in the stream in order; when
+		 * nothing before this frame is (in_order()), its predecessors are gone. */
+		if (b->reliable && (!sseq || !in_order(b, sseq, &gone)))
 			return FR_RESYNC;
-		b->gaps++;
-		note_set(b, NOTE_GAPS, note(b, NOTE_GAPS) + 1);
+		if (b->reliable) {
+			gap(b, gone, sseq, last);
+		} else {
+			b->gaps++;
+			note_set(b, NOTE_GAPS, note(b, NOTE_GAPS) + 1);
+		}
 	}
 	if (f.end == 1 || f.end == 2) {
 		b->ended = true; /* passed on either way: acknowledged (abort too) */

@@ -43,6 +43,14 @@ struct bridge {
 	uint64_t capacity, max_msg;
 	uint32_t backend;
 	uint64_t timeout_ns; bool have_timeout;
+	/* reliable: the stream's limits as given (--stream-max-*), applied when the stream is
+	 * created or, if it exists with others, by an update; -1 (bytes, msgs) or 0 (age):
+	 * none. */
+	int64_t lim_bytes, lim_msgs, lim_age_ns;
+	bool have_lim_bytes, have_lim_msgs, have_lim_age;
+	/* in, reliable: the consumer was created to start by stream sequence (after a commit
+	 * or a durable's acknowledgements), not at the stream's beginning. */
+	bool started_by_seq;
 	char stream_buf[256], durable_buf[256];
 	natsConnection *nc;
 	jsCtx *js;

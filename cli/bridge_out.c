@@ -6,8 +6,44 @@
 
 static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure);
 
-/* Creates the JetStream stream for the subject unless it exists; retries while the server
- * (re)starts, up to the connect timeout. */
+/* Sets the limits given on the command line in `cfg`; whether that changed it. */
+static bool limits_apply(const struct bridge *b, jsStreamConfig *cfg)
+{
+	bool changed = false;
+	if (b->have_lim_bytes && cfg->MaxBytes != b->lim_bytes) {
+		cfg->MaxBytes = b->lim_bytes;
+		changed = true;
+	}
+	if (b->have_lim_msgs && cfg->MaxMsgs != b->lim_msgs) {
+		cfg->MaxMsgs = b->lim_msgs;
+		changed = true;
+	}
+	if (b->have_lim_age && cfg->MaxAge != b->lim_age_ns) {
+		cfg->MaxAge = b->lim_age_ns;
+		changed = true;
+	}
+	/* The server refuses a de-duplication window longer than the age limit (it picks
+	 * the shorter one itself only when a stream is created). */
+	if (changed && cfg->MaxAge > 0 && cfg->Duplicates > cfg->MaxAge)
+		cfg->Duplicates = cfg->MaxAge;
+	return changed;
+}
+
+/* An existing stream: changes its limits to those given, if they differ. Old messages go
+ * at once when the new limits are lower (the server applies them). */
+static natsStatus limits_update(struct bridge *b, jsStreamInfo *si, jsErrCode *je)
+{
+	if (!si->Config || !limits_apply(b, si->Config))
+		return NATS_OK;
+	jsStreamInfo *nsi = NULL;
+	natsStatus s = js_UpdateStream(&nsi, b->js, si->Config, NULL, je);
+	jsStreamInfo_Destroy(nsi);
+	return s;
+}
+
+/* Creates the JetStream stream for the subject unless it exists, with the limits given
+ * (an existing one gets them); retries while the server (re)starts, up to the connect
+ * timeout. */
 int cli_bridge_ensure_stream(struct bridge *b)
 {
 	/* out: asynchronous publishes report to on_ack() (reliable out's window). */
@@ -24,8 +60,14 @@ int cli_bridge_ensure_stream(struct bridge *b)
 		jsErrCode je = 0;
 		s = js_GetStreamInfo(&si, b->js, b->stream, NULL, &je);
 		if (s == NATS_OK) {
+			s = limits_update(b, si, &je);
 			jsStreamInfo_Destroy(si);
-			return CLI_OK;
+			if (s == NATS_OK)
+				return CLI_OK;
+			/* A refused update (a limit the server does not allow) is final. */
+			if (je)
+				return cli_errorf(b->cmd, "JetStream stream %s: cannot change its "
+						  "limits: %s (error %d)", b->stream, nerr(s), (int)je);
 		}
 		if (s == NATS_NOT_FOUND || je == JSStreamNotFoundErr) {
 			jsStreamConfig cfg;
@@ -35,11 +77,18 @@ int cli_bridge_ensure_stream(struct bridge *b)
 			cfg.Subjects = subjects;
 			cfg.SubjectsLen = 1;
 			cfg.Storage = js_FileStorage;
+			(void)limits_apply(b, &cfg);
 			s = js_AddStream(&si, b->js, &cfg, NULL, &je);
 			if (s == NATS_OK) {
 				jsStreamInfo_Destroy(si);
 				return CLI_OK;
 			}
+			/* A configuration the server refuses is final; a stream another bridge
+			 * created meanwhile is found on the next round. */
+			if (je == JSStreamInvalidConfig)
+				return cli_errorf(b->cmd, "JetStream stream %s: the server refuses its "
+						  "configuration: %s (error %d)", b->stream, nerr(s),
+						  (int)je);
 		}
 		if (cli_bridge_stop_sig || now_ns() >= end)
 			return cli_errorf(b->cmd, "JetStream stream %s for subject %s: %s (error %d)",

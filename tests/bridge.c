@@ -200,6 +200,7 @@ struct pipeline {
 	struct t_proc pub, out, in, sub;
 	pid_t writer; /* own producer instead of pub, with the reader */
 	pid_t reader; /* own consumer instead of sub (pipeline_start with sub_extra "-") */
+	bool keep_dst; /* that consumer leaves the channel in place at the end */
 	const char *auth[5]; /* extra arguments of both bridges (--tls-ca, --creds), NULL-ended */
 };
 
@@ -297,6 +298,7 @@ struct reader_ctx {
 	const char *name;
 	int fd;
 	bool pubsub;
+	bool keep; /* the channel stays at the end (for `shmkit stat`) */
 };
 
 /* The same as a pub/sub subscriber: a publisher that died (-EOWNERDEAD) is waited out. */
@@ -360,7 +362,8 @@ static int reader(void *arg)
 			return 3;
 		shmkit_chan_release(ch, 0);
 	}
-	shmkit_chan_unlink(ch);
+	if (!r->keep)
+		shmkit_chan_unlink(ch);
 	shmkit_chan_close(ch);
 	return 0;
 }
@@ -420,7 +423,7 @@ static void pipeline_start(struct pipeline *pl, int in_fd, const char *sub_extra
 	int ofd = open(pl->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	ck_assert_int_ge(ofd, 0);
 	if (sub_extra && !strcmp(sub_extra, "-")) {
-		struct reader_ctx rc = {pl->dst, ofd, pl->ps_dst};
+		struct reader_ctx rc = {pl->dst, ofd, pl->ps_dst, pl->keep_dst};
 		pl->reader = t_fork(reader, &rc);
 	} else {
 		const char *sargs[] = {"sub", pl->dst, "--framing", "len", sub_extra, NULL};
@@ -701,6 +704,29 @@ static pid_t dst_producer(const struct pipeline *pl)
 	return st.producer_alive ? st.producer_pid : 0;
 }
 
+/* Feeds records [first, first + n), waits until the destination received them all, and
+ * kills in. */
+static void feed_then_kill_in(struct pipeline *pl, int fd, uint64_t first, int n)
+{
+	feed(fd, first, n);
+	T_WAIT_FOR(dst_sent(pl) == first + (uint64_t)n);
+	ck_assert_uint_eq(dst_sent(pl), first + (uint64_t)n);
+	kill(pl->in.pid, SIGKILL);
+	t_finish(&pl->in, 10000);
+	t_proc_free(&pl->in);
+}
+
+/* `shmkit stat` of the channel says it counted one gap. */
+static void expect_one_gap_noted(const char *name)
+{
+	struct t_run r = {0};
+	const char *sargs[] = {"stat", name, NULL};
+	t_run_cli(&r, 10000, sargs);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(strstr(r.out, "bridge_gaps: 1"), "stat: %s", r.out);
+	t_run_free(&r);
+}
+
 /* Core mode: messages sent while no in bridge listens are lost, and the next one shows
  * the gap (counted in the channel's notes and in --stats); end of stream arrives. */
 START_TEST(test_core_gap_counted)
@@ -715,12 +741,7 @@ START_TEST(test_core_gap_counted)
 	pipeline_start(&pl, p[0], "--keep");
 	close(p[0]);
 	t_sleep_ms(300); /* out is connected */
-	feed(p[1], 0, 10);
-	T_WAIT_FOR(dst_sent(&pl) == 10);
-	ck_assert_uint_eq(dst_sent(&pl), 10);
-	kill(pl.in.pid, SIGKILL);
-	t_finish(&pl.in, 10000);
-	t_proc_free(&pl.in);
+	feed_then_kill_in(&pl, p[1], 0, 10);
 	feed(p[1], 10, 5); /* nobody subscribed: lost */
 	T_WAIT_FOR(chan_stat(pl.src, false) == 15);
 	ck_assert_uint_eq(chan_stat(pl.src, false), 15);
@@ -737,20 +758,116 @@ START_TEST(test_core_gap_counted)
 	expect_exit(&pl.in, "bridge in", 0, 60000);
 	expect_exit(&pl.sub, "sub", 0, 60000);
 	ck_assert_msg(strstr(pl.in.e.data, " gaps 1 "), "in: %s", pl.in.e.data);
-	struct t_run r = {0};
-	const char *sargs[] = {"stat", pl.dst, NULL};
-	t_run_cli(&r, 10000, sargs);
-	ck_assert_int_eq(r.status, 0);
-	ck_assert_msg(strstr(r.out, "bridge_gaps: 1"), "stat: %s", r.out);
-	t_run_free(&r);
+	expect_one_gap_noted(pl.dst);
 	/* 15 of the 20 messages arrived: 10, then the 5 after the gap. */
 	struct stat stt;
 	ck_assert_int_eq(stat(pl.out_path, &stt), 0);
 	ck_assert_int_eq(stt.st_size, 15 * 104);
+	struct t_run r = {0};
 	const char *rargs[] = {"rm", pl.dst, NULL};
 	t_run_cli(&r, 10000, rargs);
 	t_run_free(&r);
 	pipeline_free(&pl);
+	server_fini(&sv);
+}
+END_TEST
+
+/* Writes to `path` what feed() writes for records [first, first + n) after what is there. */
+static void expect_records(const char *path, uint64_t first, int n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	feed(fd, first, n);
+	close(fd);
+}
+
+/* Reliable, a bounded stream: in is killed after 5 records, the next 10 and the end wait
+ * in the stream, and in comes back with --stream-max-msgs 4, which leaves only the last
+ * 4 (records 12-14 and the end). The 7 dropped messages are a gap in reports, counts (in
+ * --stats and in the channel's notes) and goes on after: the output is records 0-4 then
+ * 12-14, and the stream ends. Without the gap rule in had resynchronized for ever: its
+ * next frame never follows its last commit. */
+START_TEST(test_reliable_limits_gap)
+{
+	struct server sv;
+	server_init(&sv);
+	struct pipeline pl;
+	pipe_names(&pl, &sv, "lim", true);
+	pl.keep_dst = true;
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	feed_fd = p[1];
+	pipeline_start(&pl, p[0], "-");
+	close(p[0]);
+	feed_then_kill_in(&pl, p[1], 0, 5);
+	feed(p[1], 5, 10);
+	close(p[1]); /* the writer closes the channel: out sends the end and exits */
+	feed_fd = -1;
+	ck_assert_int_eq(t_wait(pl.writer, 60000), 0);
+	expect_exit(&pl.out, "bridge out", 0, 60000);
+	pl.auth[0] = "--stream-max-msgs";
+	pl.auth[1] = "4";
+	start_in(&pl, false);
+	expect_exit(&pl.in, "bridge in", 0, 60000);
+	ck_assert_int_eq(t_wait(pl.reader, 60000), 0);
+	ck_assert_msg(strstr(pl.in.e.data, " gaps 1 ") &&
+			      strstr(pl.in.e.data, "a gap: 7 messages of stream"),
+		      "in: %s", pl.in.e.data);
+	char want[220];
+	snprintf(want, sizeof want, "%s.want", pl.out_path);
+	expect_records(want, 0, 5);
+	expect_records(want, 12, 3);
+	ck_assert_msg(same_files(want, pl.out_path), "%s is not records 0-4 and 12-14",
+		      pl.out_path);
+	expect_one_gap_noted(pl.dst);
+	ck_assert_int_eq(shmkit_segment_remove(pl.dst, NULL), 1);
+	t_proc_free(&pl.out);
+	t_proc_free(&pl.in);
+	server_fini(&sv);
+}
+END_TEST
+
+/* Reliable: out creates the stream with --stream-max-msgs 3 and sends 10 records and the
+ * end before any in exists; a new in (nothing of its own to resume) gets what the stream
+ * kept — records 8 and 9, then the end — and counts no gap: nothing was due to it. */
+START_TEST(test_reliable_limits_create)
+{
+	struct server sv;
+	server_init(&sv);
+	struct pipeline pl;
+	pipe_names(&pl, &sv, "limc", true);
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	feed_fd = p[1];
+	struct writer_ctx wc = {pl.src, p[0]};
+	pl.writer = t_fork(writer, &wc);
+	close(p[0]);
+	wait_channel(pl.src);
+	pl.auth[0] = "--stream-max-msgs";
+	pl.auth[1] = "3";
+	start_out(&pl);
+	feed(p[1], 0, 10);
+	close(p[1]);
+	feed_fd = -1;
+	ck_assert_int_eq(t_wait(pl.writer, 60000), 0);
+	expect_exit(&pl.out, "bridge out", 0, 60000);
+	pl.auth[0] = NULL;
+	start_in(&pl, true);
+	wait_channel(pl.dst);
+	int ofd = open(pl.out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(ofd, 0);
+	struct reader_ctx rc = {pl.dst, ofd, false};
+	pl.reader = t_fork(reader, &rc);
+	close(ofd);
+	expect_exit(&pl.in, "bridge in", 0, 60000);
+	ck_assert_int_eq(t_wait(pl.reader, 60000), 0);
+	ck_assert_msg(strstr(pl.in.e.data, " gaps 0 "), "in: %s", pl.in.e.data);
+	char want[220];
+	snprintf(want, sizeof want, "%s.want", pl.out_path);
+	expect_records(want, 8, 2);
+	ck_assert_msg(same_files(want, pl.out_path), "%s is not records 8-9", pl.out_path);
+	t_proc_free(&pl.out);
+	t_proc_free(&pl.in);
 	server_fini(&sv);
 }
 END_TEST
@@ -1058,10 +1175,30 @@ START_TEST(test_usage)
 			    "--create", "--pubsub", "--policy", "sideways", NULL};
 	t_run_cli(&r, 10000, a8);
 	ck_assert_int_eq(r.status, 2);
+	/* The stream's limits: reliable only, and values that say what they want. */
+	const char *a9[] = {"bridge", "out", "x", "--to", "nats://127.0.0.1:1", "--subject", "s",
+			    "--stream-max-msgs", "4", NULL};
+	t_run_cli(&r, 10000, a9);
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_msg(strstr(r.err, "need --reliable"), "%s", r.err);
+	static const char *const bad_lim[][2] = {
+		{"--stream-max-msgs", "four"}, {"--stream-max-msgs", "-1"},
+		{"--stream-max-bytes", "1Q"}, {"--stream-max-age", "0.5"},
+		{"--stream-max-age", "1h"},
+	};
+	for (size_t i = 0; i < sizeof bad_lim / sizeof *bad_lim; i++) {
+		const char *a10[] = {"bridge", "in", "--from", "nats://127.0.0.1:1", "--subject",
+				     "s", "x", "--reliable", bad_lim[i][0], bad_lim[i][1], NULL};
+		t_run_cli(&r, 10000, a10);
+		ck_assert_int_eq(r.status, 2);
+		ck_assert_msg(strstr(r.err, bad_lim[i][0]), "%s %s: %s", bad_lim[i][0],
+			      bad_lim[i][1], r.err);
+	}
 	const char *a5[] = {"bridge", "--help", NULL};
 	t_run_cli(&r, 10000, a5);
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_msg(strstr(r.out, "--reliable"), "%s", r.out);
+	ck_assert_msg(strstr(r.out, "--stream-max-age"), "%s", r.out);
 	t_run_free(&r);
 }
 END_TEST
@@ -1134,6 +1271,8 @@ static Suite *bridge_suite(void)
 	tcase_add_test(tc, test_tls_creds);
 	tcase_add_loop_test(tc, test_reliable_lost_first, 0, 2);
 	tcase_add_test(tc, test_reliable_rerun);
+	tcase_add_test(tc, test_reliable_limits_gap);
+	tcase_add_test(tc, test_reliable_limits_create);
 	if (asan)
 		return s;
 	tc = t_tcase(s, "streams", t_stress() ? 7200 : 300);
