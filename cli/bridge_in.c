@@ -36,8 +36,41 @@ static void notes_recover(struct bridge *b)
 	}
 }
 
+/* Whether the stream still agrees with the channel's last commit, at stream sequence
+ * `sseq`: the message there is that commit's frame (source and ID), or it is gone from a
+ * stream that went on past it (limits, a purge: the gap rule of handle_frame() applies).
+ * Not so when the stream was deleted and created again (an operator, a server started on
+ * an empty store) or lost its last messages: its sequence numbers start again, and a
+ * consumer started after `sseq` would skip, without a word, everything up to there — or
+ * wait for ever if the stream is shorter. Any doubt (the server unreachable) is a "yes":
+ * the consumer is then made as always. */
+static bool stream_holds_commit(struct bridge *b, uint64_t sseq)
+{
+	natsMsg *m = NULL;
+	jsErrCode je = 0;
+	natsStatus s = js_GetMsg(&m, b->js, b->stream, sseq, NULL, &je);
+	if (s == NATS_OK) {
+		struct frame f;
+		bool same = cli_bridge_frame_parse(m, &f) && f.src == note(b, NOTE_SRC) &&
+			    f.id == note(b, NOTE_ID);
+		natsMsg_Destroy(m);
+		return same;
+	}
+	if (s != NATS_NOT_FOUND || je != JSNoMessageFoundErr)
+		return true;
+	jsStreamInfo *si = NULL;
+	if (js_GetStreamInfo(&si, b->js, b->stream, NULL, &je) != NATS_OK)
+		return true;
+	bool past = si->State.LastSeq >= sseq;
+	jsStreamInfo_Destroy(si);
+	return past;
+}
+
 /* Replaces the durable consumer with one that starts right after the last commit (or the
- * resume point of a channel without one) and pull-subscribes to it. */
+ * resume point of a channel without one) and pull-subscribes to it. A stream that no
+ * longer holds the last commit is read from its first message: frames are told apart by
+ * their source and ID, never by their stream sequence (duplicates are skipped, a new
+ * source starts, a hole is a gap). */
 static natsStatus subscribe(struct bridge *b, jsErrCode *je)
 {
 	(void)js_DeleteConsumer(b->js, b->stream, b->durable, NULL, je);
@@ -49,8 +82,16 @@ static natsStatus subscribe(struct bridge *b, jsErrCode *je)
 	so.Config.AckWait = 10000000000ll; /* ns: a stalled bridge says "in progress" */
 	so.Config.MaxAckPending = 4096;
 	uint64_t sseq = note(b, NOTE_SSEQ);
-	if (!sseq)
+	if (sseq && !stream_holds_commit(b, sseq)) {
+		(void)cli_errorf(b->cmd, "%s: stream %s does not hold this channel's last commit "
+				 "(sequence %" PRIu64 "): it was created again or lost messages; "
+				 "reading it from its first message", b->name, b->stream, sseq);
+		sseq = 0;
+		b->resume_known = true; /* a durable of the old stream says nothing either */
+		b->resume_sseq = 0;
+	} else if (!sseq) {
 		sseq = b->resume_sseq;
+	}
 	if (sseq) {
 		so.Config.DeliverPolicy = js_DeliverByStartSequence;
 		so.Config.OptStartSeq = sseq + 1;
@@ -58,17 +99,20 @@ static natsStatus subscribe(struct bridge *b, jsErrCode *je)
 		so.Config.DeliverPolicy = js_DeliverAll;
 	}
 	natsStatus s = js_PullSubscribe(&b->sub, b->js, b->subject, b->durable, NULL, &so, je);
-	/* libnats's default pending limit (64 MiB) is a fetch of 256 messages of
-	 * 256 KiB: beyond it the reader drops the rest of a fetch as a "slow consumer",
-	 * which the next frame's ID shows as a gap and costs a resync (3 per run when
-	 * catching up on 4 MiB messages). 256 MiB takes 256 messages of 1 MiB. (Smaller
-	 * fetches for large messages were tried: libnats 3.4.1's natsSubscription_Fetch
-	 * then wrote past its message array under valgrind.) */
+	/* Beyond its pending limit libnats's reader drops the rest of a fetch as a "slow
+	 * consumer", which the next frame's ID shows as a gap and costs a resync. The
+	 * default (64 MiB) is less than a fetch can bring when the server takes messages of
+	 * more than 32 MiB (cli_bridge_run_in(): twice that); 256 MiB holds a whole fetch
+	 * with room to spare. (Fetches of fewer messages were tried once: libnats 3.4.1's
+	 * natsSubscription_Fetch then wrote past its message array under valgrind; the
+	 * fetches are bounded in bytes instead, checked under valgrind too.) */
 	if (s == NATS_OK)
 		s = natsSubscription_SetPendingLimits(b->sub, 1 << 20, 256 << 20);
 	if (s == NATS_OK) {
 		b->next_sseq = sseq + 1;
-		b->started_by_seq = sseq != 0;
+		/* Read from the first message of a stream that lost the last commit: what
+		 * went before is due all the same. */
+		b->started_by_seq = sseq != 0 || note(b, NOTE_SSEQ) != 0;
 	}
 	return s;
 }
@@ -82,7 +126,8 @@ static int js_consumer(struct bridge *b)
 		 * message of this subscription's last fetch, and destroying it then is a use
 		 * after free in natsConn_processMsg (valgrind; a `bridge in` catching up on
 		 * 4 MiB messages died with SIGSEGV in half the runs). Unsubscribed, it gets
-		 * nothing new; cli_cmd_bridge() destroys it once the connection is closed. */
+		 * nothing new; retired_free() destroys it once that thread is provably done
+		 * with it, or cli_cmd_bridge() once the connection is closed. */
 		(void)natsSubscription_Unsubscribe(b->sub);
 		natsSubscription **r = realloc(b->retired, (b->nretired + 1) * sizeof *r);
 		if (r) {
@@ -118,6 +163,19 @@ static int js_consumer(struct bridge *b)
 					  b->durable, b->stream, nerr(s), (int)je);
 		cli_nap((uint64_t)cli_bridge_reconnect_delay(NULL, attempt, NULL) * 1000000ull);
 	}
+}
+
+/* Called once a fetch on the current subscription brought a message: destroys the
+ * subscriptions that resyncs replaced. The fetch request went out after their UNSUB on
+ * the same connection, so the server sent its reply after everything it had for them, and
+ * libnats's one reader thread handled those first: nothing is delivering to them any
+ * more. Until then they keep whatever of their last fetch libnats had not handed over
+ * (up to the pending limit, 256 MiB): before, they were all kept until exit. */
+static void retired_free(struct bridge *b)
+{
+	for (size_t i = 0; i < b->nretired; i++)
+		natsSubscription_Destroy(b->retired[i]);
+	b->nretired = 0;
 }
 
 /* Loans room for `n` bytes, waiting without bound (telling JetStream the message is in
@@ -359,6 +417,45 @@ static int handle(struct bridge *b, natsMsg *m, int *rc)
 	return r;
 }
 
+/* Reliable: what one fetch may bring, in bytes: 16 MiB, or twice the largest message the
+ * server takes should that be more (a fetch whose next message is larger than its bound
+ * brings nothing at all). Without a bound in bytes a fetch of 256 large messages outlasted
+ * its 200 ms: libnats drops what arrives for a fetch it gave up on, the next fetch's first
+ * frame did not follow, and in resynced. Catching up on 100 messages of 4 MiB: 5 resyncs,
+ * 4.5-19 s and a peak of 423 MiB before; none, about 1 s and 40 MiB with the bound
+ * (docs/performance.md). 16 MiB in 200 ms needs 80 MiB/s from the server: over a slower
+ * link a large backlog still costs a resync now and then (correct, only slower). */
+static int64_t fetch_max_bytes(struct bridge *b)
+{
+	int64_t mp = b->nc ? natsConnection_GetMaxPayload(b->nc) : 0;
+	return 2 * mp > (16 << 20) ? 2 * mp : 16 << 20;
+}
+
+/* Reliable: one fetch of the loop's 200 ms slice (a stop, --progress). First what the
+ * consumer has now, up to 256 messages or `max_bytes`, without waiting (the server answers
+ * at once, with a "no messages" status when it has none); then, if nothing came, a wait
+ * for the next message alone, which returns as soon as it arrives. (natsSubscription_Fetch
+ * does the same but has no bound in bytes; a request that waits for 256 messages would
+ * hold a lone message until the slice ends.) A fresh request each time: libnats changes
+ * the one it is given. */
+static natsStatus fetch_some(struct bridge *b, natsMsgList *list, int64_t max_bytes)
+{
+	jsFetchRequest rq;
+	jsFetchRequest_Init(&rq);
+	rq.Batch = 256;
+	rq.MaxBytes = max_bytes;
+	rq.NoWait = true;
+	rq.Expires = 200000000; /* ns: bounds our wait for the answer */
+	natsStatus s = natsSubscription_FetchRequest(list, b->sub, &rq);
+	if (s != NATS_NOT_FOUND || list->Count > 0)
+		return s;
+	jsFetchRequest_Init(&rq);
+	rq.Batch = 1;
+	rq.MaxBytes = max_bytes;
+	rq.Expires = 200000000;
+	return natsSubscription_FetchRequest(list, b->sub, &rq);
+}
+
 int cli_bridge_run_in(struct bridge *b)
 {
 	int rc = cli_bridge_nats_connect(b);
@@ -403,6 +500,7 @@ int cli_bridge_run_in(struct bridge *b)
 	notes_recover(b);
 	if (b->reliable && (rc = js_consumer(b)) != CLI_OK)
 		goto out;
+	int64_t max_bytes = fetch_max_bytes(b);
 	for (;;) {
 		cli_bridge_progress(b, false);
 		if (cli_bridge_stop_sig) {
@@ -430,12 +528,11 @@ int cli_bridge_run_in(struct bridge *b)
 			continue;
 		}
 		natsMsgList list = {0};
-		jsErrCode je = 0;
-		natsStatus s = natsSubscription_Fetch(&list, b->sub, 256, 200, &je);
+		natsStatus s = fetch_some(b, &list, max_bytes);
 		if (s == NATS_TIMEOUT || (s != NATS_OK && list.Count == 0)) {
 			if (s != NATS_TIMEOUT)
 				cli_nap(50000000ull); /* server gone: libnats reconnects */
-			if (s == NATS_NOT_FOUND || je == JSConsumerNotFoundErr ||
+			if (s == NATS_NOT_FOUND || s == NATS_NO_RESPONDERS ||
 			    s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_SUBSCRIPTION) {
 				b->resyncs++;
 				if ((rc = js_consumer(b)) != CLI_OK)
@@ -444,6 +541,8 @@ int cli_bridge_run_in(struct bridge *b)
 			natsMsgList_Destroy(&list);
 			continue;
 		}
+		if (list.Count > 0 && b->nretired)
+			retired_free(b);
 		for (int i = 0; i < list.Count && r == FR_NEXT; i++) {
 			if (b->lose_first) {
 				b->lose_first = false; /* as if the server died with the reply */

@@ -55,8 +55,9 @@ struct bridge {
 	natsConnection *nc;
 	jsCtx *js;
 	natsSubscription *sub;
-	/* Pull subscriptions replaced by a resync: unsubscribed at once but destroyed only
-	 * after the connection is closed (cli/bridge_in.c, js_consumer()). */
+	/* Pull subscriptions replaced by a resync: unsubscribed at once, destroyed once the
+	 * next fetch brought a message, or after the connection is closed (cli/bridge_in.c,
+	 * js_consumer(), retired_free()). */
 	natsSubscription **retired;
 	size_t nretired;
 	/* in, reliable: every stream sequence below this one was handled by this process

@@ -781,6 +781,37 @@ static void expect_records(const char *path, uint64_t first, int n)
 	close(fd);
 }
 
+/* A reliable pipeline with the test's own writer and reader (pipeline_start with "-"):
+ * returns the writer's input, which feed() fills. */
+static int start_fed(struct pipeline *pl)
+{
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	feed_fd = p[1];
+	pipeline_start(pl, p[0], "-");
+	close(p[0]);
+	return p[1];
+}
+
+/* Feeds records [first, first + n) and the end of input: the writer closes the channel,
+ * out sends the end of the stream and exits 0. */
+static void feed_to_end(struct pipeline *pl, int fd, uint64_t first, int n)
+{
+	feed(fd, first, n);
+	close(fd);
+	feed_fd = -1;
+	ck_assert_int_eq(t_wait(pl->writer, 60000), 0);
+	expect_exit(&pl->out, "bridge out", 0, 60000);
+}
+
+/* Starts in again and waits for it and the reader to reach the end of the stream. */
+static void rerun_in_to_end(struct pipeline *pl)
+{
+	start_in(pl, false);
+	expect_exit(&pl->in, "bridge in", 0, 60000);
+	ck_assert_int_eq(t_wait(pl->reader, 60000), 0);
+}
+
 /* Reliable, a bounded stream: in is killed after 5 records, the next 10 and the end wait
  * in the stream, and in comes back with --stream-max-msgs 4, which leaves only the last
  * 4 (records 12-14 and the end). The 7 dropped messages are a gap in reports, counts (in
@@ -794,22 +825,12 @@ START_TEST(test_reliable_limits_gap)
 	struct pipeline pl;
 	pipe_names(&pl, &sv, "lim", true);
 	pl.keep_dst = true;
-	int p[2];
-	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-	feed_fd = p[1];
-	pipeline_start(&pl, p[0], "-");
-	close(p[0]);
-	feed_then_kill_in(&pl, p[1], 0, 5);
-	feed(p[1], 5, 10);
-	close(p[1]); /* the writer closes the channel: out sends the end and exits */
-	feed_fd = -1;
-	ck_assert_int_eq(t_wait(pl.writer, 60000), 0);
-	expect_exit(&pl.out, "bridge out", 0, 60000);
+	int fd = start_fed(&pl);
+	feed_then_kill_in(&pl, fd, 0, 5);
+	feed_to_end(&pl, fd, 5, 10);
 	pl.auth[0] = "--stream-max-msgs";
 	pl.auth[1] = "4";
-	start_in(&pl, false);
-	expect_exit(&pl.in, "bridge in", 0, 60000);
-	ck_assert_int_eq(t_wait(pl.reader, 60000), 0);
+	rerun_in_to_end(&pl);
 	ck_assert_msg(strstr(pl.in.e.data, " gaps 1 ") &&
 			      strstr(pl.in.e.data, "a gap: 7 messages of stream"),
 		      "in: %s", pl.in.e.data);
@@ -821,6 +842,45 @@ START_TEST(test_reliable_limits_gap)
 		      pl.out_path);
 	expect_one_gap_noted(pl.dst);
 	ck_assert_int_eq(shmkit_segment_remove(pl.dst, NULL), 1);
+	t_proc_free(&pl.out);
+	t_proc_free(&pl.in);
+	server_fini(&sv);
+}
+END_TEST
+
+/* Reliable: the server comes back on an empty store (a container without its volume, an
+ * operator who deleted the stream) while in is away. in's channel says its last commit
+ * was at stream sequence 5, but the new stream numbers from 1: records 5-9 and the end are
+ * at 1-6 there. in must read the new stream from its start and deliver records 5-9 after
+ * 0-4. Before, its consumer started at sequence 6 (the end), which did not follow its
+ * last commit: it restarted its consumer for ever (with the gap rule: gave up records
+ * 5-9 as a gap, though they were in the stream). */
+START_TEST(test_reliable_stream_recreated)
+{
+	struct server sv;
+	server_init(&sv);
+	struct pipeline pl;
+	pipe_names(&pl, &sv, "recr", true);
+	int fd = start_fed(&pl);
+	feed_then_kill_in(&pl, fd, 0, 5);
+	kill(pl.out.pid, SIGKILL); /* its 5 messages were acknowledged and released */
+	t_finish(&pl.out, 10000);
+	t_proc_free(&pl.out);
+	server_kill(&sv, SIGKILL);
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s/js'", sv.dir);
+	ck_assert_int_eq(system(cmd), 0);
+	server_start(&sv);
+	start_out(&pl);
+	feed_to_end(&pl, fd, 5, 5);
+	rerun_in_to_end(&pl);
+	ck_assert_msg(strstr(pl.in.e.data, " gaps 0 ") &&
+			      strstr(pl.in.e.data, "does not hold this channel's last commit"),
+		      "in: %s", pl.in.e.data);
+	char want[220];
+	snprintf(want, sizeof want, "%s.want", pl.out_path);
+	expect_records(want, 0, 10);
+	ck_assert_msg(same_files(want, pl.out_path), "%s is not records 0-9", pl.out_path);
 	t_proc_free(&pl.out);
 	t_proc_free(&pl.in);
 	server_fini(&sv);
@@ -846,11 +906,7 @@ START_TEST(test_reliable_limits_create)
 	pl.auth[0] = "--stream-max-msgs";
 	pl.auth[1] = "3";
 	start_out(&pl);
-	feed(p[1], 0, 10);
-	close(p[1]);
-	feed_fd = -1;
-	ck_assert_int_eq(t_wait(pl.writer, 60000), 0);
-	expect_exit(&pl.out, "bridge out", 0, 60000);
+	feed_to_end(&pl, p[1], 0, 10);
 	pl.auth[0] = NULL;
 	start_in(&pl, true);
 	wait_channel(pl.dst);
@@ -1204,12 +1260,12 @@ START_TEST(test_usage)
 END_TEST
 
 /* Reliable in catching up on a backlog of large messages: 100 messages of 4 MiB (400 MiB)
- * wait in JetStream when in starts. Each fetch of 256 brings more than libnats holds for
- * a subscription, so in resyncs (recreates its consumer) a few times on the way; it used
- * to destroy the old subscription while libnats's reader thread was still delivering to
- * it and died with SIGSEGV in half the runs (valgrind: a use after free in
- * natsConn_processMsg). It must deliver all 100 and exit 0; --stats reports the resyncs
- * and the peak memory. */
+ * wait in JetStream when in starts. Its fetches are bounded in bytes so that one
+ * completes within its time; one that does not (a slow or loaded machine) costs a resync,
+ * which recreates the consumer: in used to destroy the old subscription while libnats's
+ * reader thread was still delivering to it and died with SIGSEGV in half the runs
+ * (valgrind: a use after free in natsConn_processMsg). It must deliver all 100 and exit
+ * 0; --stats reports the resyncs and the peak memory. */
 START_TEST(test_reliable_backlog_large)
 {
 	struct server sv;
@@ -1248,8 +1304,9 @@ START_TEST(test_reliable_backlog_large)
 	close(null);
 	expect_exit(&pl.in, "bridge in", 0, 120000);
 	expect_exit(&pl.sub, "sub", 0, 120000);
-	ck_assert_msg(strstr(pl.in.e.data, " msgs 100 ") && strstr(pl.in.e.data, " max_rss_kib "),
-		      "in: %s", pl.in.e.data);
+	const char *st = strstr(pl.in.e.data, "shmkit bridge in: msgs 100 ");
+	ck_assert_msg(st && strstr(st, " max_rss_kib "), "in: %s", pl.in.e.data);
+	fprintf(stderr, "backlog of 100 x 4 MiB: %.*s\n", (int)strcspn(st, "\n"), st);
 	pipeline_free(&pl);
 	server_fini(&sv);
 }
@@ -1273,6 +1330,7 @@ static Suite *bridge_suite(void)
 	tcase_add_test(tc, test_reliable_rerun);
 	tcase_add_test(tc, test_reliable_limits_gap);
 	tcase_add_test(tc, test_reliable_limits_create);
+	tcase_add_test(tc, test_reliable_stream_recreated);
 	if (asan)
 		return s;
 	tc = t_tcase(s, "streams", t_stress() ? 7200 : 300);
