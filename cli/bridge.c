@@ -53,6 +53,8 @@
  *   (as core mode does) and takes it, instead of resyncing for ever. Likewise a purge or a
  *   server that lost acknowledged messages. A source's first frame after such a hole
  *   counts one too when in's consumer started after a commit or a durable's acks.
+ *   A stream that no longer holds the last commit (created again: its sequence numbers
+ *   start again) is read from its first message (subscribe()).
  *   Back-pressure: when the channel is full, in waits for room and does not acknowledge
  *   (reliable: JetStream holds the rest; it is told the message is in progress).
  *
