@@ -158,6 +158,8 @@ static int js_consumer(struct bridge *b)
 		}
 		if (b->resume_known && (s = subscribe(b, &je)) == NATS_OK)
 			return CLI_OK;
+		if (je == JSStreamNotFoundErr)
+			cli_bridge_stream_recreate(b); /* gone while in ran: as at its start */
 		if (cli_bridge_stop_sig || now_ns() >= end)
 			return cli_errorf(b->cmd, "JetStream consumer %s on %s: %s (error %d)",
 					  b->durable, b->stream, nerr(s), (int)je);
@@ -456,6 +458,27 @@ static natsStatus fetch_some(struct bridge *b, natsMsgList *list, int64_t max_by
 	return natsSubscription_FetchRequest(list, b->sub, &rq);
 }
 
+/* Reliable, after a fetch that brought nothing: whether the consumer is gone. A fetch
+ * from a consumer that no longer exists (the server came back on an empty store, an
+ * operator deleted it) only times out, like a fetch from an idle stream: in waited for
+ * ever. So after every 2 s of empty fetches in asks the server once. */
+static bool consumer_lost(struct bridge *b)
+{
+	uint64_t now = now_ns();
+	if (!b->idle_since) {
+		b->idle_since = now;
+		return false;
+	}
+	if (now - b->idle_since < 2000000000ull)
+		return false;
+	b->idle_since = now;
+	jsConsumerInfo *ci = NULL;
+	jsErrCode je = 0;
+	natsStatus s = js_GetConsumerInfo(&ci, b->js, b->stream, b->durable, NULL, &je);
+	jsConsumerInfo_Destroy(ci);
+	return s == NATS_NOT_FOUND || je == JSConsumerNotFoundErr || je == JSStreamNotFoundErr;
+}
+
 int cli_bridge_run_in(struct bridge *b)
 {
 	int rc = cli_bridge_nats_connect(b);
@@ -533,7 +556,8 @@ int cli_bridge_run_in(struct bridge *b)
 			if (s != NATS_TIMEOUT)
 				cli_nap(50000000ull); /* server gone: libnats reconnects */
 			if (s == NATS_NOT_FOUND || s == NATS_NO_RESPONDERS ||
-			    s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_SUBSCRIPTION) {
+			    s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_SUBSCRIPTION ||
+			    consumer_lost(b)) {
 				b->resyncs++;
 				if ((rc = js_consumer(b)) != CLI_OK)
 					break;
@@ -541,6 +565,7 @@ int cli_bridge_run_in(struct bridge *b)
 			natsMsgList_Destroy(&list);
 			continue;
 		}
+		b->idle_since = 0;
 		if (list.Count > 0 && b->nretired)
 			retired_free(b);
 		for (int i = 0; i < list.Count && r == FR_NEXT; i++) {

@@ -51,6 +51,7 @@ struct bridge {
 	/* in, reliable: the consumer was created to start by stream sequence (after a commit
 	 * or a durable's acknowledgements), not at the stream's beginning. */
 	bool started_by_seq;
+	uint64_t idle_since; /* in, reliable: when the fetches began to bring nothing (ns) */
 	char stream_buf[256], durable_buf[256];
 	natsConnection *nc;
 	jsCtx *js;
@@ -175,6 +176,7 @@ int cli_bridge_frame_send(struct bridge *b, const struct frame *f, const void *d
 
 /* cli/bridge_out.c */
 int cli_bridge_ensure_stream(struct bridge *b);
+void cli_bridge_stream_recreate(struct bridge *b);
 int cli_bridge_open_wait(struct bridge *b);
 int cli_bridge_run_out(struct bridge *b);
 

@@ -205,6 +205,10 @@ int cli_bridge_frame_send(struct bridge *b, const struct frame *f, const void *d
 			natsMsg_Destroy(m);
 			return cli_errorf(b->cmd, "interrupted while publishing");
 		}
+		/* Nobody stores the subject: the stream is gone (a server on an empty
+		 * store). Retrying alone waited for ever. */
+		if (s == NATS_NO_RESPONDERS)
+			cli_bridge_stream_recreate(b);
 		b->resends++;
 		cli_nap((uint64_t)cli_bridge_reconnect_delay(NULL, attempt < 5 ? attempt : 5, NULL) *
 			1000000ull);

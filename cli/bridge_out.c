@@ -41,6 +41,39 @@ static natsStatus limits_update(struct bridge *b, jsStreamInfo *si, jsErrCode *j
 	return s;
 }
 
+/* Creates the stream for the subject, with the limits given. */
+static natsStatus stream_add(struct bridge *b, jsErrCode *je)
+{
+	jsStreamConfig cfg;
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = b->stream;
+	const char *subjects[] = {b->subject};
+	cfg.Subjects = subjects;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	(void)limits_apply(b, &cfg);
+	jsStreamInfo *si = NULL;
+	natsStatus s = js_AddStream(&si, b->js, &cfg, NULL, je);
+	jsStreamInfo_Destroy(si);
+	return s;
+}
+
+/* The stream went away while this bridge ran (deleted, or the server came back on an
+ * empty store): publishing finds no responder, a consumer no stream. Creates it again,
+ * once, and says so; the caller goes on retrying as before. */
+void cli_bridge_stream_recreate(struct bridge *b)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode je = 0;
+	natsStatus s = js_GetStreamInfo(&si, b->js, b->stream, NULL, &je);
+	jsStreamInfo_Destroy(si);
+	if (s != NATS_NOT_FOUND && je != JSStreamNotFoundErr)
+		return;
+	if (stream_add(b, &je) == NATS_OK)
+		(void)cli_errorf(b->cmd, "JetStream stream %s was gone: created it again",
+				 b->stream);
+}
+
 /* Creates the JetStream stream for the subject unless it exists, with the limits given
  * (an existing one gets them); retries while the server (re)starts, up to the connect
  * timeout. */
@@ -70,19 +103,9 @@ int cli_bridge_ensure_stream(struct bridge *b)
 						  "limits: %s (error %d)", b->stream, nerr(s), (int)je);
 		}
 		if (s == NATS_NOT_FOUND || je == JSStreamNotFoundErr) {
-			jsStreamConfig cfg;
-			jsStreamConfig_Init(&cfg);
-			cfg.Name = b->stream;
-			const char *subjects[] = {b->subject};
-			cfg.Subjects = subjects;
-			cfg.SubjectsLen = 1;
-			cfg.Storage = js_FileStorage;
-			(void)limits_apply(b, &cfg);
-			s = js_AddStream(&si, b->js, &cfg, NULL, &je);
-			if (s == NATS_OK) {
-				jsStreamInfo_Destroy(si);
+			s = stream_add(b, &je);
+			if (s == NATS_OK)
 				return CLI_OK;
-			}
 			/* A configuration the server refuses is final; a stream another bridge
 			 * created meanwhile is found on the next round. */
 			if (je == JSStreamInvalidConfig)

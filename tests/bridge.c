@@ -849,12 +849,15 @@ START_TEST(test_reliable_limits_gap)
 END_TEST
 
 /* Reliable: the server comes back on an empty store (a container without its volume, an
- * operator who deleted the stream) while in is away. in's channel says its last commit
- * was at stream sequence 5, but the new stream numbers from 1: records 5-9 and the end are
- * at 1-6 there. in must read the new stream from its start and deliver records 5-9 after
- * 0-4. Before, its consumer started at sequence 6 (the end), which did not follow its
- * last commit: it restarted its consumer for ever (with the gap rule: gave up records
- * 5-9 as a gap, though they were in the stream). */
+ * operator who deleted the stream). in's channel says its last commit was at stream
+ * sequence 5, but the new stream numbers from 1: records 5-9 and the end are at 1-6
+ * there. in must read the new stream from its start and deliver records 5-9 after 0-4.
+ * Before, its consumer started at sequence 6 (the end), which did not follow its last
+ * commit: it restarted its consumer for ever (with the gap rule: gave up records 5-9 as a
+ * gap, though they were in the stream). Three ways: both bridges killed meanwhile and
+ * started again (_i 0); out kept running (1): its publishes found no stream and it
+ * retried for ever — it must create the stream again; both kept running (2): in's
+ * consumer is gone with the stream and it must find its way to the new one. */
 START_TEST(test_reliable_stream_recreated)
 {
 	struct server sv;
@@ -862,18 +865,36 @@ START_TEST(test_reliable_stream_recreated)
 	struct pipeline pl;
 	pipe_names(&pl, &sv, "recr", true);
 	int fd = start_fed(&pl);
-	feed_then_kill_in(&pl, fd, 0, 5);
-	kill(pl.out.pid, SIGKILL); /* its 5 messages were acknowledged and released */
-	t_finish(&pl.out, 10000);
-	t_proc_free(&pl.out);
+	if (_i < 2) {
+		feed_then_kill_in(&pl, fd, 0, 5);
+	} else {
+		feed(fd, 0, 5);
+		T_WAIT_FOR(dst_sent(&pl) == 5);
+		ck_assert_uint_eq(dst_sent(&pl), 5);
+	}
+	if (_i == 0) {
+		/* Once its 5 messages are acknowledged and released (else the next out sends
+		 * them again, and the new stream holds in's last commit after all). */
+		T_WAIT_FOR(chan_stat(pl.src, false) == 5);
+		ck_assert_uint_eq(chan_stat(pl.src, false), 5);
+		kill(pl.out.pid, SIGKILL);
+		t_finish(&pl.out, 10000);
+		t_proc_free(&pl.out);
+	}
 	server_kill(&sv, SIGKILL);
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s/js'", sv.dir);
 	ck_assert_int_eq(system(cmd), 0);
 	server_start(&sv);
-	start_out(&pl);
+	if (_i == 0)
+		start_out(&pl);
 	feed_to_end(&pl, fd, 5, 5);
-	rerun_in_to_end(&pl);
+	if (_i < 2) {
+		rerun_in_to_end(&pl);
+	} else {
+		expect_exit(&pl.in, "bridge in", 0, 60000);
+		ck_assert_int_eq(t_wait(pl.reader, 60000), 0);
+	}
 	ck_assert_msg(strstr(pl.in.e.data, " gaps 0 ") &&
 			      strstr(pl.in.e.data, "does not hold this channel's last commit"),
 		      "in: %s", pl.in.e.data);
@@ -1330,7 +1351,7 @@ static Suite *bridge_suite(void)
 	tcase_add_test(tc, test_reliable_rerun);
 	tcase_add_test(tc, test_reliable_limits_gap);
 	tcase_add_test(tc, test_reliable_limits_create);
-	tcase_add_test(tc, test_reliable_stream_recreated);
+	tcase_add_loop_test(tc, test_reliable_stream_recreated, 0, 3);
 	if (asan)
 		return s;
 	tc = t_tcase(s, "streams", t_stress() ? 7200 : 300);
