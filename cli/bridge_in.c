@@ -474,7 +474,10 @@ static bool consumer_lost(struct bridge *b)
 	b->idle_since = now;
 	jsConsumerInfo *ci = NULL;
 	jsErrCode je = 0;
-	natsStatus s = js_GetConsumerInfo(&ci, b->js, b->stream, b->durable, NULL, &je);
+	jsOptions jo; /* not the default 5 s: a stop or --progress waits for this answer */
+	jsOptions_Init(&jo);
+	jo.Wait = 1000; /* ms */
+	natsStatus s = js_GetConsumerInfo(&ci, b->js, b->stream, b->durable, &jo, &je);
 	jsConsumerInfo_Destroy(ci);
 	return s == NATS_NOT_FOUND || je == JSConsumerNotFoundErr || je == JSStreamNotFoundErr;
 }
