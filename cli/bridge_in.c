@@ -423,9 +423,9 @@ static int handle(struct bridge *b, natsMsg *m, int *rc)
  * server takes should that be more (a fetch whose next message is larger than its bound
  * brings nothing at all). Without a bound in bytes a fetch of 256 large messages outlasted
  * its 200 ms: libnats drops what arrives for a fetch it gave up on, the next fetch's first
- * frame did not follow, and in resynced. Catching up on 100 messages of 4 MiB: 5 resyncs,
- * 4.5-19 s and a peak of 423 MiB before; none, about 1 s and 40 MiB with the bound
- * (docs/performance.md). 16 MiB in 200 ms needs 80 MiB/s from the server: over a slower
+ * frame did not follow, and in resynced. Catching up on 100 messages of 4 MiB: 5-6
+ * resyncs, 4.5-13 s and a peak of 175-423 MiB before; none, 0.8 s and 40 MiB with the
+ * bound (docs/performance.md). 16 MiB in 200 ms needs 80 MiB/s from the server: over a slower
  * link a large backlog still costs a resync now and then (correct, only slower). */
 static int64_t fetch_max_bytes(struct bridge *b)
 {
