@@ -81,7 +81,8 @@ static natsStatus subscribe(struct bridge *b, jsErrCode *je)
 	so.Config.AckPolicy = js_AckExplicit;
 	so.Config.AckWait = 10000000000ll; /* ns: a stalled bridge says "in progress" */
 	so.Config.MaxAckPending = 4096;
-	uint64_t sseq = note(b, NOTE_SSEQ);
+	/* Read once: the notes live in shared memory. */
+	uint64_t committed = note(b, NOTE_SSEQ), sseq = committed;
 	if (sseq && !stream_holds_commit(b, sseq)) {
 		(void)cli_errorf(b->cmd, "%s: stream %s does not hold this channel's last commit "
 				 "(sequence %" PRIu64 "): it was created again or lost messages; "
@@ -112,7 +113,7 @@ static natsStatus subscribe(struct bridge *b, jsErrCode *je)
 		b->next_sseq = sseq + 1;
 		/* Read from the first message of a stream that lost the last commit: what
 		 * went before is due all the same. */
-		b->started_by_seq = sseq != 0 || note(b, NOTE_SSEQ) != 0;
+		b->started_by_seq = sseq != 0 || committed != 0;
 	}
 	return s;
 }
@@ -312,12 +313,18 @@ static bool in_order(struct bridge *b, uint64_t sseq, uint64_t *gone)
 	return true;
 }
 
+/* A gap: in --stats and in the channel's notes (`shmkit stat`: bridge_gaps). */
+static void count_gap(struct bridge *b)
+{
+	b->gaps++;
+	note_set(b, NOTE_GAPS, note(b, NOTE_GAPS) + 1);
+}
+
 /* Reliable: frames that will never come (dropped by the stream's limits, purged, or lost
  * by a server with acknowledged writes) are a gap, said and counted as in core mode. */
 static void gap(struct bridge *b, uint64_t gone, uint64_t sseq, uint64_t last)
 {
-	b->gaps++;
-	note_set(b, NOTE_GAPS, note(b, NOTE_GAPS) + 1);
+	count_gap(b);
 	if (gone)
 		(void)cli_errorf(b->cmd, "%s: a gap: %" PRIu64 " message%s of stream %s before "
 				 "sequence %" PRIu64 " went before this bridge read %s (the "
@@ -351,17 +358,14 @@ static int handle_frame(struct bridge *b, natsMsg *m, struct frame f, uint64_t s
 		note_set(b, NOTE_ID, 0);
 		note_set(b, NOTE_SRC, f.src);
 		last = f.prev;
-	} else if (f.prev != last) {
-		/* Reliable: a resync delivers what is still in the stream in order; when
-		 * nothing before this frame is (in_order()), its predecessors are gone. */
-		if (b->reliable && (!sseq || !in_order(b, sseq, &gone)))
+	} else if (f.prev != last && b->reliable) {
+		/* A resync delivers what is still in the stream in order; when nothing before
+		 * this frame is (in_order()), its predecessors are gone. */
+		if (!sseq || !in_order(b, sseq, &gone))
 			return FR_RESYNC;
-		if (b->reliable) {
-			gap(b, gone, sseq, last);
-		} else {
-			b->gaps++;
-			note_set(b, NOTE_GAPS, note(b, NOTE_GAPS) + 1);
-		}
+		gap(b, gone, sseq, last);
+	} else if (f.prev != last) {
+		count_gap(b);
 	}
 	if (f.end == 1 || f.end == 2) {
 		b->ended = true; /* passed on either way: acknowledged (abort too) */

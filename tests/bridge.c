@@ -704,13 +704,18 @@ static pid_t dst_producer(const struct pipeline *pl)
 	return st.producer_alive ? st.producer_pid : 0;
 }
 
-/* Feeds records [first, first + n), waits until the destination received them all, and
- * kills in. */
-static void feed_then_kill_in(struct pipeline *pl, int fd, uint64_t first, int n)
+/* Feeds records [first, first + n) and waits until the destination received them all. */
+static void feed_delivered(struct pipeline *pl, int fd, uint64_t first, int n)
 {
 	feed(fd, first, n);
 	T_WAIT_FOR(dst_sent(pl) == first + (uint64_t)n);
 	ck_assert_uint_eq(dst_sent(pl), first + (uint64_t)n);
+}
+
+/* feed_delivered(), then kills in. */
+static void feed_then_kill_in(struct pipeline *pl, int fd, uint64_t first, int n)
+{
+	feed_delivered(pl, fd, first, n);
 	kill(pl->in.pid, SIGKILL);
 	t_finish(&pl->in, 10000);
 	t_proc_free(&pl->in);
@@ -804,12 +809,34 @@ static void feed_to_end(struct pipeline *pl, int fd, uint64_t first, int n)
 	expect_exit(&pl->out, "bridge out", 0, 60000);
 }
 
+/* Waits for in and the reader to reach the end of the stream. */
+static void in_to_end(struct pipeline *pl)
+{
+	expect_exit(&pl->in, "bridge in", 0, 60000);
+	ck_assert_int_eq(t_wait(pl->reader, 60000), 0);
+}
+
 /* Starts in again and waits for it and the reader to reach the end of the stream. */
 static void rerun_in_to_end(struct pipeline *pl)
 {
 	start_in(pl, false);
-	expect_exit(&pl->in, "bridge in", 0, 60000);
-	ck_assert_int_eq(t_wait(pl->reader, 60000), 0);
+	in_to_end(pl);
+}
+
+/* The output holds exactly records [r[i][0], r[i][0] + r[i][1]) for each i, in order;
+ * then the pipeline's bridges and the server go. */
+static void expect_output_and_end(struct pipeline *pl, struct server *sv,
+				  const uint64_t (*r)[2], size_t nr)
+{
+	char want[220];
+	snprintf(want, sizeof want, "%s.want", pl->out_path);
+	for (size_t i = 0; i < nr; i++)
+		expect_records(want, r[i][0], (int)r[i][1]);
+	ck_assert_msg(same_files(want, pl->out_path), "%s is not the records expected",
+		      pl->out_path);
+	t_proc_free(&pl->out);
+	t_proc_free(&pl->in);
+	server_fini(sv);
 }
 
 /* Reliable, a bounded stream: in is killed after 5 records, the next 10 and the end wait
@@ -834,17 +861,9 @@ START_TEST(test_reliable_limits_gap)
 	ck_assert_msg(strstr(pl.in.e.data, " gaps 1 ") &&
 			      strstr(pl.in.e.data, "a gap: 7 messages of stream"),
 		      "in: %s", pl.in.e.data);
-	char want[220];
-	snprintf(want, sizeof want, "%s.want", pl.out_path);
-	expect_records(want, 0, 5);
-	expect_records(want, 12, 3);
-	ck_assert_msg(same_files(want, pl.out_path), "%s is not records 0-4 and 12-14",
-		      pl.out_path);
 	expect_one_gap_noted(pl.dst);
 	ck_assert_int_eq(shmkit_segment_remove(pl.dst, NULL), 1);
-	t_proc_free(&pl.out);
-	t_proc_free(&pl.in);
-	server_fini(&sv);
+	expect_output_and_end(&pl, &sv, (const uint64_t[][2]){{0, 5}, {12, 3}}, 2);
 }
 END_TEST
 
@@ -865,13 +884,10 @@ START_TEST(test_reliable_stream_recreated)
 	struct pipeline pl;
 	pipe_names(&pl, &sv, "recr", true);
 	int fd = start_fed(&pl);
-	if (_i < 2) {
+	if (_i < 2)
 		feed_then_kill_in(&pl, fd, 0, 5);
-	} else {
-		feed(fd, 0, 5);
-		T_WAIT_FOR(dst_sent(&pl) == 5);
-		ck_assert_uint_eq(dst_sent(&pl), 5);
-	}
+	else
+		feed_delivered(&pl, fd, 0, 5);
 	if (_i == 0) {
 		/* Once its 5 messages are acknowledged and released (else the next out sends
 		 * them again, and the new stream holds in's last commit after all). */
@@ -889,22 +905,14 @@ START_TEST(test_reliable_stream_recreated)
 	if (_i == 0)
 		start_out(&pl);
 	feed_to_end(&pl, fd, 5, 5);
-	if (_i < 2) {
+	if (_i < 2)
 		rerun_in_to_end(&pl);
-	} else {
-		expect_exit(&pl.in, "bridge in", 0, 60000);
-		ck_assert_int_eq(t_wait(pl.reader, 60000), 0);
-	}
+	else
+		in_to_end(&pl);
 	ck_assert_msg(strstr(pl.in.e.data, " gaps 0 ") &&
 			      strstr(pl.in.e.data, "does not hold this channel's last commit"),
 		      "in: %s", pl.in.e.data);
-	char want[220];
-	snprintf(want, sizeof want, "%s.want", pl.out_path);
-	expect_records(want, 0, 10);
-	ck_assert_msg(same_files(want, pl.out_path), "%s is not records 0-9", pl.out_path);
-	t_proc_free(&pl.out);
-	t_proc_free(&pl.in);
-	server_fini(&sv);
+	expect_output_and_end(&pl, &sv, (const uint64_t[][2]){{0, 10}}, 1);
 }
 END_TEST
 
@@ -936,16 +944,9 @@ START_TEST(test_reliable_limits_create)
 	struct reader_ctx rc = {pl.dst, ofd, false};
 	pl.reader = t_fork(reader, &rc);
 	close(ofd);
-	expect_exit(&pl.in, "bridge in", 0, 60000);
-	ck_assert_int_eq(t_wait(pl.reader, 60000), 0);
+	in_to_end(&pl);
 	ck_assert_msg(strstr(pl.in.e.data, " gaps 0 "), "in: %s", pl.in.e.data);
-	char want[220];
-	snprintf(want, sizeof want, "%s.want", pl.out_path);
-	expect_records(want, 8, 2);
-	ck_assert_msg(same_files(want, pl.out_path), "%s is not records 8-9", pl.out_path);
-	t_proc_free(&pl.out);
-	t_proc_free(&pl.in);
-	server_fini(&sv);
+	expect_output_and_end(&pl, &sv, (const uint64_t[][2]){{8, 2}}, 1);
 }
 END_TEST
 
